@@ -7,3 +7,4 @@ pub mod registry;
 pub mod select;
 pub mod spec;
 pub mod state;
+pub mod tokens;

@@ -73,7 +73,7 @@ pub struct Spec {
 }
 
 /// Per-CR AWS identity, on top of the operator's default credential chain.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AwsAuth {
     #[serde(default)]
