@@ -328,6 +328,27 @@ impl Spec {
     }
 }
 
+impl ValidSpec {
+    /// A spec that targets nothing, for cleaning up after a CR whose spec no longer
+    /// validates.
+    pub fn placeholder() -> ValidSpec {
+        ValidSpec {
+            secret_name: String::new(),
+            namespaces: Vec::new(),
+            namespace_selector: None,
+            exclude_namespaces: Vec::new(),
+            service_accounts: Some(Vec::new()),
+            registries: Vec::new(),
+            region: None,
+            aws: AwsAuth::default(),
+            before_expiry: None,
+            min_interval: DEFAULT_MIN_INTERVAL,
+            deletion_policy: DeletionPolicy::Delete,
+            adopt_existing: false,
+        }
+    }
+}
+
 /// Go-style durations made of `h`, `m` and `s` parts: `6h`, `1h30m`, `90s`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
