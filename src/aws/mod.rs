@@ -6,10 +6,14 @@
 //! `retry` (bounded jittered backoff), `ecr` (GetAuthorizationToken), `sts` (AssumeRole*),
 //! `credentials/` (the sources and the caching provider), `token_cache` (shared tokens).
 
+pub mod ecr;
 pub mod endpoint;
 pub mod env;
 pub mod error;
+pub mod http;
+pub mod retry;
 pub mod sigv4;
+pub mod sts;
 pub mod wire;
 
 pub use endpoint::{Endpoint, Endpoints, Partition};
