@@ -163,7 +163,7 @@ pub fn parse_authorization_response(
         .get("authorizationToken")
         .and_then(|v| v.as_str())
         .ok_or_else(|| bad("authorizationData has no authorizationToken"))?;
-    let (username, password) = decode_token(auth).map_err(|r| bad(r))?;
+    let (username, password) = decode_token(auth).map_err(bad)?;
     let expires_at = data
         .get("expiresAt")
         .and_then(epoch_seconds)

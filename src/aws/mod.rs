@@ -6,6 +6,7 @@
 //! `retry` (bounded jittered backoff), `ecr` (GetAuthorizationToken), `sts` (AssumeRole*),
 //! `credentials/` (the sources and the caching provider), `token_cache` (shared tokens).
 
+pub mod credentials;
 pub mod ecr;
 pub mod endpoint;
 pub mod env;
@@ -14,8 +15,17 @@ pub mod http;
 pub mod retry;
 pub mod sigv4;
 pub mod sts;
+pub mod token_cache;
 pub mod wire;
 
+pub use credentials::{
+    AwsContext, CredentialProvider, CredentialSource, SecretCredentials, SourceKind,
+};
+pub use ecr::{AuthorizationToken, EcrClient};
 pub use endpoint::{Endpoint, Endpoints, Partition};
 pub use env::AwsEnv;
 pub use error::{AwsError, ErrorKind};
+pub use http::{AwsHttp, HttpConfig};
+pub use retry::RetryPolicy;
+pub use sts::AssumeRoleParams;
+pub use token_cache::{TokenCache, TokenKey};
