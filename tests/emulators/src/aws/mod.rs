@@ -150,7 +150,9 @@ impl AwsEmulator {
         let serving = state.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let state = serving.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
@@ -299,7 +301,9 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -333,7 +337,12 @@ fn issue(state: &State) -> (String, String, String, OffsetDateTime) {
     let n = state.counters.issued.fetch_add(1, Ordering::SeqCst) + 1;
     let lifetime = lock(&state.config).credentials_lifetime;
     let expiry = OffsetDateTime::now_utc() + lifetime;
-    (format!("ASIAEMULATOR{n:08}"), format!("emulated-secret-{n}"), format!("emulated-session-token-{n}"), expiry)
+    (
+        format!("ASIAEMULATOR{n:08}"),
+        format!("emulated-secret-{n}"),
+        format!("emulated-session-token-{n}"),
+        expiry,
+    )
 }
 
 async fn handle(state: &State, req: Request<Incoming>) -> Answer {
@@ -344,7 +353,12 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
         Err(_) => return answer(StatusCode::BAD_REQUEST, "text/plain", "unreadable body"),
     };
     let path = parts.uri.path().to_string();
-    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let endpoint: &'static str = match (&parts.method, path.as_str(), target.as_str()) {
         (&Method::PUT, IMDS_TOKEN_PATH, _) => "imds",
         (&Method::GET, p, _) if p.starts_with(IMDS_CREDENTIALS_PATH) => "imds",
@@ -352,29 +366,68 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
         (&Method::POST, "/", ECR_TARGET) => "ecr",
         (&Method::POST, "/", ECR_PUBLIC_TARGET) => "ecr-public",
         (&Method::POST, "/", "") => "sts",
-        _ => return answer(StatusCode::NOT_FOUND, "text/plain", "no such endpoint in the AWS emulator"),
+        _ => {
+            return answer(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "no such endpoint in the AWS emulator",
+            )
+        }
     };
     lock(&state.last_headers).insert(endpoint, parts.headers.clone());
     match endpoint {
         "ecr" => state.counters.ecr.fetch_add(1, Ordering::SeqCst),
         "ecr-public" => state.counters.ecr_public.fetch_add(1, Ordering::SeqCst),
         "container" => state.counters.container.fetch_add(1, Ordering::SeqCst),
-        "imds" if parts.method == Method::PUT => state.counters.imds_token.fetch_add(1, Ordering::SeqCst),
-        "imds" => state.counters.imds_credentials.fetch_add(1, Ordering::SeqCst),
+        "imds" if parts.method == Method::PUT => {
+            state.counters.imds_token.fetch_add(1, Ordering::SeqCst)
+        }
+        "imds" => state
+            .counters
+            .imds_credentials
+            .fetch_add(1, Ordering::SeqCst),
         _ => 0,
     };
     if let Some(fault) = take_fault(state) {
         match fault {
-            Fault::Throttle => return json_error(StatusCode::BAD_REQUEST, "ThrottlingException", "Rate exceeded"),
-            Fault::ServerError => return json_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", "emulated server error"),
+            Fault::Throttle => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "ThrottlingException",
+                    "Rate exceeded",
+                )
+            }
+            Fault::ServerError => {
+                return json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalFailure",
+                    "emulated server error",
+                )
+            }
             Fault::AccessDenied => {
-                return json_error(StatusCode::BAD_REQUEST, "AccessDeniedException", "User is not authorized to perform: ecr:GetAuthorizationToken")
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "AccessDeniedException",
+                    "User is not authorized to perform: ecr:GetAuthorizationToken",
+                )
             }
-            Fault::XmlError(code) => return xml_error(StatusCode::BAD_REQUEST, &code, "emulated XML error"),
+            Fault::XmlError(code) => {
+                return xml_error(StatusCode::BAD_REQUEST, &code, "emulated XML error")
+            }
             Fault::Html => {
-                return answer(StatusCode::BAD_GATEWAY, "text/html", "<html><body><h1>502 Bad Gateway</h1></body></html>")
+                return answer(
+                    StatusCode::BAD_GATEWAY,
+                    "text/html",
+                    "<html><body><h1>502 Bad Gateway</h1></body></html>",
+                )
             }
-            Fault::Truncated => return answer(StatusCode::OK, "application/x-amz-json-1.1", r#"{"authorizationData":[{"authorizationTok"#),
+            Fault::Truncated => {
+                return answer(
+                    StatusCode::OK,
+                    "application/x-amz-json-1.1",
+                    r#"{"authorizationData":[{"authorizationTok"#,
+                )
+            }
             Fault::Latency(d) => tokio::time::sleep(d).await,
         }
     }
@@ -382,11 +435,19 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
     match endpoint {
         "ecr" | "ecr-public" => {
             if config.require_signature && !is_signed(&parts.headers) {
-                return json_error(StatusCode::BAD_REQUEST, "MissingAuthenticationTokenException", "Missing Authentication Token");
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "MissingAuthenticationTokenException",
+                    "Missing Authentication Token",
+                );
             }
             let public = endpoint == "ecr-public";
             let expires = OffsetDateTime::now_utc() + config.token_lifetime;
-            let password = format!("emulated-{}-{}", config.account_id, state.counters.total.load(Ordering::SeqCst));
+            let password = format!(
+                "emulated-{}-{}",
+                config.account_id,
+                state.counters.total.load(Ordering::SeqCst)
+            );
             let token = STANDARD.encode(format!("AWS:{password}"));
             let expires_at = expires.unix_timestamp() as f64;
             let body = if public {
@@ -399,7 +460,11 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
                     "proxyEndpoint": format!("https://{}.dkr.ecr.{region}.amazonaws.com", config.account_id),
                 }]})
             };
-            answer(StatusCode::OK, "application/x-amz-json-1.1", body.to_string())
+            answer(
+                StatusCode::OK,
+                "application/x-amz-json-1.1",
+                body.to_string(),
+            )
         }
         "sts" => sts(state, &parts.headers, &body),
         "imds" => imds(state, &config, &parts.method, &path, &parts.headers),
@@ -414,21 +479,39 @@ fn sts(state: &State, headers: &HeaderMap, body: &[u8]) -> Answer {
     let role_arn = params.get("RoleArn").cloned().unwrap_or_default();
     match action {
         "AssumeRole" => {
-            state.counters.sts_assume_role.fetch_add(1, Ordering::SeqCst);
+            state
+                .counters
+                .sts_assume_role
+                .fetch_add(1, Ordering::SeqCst);
             if !is_signed(headers) {
-                return xml_error(StatusCode::FORBIDDEN, "MissingAuthenticationToken", "Request is missing Authentication Token");
+                return xml_error(
+                    StatusCode::FORBIDDEN,
+                    "MissingAuthenticationToken",
+                    "Request is missing Authentication Token",
+                );
             }
         }
         "AssumeRoleWithWebIdentity" => {
-            state.counters.sts_web_identity.fetch_add(1, Ordering::SeqCst);
+            state
+                .counters
+                .sts_web_identity
+                .fetch_add(1, Ordering::SeqCst);
             if params.get("WebIdentityToken").is_none_or(|t| t.is_empty()) {
-                return xml_error(StatusCode::BAD_REQUEST, "InvalidIdentityToken", "No WebIdentityToken");
+                return xml_error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidIdentityToken",
+                    "No WebIdentityToken",
+                );
             }
         }
         _ => return xml_error(StatusCode::BAD_REQUEST, "InvalidAction", "Unknown Action"),
     }
     if role_arn.is_empty() || params.get("RoleSessionName").is_none() {
-        return xml_error(StatusCode::BAD_REQUEST, "ValidationError", "RoleArn and RoleSessionName are required");
+        return xml_error(
+            StatusCode::BAD_REQUEST,
+            "ValidationError",
+            "RoleArn and RoleSessionName are required",
+        );
     }
     let (ak, sk, token, expiry) = issue(state);
     let body = format!(
@@ -438,16 +521,31 @@ fn sts(state: &State, headers: &HeaderMap, body: &[u8]) -> Answer {
     answer(StatusCode::OK, "text/xml", body)
 }
 
-fn imds(state: &State, config: &AwsEmulatorConfig, method: &Method, path: &str, headers: &HeaderMap) -> Answer {
+fn imds(
+    state: &State,
+    config: &AwsEmulatorConfig,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Answer {
     if method == Method::PUT {
-        if headers.get("x-aws-ec2-metadata-token-ttl-seconds").is_none() {
+        if headers
+            .get("x-aws-ec2-metadata-token-ttl-seconds")
+            .is_none()
+        {
             return answer(StatusCode::BAD_REQUEST, "text/plain", "missing ttl header");
         }
-        let token = format!("imds-session-{}", state.counters.imds_token.load(Ordering::SeqCst));
+        let token = format!(
+            "imds-session-{}",
+            state.counters.imds_token.load(Ordering::SeqCst)
+        );
         lock(&state.imds_tokens).push(token.clone());
         return answer(StatusCode::OK, "text/plain", token);
     }
-    let presented = headers.get("x-aws-ec2-metadata-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let presented = headers
+        .get("x-aws-ec2-metadata-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if !lock(&state.imds_tokens).iter().any(|t| t == presented) {
         return answer(StatusCode::UNAUTHORIZED, "text/plain", "");
     }

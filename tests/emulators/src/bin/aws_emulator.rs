@@ -11,11 +11,17 @@ fn parse_args() -> Result<AwsEmulatorConfig, String> {
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
-            "--port" => config.port = value("--port")?.parse().map_err(|e| format!("--port: {e}"))?,
+            "--port" => {
+                config.port = value("--port")?
+                    .parse()
+                    .map_err(|e| format!("--port: {e}"))?
+            }
             "--account-id" => config.account_id = value("--account-id")?,
             "--region" => config.default_region = value("--region")?,
             "--token-lifetime-secs" => {
-                let secs: u64 = value("--token-lifetime-secs")?.parse().map_err(|e| format!("--token-lifetime-secs: {e}"))?;
+                let secs: u64 = value("--token-lifetime-secs")?
+                    .parse()
+                    .map_err(|e| format!("--token-lifetime-secs: {e}"))?;
                 config.token_lifetime = Duration::from_secs(secs);
             }
             "--container-token" => config.container_token = Some(value("--container-token")?),
@@ -59,5 +65,8 @@ async fn main() {
         _ = term.recv() => {}
     }
     let calls = emulator.calls();
-    eprintln!("aws-emulator: stopping after {} requests ({} ECR, {} ECR Public)", calls.total, calls.ecr, calls.ecr_public);
+    eprintln!(
+        "aws-emulator: stopping after {} requests ({} ECR, {} ECR Public)",
+        calls.total, calls.ecr, calls.ecr_public
+    );
 }
