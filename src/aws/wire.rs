@@ -121,8 +121,15 @@ fn close_of<'a>(doc: &'a str, inner_start: usize, tag: &str) -> Option<&'a str> 
     Some(doc[inner_start..inner_start + end].trim())
 }
 
-/// Undoes the five predefined XML entities (all STS ever sends in values).
+/// Unwraps a CDATA section (moto wraps messages in one) or undoes the five predefined XML
+/// entities (all STS ever sends in values).
 pub fn xml_unescape(s: &str) -> String {
+    if let Some(inner) = s
+        .strip_prefix("<![CDATA[")
+        .and_then(|r| r.strip_suffix("]]>"))
+    {
+        return inner.to_string();
+    }
     s.replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&quot;", "\"")
@@ -287,6 +294,36 @@ mod tests {
                 assert_eq!(code, "SignatureDoesNotMatch");
                 assert_eq!(kind, ErrorKind::InvalidSignature);
                 assert!(message.ends_with("does not match & so on"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn moto_style_errors_with_errors_wrapper_and_cdata_are_read() {
+        let body = br#"<?xml version="1.0" encoding="UTF-8"?>
+  <ErrorResponse>
+    <Errors>
+      <Error>
+        <Code>AccessDenied</Code>
+        <Message><![CDATA[User: arn:aws:iam::123456789012:user/nopull is not authorized to perform: ecr:GetAuthorizationToken]]></Message>
+      </Error>
+    </Errors>
+  <RequestId>x</RequestId>
+</ErrorResponse>"#;
+        match error_from_response("ecr", 403, &HeaderMap::new(), body) {
+            AwsError::Service {
+                code,
+                kind,
+                message,
+                ..
+            } => {
+                assert_eq!(code, "AccessDenied");
+                assert_eq!(kind, ErrorKind::AccessDenied);
+                assert!(
+                    message.starts_with("User: arn:aws:iam::123456789012:user/nopull is not"),
+                    "{message}"
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -506,7 +506,7 @@ fn sts(state: &State, headers: &HeaderMap, body: &[u8]) -> Answer {
         }
         _ => return xml_error(StatusCode::BAD_REQUEST, "InvalidAction", "Unknown Action"),
     }
-    if role_arn.is_empty() || params.get("RoleSessionName").is_none() {
+    if role_arn.is_empty() || !params.contains_key("RoleSessionName") {
         return xml_error(
             StatusCode::BAD_REQUEST,
             "ValidationError",
