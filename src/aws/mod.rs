@@ -4,7 +4,8 @@
 //! Files: `env` (settings snapshot), `endpoint` (region -> URL), `sigv4` (signing),
 //! `http` (transport, proxies, timeouts), `wire` (error documents, XML, timestamps),
 //! `retry` (bounded jittered backoff), `ecr` (GetAuthorizationToken), `sts` (AssumeRole*),
-//! `credentials/` (the sources and the caching provider), `token_cache` (shared tokens).
+//! `credentials/` (the sources and the caching provider), `token_cache` (shared tokens),
+//! `setup` (wiring from the environment).
 
 pub mod credentials;
 pub mod ecr;
@@ -13,6 +14,7 @@ pub mod env;
 pub mod error;
 pub mod http;
 pub mod retry;
+pub mod setup;
 pub mod sigv4;
 pub mod sts;
 pub mod token_cache;
@@ -27,5 +29,6 @@ pub use env::AwsEnv;
 pub use error::{AwsError, ErrorKind};
 pub use http::{AwsHttp, HttpConfig};
 pub use retry::RetryPolicy;
+pub use setup::{Aws, AwsSettings};
 pub use sts::AssumeRoleParams;
 pub use token_cache::{TokenCache, TokenKey};
