@@ -602,3 +602,124 @@ async fn no_proxy_hosts_and_plain_http_endpoints_bypass_the_proxy() {
         "the proxy must not have been used"
     );
 }
+
+async fn tls_emulator() -> (AwsEmulator, HttpConfig) {
+    let emu = AwsEmulator::start(AwsEmulatorConfig {
+        tls: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let der = emu.certificate_der().unwrap();
+    let config = HttpConfig {
+        extra_roots: vec![der.into()],
+        ..HttpConfig::default()
+    };
+    (emu, config)
+}
+
+#[tokio::test]
+async fn https_endpoints_are_verified_against_the_trusted_roots() {
+    let (emu, trusting) = tls_emulator().await;
+    let http = AwsHttp::new(&AwsEnv::default(), trusting).unwrap();
+    let token = EcrClient::new(http, Endpoints::all_at(&emu.url()))
+        .authorization_token(&static_keys(None), "eu-west-1")
+        .await
+        .unwrap();
+    assert_eq!(token.username, "AWS");
+
+    let untrusting = AwsHttp::new(&AwsEnv::default(), HttpConfig::default()).unwrap();
+    let err = EcrClient::new(untrusting, Endpoints::all_at(&emu.url()))
+        .with_retry(RetryPolicy::none())
+        .authorization_token(&static_keys(None), "eu-west-1")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AwsError::Connect { .. }), "{err:?}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+}
+
+/// A working CONNECT proxy: tunnels to the requested host:port and reports each target.
+async fn tunneling_proxy() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let target = head
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string();
+                let _ = tx.send(target.clone());
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(target.as_str()).await else {
+                    return;
+                };
+                let _ = client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await;
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn https_through_a_connect_proxy_reaches_the_endpoint() {
+    let (emu, trusting) = tls_emulator().await;
+    let (proxy, mut seen) = tunneling_proxy().await;
+    let env = AwsEnv::from_pairs(&[("HTTPS_PROXY", &proxy)]);
+    let http = AwsHttp::new(&env, trusting).unwrap();
+    let client = EcrClient::new(http, Endpoints::all_at(&emu.url()));
+    let token = client
+        .authorization_token(&static_keys(None), "eu-west-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        token.registry_host,
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    );
+    assert_eq!(
+        seen.recv().await.unwrap(),
+        format!("localhost:{}", emu.addr().port())
+    );
+    client
+        .authorization_token(&static_keys(None), "eu-west-1")
+        .await
+        .unwrap();
+    assert!(seen.try_recv().is_err(), "the tunnel is pooled and reused");
+    assert_eq!(emu.calls().ecr, 2);
+}
+
+#[tokio::test]
+async fn expired_session_credentials_are_reloaded_once() {
+    let emu = emulator().await;
+    let base = Arc::new(CredentialProvider::new(
+        CredentialSource::Environment(static_keys(None)),
+        ctx(&emu),
+    ));
+    let params = AssumeRoleParams::new("arn:aws:iam::123456789012:role/pull", None).unwrap();
+    let chained = Arc::new(CredentialProvider::assume_role(base, params));
+    let cache = TokenCache::new(ecr(&emu));
+    let key = TokenKey::new(chained, "eu-west-1", false);
+    cache.token(&key, false).await.unwrap();
+    assert_eq!((emu.calls().sts_assume_role, emu.calls().ecr), (1, 1));
+    emu.set_fault(Fault::XmlError("ExpiredTokenException".into()), Some(1));
+    cache.token(&key, true).await.unwrap();
+    assert_eq!((emu.calls().sts_assume_role, emu.calls().ecr), (2, 3));
+}

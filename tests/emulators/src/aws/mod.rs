@@ -45,6 +45,9 @@ pub struct AwsEmulatorConfig {
     pub imds_role: String,
     /// The Authorization value the container endpoint requires, if any.
     pub container_token: Option<String>,
+    /// Serve HTTPS with a fresh self-signed certificate for `localhost` and `127.0.0.1`
+    /// (trust it through [`AwsEmulator::certificate_der`]).
+    pub tls: bool,
 }
 
 impl Default for AwsEmulatorConfig {
@@ -58,6 +61,7 @@ impl Default for AwsEmulatorConfig {
             require_signature: true,
             imds_role: "ecr-node-role".into(),
             container_token: None,
+            tls: false,
         }
     }
 }
@@ -122,6 +126,7 @@ struct State {
 /// A running emulator; stops when dropped.
 pub struct AwsEmulator {
     addr: SocketAddr,
+    certificate_der: Option<Vec<u8>>,
     state: Arc<State>,
     task: JoinHandle<()>,
 }
@@ -139,6 +144,12 @@ impl AwsEmulator {
     pub async fn start(config: AwsEmulatorConfig) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", config.port)).await?;
         let addr = listener.local_addr()?;
+        let (acceptor, certificate_der) = if config.tls {
+            let (acceptor, der) = tls_acceptor()?;
+            (Some(acceptor), Some(der))
+        } else {
+            (None, None)
+        };
         let state = Arc::new(State {
             config: Mutex::new(config),
             counters: Counters::default(),
@@ -154,23 +165,48 @@ impl AwsEmulator {
                     continue;
                 };
                 let state = serving.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let state = state.clone();
                         async move { Ok::<_, std::convert::Infallible>(handle(&state, req).await) }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match acceptor {
+                        Some(acceptor) => {
+                            if let Ok(tls) = acceptor.accept(stream).await {
+                                let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
                 });
             }
         });
-        Ok(Self { addr, state, task })
+        Ok(Self {
+            addr,
+            certificate_der,
+            state,
+            task,
+        })
     }
 
-    /// `http://127.0.0.1:PORT`, no trailing slash.
+    /// `http://127.0.0.1:PORT`, or `https://localhost:PORT` with TLS; no trailing slash.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.certificate_der {
+            Some(_) => format!("https://localhost:{}", self.addr.port()),
+            None => format!("http://{}", self.addr),
+        }
+    }
+
+    /// The DER of the self-signed server certificate, when serving TLS.
+    pub fn certificate_der(&self) -> Option<Vec<u8>> {
+        self.certificate_der.clone()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -216,6 +252,33 @@ impl AwsEmulator {
     pub fn last_sts_param(&self, name: &str) -> Option<String> {
         lock(&self.state.last_sts_form).get(name).cloned()
     }
+}
+
+/// A TLS acceptor with a fresh self-signed certificate (HTTP/1.1 only, like AWS's
+/// JSON and query endpoints).
+fn tls_acceptor() -> std::io::Result<(tokio_rustls::TlsAcceptor, Vec<u8>)> {
+    let invalid = |e: &dyn std::fmt::Display| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+    };
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .map_err(|e| invalid(&e))?;
+    let der = certified.cert.der().to_vec();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        certified.signing_key.serialize_der(),
+    ));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(&e))?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![rustls::pki_types::CertificateDer::from(der.clone())],
+            key,
+        )
+        .map_err(|e| invalid(&e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), der))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
