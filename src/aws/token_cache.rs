@@ -143,29 +143,42 @@ impl TokenCache {
     }
 
     async fn fetch(&self, key: &TokenKey) -> Result<AuthorizationToken, AwsError> {
-        let credentials = key.provider.credentials().await?;
-        match self.call(key, &credentials).await {
-            // Temporary credentials revoked or expired early: reload once and try again.
-            Err(e) if e.kind() == Some(ErrorKind::ExpiredToken) => {
-                key.provider.invalidate().await;
-                let credentials = key.provider.credentials().await?;
-                self.call(key, &credentials).await
-            }
-            other => other,
-        }
+        fetch_token(
+            &self.ecr,
+            &key.provider,
+            &key.region,
+            key.public,
+            &self.calls,
+        )
+        .await
     }
+}
 
-    async fn call(
-        &self,
-        key: &TokenKey,
-        credentials: &Credentials,
-    ) -> Result<AuthorizationToken, AwsError> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        if key.public {
-            self.ecr.public_authorization_token(credentials).await
+/// One GetAuthorizationToken with `provider`'s credentials; when AWS says the session
+/// credentials expired (revoked, or expired early), reload them once and try again.
+/// `calls` counts the ECR calls made.
+pub async fn fetch_token(
+    ecr: &EcrClient,
+    provider: &CredentialProvider,
+    region: &str,
+    public: bool,
+    calls: &AtomicU64,
+) -> Result<AuthorizationToken, AwsError> {
+    let call = |credentials: Credentials| async move {
+        calls.fetch_add(1, Ordering::Relaxed);
+        if public {
+            ecr.public_authorization_token(&credentials).await
         } else {
-            self.ecr.authorization_token(credentials, &key.region).await
+            ecr.authorization_token(&credentials, region).await
         }
+    };
+    let credentials = provider.credentials().await?;
+    match call(credentials).await {
+        Err(e) if e.kind() == Some(ErrorKind::ExpiredToken) => {
+            provider.invalidate().await;
+            call(provider.credentials().await?).await
+        }
+        other => other,
     }
 }
 

@@ -426,4 +426,27 @@ mod tests {
             "RoleArn=arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fa%20b&X=a%2Bb%3Dc%26d~"
         );
     }
+
+    proptest::proptest! {
+        /// Whatever a proxy or a broken server sends, reading it never panics and an
+        /// unreadable answer never repeats the body.
+        #[test]
+        fn any_body_gives_an_error_without_panicking(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512), status in 400u16..600) {
+            let err = error_from_response("ecr", status, &HeaderMap::new(), &body);
+            if let AwsError::Unparseable { what, .. } = &err {
+                proptest::prop_assert!(what.ends_with("bytes"));
+            }
+        }
+
+        #[test]
+        fn xml_tag_never_panics(doc in ".{0,200}", tag in "[A-Za-z]{1,8}") {
+            let _ = xml_tag(&doc, &tag);
+        }
+
+        #[test]
+        fn integer_epoch_seconds_round_trip(secs in 0i64..253_402_300_799) {
+            let t = epoch_seconds(&serde_json::json!(secs)).unwrap();
+            proptest::prop_assert_eq!(t.unix_timestamp(), secs);
+        }
+    }
 }

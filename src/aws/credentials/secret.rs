@@ -179,4 +179,21 @@ mod tests {
         tx.send_replace(Some(Ok(Credentials::new("AKIA2", "s", None, None, "t"))));
         assert_eq!(creds.access_key_id().as_deref(), Some("AKIA2"));
     }
+
+    #[test]
+    fn debug_never_shows_the_secret_key() {
+        let (tx, creds) = SecretCredentials::channel("ops/aws-keys");
+        tx.send_replace(Some(Ok(Credentials::new(
+            "AKIA1",
+            "very-secret-key",
+            Some("sess-tok".into()),
+            None,
+            "t",
+        ))));
+        let shown = format!("{creds:?}");
+        assert!(
+            !shown.contains("very-secret-key") && !shown.contains("sess-tok"),
+            "{shown}"
+        );
+    }
 }
