@@ -723,3 +723,36 @@ async fn expired_session_credentials_are_reloaded_once() {
     cache.token(&key, true).await.unwrap();
     assert_eq!((emu.calls().sts_assume_role, emu.calls().ecr), (2, 3));
 }
+
+/// Paused time: the emulator's 30 s delay and the client's IMDS deadline race on the
+/// test clock, so this runs instantly and deterministically.
+#[tokio::test(start_paused = true)]
+async fn imds_that_does_not_answer_fails_fast() {
+    let emu = emulator().await;
+    emu.set_fault(Fault::Latency(Duration::from_secs(30)), None);
+    let env = AwsEnv::from_pairs(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &emu.url())]);
+    let started = tokio::time::Instant::now();
+    let err = ImdsSource::from_env(&env)
+        .unwrap()
+        .load(&http())
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.to_string().contains("no answer within 2s"), "{err}");
+    assert!(err.to_string().contains("hop limit"), "{err}");
+}
+
+#[tokio::test]
+async fn requests_carry_the_operator_user_agent() {
+    let emu = emulator().await;
+    ecr(&emu)
+        .authorization_token(&static_keys(None), "eu-west-1")
+        .await
+        .unwrap();
+    let ua = header(&emu, "ecr", "user-agent").unwrap();
+    assert!(ua.starts_with("ecr-creds-refresher/"), "{ua}");
+}

@@ -19,6 +19,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Who is calling, as CloudTrail and proxies log it.
+pub const USER_AGENT: &str = concat!("ecr-creds-refresher/", env!("CARGO_PKG_VERSION"));
+
 /// AWS answers we read are small (a token is ~2 KiB); a bigger body is not an AWS answer.
 const MAX_BODY: usize = 1024 * 1024;
 
@@ -123,7 +126,12 @@ impl AwsHttp {
     /// statuses are returned, not turned into errors: each caller reads its own error shape.
     pub async fn send(&self, request: Request<Bytes>) -> Result<HttpResponse, AwsError> {
         let endpoint = endpoint_of(request.uri());
-        let request = request.map(Full::new);
+        let mut request = request.map(Full::new);
+        // After signing is fine: SigV4 never signs user-agent. CloudTrail shows it.
+        request
+            .headers_mut()
+            .entry(http::header::USER_AGENT)
+            .or_insert(http::HeaderValue::from_static(USER_AGENT));
         let client = self.client_for(request.uri())?;
         let exchange = async {
             let response = match client {

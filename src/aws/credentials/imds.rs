@@ -11,6 +11,9 @@ use bytes::Bytes;
 const SOURCE: &str = "EC2 instance metadata (IMDSv2)";
 pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 const CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credentials/";
+/// IMDS is link-local and answers in milliseconds; off EC2 the address is a black hole,
+/// and the chain should move on quickly (the SDKs use 1 s).
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Six hours, the SDK default; we ask for a new session token on every load anyway.
 const TOKEN_TTL_SECONDS: &str = "21600";
 
@@ -44,14 +47,16 @@ impl ImdsSource {
         let request = request
             .body(Bytes::new())
             .map_err(|e| AwsError::credentials(SOURCE, format!("invalid request: {e}")))?;
-        let response = http.send(request).await.map_err(|e| {
+        let unreachable = |reason: String| {
             AwsError::credentials(
                 SOURCE,
-                format!(
-                    "{what} failed (is this an EC2 node with IMDS reachable, hop limit >= 2?): {e}"
-                ),
+                format!("{what} failed (is this an EC2 node with IMDS reachable, hop limit >= 2?): {reason}"),
             )
-        })?;
+        };
+        let response = tokio::time::timeout(CALL_TIMEOUT, http.send(request))
+            .await
+            .map_err(|_| unreachable(format!("no answer within {CALL_TIMEOUT:?}")))?
+            .map_err(|e| unreachable(e.to_string()))?;
         if !response.status.is_success() {
             return Err(AwsError::credentials(
                 SOURCE,
