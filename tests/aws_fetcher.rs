@@ -190,7 +190,12 @@ async fn errors_map_to_condition_reasons_without_secrets() {
             .await
             .unwrap_err()
             .reason,
-        "CredentialsMissing"
+        "InvalidSpec"
+    );
+    let bad_region = group("eu-west-1.evil.example", AwsAuth::default());
+    assert_eq!(
+        f.fetch(&bad_region).await.unwrap_err().reason,
+        "InvalidSpec"
     );
 
     emu.set_fault(Fault::Throttle, None);

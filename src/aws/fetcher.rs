@@ -9,11 +9,15 @@ use super::setup::Aws;
 use super::sts::AssumeRoleParams;
 use super::token_cache::fetch_token;
 use crate::reconcile::spec::{AwsAuth, SecretRef};
+use crate::reconcile::status::reason;
 use crate::reconcile::tokens::{FetchToken, RegistryToken, TokenError, TokenGroup};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
+
+/// ECR throttled us past the retries (the reconciler's documented third reason).
+pub const THROTTLED: &str = "Throttled";
 
 /// Finds the watched credentials Secret a CR names (the Kubernetes side owns the watch).
 pub type SecretLookup = Arc<dyn Fn(&SecretRef) -> Option<SecretCredentials> + Send + Sync>;
@@ -71,7 +75,7 @@ impl AwsTokenFetcher {
             None => self.aws.provider.clone(),
             Some(r) => {
                 let secret = (self.secrets)(r).ok_or_else(|| TokenError {
-                    reason: "CredentialsMissing",
+                    reason: reason::CREDENTIALS_MISSING,
                     message: format!(
                         "credentials Secret {}/{} is not known to the operator",
                         r.namespace, r.name
@@ -125,9 +129,11 @@ impl FetchToken for AwsTokenFetcher {
 /// Display, which never holds a secret.
 pub fn token_error(e: &AwsError) -> TokenError {
     let reason = match e {
-        AwsError::Credentials { .. } | AwsError::Config { .. } => "CredentialsMissing",
-        _ if e.kind() == Some(ErrorKind::Throttling) => "Throttled",
-        _ => "AwsError",
+        AwsError::Credentials { .. } => reason::CREDENTIALS_MISSING,
+        // A bad role ARN, session name or region in the CR.
+        AwsError::Config { .. } => reason::INVALID_SPEC,
+        _ if e.kind() == Some(ErrorKind::Throttling) => THROTTLED,
+        _ => reason::AWS_ERROR,
     };
     TokenError {
         reason,
