@@ -50,6 +50,10 @@ pub const WATCH_TIMEOUT_JITTER: f64 = 0.1;
 /// How much longer than the server timeout a silent stream is given before the client
 /// gives up on it: a dead connection (no FIN, no RST) must not stall the cache forever.
 pub const IDLE_SLACK: Duration = Duration::from_secs(30);
+/// A watch that ends cleanly sooner than this without a single event is treated as a
+/// failure (and backed off), as client-go does: something between us and the API
+/// server is closing streams, and re-watching at once would be a hot loop.
+pub const MIN_WATCH_DURATION: Duration = Duration::from_secs(1);
 
 // === the source: list and watch ===
 
@@ -187,7 +191,11 @@ pub enum Input<T, E> {
         gone: bool,
     },
     Event(WatchEvent<T>),
-    StreamEnded,
+    /// The server ended the stream cleanly, after `lasted` and `events` events.
+    StreamEnded {
+        lasted: Duration,
+        events: u64,
+    },
     StreamFailed {
         error: E,
         gone: bool,
@@ -233,6 +241,8 @@ pub enum WatcherError<E> {
     WatchErrorEvent { status: Status },
     /// No event, not even a bookmark, for this long.
     WatchIdle { after: Duration },
+    /// The stream ended cleanly, without an event, right after it opened.
+    WatchTooShort { lasted: Duration },
 }
 
 // === impl WatcherError ===
@@ -246,7 +256,9 @@ impl<E> WatcherError<E> {
             | Self::WatchStartFailed { expired, .. }
             | Self::WatchFailed { expired, .. } => *expired,
             Self::WatchErrorEvent { status } => is_gone_status(status),
-            Self::ListWithoutResourceVersion | Self::WatchIdle { .. } => false,
+            Self::ListWithoutResourceVersion
+            | Self::WatchIdle { .. }
+            | Self::WatchTooShort { .. } => false,
         }
     }
 }
@@ -293,6 +305,10 @@ impl<E: fmt::Display> fmt::Display for WatcherError<E> {
             Self::WatchIdle { after } => write!(
                 f,
                 "the watch stream was silent for {after:?}; the connection is presumed dead"
+            ),
+            Self::WatchTooShort { lasted } => write!(
+                f,
+                "the watch stream ended after {lasted:?} without any event; is a proxy closing it?"
             ),
         }
     }
@@ -368,8 +384,13 @@ pub fn step<T: Resource, E>(state: State<T>, input: Input<T, E>) -> (State<T>, O
             (next, Output::Failed(err))
         }
         (S::Watching { resource_version }, I::Event(event)) => on_event(resource_version, event),
-        (S::Watching { resource_version }, I::StreamEnded) => {
-            (S::InitListed { resource_version }, Output::Nothing)
+        (S::Watching { resource_version }, I::StreamEnded { lasted, events }) => {
+            let next = S::InitListed { resource_version };
+            if events == 0 && lasted < MIN_WATCH_DURATION {
+                (next, Output::Failed(WatcherError::WatchTooShort { lasted }))
+            } else {
+                (next, Output::Nothing)
+            }
         }
         (S::Watching { resource_version }, I::StreamFailed { error, gone }) => {
             let next = if gone {
@@ -521,7 +542,7 @@ impl<L, P, F, H> Reflector<L, P, F, H> {
         H: FnMut(Event<T>),
     {
         let mut state = State::Empty;
-        let mut stream: Option<L::Stream> = None;
+        let mut stream: Option<OpenWatch<L::Stream>> = None;
         let mut rng = SplitMix64::from_entropy();
         loop {
             let input = tokio::select! {
@@ -594,12 +615,19 @@ impl<L, P, F, H> Reflector<L, P, F, H> {
     }
 }
 
+/// A watch stream with what the driver needs to judge how it ended.
+struct OpenWatch<S> {
+    events: S,
+    opened: Instant,
+    seen: u64,
+}
+
 /// Performs the IO a state asked for and classifies the answer.
 async fn perform<T, L: ListWatch<T>>(
     lw: &L,
     config: &WatcherConfig,
     io: Io,
-    stream: &mut Option<L::Stream>,
+    stream: &mut Option<OpenWatch<L::Stream>>,
     rng: &mut SplitMix64,
 ) -> Input<T, L::Error> {
     match io {
@@ -623,7 +651,11 @@ async fn perform<T, L: ListWatch<T>>(
             };
             match lw.watch(&req).await {
                 Ok(s) => {
-                    *stream = Some(s);
+                    *stream = Some(OpenWatch {
+                        events: s,
+                        opened: Instant::now(),
+                        seen: 0,
+                    });
                     Input::WatchOpened
                 }
                 Err(error) => {
@@ -635,13 +667,22 @@ async fn perform<T, L: ListWatch<T>>(
         Io::NextEvent => {
             let Some(s) = stream.as_mut() else {
                 // Not reachable: the stream is kept exactly while Watching.
-                return Input::StreamEnded;
+                return Input::StreamEnded {
+                    lasted: Duration::ZERO,
+                    events: 0,
+                };
             };
             let idle = Duration::from_secs(config.watch_timeout_secs.into()) + config.idle_slack;
-            match tokio::time::timeout(idle, s.next_event()).await {
+            match tokio::time::timeout(idle, s.events.next_event()).await {
                 Err(_) => Input::StreamIdle { after: idle },
-                Ok(None) => Input::StreamEnded,
-                Ok(Some(Ok(event))) => Input::Event(event),
+                Ok(None) => Input::StreamEnded {
+                    lasted: s.opened.elapsed(),
+                    events: s.seen,
+                },
+                Ok(Some(Ok(event))) => {
+                    s.seen += 1;
+                    Input::Event(event)
+                }
                 Ok(Some(Err(error))) => {
                     let gone = L::is_gone(&error);
                     Input::StreamFailed { error, gone }
@@ -932,7 +973,11 @@ mod tests {
 
     #[test]
     fn clean_end_rewatches_from_the_last_version() {
-        let (s, out) = step::<Obj, FakeError>(watching("42"), Input::StreamEnded);
+        let ended = Input::StreamEnded {
+            lasted: Duration::from_secs(290),
+            events: 0,
+        };
+        let (s, out) = step::<Obj, FakeError>(watching("42"), ended);
         assert!(matches!(out, Output::Nothing));
         assert_eq!(
             s.next_io(),
@@ -940,6 +985,32 @@ mod tests {
                 resource_version: "42".into()
             }
         );
+    }
+
+    #[test]
+    fn very_short_empty_watch_is_a_failure() {
+        let ended = Input::StreamEnded {
+            lasted: Duration::from_millis(20),
+            events: 0,
+        };
+        let (s, out) = step::<Obj, FakeError>(watching("42"), ended);
+        assert_eq!(
+            s,
+            State::InitListed {
+                resource_version: "42".into()
+            }
+        );
+        assert!(matches!(
+            out,
+            Output::Failed(WatcherError::WatchTooShort { .. })
+        ));
+        // A short watch that did deliver something is fine.
+        let ended = Input::StreamEnded {
+            lasted: Duration::from_millis(20),
+            events: 1,
+        };
+        let (_, out) = step::<Obj, FakeError>(watching("42"), ended);
+        assert!(matches!(out, Output::Nothing));
     }
 
     #[test]
@@ -1034,7 +1105,7 @@ mod tests {
 
     #[test]
     fn mismatched_input_changes_nothing() {
-        let (s, out) = step::<Obj, FakeError>(State::Empty, Input::StreamEnded);
+        let (s, out) = step::<Obj, FakeError>(State::Empty, Input::WatchOpened);
         assert_eq!(s, State::Empty);
         assert!(matches!(out, Output::Nothing));
     }
@@ -1387,6 +1458,28 @@ mod tests {
             "{gap:?}"
         );
         assert_eq!(calls[1].0.resource_version, "4");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn streams_closed_at_once_are_backed_off() {
+        let fake = Fake::default();
+        fake.list(Ok(page(vec![], Some("4"), None)));
+        for _ in 0..3 {
+            drop(fake.watch_ok());
+        }
+        let r = run(&fake);
+        r.store.wait_synced().await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let at: Vec<_> = fake.watch_calls().into_iter().map(|(_, t)| t).collect();
+        assert_eq!(at.len(), 4);
+        assert!(
+            at[1] - at[0] >= Duration::from_millis(600),
+            "hot loop: {at:?}"
+        );
+        assert!(
+            at[2] - at[1] >= Duration::from_millis(1200),
+            "hot loop: {at:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
