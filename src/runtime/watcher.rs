@@ -331,6 +331,28 @@ fn is_gone_status(status: &Status) -> bool {
     status.code == 410 || status.reason == "Expired" || status.reason == "Gone"
 }
 
+// === impl Event ===
+
+impl<T> Event<T> {
+    /// The objects the event is about (all of them for a relist).
+    pub fn objects(&self) -> &[T] {
+        match self {
+            Event::Applied(obj) | Event::Deleted(obj) => std::slice::from_ref(obj),
+            Event::Restarted(all) => all,
+        }
+    }
+}
+
+impl<T: Resource> Event<T> {
+    /// The keys of the objects the event is about: what a controller watching these
+    /// objects themselves enqueues.
+    pub fn keys(&self) -> impl Iterator<Item = ObjectKey> + '_ {
+        self.objects()
+            .iter()
+            .filter_map(|o| ObjectKey::of(o.meta()))
+    }
+}
+
 // === impl State ===
 
 impl<T> State<T> {
@@ -434,7 +456,14 @@ fn on_page<T, E>(mut objects: Vec<T>, page: ObjectList<T>) -> (State<T>, Output<
 }
 
 fn on_event<T: Resource, E>(rv: String, event: WatchEvent<T>) -> (State<T>, Output<T, E>) {
-    let advanced = |obj: &T, rv: String| obj.meta().resource_version.clone().unwrap_or(rv);
+    // An empty version would mean "from now" to the server and skip events: keep ours.
+    let advanced = |obj: &T, rv: String| {
+        obj.meta()
+            .resource_version
+            .clone()
+            .filter(|v| !v.is_empty())
+            .unwrap_or(rv)
+    };
     match event {
         WatchEvent::Added(obj) | WatchEvent::Modified(obj) => {
             let resource_version = advanced(&obj, rv);
@@ -447,6 +476,11 @@ fn on_event<T: Resource, E>(rv: String, event: WatchEvent<T>) -> (State<T>, Outp
             (next, Output::Emit(Event::Deleted(obj)))
         }
         WatchEvent::Bookmark { resource_version } => {
+            let resource_version = if resource_version.is_empty() {
+                rv
+            } else {
+                resource_version
+            };
             (State::Watching { resource_version }, Output::Nothing)
         }
         WatchEvent::Error(status) => {
@@ -955,8 +989,31 @@ mod tests {
     fn event_without_version_keeps_the_last_one() {
         let mut o = obj("a", "x", 0);
         o.metadata.resource_version = None;
-        let (s, _) = ev(watching("5"), WatchEvent::Added(o));
+        let (s, _) = ev(watching("5"), WatchEvent::Added(o.clone()));
         assert_eq!(s, watching("5"));
+        // Empty would mean "from now" to the server: events would be skipped.
+        o.metadata.resource_version = Some(String::new());
+        let (s, _) = ev(s, WatchEvent::Modified(o));
+        assert_eq!(s, watching("5"));
+        let (s, _) = ev(
+            s,
+            WatchEvent::Bookmark {
+                resource_version: String::new(),
+            },
+        );
+        assert_eq!(s, watching("5"));
+    }
+
+    #[test]
+    fn event_keys_name_every_object() {
+        let mut nameless = obj("x", "1", 0);
+        nameless.metadata.name = None;
+        let e = Event::Restarted(vec![obj("a", "1", 0), nameless, obj("b", "1", 0)]);
+        let keys: Vec<_> = e.keys().map(|k| k.to_string()).collect();
+        assert_eq!(keys, vec!["ns/a", "ns/b"]);
+        let e = Event::Deleted(obj("c", "2", 0));
+        assert_eq!(e.keys().count(), 1);
+        assert_eq!(e.objects().len(), 1);
     }
 
     #[test]
