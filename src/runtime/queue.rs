@@ -123,7 +123,8 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
         }
     }
 
-    /// Adds `key` once `delay` has passed; an earlier pending time for it wins.
+    /// Adds `key` once `delay` has passed; an earlier pending time for it wins. A delay
+    /// too large for the clock to represent means never.
     pub fn add_after(&self, key: K, delay: Duration) {
         if delay.is_zero() {
             return self.add(key);
@@ -132,7 +133,9 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
         if st.shutting_down {
             return;
         }
-        let at = Instant::now() + delay;
+        let Some(at) = Instant::now().checked_add(delay) else {
+            return;
+        };
         if st.park(key, at) {
             // A waiting `get` may be sleeping until a later time than `at`.
             self.shared.changed.notify_waiters();
@@ -421,6 +424,14 @@ mod tests {
         let start = Instant::now();
         assert_eq!(q.get().await, Some("a"));
         assert_eq!(start.elapsed(), ms(500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unrepresentable_delay_means_never_and_does_not_panic() {
+        let q = WorkQueue::new();
+        q.add_after("a", Duration::MAX);
+        assert_eq!(q.parked_len(), 0);
+        assert_eq!(q.try_get(), None);
     }
 
     #[tokio::test(start_paused = true)]
