@@ -25,6 +25,8 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -511,6 +513,35 @@ pub struct WatcherConfig {
     pub watch_timeout_secs: u32,
     pub idle_slack: Duration,
     pub backoff: ResetAfterHealthy,
+    /// Counters the reflector updates; clone the `Arc` first to read them (metrics).
+    pub stats: Arc<WatcherStats>,
+}
+
+/// What a reflector has been through, for metrics and debugging.
+#[derive(Debug, Default)]
+pub struct WatcherStats {
+    lists: AtomicU64,
+    events: AtomicU64,
+    failures: AtomicU64,
+}
+
+// === impl WatcherStats ===
+
+impl WatcherStats {
+    /// Full lists completed (the first one and every relist).
+    pub fn lists(&self) -> u64 {
+        self.lists.load(Ordering::Relaxed)
+    }
+
+    /// Watch events applied (bookmarks excluded).
+    pub fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+
+    /// Failures that were backed off (410s included).
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
 }
 
 impl WatcherConfig {
@@ -523,6 +554,7 @@ impl WatcherConfig {
             watch_timeout_secs: WATCH_TIMEOUT_SECS,
             idle_slack: IDLE_SLACK,
             backoff: ResetAfterHealthy::for_watch_errors(),
+            stats: Arc::default(),
         }
     }
 }
@@ -594,9 +626,15 @@ impl<L, P, F, H> Reflector<L, P, F, H> {
                 Output::Nothing => self.config.backoff.record_success(Instant::now()),
                 Output::Emit(event) => {
                     self.config.backoff.record_success(Instant::now());
+                    let counter = match event {
+                        Event::Restarted(_) => &self.config.stats.lists,
+                        _ => &self.config.stats.events,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
                     self.apply(event);
                 }
                 Output::Failed(err) => {
+                    self.config.stats.failures.fetch_add(1, Ordering::Relaxed);
                     let delay = self.config.backoff.record_failure(Instant::now());
                     let name = &self.config.name;
                     if err.is_expired() {
@@ -737,7 +775,7 @@ mod tests {
     use super::*;
     use crate::k8s::types::{ListMeta, ObjectMeta};
     use std::collections::VecDeque;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
     use tokio::sync::mpsc;
 
     #[derive(Clone, Debug, PartialEq)]
@@ -1277,15 +1315,18 @@ mod tests {
         events: mpsc::UnboundedReceiver<Event<Obj>>,
         stop: watch::Sender<bool>,
         task: JoinHandle<()>,
+        stats: Arc<WatcherStats>,
     }
 
     /// Runs a reflector that caches `v` of objects whose `v` is not 0.
     fn run(fake: &Fake) -> Running {
         let (tx, events) = mpsc::unbounded_channel();
         let (stop, shutdown) = watch::channel(false);
+        let config = WatcherConfig::new("test");
+        let stats = Arc::clone(&config.stats);
         let (store, task) = spawn_reflector(
             fake.clone(),
-            WatcherConfig::new("test"),
+            config,
             |o: &Obj| (o.v != 0).then_some(o.v),
             move |e| {
                 let _ = tx.send(e);
@@ -1297,6 +1338,7 @@ mod tests {
             events,
             stop,
             task,
+            stats,
         }
     }
 
@@ -1411,6 +1453,9 @@ mod tests {
         );
         settle().await;
         assert_eq!(fake.watch_calls()[1].0.resource_version, "20");
+        assert_eq!(r.stats.lists(), 2);
+        assert_eq!(r.stats.failures(), 1);
+        assert_eq!(r.stats.events(), 0);
         drop(r.stop);
         r.task.await.unwrap();
     }
