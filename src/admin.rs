@@ -120,9 +120,12 @@ pub fn parse_bind_address(value: &str) -> Result<Option<SocketAddr>, Error> {
 /// that has not even started its components.
 #[derive(Clone, Default)]
 pub struct Readiness {
-    components: Arc<Mutex<BTreeMap<u64, (String, Arc<AtomicBool>)>>>,
+    components: Arc<Mutex<Components>>,
     next_id: Arc<AtomicU64>,
 }
+
+/// Registered components by registration order: name and ready flag.
+type Components = BTreeMap<u64, (String, Arc<AtomicBool>)>;
 
 /// One component's readiness flag. Dropping it marks the component not ready (it stays
 /// registered), so a component task that dies takes the pod out of rotation.
@@ -176,7 +179,7 @@ impl Readiness {
             .collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, (String, Arc<AtomicBool>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Components> {
         self.components.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
