@@ -32,6 +32,9 @@ use crate::k8s::kind::LEASES;
 use crate::k8s::types::ObjectMeta;
 use crate::k8s::Client;
 
+/// Name of the operator's Lease. rbac.yaml grants get/update on exactly this name.
+pub const DEFAULT_LEASE_NAME: &str = "ecr-creds-refresher";
+
 /// client-go's jitter on acquisition retries: waits are `retry * [1, 2.2)`, which keeps
 /// standbys from hitting the API server in lockstep.
 pub const JITTER_FACTOR: f64 = 1.2;
