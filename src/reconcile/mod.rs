@@ -2,8 +2,13 @@
 //! ServiceAccount entries and a status. Planning is pure (`plan`); `executor` applies it.
 
 pub mod dockerconfig;
+pub mod events;
+pub mod executor;
 pub mod plan;
+pub mod reconciler;
 pub mod registry;
 pub mod select;
 pub mod spec;
 pub mod state;
+pub mod status;
+pub mod tokens;

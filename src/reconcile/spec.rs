@@ -73,7 +73,7 @@ pub struct Spec {
 }
 
 /// Per-CR AWS identity, on top of the operator's default credential chain.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AwsAuth {
     #[serde(default)]
@@ -325,6 +325,27 @@ impl Spec {
             deletion_policy: self.deletion_policy.unwrap_or_default(),
             adopt_existing: self.adopt_existing,
         })
+    }
+}
+
+impl ValidSpec {
+    /// A spec that targets nothing, for cleaning up after a CR whose spec no longer
+    /// validates.
+    pub fn placeholder() -> ValidSpec {
+        ValidSpec {
+            secret_name: String::new(),
+            namespaces: Vec::new(),
+            namespace_selector: None,
+            exclude_namespaces: Vec::new(),
+            service_accounts: Some(Vec::new()),
+            registries: Vec::new(),
+            region: None,
+            aws: AwsAuth::default(),
+            before_expiry: None,
+            min_interval: DEFAULT_MIN_INTERVAL,
+            deletion_policy: DeletionPolicy::Delete,
+            adopt_existing: false,
+        }
     }
 }
 
