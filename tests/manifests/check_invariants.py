@@ -26,6 +26,10 @@ def main(path):
     pod = dep["spec"]["template"]["spec"]
     sa = pod.get("serviceAccountName")
 
+    # The install creates the namespace it deploys into.
+    if not any(n["metadata"]["name"] == ns for n in by_kind.get("Namespace", [])):
+        errors.append(f"Namespace {ns} (of the Deployment) is not part of the install")
+
     # RBAC: no wildcards anywhere; every binding points at the operator's ServiceAccount.
     for kind in ("ClusterRole", "Role"):
         for role in by_kind.get(kind, []):
