@@ -17,6 +17,15 @@ FROM rust:${RUST_VERSION} AS builder
 RUN apt-get update \
  && apt-get install -y --no-install-recommends musl-tools \
  && rm -rf /var/lib/apt/lists/*
+# The musl target of this platform, installed before the sources so the layer is cached.
+RUN set -eux; \
+    case "$(uname -m)" in \
+      x86_64) target=x86_64-unknown-linux-musl ;; \
+      aarch64) target=aarch64-unknown-linux-musl ;; \
+      *) echo "unsupported architecture $(uname -m)" >&2; exit 1 ;; \
+    esac; \
+    echo "$target" > /rust-target; \
+    rustup target add "$target"
 WORKDIR /src
 COPY . .
 # ring compiles C and assembly: point the musl target at musl-gcc. The final check
@@ -24,12 +33,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     set -eux; \
-    case "$(uname -m)" in \
-      x86_64) target=x86_64-unknown-linux-musl ;; \
-      aarch64) target=aarch64-unknown-linux-musl ;; \
-      *) echo "unsupported architecture $(uname -m)" >&2; exit 1 ;; \
-    esac; \
-    rustup target add "$target"; \
+    target="$(cat /rust-target)"; \
     cc_var="CC_$(echo "$target" | tr - _)"; \
     env "$cc_var=musl-gcc" cargo build --release --locked --target "$target" --bin ecr-creds-refresher; \
     mkdir -p /out; \
