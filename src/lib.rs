@@ -10,5 +10,6 @@ pub mod admin;
 pub mod aws;
 pub mod config;
 pub mod k8s;
+pub mod metrics;
 pub mod reconcile;
 pub mod runtime;
