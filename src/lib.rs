@@ -11,5 +11,6 @@ pub mod aws;
 pub mod config;
 pub mod k8s;
 pub mod metrics;
+pub mod operator;
 pub mod reconcile;
 pub mod runtime;

@@ -89,6 +89,9 @@ impl Executor {
         }
     }
 
+    /// A create met an existing Secret. It may be ours (our watch has not yet seen our
+    /// own earlier write), adoptable (only ECR registries, no manager, the CR opted in), or
+    /// foreign: then it is left alone and reported.
     async fn adopt(
         &self,
         namespace: &str,
@@ -96,15 +99,24 @@ impl Executor {
         content: &SecretContent,
         adopt: bool,
     ) -> Result<SecretOutcome, Error> {
-        if !adopt {
-            return Ok(SecretOutcome::Conflict);
-        }
         let existing: Secret = self
             .client
             .get(&SECRETS.object(Some(namespace), name))
             .await?;
-        let managed_elsewhere = existing.metadata.labels.contains_key(MANAGED_BY_LABEL);
-        let adoptable = !managed_elsewhere
+        let meta = &existing.metadata;
+        let rv = meta.resource_version.clone().unwrap_or_default();
+        let managed =
+            meta.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE);
+        if managed && meta.annotations.get(state::OWNER_ANNOTATION) == Some(&content.owner) {
+            let same = meta.annotations.get(state::CHECKSUM_ANNOTATION)
+                == content.annotations.get(state::CHECKSUM_ANNOTATION);
+            if !same {
+                self.update_secret(namespace, name, &rv, content).await?;
+            }
+            return Ok(SecretOutcome::Written);
+        }
+        let adoptable = adopt
+            && !meta.labels.contains_key(MANAGED_BY_LABEL)
             && existing.type_.as_deref() == Some(dockerconfig::SECRET_TYPE)
             && existing
                 .data
@@ -113,7 +125,6 @@ impl Executor {
         if !adoptable {
             return Ok(SecretOutcome::Conflict);
         }
-        let rv = existing.metadata.resource_version.unwrap_or_default();
         tracing::info!(namespace, name, "adopting an unmanaged ECR pull secret");
         self.update_secret(namespace, name, &rv, content).await?;
         Ok(SecretOutcome::Written)
@@ -201,7 +212,7 @@ impl Executor {
                     tracing::debug!(namespace = %edit.sa.namespace, sa = %edit.sa.name, attempt,
                         "ServiceAccount changed under us; re-reading");
                     let fresh: ServiceAccount = self.client.get(&path).await?;
-                    match SaView::project(fresh) {
+                    match SaView::project(&fresh) {
                         Some(view) => edit.sa = view,
                         None => return Ok(()),
                     }
