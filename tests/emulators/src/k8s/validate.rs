@@ -1,0 +1,191 @@
+//! The validation the real server does that the operator can trip over: object names,
+//! Secret data keys and values, the dockerconfigjson payload, and immutable Secret type.
+
+use base64::Engine;
+use serde_json::{Map, Value};
+
+use super::kinds::KindSpec;
+use super::status::{ApiError, FieldCause};
+
+const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const KEY_MSG: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')";
+
+fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// DNS-1123 subdomain: dot-separated labels, at most 253 characters.
+pub fn is_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_label)
+}
+
+/// Namespaces need a DNS-1123 label, everything else a subdomain.
+pub fn name_causes(kind: &KindSpec, name: &str) -> Vec<FieldCause> {
+    if name.is_empty() {
+        return vec![FieldCause::required(
+            "metadata.name",
+            "name or generateName is required",
+        )];
+    }
+    let (ok, msg) = if kind.plural == "namespaces" && kind.group.is_empty() {
+        (is_label(name), LABEL_MSG)
+    } else {
+        (is_subdomain(name), SUBDOMAIN_MSG)
+    };
+    if ok {
+        Vec::new()
+    } else {
+        vec![FieldCause::invalid("metadata.name", name, msg)]
+    }
+}
+
+/// Folds `stringData` into `data` (the server never stores stringData), checks keys and
+/// base64 values (400 like a decoding failure) and the typed payloads (422).
+pub fn normalize_secret(obj: &mut Value) -> Result<Vec<FieldCause>, ApiError> {
+    let Some(m) = obj.as_object_mut() else {
+        return Ok(Vec::new());
+    };
+    if !m.contains_key("type") {
+        m.insert("type".into(), Value::String("Opaque".into()));
+    }
+    let string_data = m.remove("stringData");
+    let data = m.entry("data").or_insert_with(|| Value::Object(Map::new()));
+    if data.is_null() {
+        *data = Value::Object(Map::new());
+    }
+    let Value::Object(data) = data else {
+        return Err(ApiError::bad_request(
+            "Secret in version \"v1\" cannot be handled as a Secret: data must be an object",
+        ));
+    };
+    if let Some(Value::Object(sd)) = string_data {
+        for (k, v) in sd {
+            let s = v.as_str().unwrap_or_default();
+            data.insert(
+                k,
+                Value::String(base64::engine::general_purpose::STANDARD.encode(s)),
+            );
+        }
+    }
+    let mut causes = Vec::new();
+    for (k, v) in data.iter() {
+        let valid_key = !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !valid_key {
+            causes.push(FieldCause::invalid(format!("data[{k}]"), k, KEY_MSG));
+        }
+        let Some(s) = v.as_str() else {
+            return Err(ApiError::bad_request(format!(
+                "Secret in version \"v1\" cannot be handled as a Secret: json: cannot unmarshal {} into Go struct field Secret.data of type []uint8",
+                json_type(v)
+            )));
+        };
+        if let Err(e) = base64::engine::general_purpose::STANDARD.decode(s) {
+            let at = match e {
+                base64::DecodeError::InvalidByte(i, _) => i,
+                base64::DecodeError::InvalidLastSymbol(i, _) => i,
+                _ => s.len(),
+            };
+            return Err(ApiError::bad_request(format!(
+                "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data at input byte {at}"
+            )));
+        }
+    }
+    if m.get("type").and_then(Value::as_str) == Some("kubernetes.io/dockerconfigjson") {
+        causes.extend(dockerconfigjson_causes(m));
+    }
+    Ok(causes)
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// `data[.dockerconfigjson]` must exist and hold a JSON object (ValidateSecret).
+fn dockerconfigjson_causes(m: &Map<String, Value>) -> Vec<FieldCause> {
+    let field = "data[.dockerconfigjson]";
+    let Some(raw) = m
+        .get("data")
+        .and_then(|d| d.get(".dockerconfigjson"))
+        .and_then(Value::as_str)
+    else {
+        return vec![FieldCause::required(field, "")];
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(raw)
+        .unwrap_or_default();
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(_)) => Vec::new(),
+        Ok(other) => vec![FieldCause::invalid(
+            field,
+            "<secret contents redacted>",
+            format!(
+                "json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
+                json_type(&other)
+            ),
+        )],
+        Err(e) => vec![FieldCause::invalid(
+            field,
+            "<secret contents redacted>",
+            e.to_string(),
+        )],
+    }
+}
+
+/// A Secret's `type` cannot change, and neither can the data of an `immutable` Secret.
+pub fn secret_update_causes(old: &Value, new: &Value) -> Vec<FieldCause> {
+    let mut causes = Vec::new();
+    let old_type = old.get("type").and_then(Value::as_str).unwrap_or("Opaque");
+    let new_type = new.get("type").and_then(Value::as_str).unwrap_or("Opaque");
+    if old_type != new_type {
+        causes.push(FieldCause::invalid("type", new_type, "field is immutable"));
+    }
+    if old.get("immutable") == Some(&Value::Bool(true)) && old.get("data") != new.get("data") {
+        causes.push(FieldCause {
+            reason: "FieldValueForbidden",
+            field: "data".into(),
+            detail: "field is immutable when `immutable` is set".into(),
+            value: None,
+        });
+    }
+    causes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names_follow_dns_1123() {
+        assert!(is_subdomain("a.b-c"));
+        assert!(!is_subdomain("A"));
+        assert!(!is_subdomain("-a"));
+        assert!(!is_subdomain("a_b"));
+    }
+
+    #[test]
+    fn dockerconfigjson_must_be_present_and_a_json_object() {
+        let mut s = json!({"type": "kubernetes.io/dockerconfigjson", "data": {}});
+        assert_eq!(normalize_secret(&mut s).unwrap().len(), 1);
+        let mut s = json!({"type": "kubernetes.io/dockerconfigjson", "stringData": {".dockerconfigjson": "{\"auths\":{}}"}});
+        assert!(normalize_secret(&mut s).unwrap().is_empty());
+        assert!(s.get("stringData").is_none());
+        let mut s = json!({"type": "Opaque", "data": {"k": "!!"}});
+        assert_eq!(normalize_secret(&mut s).unwrap_err().code, 400);
+    }
+}
