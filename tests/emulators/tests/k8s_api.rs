@@ -457,3 +457,63 @@ async fn unknown_paths_and_methods_answer_like_the_real_server() {
     );
     assert_eq!(api.get("/version").await.code, 200);
 }
+
+fn owned_secret(name: &str, owner_uid: &str) -> Value {
+    json!({"metadata": {"name": name, "ownerReferences": [{
+        "apiVersion": "ecr.creds.dev/v1alpha1", "kind": "ECRPullSecret", "name": "p", "uid": owner_uid
+    }]}})
+}
+
+#[tokio::test]
+async fn deleting_an_owner_garbage_collects_its_dependents_across_scopes() {
+    let (emu, api) = start().await;
+    let owner = api
+        .post(EPS, &json!({"metadata": {"name": "p"}, "spec": {}}))
+        .await
+        .body;
+    let uid = owner["metadata"]["uid"].as_str().unwrap();
+    assert_eq!(api.post(SECRETS, &owned_secret("dep", uid)).await.code, 201);
+    assert!(
+        emu.get("secrets", Some("default"), "dep").is_some(),
+        "a live owner keeps it"
+    );
+    api.delete(&format!("{EPS}/p")).await;
+    assert!(emu.get("secrets", Some("default"), "dep").is_none());
+}
+
+#[tokio::test]
+async fn dependent_whose_owner_uid_does_not_match_is_collected() {
+    let (emu, api) = start().await;
+    api.post(EPS, &json!({"metadata": {"name": "p"}, "spec": {}}))
+        .await;
+    let r = api
+        .post(
+            SECRETS,
+            &owned_secret("dep", "00000000-0000-4000-8000-000000000000"),
+        )
+        .await;
+    assert_eq!(r.code, 201);
+    assert!(emu.get("secrets", Some("default"), "dep").is_none());
+    // An owner of a kind the server does not serve is left alone.
+    let unknown = json!({"metadata": {"name": "keep", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "d", "uid": "u"}]}});
+    api.post(SECRETS, &unknown).await;
+    assert!(emu.get("secrets", Some("default"), "keep").is_some());
+}
+
+#[tokio::test]
+async fn invalid_labels_and_owner_references_are_422() {
+    let (_emu, api) = start().await;
+    let r = api
+        .post(
+            SECRETS,
+            &json!({"metadata": {"name": "a", "labels": {"k": "not valid"}}}),
+        )
+        .await;
+    assert_eq!(r.code, 422);
+    let r = api.post(SECRETS, &json!({"metadata": {"name": "a", "ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "n"}]}})).await;
+    assert_eq!(r.code, 422);
+    assert!(r.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("metadata.ownerReferences.uid"));
+}

@@ -78,6 +78,9 @@ pub struct EmulatorConfig {
     pub expired_as_http_status: bool,
     /// Create a `default` ServiceAccount in every new namespace, as the controller-manager does.
     pub auto_default_service_account: bool,
+    /// Delete dependents whose owners (ownerReferences, matched by uid) are gone, as the
+    /// controller-manager's garbage collector does (synchronously here).
+    pub garbage_collection: bool,
     /// Namespaces that exist at start.
     pub namespaces: Vec<String>,
     pub kinds: Vec<KindSpec>,
@@ -97,6 +100,7 @@ impl Default for EmulatorConfig {
             watch_timeout: Duration::from_secs(1800),
             expired_as_http_status: false,
             auto_default_service_account: true,
+            garbage_collection: true,
             namespaces: vec!["default".into(), "kube-system".into(), "kube-public".into()],
             kinds: DEFAULT_KINDS.to_vec(),
             restart_refuse: Duration::from_millis(200),
@@ -121,6 +125,7 @@ impl K8sEmulator {
             kinds::KindTable::new(cfg.kinds.clone()),
             cfg.history_size,
             cfg.auto_default_service_account,
+            cfg.garbage_collection,
         ));
         if let Some(nsk) = store.kinds().namespaces() {
             for ns in &cfg.namespaces {

@@ -92,6 +92,8 @@ pub struct Store {
     state: Mutex<State>,
     events: broadcast::Sender<Arc<StoredEvent>>,
     auto_default_service_account: bool,
+    /// Act as the controller-manager's garbage collector for ownerReferences.
+    garbage_collection: bool,
 }
 
 /// What a watch starts from: events to send first, then the live receiver.
@@ -161,7 +163,12 @@ fn spec_part(obj: &Value, kind: &KindSpec) -> Value {
 // === impl Store ===
 
 impl Store {
-    pub fn new(kinds: KindTable, history_size: usize, auto_default_service_account: bool) -> Self {
+    pub fn new(
+        kinds: KindTable,
+        history_size: usize,
+        auto_default_service_account: bool,
+        garbage_collection: bool,
+    ) -> Self {
         let (events, _) = broadcast::channel(WATCH_CHANNEL_CAPACITY);
         let seed = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as u64 | 1;
         Store {
@@ -176,6 +183,7 @@ impl Store {
             kinds,
             events,
             auto_default_service_account,
+            garbage_collection,
         }
     }
 
@@ -426,6 +434,7 @@ impl Store {
             }
         }
         let mut causes = validate::name_causes(&spec, &name);
+        causes.extend(validate::metadata_causes(&obj));
         if spec.namespaced {
             if let Some(nsk) = self.kinds.namespaces() {
                 if !st.objects[nsk].contains_key(&(String::new(), ns.clone())) {
@@ -480,6 +489,7 @@ impl Store {
             }
         }
         let created = self.commit(&mut st, kind, EventType::Added, None, obj);
+        self.collect_if_orphan(&mut st, kind, &created);
         if spec.plural == "namespaces" && spec.group.is_empty() && self.auto_default_service_account
         {
             if let Some(sa) = self.kinds.service_accounts() {
@@ -638,7 +648,7 @@ impl Store {
                 }
             }
         }
-        let mut causes: Vec<FieldCause> = Vec::new();
+        let mut causes: Vec<FieldCause> = validate::metadata_causes(&new);
         if spec.plural == "secrets" && spec.group.is_empty() {
             causes.extend(validate::normalize_secret(&mut new)?);
             causes.extend(validate::secret_update_causes(&old, &new));
@@ -656,6 +666,7 @@ impl Store {
         let being_deleted = old.pointer("/metadata/deletionTimestamp").is_some();
         if being_deleted && !has_finalizers(&new) {
             let gone = self.commit(st, kind, EventType::Deleted, Some(old), new);
+            self.cascade(st, &gone);
             return Ok((*gone).clone());
         }
         if new == *old {
@@ -663,6 +674,7 @@ impl Store {
             return Ok((*old).clone());
         }
         let updated = self.commit(st, kind, EventType::Modified, Some(old), new);
+        self.collect_if_orphan(st, kind, &updated);
         Ok((*updated).clone())
     }
 
@@ -719,13 +731,14 @@ impl Store {
                     .collect();
                 for key in keys {
                     if let Some(o) = st.objects[k].get(&key).cloned() {
-                        self.commit(
+                        let gone = self.commit(
                             &mut st,
                             k,
                             EventType::Deleted,
                             Some(o.clone()),
                             (*o).clone(),
                         );
+                        self.cascade(&mut st, &gone);
                     }
                 }
             }
@@ -736,6 +749,7 @@ impl Store {
                 Some(t.clone()),
                 (*t).clone(),
             );
+            self.cascade(&mut st, &gone);
             return Ok(Deleted::Gone((*gone).clone()));
         }
         let gone = self.commit(
@@ -745,7 +759,102 @@ impl Store {
             Some(old.clone()),
             (*old).clone(),
         );
+        self.cascade(&mut st, &gone);
         Ok(Deleted::Gone((*gone).clone()))
+    }
+
+    // === garbage collection (the controller-manager's part the operator relies on) ===
+
+    /// Whether an owner reference points at a live object: None when its kind is not served
+    /// (the real collector then leaves the dependent alone).
+    fn owner_alive(&self, st: &State, dependent_ns: &str, oref: &Value) -> Option<bool> {
+        let api_version = oref.get("apiVersion").and_then(Value::as_str)?;
+        let kind_name = oref.get("kind").and_then(Value::as_str)?;
+        let name = oref.get("name").and_then(Value::as_str)?;
+        let uid = oref.get("uid").and_then(Value::as_str)?;
+        let (k, spec) = self
+            .kinds
+            .iter()
+            .find(|(_, s)| s.kind == kind_name && s.api_version() == api_version)?;
+        let ns = if spec.namespaced { dependent_ns } else { "" };
+        Some(
+            st.objects[k]
+                .get(&(ns.to_string(), name.to_string()))
+                .is_some_and(|o| meta_str(o, "uid") == uid),
+        )
+    }
+
+    /// Dependent whose every owner is known to be gone (absent, or present with another uid).
+    fn is_orphan(&self, st: &State, obj: &Value) -> bool {
+        let Some(refs) = obj
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+        else {
+            return false;
+        };
+        let ns = meta_str(obj, "namespace");
+        !refs.is_empty()
+            && refs
+                .iter()
+                .all(|r| self.owner_alive(st, ns, r) == Some(false))
+    }
+
+    fn collect_if_orphan(&self, st: &mut State, kind: usize, obj: &Arc<Value>) {
+        if self.garbage_collection && self.is_orphan(st, obj) {
+            self.collect(st, kind, obj.clone());
+        }
+    }
+
+    /// Background deletion of one dependent: finalizers respected, then its own dependents.
+    fn collect(&self, st: &mut State, kind: usize, obj: Arc<Value>) {
+        if obj.pointer("/metadata/deletionTimestamp").is_some() {
+            return;
+        }
+        if has_finalizers(&obj) {
+            let mut new = (*obj).clone();
+            meta_mut(&mut new).insert("deletionTimestamp".into(), json!(now_rfc3339()));
+            self.commit(st, kind, EventType::Modified, Some(obj), new);
+            return;
+        }
+        let gone = self.commit(
+            st,
+            kind,
+            EventType::Deleted,
+            Some(obj.clone()),
+            (*obj).clone(),
+        );
+        self.cascade(st, &gone);
+    }
+
+    /// After `gone` was removed, collect every dependent left without a live owner.
+    fn cascade(&self, st: &mut State, gone: &Value) {
+        if !self.garbage_collection {
+            return;
+        }
+        let uid = meta_str(gone, "uid").to_string();
+        if uid.is_empty() {
+            return;
+        }
+        let mut dependents = Vec::new();
+        for (k, objs) in st.objects.iter().enumerate() {
+            for o in objs.values() {
+                let owned = o
+                    .pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .is_some_and(|refs| {
+                        refs.iter()
+                            .any(|r| r.get("uid").and_then(Value::as_str) == Some(&uid))
+                    });
+                if owned {
+                    dependents.push((k, o.clone()));
+                }
+            }
+        }
+        for (k, o) in dependents {
+            if self.is_orphan(st, &o) {
+                self.collect(st, k, o);
+            }
+        }
     }
 
     /// In-process create-or-replace for test setup: no preconditions, status as given.

@@ -45,6 +45,93 @@ pub fn name_causes(kind: &KindSpec, name: &str) -> Vec<FieldCause> {
     }
 }
 
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+
+fn is_label_value(v: &str) -> bool {
+    v.is_empty()
+        || (v.len() <= 63
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && v.as_bytes()[0].is_ascii_alphanumeric()
+            && v.as_bytes()[v.len() - 1].is_ascii_alphanumeric())
+}
+
+/// Qualified name: optional DNS-subdomain prefix and `/`, then a 1..=63 character name.
+fn is_qualified_name(k: &str) -> bool {
+    let (prefix, name) = match k.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    prefix.is_none_or(is_subdomain) && !name.is_empty() && is_label_value(name)
+}
+
+/// Label keys and values, annotation keys and owner references, as ValidateObjectMeta does.
+pub fn metadata_causes(obj: &Value) -> Vec<FieldCause> {
+    let mut causes = Vec::new();
+    if let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) {
+        for (k, v) in labels {
+            if !is_qualified_name(k) {
+                causes.push(FieldCause::invalid(
+                    "metadata.labels",
+                    k,
+                    QUALIFIED_NAME_MSG,
+                ));
+            }
+            match v.as_str() {
+                Some(v) if is_label_value(v) => {}
+                _ => causes.push(FieldCause::invalid(
+                    "metadata.labels",
+                    v.as_str().unwrap_or_default(),
+                    LABEL_VALUE_MSG,
+                )),
+            }
+        }
+    }
+    if let Some(ann) = obj
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+    {
+        for (k, v) in ann {
+            if !is_qualified_name(k) {
+                causes.push(FieldCause::invalid(
+                    "metadata.annotations",
+                    k,
+                    QUALIFIED_NAME_MSG,
+                ));
+            }
+            if !v.is_string() {
+                causes.push(FieldCause::invalid(
+                    "metadata.annotations",
+                    k,
+                    "annotation values must be strings",
+                ));
+            }
+        }
+    }
+    if let Some(refs) = obj
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+    {
+        for r in refs {
+            for field in ["apiVersion", "kind", "name", "uid"] {
+                if r.get(field)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty()
+                {
+                    causes.push(FieldCause::invalid(
+                        format!("metadata.ownerReferences.{field}"),
+                        "",
+                        format!("{field} must not be empty"),
+                    ));
+                }
+            }
+        }
+    }
+    causes
+}
+
 /// Folds `stringData` into `data` (the server never stores stringData), checks keys and
 /// base64 values (400 like a decoding failure) and the typed payloads (422).
 pub fn normalize_secret(obj: &mut Value) -> Result<Vec<FieldCause>, ApiError> {
@@ -176,6 +263,17 @@ mod tests {
         assert!(!is_subdomain("A"));
         assert!(!is_subdomain("-a"));
         assert!(!is_subdomain("a_b"));
+    }
+
+    #[test]
+    fn label_keys_and_values_follow_qualified_name_rules() {
+        let ok =
+            json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "ecr-creds", "a": ""}}});
+        assert!(metadata_causes(&ok).is_empty());
+        let bad = json!({"metadata": {"labels": {"-a": "x", "b": "bad value"}}});
+        assert_eq!(metadata_causes(&bad).len(), 2);
+        let bad_owner = json!({"metadata": {"ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "n"}]}});
+        assert_eq!(metadata_causes(&bad_owner).len(), 1);
     }
 
     #[test]
