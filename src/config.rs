@@ -1,1 +1,332 @@
-//! TODO
+//! Settings: command-line flags (controller-runtime's names) and the environment (the AWS
+//! SDKs' names plus the reference operator's), with named defaults. Parsing is pure so it
+//! is tested without touching the process.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where probes are served unless told otherwise (controller-runtime's default).
+pub const DEFAULT_PROBE_ADDR: &str = "0.0.0.0:8081";
+/// Where metrics are served unless told otherwise; `0` turns them off.
+pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:8080";
+pub const DEFAULT_LEADER_ELECTION_ID: &str = "ecr-creds-refresher";
+/// Reconciles running at once; each has its own bounded write concurrency.
+pub const DEFAULT_WORKERS: usize = 4;
+/// How long SIGTERM waits for in-flight reconciles before giving up.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything the binary is told.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Out of cluster: the API server URL (plain http allowed for `kubectl proxy`).
+    pub api_server: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub probe_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
+    pub leader_elect: bool,
+    pub leader_election_namespace: Option<String>,
+    pub leader_election_id: String,
+    pub log_format: LogFormat,
+    pub once: bool,
+    pub workers: usize,
+    pub shutdown_grace: Duration,
+    /// `AWS_REGION` (or `AWS_DEFAULT_REGION`).
+    pub region: Option<String>,
+    /// `REGISTRY`: default registry hosts, comma-separated.
+    pub registries: Vec<String>,
+    /// `AWS_CREDENTIALS_SECRET_NAME` / `_NAMESPACE`: static keys in a Secret.
+    pub credentials_secret: Option<(String, String)>,
+    /// The operator's own namespace (`POD_NAMESPACE`, else the service-account file).
+    pub namespace: Option<String>,
+    /// This instance's identity for leader election and events (`POD_NAME`, else host).
+    pub identity: String,
+}
+
+/// Bad flags or environment: reported at startup, before anything runs.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    UnknownFlag(String),
+    MissingValue(String),
+    BadValue {
+        flag: String,
+        value: String,
+        reason: String,
+    },
+    Help,
+    Version,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::UnknownFlag(flag) => write!(f, "unknown flag {flag} (see --help)"),
+            ConfigError::MissingValue(flag) => write!(f, "flag {flag} needs a value"),
+            ConfigError::BadValue {
+                flag,
+                value,
+                reason,
+            } => {
+                write!(f, "bad value {value:?} for {flag}: {reason}")
+            }
+            ConfigError::Help => f.write_str(USAGE),
+            ConfigError::Version => f.write_str(env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub const USAGE: &str = "\
+ecr-creds-refresher: keeps Amazon ECR pull secrets fresh in Kubernetes namespaces
+
+USAGE: ecr-creds-refresher [FLAGS]
+
+Kubernetes (in cluster by default):
+  --api-server URL                  API server URL, e.g. http://127.0.0.1:8001 for `kubectl proxy`
+  --token-file PATH                 bearer token file (re-read every minute and after a 401)
+  --ca-file PATH                    CA bundle that signs the API server's certificate
+Operation:
+  --health-probe-bind-address ADDR  /healthz and /readyz (default :8081, 0 disables)
+  --metrics-bind-address ADDR       /metrics (default :8080, 0 disables)
+  --leader-elect                    elect a leader on a Lease; only the leader writes
+  --leader-election-namespace NS    namespace of the Lease (default: the pod's)
+  --leader-election-id NAME         name of the Lease (default ecr-creds-refresher)
+  --log-format text|json            log format (levels from RUST_LOG, default info)
+  --once                            reconcile every ECRPullSecret once and exit (non-zero on failure)
+  --workers N                       reconciles at once (default 4)
+  --shutdown-grace SECONDS          time SIGTERM gives in-flight work (default 20)
+Environment:
+  AWS_REGION, REGISTRY, AWS_CREDENTIALS_SECRET_NAME, AWS_CREDENTIALS_SECRET_NAMESPACE,
+  AWS_ENDPOINT_URL_ECR, AWS_ENDPOINT_URL_STS, AWS_USE_FIPS_ENDPOINT, the AWS credential
+  chain (AWS_ACCESS_KEY_ID..., AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE,
+  AWS_CONTAINER_CREDENTIALS_FULL_URI, instance metadata), HTTPS_PROXY/NO_PROXY,
+  POD_NAMESPACE, POD_NAME, RUST_LOG.
+";
+
+// === impl Config ===
+
+impl Config {
+    /// Parses `args` (without the program name) and the environment through `env`.
+    pub fn parse<I, S>(args: I, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let nonempty = |k: &str| {
+            env(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let mut cfg = Config {
+            api_server: None,
+            token_file: None,
+            ca_file: None,
+            probe_addr: parse_addr("--health-probe-bind-address", DEFAULT_PROBE_ADDR)?,
+            metrics_addr: parse_addr("--metrics-bind-address", DEFAULT_METRICS_ADDR)?,
+            leader_elect: false,
+            leader_election_namespace: None,
+            leader_election_id: DEFAULT_LEADER_ELECTION_ID.to_string(),
+            log_format: LogFormat::Text,
+            once: false,
+            workers: DEFAULT_WORKERS,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            region: nonempty("AWS_REGION").or_else(|| nonempty("AWS_DEFAULT_REGION")),
+            registries: nonempty("REGISTRY")
+                .map(|r| {
+                    r.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            credentials_secret: None,
+            namespace: nonempty("POD_NAMESPACE"),
+            identity: nonempty("POD_NAME")
+                .or_else(|| nonempty("HOSTNAME"))
+                .unwrap_or_else(|| format!("ecr-creds-refresher-{}", std::process::id())),
+        };
+        if let Some(name) = nonempty("AWS_CREDENTIALS_SECRET_NAME") {
+            let ns = nonempty("AWS_CREDENTIALS_SECRET_NAMESPACE")
+                .or_else(|| cfg.namespace.clone())
+                .unwrap_or_else(|| "default".to_string());
+            cfg.credentials_secret = Some((ns, name));
+        }
+
+        let mut args = args.into_iter().map(Into::into);
+        while let Some(arg) = args.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+                _ => (arg.clone(), None),
+            };
+            let mut value = |flag: &str| -> Result<String, ConfigError> {
+                match inline.clone() {
+                    Some(v) => Ok(v),
+                    None => args
+                        .next()
+                        .ok_or_else(|| ConfigError::MissingValue(flag.to_string())),
+                }
+            };
+            match flag.as_str() {
+                "--api-server" => cfg.api_server = Some(value(&flag)?),
+                "--token-file" => cfg.token_file = Some(PathBuf::from(value(&flag)?)),
+                "--ca-file" => cfg.ca_file = Some(PathBuf::from(value(&flag)?)),
+                "--health-probe-bind-address" => {
+                    cfg.probe_addr = parse_addr(&flag, &value(&flag)?)?
+                }
+                "--metrics-bind-address" => cfg.metrics_addr = parse_addr(&flag, &value(&flag)?)?,
+                "--leader-elect" => {
+                    cfg.leader_elect = match inline.as_deref() {
+                        None | Some("true") => true,
+                        Some("false") => false,
+                        Some(v) => return Err(bad(&flag, v, "true or false")),
+                    }
+                }
+                "--leader-election-namespace" => {
+                    cfg.leader_election_namespace = Some(value(&flag)?)
+                }
+                "--leader-election-id" => cfg.leader_election_id = value(&flag)?,
+                "--log-format" => {
+                    let v = value(&flag)?;
+                    cfg.log_format = match v.as_str() {
+                        "text" => LogFormat::Text,
+                        "json" => LogFormat::Json,
+                        _ => return Err(bad(&flag, &v, "text or json")),
+                    }
+                }
+                "--once" => cfg.once = true,
+                "--workers" => {
+                    let v = value(&flag)?;
+                    cfg.workers = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=64).contains(n))
+                        .ok_or_else(|| bad(&flag, &v, "a number from 1 to 64"))?;
+                }
+                "--shutdown-grace" => {
+                    let v = value(&flag)?;
+                    let secs: u64 = v.parse().map_err(|_| bad(&flag, &v, "whole seconds"))?;
+                    cfg.shutdown_grace = Duration::from_secs(secs);
+                }
+                "-h" | "--help" => return Err(ConfigError::Help),
+                "-V" | "--version" => return Err(ConfigError::Version),
+                _ => return Err(ConfigError::UnknownFlag(arg)),
+            }
+        }
+        if cfg.token_file.is_some() && cfg.api_server.is_none() {
+            return Err(bad(
+                "--token-file",
+                "",
+                "only with --api-server (in cluster the service-account token is used)",
+            ));
+        }
+        Ok(cfg)
+    }
+}
+
+fn bad(flag: &str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::BadValue {
+        flag: flag.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// `:8080`, `0.0.0.0:8080`, `[::]:8080`; `0` disables.
+fn parse_addr(flag: &str, value: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    if value == "0" || value.is_empty() {
+        return Ok(None);
+    }
+    let full = if value.starts_with(':') {
+        format!("0.0.0.0{value}")
+    } else {
+        value.to_string()
+    };
+    full.parse()
+        .map(Some)
+        .map_err(|_| bad(flag, value, "host:port, :port, or 0 to disable"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn controller_runtime_flag_names_and_defaults() {
+        let c = Config::parse(
+            [
+                "--leader-elect",
+                "--metrics-bind-address=0",
+                "--health-probe-bind-address",
+                ":9000",
+                "--log-format=json",
+            ],
+            env(&[]),
+        )
+        .unwrap();
+        assert!(c.leader_elect);
+        assert_eq!(c.metrics_addr, None);
+        assert_eq!(c.probe_addr, Some("0.0.0.0:9000".parse().unwrap()));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.leader_election_id, "ecr-creds-refresher");
+    }
+
+    #[test]
+    fn reference_operator_environment_is_honoured() {
+        let c = Config::parse(
+            Vec::<String>::new(),
+            env(&[
+                ("AWS_REGION", "eu-west-1"),
+                ("REGISTRY", "123456789012.dkr.ecr.eu-west-1.amazonaws.com"),
+                ("AWS_CREDENTIALS_SECRET_NAME", "aws-creds"),
+                ("AWS_CREDENTIALS_SECRET_NAMESPACE", "ops"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            c.registries,
+            vec!["123456789012.dkr.ecr.eu-west-1.amazonaws.com"]
+        );
+        assert_eq!(
+            c.credentials_secret,
+            Some(("ops".into(), "aws-creds".into()))
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_clear_errors() {
+        assert_eq!(
+            Config::parse(["--bogus"], env(&[])),
+            Err(ConfigError::UnknownFlag("--bogus".into()))
+        );
+        assert_eq!(
+            Config::parse(["--api-server"], env(&[])),
+            Err(ConfigError::MissingValue("--api-server".into()))
+        );
+        assert!(Config::parse(["--log-format", "xml"], env(&[]))
+            .unwrap_err()
+            .to_string()
+            .contains("text or json"));
+        assert!(Config::parse(["--workers", "0"], env(&[])).is_err());
+        assert!(Config::parse(["--metrics-bind-address", "nonsense"], env(&[])).is_err());
+    }
+}

@@ -1,0 +1,246 @@
+//! Where the client's identity comes from: the service-account token (re-read because the
+//! kubelet rotates bound tokens), the CA that pins the API server, and in-cluster discovery.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+
+use super::error::ConfigError;
+
+/// Where a pod's service-account files are mounted.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// Bound tokens rotate about hourly; client-go re-reads once a minute.
+pub const TOKEN_REREAD_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A bearer token, re-read from its file about once a minute and after a 401.
+///
+/// A failed or empty read keeps the last good token, so a kubelet mid-rewrite never
+/// leaves us without credentials.
+#[derive(Clone)]
+pub struct TokenSource {
+    inner: Arc<TokenInner>,
+}
+
+struct TokenInner {
+    path: Option<PathBuf>,
+    state: Mutex<TokenState>,
+}
+
+struct TokenState {
+    token: String,
+    read_at: Instant,
+    stale: bool,
+}
+
+// === impl TokenSource ===
+
+impl TokenSource {
+    /// Reads the file once now: a missing or empty token at startup is an error.
+    pub fn from_file(path: impl Into<PathBuf>) -> Result<Self, ConfigError> {
+        let path = path.into();
+        let token = read_token(&path)?;
+        Ok(TokenSource {
+            inner: Arc::new(TokenInner {
+                path: Some(path),
+                state: Mutex::new(TokenState {
+                    token,
+                    read_at: Instant::now(),
+                    stale: false,
+                }),
+            }),
+        })
+    }
+
+    /// A fixed token (tests, or a token given without a file).
+    pub fn fixed(token: impl Into<String>) -> Self {
+        TokenSource {
+            inner: Arc::new(TokenInner {
+                path: None,
+                state: Mutex::new(TokenState {
+                    token: token.into(),
+                    read_at: Instant::now(),
+                    stale: false,
+                }),
+            }),
+        }
+    }
+
+    /// The token to send now, re-reading the file when it is due.
+    pub fn current(&self) -> String {
+        let mut state = match self.inner.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(path) = &self.inner.path {
+            if state.stale || state.read_at.elapsed() >= TOKEN_REREAD_INTERVAL {
+                match read_token(path) {
+                    Ok(token) => {
+                        if token != state.token {
+                            tracing::debug!(path = %path.display(), "service-account token rotated");
+                        }
+                        state.token = token;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "keeping the last good token");
+                    }
+                }
+                state.read_at = Instant::now();
+                state.stale = false;
+            }
+        }
+        state.token.clone()
+    }
+
+    /// After a 401: the token may have rotated under us; re-read before the next use.
+    pub fn invalidate(&self) {
+        if let Ok(mut state) = self.inner.state.lock() {
+            state.stale = true;
+        }
+    }
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("path", &self.inner.path)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+fn read_token(path: &Path) -> Result<String, ConfigError> {
+    let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let token = raw.trim();
+    if token.is_empty() {
+        return Err(ConfigError::EmptyToken {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(token.to_string())
+}
+
+/// Parses every certificate in a PEM file; none is an error (we never fall back to
+/// trusting anything else for the API server).
+pub fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let pem = std::fs::read(path).map_err(|source| ConfigError::ReadFile {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse_ca(&pem).map_err(|reason| ConfigError::BadCa {
+        path: path.display().to_string(),
+        reason,
+    })
+}
+
+/// Parses PEM certificates from memory.
+pub fn parse_ca(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let mut certs = Vec::new();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        certs.push(cert.map_err(|e| format!("invalid PEM: {e:?}"))?);
+    }
+    if certs.is_empty() {
+        return Err("no certificate found".to_string());
+    }
+    Ok(certs)
+}
+
+/// The in-cluster API server URL from KUBERNETES_SERVICE_HOST/PORT, bracketing IPv6.
+pub fn in_cluster_url(lookup: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    let host = lookup("KUBERNETES_SERVICE_HOST").filter(|h| !h.is_empty());
+    let port = lookup("KUBERNETES_SERVICE_PORT").filter(|p| !p.is_empty());
+    match (host, port) {
+        (Some(host), Some(port)) => {
+            let host = if host.contains(':') && !host.starts_with('[') {
+                format!("[{host}]")
+            } else {
+                host
+            };
+            Ok(format!("https://{host}:{port}"))
+        }
+        _ => Err(ConfigError::NotInCluster),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn ipv6_service_host_is_bracketed() {
+        let url = in_cluster_url(env(&[
+            ("KUBERNETES_SERVICE_HOST", "fd00::1"),
+            ("KUBERNETES_SERVICE_PORT", "443"),
+        ]));
+        assert_eq!(url.unwrap(), "https://[fd00::1]:443");
+        let url = in_cluster_url(env(&[
+            ("KUBERNETES_SERVICE_HOST", "10.0.0.1"),
+            ("KUBERNETES_SERVICE_PORT", "6443"),
+        ]));
+        assert_eq!(url.unwrap(), "https://10.0.0.1:6443");
+    }
+
+    #[test]
+    fn missing_service_env_is_not_in_cluster() {
+        assert!(matches!(
+            in_cluster_url(env(&[("KUBERNETES_SERVICE_HOST", "10.0.0.1")])),
+            Err(ConfigError::NotInCluster)
+        ));
+    }
+
+    #[test]
+    fn token_is_trimmed_and_failed_reread_keeps_last_good() {
+        let dir = std::env::temp_dir().join(format!("ecr-token-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, "abc\n").unwrap();
+        let source = TokenSource::from_file(&path).unwrap();
+        assert_eq!(source.current(), "abc");
+        std::fs::write(&path, "   \n").unwrap();
+        source.invalidate();
+        assert_eq!(
+            source.current(),
+            "abc",
+            "empty token rejected, last good kept"
+        );
+        std::fs::remove_file(&path).unwrap();
+        source.invalidate();
+        assert_eq!(source.current(), "abc", "missing file keeps last good");
+        std::fs::write(&path, "def").unwrap();
+        source.invalidate();
+        assert_eq!(source.current(), "def");
+        assert!(!format!("{source:?}").contains("def"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn empty_token_file_at_startup_is_an_error() {
+        let path = std::env::temp_dir().join(format!("ecr-empty-token-{}", std::process::id()));
+        std::fs::write(&path, "\n").unwrap();
+        assert!(matches!(
+            TokenSource::from_file(&path),
+            Err(ConfigError::EmptyToken { .. })
+        ));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn ca_without_certificates_is_rejected() {
+        assert!(parse_ca(b"not a pem").is_err());
+    }
+}

@@ -1,0 +1,716 @@
+//! A raw-HTTP Kubernetes client: one hyper connection pool (HTTP/2 where the server offers
+//! it through ALPN), bearer-token auth, typed errors carrying the server's Status, retries
+//! after Retry-After for 429/503, and a timeout on every request.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls_pki_types::CertificateDer;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::auth::{self, TokenSource};
+use super::error::{ConfigError, Error};
+use super::types::{ObjectList, Status, WatchEvent};
+use super::watch::{decode_event, LineDecoder};
+
+/// The field manager recorded on every write, so `managedFields` names us.
+pub const FIELD_MANAGER: &str = "ecr-creds-refresher";
+/// Default per-request timeout (connect, send, read the whole answer).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// client-go's limit on Retry-After driven retries.
+pub const MAX_RETRIES: u32 = 10;
+/// A Retry-After longer than this is capped: we would rather fail and back off outside.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// Lists of thousands of objects stay well below this; anything larger is refused.
+pub const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// How to reach and authenticate to the API server.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// `scheme://host:port`, optionally with a path prefix; no trailing slash.
+    pub url: String,
+    pub token: Option<TokenSource>,
+    /// Trusted roots for https. `None` trusts the public web PKI (only out of cluster).
+    pub ca: Option<Vec<CertificateDer<'static>>>,
+    pub request_timeout: Duration,
+    pub max_retries: u32,
+}
+
+// === impl ClientConfig ===
+
+impl ClientConfig {
+    /// A config for `url` with no auth and the defaults.
+    pub fn new(url: &str) -> Result<Self, ConfigError> {
+        let url = url.trim_end_matches('/').to_string();
+        let uri: http::Uri =
+            url.parse()
+                .map_err(|e: http::uri::InvalidUri| ConfigError::BadUrl {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                })?;
+        match uri.scheme_str() {
+            Some("http") | Some("https") => {}
+            _ => {
+                return Err(ConfigError::BadUrl {
+                    url,
+                    reason: "the scheme must be http or https".to_string(),
+                })
+            }
+        }
+        if uri.host().is_none() {
+            return Err(ConfigError::BadUrl {
+                url,
+                reason: "no host".to_string(),
+            });
+        }
+        Ok(ClientConfig {
+            url,
+            token: None,
+            ca: None,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_retries: MAX_RETRIES,
+        })
+    }
+
+    /// In a pod: KUBERNETES_SERVICE_HOST/PORT and the mounted service-account files.
+    pub fn in_cluster() -> Result<Self, ConfigError> {
+        let url = auth::in_cluster_url(|k| std::env::var(k).ok())?;
+        let dir = Path::new(auth::SERVICE_ACCOUNT_DIR);
+        let mut cfg = ClientConfig::new(&url)?;
+        cfg.token = Some(TokenSource::from_file(dir.join("token"))?);
+        cfg.ca = Some(auth::load_ca(&dir.join("ca.crt"))?);
+        Ok(cfg)
+    }
+
+    /// Out of cluster: `--api-server`, `--token-file`, `--ca-file`. A plain http URL is
+    /// accepted so `kubectl proxy` can carry any kubeconfig's auth.
+    pub fn out_of_cluster(
+        api_server: &str,
+        token_file: Option<&Path>,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, ConfigError> {
+        let mut cfg = ClientConfig::new(api_server)?;
+        if let Some(path) = token_file {
+            cfg.token = Some(TokenSource::from_file(path)?);
+        }
+        if let Some(path) = ca_file {
+            cfg.ca = Some(auth::load_ca(path)?);
+        }
+        Ok(cfg)
+    }
+}
+
+/// Query parameters of a list.
+#[derive(Clone, Debug, Default)]
+pub struct ListParams {
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+    pub limit: Option<u32>,
+    pub continue_token: Option<String>,
+}
+
+/// Query parameters of a watch.
+#[derive(Clone, Debug, Default)]
+pub struct WatchParams {
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+    /// Opaque; where the watch starts.
+    pub resource_version: String,
+    /// The server ends the watch after this long; the client's idle timeout is a little
+    /// longer.
+    pub timeout_seconds: u32,
+    pub bookmarks: bool,
+}
+
+/// The patch flavours the API server takes.
+#[derive(Clone, Copy, Debug)]
+pub enum Patch<'a> {
+    /// RFC 7386 JSON merge patch.
+    Merge(&'a serde_json::Value),
+    /// Kubernetes strategic merge patch (built-in kinds only; 415 on custom resources).
+    Strategic(&'a serde_json::Value),
+    /// RFC 6902 JSON patch; a `test` op makes it conditional.
+    Json(&'a serde_json::Value),
+    /// Server-side apply, forcing ownership of the fields we send.
+    Apply(&'a serde_json::Value),
+}
+
+impl Patch<'_> {
+    fn content_type(&self) -> &'static str {
+        match self {
+            Patch::Merge(_) => "application/merge-patch+json",
+            Patch::Strategic(_) => "application/strategic-merge-patch+json",
+            Patch::Json(_) => "application/json-patch+json",
+            Patch::Apply(_) => "application/apply-patch+yaml",
+        }
+    }
+
+    fn body(&self) -> &serde_json::Value {
+        match self {
+            Patch::Merge(v) | Patch::Strategic(v) | Patch::Json(v) | Patch::Apply(v) => v,
+        }
+    }
+}
+
+/// Called for every answer with (verb, HTTP code), for the requests-by-verb metric.
+pub type RequestObserver = Arc<dyn Fn(&'static str, u16) + Send + Sync>;
+
+/// A Kubernetes API client. Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    url: String,
+    token: Option<TokenSource>,
+    timeout: Duration,
+    max_retries: u32,
+    observer: Option<RequestObserver>,
+}
+
+// === impl Client ===
+
+impl Client {
+    /// Builds the TLS stack and the pool. Verification is always on for https.
+    pub fn new(cfg: ClientConfig) -> Result<Self, ConfigError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        match cfg.ca {
+            Some(certs) => {
+                for cert in certs {
+                    roots.add(cert).map_err(|e| ConfigError::Tls {
+                        reason: format!("CA certificate rejected: {e}"),
+                    })?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ConfigError::Tls {
+                reason: e.to_string(),
+            })?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(Duration::from_secs(10)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(tcp);
+        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(https);
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                url: cfg.url,
+                token: cfg.token,
+                timeout: cfg.request_timeout,
+                max_retries: cfg.max_retries,
+                observer: None,
+            }),
+        })
+    }
+
+    /// Reports every answer's (verb, code) to `observer`.
+    #[must_use]
+    pub fn with_observer(self, observer: RequestObserver) -> Self {
+        let inner = &self.inner;
+        Client {
+            inner: Arc::new(Inner {
+                http: inner.http.clone(),
+                url: inner.url.clone(),
+                token: inner.token.clone(),
+                timeout: inner.timeout,
+                max_retries: inner.max_retries,
+                observer: Some(observer),
+            }),
+        }
+    }
+
+    /// The API server's base URL.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+        self.json("get", Method::GET, path.to_string(), None, Bytes::new())
+            .await
+    }
+
+    /// One page of a list; callers loop on `metadata.continue`.
+    pub async fn list<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        p: &ListParams,
+    ) -> Result<ObjectList<T>, Error> {
+        let mut q = Query::default();
+        q.opt("labelSelector", p.label_selector.as_deref());
+        q.opt("fieldSelector", p.field_selector.as_deref());
+        q.opt("limit", p.limit.map(|l| l.to_string()).as_deref());
+        q.opt("continue", p.continue_token.as_deref());
+        self.json("list", Method::GET, q.path(collection), None, Bytes::new())
+            .await
+    }
+
+    /// Starts a watch. Events come from [`WatchStream::next`].
+    pub async fn watch<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        p: &WatchParams,
+    ) -> Result<WatchStream<T>, Error> {
+        let mut q = Query::default();
+        q.opt("watch", Some("true"));
+        q.opt("resourceVersion", Some(p.resource_version.as_str()));
+        if p.bookmarks {
+            q.opt("allowWatchBookmarks", Some("true"));
+        }
+        q.opt(
+            "timeoutSeconds",
+            Some(p.timeout_seconds.to_string().as_str()),
+        );
+        q.opt("labelSelector", p.label_selector.as_deref());
+        q.opt("fieldSelector", p.field_selector.as_deref());
+        let resp = self
+            .send(
+                "watch",
+                Method::GET,
+                &q.path(collection),
+                None,
+                Bytes::new(),
+            )
+            .await?;
+        let resp = self.check(resp).await?;
+        Ok(WatchStream {
+            body: resp.into_body(),
+            decoder: LineDecoder::default(),
+            idle: Duration::from_secs(u64::from(p.timeout_seconds) + 15),
+            done: false,
+            _t: std::marker::PhantomData,
+        })
+    }
+
+    pub async fn create<B: Serialize, T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        body: &B,
+    ) -> Result<T, Error> {
+        let body = to_body(body)?;
+        self.json(
+            "create",
+            Method::POST,
+            managed(collection),
+            Some("application/json"),
+            body,
+        )
+        .await
+    }
+
+    /// PUT; with `metadata.resourceVersion` set, a stale object gets 409 Conflict.
+    pub async fn replace<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, Error> {
+        let body = to_body(body)?;
+        self.json(
+            "update",
+            Method::PUT,
+            managed(path),
+            Some("application/json"),
+            body,
+        )
+        .await
+    }
+
+    pub async fn patch<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        patch: Patch<'_>,
+    ) -> Result<T, Error> {
+        let body = to_body(patch.body())?;
+        let mut target = managed(path);
+        if matches!(patch, Patch::Apply(_)) {
+            target.push_str("&force=true");
+        }
+        self.json(
+            "patch",
+            Method::PATCH,
+            target,
+            Some(patch.content_type()),
+            body,
+        )
+        .await
+    }
+
+    /// PUT to the status subresource of the object at `path`.
+    pub async fn replace_status<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, Error> {
+        self.replace(&format!("{path}/status"), body).await
+    }
+
+    /// PATCH to the status subresource of the object at `path`.
+    pub async fn patch_status<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        patch: Patch<'_>,
+    ) -> Result<T, Error> {
+        self.patch(&format!("{path}/status"), patch).await
+    }
+
+    /// DELETE. A 404 is returned as an error; callers that do not care check
+    /// [`Error::is_not_found`].
+    pub async fn delete(&self, path: &str) -> Result<(), Error> {
+        let resp = self
+            .send("delete", Method::DELETE, path, None, Bytes::new())
+            .await?;
+        let resp = self.check(resp).await?;
+        // Drain so the connection returns to the pool.
+        read_body(resp.into_body(), self.inner.timeout).await?;
+        Ok(())
+    }
+
+    // --- plumbing ---
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        verb: &'static str,
+        method: Method,
+        path: String,
+        content_type: Option<&'static str>,
+        body: Bytes,
+    ) -> Result<T, Error> {
+        let resp = self.send(verb, method, &path, content_type, body).await?;
+        let resp = self.check(resp).await?;
+        let bytes = read_body(resp.into_body(), self.inner.timeout).await?;
+        serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
+            what: "API answer",
+            source,
+        })
+    }
+
+    /// Turns a non-2xx answer into [`Error::Api`] with the server's Status.
+    async fn check(&self, resp: Response<Incoming>) -> Result<Response<Incoming>, Error> {
+        let code = resp.status();
+        if code.is_success() {
+            return Ok(resp);
+        }
+        let bytes = read_body(resp.into_body(), self.inner.timeout)
+            .await
+            .unwrap_or_default();
+        Err(Error::Api {
+            status: status_from(code, &bytes),
+        })
+    }
+
+    /// Sends one request, retrying 429/503 (and any 5xx with Retry-After) after the
+    /// server's Retry-After, and once after a 401 with a re-read token.
+    async fn send(
+        &self,
+        verb: &'static str,
+        method: Method,
+        path: &str,
+        content_type: Option<&'static str>,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, Error> {
+        let mut retries = 0;
+        let mut reauthenticated = false;
+        loop {
+            let req = self.build(method.clone(), path, content_type, body.clone())?;
+            let timeout = self.inner.timeout;
+            let resp = match tokio::time::timeout(timeout, self.inner.http.request(req)).await {
+                Err(_) => return Err(Error::Timeout { after: timeout }),
+                Ok(Err(source)) => return Err(Error::Transport { source }),
+                Ok(Ok(resp)) => resp,
+            };
+            let code = resp.status().as_u16();
+            if let Some(observe) = &self.inner.observer {
+                observe(verb, code);
+            }
+            if code == 401 && !reauthenticated {
+                if let Some(token) = &self.inner.token {
+                    token.invalidate();
+                    reauthenticated = true;
+                    continue;
+                }
+            }
+            let retry_after = retry_after(&resp);
+            let retryable = code == 429 || code == 503 || (code >= 500 && retry_after.is_some());
+            if retryable && retries < self.inner.max_retries {
+                retries += 1;
+                let wait = retry_after
+                    .unwrap_or(Duration::from_secs(1))
+                    .min(MAX_RETRY_AFTER);
+                tracing::debug!(
+                    verb,
+                    path,
+                    code,
+                    ?wait,
+                    retries,
+                    "retrying after Retry-After"
+                );
+                // Drain the refused answer so its connection can be reused.
+                let _ = read_body(resp.into_body(), timeout).await;
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return Ok(resp);
+        }
+    }
+
+    fn build(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&'static str>,
+        body: Bytes,
+    ) -> Result<Request<Full<Bytes>>, Error> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.inner.url, path))
+            .header(header::ACCEPT, "application/json")
+            .header(
+                header::USER_AGENT,
+                concat!("ecr-creds-refresher/", env!("CARGO_PKG_VERSION")),
+            );
+        if let Some(ct) = content_type {
+            req = req.header(header::CONTENT_TYPE, ct);
+        }
+        if let Some(token) = &self.inner.token {
+            let mut value = http::HeaderValue::from_str(&format!("Bearer {}", token.current()))
+                .map_err(|_| Error::Request {
+                    message: "the bearer token holds characters not allowed in a header"
+                        .to_string(),
+                })?;
+            value.set_sensitive(true);
+            req = req.header(header::AUTHORIZATION, value);
+        }
+        req.body(Full::new(body)).map_err(|e| Error::Request {
+            message: format!("cannot build a request for {path}: {e}"),
+        })
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.inner.url)
+            .finish()
+    }
+}
+
+/// A watch in progress: newline-delimited JSON events over a chunked body.
+pub struct WatchStream<T> {
+    body: Incoming,
+    decoder: LineDecoder,
+    idle: Duration,
+    done: bool,
+    _t: std::marker::PhantomData<fn() -> T>,
+}
+
+// === impl WatchStream ===
+
+impl<T: DeserializeOwned> WatchStream<T> {
+    /// The next event; `None` when the server ended the stream cleanly. A stream silent
+    /// for longer than the server's timeout (plus slack) fails with [`Error::Timeout`].
+    pub async fn next(&mut self) -> Option<Result<WatchEvent<T>, Error>> {
+        loop {
+            match self.decoder.next_line() {
+                Ok(Some(line)) => return Some(decode_event(&line)),
+                Ok(None) => {}
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+            if self.done {
+                return None;
+            }
+            match tokio::time::timeout(self.idle, self.body.frame()).await {
+                Err(_) => {
+                    self.done = true;
+                    return Some(Err(Error::Timeout { after: self.idle }));
+                }
+                Ok(None) => {
+                    self.done = true;
+                    if self.decoder.remainder().iter().all(u8::is_ascii_whitespace) {
+                        return None;
+                    }
+                    // A torn last line: the stream was cut mid-event.
+                    return Some(Err(Error::Body {
+                        source: "watch stream ended mid-event".into(),
+                    }));
+                }
+                Ok(Some(Err(e))) => {
+                    self.done = true;
+                    return Some(Err(Error::Body {
+                        source: Box::new(e),
+                    }));
+                }
+                Ok(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        self.decoder.push(data);
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn read_body(body: Incoming, timeout: Duration) -> Result<Bytes, Error> {
+    let collect = Limited::new(body, MAX_BODY).collect();
+    match tokio::time::timeout(timeout, collect).await {
+        Err(_) => Err(Error::Timeout { after: timeout }),
+        Ok(Err(e)) => {
+            if e.is::<http_body_util::LengthLimitError>() {
+                Err(Error::TooLarge { limit: MAX_BODY })
+            } else {
+                Err(Error::Body { source: e })
+            }
+        }
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// The server's Status if the body is one, else one made from the HTTP code. A body that
+/// is not a Status is not echoed: it could be anything.
+fn status_from(code: StatusCode, body: &[u8]) -> Status {
+    match serde_json::from_slice::<Status>(body) {
+        Ok(mut status) if !status.status.is_empty() || status.code != 0 => {
+            if status.code == 0 {
+                status.code = code.as_u16();
+            }
+            status
+        }
+        _ => Status {
+            status: "Failure".to_string(),
+            message: format!(
+                "HTTP {} with a body that is not a Kubernetes Status",
+                code.as_u16()
+            ),
+            reason: code.canonical_reason().unwrap_or("").replace(' ', ""),
+            code: code.as_u16(),
+        },
+    }
+}
+
+/// Integer seconds only, as the API server sends it.
+fn retry_after(resp: &Response<Incoming>) -> Option<Duration> {
+    resp.headers()
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+fn to_body<B: Serialize + ?Sized>(body: &B) -> Result<Bytes, Error> {
+    serde_json::to_vec(body)
+        .map(Bytes::from)
+        .map_err(|source| Error::Decode {
+            what: "request body",
+            source,
+        })
+}
+
+/// Adds `fieldManager` so the server attributes our writes to us.
+fn managed(path: &str) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{sep}fieldManager={FIELD_MANAGER}")
+}
+
+/// A query string builder with percent-encoding of values.
+#[derive(Default)]
+struct Query {
+    parts: Vec<String>,
+}
+
+impl Query {
+    fn opt(&mut self, key: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.parts.push(format!("{key}={}", encode_component(v)));
+        }
+    }
+
+    fn path(&self, base: &str) -> String {
+        if self.parts.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", self.parts.join("&"))
+        }
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_are_percent_encoded() {
+        assert_eq!(
+            encode_component("app in (a,b),!x"),
+            "app%20in%20%28a%2Cb%29%2C%21x"
+        );
+        let mut q = Query::default();
+        q.opt("labelSelector", Some("a=b"));
+        q.opt("limit", None);
+        assert_eq!(
+            q.path("/api/v1/secrets"),
+            "/api/v1/secrets?labelSelector=a%3Db"
+        );
+    }
+
+    #[test]
+    fn non_status_body_is_not_echoed() {
+        let s = status_from(StatusCode::BAD_GATEWAY, b"<html>secret-ish</html>");
+        assert_eq!(s.code, 502);
+        assert!(!s.message.contains("secret-ish"));
+        let s = status_from(
+            StatusCode::NOT_FOUND,
+            br#"{"kind":"Status","status":"Failure","reason":"NotFound","code":404,"message":"secrets \"x\" not found"}"#,
+        );
+        assert_eq!(s.reason, "NotFound");
+    }
+
+    #[test]
+    fn bad_urls_are_refused_with_a_reason() {
+        assert!(ClientConfig::new("ftp://x").is_err());
+        assert!(ClientConfig::new("not a url").is_err());
+        assert!(ClientConfig::new("http://127.0.0.1:8001/").is_ok());
+    }
+}

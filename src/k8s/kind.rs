@@ -1,0 +1,103 @@
+//! Where each resource lives on the API server: group, version, plural and scope.
+
+/// A resource type's address. Paths are built here and nowhere else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Kind {
+    /// API group; empty for the core group (`/api/v1`).
+    pub group: &'static str,
+    pub version: &'static str,
+    pub plural: &'static str,
+    pub namespaced: bool,
+}
+
+pub const NAMESPACES: Kind = Kind::core("namespaces", false);
+pub const SECRETS: Kind = Kind::core("secrets", true);
+pub const SERVICE_ACCOUNTS: Kind = Kind::core("serviceaccounts", true);
+pub const EVENTS: Kind = Kind::core("events", true);
+pub const LEASES: Kind = Kind {
+    group: "coordination.k8s.io",
+    version: "v1",
+    plural: "leases",
+    namespaced: true,
+};
+/// The operator's own custom resource (see crd.yaml).
+pub const ECR_PULL_SECRETS: Kind = Kind {
+    group: crate::k8s::CRD_GROUP,
+    version: crate::k8s::CRD_VERSION,
+    plural: "ecrpullsecrets",
+    namespaced: false,
+};
+
+// === impl Kind ===
+
+impl Kind {
+    const fn core(plural: &'static str, namespaced: bool) -> Self {
+        Kind {
+            group: "",
+            version: "v1",
+            plural,
+            namespaced,
+        }
+    }
+
+    /// `apiVersion` as written in objects: `v1` or `group/version`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    fn prefix(&self) -> String {
+        if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The collection path. `ns` is ignored for cluster-scoped kinds; `None` on a
+    /// namespaced kind addresses every namespace (list and watch only).
+    pub fn collection(&self, ns: Option<&str>) -> String {
+        match ns {
+            Some(ns) if self.namespaced => {
+                format!("{}/namespaces/{}/{}", self.prefix(), ns, self.plural)
+            }
+            _ => format!("{}/{}", self.prefix(), self.plural),
+        }
+    }
+
+    /// One object's path.
+    pub fn object(&self, ns: Option<&str>, name: &str) -> String {
+        format!("{}/{}", self.collection(ns), name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_and_group_paths() {
+        assert_eq!(
+            SECRETS.object(Some("a"), "s"),
+            "/api/v1/namespaces/a/secrets/s"
+        );
+        assert_eq!(SECRETS.collection(None), "/api/v1/secrets");
+        assert_eq!(
+            NAMESPACES.object(Some("ignored"), "a"),
+            "/api/v1/namespaces/a"
+        );
+        assert_eq!(
+            LEASES.object(Some("op"), "l"),
+            "/apis/coordination.k8s.io/v1/namespaces/op/leases/l"
+        );
+        assert_eq!(
+            ECR_PULL_SECRETS.object(None, "x"),
+            "/apis/ecr.creds.dev/v1alpha1/ecrpullsecrets/x"
+        );
+        assert_eq!(LEASES.api_version(), "coordination.k8s.io/v1");
+        assert_eq!(SECRETS.api_version(), "v1");
+    }
+}

@@ -1,0 +1,172 @@
+//! Watch-stream framing: newline-delimited JSON events whose chunk boundaries are not
+//! event boundaries.
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::error::Error;
+use super::types::{Status, WatchEvent};
+
+/// The largest watch line we accept; a real event is far smaller (Secrets cap at 1 MiB).
+pub const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// Splits a byte stream into complete lines, whatever the chunking.
+#[derive(Debug, Default)]
+pub struct LineDecoder {
+    buf: Vec<u8>,
+    /// Where the scan for `\n` resumes, so a long line is not rescanned per chunk.
+    scanned: usize,
+}
+
+// === impl LineDecoder ===
+
+impl LineDecoder {
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// The next complete, non-blank line, without its terminator.
+    pub fn next_line(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        loop {
+            let Some(pos) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') else {
+                self.scanned = self.buf.len();
+                if self.buf.len() > MAX_LINE {
+                    return Err(Error::TooLarge { limit: MAX_LINE });
+                }
+                return Ok(None);
+            };
+            let end = self.scanned + pos;
+            let mut line: Vec<u8> = self.buf.drain(..=end).collect();
+            self.scanned = 0;
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            return Ok(Some(line));
+        }
+    }
+
+    /// Bytes left over at the end of a stream that never got their newline.
+    pub fn remainder(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(borrow)]
+    object: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct BookmarkObject {
+    metadata: BookmarkMeta,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BookmarkMeta {
+    #[serde(default)]
+    resource_version: String,
+}
+
+/// Decodes one watch line into an event.
+pub fn decode_event<T: DeserializeOwned>(line: &[u8]) -> Result<WatchEvent<T>, Error> {
+    let raw: RawEvent<'_> = serde_json::from_slice(line).map_err(|source| Error::Decode {
+        what: "watch event",
+        source,
+    })?;
+    let object = raw.object.get();
+    let decode = |what| move |source| Error::Decode { what, source };
+    Ok(match raw.kind {
+        "ADDED" => {
+            WatchEvent::Added(serde_json::from_str(object).map_err(decode("watched object"))?)
+        }
+        "MODIFIED" => {
+            WatchEvent::Modified(serde_json::from_str(object).map_err(decode("watched object"))?)
+        }
+        "DELETED" => {
+            WatchEvent::Deleted(serde_json::from_str(object).map_err(decode("watched object"))?)
+        }
+        "BOOKMARK" => {
+            let b: BookmarkObject = serde_json::from_str(object).map_err(decode("bookmark"))?;
+            WatchEvent::Bookmark {
+                resource_version: b.metadata.resource_version,
+            }
+        }
+        "ERROR" => WatchEvent::Error(
+            serde_json::from_str::<Status>(object).map_err(decode("watch error status"))?,
+        ),
+        _ => {
+            return Err(Error::Request {
+                message: format!("unknown watch event type {:?}", raw.kind),
+            })
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k8s::types::Namespace;
+
+    const EVENTS: &str = concat!(
+        r#"{"type":"ADDED","object":{"metadata":{"name":"a","resourceVersion":"1"}}}"#,
+        "\n",
+        r#"{"type":"BOOKMARK","object":{"kind":"Namespace","metadata":{"resourceVersion":"7"}}}"#,
+        "\r\n\n",
+        r#"{"type":"ERROR","object":{"kind":"Status","status":"Failure","code":410,"reason":"Expired","message":"too old"}}"#,
+        "\n",
+    );
+
+    fn decode_all(chunks: &[&[u8]]) -> Vec<WatchEvent<Namespace>> {
+        let mut d = LineDecoder::default();
+        let mut out = Vec::new();
+        for c in chunks {
+            d.push(c);
+            while let Some(line) = d.next_line().unwrap() {
+                out.push(decode_event(&line).unwrap());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn events_split_anywhere_decode_the_same() {
+        let whole = decode_all(&[EVENTS.as_bytes()]);
+        assert_eq!(whole.len(), 3);
+        assert!(
+            matches!(&whole[1], WatchEvent::Bookmark { resource_version } if resource_version == "7")
+        );
+        assert!(matches!(&whole[2], WatchEvent::Error(s) if s.code == 410));
+        let bytes = EVENTS.as_bytes();
+        for split in 0..bytes.len() {
+            let (a, b) = bytes.split_at(split);
+            assert_eq!(decode_all(&[a, b]), whole, "split at {split}");
+        }
+        let singles: Vec<&[u8]> = bytes.chunks(1).collect();
+        assert_eq!(decode_all(&singles), whole);
+    }
+
+    #[test]
+    fn garbage_line_is_a_decode_error_not_a_panic() {
+        let mut d = LineDecoder::default();
+        d.push(b"{not json}\n");
+        let line = d.next_line().unwrap().unwrap();
+        assert!(decode_event::<Namespace>(&line).is_err());
+    }
+
+    #[test]
+    fn unterminated_tail_stays_in_remainder() {
+        let mut d = LineDecoder::default();
+        d.push(b"{\"type\":\"ADD");
+        assert!(d.next_line().unwrap().is_none());
+        assert_eq!(d.remainder(), b"{\"type\":\"ADD");
+    }
+}

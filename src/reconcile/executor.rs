@@ -1,0 +1,249 @@
+//! Applies a plan's writes through the Kubernetes client: Secrets by create or
+//! precondition-guarded merge patch, ServiceAccounts by JSON patch guarded by a `test` on
+//! resourceVersion (their `imagePullSecrets` is an atomic list), with re-read and retry on
+//! conflict so concurrent writers never lose an entry.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::dockerconfig;
+use super::plan::{change_for, SaEdit};
+use super::state::{self, SaView, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SA_OWNED_ANNOTATION};
+use crate::k8s::kind::{SECRETS, SERVICE_ACCOUNTS};
+use crate::k8s::types::{ObjectMeta, Secret, ServiceAccount};
+use crate::k8s::{Client, Error, Patch};
+
+/// How often a ServiceAccount edit is retried after losing a race to another writer.
+pub const SA_CONFLICT_RETRIES: usize = 5;
+
+/// What a Secret write should hold.
+#[derive(Clone)]
+pub struct SecretContent {
+    pub owner: String,
+    /// The base64 `.dockerconfigjson` value.
+    pub data: String,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for SecretContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretContent")
+            .field("owner", &self.owner)
+            .field("annotations", &self.annotations)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of trying to put our Secret into a namespace.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SecretOutcome {
+    Written,
+    /// A Secret of that name exists and is not ours (and not adoptable).
+    Conflict,
+}
+
+/// Writes through one client.
+#[derive(Clone, Debug)]
+pub struct Executor {
+    client: Client,
+}
+
+// === impl Executor ===
+
+impl Executor {
+    pub fn new(client: Client) -> Self {
+        Executor { client }
+    }
+
+    /// Creates the Secret; on AlreadyExists (a Secret our label-filtered cache cannot see)
+    /// adopts it when allowed and it holds only ECR registries, else reports a conflict.
+    pub async fn create_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+        content: &SecretContent,
+        adopt: bool,
+    ) -> Result<SecretOutcome, Error> {
+        let body = Secret {
+            api_version: Some("v1".into()),
+            kind: Some("Secret".into()),
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: Some(namespace.to_string()),
+                labels: managed_labels(),
+                annotations: content.annotations.clone(),
+                ..Default::default()
+            },
+            type_: Some(dockerconfig::SECRET_TYPE.into()),
+            data: BTreeMap::from([(dockerconfig::DATA_KEY.to_string(), content.data.clone())]),
+        };
+        match self
+            .client
+            .create::<_, serde_json::Value>(&SECRETS.collection(Some(namespace)), &body)
+            .await
+        {
+            Ok(_) => Ok(SecretOutcome::Written),
+            Err(e) if e.is_already_exists() => self.adopt(namespace, name, content, adopt).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn adopt(
+        &self,
+        namespace: &str,
+        name: &str,
+        content: &SecretContent,
+        adopt: bool,
+    ) -> Result<SecretOutcome, Error> {
+        if !adopt {
+            return Ok(SecretOutcome::Conflict);
+        }
+        let existing: Secret = self
+            .client
+            .get(&SECRETS.object(Some(namespace), name))
+            .await?;
+        let managed_elsewhere = existing.metadata.labels.contains_key(MANAGED_BY_LABEL);
+        let adoptable = !managed_elsewhere
+            && existing.type_.as_deref() == Some(dockerconfig::SECRET_TYPE)
+            && existing
+                .data
+                .get(dockerconfig::DATA_KEY)
+                .is_some_and(|d| dockerconfig::holds_only_ecr(d));
+        if !adoptable {
+            return Ok(SecretOutcome::Conflict);
+        }
+        let rv = existing.metadata.resource_version.unwrap_or_default();
+        tracing::info!(namespace, name, "adopting an unmanaged ECR pull secret");
+        self.update_secret(namespace, name, &rv, content).await?;
+        Ok(SecretOutcome::Written)
+    }
+
+    /// Rewrites our Secret's data and annotations; `resource_version` is a precondition
+    /// (409 if someone changed it since we looked). Other labels, annotations and data
+    /// keys are kept.
+    pub async fn update_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+        resource_version: &str,
+        content: &SecretContent,
+    ) -> Result<(), Error> {
+        let patch = json!({
+            "metadata": {
+                "resourceVersion": resource_version,
+                "labels": managed_labels(),
+                "annotations": content.annotations,
+            },
+            "data": { dockerconfig::DATA_KEY: content.data },
+        });
+        self.client
+            .patch::<serde_json::Value>(
+                &SECRETS.object(Some(namespace), name),
+                Patch::Merge(&patch),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes our Secret; already gone is fine.
+    pub async fn delete_secret(&self, namespace: &str, name: &str) -> Result<(), Error> {
+        match self
+            .client
+            .delete(&SECRETS.object(Some(namespace), name))
+            .await
+        {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Adds or removes our entry on a ServiceAccount. The patch tests resourceVersion, so
+    /// a concurrent writer makes it fail instead of being overwritten; we then re-read
+    /// the ServiceAccount and decide again.
+    pub async fn edit_service_account(&self, edit: &SaEdit) -> Result<(), Error> {
+        let path = SERVICE_ACCOUNTS.object(Some(&edit.sa.namespace), &edit.sa.name);
+        let mut edit = edit.clone();
+        let mut attempt = 0;
+        loop {
+            let Some(change) = change_for(&edit) else {
+                return Ok(());
+            };
+            let mut ops = vec![
+                json!({"op": "test", "path": "/metadata/resourceVersion", "value": edit.sa.resource_version}),
+                json!({"op": "add", "path": "/imagePullSecrets",
+                       "value": change.pull_secrets.iter().map(|n| json!({"name": n})).collect::<Vec<_>>()}),
+            ];
+            let owned = change.owned.join(",");
+            let key = format!(
+                "/metadata/annotations/{}",
+                SA_OWNED_ANNOTATION.replace('/', "~1")
+            );
+            if !edit.sa.has_annotations {
+                ops.push(json!({"op": "add", "path": "/metadata/annotations",
+                                "value": {SA_OWNED_ANNOTATION: owned}}));
+            } else if change.owned.is_empty() {
+                if !edit.sa.owned.is_empty() {
+                    ops.push(json!({"op": "remove", "path": key}));
+                }
+            } else {
+                ops.push(json!({"op": "add", "path": key, "value": owned}));
+            }
+            let patch = serde_json::Value::Array(ops);
+            match self
+                .client
+                .patch::<serde_json::Value>(&path, Patch::Json(&patch))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if is_lost_race(&e) && attempt < SA_CONFLICT_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(namespace = %edit.sa.namespace, sa = %edit.sa.name, attempt,
+                        "ServiceAccount changed under us; re-reading");
+                    let fresh: ServiceAccount = self.client.get(&path).await?;
+                    match SaView::project(fresh) {
+                        Some(view) => edit.sa = view,
+                        None => return Ok(()),
+                    }
+                }
+                Err(e) if e.is_not_found() => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// A failed `test` op answers 422 on the real server, a stale resourceVersion 409.
+fn is_lost_race(e: &Error) -> bool {
+    matches!(e.code(), Some(409) | Some(422))
+}
+
+fn managed_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string())])
+}
+
+/// The annotations a managed Secret carries.
+pub fn secret_annotations(
+    owner: &str,
+    expires_at: time::OffsetDateTime,
+    refresh_at: time::OffsetDateTime,
+    registries: &str,
+    checksum: &str,
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (state::OWNER_ANNOTATION.to_string(), owner.to_string()),
+        (
+            state::EXPIRES_ANNOTATION.to_string(),
+            state::format_time(expires_at),
+        ),
+        (
+            state::REFRESH_ANNOTATION.to_string(),
+            state::format_time(refresh_at),
+        ),
+        (
+            state::REGISTRIES_ANNOTATION.to_string(),
+            registries.to_string(),
+        ),
+        (state::CHECKSUM_ANNOTATION.to_string(), checksum.to_string()),
+    ])
+}

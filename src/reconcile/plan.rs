@@ -1,0 +1,497 @@
+//! The reconcile decisions as a pure function: from a CR, the cached observed state and
+//! the clock to a plan of writes. No I/O here, so every decision is table-tested.
+
+use std::collections::BTreeMap;
+
+use time::OffsetDateTime;
+
+use super::select::{self, NamespaceView};
+use super::spec::ValidSpec;
+use super::state::{ManagedSecret, SaView};
+
+/// What to do with the pull Secret in one target namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretStep {
+    /// Ours, intact, covering the right registries and not yet due: no write, no token.
+    Fresh { namespace: String },
+    /// Absent from our cache: create (a 409 then means a foreign Secret).
+    Create { namespace: String },
+    /// Ours but due, edited by hand, or covering other registries: rewrite.
+    Update { existing: ManagedSecret },
+}
+
+impl SecretStep {
+    pub fn namespace(&self) -> &str {
+        match self {
+            SecretStep::Fresh { namespace } | SecretStep::Create { namespace } => namespace,
+            SecretStep::Update { existing } => &existing.namespace,
+        }
+    }
+}
+
+/// One ServiceAccount change: add or remove our entry `secret`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SaEdit {
+    pub sa: SaView,
+    pub secret: String,
+    pub add: bool,
+}
+
+/// The new `imagePullSecrets` and ownership list for a ServiceAccount.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SaChange {
+    pub pull_secrets: Vec<String>,
+    pub owned: Vec<String>,
+}
+
+/// Everything one reconcile of one CR intends to do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub targets: Vec<String>,
+    /// Explicitly listed namespaces that do not exist.
+    pub missing: Vec<String>,
+    /// Namespaces whose Secret of that name is managed for another CR.
+    pub conflicts: Vec<(String, String)>,
+    pub secrets: Vec<SecretStep>,
+    /// Secrets of ours no longer wanted (namespace left the selection, name changed, CR
+    /// deleted with `deletionPolicy: Delete`).
+    pub deletes: Vec<ManagedSecret>,
+    /// Entries to add; the executor applies them only where the namespace's Secret is
+    /// ours (fresh or written), never next to a foreign Secret.
+    pub sa_adds: Vec<SaEdit>,
+    pub sa_removes: Vec<SaEdit>,
+}
+
+impl Plan {
+    /// Whether any step needs a token (a Secret to write).
+    pub fn needs_token(&self) -> bool {
+        self.secrets
+            .iter()
+            .any(|s| !matches!(s, SecretStep::Fresh { .. }))
+    }
+}
+
+/// The observed state the planner reads (from the watch caches).
+pub struct Observed<'a> {
+    pub namespaces: &'a [NamespaceView],
+    /// Every managed Secret (any owner).
+    pub secrets: &'a [ManagedSecret],
+    pub service_accounts: &'a [SaView],
+}
+
+/// Plans the writes for CR `owner` with `spec`. `cleanup` plans the removal of everything
+/// the CR owns (deletion with `deletionPolicy: Delete`).
+pub fn plan(
+    owner: &str,
+    spec: &ValidSpec,
+    observed: &Observed<'_>,
+    now: OffsetDateTime,
+    cleanup: bool,
+) -> Plan {
+    let mut plan = Plan::default();
+    let targets = if cleanup {
+        select::Targets::default()
+    } else {
+        select::target_namespaces(spec, observed.namespaces)
+    };
+    plan.missing = targets.missing;
+    let wanted_registries = desired_registries(spec);
+
+    let by_key: BTreeMap<(&str, &str), &ManagedSecret> = observed
+        .secrets
+        .iter()
+        .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
+        .collect();
+    let mut sas_by_ns: BTreeMap<&str, Vec<&SaView>> = BTreeMap::new();
+    for sa in observed.service_accounts {
+        sas_by_ns.entry(sa.namespace.as_str()).or_default().push(sa);
+    }
+
+    for ns in &targets.namespaces {
+        let step = match by_key.get(&(ns.as_str(), spec.secret_name.as_str())) {
+            None => SecretStep::Create {
+                namespace: ns.clone(),
+            },
+            Some(s) if s.owner != owner => {
+                plan.conflicts.push((ns.clone(), s.owner.clone()));
+                continue;
+            }
+            Some(s) if is_fresh(s, wanted_registries.as_deref(), now) => SecretStep::Fresh {
+                namespace: ns.clone(),
+            },
+            Some(s) => SecretStep::Update {
+                existing: (*s).clone(),
+            },
+        };
+        plan.secrets.push(step);
+        for sa in sas_by_ns.get(ns.as_str()).into_iter().flatten() {
+            let selected = select::service_account_selected(&spec.service_accounts, &sa.name);
+            let edit = SaEdit {
+                sa: (*sa).clone(),
+                secret: spec.secret_name.clone(),
+                add: selected,
+            };
+            if change_for(&edit).is_some() {
+                if selected {
+                    plan.sa_adds.push(edit);
+                } else {
+                    plan.sa_removes.push(edit);
+                }
+            }
+        }
+    }
+    plan.targets = targets.namespaces;
+
+    // Ours, but no longer wanted where they are.
+    for s in observed.secrets.iter().filter(|s| s.owner == owner) {
+        let wanted = s.name == spec.secret_name && plan.targets.binary_search(&s.namespace).is_ok();
+        if wanted {
+            continue;
+        }
+        plan.deletes.push(s.clone());
+        for sa in sas_by_ns.get(s.namespace.as_str()).into_iter().flatten() {
+            let edit = SaEdit {
+                sa: (*sa).clone(),
+                secret: s.name.clone(),
+                add: false,
+            };
+            if change_for(&edit).is_some() {
+                plan.sa_removes.push(edit);
+            }
+        }
+    }
+    plan
+}
+
+/// Sorted, comma-joined hosts the spec names; `None` when they come from the token.
+pub fn desired_registries(spec: &ValidSpec) -> Option<String> {
+    if spec.registries.is_empty() {
+        return None;
+    }
+    let mut hosts: Vec<&str> = spec.registries.iter().map(|r| r.host.as_str()).collect();
+    hosts.sort_unstable();
+    Some(hosts.join(","))
+}
+
+fn is_fresh(s: &ManagedSecret, registries: Option<&str>, now: OffsetDateTime) -> bool {
+    s.intact
+        && registries.is_none_or(|r| r == s.registries)
+        && s.refresh_at.is_some_and(|at| now < at)
+}
+
+/// The ServiceAccount change an edit implies, or `None` when nothing changes. An entry
+/// someone else added is never claimed, and only entries we added are removed.
+pub fn change_for(edit: &SaEdit) -> Option<SaChange> {
+    let sa = &edit.sa;
+    let present = sa.pull_secrets.iter().any(|n| n == &edit.secret);
+    let ours = sa.owned.iter().any(|n| n == &edit.secret);
+    if edit.add {
+        if present {
+            return None;
+        }
+        let mut pull_secrets = sa.pull_secrets.clone();
+        pull_secrets.push(edit.secret.clone());
+        let mut owned = sa.owned.clone();
+        if !ours {
+            owned.push(edit.secret.clone());
+        }
+        Some(SaChange {
+            pull_secrets,
+            owned,
+        })
+    } else {
+        if !ours {
+            return None;
+        }
+        Some(SaChange {
+            pull_secrets: sa
+                .pull_secrets
+                .iter()
+                .filter(|n| *n != &edit.secret)
+                .cloned()
+                .collect(),
+            owned: sa
+                .owned
+                .iter()
+                .filter(|n| *n != &edit.secret)
+                .cloned()
+                .collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::spec::Spec;
+    use time::Duration;
+
+    const NOW: OffsetDateTime = time::macros::datetime!(2026-11-26 12:00 UTC);
+
+    fn spec(json: serde_json::Value) -> ValidSpec {
+        serde_json::from_value::<Spec>(json)
+            .unwrap()
+            .validate(&[])
+            .unwrap()
+    }
+
+    fn ns(name: &str) -> NamespaceView {
+        NamespaceView {
+            name: name.into(),
+            labels: Default::default(),
+            terminating: false,
+        }
+    }
+
+    fn secret(ns: &str, name: &str, owner: &str, refresh_in: i64) -> ManagedSecret {
+        ManagedSecret {
+            namespace: ns.into(),
+            name: name.into(),
+            resource_version: "5".into(),
+            owner: owner.into(),
+            expires_at: Some(NOW + Duration::hours(12)),
+            refresh_at: Some(NOW + Duration::seconds(refresh_in)),
+            registries: String::new(),
+            intact: true,
+        }
+    }
+
+    fn sa(ns: &str, name: &str, pulls: &[&str], owned: &[&str]) -> SaView {
+        SaView {
+            namespace: ns.into(),
+            name: name.into(),
+            resource_version: "3".into(),
+            pull_secrets: pulls.iter().map(|s| s.to_string()).collect(),
+            owned: owned.iter().map(|s| s.to_string()).collect(),
+            has_annotations: !owned.is_empty(),
+        }
+    }
+
+    #[test]
+    fn fresh_secret_is_not_rewritten_after_restart() {
+        let spec = spec(serde_json::json!({"secretName": "ecr", "namespaces": ["a"]}));
+        let secrets = [secret("a", "ecr", "cr", 3600)];
+        let sas = [sa("a", "default", &["ecr"], &["ecr"])];
+        let nss = [ns("a")];
+        let p = plan(
+            "cr",
+            &spec,
+            &Observed {
+                namespaces: &nss,
+                secrets: &secrets,
+                service_accounts: &sas,
+            },
+            NOW,
+            false,
+        );
+        assert_eq!(
+            p.secrets,
+            vec![SecretStep::Fresh {
+                namespace: "a".into()
+            }]
+        );
+        assert!(!p.needs_token());
+        assert!(p.sa_adds.is_empty() && p.sa_removes.is_empty() && p.deletes.is_empty());
+    }
+
+    #[test]
+    fn due_edited_or_missing_secrets_are_written() {
+        let spec = spec(serde_json::json!({"secretName": "ecr", "namespaces": ["a", "b", "c"]}));
+        let mut edited = secret("b", "ecr", "cr", 3600);
+        edited.intact = false;
+        let secrets = [secret("a", "ecr", "cr", -1), edited];
+        let nss = [ns("a"), ns("b"), ns("c")];
+        let p = plan(
+            "cr",
+            &spec,
+            &Observed {
+                namespaces: &nss,
+                secrets: &secrets,
+                service_accounts: &[],
+            },
+            NOW,
+            false,
+        );
+        assert!(
+            matches!(&p.secrets[0], SecretStep::Update { existing } if existing.namespace == "a")
+        );
+        assert!(
+            matches!(&p.secrets[1], SecretStep::Update { existing } if existing.namespace == "b")
+        );
+        assert_eq!(
+            p.secrets[2],
+            SecretStep::Create {
+                namespace: "c".into()
+            }
+        );
+        assert!(p.needs_token());
+    }
+
+    #[test]
+    fn another_crs_secret_is_a_conflict_and_its_service_accounts_are_left_alone() {
+        let spec = spec(serde_json::json!({"secretName": "ecr", "namespaces": ["a"]}));
+        let secrets = [secret("a", "ecr", "other", 3600)];
+        let sas = [sa("a", "default", &[], &[])];
+        let nss = [ns("a")];
+        let p = plan(
+            "cr",
+            &spec,
+            &Observed {
+                namespaces: &nss,
+                secrets: &secrets,
+                service_accounts: &sas,
+            },
+            NOW,
+            false,
+        );
+        assert_eq!(p.conflicts, vec![("a".to_string(), "other".to_string())]);
+        assert!(p.secrets.is_empty() && p.sa_adds.is_empty() && p.deletes.is_empty());
+    }
+
+    #[test]
+    fn service_account_entries_are_appended_and_foreign_entries_kept() {
+        let spec = spec(
+            serde_json::json!({"secretName": "ecr", "namespaces": ["a"], "serviceAccounts": ["*"]}),
+        );
+        let sas = [
+            sa("a", "default", &["other"], &[]),
+            sa("a", "builder", &["ecr"], &[]),
+        ];
+        let nss = [ns("a")];
+        let p = plan(
+            "cr",
+            &spec,
+            &Observed {
+                namespaces: &nss,
+                secrets: &[],
+                service_accounts: &sas,
+            },
+            NOW,
+            false,
+        );
+        assert_eq!(
+            p.sa_adds.len(),
+            1,
+            "builder already has the entry (not ours: not claimed)"
+        );
+        let change = change_for(&p.sa_adds[0]).unwrap();
+        assert_eq!(change.pull_secrets, vec!["other", "ecr"]);
+        assert_eq!(change.owned, vec!["ecr"]);
+    }
+
+    #[test]
+    fn namespace_leaving_selection_loses_only_our_secret_and_entry() {
+        let spec = spec(serde_json::json!({"secretName": "ecr", "namespaces": ["a"]}));
+        let secrets = [
+            secret("a", "ecr", "cr", 3600),
+            secret("gone", "ecr", "cr", 3600),
+            secret("x", "ecr", "other", 3600),
+        ];
+        let sas = [
+            sa("gone", "default", &["keep", "ecr"], &["ecr"]),
+            sa("a", "default", &["ecr"], &["ecr"]),
+        ];
+        let nss = [ns("a"), ns("gone"), ns("x")];
+        let p = plan(
+            "cr",
+            &spec,
+            &Observed {
+                namespaces: &nss,
+                secrets: &secrets,
+                service_accounts: &sas,
+            },
+            NOW,
+            false,
+        );
+        assert_eq!(p.deletes.len(), 1);
+        assert_eq!(p.deletes[0].namespace, "gone");
+        assert_eq!(p.sa_removes.len(), 1);
+        assert_eq!(
+            change_for(&p.sa_removes[0]).unwrap().pull_secrets,
+            vec!["keep"]
+        );
+    }
+
+    #[test]
+    fn cleanup_removes_everything_we_own_and_nothing_else() {
+        let spec = spec(serde_json::json!({"secretName": "ecr", "namespaces": ["a"]}));
+        let secrets = [
+            secret("a", "ecr", "cr", 3600),
+            secret("b", "ecr", "other", 3600),
+        ];
+        let sas = [
+            sa("a", "default", &["ecr", "mine"], &["ecr"]),
+            sa("b", "default", &["ecr"], &["ecr"]),
+        ];
+        let nss = [ns("a"), ns("b")];
+        let p = plan(
+            "cr",
+            &spec,
+            &Observed {
+                namespaces: &nss,
+                secrets: &secrets,
+                service_accounts: &sas,
+            },
+            NOW,
+            true,
+        );
+        assert!(p.secrets.is_empty());
+        assert_eq!(p.deletes.len(), 1);
+        assert_eq!(p.sa_removes.len(), 1);
+        assert_eq!(p.sa_removes[0].sa.namespace, "a");
+    }
+
+    #[test]
+    fn entry_added_by_someone_else_is_never_removed() {
+        let edit = SaEdit {
+            sa: sa("a", "default", &["ecr"], &[]),
+            secret: "ecr".into(),
+            add: false,
+        };
+        assert_eq!(change_for(&edit), None);
+    }
+
+    #[test]
+    fn deselected_service_account_loses_our_entry() {
+        let spec = spec(serde_json::json!({"secretName": "ecr", "namespaces": ["a"]}));
+        let secrets = [secret("a", "ecr", "cr", 3600)];
+        let sas = [
+            sa("a", "builder", &["ecr"], &["ecr"]),
+            sa("a", "default", &["ecr"], &["ecr"]),
+        ];
+        let nss = [ns("a")];
+        let p = plan(
+            "cr",
+            &spec,
+            &Observed {
+                namespaces: &nss,
+                secrets: &secrets,
+                service_accounts: &sas,
+            },
+            NOW,
+            false,
+        );
+        assert_eq!(p.sa_removes.len(), 1);
+        assert_eq!(p.sa_removes[0].sa.name, "builder");
+    }
+
+    #[test]
+    fn changed_registries_force_a_rewrite() {
+        let spec = spec(serde_json::json!({"secretName": "ecr", "namespaces": ["a"],
+            "registries": ["123456789012.dkr.ecr.us-east-1.amazonaws.com"]}));
+        let secrets = [secret("a", "ecr", "cr", 3600)];
+        let nss = [ns("a")];
+        let p = plan(
+            "cr",
+            &spec,
+            &Observed {
+                namespaces: &nss,
+                secrets: &secrets,
+                service_accounts: &[],
+            },
+            NOW,
+            false,
+        );
+        assert!(matches!(p.secrets[0], SecretStep::Update { .. }));
+    }
+}

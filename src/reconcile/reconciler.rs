@@ -1,0 +1,689 @@
+//! One reconcile of one CR: validate, plan from the caches, fetch tokens only when a
+//! write needs one, apply with bounded concurrency, report status and events.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::dockerconfig::{self, AuthEntry};
+use super::events::EventRecorder;
+use super::executor::{secret_annotations, Executor, SecretContent, SecretOutcome};
+use super::plan::{self, Observed, Plan, SecretStep};
+use super::registry::RegistryHost;
+use super::select::NamespaceView;
+use super::spec::{DeletionPolicy, EcrPullSecret, NamespaceFailure, ValidSpec, FINALIZER};
+use super::state::{format_time, ManagedSecret, SaView};
+use super::status::{self, reason, Outcome};
+use super::tokens::{refresh_at, FetchToken, RegistryToken, TokenCache, TokenGroup};
+use crate::k8s::kind::ECR_PULL_SECRETS;
+use crate::k8s::{Client, Patch};
+
+/// Read access to the watch caches, so the reconciler sees no wire.
+pub trait ObservedState: Send + Sync + 'static {
+    fn cr(&self, name: &str) -> Option<EcrPullSecret>;
+    fn namespaces(&self) -> Vec<NamespaceView>;
+    fn managed_secrets(&self) -> Vec<ManagedSecret>;
+    fn service_accounts(&self) -> Vec<SaView>;
+}
+
+/// Operator-wide settings from the reference operator's environment.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `AWS_REGION`: the region when a CR names none.
+    pub default_region: Option<String>,
+    /// `REGISTRY`: registry hosts when a CR names none.
+    pub default_registries: Vec<String>,
+    /// Writes in flight at once for one reconcile.
+    pub write_concurrency: usize,
+    /// How soon a conflict (a foreign Secret our label-filtered watch cannot see) is
+    /// looked at again.
+    pub conflict_recheck: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            default_region: None,
+            default_registries: Vec::new(),
+            write_concurrency: 16,
+            conflict_recheck: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What to do after a successful reconcile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Reconcile again after this long (the refresh schedule).
+    RequeueAfter(Duration),
+    /// Nothing scheduled; a watch event will bring the CR back.
+    AwaitChange,
+}
+
+/// A reconcile that must be retried with backoff. The status already says why.
+#[derive(Debug)]
+pub struct ReconcileError {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for ReconcileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.reason, self.message)
+    }
+}
+
+impl std::error::Error for ReconcileError {}
+
+/// Reconciles `ECRPullSecret`s.
+pub struct Reconciler<F, S> {
+    client: Client,
+    state: S,
+    tokens: Arc<TokenCache<F>>,
+    executor: Executor,
+    events: EventRecorder,
+    settings: Settings,
+}
+
+/// The per-namespace result of applying a plan.
+struct Applied {
+    synced: BTreeSet<String>,
+    failures: Vec<NamespaceFailure>,
+    /// Earliest refresh point of the Secrets now in place.
+    refresh_at: Option<OffsetDateTime>,
+    expires_at: Option<OffsetDateTime>,
+    wrote_token: bool,
+    transient: bool,
+}
+
+// === impl Reconciler ===
+
+impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
+    pub fn new(
+        client: Client,
+        state: S,
+        tokens: Arc<TokenCache<F>>,
+        events: EventRecorder,
+        settings: Settings,
+    ) -> Self {
+        Reconciler {
+            executor: Executor::new(client.clone()),
+            client,
+            state,
+            tokens,
+            events,
+            settings,
+        }
+    }
+
+    pub fn tokens(&self) -> &Arc<TokenCache<F>> {
+        &self.tokens
+    }
+
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    pub async fn reconcile(&self, name: &str) -> Result<Action, ReconcileError> {
+        let Some(cr) = self.state.cr(name) else {
+            let kept = self
+                .state
+                .managed_secrets()
+                .iter()
+                .filter(|s| s.owner == name)
+                .count();
+            if kept > 0 {
+                tracing::info!(cr = name, secrets = kept,
+                    "ECRPullSecret deleted with deletionPolicy Retain: keeping its Secrets and ServiceAccount entries");
+            }
+            return Ok(Action::AwaitChange);
+        };
+        let now = OffsetDateTime::now_utc();
+        let deleting = cr.metadata.deletion_timestamp.is_some();
+        let has_finalizer = cr.metadata.finalizers.iter().any(|f| f == FINALIZER);
+
+        let spec = match cr.spec.validate(&self.settings.default_registries) {
+            Ok(spec) => spec,
+            Err(e) => {
+                if deleting && has_finalizer {
+                    // Cleanup needs no valid spec: it removes what the CR owns.
+                    return self.finish_deletion(&cr, None, now).await;
+                }
+                let outcome = Outcome {
+                    fatal: Some((reason::INVALID_SPEC, e.to_string())),
+                    ..Default::default()
+                };
+                self.write_status(&cr, &outcome, now).await;
+                return Ok(Action::AwaitChange);
+            }
+        };
+
+        if deleting {
+            if has_finalizer {
+                return self.finish_deletion(&cr, Some(&spec), now).await;
+            }
+            return Ok(Action::AwaitChange);
+        }
+        self.sync_finalizer(&cr, spec.deletion_policy == DeletionPolicy::Delete)
+            .await?;
+
+        let namespaces = self.state.namespaces();
+        let secrets = self.state.managed_secrets();
+        let sas = self.state.service_accounts();
+        let observed = Observed {
+            namespaces: &namespaces,
+            secrets: &secrets,
+            service_accounts: &sas,
+        };
+        let plan = plan::plan(name, &spec, &observed, now, false);
+
+        let mut outcome = Outcome {
+            targets: plan.targets.len() as u32,
+            ..Default::default()
+        };
+        let tokens = if plan.needs_token() {
+            match self.fetch_tokens(&spec, now).await {
+                Ok(t) => Some(t),
+                Err((why, message)) => {
+                    // Existing Secrets stay as they are; nothing is written.
+                    outcome.fatal = Some((why, message.clone()));
+                    outcome.synced = plan
+                        .secrets
+                        .iter()
+                        .filter(|s| matches!(s, SecretStep::Fresh { .. }))
+                        .count() as u32;
+                    self.write_status(&cr, &outcome, now).await;
+                    return Err(ReconcileError {
+                        reason: why,
+                        message,
+                    });
+                }
+            }
+        } else {
+            None
+        };
+
+        let applied = self
+            .apply(name, &spec, &plan, tokens.as_ref(), &secrets)
+            .await;
+        outcome.synced = applied.synced.len() as u32;
+        outcome.failures = applied.failures;
+        for ns in &plan.missing {
+            outcome.failures.push(NamespaceFailure {
+                namespace: ns.clone(),
+                reason: reason::NAMESPACE_NOT_FOUND.into(),
+                message: format!("namespace {ns} does not exist"),
+            });
+        }
+        outcome.targets += plan.missing.len() as u32;
+        outcome.expires_at = applied.expires_at.map(format_time);
+        if applied.wrote_token {
+            outcome.last_refresh_time = Some(format_time(now));
+        }
+        let has_conflicts = outcome
+            .failures
+            .iter()
+            .any(|f| f.reason == reason::SECRET_CONFLICT);
+        let next = applied.refresh_at.map(|at| {
+            let floor = now + time::Duration::try_from(spec.min_interval).unwrap_or_default();
+            at.max(floor)
+        });
+        outcome.next_refresh_time = next.map(format_time);
+        self.write_status(&cr, &outcome, now).await;
+
+        if applied.transient {
+            return Err(ReconcileError {
+                reason: reason::NAMESPACE_ERRORS,
+                message: format!("{} namespaces failed", outcome.failures.len()),
+            });
+        }
+        let mut wait = next.map(|at| to_std(at - now)).unwrap_or(spec.min_interval);
+        if has_conflicts {
+            wait = wait.min(self.settings.conflict_recheck);
+        }
+        Ok(Action::RequeueAfter(jitter(wait, name)))
+    }
+
+    /// One token per (region, public) group the CR needs, from the shared cache.
+    async fn fetch_tokens(
+        &self,
+        spec: &ValidSpec,
+        now: OffsetDateTime,
+    ) -> Result<BTreeMap<TokenGroup, Arc<RegistryToken>>, (&'static str, String)> {
+        let mut out = BTreeMap::new();
+        for group in self.groups(spec)? {
+            let token = self
+                .tokens
+                .token(&group, spec.before_expiry, spec.min_interval, now)
+                .await
+                .map_err(|e| (e.reason, e.message))?;
+            out.insert(group, token);
+        }
+        Ok(out)
+    }
+
+    fn groups(&self, spec: &ValidSpec) -> Result<Vec<TokenGroup>, (&'static str, String)> {
+        let mut groups = BTreeSet::new();
+        if spec.registries.is_empty() {
+            let region = spec
+                .region
+                .clone()
+                .or_else(|| self.settings.default_region.clone())
+                .ok_or((
+                    reason::INVALID_SPEC,
+                    "no region: set spec.region or spec.registries, or AWS_REGION for the operator"
+                        .to_string(),
+                ))?;
+            groups.insert(TokenGroup {
+                region,
+                public: false,
+                auth: spec.aws.clone(),
+            });
+        }
+        for r in &spec.registries {
+            groups.insert(TokenGroup {
+                region: r.region.clone(),
+                public: r.public,
+                auth: spec.aws.clone(),
+            });
+        }
+        Ok(groups.into_iter().collect())
+    }
+
+    /// The Secret payload and annotations for the current tokens.
+    fn content(
+        &self,
+        owner: &str,
+        spec: &ValidSpec,
+        tokens: &BTreeMap<TokenGroup, Arc<RegistryToken>>,
+    ) -> Result<(SecretContent, OffsetDateTime), String> {
+        let mut entries = BTreeMap::new();
+        let mut hosts = Vec::new();
+        let mut earliest_refresh: Option<OffsetDateTime> = None;
+        let mut earliest_expiry: Option<OffsetDateTime> = None;
+        let registries: Vec<(RegistryHost, &Arc<RegistryToken>)> = if spec.registries.is_empty() {
+            let (_, token) = tokens.iter().next().ok_or("no token")?;
+            let host = token
+                .registry_host
+                .as_deref()
+                .and_then(RegistryHost::from_proxy_endpoint)
+                .ok_or("the ECR answer named no registry (proxyEndpoint); set spec.registries")?;
+            vec![(host, token)]
+        } else {
+            spec.registries
+                .iter()
+                .filter_map(|r| {
+                    let t = tokens
+                        .iter()
+                        .find(|(g, _)| g.region == r.region && g.public == r.public)?;
+                    Some((r.clone(), t.1))
+                })
+                .collect()
+        };
+        for (host, token) in registries {
+            entries.insert(
+                host.host.clone(),
+                AuthEntry {
+                    username: token.username.clone(),
+                    password: token.password.clone(),
+                    auth: token.auth.clone(),
+                },
+            );
+            hosts.push(host.host);
+            let r = refresh_at(token, spec.before_expiry, spec.min_interval);
+            earliest_refresh = Some(earliest_refresh.map_or(r, |e| e.min(r)));
+            earliest_expiry =
+                Some(earliest_expiry.map_or(token.expires_at, |e| e.min(token.expires_at)));
+        }
+        hosts.sort();
+        let data = dockerconfig::encode(&entries);
+        let checksum = dockerconfig::checksum(&data);
+        let (Some(refresh), Some(expires)) = (earliest_refresh, earliest_expiry) else {
+            return Err("no registry to write".into());
+        };
+        Ok((
+            SecretContent {
+                owner: owner.to_string(),
+                annotations: secret_annotations(
+                    owner,
+                    expires,
+                    refresh,
+                    &hosts.join(","),
+                    &checksum,
+                ),
+                data,
+            },
+            refresh,
+        ))
+    }
+
+    async fn apply(
+        &self,
+        owner: &str,
+        spec: &ValidSpec,
+        plan: &Plan,
+        tokens: Option<&BTreeMap<TokenGroup, Arc<RegistryToken>>>,
+        secrets: &[ManagedSecret],
+    ) -> Applied {
+        let mut applied = Applied {
+            synced: BTreeSet::new(),
+            failures: Vec::new(),
+            refresh_at: None,
+            expires_at: None,
+            wrote_token: false,
+            transient: false,
+        };
+        for (ns, other) in &plan.conflicts {
+            applied.failures.push(NamespaceFailure {
+                namespace: ns.clone(),
+                reason: reason::SECRET_CONFLICT.into(),
+                message: format!(
+                    "Secret {} is managed for ECRPullSecret {other}",
+                    spec.secret_name
+                ),
+            });
+        }
+        let content = match tokens.map(|t| self.content(owner, spec, t)) {
+            Some(Ok(c)) => Some(c),
+            Some(Err(message)) => {
+                for step in &plan.secrets {
+                    applied.failures.push(NamespaceFailure {
+                        namespace: step.namespace().to_string(),
+                        reason: reason::AWS_ERROR.into(),
+                        message: message.clone(),
+                    });
+                }
+                return applied;
+            }
+            None => None,
+        };
+        let new_expiry = content
+            .as_ref()
+            .and_then(|(c, _)| c.annotations.get(super::state::EXPIRES_ANNOTATION).cloned());
+
+        // Secrets first: ServiceAccounts only point at Secrets that are ours.
+        let limit = Arc::new(Semaphore::new(self.settings.write_concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        for step in &plan.secrets {
+            let ns = step.namespace().to_string();
+            let existing = secrets
+                .iter()
+                .find(|s| s.namespace == ns && s.name == spec.secret_name);
+            let fresh_until = existing.and_then(|s| s.refresh_at);
+            let write = match (step, &content) {
+                (SecretStep::Fresh { .. }, _) => None,
+                // Due, but the cache handed back the token already in place: the write
+                // would change nothing.
+                (SecretStep::Update { existing }, Some(_))
+                    if existing.intact
+                        && new_expiry.as_deref()
+                            == existing.expires_at.map(format_time).as_deref()
+                        && plan::desired_registries(spec)
+                            .is_none_or(|r| r == existing.registries) =>
+                {
+                    None
+                }
+                (_, None) => None,
+                (step, Some((c, _))) => Some((step.clone(), c.clone())),
+            };
+            let Some((step, content)) = write else {
+                applied.synced.insert(ns);
+                if let Some(at) = fresh_until {
+                    applied.refresh_at = Some(applied.refresh_at.map_or(at, |e| e.min(at)));
+                }
+                if let Some(exp) = existing.and_then(|s| s.expires_at) {
+                    applied.expires_at = Some(applied.expires_at.map_or(exp, |e| e.min(exp)));
+                }
+                continue;
+            };
+            let executor = self.executor.clone();
+            let limit = limit.clone();
+            let name = spec.secret_name.clone();
+            let adopt = spec.adopt_existing;
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let result = match &step {
+                    SecretStep::Update { existing } => executor
+                        .update_secret(
+                            &existing.namespace,
+                            &name,
+                            &existing.resource_version,
+                            &content,
+                        )
+                        .await
+                        .map(|_| SecretOutcome::Written),
+                    _ => executor.create_secret(&ns, &name, &content, adopt).await,
+                };
+                (ns, result)
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            let Ok((ns, result)) = joined else {
+                applied.transient = true;
+                continue;
+            };
+            match result {
+                Ok(SecretOutcome::Written) => {
+                    applied.synced.insert(ns);
+                    applied.wrote_token = true;
+                }
+                Ok(SecretOutcome::Conflict) => applied.failures.push(NamespaceFailure {
+                    namespace: ns,
+                    reason: reason::SECRET_CONFLICT.into(),
+                    message: format!(
+                        "a Secret named {} exists and was not created by this operator; \
+                         delete it or set spec.adoptExisting",
+                        spec.secret_name
+                    ),
+                }),
+                Err(e) => {
+                    applied.transient |= e.is_transient() || e.is_conflict();
+                    applied.failures.push(NamespaceFailure {
+                        namespace: ns,
+                        reason: reason::WRITE_FAILED.into(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        if applied.wrote_token {
+            if let Some((c, refresh)) = &content {
+                applied.refresh_at = Some(applied.refresh_at.map_or(*refresh, |e| e.min(*refresh)));
+                let exp = c
+                    .annotations
+                    .get(super::state::EXPIRES_ANNOTATION)
+                    .and_then(|v| {
+                        OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+                            .ok()
+                    });
+                if let Some(exp) = exp {
+                    applied.expires_at = Some(applied.expires_at.map_or(exp, |e| e.min(exp)));
+                }
+            }
+        }
+
+        // ServiceAccounts, and Secrets no longer wanted.
+        let mut sa_tasks = JoinSet::new();
+        let edits = plan
+            .sa_adds
+            .iter()
+            .filter(|e| applied.synced.contains(&e.sa.namespace))
+            .chain(plan.sa_removes.iter());
+        for edit in edits {
+            let executor = self.executor.clone();
+            let limit = limit.clone();
+            let edit = edit.clone();
+            sa_tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let r = executor.edit_service_account(&edit).await;
+                (edit.sa.namespace.clone(), edit.sa.name.clone(), r)
+            });
+        }
+        for s in &plan.deletes {
+            let executor = self.executor.clone();
+            let limit = limit.clone();
+            let (ns, name) = (s.namespace.clone(), s.name.clone());
+            sa_tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let r = executor.delete_secret(&ns, &name).await;
+                (ns, name, r)
+            });
+        }
+        while let Some(joined) = sa_tasks.join_next().await {
+            let Ok((ns, object, result)) = joined else {
+                applied.transient = true;
+                continue;
+            };
+            if let Err(e) = result {
+                applied.transient = true;
+                applied.synced.remove(&ns);
+                applied.failures.push(NamespaceFailure {
+                    namespace: ns,
+                    reason: reason::SERVICE_ACCOUNT_FAILED.into(),
+                    message: format!("{object}: {e}"),
+                });
+            }
+        }
+        applied
+    }
+
+    /// Deletion with `deletionPolicy: Delete`: remove what the CR owns, then release.
+    async fn finish_deletion(
+        &self,
+        cr: &EcrPullSecret,
+        spec: Option<&ValidSpec>,
+        now: OffsetDateTime,
+    ) -> Result<Action, ReconcileError> {
+        let name = cr.metadata.name.as_deref().unwrap_or_default();
+        let policy = spec
+            .map(|s| s.deletion_policy)
+            .unwrap_or(DeletionPolicy::Delete);
+        if policy == DeletionPolicy::Delete {
+            let secrets = self.state.managed_secrets();
+            let sas = self.state.service_accounts();
+            let placeholder;
+            let spec = match spec {
+                Some(s) => s,
+                None => {
+                    placeholder = ValidSpec::placeholder();
+                    &placeholder
+                }
+            };
+            let plan = plan::plan(
+                name,
+                spec,
+                &Observed {
+                    namespaces: &[],
+                    secrets: &secrets,
+                    service_accounts: &sas,
+                },
+                now,
+                true,
+            );
+            let applied = self.apply(name, spec, &plan, None, &secrets).await;
+            if !applied.failures.is_empty() {
+                return Err(ReconcileError {
+                    reason: reason::WRITE_FAILED,
+                    message: format!("cleanup failed in {} namespaces", applied.failures.len()),
+                });
+            }
+            tracing::info!(
+                cr = name,
+                secrets = plan.deletes.len(),
+                "cleaned up before deletion"
+            );
+        }
+        self.sync_finalizer(cr, false).await?;
+        Ok(Action::AwaitChange)
+    }
+
+    /// Adds or removes our finalizer with a JSON patch guarded by resourceVersion.
+    async fn sync_finalizer(&self, cr: &EcrPullSecret, want: bool) -> Result<(), ReconcileError> {
+        let has = cr.metadata.finalizers.iter().any(|f| f == FINALIZER);
+        if has == want {
+            return Ok(());
+        }
+        let mut finalizers: Vec<&str> = cr
+            .metadata
+            .finalizers
+            .iter()
+            .map(String::as_str)
+            .filter(|f| *f != FINALIZER)
+            .collect();
+        if want {
+            finalizers.push(FINALIZER);
+        }
+        let patch = json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": cr.metadata.resource_version},
+            {"op": "add", "path": "/metadata/finalizers", "value": finalizers},
+        ]);
+        let name = cr.metadata.name.as_deref().unwrap_or_default();
+        self.client
+            .patch::<serde_json::Value>(&ECR_PULL_SECRETS.object(None, name), Patch::Json(&patch))
+            .await
+            .map(|_| ())
+            .map_err(|e| ReconcileError {
+                reason: reason::WRITE_FAILED,
+                message: format!("updating the finalizer: {e}"),
+            })
+    }
+
+    /// Writes status only when it changed; emits an event when Ready changes.
+    async fn write_status(&self, cr: &EcrPullSecret, outcome: &Outcome, now: OffsetDateTime) {
+        let prev = cr.status.as_ref();
+        let next = status::compute(prev, cr.metadata.generation, outcome, &format_time(now));
+        if prev == Some(&next) {
+            return;
+        }
+        let name = cr.metadata.name.as_deref().unwrap_or_default();
+        let body = status::patch_body(&next);
+        if let Err(error) = self
+            .client
+            .patch_status::<serde_json::Value>(
+                &ECR_PULL_SECRETS.object(None, name),
+                Patch::Merge(&body),
+            )
+            .await
+        {
+            tracing::warn!(cr = name, %error, "could not write status");
+            return;
+        }
+        if let Some((kind, reason, message)) = status::transition_event(prev, &next) {
+            if kind == "Warning" {
+                tracing::warn!(cr = name, reason, message, "ECRPullSecret not ready");
+            } else {
+                tracing::info!(cr = name, reason, message, "ECRPullSecret ready");
+            }
+            self.events.record(cr, kind, &reason, &message).await;
+        }
+    }
+}
+
+fn to_std(d: time::Duration) -> Duration {
+    Duration::try_from(d).unwrap_or(Duration::ZERO)
+}
+
+/// Up to 5% earlier, fixed per CR name, so CRs sharing a schedule do not fire together
+/// and a CR's own schedule does not wander.
+pub fn jitter(d: Duration, name: &str) -> Duration {
+    let h = dockerconfig::checksum(name);
+    let frac = u64::from_str_radix(&h[..4], 16).unwrap_or(0) as f64 / 65535.0;
+    d.mul_f64(1.0 - 0.05 * frac)
+}
+
+/// The future a controller loop drives.
+pub trait Reconcile: Send + Sync + 'static {
+    fn reconcile(&self, name: &str) -> impl Future<Output = Result<Action, ReconcileError>> + Send;
+}
+
+impl<F: FetchToken, S: ObservedState> Reconcile for Reconciler<F, S> {
+    fn reconcile(&self, name: &str) -> impl Future<Output = Result<Action, ReconcileError>> + Send {
+        Reconciler::reconcile(self, name)
+    }
+}

@@ -1,0 +1,133 @@
+//! What the operator caches of the objects it watches: only the fields decisions need,
+//! so memory stays proportional to what it manages.
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::dockerconfig;
+use super::select::NamespaceView;
+use crate::k8s::types::{Namespace, Secret, ServiceAccount};
+
+/// The label that marks Secrets we manage; the Secret watch selects on it.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "ecr-creds-refresher";
+/// `MANAGED_BY_LABEL=MANAGED_BY_VALUE`, for watches.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=ecr-creds-refresher";
+/// The owning CR's name (an annotation: CR names may exceed a label value's 63 chars).
+pub const OWNER_ANNOTATION: &str = "ecr.creds.dev/owner";
+pub const EXPIRES_ANNOTATION: &str = "ecr.creds.dev/expires-at";
+pub const REFRESH_ANNOTATION: &str = "ecr.creds.dev/refresh-at";
+pub const REGISTRIES_ANNOTATION: &str = "ecr.creds.dev/registries";
+pub const CHECKSUM_ANNOTATION: &str = "ecr.creds.dev/checksum";
+/// On a ServiceAccount: the `imagePullSecrets` entries we added (comma-separated), so we
+/// only ever remove our own.
+pub const SA_OWNED_ANNOTATION: &str = "ecr.creds.dev/image-pull-secrets";
+
+/// A managed Secret as cached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagedSecret {
+    pub namespace: String,
+    pub name: String,
+    pub resource_version: String,
+    pub owner: String,
+    pub expires_at: Option<OffsetDateTime>,
+    pub refresh_at: Option<OffsetDateTime>,
+    /// Sorted, comma-separated hosts it covers.
+    pub registries: String,
+    /// The checksum annotation agrees with the data: nobody edited it by hand.
+    pub intact: bool,
+}
+
+/// A ServiceAccount as cached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SaView {
+    pub namespace: String,
+    pub name: String,
+    pub resource_version: String,
+    pub pull_secrets: Vec<String>,
+    /// Entries we added (from [`SA_OWNED_ANNOTATION`]).
+    pub owned: Vec<String>,
+    /// Whether `metadata.annotations` exists (a JSON patch must create it first).
+    pub has_annotations: bool,
+}
+
+// === impl ManagedSecret ===
+
+impl ManagedSecret {
+    /// The projection the Secret watcher keeps. Data is reduced to "intact or not".
+    pub fn project(secret: Secret) -> Option<ManagedSecret> {
+        let meta = secret.metadata;
+        let annotations = &meta.annotations;
+        let data = secret.data.get(dockerconfig::DATA_KEY);
+        let intact = match (data, annotations.get(CHECKSUM_ANNOTATION)) {
+            (Some(d), Some(sum)) => &dockerconfig::checksum(d) == sum,
+            _ => false,
+        };
+        Some(ManagedSecret {
+            namespace: meta.namespace.clone()?,
+            name: meta.name.clone()?,
+            resource_version: meta.resource_version.clone().unwrap_or_default(),
+            owner: annotations
+                .get(OWNER_ANNOTATION)
+                .cloned()
+                .unwrap_or_default(),
+            expires_at: parse_time(annotations.get(EXPIRES_ANNOTATION)),
+            refresh_at: parse_time(annotations.get(REFRESH_ANNOTATION)),
+            registries: annotations
+                .get(REGISTRIES_ANNOTATION)
+                .cloned()
+                .unwrap_or_default(),
+            intact: intact && secret.type_.as_deref() == Some(dockerconfig::SECRET_TYPE),
+        })
+    }
+}
+
+// === impl SaView ===
+
+impl SaView {
+    pub fn project(sa: ServiceAccount) -> Option<SaView> {
+        let meta = sa.metadata;
+        Some(SaView {
+            owned: split_list(meta.annotations.get(SA_OWNED_ANNOTATION)),
+            has_annotations: !meta.annotations.is_empty(),
+            namespace: meta.namespace?,
+            name: meta.name?,
+            resource_version: meta.resource_version.unwrap_or_default(),
+            pull_secrets: sa.image_pull_secrets.into_iter().map(|r| r.name).collect(),
+        })
+    }
+}
+
+/// The Namespace projection.
+pub fn project_namespace(ns: Namespace) -> Option<NamespaceView> {
+    Some(NamespaceView {
+        terminating: ns.metadata.deletion_timestamp.is_some(),
+        name: ns.metadata.name?,
+        labels: ns.metadata.labels,
+    })
+}
+
+/// Parses a comma-separated annotation into names.
+pub fn split_list(value: Option<&String>) -> Vec<String> {
+    value
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn parse_time(value: Option<&String>) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(value?, &Rfc3339).ok()
+}
+
+/// RFC 3339 in UTC with whole seconds, as Kubernetes writes times.
+pub fn format_time(t: OffsetDateTime) -> String {
+    let t = t.replace_nanosecond(0).unwrap_or(t);
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}

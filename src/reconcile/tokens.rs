@@ -1,0 +1,354 @@
+//! ECR tokens shared per credential group: one call per (credentials, role, region) per
+//! refresh, however many CRs and namespaces need it, and never a storm.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::spec::AwsAuth;
+
+/// What one token serves: every registry the principal reaches in one region.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenGroup {
+    pub region: String,
+    /// ECR Public's token comes from another API.
+    pub public: bool,
+    /// The per-CR identity on top of the operator's default credentials.
+    pub auth: AwsAuth,
+}
+
+impl TokenGroup {
+    /// A label for logs and metrics: region and role, never a credential.
+    pub fn label(&self) -> String {
+        let mut s = if self.public {
+            "public".to_string()
+        } else {
+            self.region.clone()
+        };
+        if let Some(role) = &self.auth.role_arn {
+            s.push('/');
+            s.push_str(role);
+        }
+        if let Some(r) = &self.auth.credentials_secret_ref {
+            s.push_str(&format!("/secret:{}/{}", r.namespace, r.name));
+        }
+        s
+    }
+}
+
+/// A fetched ECR token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryToken {
+    pub username: String,
+    pub password: String,
+    /// base64("username:password"), as ECR returns it.
+    pub auth: String,
+    pub expires_at: OffsetDateTime,
+    pub fetched_at: OffsetDateTime,
+    /// The registry of the caller's own account (`proxyEndpoint`), if given.
+    pub registry_host: Option<String>,
+}
+
+impl std::fmt::Debug for RegistryToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryToken")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("registry_host", &self.registry_host)
+            .finish()
+    }
+}
+
+/// Why a token could not be had; `reason` is a status condition reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenError {
+    /// `CredentialsMissing`, `AwsError`, `Throttled`.
+    pub reason: &'static str,
+    /// Safe to show: never holds a credential.
+    pub message: String,
+}
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.reason, self.message)
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// One GetAuthorizationToken call (with whatever credential work it needs).
+pub trait FetchToken: Send + Sync + 'static {
+    fn fetch(
+        &self,
+        group: &TokenGroup,
+    ) -> impl Future<Output = Result<RegistryToken, TokenError>> + Send;
+}
+
+/// How long a failed fetch is remembered, so CRs sharing a failing group make one call
+/// between them rather than one each.
+pub const FAILURE_MEMORY: Duration = Duration::from_secs(5);
+
+/// The shared token cache with single-flight per group.
+pub struct TokenCache<F> {
+    fetcher: F,
+    groups: Mutex<HashMap<TokenGroup, Arc<tokio::sync::Mutex<Entry>>>>,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct Entry {
+    token: Option<Arc<RegistryToken>>,
+    failure: Option<(OffsetDateTime, TokenError)>,
+}
+
+// === impl TokenCache ===
+
+impl<F: FetchToken> TokenCache<F> {
+    pub fn new(fetcher: F) -> Self {
+        TokenCache {
+            fetcher,
+            groups: Mutex::new(HashMap::new()),
+            calls: Default::default(),
+        }
+    }
+
+    /// A token for `group` that is not yet due for refresh by `margin` (default half its
+    /// lifetime). A token fetched less than `min_interval` ago is reused whatever its
+    /// expiry says: that is the storm floor.
+    pub async fn token(
+        &self,
+        group: &TokenGroup,
+        margin: Option<Duration>,
+        min_interval: Duration,
+        now: OffsetDateTime,
+    ) -> Result<Arc<RegistryToken>, TokenError> {
+        let slot = {
+            let mut groups = match self.groups.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            groups.entry(group.clone()).or_default().clone()
+        };
+        // Callers for one group queue here: the first fetches, the rest reuse.
+        let mut entry = slot.lock().await;
+        if let Some(token) = &entry.token {
+            if now < refresh_at(token, margin, min_interval) {
+                return Ok(token.clone());
+            }
+        }
+        if let Some((at, err)) = &entry.failure {
+            if now < *at + FAILURE_MEMORY {
+                return Err(err.clone());
+            }
+        }
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self.fetcher.fetch(group).await {
+            Ok(token) => {
+                let token = Arc::new(token);
+                entry.token = Some(token.clone());
+                entry.failure = None;
+                Ok(token)
+            }
+            Err(err) => {
+                entry.failure = Some((now, err.clone()));
+                Err(err)
+            }
+        }
+    }
+
+    /// GetAuthorizationToken calls made so far (for tests and the benchmark).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Forgets every cached token (credentials changed).
+    pub fn clear(&self) {
+        if let Ok(mut groups) = self.groups.lock() {
+            groups.clear();
+        }
+    }
+}
+
+/// When a token should be replaced: `margin` before expiry (default half the lifetime),
+/// but never sooner than `min_interval` after it was fetched.
+pub fn refresh_at(
+    token: &RegistryToken,
+    margin: Option<Duration>,
+    min_interval: Duration,
+) -> OffsetDateTime {
+    let lifetime = token.expires_at - token.fetched_at;
+    let margin = match margin {
+        Some(m) => time::Duration::try_from(m).unwrap_or(time::Duration::MAX),
+        None => lifetime / 2,
+    };
+    let due = token
+        .expires_at
+        .checked_sub(margin)
+        .unwrap_or(token.fetched_at);
+    let floor =
+        token.fetched_at + time::Duration::try_from(min_interval).unwrap_or(time::Duration::ZERO);
+    due.max(floor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    const T0: OffsetDateTime = time::macros::datetime!(2026-11-26 12:00 UTC);
+
+    struct Fake {
+        calls: AtomicU64,
+        lifetime: time::Duration,
+        fail: std::sync::atomic::AtomicBool,
+        now: Mutex<OffsetDateTime>,
+    }
+
+    impl FetchToken for Arc<Fake> {
+        async fn fetch(&self, _group: &TokenGroup) -> Result<RegistryToken, TokenError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(TokenError {
+                    reason: "AwsError",
+                    message: "boom".into(),
+                });
+            }
+            let now = *self.now.lock().unwrap();
+            Ok(RegistryToken {
+                username: "AWS".into(),
+                password: "pw".into(),
+                auth: "QVdTOnB3".into(),
+                expires_at: now + self.lifetime,
+                fetched_at: now,
+                registry_host: None,
+            })
+        }
+    }
+
+    fn fake(lifetime: time::Duration) -> Arc<Fake> {
+        Arc::new(Fake {
+            calls: AtomicU64::new(0),
+            lifetime,
+            fail: Default::default(),
+            now: Mutex::new(T0),
+        })
+    }
+
+    fn group() -> TokenGroup {
+        TokenGroup {
+            region: "us-east-1".into(),
+            public: false,
+            auth: AwsAuth::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_call() {
+        let f = fake(time::Duration::hours(12));
+        let cache = Arc::new(TokenCache::new(f.clone()));
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let cache = cache.clone();
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .token(&group(), None, Duration::from_secs(60), T0)
+                    .await
+                    .unwrap()
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(f.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(cache.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn token_is_refreshed_at_half_life_not_before() {
+        let f = fake(time::Duration::hours(12));
+        let cache = TokenCache::new(f.clone());
+        let floor = Duration::from_secs(60);
+        cache.token(&group(), None, floor, T0).await.unwrap();
+        cache
+            .token(&group(), None, floor, T0 + time::Duration::hours(5))
+            .await
+            .unwrap();
+        assert_eq!(f.calls.load(Ordering::SeqCst), 1);
+        *f.now.lock().unwrap() = T0 + time::Duration::hours(6);
+        let t = cache
+            .token(&group(), None, floor, T0 + time::Duration::hours(6))
+            .await
+            .unwrap();
+        assert_eq!(f.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(t.fetched_at, T0 + time::Duration::hours(6));
+    }
+
+    #[tokio::test]
+    async fn expiry_in_the_past_is_held_to_the_floor() {
+        // moto answers with an expiresAt in 2015: trusting it blindly would loop.
+        let f = fake(time::Duration::hours(-100_000));
+        let cache = TokenCache::new(f.clone());
+        let floor = Duration::from_secs(60);
+        for s in 0..60 {
+            cache
+                .token(&group(), None, floor, T0 + time::Duration::seconds(s))
+                .await
+                .unwrap();
+        }
+        assert_eq!(f.calls.load(Ordering::SeqCst), 1);
+        cache
+            .token(&group(), None, floor, T0 + time::Duration::seconds(60))
+            .await
+            .unwrap();
+        assert_eq!(f.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn failures_are_remembered_briefly_then_retried() {
+        let f = fake(time::Duration::hours(12));
+        f.fail.store(true, Ordering::SeqCst);
+        let cache = TokenCache::new(f.clone());
+        let floor = Duration::from_secs(60);
+        assert!(cache.token(&group(), None, floor, T0).await.is_err());
+        assert!(cache
+            .token(&group(), None, floor, T0 + time::Duration::seconds(1))
+            .await
+            .is_err());
+        assert_eq!(f.calls.load(Ordering::SeqCst), 1);
+        f.fail.store(false, Ordering::SeqCst);
+        assert!(cache
+            .token(&group(), None, floor, T0 + time::Duration::seconds(5))
+            .await
+            .is_ok());
+        assert_eq!(f.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn refresh_point_honours_margin_and_floor() {
+        let t = RegistryToken {
+            username: "AWS".into(),
+            password: "x".into(),
+            auth: String::new(),
+            fetched_at: T0,
+            expires_at: T0 + time::Duration::hours(12),
+            registry_host: None,
+        };
+        let floor = Duration::from_secs(60);
+        assert_eq!(refresh_at(&t, None, floor), T0 + time::Duration::hours(6));
+        assert_eq!(
+            refresh_at(&t, Some(Duration::from_secs(3600)), floor),
+            T0 + time::Duration::hours(11)
+        );
+        assert_eq!(
+            refresh_at(&t, Some(Duration::from_secs(24 * 3600)), floor),
+            T0 + time::Duration::seconds(60)
+        );
+        assert!(!format!("{t:?}").contains("\"x\""));
+    }
+}
