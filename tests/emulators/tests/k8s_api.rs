@@ -279,7 +279,7 @@ async fn strategic_and_merge_patches_replace_service_account_image_pull_secrets_
 #[tokio::test]
 async fn strategic_merge_patch_on_a_custom_resource_is_415() {
     let (_emu, api) = start().await;
-    api.post(EPS, &json!({"apiVersion": "ecr.creds.dev/v1alpha1", "kind": "ECRPullSecret", "metadata": {"name": "p"}, "spec": {"secretName": "s"}})).await;
+    api.post(EPS, &json!({"apiVersion": "ecr.creds.dev/v1alpha1", "kind": "ECRPullSecret", "metadata": {"name": "p"}, "spec": {"secretName": "s", "namespaces": ["default"]}})).await;
     let r = api
         .patch(
             &format!("{EPS}/p"),
@@ -299,7 +299,7 @@ async fn strategic_merge_patch_on_a_custom_resource_is_415() {
 async fn status_subresource_separates_spec_from_status_and_generation_follows_spec() {
     let (_emu, api) = start().await;
     let c = api
-        .post(EPS, &json!({"apiVersion": "ecr.creds.dev/v1alpha1", "kind": "ECRPullSecret", "metadata": {"name": "p"}, "spec": {"secretName": "s"}, "status": {"x": 1}}))
+        .post(EPS, &json!({"apiVersion": "ecr.creds.dev/v1alpha1", "kind": "ECRPullSecret", "metadata": {"name": "p"}, "spec": {"secretName": "s", "namespaces": ["default"]}, "status": {"syncedNamespaces": 1}}))
         .await
         .body;
     assert_eq!(c["metadata"]["generation"], 1);
@@ -309,20 +309,20 @@ async fn status_subresource_separates_spec_from_status_and_generation_follows_sp
         .patch(
             &format!("{EPS}/p/status"),
             "application/merge-patch+json",
-            &json!({"status": {"ready": true}, "spec": {"secretName": "ignored"}}),
+            &json!({"status": {"syncedNamespaces": 2}, "spec": {"secretName": "ignored"}}),
         )
         .await
         .body;
-    assert_eq!(s["status"]["ready"], true);
+    assert_eq!(s["status"]["syncedNamespaces"], 2);
     assert_eq!(s["spec"]["secretName"], "s");
     assert_eq!(s["metadata"]["generation"], 1);
     // Main write: status ignored, spec change bumps generation.
     let mut m = s.clone();
     m["spec"]["secretName"] = json!("t");
-    m["status"] = json!({"ready": false});
+    m["status"] = json!({"syncedNamespaces": 0});
     let m = api.put(&format!("{EPS}/p"), &m).await.body;
     assert_eq!(m["spec"]["secretName"], "t");
-    assert_eq!(m["status"]["ready"], true);
+    assert_eq!(m["status"]["syncedNamespaces"], 2);
     assert_eq!(m["metadata"]["generation"], 2);
     // Metadata-only change: no generation bump.
     let l = api
@@ -468,7 +468,7 @@ fn owned_secret(name: &str, owner_uid: &str) -> Value {
 async fn deleting_an_owner_garbage_collects_its_dependents_across_scopes() {
     let (emu, api) = start().await;
     let owner = api
-        .post(EPS, &json!({"metadata": {"name": "p"}, "spec": {}}))
+        .post(EPS, &json!({"metadata": {"name": "p"}, "spec": {"secretName": "s", "namespaces": ["default"]}}))
         .await
         .body;
     let uid = owner["metadata"]["uid"].as_str().unwrap();
@@ -484,8 +484,11 @@ async fn deleting_an_owner_garbage_collects_its_dependents_across_scopes() {
 #[tokio::test]
 async fn dependent_whose_owner_uid_does_not_match_is_collected() {
     let (emu, api) = start().await;
-    api.post(EPS, &json!({"metadata": {"name": "p"}, "spec": {}}))
-        .await;
+    api.post(
+        EPS,
+        &json!({"metadata": {"name": "p"}, "spec": {"secretName": "s", "namespaces": ["default"]}}),
+    )
+    .await;
     let r = api
         .post(
             SECRETS,
@@ -516,4 +519,82 @@ async fn invalid_labels_and_owner_references_are_422() {
         .as_str()
         .unwrap()
         .contains("metadata.ownerReferences.uid"));
+}
+
+#[tokio::test]
+async fn custom_resources_are_pruned_defaulted_and_validated_by_the_shipped_crd_schema() {
+    let (_emu, api) = start().await;
+    let c = api
+        .post(EPS, &json!({"metadata": {"name": "p"}, "spec": {"secretName": "s", "namespaces": ["a*"], "unknownField": 1}}))
+        .await;
+    assert_eq!(c.code, 201);
+    assert!(
+        c.body["spec"].get("unknownField").is_none(),
+        "unknown fields are pruned"
+    );
+    assert_eq!(
+        c.body["spec"]["serviceAccounts"],
+        json!(["default"]),
+        "defaults applied"
+    );
+    assert_eq!(c.body["spec"]["deletionPolicy"], "Retain");
+    let s = api
+        .patch(
+            &format!("{EPS}/p/status"),
+            "application/merge-patch+json",
+            &json!({"status": {"syncedNamespaces": 1, "madeUp": true}}),
+        )
+        .await;
+    assert_eq!(s.code, 200);
+    assert!(
+        s.body["status"].get("madeUp").is_none(),
+        "unknown status fields are pruned too"
+    );
+    let bad_time = api
+        .patch(
+            &format!("{EPS}/p/status"),
+            "application/merge-patch+json",
+            &json!({"status": {"expiresAt": "tomorrow"}}),
+        )
+        .await;
+    assert_eq!(bad_time.code, 422);
+    let r = api
+        .post(
+            EPS,
+            &json!({"metadata": {"name": "q"}, "spec": {"namespaces": ["x"]}}),
+        )
+        .await;
+    assert_eq!(r.code, 422);
+    assert_eq!(
+        r.body["message"],
+        "ECRPullSecret.ecr.creds.dev \"q\" is invalid: spec.secretName: Required value"
+    );
+    let r = api
+        .post(
+            EPS,
+            &json!({"metadata": {"name": "q"}, "spec": {"secretName": "s"}}),
+        )
+        .await;
+    assert_eq!(r.code, 422);
+    assert!(r.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("set namespaces and/or namespaceSelector"));
+    let r = api
+        .post(EPS, &json!({"metadata": {"name": "q"}, "spec": {"secretName": "S!", "namespaces": ["x"], "deletionPolicy": "Nope"}}))
+        .await;
+    assert_eq!(r.code, 422);
+    let causes = r.body["details"]["causes"].as_array().unwrap();
+    let mut fields: Vec<(&str, &str)> = causes
+        .iter()
+        .map(|c| (c["field"].as_str().unwrap(), c["reason"].as_str().unwrap()))
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            ("spec.deletionPolicy", "FieldValueNotSupported"),
+            ("spec.secretName", "FieldValueInvalid")
+        ]
+    );
 }

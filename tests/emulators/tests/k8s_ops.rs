@@ -161,7 +161,7 @@ async fn request_log_classifies_verbs_and_lists_rbac_uses() {
     .await;
     api.post(
         "/apis/ecr.creds.dev/v1alpha1/ecrpullsecrets",
-        &json!({"metadata": {"name": "p"}, "spec": {}}),
+        &json!({"metadata": {"name": "p"}, "spec": {"secretName": "s", "namespaces": ["default"]}}),
     )
     .await;
     api.call(
@@ -285,12 +285,12 @@ async fn direct_api_changes_are_seen_by_watchers() {
     .unwrap();
     emu.apply(
         "ecrpullsecrets",
-        json!({"metadata": {"name": "p"}, "spec": {}, "status": {"kept": true}}),
+        json!({"metadata": {"name": "p"}, "spec": {"secretName": "s", "namespaces": ["*"]}, "status": {"syncedNamespaces": 7}}),
     )
     .unwrap();
     assert_eq!(
-        emu.get("ecrpullsecrets", None, "p").unwrap()["status"]["kept"],
-        true,
+        emu.get("ecrpullsecrets", None, "p").unwrap()["status"]["syncedNamespaces"],
+        7,
         "direct apply keeps status"
     );
     assert_eq!(

@@ -298,18 +298,18 @@ async fn custom_resource_status_writes_are_modified_events() {
         .await;
     api.post(
         eps,
-        &json!({"metadata": {"name": "p"}, "spec": {"secretName": "s"}}),
+        &json!({"metadata": {"name": "p"}, "spec": {"secretName": "s", "namespaces": ["default"]}}),
     )
     .await;
     api.patch(
         &format!("{eps}/p/status"),
         "application/merge-patch+json",
-        &json!({"status": {"ok": true}}),
+        &json!({"status": {"syncedNamespaces": 1}}),
     )
     .await;
     assert_eq!(ev(&w.next_change().await.unwrap()), pair("ADDED", "p"));
     let m = w.next_change().await.unwrap();
     assert_eq!(ev(&m), pair("MODIFIED", "p"));
-    assert_eq!(m["object"]["status"]["ok"], true);
+    assert_eq!(m["object"]["status"]["syncedNamespaces"], 1);
     assert_eq!(m["object"]["kind"], "ECRPullSecret");
 }

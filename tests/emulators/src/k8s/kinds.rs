@@ -1,5 +1,9 @@
 //! The table of resource kinds the emulator serves. Custom resources are rows like any other:
-//! adding a CRD to the emulator is adding a row here.
+//! adding a CRD to the emulator is adding a row here, or registering its YAML.
+
+use std::sync::Arc;
+
+use serde_json::Value;
 
 /// One served resource kind, with the server-side behaviours that differ between kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,17 +161,109 @@ pub const DEFAULT_KINDS: &[KindSpec] = &[
     ECR_PULL_SECRETS,
 ];
 
-/// The kinds served by one emulator, looked up by URL parts or by name.
+/// The kinds served by one emulator, looked up by URL parts or by name, with the
+/// structural schema of those registered from a CRD.
 #[derive(Debug, Clone)]
 pub struct KindTable {
     kinds: Vec<KindSpec>,
+    schemas: Vec<Option<Arc<Value>>>,
+}
+
+/// Why a CRD could not be registered.
+#[derive(Debug)]
+pub enum CrdError {
+    Parse(serde_yaml::Error),
+    Shape(String),
+}
+
+impl std::fmt::Display for CrdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CrdError::Parse(e) => write!(f, "parsing the CRD YAML: {e}"),
+            CrdError::Shape(m) => write!(f, "reading the CRD: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for CrdError {}
+
+fn leak(s: &str) -> &'static str {
+    // A handful of CRDs per test process: leaking their names keeps KindSpec `Copy`.
+    Box::leak(s.to_string().into_boxed_str())
 }
 
 // === impl KindTable ===
 
 impl KindTable {
     pub fn new(kinds: Vec<KindSpec>) -> Self {
-        KindTable { kinds }
+        let schemas = vec![None; kinds.len()];
+        KindTable { kinds, schemas }
+    }
+
+    /// The structural schema of a kind registered from a CRD.
+    pub fn schema(&self, idx: usize) -> Option<&Value> {
+        self.schemas.get(idx).and_then(|s| s.as_deref())
+    }
+
+    /// Registers every served version of every CustomResourceDefinition in `yaml`
+    /// (multi-document allowed): an existing row gets the schema and the CRD's scope and
+    /// status subresource; an unknown kind becomes a new row.
+    pub fn register_crd_yaml(&mut self, yaml: &str) -> Result<(), CrdError> {
+        use serde::Deserialize;
+        for doc in serde_yaml::Deserializer::from_str(yaml) {
+            let crd = Value::deserialize(doc).map_err(CrdError::Parse)?;
+            if crd.is_null()
+                || crd.get("kind").and_then(Value::as_str) != Some("CustomResourceDefinition")
+            {
+                continue;
+            }
+            let field = |p: &str| {
+                crd.pointer(p)
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| CrdError::Shape(format!("missing {p}")))
+            };
+            let group = field("/spec/group")?;
+            let plural = field("/spec/names/plural")?;
+            let kind = field("/spec/names/kind")?;
+            let namespaced = field("/spec/scope")? == "Namespaced";
+            let versions = crd
+                .pointer("/spec/versions")
+                .and_then(Value::as_array)
+                .ok_or_else(|| CrdError::Shape("missing /spec/versions".into()))?;
+            for v in versions {
+                if v.get("served") == Some(&Value::Bool(false)) {
+                    continue;
+                }
+                let version = v
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| CrdError::Shape("a version without a name".into()))?;
+                let has_status = v.pointer("/subresources/status").is_some();
+                let schema = v.pointer("/schema/openAPIV3Schema").cloned().map(Arc::new);
+                let idx = match self.by_url(group, version, plural) {
+                    Some(i) => i,
+                    None => {
+                        self.kinds.push(KindSpec {
+                            group: leak(group),
+                            version: leak(version),
+                            plural: leak(plural),
+                            kind: leak(kind),
+                            namespaced,
+                            has_status,
+                            tracks_generation: true,
+                            custom: true,
+                            merge_lists: &[],
+                        });
+                        self.schemas.push(None);
+                        self.kinds.len() - 1
+                    }
+                };
+                self.kinds[idx].namespaced = namespaced;
+                self.kinds[idx].has_status = has_status;
+                self.schemas[idx] = schema;
+            }
+        }
+        Ok(())
     }
 
     pub fn len(&self) -> usize {

@@ -34,6 +34,7 @@ pub mod kinds;
 pub mod patch;
 pub mod requests;
 pub mod route;
+pub mod schema;
 pub mod selector;
 pub mod server;
 pub mod status;
@@ -57,6 +58,9 @@ pub use status::ApiError;
 
 use server::{ServerSettings, Shared};
 use store::Store;
+
+/// The operator's CRD as shipped, so the emulator enforces exactly its schema.
+pub const REPO_CRD: &str = include_str!("../../../../crd.yaml");
 
 /// How to start an emulator. `Default` is what tests usually want.
 #[derive(Debug, Clone)]
@@ -84,6 +88,9 @@ pub struct EmulatorConfig {
     /// Namespaces that exist at start.
     pub namespaces: Vec<String>,
     pub kinds: Vec<KindSpec>,
+    /// CustomResourceDefinition YAML documents: their schemas prune, default and validate
+    /// custom resources like the real server. Default: the repository's `crd.yaml`.
+    pub crds: Vec<String>,
     /// How long a restart refuses connections.
     pub restart_refuse: Duration,
     pub request_log_capacity: usize,
@@ -103,6 +110,7 @@ impl Default for EmulatorConfig {
             garbage_collection: true,
             namespaces: vec!["default".into(), "kube-system".into(), "kube-public".into()],
             kinds: DEFAULT_KINDS.to_vec(),
+            crds: vec![REPO_CRD.to_string()],
             restart_refuse: Duration::from_millis(200),
             request_log_capacity: 200_000,
         }
@@ -121,8 +129,14 @@ pub struct K8sEmulator {
 
 impl K8sEmulator {
     pub async fn start(cfg: EmulatorConfig) -> std::io::Result<K8sEmulator> {
+        let mut table = kinds::KindTable::new(cfg.kinds.clone());
+        for crd in &cfg.crds {
+            table.register_crd_yaml(crd).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+            })?;
+        }
         let store = Arc::new(Store::new(
-            kinds::KindTable::new(cfg.kinds.clone()),
+            table,
             cfg.history_size,
             cfg.auto_default_service_account,
             cfg.garbage_collection,

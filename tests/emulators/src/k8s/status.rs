@@ -80,15 +80,16 @@ impl ApiError {
     /// 422 with field causes: `Secret "x" is invalid: field: Detail`.
     pub fn invalid(kind: &KindSpec, name: &str, causes: Vec<FieldCause>) -> Self {
         let text: Vec<String> = causes.iter().map(|c| c.message()).collect();
-        let message = if text.len() == 1 {
-            format!("{} \"{}\" is invalid: {}", kind.kind, name, text[0])
+        // Qualified kind, as the real server writes it: `Secret`, `ECRPullSecret.ecr.creds.dev`.
+        let qualified = if kind.group.is_empty() {
+            kind.kind.to_string()
         } else {
-            format!(
-                "{} \"{}\" is invalid: [{}]",
-                kind.kind,
-                name,
-                text.join(", ")
-            )
+            format!("{}.{}", kind.kind, kind.group)
+        };
+        let message = if text.len() == 1 {
+            format!("{qualified} \"{name}\" is invalid: {}", text[0])
+        } else {
+            format!("{qualified} \"{name}\" is invalid: [{}]", text.join(", "))
         };
         let causes: Vec<Value> = causes
             .iter()
@@ -206,10 +207,20 @@ impl FieldCause {
     }
 
     pub fn message(&self) -> String {
-        match (&self.value, self.reason) {
-            (Some(v), _) => format!("{}: Invalid value: \"{}\": {}", self.field, v, self.detail),
-            (None, _) if self.detail.is_empty() => format!("{}: Required value", self.field),
-            (None, _) => format!("{}: Required value: {}", self.field, self.detail),
+        let v = self.value.as_deref().unwrap_or("");
+        match self.reason {
+            "FieldValueRequired" if self.detail.is_empty() => {
+                format!("{}: Required value", self.field)
+            }
+            "FieldValueRequired" => format!("{}: Required value: {}", self.field, self.detail),
+            "FieldValueNotSupported" => format!(
+                "{}: Unsupported value: \"{v}\": {}",
+                self.field, self.detail
+            ),
+            "FieldValueTooLong" | "FieldValueTooMany" => format!("{}: {}", self.field, self.detail),
+            "FieldValueDuplicate" => format!("{}: Duplicate value: \"{v}\"", self.field),
+            "FieldValueForbidden" => format!("{}: Forbidden: {}", self.field, self.detail),
+            _ => format!("{}: Invalid value: \"{v}\": {}", self.field, self.detail),
         }
     }
 }

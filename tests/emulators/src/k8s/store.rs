@@ -12,6 +12,7 @@ use tokio::sync::broadcast;
 
 use super::kinds::{KindSpec, KindTable};
 use super::patch;
+use super::schema;
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::{ApiError, FieldCause};
 use super::validate;
@@ -451,6 +452,14 @@ impl Store {
         if st.objects[kind].contains_key(&(ns.clone(), name.clone())) {
             return Err(ApiError::already_exists(&spec, &name));
         }
+        if let Some(sch) = self.kinds.schema(kind) {
+            schema::prune(&mut obj, sch);
+            schema::apply_defaults(&mut obj, sch);
+            let causes = schema::validate(&obj, sch);
+            if !causes.is_empty() {
+                return Err(ApiError::invalid(&spec, &name, causes));
+            }
+        }
         let uid = Self::new_uid(&mut st);
         {
             let m = obj
@@ -649,6 +658,11 @@ impl Store {
             }
         }
         let mut causes: Vec<FieldCause> = validate::metadata_causes(&new);
+        if let Some(sch) = self.kinds.schema(kind) {
+            schema::prune(&mut new, sch);
+            schema::apply_defaults(&mut new, sch);
+            causes.extend(schema::validate(&new, sch));
+        }
         if spec.plural == "secrets" && spec.group.is_empty() {
             causes.extend(validate::normalize_secret(&mut new)?);
             causes.extend(validate::secret_update_causes(&old, &new));
