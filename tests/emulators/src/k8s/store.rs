@@ -443,9 +443,7 @@ impl Store {
                 }
             }
         }
-        if spec.plural == "secrets" && spec.group.is_empty() {
-            causes.extend(validate::normalize_secret(&mut obj)?);
-        }
+        causes.extend(validate::kind_causes(&spec, &ns, &mut obj)?);
         if !causes.is_empty() {
             return Err(ApiError::invalid(&spec, &name, causes));
         }
@@ -663,8 +661,9 @@ impl Store {
             schema::apply_defaults(&mut new, sch);
             causes.extend(schema::validate(&new, sch));
         }
+        let ns = meta_str(&old, "namespace").to_string();
+        causes.extend(validate::kind_causes(&spec, &ns, &mut new)?);
         if spec.plural == "secrets" && spec.group.is_empty() {
-            causes.extend(validate::normalize_secret(&mut new)?);
             causes.extend(validate::secret_update_causes(&old, &new));
         }
         if !causes.is_empty() {

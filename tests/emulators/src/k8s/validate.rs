@@ -132,6 +132,187 @@ pub fn metadata_causes(obj: &Value) -> Vec<FieldCause> {
     causes
 }
 
+/// Kind-specific checks: Secret payloads, Event consistency, Lease spec and MicroTime.
+pub fn kind_causes(
+    kind: &KindSpec,
+    ns: &str,
+    obj: &mut Value,
+) -> Result<Vec<FieldCause>, ApiError> {
+    match (kind.group, kind.plural) {
+        ("", "secrets") => normalize_secret(obj),
+        ("", "events") => {
+            check_micro_time(kind, obj, "/eventTime")?;
+            Ok(core_event_causes(ns, obj))
+        }
+        ("events.k8s.io", "events") => {
+            check_micro_time(kind, obj, "/eventTime")?;
+            Ok(events_v1_causes(ns, obj))
+        }
+        ("coordination.k8s.io", "leases") => {
+            check_micro_time(kind, obj, "/spec/acquireTime")?;
+            check_micro_time(kind, obj, "/spec/renewTime")?;
+            Ok(lease_causes(obj))
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// MicroTime decodes only from RFC 3339 with exactly six fractional digits; anything else
+/// fails decoding (400), as Go's `2006-01-02T15:04:05.000000Z07:00` layout does.
+fn check_micro_time(kind: &KindSpec, obj: &Value, pointer: &str) -> Result<(), ApiError> {
+    let Some(v) = obj.pointer(pointer) else {
+        return Ok(());
+    };
+    if v.is_null() {
+        return Ok(());
+    }
+    let s = v.as_str().unwrap_or("");
+    let six_digits = s
+        .split_once('.')
+        .map(|(_, frac)| frac.bytes().take_while(u8::is_ascii_digit).count() == 6)
+        .unwrap_or(false);
+    let parses =
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).is_ok();
+    if six_digits && parses {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "{} in version \"{}\" cannot be handled as a {}: parsing time \"{s}\" as \"2006-01-02T15:04:05.000000Z07:00\": cannot parse \"{s}\" as \".000000\"",
+        kind.kind, kind.version, kind.kind
+    )))
+}
+
+fn str_at<'a>(obj: &'a Value, pointer: &str) -> &'a str {
+    obj.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+/// core/v1 Event: without eventTime (old style) the involved object's namespace must match
+/// the event's ("default" allowed for cluster-scoped objects); with eventTime the new-style
+/// fields are required.
+fn core_event_causes(ns: &str, obj: &Value) -> Vec<FieldCause> {
+    let mut causes = Vec::new();
+    let involved_ns = str_at(obj, "/involvedObject/namespace");
+    let new_style = obj.get("eventTime").is_some_and(|t| !t.is_null());
+    if !new_style {
+        let ok = if involved_ns.is_empty() {
+            ns.is_empty() || ns == "default"
+        } else {
+            involved_ns == ns
+        };
+        if !ok {
+            causes.push(FieldCause::invalid(
+                "involvedObject.namespace",
+                involved_ns,
+                "does not match event.namespace",
+            ));
+        }
+        return causes;
+    }
+    if involved_ns.is_empty() && ns != "default" && ns != "kube-system" {
+        causes.push(FieldCause::invalid(
+            "involvedObject.namespace",
+            involved_ns,
+            "does not match event.namespace",
+        ));
+    }
+    for (field, ptr) in [
+        ("reportingComponent", "/reportingComponent"),
+        ("reportingInstance", "/reportingInstance"),
+        ("action", "/action"),
+        ("reason", "/reason"),
+    ] {
+        if str_at(obj, ptr).is_empty() {
+            causes.push(FieldCause::required(field, ""));
+        }
+    }
+    let t = str_at(obj, "/type");
+    if t != "Normal" && t != "Warning" {
+        causes.push(FieldCause::invalid(
+            "type",
+            t,
+            "has invalid value: must be Normal or Warning",
+        ));
+    }
+    causes
+}
+
+/// events.k8s.io/v1 Event: eventTime, reportingController, reportingInstance, action, reason
+/// and type (Normal or Warning) are required; note at most 1 kB.
+fn events_v1_causes(ns: &str, obj: &Value) -> Vec<FieldCause> {
+    let mut causes = Vec::new();
+    if obj.get("eventTime").is_none_or(Value::is_null) {
+        causes.push(FieldCause::required("eventTime", ""));
+    }
+    let regarding_ns = str_at(obj, "/regarding/namespace");
+    let ns_ok = if regarding_ns.is_empty() {
+        ns == "default" || ns == "kube-system"
+    } else {
+        regarding_ns == ns
+    };
+    if !ns_ok {
+        causes.push(FieldCause::invalid(
+            "regarding.namespace",
+            regarding_ns,
+            "does not match event.namespace",
+        ));
+    }
+    for (field, ptr) in [
+        ("reportingController", "/reportingController"),
+        ("reportingInstance", "/reportingInstance"),
+        ("action", "/action"),
+        ("reason", "/reason"),
+    ] {
+        if str_at(obj, ptr).is_empty() {
+            causes.push(FieldCause::required(field, ""));
+        }
+    }
+    let t = str_at(obj, "/type");
+    if t != "Normal" && t != "Warning" {
+        causes.push(FieldCause::invalid(
+            "type",
+            t,
+            "has invalid value: must be Normal or Warning",
+        ));
+    }
+    if str_at(obj, "/note").len() > 1024 {
+        causes.push(FieldCause::invalid(
+            "note",
+            "",
+            "can have at most 1024 characters",
+        ));
+    }
+    causes
+}
+
+fn lease_causes(obj: &Value) -> Vec<FieldCause> {
+    let mut causes = Vec::new();
+    if let Some(d) = obj
+        .pointer("/spec/leaseDurationSeconds")
+        .and_then(Value::as_i64)
+    {
+        if d <= 0 {
+            causes.push(FieldCause::invalid(
+                "spec.leaseDurationSeconds",
+                &d.to_string(),
+                "must be greater than 0",
+            ));
+        }
+    }
+    if let Some(t) = obj
+        .pointer("/spec/leaseTransitions")
+        .and_then(Value::as_i64)
+    {
+        if t < 0 {
+            causes.push(FieldCause::invalid(
+                "spec.leaseTransitions",
+                &t.to_string(),
+                "must be greater than or equal to 0",
+            ));
+        }
+    }
+    causes
+}
+
 /// Folds `stringData` into `data` (the server never stores stringData), checks keys and
 /// base64 values (400 like a decoding failure) and the typed payloads (422).
 pub fn normalize_secret(obj: &mut Value) -> Result<Vec<FieldCause>, ApiError> {
@@ -256,6 +437,40 @@ pub fn secret_update_causes(old: &Value, new: &Value) -> Vec<FieldCause> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn micro_time_needs_exactly_six_fractional_digits() {
+        let k = crate::k8s::kinds::LEASES;
+        let mut ok = json!({"spec": {"renewTime": "2026-01-02T03:04:05.123456Z"}});
+        assert!(kind_causes(&k, "default", &mut ok).unwrap().is_empty());
+        for bad in [
+            "2026-01-02T03:04:05Z",
+            "2026-01-02T03:04:05.123Z",
+            "2026-01-02T03:04:05.123456789Z",
+        ] {
+            let mut o = json!({"spec": {"renewTime": bad}});
+            assert_eq!(
+                kind_causes(&k, "default", &mut o).unwrap_err().code,
+                400,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn events_about_cluster_scoped_objects_live_in_default() {
+        let k = crate::k8s::kinds::EVENTS;
+        let mut old_style = json!({"involvedObject": {"kind": "ECRPullSecret", "name": "p"}});
+        assert!(kind_causes(&k, "default", &mut old_style)
+            .unwrap()
+            .is_empty());
+        assert_eq!(kind_causes(&k, "team", &mut old_style).unwrap().len(), 1);
+        let k = crate::k8s::kinds::EVENTS_V1;
+        let mut v1 = json!({"eventTime": "2026-01-02T03:04:05.000000Z", "regarding": {"name": "p"}, "reportingController": "c", "reportingInstance": "i", "action": "Sync", "reason": "Synced", "type": "Normal"});
+        assert!(kind_causes(&k, "default", &mut v1).unwrap().is_empty());
+        let mut missing = json!({"eventTime": "2026-01-02T03:04:05.000000Z", "regarding": {"name": "p"}, "type": "Info"});
+        assert_eq!(kind_causes(&k, "default", &mut missing).unwrap().len(), 5);
+    }
 
     #[test]
     fn names_follow_dns_1123() {
