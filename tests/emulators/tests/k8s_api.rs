@@ -598,3 +598,28 @@ async fn custom_resources_are_pruned_defaulted_and_validated_by_the_shipped_crd_
         ]
     );
 }
+
+#[tokio::test]
+async fn server_side_apply_creates_then_merges_and_needs_a_field_manager() {
+    let (_emu, api) = start().await;
+    let raw = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: applied\n  labels:\n    a: b\nstringData:\n  k: v\n";
+    let send = |q: &'static str| {
+        api.call_raw(
+            "PATCH",
+            format!("{SECRETS}/applied{q}"),
+            "application/apply-patch+yaml",
+            raw.as_bytes().to_vec(),
+        )
+    };
+    let r = send("").await;
+    assert_eq!(r.code, 422);
+    let r = send("?fieldManager=test").await;
+    assert_eq!(r.code, 201);
+    assert_eq!(r.body["data"]["k"], "dg==");
+    let again = send("?fieldManager=test").await;
+    assert_eq!(again.code, 200);
+    assert_eq!(
+        again.body["metadata"]["resourceVersion"], r.body["metadata"]["resourceVersion"],
+        "no-op apply"
+    );
+}

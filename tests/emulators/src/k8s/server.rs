@@ -340,8 +340,14 @@ async fn read_json(req: Request<Incoming>) -> Result<(Option<String>, Value), Ap
     if bytes.is_empty() {
         return Ok((ct, Value::Null));
     }
-    let v = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("error decoding the request body: {e}")))?;
+    // Server-side apply bodies are YAML (JSON is YAML too).
+    let v = if ct.as_deref() == Some("application/apply-patch+yaml") {
+        serde_yaml::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+    } else {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("error decoding the request body: {e}")))?
+    };
     Ok((ct, v))
 }
 
@@ -453,6 +459,25 @@ async fn serve_resource_inner(
                 "application/apply-patch+yaml" | "application/apply-patch+json" => PatchType::Apply,
                 other => return Err(ApiError::unsupported_media_type(other)),
             };
+            if ptype == PatchType::Apply {
+                if param("fieldManager").is_none_or(str::is_empty) {
+                    return Err(ApiError::invalid_options(
+                        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                    ));
+                }
+                if body.get("apiVersion").is_none() || body.get("kind").is_none() {
+                    return Err(ApiError::bad_request("invalid object type: /, Kind="));
+                }
+                if store.get(r.kind, ns, &name).is_err() && target == WriteTarget::Main {
+                    // Apply creates what does not exist yet.
+                    let mut obj = body;
+                    if let Some(m) = obj.pointer_mut("/metadata").and_then(Value::as_object_mut) {
+                        m.entry("name")
+                            .or_insert_with(|| Value::String(name.clone()));
+                    }
+                    return Ok(json_response(201, &store.create(r.kind, ns, obj, target)?));
+                }
+            }
             Ok(json_response(
                 200,
                 &store.patch(r.kind, ns, &name, ptype, &body, target)?,

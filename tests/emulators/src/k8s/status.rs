@@ -110,6 +110,11 @@ impl ApiError {
         }
     }
 
+    /// 422 for invalid request options (not the object), e.g. a missing fieldManager.
+    pub fn invalid_options(message: impl Into<String>) -> Self {
+        ApiError::new(422, "Invalid", message)
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError::new(400, "BadRequest", message)
     }

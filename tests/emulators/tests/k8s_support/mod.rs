@@ -35,6 +35,19 @@ impl Api {
         ct: Option<&str>,
         body: Option<&Value>,
     ) -> hyper::Response<Incoming> {
+        let bytes = body
+            .map(|b| serde_json::to_vec(b).unwrap())
+            .unwrap_or_default();
+        self.send_bytes(method, path, ct, bytes).await
+    }
+
+    async fn send_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        ct: Option<&str>,
+        bytes: Vec<u8>,
+    ) -> hyper::Response<Incoming> {
         let stream = TcpStream::connect(self.addr).await.expect("connect");
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -50,9 +63,6 @@ impl Api {
         if let Some(ct) = ct {
             req = req.header("content-type", ct);
         }
-        let bytes = body
-            .map(|b| serde_json::to_vec(b).unwrap())
-            .unwrap_or_default();
         let req = req.body(Full::new(Bytes::from(bytes))).unwrap();
         sender.send_request(req).await.expect("send")
     }
@@ -65,6 +75,24 @@ impl Api {
         body: Option<&Value>,
     ) -> Reply {
         let resp = self.send(method, path, ct, body).await;
+        let code = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("json body")
+        };
+        Reply {
+            code,
+            headers,
+            body,
+        }
+    }
+
+    /// A request with a raw (non-JSON) body.
+    pub async fn call_raw(&self, method: &str, path: String, ct: &str, body: Vec<u8>) -> Reply {
+        let resp = self.send_bytes(method, &path, Some(ct), body).await;
         let code = resp.status().as_u16();
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.expect("body").to_bytes();
