@@ -50,6 +50,9 @@ async fn list_pagination_returns_every_object_once_and_continue_only_while_more_
         for it in r.body["items"].as_array().unwrap() {
             names.push(it["metadata"]["name"].as_str().unwrap().to_string());
         }
+        if pages == 1 {
+            assert_eq!(r.body["metadata"]["remainingItemCount"], 4);
+        }
         match r.body["metadata"]["continue"].as_str() {
             Some(c) => cont = Some(c.to_string()),
             None => break,

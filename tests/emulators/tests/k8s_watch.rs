@@ -313,3 +313,26 @@ async fn custom_resource_status_writes_are_modified_events() {
     assert_eq!(m["object"]["status"]["syncedNamespaces"], 1);
     assert_eq!(m["object"]["kind"], "ECRPullSecret");
 }
+
+#[tokio::test]
+async fn send_initial_events_streams_the_state_then_an_initial_events_end_bookmark() {
+    let (_emu, api) = start().await;
+    api.post(SECRETS, &secret("a", "x")).await;
+    let r = api
+        .get(&format!("{SECRETS}?watch=1&sendInitialEvents=true"))
+        .await;
+    assert_eq!(r.code, 422, "needs allowWatchBookmarks");
+    let mut w = api
+        .watch(&format!("{SECRETS}?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan"))
+        .await;
+    assert_eq!(
+        ev(&w.next_within(Duration::from_secs(5)).await.unwrap()),
+        pair("ADDED", "a")
+    );
+    let b = w.next_within(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(b["type"], "BOOKMARK");
+    assert_eq!(
+        b["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+}

@@ -403,11 +403,19 @@ async fn serve_resource_inner(
                 labels: LabelSelector::parse(param("labelSelector").unwrap_or(""))?,
                 fields: FieldSelector::parse(param("fieldSelector").unwrap_or(""))?,
             };
+            // timeoutSeconds=0 means "no timeout": the server's own default applies.
             let timeout = param("timeoutSeconds")
                 .and_then(|t| t.parse::<u64>().ok())
+                .filter(|t| *t > 0)
                 .map(Duration::from_secs)
                 .unwrap_or(shared.settings.watch_timeout);
             let bookmarks = matches!(param("allowWatchBookmarks"), Some("true" | "1"));
+            let send_initial = matches!(param("sendInitialEvents"), Some("true" | "1"));
+            if send_initial && !bookmarks {
+                return Err(ApiError::invalid_options(
+                    "ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true",
+                ));
+            }
             let timing = WatchTiming {
                 bookmarks: if bookmarks {
                     shared.settings.bookmark_interval
@@ -415,8 +423,14 @@ async fn serve_resource_inner(
                     None
                 },
                 timeout,
+                initial_events_end: send_initial,
             };
-            let rv = param("resourceVersion").unwrap_or("");
+            // Streaming list: the current state first, whatever resourceVersion says.
+            let rv = if send_initial {
+                "0"
+            } else {
+                param("resourceVersion").unwrap_or("")
+            };
             let drops = shared.drops.subscribe();
             let body = match store.watch(r.kind, ns, rv) {
                 Ok(start) => watchstream::spawn_watch(spec, filter, start, timing, drops, None),

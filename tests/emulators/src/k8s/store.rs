@@ -307,7 +307,9 @@ impl Store {
         };
         let ns = if spec.namespaced { ns } else { None };
         let mut items = Vec::new();
-        let mut next = None;
+        let mut next: Option<()> = None;
+        // Matching objects after the page: ListMeta.remainingItemCount.
+        let mut remaining: u64 = 0;
         let limit = q.limit.filter(|l| *l > 0);
         for (key, obj) in st.objects[kind].iter() {
             if ns.is_some_and(|n| key.0 != n) {
@@ -322,8 +324,9 @@ impl Store {
                 continue;
             }
             if limit.is_some_and(|l| items.len() >= l) {
-                next = items.last().map(|_| ());
-                break;
+                next = Some(());
+                remaining += 1;
+                continue;
             }
             items.push(list_item(&spec, obj));
         }
@@ -339,6 +342,10 @@ impl Store {
                     "continue".into(),
                     Value::String(encode_continue(list_rv, &start)),
                 );
+            }
+            // Like etcd-backed lists: only known when no selector filters the rest.
+            if q.labels.is_empty() && q.fields.is_empty() {
+                meta.insert("remainingItemCount".into(), json!(remaining));
             }
         }
         Ok(json!({

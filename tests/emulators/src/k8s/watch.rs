@@ -63,6 +63,9 @@ impl WatchFilter {
 pub struct WatchTiming {
     pub bookmarks: Option<Duration>,
     pub timeout: Duration,
+    /// `sendInitialEvents=true`: after the initial ADDED events, a BOOKMARK annotated
+    /// `k8s.io/initial-events-end: "true"`.
+    pub initial_events_end: bool,
 }
 
 pub fn encode_event(etype: &str, obj: &Value) -> Bytes {
@@ -84,6 +87,16 @@ fn bookmark(spec: &KindSpec, rv: u64) -> Bytes {
     encode_event(
         "BOOKMARK",
         &json!({"kind": spec.kind, "apiVersion": spec.api_version(), "metadata": {"resourceVersion": rv.to_string()}}),
+    )
+}
+
+fn initial_events_end(spec: &KindSpec, rv: u64) -> Bytes {
+    encode_event(
+        "BOOKMARK",
+        &json!({"kind": spec.kind, "apiVersion": spec.api_version(), "metadata": {
+            "resourceVersion": rv.to_string(),
+            "annotations": {"k8s.io/initial-events-end": "true"}
+        }}),
     )
 }
 
@@ -112,6 +125,14 @@ pub async fn run_watch(
                 return;
             }
         }
+    }
+    if timing.initial_events_end
+        && out
+            .send(initial_events_end(&spec, current_rv))
+            .await
+            .is_err()
+    {
+        return;
     }
     drops.mark_unchanged();
     let deadline = tokio::time::sleep(timing.timeout);
