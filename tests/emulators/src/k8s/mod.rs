@@ -5,8 +5,20 @@
 //! resource (with a status subresource), with the real server's semantics for what the
 //! operator does: one global resourceVersion counter, optimistic concurrency, merge / JSON /
 //! strategic merge patches, status subresource, generation, finalizers, label and field
-//! selectors, paginated lists, watches with history replay, bookmarks and 410 Expired, and
-//! real `Status` error bodies. Kinds are a table ([`kinds`]): a custom resource is a row.
+//! selectors, paginated lists (continue tokens, remainingItemCount), watches with history
+//! replay, bookmarks, `sendInitialEvents`, 410 Expired in both forms, and real `Status` error
+//! bodies. Kinds are a table ([`kinds`]): a custom resource is a row, and registering a CRD's
+//! YAML ([`EmulatorConfig::crds`], by default the repository's `crd.yaml`) makes its
+//! structural schema prune, default and validate objects ([`schema`]).
+//!
+//! Validation the operator can trip over is the real server's ([`validate`]): DNS-1123 names,
+//! label and annotation keys, owner references, Secret data and `kubernetes.io/dockerconfigjson`
+//! payloads, immutable Secret type, Event consistency (core/v1 and events.k8s.io/v1), Lease
+//! MicroTime with exactly six fractional digits. Two controller-manager duties are emulated
+//! synchronously: the `default` ServiceAccount in new namespaces, and ownerReference garbage
+//! collection (an owner gone, or present with another uid, deletes the dependent).
+//! Server-side apply is accepted (YAML body, `fieldManager` required, creates when absent)
+//! with merge-patch semantics: no field ownership or apply conflicts.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -27,7 +39,7 @@
 //!   `POST /_emulator/compact`, `POST /_emulator/history` (`{"size": N}`),
 //!   `POST /_emulator/token` (`{"token": "..."}` or `{"token": null}`),
 //!   `POST /_emulator/expired-mode` (`{"http_status": true}` answers a too-old watch with
-//!   HTTP 410 instead of an ERROR event).
+//!   HTTP 410 instead of an ERROR event), `GET /_emulator/state` (current resourceVersion).
 
 pub mod faults;
 pub mod kinds;
