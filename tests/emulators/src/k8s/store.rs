@@ -955,15 +955,16 @@ fn encode_continue(rv: u64, start: &Key) -> String {
         format!("{}/{}\u{0}", start.0, start.1)
     };
     let raw = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": start});
-    base64::engine::general_purpose::URL_SAFE.encode(raw.to_string())
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw.to_string())
 }
 
 fn decode_continue(tok: &str) -> Result<(u64, Key), ApiError> {
     let bad = || {
         ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
     };
-    let raw = base64::engine::general_purpose::URL_SAFE
-        .decode(tok)
+    // Like the real server's (RawURLEncoding); padded tokens are accepted too.
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(tok.trim_end_matches('='))
         .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
