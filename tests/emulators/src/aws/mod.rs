@@ -121,6 +121,8 @@ struct State {
     /// The last form body STS received (tests check WebIdentityToken was read fresh).
     last_sts_form: Mutex<HashMap<String, String>>,
     imds_tokens: Mutex<Vec<String>>,
+    /// Every ECR authorizationToken handed out, with its expiresAt (epoch seconds).
+    issued_ecr: Mutex<HashMap<String, i64>>,
 }
 
 /// A running emulator; stops when dropped.
@@ -157,6 +159,7 @@ impl AwsEmulator {
             last_headers: Mutex::new(HashMap::new()),
             last_sts_form: Mutex::new(HashMap::new()),
             imds_tokens: Mutex::new(Vec::new()),
+            issued_ecr: Mutex::new(HashMap::new()),
         });
         let serving = state.clone();
         let task = tokio::spawn(async move {
@@ -246,6 +249,12 @@ impl AwsEmulator {
     /// "container").
     pub fn last_headers(&self, endpoint: &str) -> Option<HeaderMap> {
         lock(&self.state.last_headers).get(endpoint).cloned()
+    }
+
+    /// Every ECR (and ECR Public) `authorizationToken` issued so far, with the `expiresAt`
+    /// (epoch seconds) it was issued with: tests check what Secrets hold against it.
+    pub fn issued_ecr_tokens(&self) -> HashMap<String, i64> {
+        lock(&self.state.issued_ecr).clone()
     }
 
     /// A field of the last STS form body.
@@ -513,6 +522,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
             );
             let token = STANDARD.encode(format!("AWS:{password}"));
             let expires_at = expires.unix_timestamp() as f64;
+            lock(&state.issued_ecr).insert(token.clone(), expires.unix_timestamp());
             let body = if public {
                 serde_json::json!({"authorizationData": {"authorizationToken": token, "expiresAt": expires_at}})
             } else {

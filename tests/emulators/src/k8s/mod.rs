@@ -265,6 +265,11 @@ impl K8sEmulator {
         self.shared.store.set_history_size(size);
     }
 
+    /// TCP connections being served right now.
+    pub fn open_connections(&self) -> usize {
+        self.shared.open_connections.load(Ordering::SeqCst)
+    }
+
     /// The current global resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.shared.store.current_rv()

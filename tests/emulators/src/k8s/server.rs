@@ -61,6 +61,8 @@ pub struct Shared {
     /// Restarts asked for over HTTP run on a worker task: the request's own connection is
     /// among those cut.
     restarts: tokio::sync::mpsc::UnboundedSender<Duration>,
+    /// Connections being served now (soak tests check the client does not leak them).
+    pub open_connections: std::sync::atomic::AtomicUsize,
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -107,6 +109,7 @@ impl Shared {
                 task: None,
             }),
             restarts,
+            open_connections: std::sync::atomic::AtomicUsize::new(0),
         });
         shared.spawn_accept(listener).await;
         let weak = Arc::downgrade(&shared);
@@ -227,7 +230,18 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, mut stop: onesh
     }
 }
 
+/// Counts a connection as open for as long as it lives.
+struct OpenConnection(Arc<Shared>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
+    shared.open_connections.fetch_add(1, Ordering::SeqCst);
+    let _open = OpenConnection(shared.clone());
     let mut cut = shared.cuts.subscribe();
     cut.mark_unchanged();
     let svc_shared = shared.clone();
