@@ -109,20 +109,23 @@ pub fn check_selector(sel: &LabelSelector) -> Result<(), String> {
         match req.operator.as_str() {
             "In" | "NotIn" if req.values.is_empty() => {
                 return Err(format!(
-                    "operator {} on key {:?} needs at least one value",
-                    req.operator, req.key
+                    "operator {} on key {} needs at least one value",
+                    req.operator,
+                    crate::reconcile::spec::shown(&req.key)
                 ))
             }
             "Exists" | "DoesNotExist" if !req.values.is_empty() => {
                 return Err(format!(
-                    "operator {} on key {:?} takes no values",
-                    req.operator, req.key
+                    "operator {} on key {} takes no values",
+                    req.operator,
+                    crate::reconcile::spec::shown(&req.key)
                 ))
             }
             "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
             other => {
                 return Err(format!(
-                    "unknown operator {other:?} (In, NotIn, Exists, DoesNotExist)"
+                    "unknown operator {} (In, NotIn, Exists, DoesNotExist)",
+                    crate::reconcile::spec::shown(other)
                 ))
             }
         }

@@ -200,7 +200,8 @@ impl fmt::Display for SpecError {
         match self {
             SpecError::SecretName(n) => write!(
                 f,
-                "spec.secretName {n:?} is not a valid Secret name (lowercase DNS-1123 subdomain, at most 253 characters)"
+                "spec.secretName {} is not a valid Secret name (lowercase DNS-1123 subdomain, at most 253 characters)",
+                shown(n)
             ),
             SpecError::NoTargets => write!(
                 f,
@@ -208,25 +209,50 @@ impl fmt::Display for SpecError {
             ),
             SpecError::Registry { host } => write!(
                 f,
-                "spec.registries: {host:?} is not an ECR registry host \
-                 (<account>.dkr.ecr.<region>.amazonaws.com[.cn] or public.ecr.aws)"
+                "spec.registries: {} is not an ECR registry host \
+                 (<account>.dkr.ecr.<region>.amazonaws.com[.cn] or public.ecr.aws)",
+                shown(host)
             ),
             SpecError::Duration { field, value } => write!(
                 f,
-                "{field}: {value:?} is not a duration like 6h, 30m or 1h30m"
+                "{field}: {} is not a duration like 6h, 30m or 1h30m",
+                shown(value)
             ),
             SpecError::Selector(m) => write!(f, "spec.namespaceSelector: {m}"),
-            SpecError::Glob(g) => write!(f, "namespace pattern {g:?} is not a name or a glob"),
-            SpecError::RoleArn(a) => write!(f, "spec.aws.roleArn {a:?} is not an IAM role ARN"),
+            SpecError::Glob(g) => {
+                write!(f, "namespace pattern {} is not a name or a glob", shown(g))
+            }
+            SpecError::RoleArn(a) => {
+                write!(f, "spec.aws.roleArn {} is not an IAM role ARN", shown(a))
+            }
             SpecError::SessionName(s) => write!(
                 f,
-                "spec.aws.roleSessionName {s:?} must be 2 to 64 of letters, digits and +=,.@-_"
+                "spec.aws.roleSessionName {} must be 2 to 64 of letters, digits and +=,.@-_",
+                shown(s)
             ),
         }
     }
 }
 
 impl std::error::Error for SpecError {}
+
+/// An invalid value as an error shows it: quoted when it looks like the name, host or
+/// duration it should be; only its length when it looks like a credential pasted into the
+/// wrong field, since errors reach the CR's status and Events, which many can read.
+pub fn shown(value: &str) -> String {
+    let n = value.chars().count();
+    let upper = value.chars().any(|c| c.is_ascii_uppercase());
+    let digit = value.chars().any(|c| c.is_ascii_digit());
+    let credential_like = n >= 16
+        && !value.starts_with("arn:")
+        && !value.contains(char::is_whitespace)
+        && ((upper && digit) || value.contains('+') || (upper && value.contains('/')));
+    if credential_like {
+        format!("<{n} characters, withheld: it looks like a credential>")
+    } else {
+        format!("{value:?}")
+    }
+}
 
 /// A validated spec, with defaults applied: what the planner works from.
 #[derive(Clone, Debug, PartialEq)]
