@@ -1,0 +1,239 @@
+//! Properties of the pure planner over random observed states: whatever the cluster looks
+//! like, a plan only touches what the CR owns or targets.
+//! - it never deletes or rewrites a Secret another CR (or nobody) owns;
+//! - it never removes a ServiceAccount entry the ownership annotation does not list, and
+//!   an add never drops someone else's entry;
+//! - outside the target namespaces it plans only deletes of owned Secrets (and the removal
+//!   of their entries);
+//! - it adds entries only to selected ServiceAccounts, never next to a foreign Secret.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ecr_creds_refresher::reconcile::plan::{change_for, plan, Observed, SecretStep};
+use ecr_creds_refresher::reconcile::select::{service_account_selected, NamespaceView};
+use ecr_creds_refresher::reconcile::spec::{Spec, ValidSpec};
+use ecr_creds_refresher::reconcile::state::{ManagedSecret, SaView};
+use proptest::prelude::*;
+use time::OffsetDateTime;
+
+const OWNER: &str = "me";
+const NOW: OffsetDateTime = time::macros::datetime!(2026-11-26 12:00 UTC);
+const NAMESPACES: &[&str] = &["a", "b", "team-x", "team-y", "kube-system", "prod"];
+const SECRET_NAMES: &[&str] = &["pull", "other"];
+const SA_NAMES: &[&str] = &["default", "builder", "ci"];
+const ENTRIES: &[&str] = &["pull", "other", "foreign", "regcred"];
+
+fn subset(pool: &'static [&'static str]) -> impl Strategy<Value = Vec<String>> {
+    prop::sample::subsequence(pool, 0..=pool.len())
+        .prop_map(|v| v.into_iter().map(str::to_string).collect())
+}
+
+fn spec() -> impl Strategy<Value = ValidSpec> {
+    (
+        prop::sample::select(SECRET_NAMES),
+        prop::sample::subsequence(vec!["a", "b*", "team-*", "*", "missing", "prod"], 0..=3),
+        prop::sample::subsequence(vec!["kube-*", "b", "team-y"], 0..=2),
+        prop::option::of(prop::sample::select(vec!["x", "y"])),
+        prop::sample::select(vec![
+            None,
+            Some(vec!["default"]),
+            Some(vec!["*"]),
+            Some(vec!["builder", "default"]),
+            Some(vec![]),
+        ]),
+        any::<bool>(),
+    )
+        .prop_filter_map("a servable spec", |(name, nss, excl, team, sas, delete)| {
+            let mut v = serde_json::json!({
+                "secretName": name,
+                "namespaces": nss,
+                "excludeNamespaces": excl,
+                "serviceAccounts": sas,
+                "deletionPolicy": if delete { "Delete" } else { "Retain" },
+            });
+            if let Some(t) = team {
+                v["namespaceSelector"] = serde_json::json!({"matchLabels": {"team": t}});
+            }
+            serde_json::from_value::<Spec>(v).ok()?.validate(&[]).ok()
+        })
+}
+
+fn namespaces() -> impl Strategy<Value = Vec<NamespaceView>> {
+    prop::collection::vec(
+        (
+            prop::option::of(prop::sample::select(vec!["x", "y"])),
+            any::<bool>(),
+        ),
+        NAMESPACES.len(),
+    )
+    .prop_flat_map(|attrs| {
+        let n = attrs.len();
+        (Just(attrs), prop::collection::vec(any::<bool>(), n))
+    })
+    .prop_map(|(attrs, present)| {
+        NAMESPACES
+            .iter()
+            .zip(attrs)
+            .zip(present)
+            .filter(|(_, p)| *p)
+            .map(|((name, (team, terminating)), _)| NamespaceView {
+                name: name.to_string(),
+                labels: team
+                    .map(|t| BTreeMap::from([("team".to_string(), t.to_string())]))
+                    .unwrap_or_default(),
+                terminating: terminating && name.len() % 2 == 0,
+            })
+            .collect()
+    })
+}
+
+fn secrets() -> impl Strategy<Value = Vec<ManagedSecret>> {
+    prop::collection::vec(
+        (
+            prop::sample::select(NAMESPACES),
+            prop::sample::select(SECRET_NAMES),
+            prop::sample::select(vec![OWNER, "someone-else", ""]),
+            prop::option::of(-3600i64..3600),
+            any::<bool>(),
+            prop::sample::select(vec!["", "123456789012.dkr.ecr.us-east-1.amazonaws.com"]),
+        ),
+        0..10,
+    )
+    .prop_map(|v| {
+        // One object per (namespace, name), as in a real cache.
+        let mut seen = BTreeSet::new();
+        v.into_iter()
+            .filter(|(ns, name, ..)| seen.insert((*ns, *name)))
+            .map(|(ns, name, owner, refresh, intact, regs)| ManagedSecret {
+                namespace: ns.into(),
+                name: name.into(),
+                resource_version: "7".into(),
+                owner: owner.into(),
+                expires_at: refresh.map(|r| NOW + time::Duration::seconds(r + 3600)),
+                refresh_at: refresh.map(|r| NOW + time::Duration::seconds(r)),
+                registries: regs.into(),
+                intact,
+            })
+            .collect()
+    })
+}
+
+fn service_accounts() -> impl Strategy<Value = Vec<SaView>> {
+    prop::collection::vec(
+        (
+            prop::sample::select(NAMESPACES),
+            prop::sample::select(SA_NAMES),
+            subset(ENTRIES),
+            subset(ENTRIES),
+        ),
+        0..12,
+    )
+    .prop_map(|v| {
+        let mut seen = BTreeSet::new();
+        v.into_iter()
+            .filter(|(ns, name, ..)| seen.insert((*ns, *name)))
+            .map(|(ns, name, pulls, owned)| SaView {
+                namespace: ns.into(),
+                name: name.into(),
+                resource_version: "3".into(),
+                has_annotations: !owned.is_empty(),
+                pull_secrets: pulls,
+                owned,
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn plans_only_touch_what_the_cr_owns_or_targets(
+        spec in spec(),
+        namespaces in namespaces(),
+        secrets in secrets(),
+        sas in service_accounts(),
+        cleanup in any::<bool>(),
+    ) {
+        let observed = Observed {
+            namespaces: &namespaces,
+            secrets: &secrets,
+            service_accounts: &sas,
+        };
+        let p = plan(OWNER, &spec, &observed, NOW, cleanup);
+        let targets: BTreeSet<&str> = p.targets.iter().map(String::as_str).collect();
+        let existing: BTreeSet<&str> = namespaces.iter().map(|n| n.name.as_str()).collect();
+        let terminating: BTreeSet<&str> =
+            namespaces.iter().filter(|n| n.terminating).map(|n| n.name.as_str()).collect();
+        let deleted_in: BTreeSet<&str> = p.deletes.iter().map(|s| s.namespace.as_str()).collect();
+        let conflicted: BTreeSet<&str> = p.conflicts.iter().map(|(ns, _)| ns.as_str()).collect();
+
+        if cleanup {
+            prop_assert!(p.secrets.is_empty() && p.sa_adds.is_empty(), "cleanup writes: {p:?}");
+        }
+        for t in &targets {
+            prop_assert!(existing.contains(t), "target {t} does not exist");
+            prop_assert!(!terminating.contains(t), "target {t} is terminating");
+        }
+        // Deletes: ours only, and never the Secret the CR still wants where it is.
+        for d in &p.deletes {
+            prop_assert_eq!(&d.owner, OWNER, "deletes a Secret it does not own: {:?}", d);
+            prop_assert!(secrets.contains(d), "deletes a Secret nobody observed");
+            prop_assert!(
+                cleanup || d.name != spec.secret_name || !targets.contains(d.namespace.as_str()),
+                "deletes a wanted Secret {:?}", d
+            );
+        }
+        // Creates and updates: only in targets; updates only of our own Secrets.
+        for step in &p.secrets {
+            prop_assert!(targets.contains(step.namespace()), "write outside targets: {step:?}");
+            prop_assert!(!conflicted.contains(step.namespace()));
+            match step {
+                SecretStep::Update { existing } => {
+                    prop_assert_eq!(&existing.owner, OWNER);
+                    prop_assert_eq!(&existing.name, &spec.secret_name);
+                }
+                SecretStep::Create { namespace } => prop_assert!(
+                    !secrets.iter().any(|s| &s.namespace == namespace && s.name == spec.secret_name),
+                    "creates over an existing Secret in {namespace}"
+                ),
+                SecretStep::Fresh { .. } => {}
+            }
+        }
+        // A foreign Secret of our name is a conflict, never a write.
+        for s in &secrets {
+            if s.owner != OWNER && s.name == spec.secret_name && targets.contains(s.namespace.as_str()) {
+                prop_assert!(conflicted.contains(s.namespace.as_str()));
+            }
+        }
+        // ServiceAccount adds: selected accounts, in targets, our Secret name, nothing dropped.
+        for add in &p.sa_adds {
+            prop_assert!(add.add);
+            prop_assert!(service_account_selected(&spec.service_accounts, &add.sa.name),
+                "adds to an unselected ServiceAccount {}", add.sa.name);
+            prop_assert!(targets.contains(add.sa.namespace.as_str()));
+            prop_assert!(!conflicted.contains(add.sa.namespace.as_str()));
+            prop_assert_eq!(&add.secret, &spec.secret_name);
+            let change = change_for(add).expect("a planned add changes something");
+            for e in &add.sa.pull_secrets {
+                prop_assert!(change.pull_secrets.contains(e), "an add dropped {e}");
+            }
+            prop_assert!(change.pull_secrets.contains(&add.secret));
+            prop_assert!(change.owned.contains(&add.secret));
+        }
+        // ServiceAccount removes: only entries the ownership annotation lists, only that one,
+        // and only in targets or where an owned Secret is being deleted.
+        for rm in &p.sa_removes {
+            prop_assert!(!rm.add);
+            prop_assert!(rm.sa.owned.contains(&rm.secret),
+                "removes {} which {}'s annotation does not list", rm.secret, rm.sa.name);
+            prop_assert!(targets.contains(rm.sa.namespace.as_str())
+                || deleted_in.contains(rm.sa.namespace.as_str()),
+                "removes an entry outside the targets without a delete: {rm:?}");
+            let change = change_for(rm).expect("a planned remove changes something");
+            let kept: Vec<&String> =
+                rm.sa.pull_secrets.iter().filter(|e| **e != rm.secret).collect();
+            prop_assert_eq!(change.pull_secrets.iter().collect::<Vec<_>>(), kept);
+        }
+    }
+}
