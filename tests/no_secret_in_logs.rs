@@ -1,0 +1,405 @@
+//! No secret reaches a log line, a metric, an Event or a CR status.
+//!
+//! The real operator runs in-process, logging at TRACE (its own targets and its
+//! dependencies') into buffers, as text and as JSON, through success, AWS failures,
+//! AssumeRole, a Secret conflict, credentials from a Kubernetes Secret (per CR and
+//! operator-wide through AWS_CREDENTIALS_SECRET_NAME), and bad credentials Secrets. Then
+//! every secret value the emulators handed out or were given is searched for in the logs,
+//! in `/metrics`, in every Event and in every CR status: ECR tokens (the base64 `auth` and
+//! the decoded password), AWS secret access keys, STS session tokens, the Kubernetes
+//! bearer token, and the Authorization header values the operator sent.
+
+mod support_soak;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use emulators::aws::{AwsEmulator, AwsEmulatorConfig, Fault};
+use emulators::k8s::{EmulatorConfig, K8sEmulator};
+use serde_json::{json, Value};
+use support_soak::{start_operator, wait_until, SECRET_ACCESS_KEY};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing_subscriber::layer::SubscriberExt;
+
+const K8S_TOKEN: &str = "k8s-bearer-eyJhbGciOiJSUzI1NiIsImtpZCI6InNvYWsifQ.do-not-log";
+const OPS_SECRET_KEY: &str = "ops/Secret+Key/from-a-kubernetes-secret-0001";
+const OPS_SESSION_TOKEN: &str = "ops-session-token-IQoJb3JpZ2luX2VjEOr-do-not-log";
+const BAD_SECRET_KEY: &str = "bad/Secret+Key/in-a-broken-secret-0002";
+
+// === log capture ===
+
+/// An in-memory log sink the subscriber writes through.
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
+    type Writer = Buffer;
+    fn make_writer(&'a self) -> Buffer {
+        self.clone()
+    }
+}
+
+impl Buffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Installs the process-wide subscriber: everything at TRACE, as text and as JSON.
+fn capture_logs() -> (Buffer, Buffer) {
+    let (text, json) = (Buffer::default(), Buffer::default());
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("trace"))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(text.clone()),
+        )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(true)
+                .with_writer(json.clone()),
+        );
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    (text, json)
+}
+
+// === helpers ===
+
+fn ns(k8s: &K8sEmulator, name: &str) {
+    k8s.apply("namespaces", json!({"metadata": {"name": name}}))
+        .unwrap();
+}
+
+fn cr(k8s: &K8sEmulator, name: &str, spec: Value) {
+    k8s.apply(
+        "ecrpullsecrets",
+        json!({"apiVersion": "ecr.creds.dev/v1alpha1", "kind": "ECRPullSecret",
+               "metadata": {"name": name}, "spec": spec}),
+    )
+    .unwrap();
+}
+
+fn creds_secret(k8s: &K8sEmulator, name: &str, data: &[(&str, &str)]) {
+    let data: serde_json::Map<String, Value> = data
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::String(STANDARD.encode(v))))
+        .collect();
+    k8s.apply(
+        "secrets",
+        json!({"metadata": {"name": name, "namespace": "ops"}, "type": "Opaque", "data": data}),
+    )
+    .unwrap();
+}
+
+/// The Ready condition of a CR: (status, reason).
+fn ready(k8s: &K8sEmulator, name: &str) -> Option<(String, String)> {
+    let cr = k8s.get("ecrpullsecrets", None, name)?;
+    let c = cr["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")?
+        .clone();
+    Some((
+        c["status"].as_str()?.to_string(),
+        c["reason"].as_str()?.to_string(),
+    ))
+}
+
+async fn wait_ready(k8s: &K8sEmulator, name: &str, want: &str) -> String {
+    wait_until(
+        &format!("{name} Ready={want}"),
+        Duration::from_secs(20),
+        || ready(k8s, name).is_some_and(|(s, _)| s == want),
+    )
+    .await;
+    ready(k8s, name).map(|(_, r)| r).unwrap_or_default()
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// Authorization and security-token headers the operator sent to an AWS endpoint.
+fn sent_headers(aws: &AwsEmulator, endpoint: &str, into: &mut Vec<(String, String)>) {
+    if let Some(h) = aws.last_headers(endpoint) {
+        for name in ["authorization", "x-amz-security-token"] {
+            if let Some(v) = h.get(name).and_then(|v| v.to_str().ok()) {
+                into.push((format!("{endpoint} {name} header"), v.to_string()));
+                if let Some(sig) = v.split("Signature=").nth(1) {
+                    into.push((format!("{endpoint} signature"), sig.to_string()));
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_logs_metrics_events_or_status() {
+    let (text_logs, json_logs) = capture_logs();
+    let k8s = K8sEmulator::start(EmulatorConfig {
+        token: Some(K8S_TOKEN.to_string()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let aws = AwsEmulator::start(AwsEmulatorConfig::default())
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("no-secret-in-logs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{K8S_TOKEN}\n")).unwrap();
+    let token_path = token_file.to_str().unwrap().to_string();
+    for n in ["app-1", "app-2", "app-3", "app-4", "app-5", "app-6", "ops"] {
+        ns(&k8s, n);
+    }
+    let mut sent = Vec::new();
+
+    // --- Operator 1: static keys from the environment.
+    let op = start_operator(&k8s, &aws, &["--token-file", &token_path], &[]).await;
+
+    // Success.
+    cr(
+        &k8s,
+        "ok",
+        json!({"secretName": "pull", "namespaces": ["app-1", "app-2"]}),
+    );
+    assert_eq!(wait_ready(&k8s, "ok", "True").await, "TokenFetched");
+    sent_headers(&aws, "ecr", &mut sent);
+
+    // AssumeRole: an STS session (secret key and session token) signs the ECR call.
+    cr(
+        &k8s,
+        "assumed",
+        json!({"secretName": "pull-role", "namespaces": ["app-4"],
+               "aws": {"roleArn": "arn:aws:iam::123456789012:role/puller", "externalId": "ext-1"}}),
+    );
+    wait_ready(&k8s, "assumed", "True").await;
+    assert!(aws.calls().sts_assume_role >= 1);
+    sent_headers(&aws, "sts", &mut sent);
+    sent_headers(&aws, "ecr", &mut sent);
+
+    // AWS failures: access denied, then throttling past the retries.
+    aws.set_fault(Fault::AccessDenied, None);
+    cr(
+        &k8s,
+        "denied",
+        json!({"secretName": "pull", "namespaces": ["app-3"], "region": "eu-west-1"}),
+    );
+    wait_ready(&k8s, "denied", "False").await;
+    aws.set_fault(Fault::Throttle, None);
+    cr(
+        &k8s,
+        "throttled",
+        json!({"secretName": "pull", "namespaces": ["app-3"], "region": "ap-south-1"}),
+    );
+    wait_ready(&k8s, "throttled", "False").await;
+    aws.clear_fault();
+    k8s.delete("ecrpullsecrets", None, "denied").unwrap();
+    k8s.delete("ecrpullsecrets", None, "throttled").unwrap();
+
+    // Conflict: a Secret of that name that is not ours.
+    k8s.apply(
+        "secrets",
+        json!({"metadata": {"name": "taken", "namespace": "app-3"}, "type": "Opaque",
+               "data": {"k": STANDARD.encode("foreign")}}),
+    )
+    .unwrap();
+    cr(
+        &k8s,
+        "conflict",
+        json!({"secretName": "taken", "namespaces": ["app-3"]}),
+    );
+    wait_ready(&k8s, "conflict", "False").await;
+
+    // Credentials from a Kubernetes Secret, per CR; then a broken one.
+    creds_secret(
+        &k8s,
+        "aws-creds",
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIAOPSFROMSECRET001"),
+            ("AWS_SECRET_ACCESS_KEY", OPS_SECRET_KEY),
+            ("AWS_SESSION_TOKEN", OPS_SESSION_TOKEN),
+        ],
+    );
+    cr(
+        &k8s,
+        "per-cr-secret",
+        json!({"secretName": "pull-ops", "namespaces": ["app-5"], "region": "us-east-2",
+               "aws": {"credentialsSecretRef": {"name": "aws-creds", "namespace": "ops"}}}),
+    );
+    wait_ready(&k8s, "per-cr-secret", "True").await;
+    sent_headers(&aws, "ecr", &mut sent);
+    creds_secret(
+        &k8s,
+        "aws-creds-bad",
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIABROKENSECRET002"),
+            ("aws_secret_access_key", BAD_SECRET_KEY),
+        ],
+    );
+    cr(
+        &k8s,
+        "bad-secret",
+        json!({"secretName": "pull-bad", "namespaces": ["app-5"], "region": "us-west-1",
+               "aws": {"credentialsSecretRef": {"name": "aws-creds-bad", "namespace": "ops"}}}),
+    );
+    wait_ready(&k8s, "bad-secret", "False").await;
+
+    let metrics_1 = http_get(op.metrics_addr.expect("metrics served"), "/metrics").await;
+    let probes_1 = http_get(op.probe_addr.expect("probes served"), "/readyz").await;
+    op.shutdown(Duration::from_secs(5), std::future::pending())
+        .await;
+
+    // --- Operator 2: credentials from AWS_CREDENTIALS_SECRET_NAME/NAMESPACE.
+    for name in ["ok", "assumed", "conflict", "per-cr-secret", "bad-secret"] {
+        k8s.delete("ecrpullsecrets", None, name).unwrap();
+    }
+    let env = [
+        ("AWS_CREDENTIALS_SECRET_NAME", "aws-creds"),
+        ("AWS_CREDENTIALS_SECRET_NAMESPACE", "ops"),
+    ];
+    let op = start_operator(&k8s, &aws, &["--token-file", &token_path], &env).await;
+    cr(
+        &k8s,
+        "global-secret",
+        json!({"secretName": "pull-global", "namespaces": ["app-6"], "region": "ca-central-1"}),
+    );
+    wait_ready(&k8s, "global-secret", "True").await;
+    sent_headers(&aws, "ecr", &mut sent);
+    // The operator-wide Secret goes bad: a new region needs a fetch with it.
+    creds_secret(
+        &k8s,
+        "aws-creds",
+        &[("AWS_SECRET_ACCESS_KEY", BAD_SECRET_KEY)],
+    );
+    cr(
+        &k8s,
+        "global-bad",
+        json!({"secretName": "pull-global", "namespaces": ["app-6"], "region": "sa-east-1"}),
+    );
+    wait_ready(&k8s, "global-bad", "False").await;
+    let metrics_2 = http_get(op.metrics_addr.expect("metrics served"), "/metrics").await;
+    let probes_2 = http_get(op.probe_addr.expect("probes served"), "/healthz").await;
+    op.shutdown(Duration::from_secs(5), std::future::pending())
+        .await;
+
+    // --- Every secret value handed out or given.
+    let mut secrets: Vec<(String, String)> = vec![
+        ("kubernetes bearer token".into(), K8S_TOKEN.into()),
+        (
+            "kubernetes Authorization header".into(),
+            format!("Bearer {K8S_TOKEN}"),
+        ),
+        ("static secret access key".into(), SECRET_ACCESS_KEY.into()),
+        ("secret key from a Secret".into(), OPS_SECRET_KEY.into()),
+        (
+            "session token from a Secret".into(),
+            OPS_SESSION_TOKEN.into(),
+        ),
+        (
+            "secret key from a broken Secret".into(),
+            BAD_SECRET_KEY.into(),
+        ),
+    ];
+    let issued = aws.issued_ecr_tokens();
+    assert!(issued.len() >= 3, "ECR issued only {} tokens", issued.len());
+    for auth in issued.keys() {
+        secrets.push(("ECR authorizationToken".into(), auth.clone()));
+        let decoded = String::from_utf8(STANDARD.decode(auth).unwrap()).unwrap();
+        let password = decoded.strip_prefix("AWS:").unwrap().to_string();
+        secrets.push(("ECR password".into(), password));
+    }
+    for n in 1..=aws.calls().sts_assume_role {
+        secrets.push((
+            "STS secret access key".into(),
+            format!("emulated-secret-{n}"),
+        ));
+        secrets.push((
+            "STS session token".into(),
+            format!("emulated-session-token-{n}"),
+        ));
+    }
+    assert!(sent.len() >= 4, "captured only {} AWS headers", sent.len());
+    secrets.extend(sent);
+    // The Secrets really hold what ECR issued: the values searched for are the live ones.
+    let written = k8s.get("secrets", Some("app-1"), "pull").unwrap();
+    let auths = support_soak::secret_auths(&written);
+    assert!(auths.values().all(|a| issued.contains_key(a)) && !auths.is_empty());
+
+    // --- Everywhere they must not be.
+    let mut places: Vec<(String, String)> = vec![
+        ("text log".into(), text_logs.text()),
+        ("JSON log".into(), json_logs.text()),
+        ("/metrics (first operator)".into(), metrics_1),
+        ("/metrics (second operator)".into(), metrics_2),
+        ("probes".into(), format!("{probes_1}\n{probes_2}")),
+    ];
+    for resource in ["events", "events.events.k8s.io"] {
+        for e in k8s.list(resource, None) {
+            places.push((
+                format!("{resource} {}", e["metadata"]["name"]),
+                e.to_string(),
+            ));
+        }
+    }
+    for c in k8s.list("ecrpullsecrets", None) {
+        places.push((
+            format!("status of {}", c["metadata"]["name"]),
+            c["status"].to_string(),
+        ));
+    }
+    // The scenario really went through every path, and was logged.
+    let text = &places[0].1;
+    assert!(
+        text.lines().count() > 200,
+        "only {} log lines",
+        text.lines().count()
+    );
+    assert!(text.contains("TRACE") && text.contains("DEBUG"));
+    for evidence in ["AccessDenied", "Throttling", "taken", "aws-creds-bad"] {
+        assert!(
+            places.iter().any(|(_, p)| p.contains(evidence)),
+            "nothing anywhere mentions {evidence}: the scenario did not run that path"
+        );
+    }
+    assert!(
+        places.iter().any(|(w, _)| w.starts_with("events")),
+        "no Events written"
+    );
+
+    let mut leaks = Vec::new();
+    for (what, secret) in &secrets {
+        for (place, content) in &places {
+            if content.contains(secret.as_str()) {
+                leaks.push(format!("{what} found in {place}"));
+            }
+        }
+    }
+    leaks.sort();
+    leaks.dedup();
+    assert!(leaks.is_empty(), "secrets leaked: {leaks:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
