@@ -66,6 +66,9 @@ struct Observations {
     samples: u64,
     /// The least life a token had left when sampled, in seconds.
     min_left: f64,
+    /// (cycles seen, RSS in KiB) about once a second: a leak grows with cycles, a cache
+    /// filling up levels off.
+    rss: Vec<(u64, u64)>,
 }
 
 /// Checks every managed Secret once: its token was issued by the fake ECR, it has not
@@ -78,6 +81,10 @@ fn sample(k8s: &K8sEmulator, aws: &AwsEmulator, obs: &Mutex<Observations>) {
     let issued = aws.issued_ecr_tokens();
     let mut obs = obs.lock().unwrap();
     obs.samples += 1;
+    if obs.samples % 10 == 0 {
+        let cycles = obs.tokens.len() as u64;
+        obs.rss.push((cycles, rss_kib()));
+    }
     for s in secrets {
         if s["metadata"]["name"] != SECRET_NAME {
             continue;
@@ -237,9 +244,10 @@ async fn secrets_never_expire_and_nothing_leaks_or_storms_under_continuous_fault
             namespaces: names,
             // A bounded log: the emulator shares this process's memory figures.
             request_log_capacity: 1000,
-            // Half a minute of this test's writes: a watch resumed after a short outage
+            // Several seconds of this test's writes: a watch resumed after a short outage
             // finds its resourceVersion, as on a real server; compaction forces the 410s.
-            history_size: 5_000,
+            // Small, so the emulator's own memory levels off before the baseline.
+            history_size: 1_000,
             ..Default::default()
         })
         .await
@@ -301,6 +309,7 @@ async fn secrets_never_expire_and_nothing_leaks_or_storms_under_continuous_fault
     )
     .await;
     let start = vitals(&k8s).await;
+    let baseline_cycles = seen(&obs);
 
     let stop_chaos = Arc::new(AtomicBool::new(false));
     let counts = Arc::new(Chaos::default());
@@ -337,7 +346,8 @@ async fn secrets_never_expire_and_nothing_leaks_or_storms_under_continuous_fault
     let calls = aws.calls().ecr;
     let issued = aws.issued_ecr_tokens().len() as u64;
     let ecr_faults = counts.ecr_faults.load(Ordering::SeqCst);
-    let obs = obs.lock().unwrap();
+    // The sampler has stopped: the observations are final.
+    let obs = std::mem::take(&mut *obs.lock().unwrap());
     let observed_cycles = obs.tokens.len() as u64;
     println!(
         "soak: cycles={observed_cycles} namespaces={namespaces} elapsed={:.1}s samples={} min_token_life_left={:.2}s \
@@ -358,6 +368,15 @@ async fn secrets_never_expire_and_nothing_leaks_or_storms_under_continuous_fault
         end.connections,
         obs.violations.len(),
     );
+    // RSS at each tenth of the run, for the eye: a leak climbs, a filling cache levels off.
+    let step = (obs.rss.len() / 10).max(1);
+    let series: Vec<String> = obs
+        .rss
+        .iter()
+        .step_by(step)
+        .map(|(c, kib)| format!("{c}:{}M", kib / 1024))
+        .collect();
+    println!("soak: rss by cycle {}", series.join(" "));
 
     if let Some(first) = obs.violations.first() {
         // Name the stuck Secret's state on both sides: the server's and the operator's cache.
@@ -411,13 +430,23 @@ async fn secrets_never_expire_and_nothing_leaks_or_storms_under_continuous_fault
         start.connections,
         end.connections
     );
-    let rss_allowance = (start.rss_kib / 4).max(24 * 1024);
+    // Against the baseline, with room for allocator slack; and flat over the second half,
+    // where a leak would keep climbing with every cycle while caches have levelled off.
+    let rss_allowance = (start.rss_kib / 4).max(16 * 1024);
     assert!(
         end.rss_kib <= start.rss_kib + rss_allowance,
         "RSS grew from {} KiB to {} KiB",
         start.rss_kib,
         end.rss_kib
     );
+    let halfway = (baseline_cycles + observed_cycles) / 2;
+    if let Some((c, mid)) = obs.rss.iter().find(|(c, _)| *c >= halfway) {
+        assert!(
+            end.rss_kib <= mid + (mid / 8).max(8 * 1024),
+            "RSS kept growing: {mid} KiB at cycle {c}, {} KiB at the end",
+            end.rss_kib
+        );
+    }
 
     running
         .shutdown(Duration::from_secs(5), std::future::pending())
