@@ -1250,12 +1250,12 @@ mod tests {
                     rv.as_deref(),
                     cont.as_deref()
                 ))),
-            gone.clone().prop_map(|gone| Input::ListFailed {
+            gone.prop_map(|gone| Input::ListFailed {
                 error: FakeError(if gone { 410 } else { 500 }),
                 gone
             }),
             Just(()).prop_map(|_| Input::WatchOpened),
-            gone.clone().prop_map(|gone| Input::WatchOpenFailed {
+            gone.prop_map(|gone| Input::WatchOpenFailed {
                 error: FakeError(if gone { 410 } else { 500 }),
                 gone
             }),
