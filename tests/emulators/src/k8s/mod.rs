@@ -1,1 +1,347 @@
-//! A Kubernetes API server emulator.
+//! A Kubernetes API server emulator: the test oracle for the operator's Kubernetes client.
+//!
+//! It serves, in memory, namespaces, secrets, serviceaccounts, events (core v1 and
+//! events.k8s.io/v1), leases and the cluster-scoped `ecrpullsecrets.ecr.creds.dev` custom
+//! resource (with a status subresource), with the real server's semantics for what the
+//! operator does: one global resourceVersion counter, optimistic concurrency, merge / JSON /
+//! strategic merge patches, status subresource, generation, finalizers, label and field
+//! selectors, paginated lists (continue tokens, remainingItemCount), watches with history
+//! replay, bookmarks, `sendInitialEvents`, 410 Expired in both forms, and real `Status` error
+//! bodies. Kinds are a table ([`kinds`]): a custom resource is a row, and registering a CRD's
+//! YAML ([`EmulatorConfig::crds`], by default the repository's `crd.yaml`) makes its
+//! structural schema prune, default and validate objects ([`schema`]).
+//!
+//! Validation the operator can trip over is the real server's ([`validate`]): DNS-1123 names,
+//! label and annotation keys, owner references, Secret data and `kubernetes.io/dockerconfigjson`
+//! payloads, immutable Secret type, Event consistency (core/v1 and events.k8s.io/v1), Lease
+//! MicroTime with exactly six fractional digits. Two controller-manager duties are emulated
+//! synchronously: the `default` ServiceAccount in new namespaces, and ownerReference garbage
+//! collection (an owner gone, or present with another uid, deletes the dependent).
+//! Server-side apply is accepted (YAML body, `fieldManager` required, creates when absent)
+//! with merge-patch semantics: no field ownership or apply conflicts.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use emulators::k8s::{EmulatorConfig, K8sEmulator};
+//! let emu = K8sEmulator::start(EmulatorConfig::default()).await?;
+//! emu.apply("secrets", serde_json::json!({"metadata": {"name": "s", "namespace": "default"}}))
+//!     .expect("valid secret");
+//! let url = emu.url(); // http://127.0.0.1:PORT
+//! # let _ = url; emu.shutdown().await; Ok(()) }
+//! ```
+//!
+//! Test controls, on the handle and over HTTP (`/_emulator/...`, never authenticated):
+//! - `GET|DELETE /_emulator/requests`, `GET /_emulator/rbac-used` (every verb/resource/scope used), `GET /_emulator/counters`:
+//!   the request log ([`RequestRecord`]) with RBAC verb classification.
+//! - `GET|POST|DELETE /_emulator/faults` (JSON [`FaultConfig`]): errors with Retry-After on
+//!   every Nth or a seeded share of requests, and latency.
+//! - `POST /_emulator/drop-watches`, `POST /_emulator/restart` (`{"refuse_ms": N}`),
+//!   `POST /_emulator/compact`, `POST /_emulator/history` (`{"size": N}`),
+//!   `POST /_emulator/token` (`{"token": "..."}` or `{"token": null}`),
+//!   `POST /_emulator/rbac` (JSON [`RbacPolicy`]; `DELETE` turns enforcement off),
+//!   `POST /_emulator/expired-mode` (`{"http_status": true}` answers a too-old watch with
+//!   HTTP 410 instead of an ERROR event), `GET /_emulator/state` (current resourceVersion).
+
+pub mod faults;
+pub mod kinds;
+pub mod patch;
+pub mod rbac;
+pub mod requests;
+pub mod route;
+pub mod schema;
+pub mod selector;
+pub mod server;
+pub mod status;
+pub mod store;
+pub mod tls;
+pub mod validate;
+pub mod watch;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub use faults::{FaultConfig, Faults};
+pub use kinds::{KindSpec, DEFAULT_KINDS};
+pub use rbac::{PolicyRule, RbacPolicy};
+pub use requests::{RbacUse, RequestRecord};
+pub use status::ApiError;
+
+use server::{ServerSettings, Shared};
+use store::Store;
+
+/// The operator's CRD as shipped, so the emulator enforces exactly its schema.
+pub const REPO_CRD: &str = include_str!("../../../../crd.yaml");
+
+/// How to start an emulator. `Default` is what tests usually want.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// Port 0 picks a free one.
+    pub bind: SocketAddr,
+    /// Required bearer token; `None` accepts every request.
+    pub token: Option<String>,
+    /// Serve HTTPS with a freshly generated CA (see [`K8sEmulator::ca_pem`]).
+    pub tls: bool,
+    /// Events kept for watch resume and continue tokens; older resourceVersions get 410.
+    pub history_size: usize,
+    /// Bookmark period for watches that allow bookmarks; `None` never sends any.
+    pub bookmark_interval: Option<Duration>,
+    /// Server-side watch timeout when the client sends no timeoutSeconds.
+    pub watch_timeout: Duration,
+    /// Answer a too-old watch resourceVersion with HTTP 410 instead of a 200 stream
+    /// holding one ERROR event (the real server does both, depending on the path taken).
+    pub expired_as_http_status: bool,
+    /// Create a `default` ServiceAccount in every new namespace, as the controller-manager does.
+    pub auto_default_service_account: bool,
+    /// Delete dependents whose owners (ownerReferences, matched by uid) are gone, as the
+    /// controller-manager's garbage collector does (synchronously here).
+    pub garbage_collection: bool,
+    /// Namespaces that exist at start.
+    pub namespaces: Vec<String>,
+    pub kinds: Vec<KindSpec>,
+    /// CustomResourceDefinition YAML documents: their schemas prune, default and validate
+    /// custom resources like the real server. Default: the repository's `crd.yaml`.
+    pub crds: Vec<String>,
+    /// How long a restart refuses connections.
+    pub restart_refuse: Duration,
+    pub request_log_capacity: usize,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            token: None,
+            tls: false,
+            history_size: 1000,
+            bookmark_interval: Some(Duration::from_secs(1)),
+            watch_timeout: Duration::from_secs(1800),
+            expired_as_http_status: false,
+            auto_default_service_account: true,
+            garbage_collection: true,
+            namespaces: vec!["default".into(), "kube-system".into(), "kube-public".into()],
+            kinds: DEFAULT_KINDS.to_vec(),
+            crds: vec![REPO_CRD.to_string()],
+            restart_refuse: Duration::from_millis(200),
+            request_log_capacity: 200_000,
+        }
+    }
+}
+
+/// A running emulator. Dropping it leaves the server running until the runtime ends; call
+/// [`K8sEmulator::shutdown`] to stop it.
+pub struct K8sEmulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    ca_pem: Option<String>,
+}
+
+// === impl K8sEmulator ===
+
+impl K8sEmulator {
+    pub async fn start(cfg: EmulatorConfig) -> std::io::Result<K8sEmulator> {
+        let mut table = kinds::KindTable::new(cfg.kinds.clone());
+        for crd in &cfg.crds {
+            table.register_crd_yaml(crd).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+            })?;
+        }
+        let store = Arc::new(Store::new(
+            table,
+            cfg.history_size,
+            cfg.auto_default_service_account,
+            cfg.garbage_collection,
+        ));
+        if let Some(nsk) = store.kinds().namespaces() {
+            for ns in &cfg.namespaces {
+                store
+                    .create(
+                        nsk,
+                        None,
+                        json!({"metadata": {"name": ns}}),
+                        store::WriteTarget::Direct,
+                    )
+                    .map_err(|e| {
+                        std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+                    })?;
+            }
+        }
+        let (tls, ca_pem) = if cfg.tls {
+            let m = tls::generate().map_err(std::io::Error::other)?;
+            (Some(m.server_config), Some(m.ca_pem))
+        } else {
+            (None, None)
+        };
+        let settings = ServerSettings {
+            bookmark_interval: cfg.bookmark_interval,
+            watch_timeout: cfg.watch_timeout,
+            restart_refuse: cfg.restart_refuse,
+        };
+        let shared = Shared::start(
+            store,
+            cfg.token,
+            cfg.expired_as_http_status,
+            settings,
+            tls,
+            cfg.request_log_capacity,
+            cfg.bind,
+        )
+        .await?;
+        let addr = shared.addr().await;
+        Ok(K8sEmulator {
+            shared,
+            addr,
+            ca_pem,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` or `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// PEM of the CA that signed the server certificate (TLS only).
+    pub fn ca_pem(&self) -> Option<String> {
+        self.ca_pem.clone()
+    }
+
+    /// Changes the accepted bearer token at runtime (token rotation); `None` disables auth.
+    pub fn set_token(&self, token: Option<String>) {
+        *self.shared.token.write().unwrap_or_else(|p| p.into_inner()) = token;
+    }
+
+    /// Enforces RBAC for API requests from now on (403 Forbidden for anything the policy
+    /// does not grant); `None` allows everything again.
+    pub fn set_rbac(&self, policy: Option<RbacPolicy>) {
+        *self.shared.rbac.write().unwrap_or_else(|p| p.into_inner()) = policy;
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
+    }
+
+    pub fn set_expired_as_http_status(&self, http: bool) {
+        self.shared
+            .expired_as_http_status
+            .store(http, Ordering::Relaxed);
+    }
+
+    /// Ends every open watch stream now.
+    pub fn drop_watches(&self) {
+        self.shared.drop_watches();
+    }
+
+    /// Cuts every connection, refuses connections for the configured time, then listens
+    /// again on the same port with the same state.
+    pub async fn restart(&self) -> std::io::Result<()> {
+        self.shared
+            .restart(self.shared.settings.restart_refuse)
+            .await
+    }
+
+    pub async fn restart_with_refusal(&self, refuse: Duration) -> std::io::Result<()> {
+        self.shared.restart(refuse).await
+    }
+
+    /// Forgets the event history: every resourceVersion before now answers 410.
+    pub fn compact(&self) {
+        self.shared.store.compact();
+    }
+
+    pub fn set_history_size(&self, size: usize) {
+        self.shared.store.set_history_size(size);
+    }
+
+    /// The current global resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.store.current_rv()
+    }
+
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.log.all()
+    }
+
+    pub fn clear_requests(&self) {
+        self.shared.log.clear();
+    }
+
+    /// Requests per (verb, resource).
+    pub fn request_counts(&self) -> BTreeMap<(String, String), u64> {
+        self.shared.log.counts()
+    }
+
+    /// Requests with this verb on this resource (plural), e.g. `("update", "serviceaccounts")`.
+    pub fn count(&self, verb: &str, resource: &str) -> u64 {
+        self.shared
+            .log
+            .counts()
+            .get(&(verb.to_string(), resource.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Every (verb, group, resource, namespaced?) the clients used.
+    pub fn rbac_used(&self) -> BTreeSet<RbacUse> {
+        self.shared.log.rbac_used()
+    }
+
+    fn kind(&self, resource: &str) -> Result<usize, ApiError> {
+        self.shared
+            .store
+            .kinds()
+            .by_name(resource)
+            .ok_or_else(ApiError::path_not_found)
+    }
+
+    /// Creates or replaces (no preconditions, status kept as given) an object of
+    /// `resource` ("secrets", "ecrpullsecrets", "events.events.k8s.io"...). Watchers see it.
+    pub fn apply(&self, resource: &str, obj: Value) -> Result<Value, ApiError> {
+        let k = self.kind(resource)?;
+        self.shared.store.apply(k, obj)
+    }
+
+    pub fn get(&self, resource: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
+        let k = self.kind(resource).ok()?;
+        self.shared.store.get(k, namespace, name).ok()
+    }
+
+    /// Every object of `resource`, in one namespace or all.
+    pub fn list(&self, resource: &str, namespace: Option<&str>) -> Vec<Value> {
+        match self.kind(resource) {
+            Ok(k) => self.shared.store.objects(k, namespace),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Deletes like a DELETE request (finalizers respected).
+    pub fn delete(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let k = self.kind(resource)?;
+        self.shared
+            .store
+            .delete(k, namespace, name, None)
+            .map(|_| ())
+    }
+
+    /// Stops listening, ends watches and cuts connections.
+    pub async fn shutdown(self) {
+        self.shared.shutdown().await;
+    }
+}

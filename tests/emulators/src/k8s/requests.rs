@@ -1,0 +1,99 @@
+//! The request log: every API call with its verb classification, so tests can count calls
+//! and derive the RBAC rules the operator really needs.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// One served request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// Kubernetes verb: get, list, watch, create, update, patch, delete, deletecollection;
+    /// "" for non-resource paths.
+    pub verb: String,
+    pub group: String,
+    pub resource: String,
+    /// "status" for /status writes.
+    pub subresource: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub code: u16,
+}
+
+/// A bounded log of requests (oldest dropped first).
+pub struct RequestLog {
+    entries: Mutex<VecDeque<RequestRecord>>,
+    capacity: usize,
+}
+
+// === impl RequestLog ===
+
+impl RequestLog {
+    pub fn new(capacity: usize) -> Self {
+        RequestLog {
+            entries: Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<RequestRecord>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn push(&self, r: RequestRecord) {
+        let mut e = self.lock();
+        if e.len() >= self.capacity {
+            e.pop_front();
+        }
+        e.push_back(r);
+    }
+
+    pub fn all(&self) -> Vec<RequestRecord> {
+        self.lock().iter().cloned().collect()
+    }
+
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// Requests per (verb, resource).
+    pub fn counts(&self) -> BTreeMap<(String, String), u64> {
+        let mut m = BTreeMap::new();
+        for r in self.lock().iter().filter(|r| !r.verb.is_empty()) {
+            *m.entry((r.verb.clone(), r.resource.clone())).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// Every distinct (verb, group, resource[/subresource], namespaced?) used: the RBAC
+    /// rules a client needs.
+    pub fn rbac_used(&self) -> BTreeSet<RbacUse> {
+        self.lock()
+            .iter()
+            .filter(|r| !r.verb.is_empty())
+            .map(|r| RbacUse {
+                verb: r.verb.clone(),
+                group: r.group.clone(),
+                resource: if r.subresource.is_empty() {
+                    r.resource.clone()
+                } else {
+                    format!("{}/{}", r.resource, r.subresource)
+                },
+                namespaced: r.namespace.is_some(),
+            })
+            .collect()
+    }
+}
+
+/// One RBAC permission a client exercised.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct RbacUse {
+    pub verb: String,
+    pub group: String,
+    pub resource: String,
+    pub namespaced: bool,
+}

@@ -1,0 +1,215 @@
+//! Watch streams: newline-delimited JSON events over a chunked (or h2) body, with history
+//! replay, selector-aware event types, bookmarks, server-side timeout and forced drops.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame};
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, mpsc, watch};
+
+use super::kinds::KindSpec;
+use super::selector::{FieldSelector, LabelSelector};
+use super::status::ApiError;
+use super::store::{EventType, StoredEvent, WatchStart};
+
+/// What one watcher asked for.
+#[derive(Debug, Clone)]
+pub struct WatchFilter {
+    pub kind: usize,
+    pub namespace: Option<String>,
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+}
+
+// === impl WatchFilter ===
+
+impl WatchFilter {
+    fn matches(&self, obj: &Value) -> bool {
+        self.labels.matches(obj) && self.fields.matches(obj)
+    }
+
+    /// The event this watcher sees for a store event, if any: an object modified into the
+    /// selector is ADDED, one modified out of it is DELETED (real cacher semantics).
+    pub fn project(&self, ev: &StoredEvent) -> Option<EventType> {
+        if ev.kind != self.kind {
+            return None;
+        }
+        if let Some(ns) = &self.namespace {
+            if &ev.namespace != ns {
+                return None;
+            }
+        }
+        let now = self.matches(&ev.object);
+        let before = ev.old.as_deref().map(|o| self.matches(o));
+        match ev.etype {
+            EventType::Added => now.then_some(EventType::Added),
+            EventType::Deleted => (now || before == Some(true)).then_some(EventType::Deleted),
+            EventType::Modified => match (before.unwrap_or(false), now) {
+                (true, true) => Some(EventType::Modified),
+                (false, true) => Some(EventType::Added),
+                (true, false) => Some(EventType::Deleted),
+                (false, false) => None,
+            },
+        }
+    }
+}
+
+/// How a watch behaves over time.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchTiming {
+    pub bookmarks: Option<Duration>,
+    pub timeout: Duration,
+    /// `sendInitialEvents=true`: after the initial ADDED events, a BOOKMARK annotated
+    /// `k8s.io/initial-events-end: "true"`.
+    pub initial_events_end: bool,
+}
+
+pub fn encode_event(etype: &str, obj: &Value) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(etype.as_bytes());
+    out.extend_from_slice(b"\",\"object\":");
+    // Serializing a Value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, obj);
+    out.extend_from_slice(b"}\n");
+    Bytes::from(out)
+}
+
+pub fn error_event(err: &ApiError) -> Bytes {
+    encode_event("ERROR", &err.to_value())
+}
+
+fn bookmark(spec: &KindSpec, rv: u64) -> Bytes {
+    encode_event(
+        "BOOKMARK",
+        &json!({"kind": spec.kind, "apiVersion": spec.api_version(), "metadata": {"resourceVersion": rv.to_string()}}),
+    )
+}
+
+fn initial_events_end(spec: &KindSpec, rv: u64) -> Bytes {
+    encode_event(
+        "BOOKMARK",
+        &json!({"kind": spec.kind, "apiVersion": spec.api_version(), "metadata": {
+            "resourceVersion": rv.to_string(),
+            "annotations": {"k8s.io/initial-events-end": "true"}
+        }}),
+    )
+}
+
+/// Runs one watch until timeout, drop, lag or client disconnect, writing into `out`.
+pub async fn run_watch(
+    spec: KindSpec,
+    filter: WatchFilter,
+    start: WatchStart,
+    timing: WatchTiming,
+    mut drops: watch::Receiver<u64>,
+    out: mpsc::Sender<Bytes>,
+) {
+    let WatchStart {
+        initial,
+        mut live,
+        current_rv,
+    } = start;
+    let mut last_rv = current_rv;
+    for ev in &initial {
+        if let Some(t) = filter.project(ev) {
+            if out
+                .send(encode_event(t.as_str(), &ev.object))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+    if timing.initial_events_end
+        && out
+            .send(initial_events_end(&spec, current_rv))
+            .await
+            .is_err()
+    {
+        return;
+    }
+    drops.mark_unchanged();
+    let deadline = tokio::time::sleep(timing.timeout);
+    tokio::pin!(deadline);
+    let period = timing.bookmarks.unwrap_or(Duration::from_secs(3600));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => return,
+            _ = drops.changed() => return,
+            _ = out.closed() => return,
+            _ = ticks.tick(), if timing.bookmarks.is_some() => {
+                if out.send(bookmark(&spec, last_rv)).await.is_err() {
+                    return;
+                }
+            }
+            ev = live.recv() => match ev {
+                Ok(ev) => {
+                    // Subscribed under the store lock: every live event is newer than the
+                    // replayed ones, so nothing repeats.
+                    last_rv = last_rv.max(ev.rv);
+                    if let Some(t) = filter.project(&ev) {
+                        if out.send(encode_event(t.as_str(), &ev.object)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let _ = out.send(error_event(&ApiError::too_old_resource_version(last_rv, last_rv))).await;
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+/// A response body fed by a channel: each message is one frame (one event).
+pub struct ChannelBody {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl ChannelBody {
+    pub fn new(rx: mpsc::Receiver<Bytes>) -> Self {
+        ChannelBody { rx }
+    }
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.rx.poll_recv(cx).map(|m| m.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// Spawns the watch task and returns its body.
+pub fn spawn_watch(
+    spec: KindSpec,
+    filter: WatchFilter,
+    start: WatchStart,
+    timing: WatchTiming,
+    drops: watch::Receiver<u64>,
+    first: Option<Bytes>,
+) -> ChannelBody {
+    let (tx, rx) = mpsc::channel(256);
+    tokio::spawn(async move {
+        if let Some(b) = first {
+            if tx.send(b).await.is_err() {
+                return;
+            }
+        }
+        run_watch(spec, filter, start, timing, drops, tx).await;
+    });
+    ChannelBody::new(rx)
+}

@@ -1,0 +1,191 @@
+//! A tiny HTTP/1.1 client (hyper's low-level conn API) for talking to the emulator in its
+//! own tests, independent of the operator's client.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpStream;
+
+pub struct Api {
+    pub addr: SocketAddr,
+    pub token: Option<String>,
+}
+
+pub struct Reply {
+    pub code: u16,
+    pub headers: http::HeaderMap,
+    pub body: Value,
+}
+
+impl Api {
+    pub fn new(addr: SocketAddr) -> Self {
+        Api { addr, token: None }
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        ct: Option<&str>,
+        body: Option<&Value>,
+    ) -> hyper::Response<Incoming> {
+        let bytes = body
+            .map(|b| serde_json::to_vec(b).unwrap())
+            .unwrap_or_default();
+        self.send_bytes(method, path, ct, bytes).await
+    }
+
+    async fn send_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        ct: Option<&str>,
+        bytes: Vec<u8>,
+    ) -> hyper::Response<Incoming> {
+        let stream = TcpStream::connect(self.addr).await.expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", self.addr.to_string());
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        let req = req.body(Full::new(Bytes::from(bytes))).unwrap();
+        sender.send_request(req).await.expect("send")
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        ct: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let resp = self.send(method, path, ct, body).await;
+        let code = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("json body")
+        };
+        Reply {
+            code,
+            headers,
+            body,
+        }
+    }
+
+    /// A request with a raw (non-JSON) body.
+    pub async fn call_raw(&self, method: &str, path: String, ct: &str, body: Vec<u8>) -> Reply {
+        let resp = self.send_bytes(method, &path, Some(ct), body).await;
+        let code = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("json body")
+        };
+        Reply {
+            code,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call("GET", path, None, None).await
+    }
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.call("POST", path, Some("application/json"), Some(body))
+            .await
+    }
+    pub async fn put(&self, path: &str, body: &Value) -> Reply {
+        self.call("PUT", path, Some("application/json"), Some(body))
+            .await
+    }
+    pub async fn patch(&self, path: &str, ct: &str, body: &Value) -> Reply {
+        self.call("PATCH", path, Some(ct), Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.call("DELETE", path, None, None).await
+    }
+
+    /// Opens a watch; `path` includes the query.
+    pub async fn watch(&self, path: &str) -> Watch {
+        let resp = self.send("GET", path, None, None).await;
+        Watch {
+            code: resp.status().as_u16(),
+            body: resp.into_body(),
+            buf: Vec::new(),
+        }
+    }
+}
+
+pub struct Watch {
+    pub code: u16,
+    body: Incoming,
+    buf: Vec<u8>,
+}
+
+impl Watch {
+    /// Next event, or None at a clean end of stream (or an error).
+    pub async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                return Some(serde_json::from_slice(&line).expect("event json"));
+            }
+            match self.body.frame().await {
+                Some(Ok(f)) => {
+                    if let Ok(d) = f.into_data() {
+                        self.buf.extend_from_slice(&d);
+                    }
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Next event within `d`, panicking on timeout.
+    pub async fn next_within(&mut self, d: Duration) -> Option<Value> {
+        tokio::time::timeout(d, self.next())
+            .await
+            .expect("watch event in time")
+    }
+
+    /// Next non-BOOKMARK event.
+    pub async fn next_change(&mut self) -> Option<Value> {
+        loop {
+            let ev = self.next_within(Duration::from_secs(5)).await?;
+            if ev["type"] != "BOOKMARK" {
+                return Some(ev);
+            }
+        }
+    }
+}
+
+pub fn ev(e: &Value) -> (String, String) {
+    (
+        e["type"].as_str().unwrap_or("").to_string(),
+        e["object"]["metadata"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+    )
+}
