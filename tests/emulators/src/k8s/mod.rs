@@ -31,19 +31,21 @@
 //! ```
 //!
 //! Test controls, on the handle and over HTTP (`/_emulator/...`, never authenticated):
-//! - `GET|DELETE /_emulator/requests`, `GET /_emulator/rbac`, `GET /_emulator/counters`:
+//! - `GET|DELETE /_emulator/requests`, `GET /_emulator/rbac-used` (every verb/resource/scope used), `GET /_emulator/counters`:
 //!   the request log ([`RequestRecord`]) with RBAC verb classification.
 //! - `GET|POST|DELETE /_emulator/faults` (JSON [`FaultConfig`]): errors with Retry-After on
 //!   every Nth or a seeded share of requests, and latency.
 //! - `POST /_emulator/drop-watches`, `POST /_emulator/restart` (`{"refuse_ms": N}`),
 //!   `POST /_emulator/compact`, `POST /_emulator/history` (`{"size": N}`),
 //!   `POST /_emulator/token` (`{"token": "..."}` or `{"token": null}`),
+//!   `POST /_emulator/rbac` (JSON [`RbacPolicy`]; `DELETE` turns enforcement off),
 //!   `POST /_emulator/expired-mode` (`{"http_status": true}` answers a too-old watch with
 //!   HTTP 410 instead of an ERROR event), `GET /_emulator/state` (current resourceVersion).
 
 pub mod faults;
 pub mod kinds;
 pub mod patch;
+pub mod rbac;
 pub mod requests;
 pub mod route;
 pub mod schema;
@@ -65,6 +67,7 @@ use serde_json::{json, Value};
 
 pub use faults::{FaultConfig, Faults};
 pub use kinds::{KindSpec, DEFAULT_KINDS};
+pub use rbac::{PolicyRule, RbacPolicy};
 pub use requests::{RbacUse, RequestRecord};
 pub use status::ApiError;
 
@@ -220,6 +223,12 @@ impl K8sEmulator {
         *self.shared.token.write().unwrap_or_else(|p| p.into_inner()) = token;
     }
 
+    /// Enforces RBAC for API requests from now on (403 Forbidden for anything the policy
+    /// does not grant); `None` allows everything again.
+    pub fn set_rbac(&self, policy: Option<RbacPolicy>) {
+        *self.shared.rbac.write().unwrap_or_else(|p| p.into_inner()) = policy;
+    }
+
     pub fn faults(&self) -> &Faults {
         &self.shared.faults
     }
@@ -285,8 +294,8 @@ impl K8sEmulator {
     }
 
     /// Every (verb, group, resource, namespaced?) the clients used.
-    pub fn rbac_rules(&self) -> BTreeSet<RbacUse> {
-        self.shared.log.rbac_rules()
+    pub fn rbac_used(&self) -> BTreeSet<RbacUse> {
+        self.shared.log.rbac_used()
     }
 
     fn kind(&self, resource: &str) -> Result<usize, ApiError> {

@@ -71,7 +71,7 @@ impl RequestLog {
 
     /// Every distinct (verb, group, resource[/subresource], namespaced?) used: the RBAC
     /// rules a client needs.
-    pub fn rbac_rules(&self) -> BTreeSet<RbacUse> {
+    pub fn rbac_used(&self) -> BTreeSet<RbacUse> {
         self.lock()
             .iter()
             .filter(|r| !r.verb.is_empty())

@@ -22,6 +22,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::faults::{FaultConfig, Faults};
+use super::rbac::{Attributes, RbacPolicy};
 use super::requests::{RequestLog, RequestRecord};
 use super::route::{self, Route};
 use super::selector::{FieldSelector, LabelSelector};
@@ -50,6 +51,7 @@ pub struct Shared {
     pub faults: Faults,
     pub log: RequestLog,
     pub token: RwLock<Option<String>>,
+    pub rbac: RwLock<Option<RbacPolicy>>,
     pub expired_as_http_status: AtomicBool,
     pub settings: ServerSettings,
     drops: watch::Sender<u64>,
@@ -93,6 +95,7 @@ impl Shared {
             faults: Faults::default(),
             log: RequestLog::new(log_capacity),
             token: RwLock::new(token),
+            rbac: RwLock::new(None),
             expired_as_http_status: AtomicBool::new(expired_as_http_status),
             settings,
             drops: watch::channel(0).0,
@@ -179,6 +182,21 @@ impl Shared {
         self.stop_listening().await;
         self.drop_watches();
         self.cut_connections();
+    }
+
+    fn authorize(&self, r: &RequestRecord) -> Result<(), ApiError> {
+        let policy = self.rbac.read().unwrap_or_else(|p| p.into_inner());
+        let Some(policy) = policy.as_ref() else {
+            return Ok(());
+        };
+        policy.check(&Attributes {
+            verb: &r.verb,
+            group: &r.group,
+            resource: &r.resource,
+            subresource: &r.subresource,
+            namespace: r.namespace.as_deref(),
+            name: r.name.as_deref(),
+        })
     }
 
     fn check_token(&self, req: &Request<Incoming>) -> bool {
@@ -299,7 +317,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         match decision.error {
             Some((e, retry_after)) => error_response(&e, retry_after),
             None => match route {
-                Ok(r) => serve_resource(&shared, req, r, &record.verb, &params).await,
+                Ok(r) => match shared.authorize(&record) {
+                    Ok(()) => serve_resource(&shared, req, r, &record.verb, &params).await,
+                    Err(e) => error_response(&e, None),
+                },
                 Err(e) => non_resource(&path).unwrap_or_else(|| error_response(&e, None)),
             },
         }
@@ -539,9 +560,9 @@ async fn admin(shared: &Arc<Shared>, req: Request<Incoming>, path: &str) -> Resp
             shared.log.clear();
             ok()
         }
-        (Method::GET, "/_emulator/rbac") => json_response(
+        (Method::GET, "/_emulator/rbac-used") => json_response(
             200,
-            &serde_json::to_value(shared.log.rbac_rules()).unwrap_or_default(),
+            &serde_json::to_value(shared.log.rbac_used()).unwrap_or_default(),
         ),
         (Method::GET, "/_emulator/counters") => {
             let counts: Vec<Value> = shared
@@ -587,6 +608,19 @@ async fn admin(shared: &Arc<Shared>, req: Request<Incoming>, path: &str) -> Resp
             }
             None => error_response(&ApiError::bad_request("expected {\"size\": N}"), None),
         },
+        (Method::POST | Method::PUT, "/_emulator/rbac") => {
+            match serde_json::from_value::<RbacPolicy>(body) {
+                Ok(p) => {
+                    *shared.rbac.write().unwrap_or_else(|p| p.into_inner()) = Some(p);
+                    ok()
+                }
+                Err(e) => error_response(&ApiError::bad_request(format!("rbac policy: {e}")), None),
+            }
+        }
+        (Method::DELETE, "/_emulator/rbac") => {
+            *shared.rbac.write().unwrap_or_else(|p| p.into_inner()) = None;
+            ok()
+        }
         (Method::POST, "/_emulator/token") => {
             let token = body
                 .get("token")
