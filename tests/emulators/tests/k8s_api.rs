@@ -459,6 +459,13 @@ async fn unknown_paths_and_methods_answer_like_the_real_server() {
         405
     );
     assert_eq!(api.get("/version").await.code, 200);
+    let r = api
+        .post(
+            "/api/v1/secrets",
+            &json!({"metadata": {"name": "a", "namespace": "default"}}),
+        )
+        .await;
+    assert_eq!(r.code, 405, "create needs the namespaced collection");
 }
 
 fn owned_secret(name: &str, owner_uid: &str) -> Value {

@@ -471,6 +471,10 @@ async fn serve_resource_inner(
                 .map_err(|e| ApiError::new(500, "InternalError", e.to_string()))
         }
         "create" => {
+            if spec.namespaced && ns.is_none() {
+                // Only list and watch are served across namespaces.
+                return Err(ApiError::method_not_allowed("POST"));
+            }
             let (_, body) = read_json(req).await?;
             let created = store.create(r.kind, ns, body, target)?;
             Ok(json_response(201, &created))

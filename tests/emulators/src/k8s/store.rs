@@ -424,7 +424,7 @@ impl Store {
                 }
                 Some(n) => n.to_string(),
                 None if !body_ns.is_empty() => body_ns.to_string(),
-                None => return Err(ApiError::bad_request("the server could not find the requested resource")),
+                None => return Err(ApiError::method_not_allowed("POST")),
             }
         } else {
             String::new()
