@@ -426,3 +426,48 @@ async fn rbac_policy_answers_403_forbidden_for_anything_not_granted() {
         .iter()
         .any(|r| r.code == 403 && r.verb == "delete"));
 }
+
+#[tokio::test]
+async fn wait_for_wakes_on_the_change_and_changes_since_lists_writes() {
+    let (emu, api) = start().await;
+    let rv = emu.resource_version();
+    let waiter = emu.wait_for(
+        "secrets",
+        Some("default"),
+        "w",
+        Duration::from_secs(5),
+        |o| o.is_some_and(|o| o["metadata"]["labels"]["ready"] == "yes"),
+    );
+    let writer = async {
+        api.post(SECRETS, &json!({"metadata": {"name": "w"}})).await;
+        api.patch(
+            &format!("{SECRETS}/w"),
+            "application/merge-patch+json",
+            &json!({"metadata": {"labels": {"ready": "yes"}}}),
+        )
+        .await;
+    };
+    let (got, ()) = tokio::join!(waiter, writer);
+    assert_eq!(got.unwrap().unwrap()["metadata"]["name"], "w");
+    let changes = emu.changes_since(rv).unwrap();
+    let summary: Vec<(&str, &str, &str)> = changes
+        .iter()
+        .map(|c| (c.event, c.resource.as_str(), c.name.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [("ADDED", "secrets", "w"), ("MODIFIED", "secrets", "w")]
+    );
+    let timed_out = emu
+        .wait_for(
+            "secrets",
+            Some("default"),
+            "never",
+            Duration::from_millis(50),
+            |o| o.is_some(),
+        )
+        .await;
+    assert_eq!(timed_out, Err(None));
+    emu.compact();
+    assert!(emu.changes_since(rv).is_none());
+}

@@ -894,6 +894,23 @@ impl Store {
         }
     }
 
+    /// Live events, for in-process waiting. Subscribed under the lock together with a
+    /// snapshot of the current rv, so nothing falls between the two.
+    pub fn subscribe(&self) -> (u64, broadcast::Receiver<Arc<StoredEvent>>) {
+        let st = self.lock();
+        (st.rv, self.events.subscribe())
+    }
+
+    /// Committed changes after `rv` still in the history window (oldest first), or None
+    /// when `rv` is older than the window.
+    pub fn changes_since(&self, rv: u64) -> Option<Vec<Arc<StoredEvent>>> {
+        let st = self.lock();
+        if rv < st.compacted {
+            return None;
+        }
+        Some(st.history.iter().filter(|e| e.rv > rv).cloned().collect())
+    }
+
     /// Every object of a kind, optionally in one namespace, in key order.
     pub fn objects(&self, kind: usize, ns: Option<&str>) -> Vec<Value> {
         let st = self.lock();
