@@ -47,6 +47,7 @@
 //!   `POST /_emulator/expired-mode` (`{"http_status": true}` answers a too-old watch with
 //!   HTTP 410 instead of an ERROR event), `GET /_emulator/state` (current resourceVersion).
 
+pub mod admin;
 pub mod faults;
 pub mod kinds;
 pub mod patch;
