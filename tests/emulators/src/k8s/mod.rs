@@ -30,6 +30,11 @@
 //! # let _ = url; emu.shutdown().await; Ok(()) }
 //! ```
 //!
+//! Discovery (`/api`, `/apis`, `/api/v1`, `/apis/{group}/{version}`, with short names),
+//! `/version` and `/healthz` are served, so `kubectl get/create/apply/patch/delete/-w` work
+//! against it (kubectl sends bearer tokens only over https: use TLS when a token is set).
+//! Table output (`as=Table`) is not: kubectl falls back to NAME/AGE columns.
+//!
 //! In-process helpers for tests: [`K8sEmulator::apply`], [`K8sEmulator::get`],
 //! [`K8sEmulator::list`], [`K8sEmulator::delete`] (watchers see these changes),
 //! [`K8sEmulator::wait_for`] (event-driven, fine under paused time) and
@@ -48,6 +53,7 @@
 //!   HTTP 410 instead of an ERROR event), `GET /_emulator/state` (current resourceVersion).
 
 pub mod admin;
+pub mod discovery;
 pub mod faults;
 pub mod kinds;
 pub mod patch;

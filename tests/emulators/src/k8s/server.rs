@@ -327,7 +327,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
                     Ok(()) => serve_resource(&shared, req, r, &record.verb, &params).await,
                     Err(e) => error_response(&e, None),
                 },
-                Err(e) => non_resource(&path).unwrap_or_else(|| error_response(&e, None)),
+                Err(e) => non_resource(&path, &shared).unwrap_or_else(|| error_response(&e, None)),
             },
         }
     };
@@ -336,7 +336,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     Ok(response)
 }
 
-fn non_resource(path: &str) -> Option<Response<Body>> {
+fn non_resource(path: &str, shared: &Shared) -> Option<Response<Body>> {
+    if let Some(doc) = super::discovery::document(path, shared.store.kinds()) {
+        return Some(json_response(200, &doc));
+    }
     match path {
         "/healthz" | "/livez" | "/readyz" => Some(
             Response::builder()
