@@ -633,3 +633,28 @@ async fn server_side_apply_creates_then_merges_and_needs_a_field_manager() {
         "no-op apply"
     );
 }
+
+#[tokio::test]
+async fn create_with_a_resource_version_is_refused_by_storage_with_500() {
+    let (_emu, api) = start().await;
+    let r = api
+        .post(
+            SECRETS,
+            &json!({"metadata": {"name": "copied", "resourceVersion": "42"}}),
+        )
+        .await;
+    assert_eq!(r.code, 500);
+    assert_eq!(
+        r.body["message"],
+        "resourceVersion should not be set on objects to be created"
+    );
+    assert!(r.body.get("reason").is_none());
+    // An unparsable one slips through, as on the real server.
+    let r = api
+        .post(
+            SECRETS,
+            &json!({"metadata": {"name": "odd", "resourceVersion": "-1"}}),
+        )
+        .await;
+    assert_eq!(r.code, 201);
+}

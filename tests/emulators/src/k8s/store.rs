@@ -416,6 +416,18 @@ impl Store {
             ));
         }
         check_type_meta(&spec, &obj)?;
+        // The storage layer refuses it (a copied object, most likely); an unparsable value
+        // slips through, as on the real server.
+        if meta_str(&obj, "resourceVersion")
+            .parse::<u64>()
+            .is_ok_and(|rv| rv != 0)
+        {
+            return Err(ApiError::new(
+                500,
+                "",
+                "resourceVersion should not be set on objects to be created",
+            ));
+        }
         let ns = if spec.namespaced {
             let body_ns = meta_str(&obj, "namespace");
             match ns {
@@ -792,12 +804,10 @@ impl Store {
             .and_then(Value::as_str)
             .map(str::to_string);
         let name = meta_str(&obj, "name").to_string();
+        let mut obj = obj;
+        meta_mut(&mut obj).remove("resourceVersion");
         match self.get(kind, ns.as_deref(), &name) {
-            Ok(_) => {
-                let mut obj = obj;
-                meta_mut(&mut obj).remove("resourceVersion");
-                self.replace(kind, ns.as_deref(), &name, obj, WriteTarget::Direct)
-            }
+            Ok(_) => self.replace(kind, ns.as_deref(), &name, obj, WriteTarget::Direct),
             Err(_) => self.create(kind, ns.as_deref(), obj, WriteTarget::Direct),
         }
     }
