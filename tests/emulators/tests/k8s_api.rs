@@ -21,6 +21,10 @@ fn secret(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "labels": {"app": "x"}}, "data": {"k": "dg=="}})
 }
 
+fn eps(name: &str) -> Value {
+    json!({"metadata": {"name": name}, "spec": {"secretName": "s", "namespaces": ["default"]}})
+}
+
 fn rv(v: &Value) -> String {
     v["metadata"]["resourceVersion"]
         .as_str()
@@ -657,4 +661,22 @@ async fn create_with_a_resource_version_is_refused_by_storage_with_500() {
         )
         .await;
     assert_eq!(r.code, 201);
+}
+
+#[tokio::test]
+async fn custom_resources_refuse_unconditional_replace() {
+    let (_emu, api) = start().await;
+    let c = api.post(EPS, &eps("p")).await.body;
+    let mut body = c.clone();
+    body["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    let r = api.put(&format!("{EPS}/p"), &body).await;
+    assert_eq!(r.code, 422);
+    assert_eq!(
+        r.body["message"],
+        "ecrpullsecrets.ecr.creds.dev \"p\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
+    );
+    assert_eq!(api.put(&format!("{EPS}/p"), &c).await.code, 200);
 }

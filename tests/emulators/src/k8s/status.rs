@@ -115,6 +115,23 @@ impl ApiError {
         ApiError::new(422, "Invalid", message)
     }
 
+    /// PUT without metadata.resourceVersion on a kind that forbids unconditional updates.
+    /// The real server names the resource (not the kind) here.
+    pub fn resource_version_required(kind: &KindSpec, name: &str) -> Self {
+        let cause = "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update";
+        ApiError {
+            code: 422,
+            reason: "Invalid",
+            message: format!("{} \"{name}\" is invalid: {cause}", kind.qualified()),
+            details: Some(json!({
+                "name": name,
+                "group": kind.group,
+                "kind": kind.plural,
+                "causes": [{"reason": "FieldValueInvalid", "message": "Invalid value: 0x0: must be specified for an update", "field": "metadata.resourceVersion"}],
+            })),
+        }
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError::new(400, "BadRequest", message)
     }

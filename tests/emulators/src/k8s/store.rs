@@ -572,6 +572,10 @@ impl Store {
             .cloned()
             .ok_or_else(|| ApiError::not_found(&spec, name))?;
         let want_rv = meta_str(&obj, "resourceVersion");
+        if want_rv.is_empty() && spec.custom && target != WriteTarget::Direct {
+            // Custom resources do not allow unconditional updates.
+            return Err(ApiError::resource_version_required(&spec, name));
+        }
         if !want_rv.is_empty() && want_rv != meta_str(&old, "resourceVersion") {
             return Err(ApiError::conflict(&spec, name));
         }
