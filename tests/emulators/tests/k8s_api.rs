@@ -400,6 +400,27 @@ async fn new_namespace_gets_a_default_service_account_and_deleting_it_deletes_it
     assert_eq!(api.delete("/api/v1/namespaces/team").await.code, 200);
     assert!(emu.get("secrets", Some("team"), "a").is_none());
     assert!(emu.get("namespaces", None, "team").is_none());
+    let r = api.delete("/api/v1/namespaces/default").await;
+    assert_eq!(r.code, 403);
+    assert_eq!(
+        r.body["message"],
+        "namespaces \"default\" is forbidden: this namespace may not be deleted"
+    );
+    // A namespace held by a finalizer stays Terminating and refuses new content.
+    api.post(
+        "/api/v1/namespaces",
+        &json!({"metadata": {"name": "held", "finalizers": ["x/y"]}}),
+    )
+    .await;
+    api.delete("/api/v1/namespaces/held").await;
+    let r = api
+        .post("/api/v1/namespaces/held/secrets", &secret("a"))
+        .await;
+    assert_eq!(r.code, 403);
+    assert!(r.body["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("because it is being terminated"));
 }
 
 #[tokio::test]

@@ -132,6 +132,16 @@ impl ApiError {
         }
     }
 
+    /// 403 from admission: `secrets "x" is forbidden: <why>`.
+    pub fn forbidden(kind: &KindSpec, name: &str, why: &str) -> Self {
+        ApiError::new(
+            403,
+            "Forbidden",
+            format!("{} \"{name}\" is forbidden: {why}", kind.qualified()),
+        )
+        .with_details(kind, name)
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError::new(400, "BadRequest", message)
     }

@@ -459,8 +459,17 @@ impl Store {
         causes.extend(validate::metadata_causes(&obj));
         if spec.namespaced {
             if let Some(nsk) = self.kinds.namespaces() {
-                if !st.objects[nsk].contains_key(&(String::new(), ns.clone())) {
-                    return Err(ApiError::namespace_not_found(self.kinds.get(nsk), &ns));
+                match st.objects[nsk].get(&(String::new(), ns.clone())) {
+                    None => return Err(ApiError::namespace_not_found(self.kinds.get(nsk), &ns)),
+                    // NamespaceLifecycle admission.
+                    Some(n) if n.pointer("/metadata/deletionTimestamp").is_some() => {
+                        return Err(ApiError::forbidden(
+                            &spec,
+                            &name,
+                            &format!("unable to create new content in namespace {ns} because it is being terminated"),
+                        ))
+                    }
+                    Some(_) => {}
                 }
             }
         }
@@ -741,15 +750,17 @@ impl Store {
             return Ok(Deleted::Pending((*old).clone()));
         }
         let is_namespace = spec.plural == "namespaces" && spec.group.is_empty();
-        if has_finalizers(&old) {
-            let mut new = (*old).clone();
-            let m = meta_mut(&mut new);
-            m.insert("deletionTimestamp".into(), json!(now_rfc3339()));
-            m.insert("deletionGracePeriodSeconds".into(), json!(0));
-            let kept = self.commit(&mut st, kind, EventType::Modified, Some(old), new);
-            return Ok(Deleted::Pending((*kept).clone()));
+        if is_namespace && matches!(name, "default" | "kube-system" | "kube-public") {
+            // NamespaceLifecycle admission keeps the immortal namespaces.
+            return Err(ApiError::forbidden(
+                &spec,
+                name,
+                "this namespace may not be deleted",
+            ));
         }
         if is_namespace {
+            // The namespace controller's work, done at once: Terminating, content deleted,
+            // then the namespace itself unless a finalizer still holds it.
             let mut terminating = (*old).clone();
             meta_mut(&mut terminating).insert("deletionTimestamp".into(), json!(now_rfc3339()));
             set_field(
@@ -758,27 +769,9 @@ impl Store {
                 Some(json!({"phase": "Terminating"})),
             );
             let t = self.commit(&mut st, kind, EventType::Modified, Some(old), terminating);
-            for (k, spec_k) in self.kinds.iter() {
-                if !spec_k.namespaced {
-                    continue;
-                }
-                let keys: Vec<Key> = st.objects[k]
-                    .keys()
-                    .filter(|key| key.0 == name)
-                    .cloned()
-                    .collect();
-                for key in keys {
-                    if let Some(o) = st.objects[k].get(&key).cloned() {
-                        let gone = self.commit(
-                            &mut st,
-                            k,
-                            EventType::Deleted,
-                            Some(o.clone()),
-                            (*o).clone(),
-                        );
-                        self.cascade(&mut st, &gone);
-                    }
-                }
+            self.delete_namespace_content(&mut st, name);
+            if has_finalizers(&t) {
+                return Ok(Deleted::Pending((*t).clone()));
             }
             let gone = self.commit(
                 &mut st,
@@ -790,6 +783,14 @@ impl Store {
             self.cascade(&mut st, &gone);
             return Ok(Deleted::Gone((*gone).clone()));
         }
+        if has_finalizers(&old) {
+            let mut new = (*old).clone();
+            let m = meta_mut(&mut new);
+            m.insert("deletionTimestamp".into(), json!(now_rfc3339()));
+            m.insert("deletionGracePeriodSeconds".into(), json!(0));
+            let kept = self.commit(&mut st, kind, EventType::Modified, Some(old), new);
+            return Ok(Deleted::Pending((*kept).clone()));
+        }
         let gone = self.commit(
             &mut st,
             kind,
@@ -799,6 +800,26 @@ impl Store {
         );
         self.cascade(&mut st, &gone);
         Ok(Deleted::Gone((*gone).clone()))
+    }
+
+    fn delete_namespace_content(&self, st: &mut State, ns: &str) {
+        for (k, spec_k) in self.kinds.iter() {
+            if !spec_k.namespaced {
+                continue;
+            }
+            let keys: Vec<Key> = st.objects[k]
+                .keys()
+                .filter(|key| key.0 == ns)
+                .cloned()
+                .collect();
+            for key in keys {
+                if let Some(o) = st.objects[k].get(&key).cloned() {
+                    let gone =
+                        self.commit(st, k, EventType::Deleted, Some(o.clone()), (*o).clone());
+                    self.cascade(st, &gone);
+                }
+            }
+        }
     }
 
     /// In-process create-or-replace for test setup: no preconditions, status as given.
