@@ -1,1 +1,553 @@
-//! TODO
+//! The admin HTTP server: liveness, readiness and Prometheus metrics.
+//!
+//! Two listeners, as controller-runtime operators have them, so that a NetworkPolicy or
+//! a Service can expose metrics without exposing probes:
+//! - `--health-probe-bind-address` (default `:8081`): `/healthz`, `/readyz`;
+//! - `--metrics-bind-address` (default `:8080`, `0` disables): `/metrics`.
+//!
+//! `/healthz` answers 200 while the process runs: the kubelet restarts us only when the
+//! runtime is wedged enough not to answer. `/readyz` answers 200 once every registered
+//! component said it is ready (e.g. caches synced) and 503 naming those that are not.
+//!
+//! The server speaks plain HTTP/1.1 (probes and Prometheus need nothing else), bounds
+//! header read time and concurrent connections, and on shutdown stops accepting, lets
+//! open requests finish for a short grace period, then drops the rest.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+/// Default of `--health-probe-bind-address`.
+pub const DEFAULT_HEALTH_PROBE_BIND_ADDRESS: &str = ":8081";
+/// Default of `--metrics-bind-address`.
+pub const DEFAULT_METRICS_BIND_ADDRESS: &str = ":8080";
+
+/// A client has this long to send its request headers (slowloris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Probes and one Prometheus scraper need a handful of connections; the cap bounds
+/// memory if something floods the port.
+const MAX_CONNECTIONS: usize = 64;
+/// After shutdown, in-flight requests get this long before their connections drop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Content type of the Prometheus text exposition format.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+// === Error ===
+
+/// What went wrong setting up the admin server. Serving errors of single connections
+/// are logged, never returned: one bad client must not stop the probes.
+#[derive(Debug)]
+pub enum Error {
+    /// A bind address flag could not be read.
+    InvalidBindAddress { value: String, reason: String },
+    /// The listener could not be opened (port in use, no permission).
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidBindAddress { value, reason } => write!(
+                f,
+                "invalid bind address {value:?}: {reason} (use \":PORT\", \"IP:PORT\", \"[IPv6]:PORT\" or \"0\" to disable)"
+            ),
+            Error::Bind { addr, source } => {
+                write!(f, "cannot listen on {addr}: {source} (is the port already in use?)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Bind { source, .. } => Some(source),
+            Error::InvalidBindAddress { .. } => None,
+        }
+    }
+}
+
+/// Reads a bind address flag, Go style: `:8080` listens on every IPv4 interface,
+/// `127.0.0.1:8080` or `[::]:8080` on the given one, and `0` (or an empty value)
+/// disables the listener (`Ok(None)`).
+pub fn parse_bind_address(value: &str) -> Result<Option<SocketAddr>, Error> {
+    let v = value.trim();
+    if v.is_empty() || v == "0" {
+        return Ok(None);
+    }
+    let invalid = |reason: &str| Error::InvalidBindAddress {
+        value: value.to_string(),
+        reason: reason.to_string(),
+    };
+    if let Some(port) = v.strip_prefix(':') {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| invalid("port is not a number 0-65535"))?;
+        return Ok(Some(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port,
+        )));
+    }
+    v.parse::<SocketAddr>()
+        .map(Some)
+        .map_err(|_| invalid("not an IP address with a port"))
+}
+
+// === Readiness ===
+
+/// The set of components whose readiness `/readyz` reports. Cheap to clone.
+///
+/// Register every component before the probe listener starts: with no component
+/// registered at all, `/readyz` answers 503, so an early probe never sees a pod ready
+/// that has not even started its components.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    components: Arc<Mutex<Components>>,
+    next_id: Arc<AtomicU64>,
+}
+
+/// Registered components by registration order: name and ready flag.
+type Components = BTreeMap<u64, (String, Arc<AtomicBool>)>;
+
+/// One component's readiness flag. Dropping it marks the component not ready (it stays
+/// registered), so a component task that dies takes the pod out of rotation.
+#[must_use = "dropping a ReadyHandle marks its component not ready"]
+pub struct ReadyHandle {
+    name: String,
+    ready: Arc<AtomicBool>,
+}
+
+impl Readiness {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a component, initially not ready. Names need not be unique, but unique
+    /// names make the `/readyz` answer readable.
+    pub fn register(&self, name: &str) -> ReadyHandle {
+        let ready = Arc::new(AtomicBool::new(false));
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, (name.to_string(), ready.clone()));
+        ReadyHandle {
+            name: name.to_string(),
+            ready,
+        }
+    }
+
+    /// `Ok` when every registered component is ready (and at least one is registered);
+    /// else the names of those that are not.
+    pub fn check(&self) -> Result<(), Vec<String>> {
+        let components = self.lock();
+        if components.is_empty() {
+            return Err(vec!["no component registered yet".to_string()]);
+        }
+        let not_ready: Vec<String> = components
+            .values()
+            .filter(|(_, r)| !r.load(Ordering::Acquire))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if not_ready.is_empty() {
+            Ok(())
+        } else {
+            Err(not_ready)
+        }
+    }
+
+    /// Every component with its state, in registration order (for `/readyz?verbose`).
+    pub fn states(&self) -> Vec<(String, bool)> {
+        self.lock()
+            .values()
+            .map(|(n, r)| (n.clone(), r.load(Ordering::Acquire)))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Components> {
+        self.components.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ReadyHandle {
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for ReadyHandle {
+    fn drop(&mut self) {
+        self.ready.store(false, Ordering::Release);
+    }
+}
+
+impl fmt::Debug for ReadyHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadyHandle")
+            .field("name", &self.name)
+            .field("ready", &self.is_ready())
+            .finish()
+    }
+}
+
+// === Routes ===
+
+/// What one listener serves. Build with [`Routes::probes`] and/or [`Routes::metrics`];
+/// combine them when both flags name the same address.
+#[derive(Clone, Default)]
+#[must_use]
+pub struct Routes {
+    readiness: Option<Readiness>,
+    metrics: Option<fn() -> String>,
+}
+
+impl Routes {
+    /// `/healthz` and `/readyz` over `readiness`.
+    pub fn probes(readiness: Readiness) -> Self {
+        Self {
+            readiness: Some(readiness),
+            metrics: None,
+        }
+    }
+
+    /// `/metrics` from the global registry ([`crate::metrics::render`]).
+    pub fn metrics() -> Self {
+        Self::metrics_from(crate::metrics::render)
+    }
+
+    /// `/metrics` rendered by `render` (tests use their own registry).
+    pub fn metrics_from(render: fn() -> String) -> Self {
+        Self {
+            readiness: None,
+            metrics: Some(render),
+        }
+    }
+
+    /// Both sets of routes on one listener.
+    pub fn merge(self, other: Routes) -> Self {
+        Self {
+            readiness: self.readiness.or(other.readiness),
+            metrics: self.metrics.or(other.metrics),
+        }
+    }
+
+    /// Answers one request. Pure apart from reading readiness and metrics.
+    pub fn respond(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+    ) -> Response<Full<Bytes>> {
+        let known = match path {
+            "/healthz" | "/readyz" => self.readiness.is_some(),
+            "/metrics" => self.metrics.is_some(),
+            _ => false,
+        };
+        if !known {
+            return text(StatusCode::NOT_FOUND, "not found\n".to_string());
+        }
+        if method != Method::GET && method != Method::HEAD {
+            let mut resp = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed\n".into(),
+            );
+            resp.headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+            return resp;
+        }
+        match (path, &self.readiness, self.metrics) {
+            ("/healthz", Some(_), _) => text(StatusCode::OK, "ok\n".into()),
+            ("/readyz", Some(readiness), _) => readyz(readiness, query),
+            ("/metrics", _, Some(render)) => {
+                let mut resp = Response::new(Full::new(Bytes::from(render())));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static(METRICS_CONTENT_TYPE),
+                );
+                resp
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+        }
+    }
+}
+
+/// Kubernetes apiserver style: `ok` when ready; otherwise (or with `?verbose`) one
+/// `[+]name ok` / `[-]name not ready` line per component.
+fn readyz(readiness: &Readiness, query: Option<&str>) -> Response<Full<Bytes>> {
+    let verbose = query
+        .map(|q| {
+            q.split('&')
+                .any(|kv| kv == "verbose" || kv.starts_with("verbose="))
+        })
+        .unwrap_or(false);
+    let result = readiness.check();
+    let status = if result.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut body = String::new();
+    if verbose || result.is_err() {
+        for (name, ready) in readiness.states() {
+            if ready {
+                body.push_str(&format!("[+]{name} ok\n"));
+            } else {
+                body.push_str(&format!("[-]{name} not ready\n"));
+            }
+        }
+    }
+    match result {
+        Ok(()) => body.push_str("ok\n"),
+        Err(names) => body.push_str(&format!("readyz check failed: {}\n", names.join(", "))),
+    }
+    text(status, body)
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+// === Server ===
+
+/// A bound, not yet serving, listener. Binding first lets `main` fail fast on a taken
+/// port and lets tests bind port 0 and read the address back.
+pub struct Server {
+    listener: TcpListener,
+}
+
+impl Server {
+    pub async fn bind(addr: SocketAddr) -> Result<Self, Error> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        Ok(Self { listener })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serves `routes` until `shutdown` completes, then drains for a short grace period.
+    pub async fn serve(self, routes: Routes, shutdown: impl Future<Output = ()>) {
+        let routes = Arc::new(routes);
+        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = self.listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // EMFILE and friends: back off instead of spinning.
+                            tracing::warn!(error = %e, "admin server: accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, "admin server: too many connections, dropping one");
+                        continue;
+                    };
+                    let routes = routes.clone();
+                    let mut stop = stop_rx.clone();
+                    connections.spawn(async move {
+                        let _permit = permit;
+                        serve_connection(stream, routes, &mut stop).await;
+                    });
+                }
+            }
+        }
+        drop(self.listener);
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::debug!("admin server: dropping connections still open after the grace period");
+        }
+        connections.abort_all();
+    }
+}
+
+/// Binds `addr` and serves `routes` on it until `shutdown`.
+pub async fn serve(
+    addr: SocketAddr,
+    routes: Routes,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    Server::bind(addr).await?.serve(routes, shutdown).await;
+    Ok(())
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    routes: Arc<Routes>,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let service = service_fn(move |req: Request<Incoming>| {
+        let routes = routes.clone();
+        async move {
+            let resp = routes.respond(req.method(), req.uri().path(), req.uri().query());
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stopped(stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "admin server: connection ended with an error");
+    }
+}
+
+/// Resolves once the server signals shutdown (or is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body(resp: Response<Full<Bytes>>) -> String {
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn bind_address_accepts_go_style_port_only_and_zero_disables() {
+        assert_eq!(
+            parse_bind_address(":8081").unwrap(),
+            Some("0.0.0.0:8081".parse().unwrap())
+        );
+        assert_eq!(
+            parse_bind_address("127.0.0.1:9").unwrap(),
+            Some("127.0.0.1:9".parse().unwrap())
+        );
+        assert_eq!(
+            parse_bind_address("[::1]:8080").unwrap(),
+            Some("[::1]:8080".parse().unwrap())
+        );
+        assert_eq!(parse_bind_address("0").unwrap(), None);
+        assert_eq!(parse_bind_address("").unwrap(), None);
+        assert!(parse_bind_address(":99999").is_err());
+        assert!(parse_bind_address("localhost:80").is_err());
+        let msg = parse_bind_address(":x").unwrap_err().to_string();
+        assert!(msg.contains("\":x\""), "{msg}");
+    }
+
+    #[test]
+    fn readiness_waits_for_every_component_and_names_the_missing_ones() {
+        let r = Readiness::new();
+        assert!(
+            r.check().is_err(),
+            "no component registered must not be ready"
+        );
+        let caches = r.register("caches");
+        let aws = r.register("aws");
+        assert_eq!(r.check(), Err(vec!["caches".into(), "aws".into()]));
+        caches.set_ready(true);
+        assert_eq!(r.check(), Err(vec!["aws".into()]));
+        aws.set_ready(true);
+        assert_eq!(r.check(), Ok(()));
+        caches.set_ready(false);
+        assert_eq!(r.check(), Err(vec!["caches".into()]));
+    }
+
+    #[test]
+    fn dropping_a_ready_handle_marks_its_component_not_ready() {
+        let r = Readiness::new();
+        let h = r.register("watcher");
+        h.set_ready(true);
+        assert!(r.check().is_ok());
+        drop(h);
+        assert_eq!(r.check(), Err(vec!["watcher".into()]));
+    }
+
+    #[tokio::test]
+    async fn readyz_503_body_names_components_not_ready() {
+        let r = Readiness::new();
+        let a = r.register("caches");
+        let _b = r.register("leader-election");
+        a.set_ready(true);
+        let routes = Routes::probes(r);
+        let resp = routes.respond(&Method::GET, "/readyz", None);
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let text = body(resp).await;
+        assert!(text.contains("[-]leader-election not ready"), "{text}");
+        assert!(text.contains("[+]caches ok"), "{text}");
+        assert!(
+            text.contains("readyz check failed: leader-election"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn routes_only_serve_what_the_listener_was_given() {
+        let probes = Routes::probes(Readiness::new());
+        assert_eq!(
+            probes.respond(&Method::GET, "/metrics", None).status(),
+            StatusCode::NOT_FOUND
+        );
+        let metrics = Routes::metrics_from(|| "x 1\n".into());
+        assert_eq!(
+            metrics.respond(&Method::GET, "/healthz", None).status(),
+            StatusCode::NOT_FOUND
+        );
+        let resp = metrics.respond(&Method::POST, "/metrics", None);
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(resp.headers()[header::ALLOW], "GET, HEAD");
+        let both = probes.merge(metrics);
+        assert_eq!(
+            both.respond(&Method::GET, "/metrics", None).status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            both.respond(&Method::GET, "/healthz", None).status(),
+            StatusCode::OK
+        );
+    }
+}

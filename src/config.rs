@@ -49,6 +49,10 @@ pub struct Config {
     pub namespace: Option<String>,
     /// This instance's identity for leader election and events (`POD_NAME`, else host).
     pub identity: String,
+    /// `--aws-credentials-source`: `auto` (the SDK order) or one source.
+    pub aws_credentials_source: String,
+    /// `--use-fips-endpoint`: same as AWS_USE_FIPS_ENDPOINT=true.
+    pub use_fips: bool,
 }
 
 /// Bad flags or environment: reported at startup, before anything runs.
@@ -104,6 +108,9 @@ Operation:
   --once                            reconcile every ECRPullSecret once and exit (non-zero on failure)
   --workers N                       reconciles at once (default 4)
   --shutdown-grace SECONDS          time SIGTERM gives in-flight work (default 20)
+AWS:
+  --aws-credentials-source KIND     auto (SDK order), secret, env, web-identity, container, imds
+  --use-fips-endpoint               FIPS endpoints (as AWS_USE_FIPS_ENDPOINT=true)
 Environment:
   AWS_REGION, REGISTRY, AWS_CREDENTIALS_SECRET_NAME, AWS_CREDENTIALS_SECRET_NAMESPACE,
   AWS_ENDPOINT_URL_ECR, AWS_ENDPOINT_URL_STS, AWS_USE_FIPS_ENDPOINT, the AWS credential
@@ -154,6 +161,8 @@ impl Config {
             identity: nonempty("POD_NAME")
                 .or_else(|| nonempty("HOSTNAME"))
                 .unwrap_or_else(|| format!("ecr-creds-refresher-{}", std::process::id())),
+            aws_credentials_source: "auto".to_string(),
+            use_fips: false,
         };
         if let Some(name) = nonempty("AWS_CREDENTIALS_SECRET_NAME") {
             let ns = nonempty("AWS_CREDENTIALS_SECRET_NAMESPACE")
@@ -204,6 +213,22 @@ impl Config {
                     }
                 }
                 "--once" => cfg.once = true,
+                "--use-fips-endpoint" => cfg.use_fips = true,
+                "--aws-credentials-source" => {
+                    let v = value(&flag)?;
+                    match v.as_str() {
+                        "auto" | "secret" | "env" | "web-identity" | "container" | "imds" => {
+                            cfg.aws_credentials_source = v
+                        }
+                        _ => {
+                            return Err(bad(
+                                &flag,
+                                &v,
+                                "auto, secret, env, web-identity, container or imds",
+                            ))
+                        }
+                    }
+                }
                 "--workers" => {
                     let v = value(&flag)?;
                     cfg.workers = v

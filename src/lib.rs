@@ -10,5 +10,7 @@ pub mod admin;
 pub mod aws;
 pub mod config;
 pub mod k8s;
+pub mod metrics;
+pub mod operator;
 pub mod reconcile;
 pub mod runtime;

@@ -1,2 +1,121 @@
+//! The binary: parse settings, start the operator, handle signals.
 #![forbid(unsafe_code)]
-fn main() {}
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ecr_creds_refresher::aws::env::AwsEnv;
+use ecr_creds_refresher::config::{Config, ConfigError, LogFormat};
+use ecr_creds_refresher::operator::{self, Stopped};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// `--once` gives up if the caches are not filled by then.
+const ONCE_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn main() -> ExitCode {
+    let cfg = match Config::parse(std::env::args().skip(1), |k| std::env::var(k).ok()) {
+        Ok(cfg) => cfg,
+        Err(e @ (ConfigError::Help | ConfigError::Version)) => {
+            println!("{e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("ecr-creds-refresher: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(cfg.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ecr-creds-refresher: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cfg))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.with_ansi(false).init(),
+    }
+}
+
+/// Startup failures: printed once, exit code 2.
+fn fatal(e: impl std::fmt::Display) -> ExitCode {
+    tracing::error!(error = %e, "cannot start");
+    eprintln!("ecr-creds-refresher: {e}");
+    ExitCode::from(2)
+}
+
+async fn run(cfg: Config) -> ExitCode {
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => return fatal(format!("cannot install signal handlers: {e}")),
+    };
+    let fips = cfg.use_fips;
+    let env = AwsEnv::from_lookup(move |k| {
+        if fips && k == "AWS_USE_FIPS_ENDPOINT" {
+            return Some("true".to_string());
+        }
+        std::env::var(k).ok()
+    });
+    let running = match operator::start(&cfg, env).await {
+        Ok(r) => r,
+        Err(e) => return fatal(e),
+    };
+    if cfg.once {
+        return match running.run_once(ONCE_SYNC_TIMEOUT).await {
+            Ok((total, 0)) => {
+                tracing::info!(total, "--once: every ECRPullSecret reconciled and Ready");
+                ExitCode::SUCCESS
+            }
+            Ok((total, failed)) => {
+                tracing::error!(total, failed, "--once: some ECRPullSecrets failed");
+                ExitCode::FAILURE
+            }
+            Err(e) => fatal(e),
+        };
+    }
+
+    let lost = tokio::select! {
+        _ = term.recv() => false,
+        _ = int.recv() => false,
+        _ = running.lost_leadership() => true,
+    };
+    if lost {
+        // Another replica may lead any moment: stop writing at once, and let the
+        // restart rejoin as a standby.
+        tracing::error!("lost leadership; stopped all writes; exiting");
+        running.abort();
+        return ExitCode::FAILURE;
+    }
+    tracing::info!(grace = ?cfg.shutdown_grace,
+        "shutting down: draining in-flight reconciles (a second signal exits at once)");
+    let hurry = async {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    };
+    match running.shutdown(cfg.shutdown_grace, hurry).await {
+        Stopped::Clean => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        _ => ExitCode::from(130),
+    }
+}

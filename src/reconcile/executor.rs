@@ -83,12 +83,18 @@ impl Executor {
             .create::<_, serde_json::Value>(&SECRETS.collection(Some(namespace)), &body)
             .await
         {
-            Ok(_) => Ok(SecretOutcome::Written),
+            Ok(_) => {
+                crate::metrics::secret_written("create");
+                Ok(SecretOutcome::Written)
+            }
             Err(e) if e.is_already_exists() => self.adopt(namespace, name, content, adopt).await,
             Err(e) => Err(e),
         }
     }
 
+    /// A create met an existing Secret. It may be ours (our watch has not yet seen our
+    /// own earlier write), adoptable (only ECR registries, no manager, the CR opted in), or
+    /// foreign: then it is left alone and reported.
     async fn adopt(
         &self,
         namespace: &str,
@@ -96,15 +102,24 @@ impl Executor {
         content: &SecretContent,
         adopt: bool,
     ) -> Result<SecretOutcome, Error> {
-        if !adopt {
-            return Ok(SecretOutcome::Conflict);
-        }
         let existing: Secret = self
             .client
             .get(&SECRETS.object(Some(namespace), name))
             .await?;
-        let managed_elsewhere = existing.metadata.labels.contains_key(MANAGED_BY_LABEL);
-        let adoptable = !managed_elsewhere
+        let meta = &existing.metadata;
+        let rv = meta.resource_version.clone().unwrap_or_default();
+        let managed =
+            meta.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE);
+        if managed && meta.annotations.get(state::OWNER_ANNOTATION) == Some(&content.owner) {
+            let same = meta.annotations.get(state::CHECKSUM_ANNOTATION)
+                == content.annotations.get(state::CHECKSUM_ANNOTATION);
+            if !same {
+                self.update_secret(namespace, name, &rv, content).await?;
+            }
+            return Ok(SecretOutcome::Written);
+        }
+        let adoptable = adopt
+            && !meta.labels.contains_key(MANAGED_BY_LABEL)
             && existing.type_.as_deref() == Some(dockerconfig::SECRET_TYPE)
             && existing
                 .data
@@ -113,7 +128,6 @@ impl Executor {
         if !adoptable {
             return Ok(SecretOutcome::Conflict);
         }
-        let rv = existing.metadata.resource_version.unwrap_or_default();
         tracing::info!(namespace, name, "adopting an unmanaged ECR pull secret");
         self.update_secret(namespace, name, &rv, content).await?;
         Ok(SecretOutcome::Written)
@@ -143,6 +157,7 @@ impl Executor {
                 Patch::Merge(&patch),
             )
             .await?;
+        crate::metrics::secret_written("update");
         Ok(())
     }
 
@@ -195,13 +210,20 @@ impl Executor {
                 .patch::<serde_json::Value>(&path, Patch::Json(&patch))
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    crate::metrics::service_account_written(if edit.add {
+                        "add"
+                    } else {
+                        "remove"
+                    });
+                    return Ok(());
+                }
                 Err(e) if is_lost_race(&e) && attempt < SA_CONFLICT_RETRIES => {
                     attempt += 1;
                     tracing::debug!(namespace = %edit.sa.namespace, sa = %edit.sa.name, attempt,
                         "ServiceAccount changed under us; re-reading");
                     let fresh: ServiceAccount = self.client.get(&path).await?;
-                    match SaView::project(fresh) {
+                    match SaView::project(&fresh) {
                         Some(view) => edit.sa = view,
                         None => return Ok(()),
                     }

@@ -23,6 +23,7 @@ use super::status::{self, reason, Outcome};
 use super::tokens::{refresh_at, FetchToken, RegistryToken, TokenCache, TokenGroup};
 use crate::k8s::kind::ECR_PULL_SECRETS;
 use crate::k8s::{Client, Patch};
+pub use crate::runtime::controller::Action;
 
 /// Read access to the watch caches, so the reconciler sees no wire.
 pub trait ObservedState: Send + Sync + 'static {
@@ -55,15 +56,6 @@ impl Default for Settings {
             conflict_recheck: Duration::from_secs(60),
         }
     }
-}
-
-/// What to do after a successful reconcile.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Reconcile again after this long (the refresh schedule).
-    RequeueAfter(Duration),
-    /// Nothing scheduled; a watch event will bring the CR back.
-    AwaitChange,
 }
 
 /// A reconcile that must be retried with backoff. The status already says why.
@@ -247,7 +239,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         if has_conflicts {
             wait = wait.min(self.settings.conflict_recheck);
         }
-        Ok(Action::RequeueAfter(jitter(wait, name)))
+        Ok(Action::Requeue(jitter(wait, name)))
     }
 
     /// One token per (region, public) group the CR needs, from the shared cache.

@@ -55,8 +55,8 @@ pub struct SaView {
 
 impl ManagedSecret {
     /// The projection the Secret watcher keeps. Data is reduced to "intact or not".
-    pub fn project(secret: Secret) -> Option<ManagedSecret> {
-        let meta = secret.metadata;
+    pub fn project(secret: &Secret) -> Option<ManagedSecret> {
+        let meta = &secret.metadata;
         let annotations = &meta.annotations;
         let data = secret.data.get(dockerconfig::DATA_KEY);
         let intact = match (data, annotations.get(CHECKSUM_ANNOTATION)) {
@@ -85,25 +85,29 @@ impl ManagedSecret {
 // === impl SaView ===
 
 impl SaView {
-    pub fn project(sa: ServiceAccount) -> Option<SaView> {
-        let meta = sa.metadata;
+    pub fn project(sa: &ServiceAccount) -> Option<SaView> {
+        let meta = &sa.metadata;
         Some(SaView {
             owned: split_list(meta.annotations.get(SA_OWNED_ANNOTATION)),
             has_annotations: !meta.annotations.is_empty(),
-            namespace: meta.namespace?,
-            name: meta.name?,
-            resource_version: meta.resource_version.unwrap_or_default(),
-            pull_secrets: sa.image_pull_secrets.into_iter().map(|r| r.name).collect(),
+            namespace: meta.namespace.clone()?,
+            name: meta.name.clone()?,
+            resource_version: meta.resource_version.clone().unwrap_or_default(),
+            pull_secrets: sa
+                .image_pull_secrets
+                .iter()
+                .map(|r| r.name.clone())
+                .collect(),
         })
     }
 }
 
 /// The Namespace projection.
-pub fn project_namespace(ns: Namespace) -> Option<NamespaceView> {
+pub fn project_namespace(ns: &Namespace) -> Option<NamespaceView> {
     Some(NamespaceView {
         terminating: ns.metadata.deletion_timestamp.is_some(),
-        name: ns.metadata.name?,
-        labels: ns.metadata.labels,
+        name: ns.metadata.name.clone()?,
+        labels: ns.metadata.labels.clone(),
     })
 }
 

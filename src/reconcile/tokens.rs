@@ -149,12 +149,18 @@ impl<F: FetchToken> TokenCache<F> {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self.fetcher.fetch(group).await {
             Ok(token) => {
+                crate::metrics::token_fetch("success");
+                crate::metrics::set_token_expiry(
+                    &group.label(),
+                    token.expires_at.unix_timestamp() as f64,
+                );
                 let token = Arc::new(token);
                 entry.token = Some(token.clone());
                 entry.failure = None;
                 Ok(token)
             }
             Err(err) => {
+                crate::metrics::token_fetch(err.reason);
                 entry.failure = Some((now, err.clone()));
                 Err(err)
             }

@@ -1,4 +1,20 @@
 //! The controller machinery: list+watch, stores, the work queue, backoff, leader election.
+//!
+//! How the pieces fit (one controller):
+//!
+//! ```text
+//! API server --list/watch--> watcher (pure state machine + driver, backoff outside)
+//!                               |  store first: Store<P> (projection, synced flag)
+//!                               v  then on_event(Event<T>) -> queue.add(key)
+//!                            WorkQueue<K> (dirty/processing, delays, per-key backoff)
+//!                               |  get/done
+//!                               v
+//!                            controller: N workers -> reconcile(key) -> Action
+//! ```
+//!
+//! Background tasks here take a shutdown signal as a `tokio::sync::watch::Receiver<bool>`:
+//! sending `true` (or dropping the sender) asks them to stop, and their join handles
+//! resolve once they have (the controller after draining its reconciles in flight).
 
 pub mod backoff;
 pub mod controller;
@@ -6,3 +22,9 @@ pub mod leader;
 pub mod queue;
 pub mod store;
 pub mod watcher;
+
+/// Resolves once shutdown is requested: `true` was sent, or the sender is gone (nobody
+/// is left who could ever ask, so a task waiting on it would leak).
+pub async fn shutdown_requested(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}

@@ -519,3 +519,52 @@ async fn wait_for_wakes_on_the_change_and_changes_since_lists_writes() {
     emu.compact();
     assert!(emu.changes_since(rv).is_none());
 }
+
+#[tokio::test]
+async fn rbac_policy_answers_403_forbidden_for_anything_not_granted() {
+    let (emu, api) = start().await;
+    let mut policy = emulators::k8s::RbacPolicy {
+        user: "system:serviceaccount:ecr:op".into(),
+        rules: vec![],
+    };
+    policy
+        .add_role_yaml(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: op}\nrules:\n- apiGroups: [\"\"]\n  resources: [secrets]\n  verbs: [get, list, watch, create]\n- apiGroups: [ecr.creds.dev]\n  resources: [ecrpullsecrets/status]\n  verbs: [patch]\n",
+            None,
+        )
+        .unwrap();
+    emu.set_rbac(Some(policy));
+    assert_eq!(
+        api.post(SECRETS, &json!({"metadata": {"name": "a"}}))
+            .await
+            .code,
+        201
+    );
+    assert_eq!(api.get("/api/v1/secrets").await.code, 200);
+    let r = api.delete(&format!("{SECRETS}/a")).await;
+    assert_eq!(r.code, 403);
+    assert_eq!(r.body["reason"], "Forbidden");
+    assert_eq!(
+        r.body["message"],
+        "secrets \"a\" is forbidden: User \"system:serviceaccount:ecr:op\" cannot delete resource \"secrets\" in API group \"\" in the namespace \"default\""
+    );
+    let r = api
+        .patch(
+            "/apis/ecr.creds.dev/v1alpha1/ecrpullsecrets/p",
+            "application/merge-patch+json",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        r.code, 403,
+        "the status grant does not cover the main resource"
+    );
+    assert!(emu.get("secrets", Some("default"), "a").is_some());
+    // Over HTTP: turned off again.
+    api.call("DELETE", "/_emulator/rbac", None, None).await;
+    assert_eq!(api.delete(&format!("{SECRETS}/a")).await.code, 200);
+    assert!(emu
+        .requests()
+        .iter()
+        .any(|r| r.code == 403 && r.verb == "delete"));
+}

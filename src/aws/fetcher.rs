@@ -1,0 +1,142 @@
+//! The bridge from the reconciler's token cache (`reconcile::tokens`) to AWS: for each
+//! token group it picks the credentials (the operator's default chain, or a per-CR Secret),
+//! chains the group's role on top, and calls ECR or ECR Public.
+
+use super::credentials::{CredentialProvider, CredentialSource, SecretCredentials};
+use super::ecr::EcrClient;
+use super::error::{AwsError, ErrorKind};
+use super::setup::Aws;
+use super::sts::AssumeRoleParams;
+use super::token_cache::fetch_token;
+use crate::reconcile::spec::{AwsAuth, SecretRef};
+use crate::reconcile::status::reason;
+use crate::reconcile::tokens::{FetchToken, RegistryToken, TokenError, TokenGroup};
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use time::OffsetDateTime;
+
+/// ECR throttled us past the retries (the reconciler's documented third reason).
+pub const THROTTLED: &str = "Throttled";
+
+/// Finds the watched credentials Secret a CR names (the Kubernetes side owns the watch).
+pub type SecretLookup = Arc<dyn Fn(&SecretRef) -> Option<SecretCredentials> + Send + Sync>;
+
+/// Implements [`FetchToken`]; providers are built once per distinct `AwsAuth` and kept, so
+/// assumed-role credentials are cached across refreshes.
+pub struct AwsTokenFetcher {
+    aws: Aws,
+    ecr: EcrClient,
+    secrets: SecretLookup,
+    providers: Mutex<HashMap<AwsAuth, Arc<CredentialProvider>>>,
+    calls: AtomicU64,
+}
+
+impl std::fmt::Debug for AwsTokenFetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsTokenFetcher")
+            .field("default", &self.aws.provider.identity())
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl AwsTokenFetcher ===
+
+impl AwsTokenFetcher {
+    pub fn new(aws: Aws, secrets: SecretLookup) -> Self {
+        let ecr = EcrClient::new(aws.ctx.http.clone(), aws.ctx.endpoints.clone());
+        Self {
+            aws,
+            ecr,
+            secrets,
+            providers: Mutex::new(HashMap::new()),
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    #[must_use]
+    pub fn with_ecr(mut self, ecr: EcrClient) -> Self {
+        self.ecr = ecr;
+        self
+    }
+
+    /// ECR calls made, retries and reloads included.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The provider for `auth`: base (default chain or the CR's Secret), then its role.
+    pub fn provider_for(&self, auth: &AwsAuth) -> Result<Arc<CredentialProvider>, TokenError> {
+        let mut providers = self.providers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = providers.get(auth) {
+            return Ok(p.clone());
+        }
+        let base = match &auth.credentials_secret_ref {
+            None => self.aws.provider.clone(),
+            Some(r) => {
+                let secret = (self.secrets)(r).ok_or_else(|| TokenError {
+                    reason: reason::CREDENTIALS_MISSING,
+                    message: format!(
+                        "credentials Secret {}/{} is not known to the operator",
+                        r.namespace, r.name
+                    ),
+                })?;
+                Arc::new(CredentialProvider::new(
+                    CredentialSource::Secret(secret),
+                    self.aws.ctx.clone(),
+                ))
+            }
+        };
+        let provider = match &auth.role_arn {
+            None => base,
+            Some(role) => {
+                let params =
+                    AssumeRoleParams::new(role.as_str(), auth.role_session_name.as_deref())
+                        .map_err(|e| token_error(&e))?
+                        .with_external_id(auth.external_id.clone());
+                Arc::new(CredentialProvider::assume_role(base, params))
+            }
+        };
+        providers.insert(auth.clone(), provider.clone());
+        Ok(provider)
+    }
+}
+
+impl FetchToken for AwsTokenFetcher {
+    async fn fetch(&self, group: &TokenGroup) -> Result<RegistryToken, TokenError> {
+        let provider = self.provider_for(&group.auth)?;
+        let token = fetch_token(
+            &self.ecr,
+            &provider,
+            &group.region,
+            group.public,
+            &self.calls,
+        )
+        .await
+        .map_err(|e| token_error(&e))?;
+        Ok(RegistryToken {
+            username: token.username,
+            password: token.password,
+            auth: token.auth,
+            expires_at: token.expires_at,
+            fetched_at: OffsetDateTime::now_utc(),
+            registry_host: Some(token.registry_host),
+        })
+    }
+}
+
+/// Maps to the status condition reasons the reconciler uses. The message is the error's
+/// Display, which never holds a secret.
+pub fn token_error(e: &AwsError) -> TokenError {
+    let reason = match e {
+        AwsError::Credentials { .. } => reason::CREDENTIALS_MISSING,
+        // A bad role ARN, session name or region in the CR.
+        AwsError::Config { .. } => reason::INVALID_SPEC,
+        _ if e.kind() == Some(ErrorKind::Throttling) => THROTTLED,
+        _ => reason::AWS_ERROR,
+    };
+    TokenError {
+        reason,
+        message: e.to_string(),
+    }
+}

@@ -1,0 +1,169 @@
+//! Bounded retries for throttling, 5xx and transport errors. Few attempts on purpose: the
+//! caller (the reconcile loop) has its own longer backoff; this only rides out blips.
+
+use super::error::AwsError;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+/// Retry parameters; `attempts` counts the first try.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 3 attempts, 200 ms doubling to 5 s: ECR's 20 TPS quota refills within a second.
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(5),
+        }
+    }
+}
+
+// === impl RetryPolicy ===
+
+impl RetryPolicy {
+    /// No retries.
+    pub fn none() -> Self {
+        Self {
+            attempts: 1,
+            ..Self::default()
+        }
+    }
+
+    /// The delay before retry number `retry` (0-based): "full jitter", a uniform draw in
+    /// [d/2, d] where d = min(cap, base * 2^retry), so concurrent callers spread out.
+    pub fn delay(&self, retry: u32) -> Duration {
+        let exp = self.base.saturating_mul(2u32.saturating_pow(retry.min(16)));
+        let d = exp.min(self.cap);
+        let half = d / 2;
+        let spread = half.as_nanos() as u64;
+        let jitter = if spread == 0 {
+            0
+        } else {
+            random_u64() % (spread + 1)
+        };
+        half + Duration::from_nanos(jitter)
+    }
+
+    /// Runs `op` until it succeeds, fails with a non-retryable error, or attempts run out.
+    pub async fn run<T, F, Fut>(&self, mut op: F) -> Result<T, AwsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, AwsError>>,
+    {
+        let attempts = self.attempts.max(1);
+        let mut retry = 0;
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retryable() && retry + 1 < attempts => {
+                    let delay = self.delay(retry);
+                    tracing::debug!(error = %e, ?delay, attempt = retry + 1, "retrying AWS call");
+                    tokio::time::sleep(delay).await;
+                    retry += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// A random number from std's per-process random hasher keys: jitter needs no crate.
+fn random_u64() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::error::ErrorKind;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn throttled() -> AwsError {
+        AwsError::Service {
+            service: "ecr",
+            status: 400,
+            code: "ThrottlingException".into(),
+            message: "Rate exceeded".into(),
+            kind: ErrorKind::Throttling,
+        }
+    }
+
+    #[test]
+    fn delays_stay_within_half_to_full_of_the_capped_exponential() {
+        let p = RetryPolicy {
+            attempts: 10,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+        };
+        for retry in 0..40 {
+            let full = Duration::from_millis(100)
+                .saturating_mul(1 << retry.min(16))
+                .min(Duration::from_secs(1));
+            let d = p.delay(retry);
+            assert!(d >= full / 2 && d <= full, "retry {retry}: {d:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_is_retried_until_success() {
+        let calls = AtomicU32::new(0);
+        let out = RetryPolicy::default()
+            .run(|| async {
+                if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                    Err(throttled())
+                } else {
+                    Ok(7)
+                }
+            })
+            .await;
+        assert_eq!(out.unwrap(), 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_are_bounded() {
+        let calls = AtomicU32::new(0);
+        let out: Result<(), _> = RetryPolicy::default()
+            .run(|| async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(throttled())
+            })
+            .await;
+        assert!(matches!(
+            out,
+            Err(AwsError::Service {
+                kind: ErrorKind::Throttling,
+                ..
+            })
+        ));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn access_denied_is_not_retried() {
+        let calls = AtomicU32::new(0);
+        let out: Result<(), _> = RetryPolicy::default()
+            .run(|| async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(AwsError::Service {
+                    service: "ecr",
+                    status: 400,
+                    code: "AccessDeniedException".into(),
+                    message: "no".into(),
+                    kind: ErrorKind::AccessDenied,
+                })
+            })
+            .await;
+        assert!(out.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+}

@@ -1,0 +1,107 @@
+//! Wiring in one place: from the environment (and the optional caller-fed Secret) to the
+//! credential provider, ECR client and shared token cache the operator needs.
+
+use super::credentials::{
+    AwsContext, CredentialProvider, CredentialSource, SecretCredentials, SourceKind,
+};
+use super::ecr::EcrClient;
+use super::endpoint::{validate_region, Endpoints};
+use super::env::AwsEnv;
+use super::error::AwsError;
+use super::http::{AwsHttp, HttpConfig};
+use super::sts::AssumeRoleParams;
+use super::token_cache::{TokenCache, TokenKey};
+use std::sync::Arc;
+
+/// What `setup` asks for beyond the environment.
+#[derive(Clone, Debug)]
+pub struct AwsSettings {
+    /// Region for STS (and the default ECR region).
+    pub region: String,
+    pub source: SourceKind,
+    /// Role to assume on top of the source (cross-account pulls).
+    pub assume_role: Option<AssumeRoleParams>,
+    pub http: HttpConfig,
+}
+
+/// The ready-to-use AWS side.
+#[derive(Clone, Debug)]
+pub struct Aws {
+    pub ctx: AwsContext,
+    pub provider: Arc<CredentialProvider>,
+    pub tokens: Arc<TokenCache>,
+}
+
+// === impl Aws ===
+
+impl Aws {
+    /// Builds the transport, endpoints, credential source (plus role chaining) and cache.
+    pub fn setup(
+        env: &AwsEnv,
+        settings: AwsSettings,
+        secret: Option<SecretCredentials>,
+    ) -> Result<Self, AwsError> {
+        validate_region(&settings.region)?;
+        let http = AwsHttp::new(env, settings.http)?;
+        let endpoints = Endpoints::from_env(env)?;
+        let ctx = AwsContext {
+            http: http.clone(),
+            endpoints: endpoints.clone(),
+            region: settings.region,
+        };
+        let source = CredentialSource::from_env(settings.source, env, secret)?;
+        let mut provider = Arc::new(CredentialProvider::new(source, ctx.clone()));
+        if let Some(params) = settings.assume_role {
+            provider = Arc::new(CredentialProvider::assume_role(provider, params));
+        }
+        let tokens = Arc::new(TokenCache::new(EcrClient::new(http, endpoints)));
+        Ok(Self {
+            ctx,
+            provider,
+            tokens,
+        })
+    }
+
+    /// The cache key for a private-registry token in `region` with this provider.
+    pub fn key(&self, region: &str, public: bool) -> TokenKey {
+        TokenKey::new(self.provider.clone(), region, public)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(region: &str) -> AwsSettings {
+        AwsSettings {
+            region: region.into(),
+            source: SourceKind::Auto,
+            assume_role: None,
+            http: HttpConfig::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn setup_chains_the_role_on_top_of_the_source() {
+        let env = AwsEnv::from_pairs(&[
+            ("AWS_ACCESS_KEY_ID", "AKIAENV"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+        ]);
+        let mut s = settings("eu-west-1");
+        s.assume_role = Some(AssumeRoleParams::new("arn:aws:iam::1:role/r", None).unwrap());
+        let aws = Aws::setup(&env, s, None).unwrap();
+        assert_eq!(
+            aws.provider.identity(),
+            "env:AKIAENV>assume-role:arn:aws:iam::1:role/r"
+        );
+        assert_eq!(aws.key("eu-west-1", false), aws.key("eu-west-1", false));
+        assert_ne!(aws.key("eu-west-1", false), aws.key("eu-west-2", false));
+    }
+
+    #[tokio::test]
+    async fn setup_refuses_bad_regions_and_overrides() {
+        assert!(Aws::setup(&AwsEnv::default(), settings("not a region"), None).is_err());
+        let env = AwsEnv::from_pairs(&[("AWS_ENDPOINT_URL_ECR", "ftp://x")]);
+        assert!(Aws::setup(&env, settings("eu-west-1"), None).is_err());
+    }
+}

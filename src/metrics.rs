@@ -1,0 +1,842 @@
+//! A tiny Prometheus registry (text exposition format 0.0.4) with no extra crates.
+//!
+//! Why our own: the operator needs a handful of counters, gauges and one histogram; a
+//! metrics crate would cost more binary and memory than the whole registry below.
+//!
+//! Every metric has a fixed set of label *names*; label *values* are chosen by the
+//! caller. Values are escaped on output, and a family holds at most [`MAX_SERIES`] label
+//! sets: further sets fold into one series whose values are all `"other"`, so a bug
+//! that feeds unbounded values cannot grow memory without bound.
+//!
+//! **Label values must never carry secrets** (tokens, passwords, keys, Authorization
+//! headers) nor anything user-controlled and unbounded. Callers pass short, fixed
+//! vocabularies (`"success"`, `"create"`, an HTTP verb) or identifiers that are already
+//! public in the cluster (a registry group such as `123456789012/eu-west-1`).
+//!
+//! Values are atomics; the map from label values to a series sits behind a mutex that is
+//! held only to find or insert the series.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Prefix shared by every metric of this operator.
+pub const PREFIX: &str = "ecr_creds_refresher_";
+
+/// Distinct label sets kept per family before new ones fold into `"other"`.
+pub const MAX_SERIES: usize = 1000;
+
+/// Label value used for label sets past [`MAX_SERIES`].
+const OVERFLOW_VALUE: &str = "other";
+
+/// Reconcile duration buckets (seconds): a reconcile is a few API calls, usually
+/// milliseconds; the long tail covers AWS retries and API throttling.
+pub const RECONCILE_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+// === free functions over the global registry ===
+
+fn global() -> &'static Registry {
+    static GLOBAL: OnceLock<Registry> = OnceLock::new();
+    GLOBAL.get_or_init(Registry::new)
+}
+
+/// One ECR/STS token fetch ended; `result` is e.g. `"success"`, `"error"`, `"throttled"`.
+pub fn token_fetch(result: &str) {
+    global().token_fetch(result);
+}
+
+/// The token serving registry group `group` (e.g. `"123456789012/eu-west-1"`) expires at
+/// `unix_secs`.
+pub fn set_token_expiry(group: &str, unix_secs: f64) {
+    global().set_token_expiry(group, unix_secs);
+}
+
+/// The registry group is no longer served: drop its expiry series.
+pub fn forget_token_expiry(group: &str) {
+    global().forget_token_expiry(group);
+}
+
+/// One reconcile took `seconds`; `result` is e.g. `"success"`, `"error"`, `"requeue"`.
+pub fn observe_reconcile(seconds: f64, result: &str) {
+    global().observe_reconcile(seconds, result);
+}
+
+/// Keys currently waiting in the work queue.
+pub fn set_queue_depth(n: usize) {
+    global().set_queue_depth(n);
+}
+
+/// A pull Secret was written; `op` is `"create"`, `"update"` or `"delete"`.
+pub fn secret_written(op: &str) {
+    global().secret_written(op);
+}
+
+/// A ServiceAccount's imagePullSecrets were changed; `op` is `"add"` or `"remove"`.
+pub fn service_account_written(op: &str) {
+    global().service_account_written(op);
+}
+
+/// One Kubernetes API request finished with HTTP `code` (0 when no answer arrived).
+/// `verb` is the Kubernetes verb (`"get"`, `"list"`, `"watch"`, `"create"`, ...).
+pub fn api_request(verb: &str, code: u16) {
+    global().api_request(verb, code);
+}
+
+/// Whether this replica currently holds the leader Lease.
+pub fn set_leader(is_leader: bool) {
+    global().set_leader(is_leader);
+}
+
+/// The global registry in Prometheus text format.
+pub fn render() -> String {
+    global().render()
+}
+
+// === Registry ===
+
+/// Every metric of the operator. One global instance backs the free functions; tests
+/// build their own so they do not see each other's samples.
+pub struct Registry {
+    token_fetches: Family<Counter>,
+    token_expiry: Family<Gauge>,
+    reconcile_duration: Family<Histogram>,
+    queue_depth: Gauge,
+    secret_writes: Family<Counter>,
+    service_account_writes: Family<Counter>,
+    api_requests: Family<Counter>,
+    leader: Gauge,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self {
+            token_fetches: Family::new(
+                "token_fetches_total",
+                "ECR authorization token fetches, by result.",
+                &["result"],
+            ),
+            token_expiry: Family::new(
+                "token_expiry_timestamp_seconds",
+                "Unix time at which the current ECR token of a registry group expires.",
+                &["group"],
+            ),
+            reconcile_duration: Family::new(
+                "reconcile_duration_seconds",
+                "Time spent reconciling one ECRPullSecret, by result.",
+                &["result"],
+            ),
+            queue_depth: Gauge::default(),
+            secret_writes: Family::new(
+                "secret_writes_total",
+                "Pull Secret writes to the Kubernetes API, by operation.",
+                &["op"],
+            ),
+            service_account_writes: Family::new(
+                "service_account_writes_total",
+                "ServiceAccount imagePullSecrets changes, by operation.",
+                &["op"],
+            ),
+            api_requests: Family::new(
+                "kube_api_requests_total",
+                "Kubernetes API requests, by verb and HTTP status code (0: no answer).",
+                &["verb", "code"],
+            ),
+            leader: Gauge::default(),
+        }
+    }
+
+    pub fn token_fetch(&self, result: &str) {
+        self.token_fetches.with(&[result]).inc();
+    }
+
+    pub fn set_token_expiry(&self, group: &str, unix_secs: f64) {
+        self.token_expiry.with(&[group]).set(unix_secs);
+    }
+
+    pub fn forget_token_expiry(&self, group: &str) {
+        self.token_expiry.remove(&[group]);
+    }
+
+    pub fn observe_reconcile(&self, seconds: f64, result: &str) {
+        self.reconcile_duration.with(&[result]).observe(seconds);
+    }
+
+    pub fn set_queue_depth(&self, n: usize) {
+        self.queue_depth.set(n as f64);
+    }
+
+    pub fn secret_written(&self, op: &str) {
+        self.secret_writes.with(&[op]).inc();
+    }
+
+    pub fn service_account_written(&self, op: &str) {
+        self.service_account_writes.with(&[op]).inc();
+    }
+
+    pub fn api_request(&self, verb: &str, code: u16) {
+        let code = code.to_string();
+        self.api_requests.with(&[verb, &code]).inc();
+    }
+
+    pub fn set_leader(&self, is_leader: bool) {
+        self.leader.set(if is_leader { 1.0 } else { 0.0 });
+    }
+
+    /// Text exposition format 0.0.4: `# HELP`, `# TYPE`, then one line per sample.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        write_header(
+            &mut out,
+            "build_info",
+            "Build of the running binary; the value is always 1.",
+            "gauge",
+        );
+        let _ = writeln!(
+            out,
+            "{PREFIX}build_info{{version=\"{}\"}} 1",
+            escape_label_value(env!("CARGO_PKG_VERSION"))
+        );
+        self.token_fetches.render(&mut out);
+        self.token_expiry.render(&mut out);
+        self.reconcile_duration.render(&mut out);
+        write_header(
+            &mut out,
+            "queue_depth",
+            "Keys waiting in the work queue.",
+            "gauge",
+        );
+        let _ = writeln!(
+            out,
+            "{PREFIX}queue_depth {}",
+            format_value(self.queue_depth.get())
+        );
+        self.secret_writes.render(&mut out);
+        self.service_account_writes.render(&mut out);
+        self.api_requests.render(&mut out);
+        write_header(
+            &mut out,
+            "is_leader",
+            "1 while this replica holds the leader Lease, else 0.",
+            "gauge",
+        );
+        let _ = writeln!(out, "{PREFIX}is_leader {}", format_value(self.leader.get()));
+        out
+    }
+}
+
+// === metric kinds ===
+
+/// What a family needs from its series: a TYPE and the sample lines.
+trait Metric: Send + Sync {
+    const TYPE: &'static str;
+    fn fresh() -> Self;
+    /// Writes this series' samples; `labels` is the rendered `k="v",...` list (maybe empty).
+    fn render(&self, out: &mut String, name: &str, labels: &str);
+}
+
+/// Monotonic count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Metric for Counter {
+    const TYPE: &'static str = "counter";
+    fn fresh() -> Self {
+        Self::default()
+    }
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let _ = writeln!(out, "{name}{} {}", braces(labels), self.get());
+    }
+}
+
+/// A value that goes up and down, stored as the bits of an `f64`.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    pub fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::Relaxed);
+    }
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+}
+
+impl Metric for Gauge {
+    const TYPE: &'static str = "gauge";
+    fn fresh() -> Self {
+        Self::default()
+    }
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let _ = writeln!(out, "{name}{} {}", braces(labels), format_value(self.get()));
+    }
+}
+
+/// Fixed-bucket histogram. Buckets are stored per bucket (not cumulative) and summed on
+/// render, so `_count` always equals the `+Inf` bucket even under concurrent updates.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// One per bound, plus the `+Inf` overflow bucket.
+    buckets: Box<[AtomicU64]>,
+    sum_bits: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_bits: AtomicU64::new(0f64.to_bits()),
+        }
+    }
+
+    pub fn observe(&self, v: f64) {
+        // NaN would poison the sum forever; it also has no bucket.
+        if v.is_nan() {
+            return;
+        }
+        let idx = self
+            .bounds
+            .iter()
+            .position(|b| v <= *b)
+            .unwrap_or(self.bounds.len());
+        if let Some(bucket) = self.buckets.get(idx) {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut cur = self.sum_bits.load(Ordering::Relaxed);
+        loop {
+            let next = (f64::from_bits(cur) + v).to_bits();
+            match self.sum_bits.compare_exchange_weak(
+                cur,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+}
+
+impl Metric for Histogram {
+    const TYPE: &'static str = "histogram";
+    fn fresh() -> Self {
+        Self::new(RECONCILE_BUCKETS)
+    }
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0u64;
+        for (i, bucket) in self.buckets.iter().enumerate() {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let le = match self.bounds.get(i) {
+                Some(b) => format_value(*b),
+                None => "+Inf".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let sum = f64::from_bits(self.sum_bits.load(Ordering::Relaxed));
+        let _ = writeln!(out, "{name}_sum{} {}", braces(labels), format_value(sum));
+        let _ = writeln!(out, "{name}_count{} {cumulative}", braces(labels));
+    }
+}
+
+// === Family ===
+
+/// Series of one metric keyed by their label values (one value per label name).
+struct Family<M> {
+    name: &'static str,
+    help: &'static str,
+    label_names: &'static [&'static str],
+    series: Mutex<BTreeMap<Vec<String>, Arc<M>>>,
+}
+
+impl<M: Metric> Family<M> {
+    fn new(name: &'static str, help: &'static str, label_names: &'static [&'static str]) -> Self {
+        Self {
+            name,
+            help,
+            label_names,
+            series: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn with(&self, values: &[&str]) -> Arc<M> {
+        let mut key: Vec<String> = values.iter().map(|v| (*v).to_string()).collect();
+        // A caller passing the wrong arity is a bug; pad or cut so the output stays valid.
+        key.resize(self.label_names.len(), String::new());
+        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        if !series.contains_key(&key) && series.len() >= MAX_SERIES {
+            key = vec![OVERFLOW_VALUE.to_string(); self.label_names.len()];
+        }
+        series
+            .entry(key)
+            .or_insert_with(|| Arc::new(M::fresh()))
+            .clone()
+    }
+
+    fn remove(&self, values: &[&str]) {
+        let mut key: Vec<String> = values.iter().map(|v| (*v).to_string()).collect();
+        key.resize(self.label_names.len(), String::new());
+        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        series.remove(&key);
+    }
+
+    fn render(&self, out: &mut String) {
+        write_header(out, self.name, self.help, M::TYPE);
+        let full_name = format!("{PREFIX}{}", self.name);
+        // Snapshot the series so the lock is not held while formatting.
+        let snapshot: Vec<(Vec<String>, Arc<M>)> = {
+            let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+            series.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        for (values, metric) in snapshot {
+            let labels = self
+                .label_names
+                .iter()
+                .zip(values.iter())
+                .map(|(n, v)| format!("{n}=\"{}\"", escape_label_value(v)))
+                .collect::<Vec<_>>()
+                .join(",");
+            metric.render(out, &full_name, &labels);
+        }
+    }
+}
+
+// === text format helpers ===
+
+fn write_header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {PREFIX}{name} {}", escape_help(help));
+    let _ = writeln!(out, "# TYPE {PREFIX}{name} {kind}");
+}
+
+fn braces(labels: &str) -> String {
+    if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    }
+}
+
+/// Label values escape `\`, `"` and newline, as the exposition format requires.
+pub fn escape_label_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// HELP text escapes `\` and newline (quotes stay as they are).
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Floats as Prometheus parses them: `+Inf`, `-Inf`, `NaN`, else Rust's shortest form.
+fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v == f64::INFINITY {
+        "+Inf".to_string()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".to_string()
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One parsed sample line.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Sample {
+        name: String,
+        labels: Vec<(String, String)>,
+        value: f64,
+    }
+
+    /// A strict parser of the text format, written from the spec, to read back what we render.
+    fn parse(text: &str) -> Result<(BTreeMap<String, String>, Vec<Sample>), String> {
+        let mut types = BTreeMap::new();
+        let mut helps = BTreeMap::new();
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').ok_or("HELP without text")?;
+                if helps.insert(name.to_string(), help.to_string()).is_some() {
+                    return Err(format!("duplicate HELP for {name}"));
+                }
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').ok_or("TYPE without kind")?;
+                if !["counter", "gauge", "histogram"].contains(&kind) {
+                    return Err(format!("unknown type {kind}"));
+                }
+                if types.insert(name.to_string(), kind.to_string()).is_some() {
+                    return Err(format!("duplicate TYPE for {name}"));
+                }
+                continue;
+            }
+            if line.starts_with('#') || line.is_empty() {
+                return Err(format!("unexpected line {line:?}"));
+            }
+            samples.push(parse_sample(line)?);
+        }
+        for s in &samples {
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suf| {
+                    s.name
+                        .strip_suffix(suf)
+                        .filter(|base| types.get(*base).map(String::as_str) == Some("histogram"))
+                })
+                .unwrap_or(&s.name);
+            if !types.contains_key(family) || !helps.contains_key(family) {
+                return Err(format!("sample {} has no TYPE/HELP", s.name));
+            }
+        }
+        Ok((types, samples))
+    }
+
+    fn valid_name(n: &str) -> bool {
+        let mut chars = n.chars();
+        matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    }
+
+    fn parse_sample(line: &str) -> Result<Sample, String> {
+        let name_end = line.find(['{', ' ']).ok_or("no value")?;
+        let name = &line[..name_end];
+        if !valid_name(name) {
+            return Err(format!("bad metric name {name:?}"));
+        }
+        let mut rest = &line[name_end..];
+        let mut labels = Vec::new();
+        if let Some(r) = rest.strip_prefix('{') {
+            let mut chars = r.char_indices().peekable();
+            loop {
+                // label name
+                let start = chars.peek().map(|(i, _)| *i).ok_or("eof in labels")?;
+                if r[start..].starts_with('}') {
+                    rest = &r[start + 1..];
+                    break;
+                }
+                let eq = r[start..].find('=').ok_or("label without =")? + start;
+                let lname = &r[start..eq];
+                if !valid_name(lname) {
+                    return Err(format!("bad label name {lname:?}"));
+                }
+                while chars.peek().map(|(i, _)| *i <= eq) == Some(true) {
+                    chars.next();
+                }
+                if chars.next().map(|(_, c)| c) != Some('"') {
+                    return Err("label value not quoted".into());
+                }
+                let mut value = String::new();
+                loop {
+                    match chars.next().ok_or("eof in label value")?.1 {
+                        '\\' => match chars.next().ok_or("eof after backslash")?.1 {
+                            '\\' => value.push('\\'),
+                            '"' => value.push('"'),
+                            'n' => value.push('\n'),
+                            c => return Err(format!("bad escape \\{c}")),
+                        },
+                        '"' => break,
+                        '\n' => return Err("raw newline in label value".into()),
+                        c => value.push(c),
+                    }
+                }
+                labels.push((lname.to_string(), value));
+                match chars.peek().map(|(_, c)| *c) {
+                    Some(',') => {
+                        chars.next();
+                    }
+                    Some('}') => {}
+                    other => return Err(format!("unexpected {other:?} after label")),
+                }
+            }
+        }
+        let value = rest.strip_prefix(' ').ok_or("no space before value")?;
+        let value = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            v => v
+                .parse::<f64>()
+                .map_err(|e| format!("bad value {v:?}: {e}"))?,
+        };
+        Ok(Sample {
+            name: name.to_string(),
+            labels,
+            value,
+        })
+    }
+
+    fn find<'a>(samples: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> Option<&'a Sample> {
+        samples.iter().find(|s| {
+            s.name == name
+                && s.labels.len() == labels.len()
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.iter().any(|(k2, v2)| k2 == k && v2 == v))
+        })
+    }
+
+    #[test]
+    fn empty_registry_renders_valid_text_with_every_family_typed() {
+        let r = Registry::new();
+        let (types, samples) = parse(&r.render()).unwrap();
+        assert_eq!(
+            types.get("ecr_creds_refresher_reconcile_duration_seconds"),
+            Some(&"histogram".to_string())
+        );
+        assert_eq!(
+            types.get("ecr_creds_refresher_token_fetches_total"),
+            Some(&"counter".to_string())
+        );
+        assert!(types.keys().all(|k| k.starts_with(PREFIX)));
+        assert_eq!(
+            find(&samples, "ecr_creds_refresher_is_leader", &[]).map(|s| s.value),
+            Some(0.0)
+        );
+        assert_eq!(
+            find(
+                &samples,
+                "ecr_creds_refresher_build_info",
+                &[("version", env!("CARGO_PKG_VERSION"))]
+            )
+            .map(|s| s.value),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn counters_end_in_total_and_count_each_call_per_label_set() {
+        let r = Registry::new();
+        r.token_fetch("success");
+        r.token_fetch("success");
+        r.token_fetch("error");
+        r.secret_written("create");
+        r.service_account_written("add");
+        r.api_request("get", 200);
+        r.api_request("get", 200);
+        r.api_request("put", 409);
+        let (types, samples) = parse(&r.render()).unwrap();
+        for (name, kind) in &types {
+            assert_eq!(kind == "counter", name.ends_with("_total"), "{name}");
+        }
+        let v = |n: &str, l: &[(&str, &str)]| find(&samples, n, l).map(|s| s.value);
+        assert_eq!(
+            v(
+                "ecr_creds_refresher_token_fetches_total",
+                &[("result", "success")]
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            v(
+                "ecr_creds_refresher_token_fetches_total",
+                &[("result", "error")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            v(
+                "ecr_creds_refresher_secret_writes_total",
+                &[("op", "create")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            v(
+                "ecr_creds_refresher_service_account_writes_total",
+                &[("op", "add")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            v(
+                "ecr_creds_refresher_kube_api_requests_total",
+                &[("verb", "get"), ("code", "200")]
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            v(
+                "ecr_creds_refresher_kube_api_requests_total",
+                &[("verb", "put"), ("code", "409")]
+            ),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn gauges_hold_the_last_value_and_forgotten_groups_disappear() {
+        let r = Registry::new();
+        r.set_token_expiry("123456789012/eu-west-1", 1_764_190_800.5);
+        r.set_token_expiry("210987654321/us-east-1", 1.0);
+        r.set_token_expiry("210987654321/us-east-1", 2.0);
+        r.set_queue_depth(7);
+        r.set_leader(true);
+        let (_, samples) = parse(&r.render()).unwrap();
+        let name = "ecr_creds_refresher_token_expiry_timestamp_seconds";
+        assert_eq!(
+            find(&samples, name, &[("group", "123456789012/eu-west-1")]).map(|s| s.value),
+            Some(1_764_190_800.5)
+        );
+        assert_eq!(
+            find(&samples, name, &[("group", "210987654321/us-east-1")]).map(|s| s.value),
+            Some(2.0)
+        );
+        assert_eq!(
+            find(&samples, "ecr_creds_refresher_queue_depth", &[]).map(|s| s.value),
+            Some(7.0)
+        );
+        assert_eq!(
+            find(&samples, "ecr_creds_refresher_is_leader", &[]).map(|s| s.value),
+            Some(1.0)
+        );
+
+        r.forget_token_expiry("210987654321/us-east-1");
+        let (_, samples) = parse(&r.render()).unwrap();
+        assert!(find(&samples, name, &[("group", "210987654321/us-east-1")]).is_none());
+        assert!(find(&samples, name, &[("group", "123456789012/eu-west-1")]).is_some());
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_count_equals_inf_bucket() {
+        let r = Registry::new();
+        for s in [0.001, 0.02, 0.02, 0.7, 100.0] {
+            r.observe_reconcile(s, "success");
+        }
+        r.observe_reconcile(f64::NAN, "success");
+        let (_, samples) = parse(&r.render()).unwrap();
+        let name = "ecr_creds_refresher_reconcile_duration_seconds";
+        let bucket = |le: &str| {
+            find(
+                &samples,
+                &format!("{name}_bucket"),
+                &[("result", "success"), ("le", le)],
+            )
+            .map(|s| s.value)
+        };
+        assert_eq!(bucket("0.005"), Some(1.0));
+        assert_eq!(bucket("0.01"), Some(1.0));
+        assert_eq!(bucket("0.025"), Some(3.0));
+        assert_eq!(bucket("1"), Some(4.0));
+        assert_eq!(bucket("60"), Some(4.0));
+        assert_eq!(bucket("+Inf"), Some(5.0));
+        let count = find(&samples, &format!("{name}_count"), &[("result", "success")]);
+        assert_eq!(count.map(|s| s.value), Some(5.0));
+        let sum = find(&samples, &format!("{name}_sum"), &[("result", "success")])
+            .map(|s| s.value)
+            .unwrap();
+        assert!((sum - 100.741).abs() < 1e-9, "{sum}");
+        // Bucket counts never decrease along `le`.
+        let buckets: Vec<f64> = samples
+            .iter()
+            .filter(|s| s.name == format!("{name}_bucket"))
+            .map(|s| s.value)
+            .collect();
+        assert_eq!(buckets.len(), RECONCILE_BUCKETS.len() + 1);
+        assert!(buckets.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn label_values_with_quotes_backslashes_and_newlines_round_trip() {
+        let r = Registry::new();
+        let nasty = "a\"b\\c\nd}e,f=g";
+        r.token_fetch(nasty);
+        let text = r.render();
+        assert!(!text.contains("c\nd"), "raw newline leaked into output");
+        let (_, samples) = parse(&text).unwrap();
+        assert!(find(
+            &samples,
+            "ecr_creds_refresher_token_fetches_total",
+            &[("result", nasty)]
+        )
+        .is_some());
+    }
+
+    #[test]
+    fn series_past_the_cap_fold_into_other() {
+        let r = Registry::new();
+        for i in 0..MAX_SERIES + 5 {
+            r.secret_written(&format!("op{i}"));
+        }
+        let (_, samples) = parse(&r.render()).unwrap();
+        let name = "ecr_creds_refresher_secret_writes_total";
+        let n = samples.iter().filter(|s| s.name == name).count();
+        assert_eq!(n, MAX_SERIES + 1);
+        assert_eq!(
+            find(&samples, name, &[("op", "other")]).map(|s| s.value),
+            Some(5.0)
+        );
+    }
+
+    #[test]
+    fn special_float_values_use_prometheus_spelling() {
+        assert_eq!(format_value(f64::INFINITY), "+Inf");
+        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_value(1.0), "1");
+        assert_eq!(format_value(0.025), "0.025");
+    }
+
+    #[test]
+    fn global_free_functions_reach_the_rendered_text() {
+        token_fetch("global-test-result");
+        let (_, samples) = parse(&render()).unwrap();
+        let s = find(
+            &samples,
+            "ecr_creds_refresher_token_fetches_total",
+            &[("result", "global-test-result")],
+        )
+        .unwrap();
+        assert!(s.value >= 1.0);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_label_value_parses_back_to_itself(value in "(?s).*") {
+            let r = Registry::new();
+            r.set_token_expiry(&value, 3.5);
+            let (_, samples) = parse(&r.render()).unwrap();
+            let s = find(
+                &samples,
+                "ecr_creds_refresher_token_expiry_timestamp_seconds",
+                &[("group", &value)],
+            );
+            proptest::prop_assert_eq!(s.map(|s| s.value), Some(3.5));
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The admin server over real loopback sockets: probes, metrics, separate listeners and
+//! shutdown.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ecr_creds_refresher::admin::{self, Readiness, Routes, Server};
+use ecr_creds_refresher::metrics;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+struct Answer {
+    status: u16,
+    content_type: String,
+    body: String,
+}
+
+async fn get(addr: SocketAddr, path: &str) -> Answer {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(path)
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        status,
+        content_type,
+        body: String::from_utf8(body.to_vec()).unwrap(),
+    }
+}
+
+async fn start(routes: Routes) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let server = Server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(routes, async move {
+        let _ = rx.await;
+    }));
+    (addr, tx, task)
+}
+
+#[tokio::test]
+async fn readyz_turns_200_only_after_every_component_reports_ready() {
+    let readiness = Readiness::new();
+    let caches = readiness.register("caches");
+    let leader = readiness.register("leader-election");
+    let (addr, stop, task) = start(Routes::probes(readiness.clone())).await;
+
+    let health = get(addr, "/healthz").await;
+    assert_eq!(health.status, 200);
+
+    let not_ready = get(addr, "/readyz").await;
+    assert_eq!(not_ready.status, 503);
+    assert!(not_ready.body.contains("caches"), "{}", not_ready.body);
+    assert!(
+        not_ready.body.contains("leader-election"),
+        "{}",
+        not_ready.body
+    );
+
+    caches.set_ready(true);
+    let half = get(addr, "/readyz").await;
+    assert_eq!(half.status, 503);
+    assert!(
+        half.body.contains("readyz check failed: leader-election"),
+        "{}",
+        half.body
+    );
+
+    leader.set_ready(true);
+    let ready = get(addr, "/readyz").await;
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ok\n"));
+
+    let verbose = get(addr, "/readyz?verbose").await;
+    assert_eq!(verbose.status, 200);
+    assert!(verbose.body.contains("[+]caches ok"), "{}", verbose.body);
+
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn metrics_listener_serves_the_global_registry_in_prometheus_text() {
+    metrics::secret_written("admin-test-op");
+    let (metrics_addr, stop_m, task_m) = start(Routes::metrics()).await;
+    let (probe_addr, stop_p, task_p) = start(Routes::probes(Readiness::new())).await;
+
+    let m = get(metrics_addr, "/metrics").await;
+    assert_eq!(m.status, 200);
+    assert!(
+        m.content_type.starts_with("text/plain; version=0.0.4"),
+        "{}",
+        m.content_type
+    );
+    assert!(
+        m.body
+            .contains("ecr_creds_refresher_secret_writes_total{op=\"admin-test-op\"} 1"),
+        "{}",
+        m.body
+    );
+    assert!(m
+        .body
+        .contains("# TYPE ecr_creds_refresher_secret_writes_total counter"));
+
+    // Each listener serves only its own routes.
+    assert_eq!(get(metrics_addr, "/healthz").await.status, 404);
+    assert_eq!(get(probe_addr, "/metrics").await.status, 404);
+
+    stop_m.send(()).unwrap();
+    stop_p.send(()).unwrap();
+    task_m.await.unwrap();
+    task_p.await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_closes_idle_keepalive_connections() {
+    let (addr, stop, task) = start(Routes::probes(Readiness::new())).await;
+
+    // An idle keep-alive connection, as Prometheus or the kubelet would leave open.
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let conn_task = tokio::spawn(conn);
+    let req = http::Request::get("/healthz")
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(sender.send_request(req).await.unwrap().status(), 200);
+
+    stop.send(()).unwrap();
+    // The server returns well before its grace period because the idle connection is
+    // closed gracefully rather than waited on.
+    tokio::time::timeout(Duration::from_secs(3), task)
+        .await
+        .expect("serve did not return after shutdown")
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(3), conn_task)
+        .await
+        .expect("idle connection was not closed")
+        .unwrap()
+        .unwrap();
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "listener still accepting"
+    );
+}
+
+#[tokio::test]
+async fn binding_a_taken_port_fails_with_an_error_naming_the_address() {
+    let first = Server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = first.local_addr().unwrap();
+    let err = match admin::serve(addr, Routes::metrics(), async {}).await {
+        Ok(()) => panic!("second bind on {addr} succeeded"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, admin::Error::Bind { .. }));
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}
