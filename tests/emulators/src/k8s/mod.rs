@@ -21,9 +21,8 @@
 //! with merge-patch semantics: no field ownership or apply conflicts.
 //!
 //! Known differences from a real server, so nobody mistakes them for the oracle's word:
-//! one history window for all kinds (the real watch cache is per resource); a continue token
-//! resumes after its last key on the current state, not on a snapshot at its resourceVersion;
-//! lists ignore `resourceVersion`/`resourceVersionMatch`; no `managedFields`; server-side
+//! one history window for all kinds (the real watch cache is per resource); continue tokens
+//! page through a snapshot rebuilt from that window; lists ignore `resourceVersion`/`resourceVersionMatch`; no `managedFields`; server-side
 //! apply merges without field ownership; DELETE's `propagationPolicy` is ignored (background);
 //! CEL rules other than `has(self.x)` combinations are not evaluated; no Table output.
 //!
