@@ -701,3 +701,44 @@ async fn custom_resources_refuse_unconditional_replace() {
     );
     assert_eq!(api.put(&format!("{EPS}/p"), &c).await.code, 200);
 }
+
+#[tokio::test]
+async fn continue_pages_through_a_snapshot_at_the_first_pages_resource_version() {
+    let (_emu, api) = start().await;
+    for n in ["a", "b", "c", "d"] {
+        api.post(SECRETS, &secret(n)).await;
+    }
+    let first = api.get(&format!("{SECRETS}?limit=2")).await.body;
+    let c = first["metadata"]["continue"].as_str().unwrap().to_string();
+    // Between pages: one deleted, one created, one modified, all after the cursor.
+    api.delete(&format!("{SECRETS}/c")).await;
+    api.post(SECRETS, &secret("e")).await;
+    api.patch(
+        &format!("{SECRETS}/d"),
+        "application/merge-patch+json",
+        &json!({"metadata": {"labels": {"late": "1"}}}),
+    )
+    .await;
+    let second = api
+        .get(&format!("{SECRETS}?limit=5&continue={c}"))
+        .await
+        .body;
+    let names: Vec<&str> = second["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["c", "d"],
+        "the list is consistent at its resourceVersion"
+    );
+    assert!(second["items"][1]["metadata"]["labels"]
+        .get("late")
+        .is_none());
+    assert_eq!(
+        second["metadata"]["resourceVersion"],
+        first["metadata"]["resourceVersion"]
+    );
+}

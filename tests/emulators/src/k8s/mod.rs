@@ -20,6 +20,12 @@
 //! Server-side apply is accepted (YAML body, `fieldManager` required, creates when absent)
 //! with merge-patch semantics: no field ownership or apply conflicts.
 //!
+//! Known differences from a real server, so nobody mistakes them for the oracle's word:
+//! one history window for all kinds (the real watch cache is per resource); continue tokens
+//! page through a snapshot rebuilt from that window; lists ignore `resourceVersion`/`resourceVersionMatch`; no `managedFields`; server-side
+//! apply merges without field ownership; DELETE's `propagationPolicy` is ignored (background);
+//! CEL rules other than `has(self.x)` combinations are not evaluated; no Table output.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use emulators::k8s::{EmulatorConfig, K8sEmulator};

@@ -313,7 +313,8 @@ impl Store {
         // Matching objects after the page: ListMeta.remainingItemCount.
         let mut remaining: u64 = 0;
         let limit = q.limit.filter(|l| *l > 0);
-        for (key, obj) in st.objects[kind].iter() {
+        let snapshot = snapshot_at(&st, kind, list_rv);
+        for (key, obj) in snapshot.iter() {
             if ns.is_some_and(|n| key.0 != n) {
                 continue;
             }
@@ -863,6 +864,40 @@ impl Store {
             .map(|(_, o)| (**o).clone())
             .collect()
     }
+}
+
+/// The kind's objects as they were at `rv`: the current state with every change after `rv`
+/// (still in the history window) undone. Continue tokens page through this snapshot, as the
+/// real server pages through etcd at the first page's revision.
+fn snapshot_at(
+    st: &State,
+    kind: usize,
+    rv: u64,
+) -> std::borrow::Cow<'_, BTreeMap<Key, Arc<Value>>> {
+    if rv >= st.rv {
+        // The usual case (a first page): no copy.
+        return std::borrow::Cow::Borrowed(&st.objects[kind]);
+    }
+    let mut objects = st.objects[kind].clone();
+    let mut undone: std::collections::BTreeSet<Key> = std::collections::BTreeSet::new();
+    for ev in st.history.iter().filter(|e| e.kind == kind && e.rv > rv) {
+        let key = (
+            ev.namespace.clone(),
+            meta_str(&ev.object, "name").to_string(),
+        );
+        // The earliest change after rv holds the state at rv in its `old`.
+        if undone.insert(key.clone()) {
+            match &ev.old {
+                Some(old) if ev.etype != EventType::Added => {
+                    objects.insert(key, old.clone());
+                }
+                _ => {
+                    objects.remove(&key);
+                }
+            }
+        }
+    }
+    std::borrow::Cow::Owned(objects)
 }
 
 fn trim_history(st: &mut State) {
