@@ -187,8 +187,7 @@ async fn sigterm_drains_releases_the_lease_and_the_standby_takes_over_at_once() 
     let last_lease_write = pa
         .writes()
         .into_iter()
-        .filter(|r| r.is_lease())
-        .next_back()
+        .rfind(Logged::is_lease)
         .expect("pod-a wrote the lease");
     assert_eq!(last_lease_write.status, 200);
     let body: serde_json::Value = serde_json::from_slice(&last_lease_write.body).unwrap();

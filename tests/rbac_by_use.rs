@@ -141,7 +141,7 @@ fn rule_covers(rule: &PolicyRule, verb: &str, resource: &str, r: &RequestRecord)
     };
     r.verb == verb
         && r_resource == resource
-        && rule.api_groups.iter().any(|g| *g == r.group)
+        && rule.api_groups.contains(&r.group)
         && rule
             .namespace
             .as_ref()
