@@ -268,7 +268,12 @@ pub struct Instance {
 /// The command for one instance: a clean environment (no host AWS settings leak in),
 /// fake static keys, the AWS emulator as every AWS endpoint.
 pub fn command(s: &Spawn<'_>, probe: SocketAddr, metrics: SocketAddr) -> Command {
-    let mut cmd = Command::new(BINARY);
+    command_of(BINARY, s, probe, metrics)
+}
+
+/// [`command`] for another build of the operator (e.g. the release binary).
+pub fn command_of(program: &str, s: &Spawn<'_>, probe: SocketAddr, metrics: SocketAddr) -> Command {
+    let mut cmd = Command::new(program);
     cmd.env_clear()
         .args(["--api-server", &s.api_server])
         .args(["--health-probe-bind-address", &probe.to_string()])
@@ -297,11 +302,16 @@ pub fn log_path(name: &str, port: u16) -> PathBuf {
 
 impl Instance {
     pub fn spawn(s: Spawn<'_>) -> Instance {
+        Instance::spawn_of(BINARY, s)
+    }
+
+    /// Runs `program` (another build of the operator) instead of the test profile's.
+    pub fn spawn_of(program: &str, s: Spawn<'_>) -> Instance {
         let probe: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log_path = log_path(s.name, probe.port());
         let log = std::fs::File::create(&log_path).unwrap();
-        let child = command(&s, probe, metrics)
+        let child = command_of(program, &s, probe, metrics)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
