@@ -104,10 +104,19 @@ async fn peak_memory_at_1000_namespaces_and_10_crs_fits_the_shipped_request() {
     let hwm = proc_kib(op.pid(), "VmHWM:");
     let rss = proc_kib(op.pid(), "VmRSS:");
     let cpu = cpu_seconds(op.pid());
+    // CPU after convergence: first the trailing watch events of its own writes, then
+    // rest (watch bookmarks; no --leader-elect here, nothing to write).
+    let window = Duration::from_secs(3);
+    let millicores = |from: f64| (cpu_seconds(op.pid()) - from) / window.as_secs_f64() * 1000.0;
+    tokio::time::sleep(window).await;
+    let trailing_millicores = millicores(cpu);
+    let rest_from = cpu_seconds(op.pid());
+    tokio::time::sleep(window).await;
+    let idle_millicores = millicores(rest_from);
     let request = shipped_memory_mib("requests");
     let limit = shipped_memory_mib("limits");
     println!(
-        "{} ({}): converged in {converged:?} using {cpu:.2} s of CPU; VmHWM {:.1} MiB, VmRSS {:.1} MiB; shipped request {request} Mi, limit {limit} Mi",
+        "{} ({}): converged in {converged:?} using {cpu:.2} s of CPU, then {trailing_millicores:.0}m for 3 s, {idle_millicores:.0}m at rest; VmHWM {:.1} MiB, VmRSS {:.1} MiB; shipped request {request} Mi, limit {limit} Mi",
         bin.as_deref().unwrap_or(BINARY),
         if bin.is_some() { "given" } else { "test profile" },
         hwm as f64 / 1024.0,
