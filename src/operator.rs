@@ -386,6 +386,7 @@ pub async fn start(
         None => ClientConfig::in_cluster(),
     };
     let client = client_cfg
+        .map(|c| c.with_identity(&cfg.identity))
         .and_then(Client::new)
         .map_err(|e| start_error("cannot configure the Kubernetes client", e))?
         .with_observer(Arc::new(metrics::api_request));
