@@ -116,6 +116,25 @@ async fn with_two_instances_only_the_lease_holder_writes() {
     assert!(standby_reqs.iter().any(|r| r.query.contains("watch=")));
     assert!(standby_reqs.iter().any(|r| r.is_lease()));
     assert!(standby.1.writes().iter().all(Logged::is_lease));
+    // Each replica names itself in its User-Agent, so a real API server's audit log
+    // tells them apart as these proxies do.
+    for (inst, proxy) in [(&a, &pa), (&b, &pb)] {
+        let want = format!(
+            "ecr-creds-refresher/{} ({})",
+            env!("CARGO_PKG_VERSION"),
+            inst.name
+        );
+        let reqs = proxy.requests();
+        assert!(!reqs.is_empty());
+        assert!(
+            reqs.iter().all(|r| r.user_agent == want),
+            "{}: {:?}",
+            inst.name,
+            reqs.iter()
+                .map(|r| &r.user_agent)
+                .collect::<std::collections::BTreeSet<_>>()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -115,6 +115,7 @@ pub struct Logged {
     pub path: String,
     pub query: String,
     pub body: Bytes,
+    pub user_agent: String,
     pub status: u16,
 }
 
@@ -215,6 +216,12 @@ async fn forward(
         path: parts.uri.path().to_string(),
         query: parts.uri.query().unwrap_or("").to_string(),
         body,
+        user_agent: parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
         status: 502,
     };
     let resp = match client.request(out).await {
