@@ -191,14 +191,10 @@ pub struct CredentialSecrets {
     inner: Arc<CredentialInner>,
 }
 
-/// Called when a credentials Secret changes (to drop tokens fetched with old keys).
-pub type OnCredentialsChange = Arc<dyn Fn() + Send + Sync>;
-
 struct CredentialInner {
     client: Client,
     queue: WorkQueue<String>,
     crs: Mutex<Option<Store<EcrPullSecret>>>,
-    on_change: Mutex<Option<OnCredentialsChange>>,
     shutdown: watch::Receiver<bool>,
     watched: Mutex<HashMap<SecretRef, SecretCredentials>>,
 }
@@ -210,7 +206,6 @@ impl CredentialSecrets {
                 client,
                 queue,
                 crs: Mutex::new(None),
-                on_change: Mutex::new(None),
                 shutdown,
                 watched: Mutex::new(HashMap::new()),
             }),
@@ -221,13 +216,6 @@ impl CredentialSecrets {
     pub fn set_crs(&self, crs: Store<EcrPullSecret>) {
         if let Ok(mut slot) = self.inner.crs.lock() {
             *slot = Some(crs);
-        }
-    }
-
-    /// Runs `f` after each change of a watched credentials Secret.
-    pub fn on_change(&self, f: OnCredentialsChange) {
-        if let Ok(mut slot) = self.inner.on_change.lock() {
-            *slot = Some(f);
         }
     }
 
@@ -246,16 +234,9 @@ impl CredentialSecrets {
         watched.insert(r.clone(), rx.clone());
         let inner = self.inner.clone();
         let publish = move |state: SecretState| {
-            let changed = *tx.borrow() != state;
+            // A rotated key changes the fetcher's credentials fingerprint, so the token
+            // cache refetches that group at the next reconcile.
             tx.send_replace(state);
-            if !changed {
-                return;
-            }
-            // Keys changed: tokens fetched with the old ones are not reused.
-            let hook = inner.on_change.lock().ok().and_then(|h| h.clone());
-            if let Some(hook) = hook {
-                hook();
-            }
             let crs = inner.crs.lock().ok().and_then(|c| c.clone());
             if let Some(crs) = crs {
                 enqueue_all(&inner.queue, &crs);
@@ -447,12 +428,6 @@ pub async fn start(
     let lookup_creds = creds.clone();
     let lookup: SecretLookup = Arc::new(move |r: &SecretRef| Some(lookup_creds.get(r)));
     let tokens = Arc::new(TokenCache::new(AwsTokenFetcher::new(aws, lookup)));
-    let on_change = Arc::downgrade(&tokens);
-    creds.on_change(Arc::new(move || {
-        if let Some(tokens) = on_change.upgrade() {
-            tokens.clear();
-        }
-    }));
 
     let (caches, _watches) = start_watches(&client, &queue, &shutdown_rx);
     creds.set_crs(caches.crs.clone());
