@@ -11,16 +11,23 @@ mod support_prod;
 
 use std::time::{Duration, Instant};
 
+use ecr_creds_refresher::runtime::leader::{LeaseConfig, JITTER_FACTOR};
 use emulators::aws::Fault;
 use emulators::k8s::K8sEmulator;
 use serde_json::json;
 use support_prod::*;
 
-/// The elector's timings (src/runtime/leader.rs `LeaseConfig::default()`).
-const LEASE_DURATION: Duration = Duration::from_secs(15);
-const RETRY_PERIOD: Duration = Duration::from_secs(2);
-/// client-go's jitter factor on the retry period.
-const RETRY_JITTER: f64 = 1.2;
+/// The elector's timings, as the binary runs them (`LeaseConfig::default()`: lease 15 s,
+/// retry 2 s).
+fn lease_config() -> LeaseConfig {
+    LeaseConfig::default()
+}
+
+/// The longest wait between two attempts of a candidate: retry x (1 + jitter factor),
+/// 4.4 s with client-go's defaults.
+fn max_retry_wait() -> Duration {
+    lease_config().retry_period.mul_f64(1.0 + JITTER_FACTOR)
+}
 
 fn spec(namespaces: &[&str]) -> serde_json::Value {
     json!({"secretName": "ecr-pull", "namespaces": namespaces, "registries": [registry()]})
@@ -154,12 +161,11 @@ async fn a_killed_leader_is_replaced_within_the_lease_duration() {
     a.kill();
     let killed = Instant::now();
     a.wait_exit(Duration::from_secs(5)).await.unwrap();
-    // Worst case: the standby saw the leader's last renewal up to one (jittered) retry
+    // Worst case: the standby saw the leader's last renewal up to one (jittered) wait
     // after it happened, possibly after the kill; the lease counts from that sighting
-    // (the observer's clock, as client-go), and the takeover lands on the first retry
-    // after it expires. So lease + 2 retries, plus a second for process start and polling.
-    let retry = RETRY_PERIOD.mul_f64(RETRY_JITTER);
-    let bound = LEASE_DURATION + retry * 2 + Duration::from_secs(1);
+    // (the observer's clock, as client-go), and the takeover lands on the first attempt
+    // after it expires. So lease + 2 waits, plus a second for polling and scheduling.
+    let bound = lease_config().lease_duration + max_retry_wait() * 2 + Duration::from_secs(1);
     wait_holder(&k8s, "pod-b", bound + Duration::from_secs(5)).await;
     let handover = killed.elapsed();
     println!("SIGKILL handover took {handover:?} (bound {bound:?})");
@@ -224,8 +230,8 @@ async fn sigterm_drains_releases_the_lease_and_the_standby_takes_over_at_once() 
     );
 
     // No waiting out the 15 s lease: the standby's next retry takes it.
-    let bound = RETRY_PERIOD.mul_f64(RETRY_JITTER) + Duration::from_secs(2);
-    wait_holder(&k8s, "pod-b", LEASE_DURATION).await;
+    let bound = max_retry_wait() + Duration::from_secs(1);
+    wait_holder(&k8s, "pod-b", lease_config().lease_duration).await;
     let takeover = exited.elapsed();
     println!("takeover after SIGTERM release took {takeover:?} (bound {bound:?})");
     assert!(takeover <= bound, "took {takeover:?}, bound {bound:?}");
