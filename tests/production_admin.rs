@@ -6,7 +6,7 @@ mod support_prod;
 
 use std::time::Duration;
 
-use emulators::k8s::{EmulatorConfig, K8sEmulator};
+use emulators::k8s::{EmulatorConfig, FaultConfig, K8sEmulator};
 use serde_json::json;
 use support_prod::*;
 
@@ -102,6 +102,45 @@ async fn probes_answer_and_metrics_expose_every_series_after_a_reconcile() {
     assert_eq!(sample(&m, &format!("{p}is_leader")), Some(1.0), "{m}");
     // No secret material in the exposition.
     assert!(!m.contains("production-test-secret-key") && !m.contains("emulated-"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_until_the_caches_sync_while_healthz_is_200() {
+    let (k8s, aws) = emulators(&["app-1"]).await;
+    // The namespace list answers after 2 s: the caches cannot sync before.
+    k8s.faults().set(FaultConfig {
+        latency_ms: 2000,
+        verbs: vec!["list".into()],
+        resources: vec!["namespaces".into()],
+        ..FaultConfig::default()
+    });
+    let started = std::time::Instant::now();
+    let op = Instance::spawn(Spawn::new("slow-sync", k8s.url(), &aws));
+    // The first answer, as soon as the probes listen (startup binds them before the
+    // caches list).
+    let first = loop {
+        if let Some(answer) = http_get(op.probe, "/readyz").await {
+            break answer;
+        }
+        assert!(started.elapsed() < WAIT, "probes never listened");
+        tokio::time::sleep(POLL).await;
+    };
+    assert_eq!(first.0, 503, "{first:?}");
+    assert!(first.2.contains("caches"), "{first:?}");
+    assert_eq!(http_get(op.probe, "/healthz").await.unwrap().0, 200);
+
+    let ready_after = loop {
+        let (code, _, _) = http_get(op.probe, "/readyz").await.unwrap();
+        if code == 200 {
+            break started.elapsed();
+        }
+        assert!(started.elapsed() < WAIT, "never ready");
+        tokio::time::sleep(POLL).await;
+    };
+    assert!(
+        ready_after >= Duration::from_secs(2),
+        "ready before the namespace list answered: {ready_after:?}"
+    );
 }
 
 async fn run_once(k8s: &K8sEmulator, aws: &emulators::aws::AwsEmulator) -> (Option<i32>, String) {
