@@ -1,0 +1,270 @@
+//! End to end, the operator's main job: the right Secret in the right namespaces, the
+//! ServiceAccounts pointed at it, status and events, new namespaces and ServiceAccounts
+//! served at once, one ECR call per credential group, and `--once`.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde_json::json;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cr_over_list_glob_selector_and_exclude_gets_a_valid_pull_secret_in_each_namespace() {
+    let mut env = Env::emulators(Options::default()).await;
+    for ns in ["app-one", "team-a", "team-b", "team-skip", "other"] {
+        env.namespace(ns, &[]);
+    }
+    env.namespace("labelled", &[("env", "prod")]);
+    env.service_account("app-one", "default", &["foreign-cred"]);
+    env.start_operator().await;
+
+    env.cr(
+        "main",
+        json!({
+            "secretName": "ecr-pull",
+            "namespaces": ["app-one", "team-*"],
+            "namespaceSelector": {"matchLabels": {"env": "prod"}},
+            "excludeNamespaces": ["team-skip"],
+        }),
+    );
+    let cr = env.wait_ready("main").await;
+    env.settle(std::time::Duration::from_millis(300)).await;
+
+    let targets = ["app-one", "labelled", "team-a", "team-b"];
+    let host = registry(REGION);
+    for ns in targets {
+        let secret = env.secret(ns, "ecr-pull").expect("Secret in target");
+        assert_eq!(secret["type"], DOCKERCONFIG_TYPE, "{ns}");
+        assert_eq!(secret["metadata"]["labels"][MANAGED_BY.0], MANAGED_BY.1);
+        let ann = &secret["metadata"]["annotations"];
+        assert_eq!(ann[OWNER_ANNOTATION], "main");
+        assert_eq!(ann["ecr.creds.dev/registries"], host.as_str());
+        for key in ["expires-at", "refresh-at", "checksum"] {
+            assert!(
+                ann[format!("ecr.creds.dev/{key}")].is_string(),
+                "{ns}: {key} annotation"
+            );
+        }
+        let auths = docker_config(&secret)["auths"].clone();
+        let keys: Vec<&String> = auths.as_object().unwrap().keys().collect();
+        assert_eq!(keys, [&host], "{ns}: keyed by bare host");
+        let entry = &auths[&host];
+        assert_eq!(entry["username"], "AWS");
+        let password = entry["password"].as_str().unwrap();
+        assert!(!password.is_empty());
+        assert_eq!(
+            entry["auth"].as_str().unwrap(),
+            B64.encode(format!("AWS:{password}"))
+        );
+    }
+    for ns in ["team-skip", "other", "default", "kube-system"] {
+        assert!(env.secret(ns, "ecr-pull").is_none(), "{ns} is not a target");
+    }
+
+    // The default ServiceAccounts point at it; a foreign entry is kept, ahead of ours.
+    assert_eq!(
+        env.pull_secrets("app-one", "default"),
+        ["foreign-cred", "ecr-pull"]
+    );
+    let sa = env.sa("app-one", "default").unwrap();
+    assert_eq!(
+        sa["metadata"]["annotations"][SA_OWNED_ANNOTATION],
+        "ecr-pull"
+    );
+    for ns in ["labelled", "team-a", "team-b"] {
+        assert_eq!(env.pull_secrets(ns, "default"), ["ecr-pull"], "{ns}");
+    }
+    assert!(env.pull_secrets("other", "default").is_empty());
+
+    // Status.
+    let status = &cr["status"];
+    let ready = ready_condition(&cr).unwrap();
+    assert_eq!(ready["status"], "True");
+    assert_eq!(ready["reason"], "TokenFetched");
+    assert_eq!(ready["observedGeneration"], cr["metadata"]["generation"]);
+    assert_eq!(status["targetNamespaces"], 4);
+    assert_eq!(status["syncedNamespaces"], 4);
+    assert_eq!(status["failedNamespaces"], 0);
+    let expires = OffsetDateTime::parse(status["expiresAt"].as_str().unwrap(), &Rfc3339).unwrap();
+    let left = expires - OffsetDateTime::now_utc();
+    assert!(
+        left > time::Duration::hours(11) && left <= time::Duration::hours(12),
+        "expiresAt {expires} is the token's"
+    );
+
+    // One event on first success, in namespace default, not one per namespace.
+    let events = env.events_for("main");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["metadata"]["namespace"], "default");
+    assert_eq!(events[0]["reason"], "TokenFetched");
+    assert_eq!(events[0]["type"], "Normal");
+    assert_eq!(env.aws.calls().ecr, 1);
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_and_service_accounts_that_appear_or_stop_matching_are_followed() {
+    let env = Env::start().await;
+    env.cr(
+        "dyn",
+        json!({
+            "secretName": "ecr-pull",
+            "namespaces": ["dyn-*"],
+            "namespaceSelector": {"matchLabels": {"pull": "ecr"}},
+            "serviceAccounts": ["*"],
+        }),
+    );
+    env.wait_ready("dyn").await;
+
+    // A new namespace matching the glob, and one matching the selector.
+    let started = std::time::Instant::now();
+    env.namespace("dyn-one", &[]);
+    env.namespace("labelled-x", &[("pull", "ecr")]);
+    env.wait_secret("dyn-one", "ecr-pull").await;
+    env.wait_secret("labelled-x", "ecr-pull").await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "new namespaces are served within seconds, took {:?}",
+        started.elapsed()
+    );
+    wait_until("default SAs patched", WAIT, || {
+        env.pull_secrets("dyn-one", "default") == ["ecr-pull"]
+            && env.pull_secrets("labelled-x", "default") == ["ecr-pull"]
+    })
+    .await;
+
+    // A ServiceAccount created later is patched too (serviceAccounts ["*"]).
+    env.service_account("dyn-one", "builder", &["builder-own"]);
+    wait_until("builder SA patched", WAIT, || {
+        env.pull_secrets("dyn-one", "builder") == ["builder-own", "ecr-pull"]
+    })
+    .await;
+
+    // A namespace that stops matching loses our Secret and our entry, not foreign ones.
+    env.settle(std::time::Duration::from_millis(200)).await;
+    env.service_account("labelled-x", "default", &["ecr-pull", "mine"]);
+    env.namespace("labelled-x", &[("pull", "no")]);
+    wait_until("Secret removed from labelled-x", WAIT, || {
+        env.secret("labelled-x", "ecr-pull").is_none()
+    })
+    .await;
+    wait_until("our SA entry removed from labelled-x", WAIT, || {
+        env.pull_secrets("labelled-x", "default") == ["mine"]
+    })
+    .await;
+    let sa = env.sa("labelled-x", "default").unwrap();
+    let owned = sa["metadata"]["annotations"][SA_OWNED_ANNOTATION]
+        .as_str()
+        .unwrap_or("");
+    assert!(!owned.contains("ecr-pull"), "ownership dropped: {owned:?}");
+    // The rest stays served.
+    assert!(env.secret("dyn-one", "ecr-pull").is_some());
+    let cr = env.wait_ready("dyn").await;
+    assert_eq!(cr["status"]["targetNamespaces"], 1);
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_ecr_call_serves_every_cr_and_namespace_of_one_region() {
+    let mut env = Env::emulators(Options::default()).await;
+    let namespaces = ["n1", "n2", "n3", "n4"];
+    for ns in namespaces {
+        env.namespace(ns, &[]);
+    }
+    for (cr, secret) in [("a", "pull-a"), ("b", "pull-b"), ("c", "pull-c")] {
+        env.cr(cr, json!({"secretName": secret, "namespaces": ["n*"]}));
+    }
+    env.start_operator().await;
+    for cr in ["a", "b", "c"] {
+        let cr = env.wait_ready(cr).await;
+        assert_eq!(cr["status"]["syncedNamespaces"], 4);
+    }
+    for ns in namespaces {
+        let names: BTreeSet<String> = env.pull_secrets(ns, "default").into_iter().collect();
+        assert_eq!(
+            names,
+            ["pull-a", "pull-b", "pull-c"]
+                .map(String::from)
+                .into_iter()
+                .collect()
+        );
+    }
+    assert_eq!(env.aws.calls().ecr, 1, "one call for 3 CRs x 4 namespaces");
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_ecr_call_per_region_when_crs_span_two_regions() {
+    let mut env = Env::emulators(Options::default()).await;
+    for ns in ["r1", "r2"] {
+        env.namespace(ns, &[]);
+    }
+    env.cr(
+        "east",
+        json!({"secretName": "east", "namespaces": ["r*"], "region": "us-east-1"}),
+    );
+    env.cr(
+        "west",
+        json!({"secretName": "west", "namespaces": ["r*"], "region": "eu-west-1"}),
+    );
+    env.cr(
+        "west-too",
+        json!({"secretName": "west-too", "namespaces": ["r1"], "region": "eu-west-1"}),
+    );
+    env.start_operator().await;
+    for cr in ["east", "west", "west-too"] {
+        env.wait_ready(cr).await;
+    }
+    let hosts = |name: &str| -> Vec<String> {
+        let secret = env.secret("r1", name).unwrap();
+        docker_config(&secret)["auths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    assert_eq!(hosts("east"), [registry("us-east-1")]);
+    assert_eq!(hosts("west"), [registry("eu-west-1")]);
+    assert_eq!(hosts("west-too"), [registry("eu-west-1")]);
+    assert_eq!(env.aws.calls().ecr, 2, "one call per region");
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_once_counts_crs_and_those_not_ready() {
+    let env = Env::emulators(Options::default()).await;
+    env.namespace("once-a", &[]);
+    env.cr(
+        "good-1",
+        json!({"secretName": "one", "namespaces": ["once-a"]}),
+    );
+    env.cr(
+        "good-2",
+        json!({"secretName": "two", "namespaces": ["once-*"]}),
+    );
+
+    let running = env.start_once().await;
+    let (total, failed) = running.run_once(WAIT).await.expect("caches fill");
+    assert_eq!((total, failed), (2, 0));
+    assert!(env.secret("once-a", "one").is_some());
+    assert!(env.secret("once-a", "two").is_some());
+
+    // A CR that cannot be served fails the run.
+    env.cr(
+        "missing-ns",
+        json!({"secretName": "three", "namespaces": ["does-not-exist"]}),
+    );
+    let running = env.start_once().await;
+    let (total, failed) = running.run_once(WAIT).await.expect("caches fill");
+    assert_eq!((total, failed), (3, 1));
+    let ready = env.ready("missing-ns").unwrap();
+    assert_eq!(ready["status"], "False");
+    env.shutdown().await;
+}
