@@ -29,6 +29,7 @@ use serde_json::{json, Value};
 use ecr_creds_refresher::aws::env::AwsEnv;
 use ecr_creds_refresher::config::Config;
 use ecr_creds_refresher::operator::{self, Running};
+use ecr_creds_refresher::runtime::store::ObjectKey;
 
 /// The fake AWS account; registry hosts are `<ACCOUNT>.dkr.ecr.<region>.amazonaws.com`.
 pub const ACCOUNT: &str = "123456789012";
@@ -340,6 +341,36 @@ impl Env {
                 "operator did not settle within {WAIT:?}"
             );
             tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until the operator's namespace cache holds `ns` with label `key=value`: the
+    /// change reached the operator (and its handler enqueued the CRs).
+    pub async fn wait_cached_namespace_label(&self, ns: &str, key: &str, value: &str) {
+        let running = self.operator();
+        wait_until(
+            format!("operator cache sees {ns} {key}={value}"),
+            WAIT,
+            || {
+                running
+                    .caches
+                    .namespaces
+                    .get(&ObjectKey::cluster(ns))
+                    .is_some_and(|n| n.labels.get(key).map(String::as_str) == Some(value))
+            },
+        )
+        .await
+    }
+
+    /// Runs the operator's reconciler for `name` directly, `times` times, each expected
+    /// to succeed: a deterministic way to drive reconciles that should be no-ops.
+    pub async fn reconcile_directly(&self, name: &str, times: usize) {
+        for _ in 0..times {
+            self.operator()
+                .reconciler
+                .reconcile(name)
+                .await
+                .unwrap_or_else(|e| panic!("reconcile {name}: {e}"));
         }
     }
 
