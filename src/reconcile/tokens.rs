@@ -166,6 +166,21 @@ impl<F: FetchToken> TokenCache<F> {
         self.calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Forgets remembered failures but keeps good tokens: credentials just changed, so
+    /// the next call may succeed and must not be answered from the failure memory.
+    pub fn forget_failures(&self) {
+        let groups = match self.groups.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        for slot in groups.values() {
+            // A slot in use is fetching right now: its result is fresh anyway.
+            if let Ok(mut entry) = slot.try_lock() {
+                entry.failure = None;
+            }
+        }
+    }
+
     /// Forgets every cached token (credentials changed).
     pub fn clear(&self) {
         if let Ok(mut groups) = self.groups.lock() {
@@ -327,6 +342,26 @@ mod tests {
             .await
             .is_ok());
         assert_eq!(f.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn changed_credentials_skip_the_failure_memory_but_keep_good_tokens() {
+        let f = fake(time::Duration::hours(12));
+        let cache = TokenCache::new(f.clone());
+        let floor = Duration::from_secs(60);
+        let other = TokenGroup {
+            region: "eu-west-1".into(),
+            ..group()
+        };
+        cache.token(&other, None, floor, T0).await.unwrap();
+        f.fail.store(true, Ordering::SeqCst);
+        assert!(cache.token(&group(), None, floor, T0).await.is_err());
+        f.fail.store(false, Ordering::SeqCst);
+        cache.forget_failures();
+        let at = T0 + time::Duration::seconds(1);
+        assert!(cache.token(&group(), None, floor, at).await.is_ok());
+        cache.token(&other, None, floor, at).await.unwrap();
+        assert_eq!(f.calls.load(Ordering::SeqCst), 3, "the good token was kept");
     }
 
     #[test]
