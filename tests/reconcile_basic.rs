@@ -268,3 +268,77 @@ async fn run_once_counts_crs_and_those_not_ready() {
     assert_eq!(ready["status"], "False");
     env.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_tokens_are_refreshed_before_expiry_without_touching_service_accounts() {
+    let mut env = Env::emulators(Options {
+        token_lifetime: std::time::Duration::from_secs(4),
+        ..Options::default()
+    })
+    .await;
+    env.namespace("rf", &[]);
+    env.cr(
+        "rf",
+        json!({"secretName": "ecr-pull", "namespaces": ["rf"], "refresh": {"minInterval": "1s"}}),
+    );
+    env.start_operator().await;
+    let cr = env.wait_ready("rf").await;
+    let first = env.wait_secret("rf", "ecr-pull").await;
+    wait_until("SA patched", WAIT, || {
+        env.pull_secrets("rf", "default") == ["ecr-pull"]
+    })
+    .await;
+    let sa_version = env.sa("rf", "default").unwrap()["metadata"]["resourceVersion"].clone();
+    let expires = |s: &serde_json::Value| {
+        OffsetDateTime::parse(
+            s["metadata"]["annotations"]["ecr.creds.dev/expires-at"]
+                .as_str()
+                .unwrap(),
+            &Rfc3339,
+        )
+        .unwrap()
+    };
+    let old_expiry = expires(&first);
+
+    // Half the lifetime (2 s) later the Secret gets a new token, before the old expires.
+    let refreshed = wait_for("Secret refreshed", WAIT, || {
+        let s = env.secret("rf", "ecr-pull").unwrap();
+        if s["data"] != first["data"] {
+            Ok(s)
+        } else {
+            Err("same token".into())
+        }
+    })
+    .await;
+    assert!(
+        OffsetDateTime::now_utc() < old_expiry + time::Duration::seconds(1),
+        "refreshed before the old token expired ({old_expiry})"
+    );
+    assert!(expires(&refreshed) > old_expiry);
+    let auths = docker_config(&refreshed)["auths"].clone();
+    assert_ne!(
+        auths[registry(REGION)]["password"],
+        docker_config(&first)["auths"][registry(REGION)]["password"]
+    );
+
+    // Status follows; Ready never flipped, so no new event; the SA was left alone.
+    let later = wait_for("status shows the new expiry", WAIT, || {
+        let cr = env.get_cr("rf").unwrap();
+        let at = cr["status"]["expiresAt"].as_str().unwrap_or("").to_string();
+        match OffsetDateTime::parse(&at, &Rfc3339) {
+            Ok(t) if t > old_expiry => Ok(cr),
+            _ => Err(cr["status"].to_string()),
+        }
+    })
+    .await;
+    assert_eq!(
+        ready_condition(&later).unwrap()["lastTransitionTime"],
+        ready_condition(&cr).unwrap()["lastTransitionTime"]
+    );
+    assert_eq!(env.events_for("rf").len(), 1);
+    assert_eq!(
+        env.sa("rf", "default").unwrap()["metadata"]["resourceVersion"],
+        sa_version
+    );
+    env.shutdown().await;
+}

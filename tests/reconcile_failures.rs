@@ -357,6 +357,12 @@ async fn invalid_specs_are_reported_and_other_crs_keep_being_served() {
         json!({"secretName": "b",
                "namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "In"}]}}),
     );
+    // The CRD's pattern lets `dkr-ecr` pass with `amazonaws.com`; no such host exists.
+    env.cr(
+        "bad-registry",
+        json!({"secretName": "d", "namespaces": ["valid"],
+               "registries": [format!("{ACCOUNT}.dkr-ecr.us-east-1.amazonaws.com")]}),
+    );
     env.cr("good", json!({"secretName": "c", "namespaces": ["valid"]}));
 
     let cr = env
@@ -378,8 +384,18 @@ async fn invalid_specs_are_reported_and_other_crs_keep_being_served() {
         message.as_str().unwrap().contains("namespaceSelector"),
         "{message}"
     );
+    let cr = env
+        .wait_condition("bad-registry", "False", "InvalidSpec")
+        .await;
+    let message = ready_condition(&cr).unwrap()["message"].clone();
+    assert!(
+        message.as_str().unwrap().contains("spec.registries"),
+        "{message}"
+    );
     env.wait_ready("good").await;
-    assert!(env.secret("valid", "a").is_none() && env.secret("valid", "b").is_none());
+    for secret in ["a", "b", "d"] {
+        assert!(env.secret("valid", secret).is_none(), "{secret}");
+    }
 
     // Still alive and serving: a new namespace for the good CR, and a fixed bad one.
     env.cr(
