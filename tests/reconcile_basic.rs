@@ -342,3 +342,59 @@ async fn due_tokens_are_refreshed_before_expiry_without_touching_service_account
     );
     env.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renaming_the_secret_moves_the_secret_and_the_service_account_entry() {
+    let env = Env::start().await;
+    env.namespace("mv", &[]);
+    env.service_account("mv", "default", &["foreign"]);
+    env.cr(
+        "mv",
+        json!({"secretName": "old-name", "namespaces": ["mv"]}),
+    );
+    env.wait_ready("mv").await;
+    wait_until("old entry added", WAIT, || {
+        env.pull_secrets("mv", "default") == ["foreign", "old-name"]
+    })
+    .await;
+
+    env.patch_cr(
+        "mv",
+        json!({"spec": {"secretName": "new-name", "registries": [registry(REGION), registry("eu-west-1")]}}),
+    )
+    .await;
+    let cr = env.wait_ready("mv").await;
+    assert_eq!(cr["metadata"]["generation"], 2);
+    wait_until("old Secret removed", WAIT, || {
+        env.secret("mv", "old-name").is_none()
+    })
+    .await;
+    wait_for("entries moved", WAIT, || {
+        let names = env.pull_secrets("mv", "default");
+        if names == ["foreign", "new-name"] {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
+    })
+    .await;
+    let sa = env.sa("mv", "default").unwrap();
+    assert_eq!(
+        sa["metadata"]["annotations"][SA_OWNED_ANNOTATION],
+        "new-name"
+    );
+    let secret = env.secret("mv", "new-name").unwrap();
+    let hosts: BTreeSet<String> = docker_config(&secret)["auths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(
+        hosts,
+        [registry(REGION), registry("eu-west-1")]
+            .into_iter()
+            .collect()
+    );
+    env.shutdown().await;
+}

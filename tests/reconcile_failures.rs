@@ -540,3 +540,46 @@ async fn credentials_secret_missing_or_malformed_is_reported_then_followed() {
     assert!(auth.contains("Credential=AKIACRTEST/"), "{auth}");
     env.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_crs_claiming_one_secret_name_do_not_fight_over_it() {
+    let env = Env::start().await;
+    env.namespace("shared", &[]);
+    env.cr(
+        "first",
+        json!({"secretName": "same", "namespaces": ["shared"]}),
+    );
+    env.cr(
+        "second",
+        json!({"secretName": "same", "namespaces": ["shared"]}),
+    );
+    // Exactly one wins, the other reports the conflict; the winner keeps it.
+    let (winner, loser) = wait_for("one Ready, one SecretConflict", WAIT, || {
+        let r = |n: &str| {
+            env.ready(n)
+                .map(|c| c["reason"].as_str().unwrap_or("").to_string())
+        };
+        match (r("first").as_deref(), r("second").as_deref()) {
+            (Some("TokenFetched"), Some("SecretConflict")) => Ok(("first", "second")),
+            (Some("SecretConflict"), Some("TokenFetched")) => Ok(("second", "first")),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    env.settle(Duration::from_millis(300)).await;
+    let secret = env.secret("shared", "same").unwrap();
+    assert_eq!(secret["metadata"]["annotations"][OWNER_ANNOTATION], winner);
+    assert_eq!(env.pull_secrets("shared", "default"), ["same"]);
+    let cr = env.get_cr(loser).unwrap();
+    assert_eq!(failures(&cr), [("shared".into(), "SecretConflict".into())]);
+    // Settled: nobody rewrites the Secret back and forth.
+    env.k8s.clear_requests();
+    env.settle(Duration::from_millis(500)).await;
+    assert!(
+        env.writes_of("secrets").is_empty(),
+        "{:?}",
+        env.writes_of("secrets")
+    );
+    assert_eq!(env.secret("shared", "same").unwrap(), secret);
+    env.shutdown().await;
+}
