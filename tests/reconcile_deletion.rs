@@ -106,3 +106,30 @@ async fn retain_policy_lets_the_cr_go_at_once_and_keeps_what_it_made() {
     );
     env.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_while_the_operator_is_down_is_finished_when_it_returns() {
+    let mut env = Env::start().await;
+    env.namespace("down", &[]);
+    env.cr(
+        "gone",
+        json!({"secretName": "gone-pull", "namespaces": ["down"], "deletionPolicy": "Delete"}),
+    );
+    env.wait_ready("gone").await;
+    wait_until("finalizer and entry in place", WAIT, || {
+        finalizers(&env, "gone") == [FINALIZER]
+            && env.pull_secrets("down", "default") == ["gone-pull"]
+    })
+    .await;
+    env.stop_operator().await;
+
+    env.k8s.delete("ecrpullsecrets", None, "gone").unwrap();
+    let held = env.get_cr("gone").expect("the finalizer holds the CR");
+    assert!(held["metadata"]["deletionTimestamp"].is_string());
+
+    env.start_operator().await;
+    wait_until("the CR is gone", WAIT, || env.get_cr("gone").is_none()).await;
+    assert!(env.secret("down", "gone-pull").is_none());
+    assert!(env.pull_secrets("down", "default").is_empty());
+    env.shutdown().await;
+}
