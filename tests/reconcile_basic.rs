@@ -398,3 +398,40 @@ async fn renaming_the_secret_moves_the_secret_and_the_service_account_entry() {
     );
     env.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_sync_writes_each_secret_and_service_account_exactly_once() {
+    let env = Env::start().await;
+    const N: usize = 40;
+    for i in 0..N {
+        env.namespace(&format!("bulk-{i:02}"), &[]);
+    }
+    env.cr(
+        "bulk",
+        json!({"secretName": "ecr-pull", "namespaces": ["bulk-*"]}),
+    );
+    wait_for("every namespace synced", WAIT, || {
+        let cr = env.get_cr("bulk").unwrap();
+        if cr["status"]["syncedNamespaces"] == N
+            && ready_condition(&cr).unwrap()["status"] == "True"
+        {
+            Ok(())
+        } else {
+            Err(cr["status"].to_string())
+        }
+    })
+    .await;
+    env.settle(std::time::Duration::from_millis(300)).await;
+    let ok = |verb: &str, resource: &str| {
+        env.requests_where(|r| r.verb == verb && r.resource == resource && r.code < 300)
+            .len()
+    };
+    assert_eq!(ok("create", "secrets"), N);
+    assert_eq!(ok("patch", "secrets") + ok("update", "secrets"), 0);
+    assert_eq!(
+        ok("patch", "serviceaccounts") + ok("update", "serviceaccounts"),
+        N
+    );
+    assert_eq!(env.aws.calls().ecr, 1);
+    env.shutdown().await;
+}
