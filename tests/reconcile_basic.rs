@@ -435,3 +435,65 @@ async fn initial_sync_writes_each_secret_and_service_account_exactly_once() {
     assert_eq!(env.aws.calls().ecr, 1);
     env.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_operator_environment_and_cr_shape_are_served_and_key_rotation_applies() {
+    let ecr_auth = |env: &Env| {
+        env.aws
+            .last_headers("ecr")
+            .and_then(|h| h.get("authorization").cloned())
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let host = registry("eu-west-1");
+    let mut env = Env::emulators(Options {
+        token_lifetime: std::time::Duration::from_secs(4),
+        env: vec![
+            ("AWS_CREDENTIALS_SECRET_NAME".into(), "aws-creds".into()),
+            ("AWS_CREDENTIALS_SECRET_NAMESPACE".into(), "ops".into()),
+            ("REGISTRY".into(), host.clone()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    env.namespace("ops", &[]);
+    env.namespace("ref-app", &[]);
+    let keys = |id: &str| {
+        std::collections::BTreeMap::from([
+            ("AWS_ACCESS_KEY_ID", id.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", format!("{id}-secret")),
+        ])
+    };
+    env.foreign_secret("ops", "aws-creds", "Opaque", keys("AKIAGLOBALONE"));
+    // The reference operator's spec: only secretName and namespaces.
+    env.cr(
+        "reference",
+        json!({"secretName": "ecr-registry-secret", "namespaces": ["ref-app"]}),
+    );
+    env.start_operator().await;
+    env.wait_ready("reference").await;
+    let secret = env.wait_secret("ref-app", "ecr-registry-secret").await;
+    let auths = docker_config(&secret)["auths"].clone();
+    let keys_seen: Vec<&String> = auths.as_object().unwrap().keys().collect();
+    assert_eq!(keys_seen, [&host], "REGISTRY names the host");
+    let auth = ecr_auth(&env);
+    assert!(
+        auth.contains("Credential=AKIAGLOBALONE/") && auth.contains("/eu-west-1/ecr/"),
+        "signed with the Secret's key for the registry's region: {auth}"
+    );
+
+    // Rotated keys are used from the next token fetch on, without a restart. (A CR
+    // refreshing every couple of seconds makes that fetch come soon: the reference CR
+    // has the default 1 m floor between refreshes.)
+    env.foreign_secret("ops", "aws-creds", "Opaque", keys("AKIAGLOBALTWO"));
+    env.cr(
+        "fast",
+        json!({"secretName": "fast", "namespaces": ["ref-app"], "refresh": {"minInterval": "1s"}}),
+    );
+    wait_until("a refresh signed with the rotated key", WAIT, || {
+        ecr_auth(&env).contains("Credential=AKIAGLOBALTWO/")
+    })
+    .await;
+    env.wait_ready("fast").await;
+    env.shutdown().await;
+}
