@@ -76,6 +76,8 @@ pub struct Options {
     pub token_lifetime: Duration,
     /// Extra operator environment (e.g. `AWS_CREDENTIALS_SECRET_NAME`).
     pub env: Vec<(String, String)>,
+    /// `--leader-elect` on a Lease in namespace `default`.
+    pub leader_elect: bool,
 }
 
 impl Default for Options {
@@ -84,6 +86,7 @@ impl Default for Options {
             region: Some(REGION.to_string()),
             token_lifetime: Duration::from_secs(12 * 3600),
             env: Vec::new(),
+            leader_elect: false,
         }
     }
 }
@@ -140,6 +143,11 @@ impl Env {
         if once {
             args.push("--once".into());
         }
+        if self.options.leader_elect {
+            args.extend(
+                ["--leader-elect", "--leader-election-namespace", "default"].map(String::from),
+            );
+        }
         let mut vars: BTreeMap<String, String> = self.options.env.iter().cloned().collect();
         if let Some(region) = &self.options.region {
             vars.insert("AWS_REGION".into(), region.clone());
@@ -167,6 +175,16 @@ impl Env {
             .await
             .expect("operator starts");
         self.operator = Some(running);
+    }
+
+    /// Starts one more operator with the same configuration and hands it over (replicas
+    /// for leader election); the caller shuts it down.
+    pub async fn spawn_operator(&self, identity: &str) -> Running {
+        let (mut cfg, aws_env) = self.operator_config(false);
+        cfg.identity = identity.to_string();
+        operator::start(&cfg, aws_env)
+            .await
+            .expect("operator starts")
     }
 
     /// Starts an operator in `--once` mode: call `run_once` on it.
