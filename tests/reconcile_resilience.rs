@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use emulators::k8s::FaultConfig;
 use serde_json::json;
 
