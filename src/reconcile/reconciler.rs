@@ -457,15 +457,16 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
                 let result = match &step {
-                    SecretStep::Update { existing } => executor
-                        .update_secret(
-                            &existing.namespace,
-                            &name,
-                            &existing.resource_version,
-                            &content,
-                        )
-                        .await
-                        .map(|_| SecretOutcome::Written),
+                    SecretStep::Update { existing } => {
+                        executor
+                            .refresh_secret(
+                                &existing.namespace,
+                                &name,
+                                &existing.resource_version,
+                                &content,
+                            )
+                            .await
+                    }
                     _ => executor.create_secret(&ns, &name, &content, adopt).await,
                 };
                 (ns, result)
