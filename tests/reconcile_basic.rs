@@ -333,7 +333,11 @@ async fn due_tokens_are_refreshed_before_expiry_without_touching_service_account
     .await;
     assert_eq!(
         ready_condition(&later).unwrap()["lastTransitionTime"],
-        ready_condition(&cr).unwrap()["lastTransitionTime"]
+        ready_condition(&cr).unwrap()["lastTransitionTime"],
+        "Ready never flipped: {} then {}; events {:?}",
+        cr["status"],
+        later["status"],
+        env.events_for("rf")
     );
     assert_eq!(env.events_for("rf").len(), 1);
     assert_eq!(

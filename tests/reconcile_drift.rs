@@ -247,3 +247,40 @@ async fn first_sync_writes_status_once_and_records_one_event() {
         env.shutdown().await;
     }
 }
+
+/// Regression: a reconcile triggered by our own status write could read the Secret's old
+/// resourceVersion from the cache (its watch event still on the way), fail the refresh
+/// with 409 Conflict and flip Ready to False for a moment, with a Warning event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refreshes_racing_their_own_watch_events_report_no_failure() {
+    let mut env = Env::emulators(Options {
+        token_lifetime: Duration::from_secs(2),
+        ..Options::default()
+    })
+    .await;
+    for ns in ["q1", "q2", "q3", "q4"] {
+        env.namespace(ns, &[]);
+    }
+    env.cr(
+        "fast",
+        json!({"secretName": "ecr-pull", "namespaces": ["q?"], "refresh": {"minInterval": "1s"}}),
+    );
+    env.start_operator().await;
+    env.wait_ready("fast").await;
+    let first = env.secret("q1", "ecr-pull").unwrap();
+    // About five refreshes; Ready must hold through all of them.
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < until {
+        let ready = env.ready("fast").unwrap();
+        assert_eq!(ready["status"], "True", "{ready}");
+        tokio::time::sleep(POLL).await;
+    }
+    assert_ne!(env.secret("q1", "ecr-pull").unwrap()["data"], first["data"]);
+    let warnings: Vec<_> = env
+        .events_for("fast")
+        .into_iter()
+        .filter(|e| e["type"] == "Warning")
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    env.shutdown().await;
+}
