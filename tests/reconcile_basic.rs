@@ -18,9 +18,9 @@ use support::*;
 async fn cr_over_list_glob_selector_and_exclude_gets_a_valid_pull_secret_in_each_namespace() {
     let mut env = Env::emulators(Options::default()).await;
     for ns in ["app-one", "team-a", "team-b", "team-skip", "other"] {
-        env.namespace(ns, &[]);
+        env.namespace(ns, &[]).await;
     }
-    env.namespace("labelled", &[("env", "prod")]);
+    env.namespace("labelled", &[("env", "prod")]).await;
     env.service_account("app-one", "default", &["foreign-cred"]);
     env.start_operator().await;
 
@@ -124,8 +124,8 @@ async fn namespaces_and_service_accounts_that_appear_or_stop_matching_are_follow
 
     // A new namespace matching the glob, and one matching the selector.
     let started = std::time::Instant::now();
-    env.namespace("dyn-one", &[]);
-    env.namespace("labelled-x", &[("pull", "ecr")]);
+    env.namespace("dyn-one", &[]).await;
+    env.namespace("labelled-x", &[("pull", "ecr")]).await;
     env.wait_secret("dyn-one", "ecr-pull").await;
     env.wait_secret("labelled-x", "ecr-pull").await;
     assert!(
@@ -149,7 +149,7 @@ async fn namespaces_and_service_accounts_that_appear_or_stop_matching_are_follow
     // A namespace that stops matching loses our Secret and our entry, not foreign ones.
     env.settle(std::time::Duration::from_millis(200)).await;
     env.service_account("labelled-x", "default", &["ecr-pull", "mine"]);
-    env.namespace("labelled-x", &[("pull", "no")]);
+    env.namespace("labelled-x", &[("pull", "no")]).await;
     wait_until("Secret removed from labelled-x", WAIT, || {
         env.secret("labelled-x", "ecr-pull").is_none()
     })
@@ -175,7 +175,7 @@ async fn one_ecr_call_serves_every_cr_and_namespace_of_one_region() {
     let mut env = Env::emulators(Options::default()).await;
     let namespaces = ["n1", "n2", "n3", "n4"];
     for ns in namespaces {
-        env.namespace(ns, &[]);
+        env.namespace(ns, &[]).await;
     }
     for (cr, secret) in [("a", "pull-a"), ("b", "pull-b"), ("c", "pull-c")] {
         env.cr(cr, json!({"secretName": secret, "namespaces": ["n*"]}));
@@ -203,7 +203,7 @@ async fn one_ecr_call_serves_every_cr_and_namespace_of_one_region() {
 async fn one_ecr_call_per_region_when_crs_span_two_regions() {
     let mut env = Env::emulators(Options::default()).await;
     for ns in ["r1", "r2"] {
-        env.namespace(ns, &[]);
+        env.namespace(ns, &[]).await;
     }
     env.cr(
         "east",
@@ -240,7 +240,7 @@ async fn one_ecr_call_per_region_when_crs_span_two_regions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_once_counts_crs_and_those_not_ready() {
     let env = Env::emulators(Options::default()).await;
-    env.namespace("once-a", &[]);
+    env.namespace("once-a", &[]).await;
     env.cr(
         "good-1",
         json!({"secretName": "one", "namespaces": ["once-a"]}),
@@ -276,7 +276,7 @@ async fn due_tokens_are_refreshed_before_expiry_without_touching_service_account
         ..Options::default()
     })
     .await;
-    env.namespace("rf", &[]);
+    env.namespace("rf", &[]).await;
     env.cr(
         "rf",
         json!({"secretName": "ecr-pull", "namespaces": ["rf"], "refresh": {"minInterval": "1s"}}),
@@ -350,7 +350,7 @@ async fn due_tokens_are_refreshed_before_expiry_without_touching_service_account
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renaming_the_secret_moves_the_secret_and_the_service_account_entry() {
     let env = Env::start().await;
-    env.namespace("mv", &[]);
+    env.namespace("mv", &[]).await;
     env.service_account("mv", "default", &["foreign"]);
     env.cr(
         "mv",
@@ -408,23 +408,13 @@ async fn initial_sync_writes_each_secret_and_service_account_exactly_once() {
     let env = Env::start().await;
     const N: usize = 40;
     for i in 0..N {
-        env.namespace(&format!("bulk-{i:02}"), &[]);
+        env.namespace(&format!("bulk-{i:02}"), &[]).await;
     }
     env.cr(
         "bulk",
         json!({"secretName": "ecr-pull", "namespaces": ["bulk-*"]}),
     );
-    wait_for("every namespace synced", WAIT, || {
-        let cr = env.get_cr("bulk").unwrap();
-        if cr["status"]["syncedNamespaces"] == N
-            && ready_condition(&cr).unwrap()["status"] == "True"
-        {
-            Ok(())
-        } else {
-            Err(cr["status"].to_string())
-        }
-    })
-    .await;
+    env.wait_synced("bulk", N).await;
     env.settle(std::time::Duration::from_millis(300)).await;
     let ok = |verb: &str, resource: &str| {
         env.requests_where(|r| r.verb == verb && r.resource == resource && r.code < 300)
@@ -460,8 +450,8 @@ async fn reference_operator_environment_and_cr_shape_are_served_and_key_rotation
         ..Options::default()
     })
     .await;
-    env.namespace("ops", &[]);
-    env.namespace("ref-app", &[]);
+    env.namespace("ops", &[]).await;
+    env.namespace("ref-app", &[]).await;
     let keys = |id: &str| {
         std::collections::BTreeMap::from([
             ("AWS_ACCESS_KEY_ID", id.to_string()),

@@ -28,7 +28,7 @@ fn finalizers(env: &Env, name: &str) -> Vec<String> {
 async fn delete_policy_removes_our_secrets_and_entries_then_releases_the_cr() {
     let mut env = Env::emulators(Options::default()).await;
     for ns in ["x1", "x2"] {
-        env.namespace(ns, &[]);
+        env.namespace(ns, &[]).await;
     }
     env.service_account("x1", "default", &["keep-me"]);
     env.cr(
@@ -81,7 +81,7 @@ async fn delete_policy_removes_our_secrets_and_entries_then_releases_the_cr() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retain_policy_lets_the_cr_go_at_once_and_keeps_what_it_made() {
     let env = Env::start().await;
-    env.namespace("keep", &[]);
+    env.namespace("keep", &[]).await;
     env.cr(
         "ret",
         json!({"secretName": "ret-pull", "namespaces": ["keep"]}),
@@ -110,7 +110,7 @@ async fn retain_policy_lets_the_cr_go_at_once_and_keeps_what_it_made() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletion_while_the_operator_is_down_is_finished_when_it_returns() {
     let mut env = Env::start().await;
-    env.namespace("down", &[]);
+    env.namespace("down", &[]).await;
     env.cr(
         "gone",
         json!({"secretName": "gone-pull", "namespaces": ["down"], "deletionPolicy": "Delete"}),

@@ -18,7 +18,7 @@ const QUIET: Duration = Duration::from_millis(300);
 async fn served() -> Env {
     let mut env = Env::emulators(Options::default()).await;
     for ns in ["d1", "d2", "d3"] {
-        env.namespace(ns, &[]);
+        env.namespace(ns, &[]).await;
     }
     env.cr(
         "cr",
@@ -80,7 +80,7 @@ async fn watches_are_one_cluster_wide_stream_per_kind() {
     let env = served().await;
     // More namespaces must not mean more watches.
     for ns in ["d4", "d5", "d6"] {
-        env.namespace(ns, &[]);
+        env.namespace(ns, &[]).await;
     }
     for ns in ["d4", "d5", "d6"] {
         env.wait_secret(ns, "ecr-pull").await;
@@ -159,7 +159,7 @@ async fn reconciles_that_change_nothing_write_nothing() {
     // Irrelevant changes trigger reconciles through the watches.
     for (i, ns) in ["d1", "d2", "d3"].iter().enumerate() {
         let value = format!("v{i}");
-        env.namespace(ns, &[("touched", &value)]);
+        env.namespace(ns, &[("touched", &value)]).await;
         env.wait_cached_namespace_label(ns, "touched", &value).await;
     }
     env.settle(QUIET).await;
@@ -188,7 +188,7 @@ async fn status_is_written_only_when_it_changes() {
 
     for round in 0..3 {
         let value = format!("r{round}");
-        env.namespace("d1", &[("touched", &value)]);
+        env.namespace("d1", &[("touched", &value)]).await;
         env.wait_cached_namespace_label("d1", "touched", &value)
             .await;
         env.settle(QUIET).await;
@@ -197,7 +197,7 @@ async fn status_is_written_only_when_it_changes() {
     assert_eq!(status_patches(&env), 0, "no-op reconciles patched status");
 
     // A real change is written (the count above is not blind).
-    env.namespace("d4", &[]);
+    env.namespace("d4", &[]).await;
     wait_for("status counts the new namespace", WAIT, || {
         let cr = env.get_cr("cr").unwrap();
         if cr["status"]["syncedNamespaces"] == 4 {
@@ -259,7 +259,7 @@ async fn refreshes_racing_their_own_watch_events_report_no_failure() {
     })
     .await;
     for ns in ["q1", "q2", "q3", "q4"] {
-        env.namespace(ns, &[]);
+        env.namespace(ns, &[]).await;
     }
     env.cr(
         "fast",

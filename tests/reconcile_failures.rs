@@ -75,8 +75,8 @@ fn dockerconfig(auths: Value) -> BTreeMap<&'static str, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_secret_of_that_name_is_left_untouched_and_reported() {
     let env = Env::start().await;
-    env.namespace("conf", &[]);
-    env.namespace("fine", &[]);
+    env.namespace("conf", &[]).await;
+    env.namespace("fine", &[]).await;
     env.foreign_secret(
         "conf",
         "ecr-pull",
@@ -115,8 +115,8 @@ async fn adopt_existing_takes_over_ecr_only_secrets_but_not_mixed_ones() {
     let env = Env::start().await;
     let old_auth = B64.encode("AWS:old-password");
     let reference_host = format!("https://{}", registry(REGION));
-    env.namespace("adopt", &[]);
-    env.namespace("mixed", &[]);
+    env.namespace("adopt", &[]).await;
+    env.namespace("mixed", &[]).await;
     // The reference operator's shape: https:// key, only ECR.
     env.foreign_secret(
         "adopt",
@@ -171,7 +171,7 @@ async fn adopt_existing_takes_over_ecr_only_secrets_but_not_mixed_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_service_account_writers_lose_no_entry() {
     let env = Env::start().await;
-    env.namespace("race", &[]);
+    env.namespace("race", &[]).await;
     // Slow ServiceAccount writes widen every race window.
     env.k8s.faults().set(FaultConfig {
         latency_ms: 15,
@@ -265,7 +265,7 @@ fn short_tokens() -> Options {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_failure_leaves_secrets_untouched_and_recovers() {
     let mut env = Env::emulators(short_tokens()).await;
-    env.namespace("aws-a", &[]);
+    env.namespace("aws-a", &[]).await;
     env.cr(
         "flaky",
         json!({"secretName": "ecr-pull", "namespaces": ["aws-a"], "refresh": {"minInterval": "1s"}}),
@@ -306,7 +306,7 @@ async fn aws_failure_leaves_secrets_untouched_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_is_retried_with_a_bounded_number_of_calls() {
     let mut env = Env::emulators(short_tokens()).await;
-    env.namespace("thr", &[]);
+    env.namespace("thr", &[]).await;
     // Three CRs share one token group: throttling must not multiply by CR.
     for i in 0..3 {
         env.cr(
@@ -347,7 +347,7 @@ async fn throttling_is_retried_with_a_bounded_number_of_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_specs_are_reported_and_other_crs_keep_being_served() {
     let env = Env::start().await;
-    env.namespace("valid", &[]);
+    env.namespace("valid", &[]).await;
     env.cr(
         "bad-interval",
         json!({"secretName": "a", "namespaces": ["valid"], "refresh": {"minInterval": ""}}),
@@ -402,7 +402,7 @@ async fn invalid_specs_are_reported_and_other_crs_keep_being_served() {
         "good",
         json!({"secretName": "c", "namespaces": ["valid", "later"]}),
     );
-    env.namespace("later", &[]);
+    env.namespace("later", &[]).await;
     env.wait_secret("later", "c").await;
     env.patch_cr(
         "bad-interval",
@@ -421,7 +421,7 @@ async fn no_region_anywhere_is_an_invalid_spec() {
         ..Options::default()
     })
     .await;
-    env.namespace("nr", &[]);
+    env.namespace("nr", &[]).await;
     env.cr(
         "no-region",
         json!({"secretName": "a", "namespaces": ["nr"]}),
@@ -456,7 +456,7 @@ async fn no_region_anywhere_is_an_invalid_spec() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_namespace_is_reported_then_served_when_created() {
     let env = Env::start().await;
-    env.namespace("here", &[]);
+    env.namespace("here", &[]).await;
     env.cr(
         "cr",
         json!({"secretName": "ecr-pull", "namespaces": ["here", "not-yet"]}),
@@ -470,7 +470,7 @@ async fn missing_namespace_is_reported_then_served_when_created() {
     assert_eq!(cr["status"]["syncedNamespaces"], 1);
     env.wait_secret("here", "ecr-pull").await;
 
-    env.namespace("not-yet", &[]);
+    env.namespace("not-yet", &[]).await;
     env.wait_secret("not-yet", "ecr-pull").await;
     let cr = env.wait_ready("cr").await;
     assert_eq!(cr["status"]["syncedNamespaces"], 2);
@@ -481,8 +481,8 @@ async fn missing_namespace_is_reported_then_served_when_created() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_secret_missing_or_malformed_is_reported_then_followed() {
     let env = Env::start().await;
-    env.namespace("creds", &[]);
-    env.namespace("ops", &[]);
+    env.namespace("creds", &[]).await;
+    env.namespace("ops", &[]).await;
     let cr_with = |secret: &str| {
         json!({"secretName": format!("pull-{secret}"), "namespaces": ["creds"],
                "aws": {"credentialsSecretRef": {"name": secret, "namespace": "ops"}}})
@@ -544,7 +544,7 @@ async fn credentials_secret_missing_or_malformed_is_reported_then_followed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_crs_claiming_one_secret_name_do_not_fight_over_it() {
     let env = Env::start().await;
-    env.namespace("shared", &[]);
+    env.namespace("shared", &[]).await;
     env.cr(
         "first",
         json!({"secretName": "same", "namespaces": ["shared"]}),

@@ -20,7 +20,7 @@ async fn only_the_leader_writes_and_the_standby_takes_over_on_release() {
         ..Options::default()
     })
     .await;
-    env.namespace("le-1", &[]);
+    env.namespace("le-1", &[]).await;
     env.cr(
         "le",
         json!({"secretName": "ecr-pull", "namespaces": ["le-*"]}),
@@ -32,7 +32,7 @@ async fn only_the_leader_writes_and_the_standby_takes_over_on_release() {
 
     env.wait_ready("le").await;
     for i in 2..=4 {
-        env.namespace(&format!("le-{i}"), &[]);
+        env.namespace(&format!("le-{i}"), &[]).await;
     }
     for i in 1..=4 {
         env.wait_secret(&format!("le-{i}"), "ecr-pull").await;
@@ -53,7 +53,7 @@ async fn only_the_leader_writes_and_the_standby_takes_over_on_release() {
     a.shutdown(Duration::from_secs(5), std::future::pending())
         .await;
     wait_until("replica-b leads", WAIT, || leading(&b)).await;
-    env.namespace("le-5", &[]);
+    env.namespace("le-5", &[]).await;
     env.wait_secret("le-5", "ecr-pull").await;
     let lease = env
         .k8s

@@ -215,16 +215,40 @@ impl Env {
 
     // --- state set-up, straight into the emulator (never logged as requests) ---
 
-    /// Creates or replaces a namespace with these labels.
-    pub fn namespace(&self, name: &str, labels: &[(&str, &str)]) {
-        let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
+    /// Creates or replaces a namespace with these labels. With an operator running, waits
+    /// until its cache has the change, so the next step of the test builds on it (a CR
+    /// applied next sees the namespace, as it would after a `kubectl apply` minutes ago).
+    pub async fn namespace(&self, name: &str, labels: &[(&str, &str)]) {
+        let wanted: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut obj = self
             .k8s
             .get("namespaces", None, name)
             .unwrap_or_else(|| json!({"apiVersion": "v1", "kind": "Namespace"}));
         obj["metadata"]["name"] = json!(name);
-        obj["metadata"]["labels"] = json!(labels);
+        obj["metadata"]["labels"] = json!(wanted);
         self.k8s.apply("namespaces", obj).expect("valid namespace");
+        if let Some(running) = &self.operator {
+            wait_until(
+                format!("operator cache sees namespace {name}"),
+                WAIT,
+                || {
+                    running
+                        .caches
+                        .namespaces
+                        .get(&ObjectKey::cluster(name))
+                        .is_some_and(|n| {
+                            // The API server adds kubernetes.io/metadata.name itself.
+                            let mut labels = n.labels.clone();
+                            labels.remove("kubernetes.io/metadata.name");
+                            labels == wanted
+                        })
+                },
+            )
+            .await;
+        }
     }
 
     /// Creates or replaces an ECRPullSecret; a replaced one keeps its status and
@@ -327,6 +351,28 @@ impl Env {
                 _ => Err(format!("status: {}", cr["status"])),
             }
         })
+        .await
+    }
+
+    /// Waits for Ready=True with exactly `synced` namespaces synced and none failed (a
+    /// CR can be Ready over fewer namespaces while new ones reach the cache); the CR.
+    pub async fn wait_synced(&self, name: &str, synced: usize) -> Value {
+        wait_for(
+            format!("CR {name} Ready over {synced} namespaces"),
+            WAIT,
+            || {
+                let cr = self.get_cr(name).ok_or("CR absent")?;
+                let ready = ready_condition(&cr).is_some_and(|c| c["status"] == "True");
+                if ready
+                    && cr["status"]["syncedNamespaces"] == synced
+                    && cr["status"]["failedNamespaces"] == 0
+                {
+                    Ok(cr)
+                } else {
+                    Err(format!("status: {}", cr["status"]))
+                }
+            },
+        )
         .await
     }
 
