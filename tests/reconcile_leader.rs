@@ -16,7 +16,7 @@ fn leading(r: &ecr_creds_refresher::operator::Running) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_writes_and_the_standby_takes_over_on_release() {
     let env = Env::emulators(Options {
-        leader_elect: true,
+        leader_election_namespace: Some("default".into()),
         ..Options::default()
     })
     .await;

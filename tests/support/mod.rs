@@ -76,8 +76,8 @@ pub struct Options {
     pub token_lifetime: Duration,
     /// Extra operator environment (e.g. `AWS_CREDENTIALS_SECRET_NAME`).
     pub env: Vec<(String, String)>,
-    /// `--leader-elect` on a Lease in namespace `default`.
-    pub leader_elect: bool,
+    /// `--leader-elect` with the Lease in this namespace.
+    pub leader_election_namespace: Option<String>,
 }
 
 impl Default for Options {
@@ -86,7 +86,7 @@ impl Default for Options {
             region: Some(REGION.to_string()),
             token_lifetime: Duration::from_secs(12 * 3600),
             env: Vec::new(),
-            leader_elect: false,
+            leader_election_namespace: None,
         }
     }
 }
@@ -143,10 +143,12 @@ impl Env {
         if once {
             args.push("--once".into());
         }
-        if self.options.leader_elect {
-            args.extend(
-                ["--leader-elect", "--leader-election-namespace", "default"].map(String::from),
-            );
+        if let Some(ns) = &self.options.leader_election_namespace {
+            args.extend([
+                "--leader-elect".into(),
+                "--leader-election-namespace".into(),
+                ns.clone(),
+            ]);
         }
         let mut vars: BTreeMap<String, String> = self.options.env.iter().cloned().collect();
         if let Some(region) = &self.options.region {
