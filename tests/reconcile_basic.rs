@@ -491,3 +491,30 @@ async fn reference_operator_environment_and_cr_shape_are_served_and_key_rotation
     env.wait_ready("fast").await;
     env.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecr_public_and_private_registries_share_one_secret_with_one_call_each() {
+    let env = Env::start().await;
+    env.namespace("pub", &[]).await;
+    env.cr(
+        "mixed",
+        json!({"secretName": "ecr-pull", "namespaces": ["pub"],
+               "registries": [registry(REGION), "public.ecr.aws"]}),
+    );
+    env.wait_ready("mixed").await;
+    let secret = env.wait_secret("pub", "ecr-pull").await;
+    let auths = docker_config(&secret)["auths"].clone();
+    let hosts: BTreeSet<String> = auths.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(
+        hosts,
+        [registry(REGION), "public.ecr.aws".to_string()]
+            .into_iter()
+            .collect()
+    );
+    for host in &hosts {
+        assert_eq!(auths[host]["username"], "AWS", "{host}");
+    }
+    let calls = env.aws.calls();
+    assert_eq!((calls.ecr, calls.ecr_public), (1, 1));
+    env.shutdown().await;
+}
