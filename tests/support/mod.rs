@@ -410,24 +410,6 @@ impl Env {
         }
     }
 
-    /// Waits until the operator's namespace cache holds `ns` with label `key=value`: the
-    /// change reached the operator (and its handler enqueued the CRs).
-    pub async fn wait_cached_namespace_label(&self, ns: &str, key: &str, value: &str) {
-        let running = self.operator();
-        wait_until(
-            format!("operator cache sees {ns} {key}={value}"),
-            WAIT,
-            || {
-                running
-                    .caches
-                    .namespaces
-                    .get(&ObjectKey::cluster(ns))
-                    .is_some_and(|n| n.labels.get(key).map(String::as_str) == Some(value))
-            },
-        )
-        .await
-    }
-
     /// Runs the operator's reconciler for `name` directly, `times` times, each expected
     /// to succeed: a deterministic way to drive reconciles that should be no-ops.
     pub async fn reconcile_directly(&self, name: &str, times: usize) {
