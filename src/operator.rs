@@ -191,14 +191,10 @@ pub struct CredentialSecrets {
     inner: Arc<CredentialInner>,
 }
 
-type ChangeHook = Arc<dyn Fn() + Send + Sync>;
-
 struct CredentialInner {
     client: Client,
     queue: WorkQueue<String>,
     crs: Mutex<Option<Store<EcrPullSecret>>>,
-    /// Runs on every published version (the token cache forgets failures).
-    on_change: Mutex<Option<ChangeHook>>,
     shutdown: watch::Receiver<bool>,
     watched: Mutex<HashMap<SecretRef, SecretCredentials>>,
 }
@@ -210,7 +206,6 @@ impl CredentialSecrets {
                 client,
                 queue,
                 crs: Mutex::new(None),
-                on_change: Mutex::new(None),
                 shutdown,
                 watched: Mutex::new(HashMap::new()),
             }),
@@ -221,13 +216,6 @@ impl CredentialSecrets {
     pub fn set_crs(&self, crs: Store<EcrPullSecret>) {
         if let Ok(mut slot) = self.inner.crs.lock() {
             *slot = Some(crs);
-        }
-    }
-
-    /// Runs `hook` whenever a credentials Secret changes (before the CRs are enqueued).
-    pub fn set_on_change(&self, hook: impl Fn() + Send + Sync + 'static) {
-        if let Ok(mut slot) = self.inner.on_change.lock() {
-            *slot = Some(Arc::new(hook));
         }
     }
 
@@ -246,11 +234,9 @@ impl CredentialSecrets {
         watched.insert(r.clone(), rx.clone());
         let inner = self.inner.clone();
         let publish = move |state: SecretState| {
+            // A rotated key changes the fetcher's credentials fingerprint, so the token
+            // cache refetches that group at the next reconcile.
             tx.send_replace(state);
-            let hook = inner.on_change.lock().ok().and_then(|h| h.clone());
-            if let Some(hook) = hook {
-                hook();
-            }
             let crs = inner.crs.lock().ok().and_then(|c| c.clone());
             if let Some(crs) = crs {
                 enqueue_all(&inner.queue, &crs);
@@ -441,11 +427,6 @@ pub async fn start(
     let lookup_creds = creds.clone();
     let lookup: SecretLookup = Arc::new(move |r: &SecretRef| Some(lookup_creds.get(r)));
     let tokens = Arc::new(TokenCache::new(AwsTokenFetcher::new(aws, lookup)));
-    {
-        // New credentials may work: retry at once, not after the failure memory.
-        let tokens = tokens.clone();
-        creds.set_on_change(move || tokens.forget_failures());
-    }
 
     let (caches, _watches) = start_watches(&client, &queue, &shutdown_rx);
     creds.set_crs(caches.crs.clone());

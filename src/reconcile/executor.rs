@@ -83,7 +83,10 @@ impl Executor {
             .create::<_, serde_json::Value>(&SECRETS.collection(Some(namespace)), &body)
             .await
         {
-            Ok(_) => Ok(SecretOutcome::Written),
+            Ok(_) => {
+                crate::metrics::secret_written("create");
+                Ok(SecretOutcome::Written)
+            }
             Err(e) if e.is_already_exists() => self.adopt(namespace, name, content, adopt).await,
             Err(e) => Err(e),
         }
@@ -178,6 +181,7 @@ impl Executor {
                 Patch::Merge(&patch),
             )
             .await?;
+        crate::metrics::secret_written("update");
         Ok(())
     }
 
@@ -230,7 +234,14 @@ impl Executor {
                 .patch::<serde_json::Value>(&path, Patch::Json(&patch))
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    crate::metrics::service_account_written(if edit.add {
+                        "add"
+                    } else {
+                        "remove"
+                    });
+                    return Ok(());
+                }
                 Err(e) if is_lost_race(&e) && attempt < SA_CONFLICT_RETRIES => {
                     attempt += 1;
                     tracing::debug!(namespace = %edit.sa.namespace, sa = %edit.sa.name, attempt,
