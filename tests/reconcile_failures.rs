@@ -583,3 +583,44 @@ async fn two_crs_claiming_one_secret_name_do_not_fight_over_it() {
     assert_eq!(env.secret("shared", "same").unwrap(), secret);
     env.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_credentials_secret_gives_no_spurious_failure_on_create_or_restart() {
+    let mut env = Env::emulators(Options::default()).await;
+    env.namespace("ops", &[]).await;
+    env.namespace("team", &[]).await;
+    env.foreign_secret(
+        "ops",
+        "team-keys",
+        "Opaque",
+        BTreeMap::from([
+            ("AWS_ACCESS_KEY_ID", "AKIATEAMKEY".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "team-secret".to_string()),
+        ]),
+    );
+    env.start_operator().await;
+    env.cr(
+        "team",
+        json!({"secretName": "team-pull", "namespaces": ["team"],
+               "aws": {"credentialsSecretRef": {"name": "team-keys", "namespace": "ops"}}}),
+    );
+    env.wait_ready("team").await;
+    env.settle(Duration::from_millis(300)).await;
+    let warnings = |env: &Env| -> Vec<Value> {
+        env.events_for("team")
+            .into_iter()
+            .filter(|e| e["type"] == "Warning")
+            .collect()
+    };
+    assert!(warnings(&env).is_empty(), "{:?}", warnings(&env));
+
+    env.stop_operator().await;
+    env.k8s.clear_requests();
+    env.start_operator().await;
+    wait_until("caches synced", WAIT, || env.operator().caches.is_synced()).await;
+    env.settle(Duration::from_millis(500)).await;
+    let writes = env.requests_where(is_write);
+    assert!(writes.is_empty(), "restart wrote: {writes:?}");
+    assert!(warnings(&env).is_empty(), "{:?}", warnings(&env));
+    env.shutdown().await;
+}
