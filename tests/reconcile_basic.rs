@@ -165,7 +165,8 @@ async fn namespaces_and_service_accounts_that_appear_or_stop_matching_are_follow
     assert!(!owned.contains("ecr-pull"), "ownership dropped: {owned:?}");
     // The rest stays served.
     assert!(env.secret("dyn-one", "ecr-pull").is_some());
-    let cr = env.wait_ready("dyn").await;
+    // The status follows once the reconcile after the label change has written it.
+    let cr = env.wait_synced("dyn", 1).await;
     assert_eq!(cr["status"]["targetNamespaces"], 1);
     env.shutdown().await;
 }
