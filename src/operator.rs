@@ -445,10 +445,14 @@ pub async fn start(
     let caches_ready = readiness.register("caches");
     {
         let caches = caches.clone();
+        let mut stop = shutdown_rx.clone();
         tokio::spawn(async move {
             caches.synced().await;
             caches_ready.set_ready(true);
             tracing::info!("caches synced");
+            // Dropping the handle marks the caches not ready: hold it until shutdown.
+            crate::runtime::shutdown_requested(&mut stop).await;
+            drop(caches_ready);
         });
     }
     let mut bound = Vec::new();
