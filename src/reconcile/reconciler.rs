@@ -1,7 +1,7 @@
 //! One reconcile of one CR: validate, plan from the caches, fetch tokens only when a
 //! write needs one, apply with bounded concurrency, report status and events.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -400,13 +400,21 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             .and_then(|(c, _)| c.annotations.get(super::state::EXPIRES_ANNOTATION).cloned());
 
         // Secrets first: ServiceAccounts only point at Secrets that are ours.
-        let limit = Arc::new(Semaphore::new(self.settings.write_concurrency.max(1)));
+        // At most `write_concurrency` tasks exist at once: a task is allocated at its
+        // full future size when spawned, so spawning one per namespace up front made
+        // memory grow with the namespace count (about 4 MiB at 1000 namespaces).
+        let concurrency = self.settings.write_concurrency.max(1);
+        let limit = Arc::new(Semaphore::new(concurrency));
         let mut tasks = JoinSet::new();
+        // Indexed once: a scan per namespace was O(namespaces x managed Secrets).
+        let ours_by_ns: HashMap<&str, &ManagedSecret> = secrets
+            .iter()
+            .filter(|s| s.name == spec.secret_name)
+            .map(|s| (s.namespace.as_str(), s))
+            .collect();
         for step in &plan.secrets {
             let ns = step.namespace().to_string();
-            let existing = secrets
-                .iter()
-                .find(|s| s.namespace == ns && s.name == spec.secret_name);
+            let existing = ours_by_ns.get(ns.as_str()).copied();
             let fresh_until = existing.and_then(|s| s.refresh_at);
             let write = match (step, &content) {
                 (SecretStep::Fresh { .. }, _) => None,
@@ -438,6 +446,11 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             let limit = limit.clone();
             let name = spec.secret_name.clone();
             let adopt = spec.adopt_existing;
+            while tasks.len() >= concurrency {
+                if let Some(joined) = tasks.join_next().await {
+                    record_secret_write(&mut applied, &spec.secret_name, joined);
+                }
+            }
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
                 let result = match &step {
@@ -456,33 +469,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             });
         }
         while let Some(joined) = tasks.join_next().await {
-            let Ok((ns, result)) = joined else {
-                applied.transient = true;
-                continue;
-            };
-            match result {
-                Ok(SecretOutcome::Written) => {
-                    applied.synced.insert(ns);
-                    applied.wrote_token = true;
-                }
-                Ok(SecretOutcome::Conflict) => applied.failures.push(NamespaceFailure {
-                    namespace: ns,
-                    reason: reason::SECRET_CONFLICT.into(),
-                    message: format!(
-                        "a Secret named {} exists and was not created by this operator; \
-                         delete it or set spec.adoptExisting",
-                        spec.secret_name
-                    ),
-                }),
-                Err(e) => {
-                    applied.transient |= e.is_transient() || e.is_conflict();
-                    applied.failures.push(NamespaceFailure {
-                        namespace: ns,
-                        reason: reason::WRITE_FAILED.into(),
-                        message: e.to_string(),
-                    });
-                }
-            }
+            record_secret_write(&mut applied, &spec.secret_name, joined);
         }
         if applied.wrote_token {
             if let Some((c, refresh)) = &content {
@@ -506,11 +493,17 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             .sa_adds
             .iter()
             .filter(|e| applied.synced.contains(&e.sa.namespace))
-            .chain(plan.sa_removes.iter());
+            .chain(plan.sa_removes.iter())
+            .collect::<Vec<_>>();
         for edit in edits {
             let executor = self.executor.clone();
             let limit = limit.clone();
             let edit = edit.clone();
+            while sa_tasks.len() >= concurrency {
+                if let Some(joined) = sa_tasks.join_next().await {
+                    record_sa_write(&mut applied, joined);
+                }
+            }
             sa_tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
                 let r = executor.edit_service_account(&edit).await;
@@ -521,6 +514,11 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             let executor = self.executor.clone();
             let limit = limit.clone();
             let (ns, name) = (s.namespace.clone(), s.name.clone());
+            while sa_tasks.len() >= concurrency {
+                if let Some(joined) = sa_tasks.join_next().await {
+                    record_sa_write(&mut applied, joined);
+                }
+            }
             sa_tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
                 let r = executor.delete_secret(&ns, &name).await;
@@ -528,19 +526,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             });
         }
         while let Some(joined) = sa_tasks.join_next().await {
-            let Ok((ns, object, result)) = joined else {
-                applied.transient = true;
-                continue;
-            };
-            if let Err(e) = result {
-                applied.transient = true;
-                applied.synced.remove(&ns);
-                applied.failures.push(NamespaceFailure {
-                    namespace: ns,
-                    reason: reason::SERVICE_ACCOUNT_FAILED.into(),
-                    message: format!("{object}: {e}"),
-                });
-            }
+            record_sa_write(&mut applied, joined);
         }
         applied
     }
@@ -654,6 +640,60 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             }
             self.events.record(cr, kind, &reason, &message).await;
         }
+    }
+}
+
+/// Folds one finished Secret write into `applied`.
+fn record_secret_write(
+    applied: &mut Applied,
+    secret_name: &str,
+    joined: Result<(String, Result<SecretOutcome, crate::k8s::Error>), tokio::task::JoinError>,
+) {
+    let Ok((ns, result)) = joined else {
+        applied.transient = true;
+        return;
+    };
+    match result {
+        Ok(SecretOutcome::Written) => {
+            applied.synced.insert(ns);
+            applied.wrote_token = true;
+        }
+        Ok(SecretOutcome::Conflict) => applied.failures.push(NamespaceFailure {
+            namespace: ns,
+            reason: reason::SECRET_CONFLICT.into(),
+            message: format!(
+                "a Secret named {secret_name} exists and was not created by this operator; \
+                 delete it or set spec.adoptExisting"
+            ),
+        }),
+        Err(e) => {
+            applied.transient |= e.is_transient() || e.is_conflict();
+            applied.failures.push(NamespaceFailure {
+                namespace: ns,
+                reason: reason::WRITE_FAILED.into(),
+                message: e.to_string(),
+            });
+        }
+    }
+}
+
+/// Folds one finished ServiceAccount edit or Secret deletion into `applied`.
+fn record_sa_write(
+    applied: &mut Applied,
+    joined: Result<(String, String, Result<(), crate::k8s::Error>), tokio::task::JoinError>,
+) {
+    let Ok((ns, object, result)) = joined else {
+        applied.transient = true;
+        return;
+    };
+    if let Err(e) = result {
+        applied.transient = true;
+        applied.synced.remove(&ns);
+        applied.failures.push(NamespaceFailure {
+            namespace: ns,
+            reason: reason::SERVICE_ACCOUNT_FAILED.into(),
+            message: format!("{object}: {e}"),
+        });
     }
 }
 
