@@ -35,9 +35,6 @@ const REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 const EXPIRES: &str = "ecr.creds.dev/expires-at";
 const REFRESH: &str = "ecr.creds.dev/refresh-at";
 const OWNER: &str = "ecr.creds.dev/owner";
-/// Fake ECR token lifetime and the CR's refresh margin: a refresh 10 s after each fetch.
-const TOKEN_LIFETIME: Duration = Duration::from_secs(30);
-const BEFORE_EXPIRY: &str = "20s";
 /// Traffic is over when the request log has not grown for this long.
 const QUIET: Duration = Duration::from_millis(600);
 const POLL: Duration = Duration::from_millis(20);
@@ -59,6 +56,22 @@ impl Case {
     }
     fn targets(&self) -> usize {
         self.namespaces * self.crs
+    }
+    /// Seconds from a token fetch to its refresh: the fake ECR issues tokens living three
+    /// times this, the CR refreshes when two thirds remain. Long enough that the initial
+    /// sync is over before the refresh starts.
+    fn refresh_after(&self) -> u64 {
+        if self.crs == 1 {
+            10
+        } else {
+            30
+        }
+    }
+    fn token_lifetime(&self) -> Duration {
+        Duration::from_secs(3 * self.refresh_after())
+    }
+    fn before_expiry(&self) -> String {
+        format!("{}s", 2 * self.refresh_after())
     }
 }
 
@@ -136,6 +149,8 @@ struct Args {
     out: PathBuf,
     table: PathBuf,
     cases: Vec<Case>,
+    /// `--operator-env K=V`, repeatable: extra environment for the operator.
+    operator_env: Vec<(String, String)>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -160,6 +175,7 @@ fn parse_args() -> Result<Args, String> {
             crs: 10,
         },
     ];
+    let mut operator_env = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value"));
@@ -167,6 +183,11 @@ fn parse_args() -> Result<Args, String> {
             "--operator" => operator = Some(PathBuf::from(value()?)),
             "--out" => out = PathBuf::from(value()?),
             "--table" => table = PathBuf::from(value()?),
+            "--operator-env" => {
+                let kv = value()?;
+                let (k, v) = kv.split_once('=').ok_or("--operator-env takes KEY=VALUE")?;
+                operator_env.push((k.to_string(), v.to_string()));
+            }
             "--cases" => {
                 cases = value()?
                     .split(',')
@@ -195,6 +216,7 @@ fn parse_args() -> Result<Args, String> {
         out,
         table,
         cases,
+        operator_env,
     })
 }
 
@@ -251,7 +273,7 @@ async fn run(args: &Args) -> Result<(), String> {
     let mut results = Vec::new();
     for case in &args.cases {
         println!("\n== {} ==", case.label());
-        let r = run_case(&args.operator, *case).await?;
+        let r = run_case(&args.operator, *case, &args.operator_env).await?;
         print_case(&r);
         results.push(r);
     }
@@ -261,9 +283,10 @@ async fn run(args: &Args) -> Result<(), String> {
         binary_bytes,
         binary_mib: binary_bytes as f64 / MIB,
         settings: json!({
-            "fake_ecr_token_lifetime_s": TOKEN_LIFETIME.as_secs(),
-            "refresh.beforeExpiry": BEFORE_EXPIRY,
+            "fake_ecr_token_lifetime_s": "30 (1 CR) or 90 (10 CRs): a refresh 10 or 30 s after each token fetch",
+            "refresh.beforeExpiry": "20s or 60s",
             "refresh.minInterval": "1s",
+            "operator_env": args.operator_env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
             "operator_flags": "--api-server <emulator> --health-probe-bind-address 127.0.0.1:P --metrics-bind-address 127.0.0.1:P (defaults otherwise: 4 workers)",
             "emulators": "in the bench process (they share its CPU with the operator)",
         }),
@@ -303,7 +326,11 @@ fn write_file(path: &Path, text: &str) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-async fn run_case(binary: &Path, case: Case) -> Result<CaseResult, String> {
+async fn run_case(
+    binary: &Path,
+    case: Case,
+    env: &[(String, String)],
+) -> Result<CaseResult, String> {
     let mut r = CaseResult {
         case: case.label(),
         namespaces: case.namespaces,
@@ -321,7 +348,7 @@ async fn run_case(binary: &Path, case: Case) -> Result<CaseResult, String> {
     .await
     .map_err(|e| format!("cannot start the Kubernetes emulator: {e}"))?;
     let aws = AwsEmulator::start(AwsEmulatorConfig {
-        token_lifetime: TOKEN_LIFETIME,
+        token_lifetime: case.token_lifetime(),
         ..AwsEmulatorConfig::default()
     })
     .await
@@ -342,8 +369,10 @@ async fn run_case(binary: &Path, case: Case) -> Result<CaseResult, String> {
         metrics: true,
         rust_log: "warn",
         extra_args: &[],
+        extra_env: env,
     })?;
     let outcome = measure(&k8s, &aws, &mut op, case, &mut r).await;
+    r.rss_peak_kib = proc_status(op.pid, "VmHWM:");
     match op.terminate(Duration::from_secs(25)).await {
         Ok(status) => r.operator_exit = status.to_string(),
         Err(e) => r.operator_exit = e,
@@ -371,7 +400,7 @@ async fn measure(
     let cpu0 = cpu_seconds(op.pid);
     let t0 = Instant::now();
     for c in 0..case.crs {
-        k8s.apply("ecrpullsecrets", cr(c))
+        k8s.apply("ecrpullsecrets", cr(c, case))
             .map_err(|e| format!("the emulator refused the bench CR: {e}"))?;
     }
     let mut watch = SecretWatch::new(case);
@@ -477,7 +506,6 @@ async fn measure(
     settle(k8s).await;
     r.noop_reconciles_seen = seen;
     r.noop = traffic(k8s, case);
-    r.rss_peak_kib = proc_status(op.pid, "VmHWM:");
     println!(
         "  no-op reconcile        {} writes, {} reads ({} reconciles seen)",
         r.noop.writes, r.noop.reads, seen
@@ -497,7 +525,7 @@ fn secret_name(c: usize) -> String {
     format!("ecr-pull-{c}")
 }
 
-fn cr(c: usize) -> Value {
+fn cr(c: usize, case: Case) -> Value {
     json!({
         "apiVersion": "ecr.creds.dev/v1alpha1",
         "kind": "ECRPullSecret",
@@ -506,7 +534,7 @@ fn cr(c: usize) -> Value {
             "secretName": secret_name(c),
             "namespaceSelector": {"matchLabels": {"bench": "yes"}},
             "registries": [REGISTRY],
-            "refresh": {"beforeExpiry": BEFORE_EXPIRY, "minInterval": "1s"},
+            "refresh": {"beforeExpiry": case.before_expiry(), "minInterval": "1s"},
         }
     })
 }
@@ -948,14 +976,13 @@ fn markdown_table(report: &Report) -> String {
     out.push_str(&format!(
         "\n¹ Reads and writes after the startup lists and watches, divided by the number of target Secrets (namespaces × CRs); watches excluded. \
 Measured by `make bench` on {} ({} CPUs, {} MiB RAM, load {} at start), commit {}, {}. \
-The emulators run inside the bench process and share its CPUs; fake ECR tokens live {} s so a refresh happens during the run.\n",
+The emulators run inside the bench process and share its CPUs; fake ECR tokens live 30 s (90 s with 10 CRs) so a refresh happens during the run.\n",
         m.cpu_model,
         m.nproc,
         m.mem_total_kib / 1024,
         m.load_average_at_start,
         &m.git_commit[..m.git_commit.len().min(12)],
         &m.date[..m.date.len().min(10)],
-        TOKEN_LIFETIME.as_secs()
     ));
     out
 }

@@ -134,6 +134,7 @@ async fn run(binary: PathBuf) -> Result<(), String> {
         metrics: false,
         rust_log: "info",
         extra_args: &[],
+        extra_env: &[],
     })?;
     let ready = operator.wait_ready(WAIT).await?;
     step(&format!(

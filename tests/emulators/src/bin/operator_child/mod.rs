@@ -38,6 +38,8 @@ pub struct Launch<'a> {
     pub metrics: bool,
     pub rust_log: &'a str,
     pub extra_args: &'a [&'a str],
+    /// Added to the clean environment (e.g. `MALLOC_ARENA_MAX=2` experiments).
+    pub extra_env: &'a [(String, String)],
 }
 
 // === impl OperatorChild ===
@@ -64,6 +66,7 @@ impl OperatorChild {
             .arg("--metrics-bind-address")
             .arg(metrics_addr.map_or("0".to_string(), |a| a.to_string()))
             .args(l.extra_args)
+            .envs(l.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
