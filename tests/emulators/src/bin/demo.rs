@@ -379,10 +379,7 @@ fn show_cr(k8s: &K8sEmulator) -> Result<(), String> {
         .and_then(|c| c["status"].as_str())
         .unwrap_or("");
     section("kubectl get ecrps");
-    println!(
-        "  {:<15} {:<9} {:<6} {:<11} {:<21} {}",
-        "NAME", "SECRET", "READY", "NAMESPACES", "EXPIRES", "AGE"
-    );
+    println!("  NAME            SECRET    READY  NAMESPACES  EXPIRES               AGE");
     println!(
         "  {:<15} {:<9} {:<6} {:<11} {:<21} {}",
         CR_NAME,
