@@ -79,6 +79,14 @@ impl ObservedState for Caches {
     fn managed_secrets(&self) -> Vec<ManagedSecret> {
         self.secrets.list().iter().map(|s| (**s).clone()).collect()
     }
+    fn managed_secrets_for(&self, owner: &str, secret_name: &str) -> Vec<ManagedSecret> {
+        self.secrets
+            .list()
+            .iter()
+            .filter(|s| s.owner == owner || s.name == secret_name)
+            .map(|s| (**s).clone())
+            .collect()
+    }
     fn service_accounts(&self) -> Vec<SaView> {
         self.service_accounts
             .list()

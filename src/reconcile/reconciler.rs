@@ -31,6 +31,16 @@ pub trait ObservedState: Send + Sync + 'static {
     fn namespaces(&self) -> Vec<NamespaceView>;
     fn managed_secrets(&self) -> Vec<ManagedSecret>;
     fn service_accounts(&self) -> Vec<SaView>;
+    /// The managed Secrets one CR's plan can concern: those named `secret_name` (ours,
+    /// or another CR's in the way) and those `owner` owns elsewhere. With ten CRs over a
+    /// thousand namespaces, copying every managed Secret on each reconcile dominated the
+    /// operator's memory and CPU.
+    fn managed_secrets_for(&self, owner: &str, secret_name: &str) -> Vec<ManagedSecret> {
+        self.managed_secrets()
+            .into_iter()
+            .filter(|s| s.owner == owner || s.name == secret_name)
+            .collect()
+    }
 }
 
 /// Operator-wide settings from the reference operator's environment.
@@ -166,7 +176,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             .await?;
 
         let namespaces = self.state.namespaces();
-        let secrets = self.state.managed_secrets();
+        let secrets = self.state.managed_secrets_for(name, &spec.secret_name);
         let sas = self.state.service_accounts();
         let observed = Observed {
             namespaces: &namespaces,
@@ -717,5 +727,64 @@ pub trait Reconcile: Send + Sync + 'static {
 impl<F: FetchToken, S: ObservedState> Reconcile for Reconciler<F, S> {
     fn reconcile(&self, name: &str) -> impl Future<Output = Result<Action, ReconcileError>> + Send {
         Reconciler::reconcile(self, name)
+    }
+}
+
+#[cfg(test)]
+mod observed_state_tests {
+    use super::*;
+
+    struct Fixed(Vec<ManagedSecret>);
+
+    impl ObservedState for Fixed {
+        fn cr(&self, _: &str) -> Option<EcrPullSecret> {
+            None
+        }
+        fn namespaces(&self) -> Vec<NamespaceView> {
+            Vec::new()
+        }
+        fn managed_secrets(&self) -> Vec<ManagedSecret> {
+            self.0.clone()
+        }
+        fn service_accounts(&self) -> Vec<SaView> {
+            Vec::new()
+        }
+    }
+
+    fn secret(ns: &str, name: &str, owner: &str) -> ManagedSecret {
+        ManagedSecret {
+            namespace: ns.into(),
+            name: name.into(),
+            resource_version: "1".into(),
+            owner: owner.into(),
+            expires_at: None,
+            refresh_at: None,
+            registries: String::new(),
+            intact: true,
+        }
+    }
+
+    #[test]
+    fn a_reconcile_sees_its_own_secrets_and_those_in_its_way_only() {
+        let state = Fixed(vec![
+            secret("a", "pull", "mine"),
+            secret("b", "old-name", "mine"),
+            secret("c", "pull", "theirs"),
+            secret("d", "other", "theirs"),
+        ]);
+        let mut seen: Vec<(String, String)> = state
+            .managed_secrets_for("mine", "pull")
+            .into_iter()
+            .map(|s| (s.namespace, s.name))
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("a".to_string(), "pull".to_string()),
+                ("b".to_string(), "old-name".to_string()),
+                ("c".to_string(), "pull".to_string()),
+            ]
+        );
     }
 }
