@@ -242,6 +242,8 @@ impl CredentialSecrets {
         watched.insert(r.clone(), rx.clone());
         let inner = self.inner.clone();
         let publish = move |state: SecretState| {
+            // A rotated key changes the fetcher's credentials fingerprint, so the token
+            // cache refetches that group at the next reconcile.
             tx.send_replace(state);
             let crs = inner.crs.lock().ok().and_then(|c| c.clone());
             if let Some(crs) = crs {

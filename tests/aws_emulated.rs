@@ -1,18 +1,23 @@
 //! The `aws` module against the in-repo fake AWS endpoints (tests/emulators): credential
-//! sources, ECR Public, retries, garbage bodies, the token cache and proxies.
+//! sources, ECR Public, retries, garbage bodies, the token cache (the reconciler's, fed by
+//! `AwsTokenFetcher`) and proxies.
 
 use aws_credential_types::Credentials;
 use ecr_creds_refresher::aws::credentials::{
     ContainerSource, ContainerToken, ImdsSource, WebIdentitySource,
 };
 use ecr_creds_refresher::aws::{
-    AssumeRoleParams, AwsContext, AwsEnv, AwsError, AwsHttp, CredentialProvider, CredentialSource,
-    EcrClient, Endpoints, ErrorKind, HttpConfig, RetryPolicy, SecretCredentials, TokenCache,
-    TokenKey,
+    fetch_token, AssumeRoleParams, Aws, AwsContext, AwsEnv, AwsError, AwsHttp, AwsTokenFetcher,
+    CredentialProvider, CredentialSource, EcrClient, Endpoints, ErrorKind, HttpConfig, RetryPolicy,
+    SecretCredentials,
 };
+use ecr_creds_refresher::reconcile::spec::{AwsAuth, SecretRef};
+use ecr_creds_refresher::reconcile::tokens::{FetchToken, TokenCache, TokenGroup};
 use emulators::aws::{AwsEmulator, AwsEmulatorConfig, Fault, CONTAINER_PATH};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
+use time::OffsetDateTime;
 
 fn http() -> AwsHttp {
     AwsHttp::new(&AwsEnv::default(), HttpConfig::default()).unwrap()
@@ -55,6 +60,35 @@ fn header(emu: &AwsEmulator, endpoint: &str, name: &str) -> Option<String> {
         .ok()
         .map(str::to_string)
 }
+
+/// The operator's fetcher over `default` credentials, knowing the credentials Secrets in
+/// `secrets`, with fast retries.
+fn fetcher(
+    emu: &AwsEmulator,
+    default: CredentialSource,
+    secrets: Vec<(SecretRef, SecretCredentials)>,
+) -> AwsTokenFetcher {
+    let aws = Aws {
+        ctx: ctx(emu),
+        provider: Arc::new(CredentialProvider::new(default, ctx(emu))),
+    };
+    AwsTokenFetcher::new(
+        aws,
+        Arc::new(move |r: &SecretRef| secrets.iter().find(|(k, _)| k == r).map(|(_, v)| v.clone())),
+    )
+    .with_ecr(ecr(emu))
+}
+
+fn group(region: &str, public: bool, auth: AwsAuth) -> TokenGroup {
+    TokenGroup {
+        region: region.into(),
+        public,
+        auth,
+    }
+}
+
+/// The storm floor the reconciler uses by default.
+const FLOOR: Duration = Duration::from_secs(60);
 
 async fn emulator() -> AwsEmulator {
     AwsEmulator::start(AwsEmulatorConfig::default())
@@ -398,13 +432,14 @@ async fn role_chaining_signs_ecr_with_the_assumed_role() {
     .unwrap()
     .with_external_id(Some("ext-123".into()));
     let chained = Arc::new(CredentialProvider::assume_role(base, params));
-    let cache = TokenCache::new(ecr(&emu));
-    let key = TokenKey::new(chained.clone(), "eu-west-1", false);
     assert_eq!(
-        key.identity,
+        chained.identity(),
         "env:AKIAEXAMPLE>assume-role:arn:aws:iam::210987654321:role/cross-account-pull"
     );
-    cache.token(&key, false).await.unwrap();
+    let calls = AtomicU64::new(0);
+    fetch_token(&ecr(&emu), &chained, "eu-west-1", false, &calls)
+        .await
+        .unwrap();
     assert_eq!(emu.last_sts_param("ExternalId").as_deref(), Some("ext-123"));
     assert_eq!(
         emu.last_sts_param("RoleSessionName").as_deref(),
@@ -423,16 +458,19 @@ async fn role_chaining_signs_ecr_with_the_assumed_role() {
 #[tokio::test]
 async fn token_cache_makes_one_call_per_group_for_concurrent_callers() {
     let emu = emulator().await;
-    let provider = Arc::new(CredentialProvider::new(
-        CredentialSource::Environment(static_keys(None)),
-        ctx(&emu),
-    ));
-    let cache = Arc::new(TokenCache::new(ecr(&emu)));
-    let key = TokenKey::new(provider.clone(), "eu-west-1", false);
+    let source = CredentialSource::Environment(static_keys(None));
+    let cache = Arc::new(TokenCache::new(fetcher(&emu, source, vec![])));
+    let eu = group("eu-west-1", false, AwsAuth::default());
+    let now = OffsetDateTime::now_utc();
     let tasks: Vec<_> = (0..32)
         .map(|_| {
-            let (cache, key) = (cache.clone(), key.clone());
-            tokio::spawn(async move { cache.token(&key, false).await.map(|t| t.password.clone()) })
+            let (cache, eu) = (cache.clone(), eu.clone());
+            tokio::spawn(async move {
+                cache
+                    .token(&eu, None, FLOOR, now)
+                    .await
+                    .map(|t| t.password.clone())
+            })
         })
         .collect();
     let mut passwords = Vec::new();
@@ -443,61 +481,76 @@ async fn token_cache_makes_one_call_per_group_for_concurrent_callers() {
     assert_eq!(passwords.len(), 1);
     assert_eq!((emu.calls().ecr, cache.calls()), (1, 1));
 
-    cache
-        .token(&TokenKey::new(provider.clone(), "us-east-1", false), false)
-        .await
-        .unwrap();
-    cache
-        .token(&TokenKey::new(provider.clone(), "eu-west-1", true), false)
-        .await
-        .unwrap();
-    cache
-        .token(&TokenKey::new(provider.clone(), "ap-south-1", true), false)
-        .await
-        .unwrap();
+    for g in [
+        group("us-east-1", false, AwsAuth::default()),
+        group("eu-west-1", true, AwsAuth::default()),
+        group("ap-south-1", true, AwsAuth::default()),
+    ] {
+        cache.token(&g, None, FLOOR, now).await.unwrap();
+    }
     assert_eq!(
         (emu.calls().ecr, emu.calls().ecr_public),
         (2, 1),
-        "public tokens ignore the region"
+        "one call per private region; public tokens ignore the region"
     );
 
-    let forced = cache.token(&key, true).await.unwrap();
-    assert_ne!(forced.password, passwords[0]);
+    // Past half the 12 h lifetime the group gets a new token, in one more call.
+    let later = now + time::Duration::hours(7);
+    let refreshed = cache.token(&eu, None, FLOOR, later).await.unwrap();
+    assert_ne!(refreshed.password, passwords[0]);
     assert_eq!(emu.calls().ecr, 3);
 }
 
 #[tokio::test]
 async fn token_cache_refetches_when_the_secret_key_rotates() {
     let emu = emulator().await;
-    let (tx, secret) = SecretCredentials::channel("ops/aws-keys");
-    tx.send_replace(Some(Ok(Credentials::new(
-        "AKIAFIRST",
-        "s1",
-        None,
-        None,
-        "t",
-    ))));
-    let provider = Arc::new(CredentialProvider::new(
-        CredentialSource::Secret(secret),
-        ctx(&emu),
-    ));
-    let cache = TokenCache::new(ecr(&emu));
-    let key = TokenKey::new(provider, "eu-west-1", false);
-    cache.token(&key, false).await.unwrap();
-    cache.token(&key, false).await.unwrap();
-    assert_eq!(emu.calls().ecr, 1);
-    tx.send_replace(Some(Ok(Credentials::new(
-        "AKIASECOND",
-        "s2",
-        None,
-        None,
-        "t",
-    ))));
-    cache.token(&key, false).await.unwrap();
+    let keys = |id: &str| Some(Ok(Credentials::new(id, "s", None, None, "t")));
+    // The operator's own credentials Secret, and a CR's.
+    let (global_tx, global) = SecretCredentials::channel("ops/aws-keys");
+    global_tx.send_replace(keys("AKIAGLOBAL1"));
+    let team_ref = SecretRef {
+        namespace: "team-a".into(),
+        name: "aws".into(),
+    };
+    let (team_tx, team) = SecretCredentials::channel("team-a/aws");
+    team_tx.send_replace(keys("AKIATEAM1"));
+    let f = fetcher(
+        &emu,
+        CredentialSource::Secret(global),
+        vec![(team_ref.clone(), team)],
+    );
+    let cache = TokenCache::new(f);
+    let by_global = group("eu-west-1", false, AwsAuth::default());
+    let by_team = group(
+        "eu-west-1",
+        false,
+        AwsAuth {
+            credentials_secret_ref: Some(team_ref),
+            ..Default::default()
+        },
+    );
+    let now = OffsetDateTime::now_utc();
+    for g in [&by_global, &by_team, &by_global, &by_team] {
+        cache.token(g, None, FLOOR, now).await.unwrap();
+    }
     assert_eq!(emu.calls().ecr, 2);
+
+    // Well inside the half-life and the floor: only the rotation explains a new call.
+    team_tx.send_replace(keys("AKIATEAM2"));
+    cache.token(&by_team, None, FLOOR, now).await.unwrap();
+    cache.token(&by_global, None, FLOOR, now).await.unwrap();
+    assert_eq!(emu.calls().ecr, 3, "only the rotated group refetches");
     assert!(header(&emu, "ecr", "authorization")
         .unwrap()
-        .contains("Credential=AKIASECOND/"));
+        .contains("Credential=AKIATEAM2/"));
+
+    global_tx.send_replace(keys("AKIAGLOBAL2"));
+    cache.token(&by_global, None, FLOOR, now).await.unwrap();
+    cache.token(&by_global, None, FLOOR, now).await.unwrap();
+    assert_eq!(emu.calls().ecr, 4);
+    assert!(header(&emu, "ecr", "authorization")
+        .unwrap()
+        .contains("Credential=AKIAGLOBAL2/"));
 }
 
 #[tokio::test]
@@ -508,20 +561,26 @@ async fn short_lived_tokens_are_refreshed_but_not_in_a_hot_loop() {
     })
     .await
     .unwrap();
-    let provider = Arc::new(CredentialProvider::new(
-        CredentialSource::Environment(static_keys(None)),
-        ctx(&emu),
-    ));
-    let cache = TokenCache::new(ecr(&emu));
-    let key = TokenKey::new(provider, "eu-west-1", false);
-    for _ in 0..5 {
-        cache.token(&key, false).await.unwrap();
+    let source = CredentialSource::Environment(static_keys(None));
+    let cache = TokenCache::new(fetcher(&emu, source, vec![]));
+    let eu = group("eu-west-1", false, AwsAuth::default());
+    let first = cache
+        .token(&eu, None, FLOOR, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    // Half the 10 s lifetime is long past at +59 s; the floor still holds the token.
+    for s in [0, 5, 30, 59] {
+        let at = first.fetched_at + time::Duration::seconds(s);
+        cache.token(&eu, None, FLOOR, at).await.unwrap();
     }
     assert_eq!(
         emu.calls().ecr,
         1,
-        "a token inside the refresh margin is still held for a minute"
+        "a token past its refresh point is still held for the minimum interval"
     );
+    let at = first.fetched_at + time::Duration::seconds(60);
+    cache.token(&eu, None, FLOOR, at).await.unwrap();
+    assert_eq!(emu.calls().ecr, 2);
 }
 
 /// A CONNECT proxy that records the request head, answers `status`, then closes.
@@ -709,19 +768,28 @@ async fn https_through_a_connect_proxy_reaches_the_endpoint() {
 #[tokio::test]
 async fn expired_session_credentials_are_reloaded_once() {
     let emu = emulator().await;
-    let base = Arc::new(CredentialProvider::new(
-        CredentialSource::Environment(static_keys(None)),
-        ctx(&emu),
-    ));
-    let params = AssumeRoleParams::new("arn:aws:iam::123456789012:role/pull", None).unwrap();
-    let chained = Arc::new(CredentialProvider::assume_role(base, params));
-    let cache = TokenCache::new(ecr(&emu));
-    let key = TokenKey::new(chained, "eu-west-1", false);
-    cache.token(&key, false).await.unwrap();
+    let source = CredentialSource::Environment(static_keys(None));
+    let f = fetcher(&emu, source, vec![]);
+    let role = AwsAuth {
+        role_arn: Some("arn:aws:iam::123456789012:role/pull".into()),
+        ..Default::default()
+    };
+    let g = group("eu-west-1", false, role);
+    f.fetch(&g).await.unwrap();
     assert_eq!((emu.calls().sts_assume_role, emu.calls().ecr), (1, 1));
+    f.fetch(&g).await.unwrap();
+    assert_eq!(
+        (emu.calls().sts_assume_role, emu.calls().ecr),
+        (1, 2),
+        "the session is cached between fetches"
+    );
     emu.set_fault(Fault::XmlError("ExpiredTokenException".into()), Some(1));
-    cache.token(&key, true).await.unwrap();
-    assert_eq!((emu.calls().sts_assume_role, emu.calls().ecr), (2, 3));
+    f.fetch(&g).await.unwrap();
+    assert_eq!(
+        (emu.calls().sts_assume_role, emu.calls().ecr, f.calls()),
+        (2, 4, 4),
+        "one rejected call, one new session, one retried call"
+    );
 }
 
 /// Paused time: the emulator's 30 s delay and the client's IMDS deadline race on the

@@ -4,7 +4,7 @@
 use aws_credential_types::Credentials;
 use ecr_creds_refresher::aws::{
     Aws, AwsContext, AwsEnv, AwsHttp, AwsTokenFetcher, CredentialProvider, CredentialSource,
-    EcrClient, Endpoints, HttpConfig, RetryPolicy, SecretCredentials, TokenCache as AwsTokenCache,
+    EcrClient, Endpoints, HttpConfig, RetryPolicy, SecretCredentials,
 };
 use ecr_creds_refresher::reconcile::spec::{AwsAuth, SecretRef};
 use ecr_creds_refresher::reconcile::tokens::{FetchToken, TokenCache, TokenGroup};
@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 fn aws(emu: &AwsEmulator) -> Aws {
     let http = AwsHttp::new(&AwsEnv::default(), HttpConfig::default()).unwrap();
     let ctx = AwsContext {
-        http: http.clone(),
+        http,
         endpoints: Endpoints::all_at(&emu.url()),
         region: "eu-west-1".into(),
     };
@@ -25,15 +25,7 @@ fn aws(emu: &AwsEmulator) -> Aws {
         CredentialSource::Environment(keys),
         ctx.clone(),
     ));
-    let tokens = Arc::new(AwsTokenCache::new(EcrClient::new(
-        http,
-        ctx.endpoints.clone(),
-    )));
-    Aws {
-        ctx,
-        provider,
-        tokens,
-    }
+    Aws { ctx, provider }
 }
 
 fn fetcher(emu: &AwsEmulator, secrets: Vec<(SecretRef, SecretCredentials)>) -> AwsTokenFetcher {

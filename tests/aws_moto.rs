@@ -11,9 +11,11 @@ use ecr_creds_refresher::aws::sigv4::sign_request;
 use ecr_creds_refresher::aws::sts::assume_role;
 use ecr_creds_refresher::aws::wire::{form_encode, xml_tag};
 use ecr_creds_refresher::aws::{
-    AssumeRoleParams, AwsContext, AwsEnv, AwsHttp, CredentialProvider, CredentialSource, EcrClient,
-    Endpoints, ErrorKind, HttpConfig, RetryPolicy, TokenCache, TokenKey,
+    AssumeRoleParams, Aws, AwsContext, AwsEnv, AwsHttp, AwsTokenFetcher, CredentialProvider,
+    CredentialSource, EcrClient, Endpoints, ErrorKind, HttpConfig, RetryPolicy,
 };
+use ecr_creds_refresher::reconcile::spec::AwsAuth;
+use ecr_creds_refresher::reconcile::tokens::{TokenCache, TokenGroup};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -220,21 +222,52 @@ async fn moto_assume_role_gives_session_credentials_that_get_a_token() {
         .unwrap();
     assert_eq!(token.username, "AWS");
 
-    // The same through role chaining and the token cache.
-    let base_provider = Arc::new(CredentialProvider::new(
-        CredentialSource::Environment(base.clone()),
-        moto.ctx(),
-    ));
-    let chained = Arc::new(CredentialProvider::assume_role(
-        base_provider,
-        params.clone(),
-    ));
-    let cache = TokenCache::new(moto.ecr());
-    cache
-        .token(&TokenKey::new(chained.clone(), REGION, false), false)
+    // The same as the operator does it: the CR's role chained on the default credentials,
+    // through the fetcher and the reconciler's token cache.
+    let aws = Aws {
+        ctx: moto.ctx(),
+        provider: Arc::new(CredentialProvider::new(
+            CredentialSource::Environment(base.clone()),
+            moto.ctx(),
+        )),
+    };
+    let auth = AwsAuth {
+        role_arn: Some(role_arn.clone()),
+        role_session_name: Some("moto-test".into()),
+        ..Default::default()
+    };
+    let fetcher = AwsTokenFetcher::new(aws, Arc::new(|_: &_| None)).with_ecr(moto.ecr());
+    let chained = fetcher.provider_for(&auth).unwrap();
+    let cache = TokenCache::new(fetcher);
+    let g = TokenGroup {
+        region: REGION.into(),
+        public: false,
+        auth,
+    };
+    let floor = Duration::from_secs(60);
+    let first = cache
+        .token(&g, None, floor, time::OffsetDateTime::now_utc())
         .await
         .unwrap();
     assert_eq!((cache.calls(), chained.loads()), (1, 1));
+    // moto's expiresAt is in 2015: the token is held to the floor, not refetched in a loop.
+    assert!(
+        first.expires_at < first.fetched_at,
+        "{:?}",
+        first.expires_at
+    );
+    for s in [0, 30, 59] {
+        let at = first.fetched_at + time::Duration::seconds(s);
+        cache.token(&g, None, floor, at).await.unwrap();
+    }
+    assert_eq!(cache.calls(), 1);
+    let at = first.fetched_at + time::Duration::seconds(60);
+    cache.token(&g, None, floor, at).await.unwrap();
+    assert_eq!(
+        (cache.calls(), chained.loads()),
+        (2, 1),
+        "a new token after the floor, with the cached session"
+    );
 
     // A wrong secret on the base key: STS answers with an XML signature error.
     let wrong = Credentials::new(base.access_key_id(), "wrong", None, None, "t");

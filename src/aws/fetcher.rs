@@ -1,18 +1,20 @@
 //! The bridge from the reconciler's token cache (`reconcile::tokens`) to AWS: for each
 //! token group it picks the credentials (the operator's default chain, or a per-CR Secret),
-//! chains the group's role on top, and calls ECR or ECR Public.
+//! chains the group's role on top, and calls ECR or ECR Public. Caching and single flight
+//! are the reconciler's token cache's job, not this file's.
 
 use super::credentials::{CredentialProvider, CredentialSource, SecretCredentials};
-use super::ecr::EcrClient;
+use super::ecr::{AuthorizationToken, EcrClient};
 use super::error::{AwsError, ErrorKind};
 use super::setup::Aws;
 use super::sts::AssumeRoleParams;
-use super::token_cache::fetch_token;
 use crate::reconcile::spec::{AwsAuth, SecretRef};
 use crate::reconcile::status::reason;
 use crate::reconcile::tokens::{FetchToken, RegistryToken, TokenError, TokenGroup};
+use aws_credential_types::Credentials;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 
@@ -62,7 +64,7 @@ impl AwsTokenFetcher {
 
     /// ECR calls made, retries and reloads included.
     pub fn calls(&self) -> u64 {
-        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+        self.calls.load(Ordering::Relaxed)
     }
 
     /// The provider for `auth`: base (default chain or the CR's Secret), then its role.
@@ -122,6 +124,44 @@ impl FetchToken for AwsTokenFetcher {
             fetched_at: OffsetDateTime::now_utc(),
             registry_host: Some(token.registry_host),
         })
+    }
+
+    /// A hash of the access key id of a credentials Secret (the group's, or the operator's
+    /// default one), so the cache notices a rotated key. Other sources do not rotate under
+    /// us; a role on top of a Secret keeps its session until it expires.
+    fn credentials_fingerprint(&self, group: &TokenGroup) -> Option<u64> {
+        let key_id = self.provider_for(&group.auth).ok()?.rotating_key()?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        key_id.hash(&mut hasher);
+        Some(hasher.finish())
+    }
+}
+
+/// One GetAuthorizationToken with `provider`'s credentials; when AWS says the session
+/// credentials expired (revoked, or expired early), reload them once and try again.
+/// `calls` counts the ECR calls made.
+pub async fn fetch_token(
+    ecr: &EcrClient,
+    provider: &CredentialProvider,
+    region: &str,
+    public: bool,
+    calls: &AtomicU64,
+) -> Result<AuthorizationToken, AwsError> {
+    let call = |credentials: Credentials| async move {
+        calls.fetch_add(1, Ordering::Relaxed);
+        if public {
+            ecr.public_authorization_token(&credentials).await
+        } else {
+            ecr.authorization_token(&credentials, region).await
+        }
+    };
+    let credentials = provider.credentials().await?;
+    match call(credentials).await {
+        Err(e) if e.kind() == Some(ErrorKind::ExpiredToken) => {
+            provider.invalidate().await;
+            call(provider.credentials().await?).await
+        }
+        other => other,
     }
 }
 

@@ -4,8 +4,8 @@
 //! Files: `env` (settings snapshot), `endpoint` (region -> URL), `sigv4` (signing),
 //! `http` (transport, proxies, timeouts), `wire` (error documents, XML, timestamps),
 //! `retry` (bounded jittered backoff), `ecr` (GetAuthorizationToken), `sts` (AssumeRole*),
-//! `credentials/` (the sources and the caching provider), `token_cache` (shared tokens),
-//! `setup` (wiring from the environment).
+//! `credentials/` (the sources and the caching provider), `fetcher` (one token per group for
+//! `reconcile::tokens::TokenCache`, which owns caching), `setup` (wiring from the environment).
 
 pub mod credentials;
 pub mod ecr;
@@ -18,7 +18,6 @@ pub mod retry;
 pub mod setup;
 pub mod sigv4;
 pub mod sts;
-pub mod token_cache;
 pub mod wire;
 
 pub use credentials::{
@@ -28,9 +27,8 @@ pub use ecr::{AuthorizationToken, EcrClient};
 pub use endpoint::{Endpoint, Endpoints, Partition};
 pub use env::AwsEnv;
 pub use error::{AwsError, ErrorKind};
-pub use fetcher::{AwsTokenFetcher, SecretLookup};
+pub use fetcher::{fetch_token, AwsTokenFetcher, SecretLookup};
 pub use http::{AwsHttp, HttpConfig};
 pub use retry::RetryPolicy;
 pub use setup::{Aws, AwsSettings};
 pub use sts::AssumeRoleParams;
-pub use token_cache::{TokenCache, TokenKey};

@@ -1,16 +1,15 @@
 //! Wiring in one place: from the environment (and the optional caller-fed Secret) to the
-//! credential provider, ECR client and shared token cache the operator needs.
+//! transport, endpoints and default credential provider the operator needs. Tokens are
+//! cached by `reconcile::tokens::TokenCache` over `fetcher::AwsTokenFetcher`.
 
 use super::credentials::{
     AwsContext, CredentialProvider, CredentialSource, SecretCredentials, SourceKind,
 };
-use super::ecr::EcrClient;
 use super::endpoint::{validate_region, Endpoints};
 use super::env::AwsEnv;
 use super::error::AwsError;
 use super::http::{AwsHttp, HttpConfig};
 use super::sts::AssumeRoleParams;
-use super::token_cache::{TokenCache, TokenKey};
 use std::sync::Arc;
 
 /// What `setup` asks for beyond the environment.
@@ -29,13 +28,12 @@ pub struct AwsSettings {
 pub struct Aws {
     pub ctx: AwsContext,
     pub provider: Arc<CredentialProvider>,
-    pub tokens: Arc<TokenCache>,
 }
 
 // === impl Aws ===
 
 impl Aws {
-    /// Builds the transport, endpoints, credential source (plus role chaining) and cache.
+    /// Builds the transport, endpoints and credential source (plus role chaining).
     pub fn setup(
         env: &AwsEnv,
         settings: AwsSettings,
@@ -45,8 +43,8 @@ impl Aws {
         let http = AwsHttp::new(env, settings.http)?;
         let endpoints = Endpoints::from_env(env)?;
         let ctx = AwsContext {
-            http: http.clone(),
-            endpoints: endpoints.clone(),
+            http,
+            endpoints,
             region: settings.region,
         };
         let source = CredentialSource::from_env(settings.source, env, secret)?;
@@ -54,17 +52,7 @@ impl Aws {
         if let Some(params) = settings.assume_role {
             provider = Arc::new(CredentialProvider::assume_role(provider, params));
         }
-        let tokens = Arc::new(TokenCache::new(EcrClient::new(http, endpoints)));
-        Ok(Self {
-            ctx,
-            provider,
-            tokens,
-        })
-    }
-
-    /// The cache key for a private-registry token in `region` with this provider.
-    pub fn key(&self, region: &str, public: bool) -> TokenKey {
-        TokenKey::new(self.provider.clone(), region, public)
+        Ok(Self { ctx, provider })
     }
 }
 
@@ -94,8 +82,6 @@ mod tests {
             aws.provider.identity(),
             "env:AKIAENV>assume-role:arn:aws:iam::1:role/r"
         );
-        assert_eq!(aws.key("eu-west-1", false), aws.key("eu-west-1", false));
-        assert_ne!(aws.key("eu-west-1", false), aws.key("eu-west-2", false));
     }
 
     #[tokio::test]

@@ -193,13 +193,12 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             match self.fetch_tokens(&spec, now).await {
                 Ok(t) => Some(t),
                 Err((why, message)) => {
-                    // Existing Secrets stay as they are; nothing is written.
+                    // Existing Secrets stay as they are; what needs no token (fresh
+                    // namespaces' ServiceAccounts, Secrets no longer wanted) still goes on.
+                    let applied = self.apply(name, &spec, &plan, None, &secrets).await;
                     outcome.fatal = Some((why, message.clone()));
-                    outcome.synced = plan
-                        .secrets
-                        .iter()
-                        .filter(|s| matches!(s, SecretStep::Fresh { .. }))
-                        .count() as u32;
+                    outcome.synced = applied.synced.len() as u32;
+                    outcome.expires_at = applied.expires_at.map(format_time);
                     self.write_status(&cr, &outcome, now).await;
                     return Err(ReconcileError {
                         reason: why,
@@ -245,10 +244,13 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 message: format!("{} namespaces failed", outcome.failures.len()),
             });
         }
-        let mut wait = next.map(|at| to_std(at - now)).unwrap_or(spec.min_interval);
-        if has_conflicts {
-            wait = wait.min(self.settings.conflict_recheck);
-        }
+        let wait = match (next, has_conflicts) {
+            // Nothing to refresh and nothing to recheck: a watch event brings it back.
+            (None, false) => return Ok(Action::AwaitChange),
+            (None, true) => self.settings.conflict_recheck,
+            (Some(at), false) => to_std(at - now),
+            (Some(at), true) => to_std(at - now).min(self.settings.conflict_recheck),
+        };
         Ok(Action::Requeue(jitter(wait, name)))
     }
 
@@ -439,7 +441,8 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 {
                     None
                 }
-                (_, None) => None,
+                // No token (AWS failed): leave the Secret as it is, not synced.
+                (_, None) => continue,
                 (step, Some((c, _))) => Some((step.clone(), c.clone())),
             };
             let Some((step, content)) = write else {

@@ -86,6 +86,14 @@ pub trait FetchToken: Send + Sync + 'static {
         &self,
         group: &TokenGroup,
     ) -> impl Future<Output = Result<RegistryToken, TokenError>> + Send;
+
+    /// An opaque fingerprint of the credentials `group` would be fetched with right now,
+    /// for sources that can change under us (a rotated credentials Secret). When it differs
+    /// from the one a cached token was fetched with, the token is fetched again at once:
+    /// the old key may already be deactivated. `None`: the source does not rotate.
+    fn credentials_fingerprint(&self, _group: &TokenGroup) -> Option<u64> {
+        None
+    }
 }
 
 /// How long a failed fetch is remembered, so CRs sharing a failing group make one call
@@ -103,6 +111,8 @@ pub struct TokenCache<F> {
 struct Entry {
     token: Option<Arc<RegistryToken>>,
     failure: Option<(OffsetDateTime, TokenError)>,
+    /// [`FetchToken::credentials_fingerprint`] when `token` or `failure` was had.
+    fingerprint: Option<u64>,
 }
 
 // === impl TokenCache ===
@@ -126,6 +136,7 @@ impl<F: FetchToken> TokenCache<F> {
         min_interval: Duration,
         now: OffsetDateTime,
     ) -> Result<Arc<RegistryToken>, TokenError> {
+        let group = cache_key(group);
         let slot = {
             let mut groups = match self.groups.lock() {
                 Ok(g) => g,
@@ -135,19 +146,24 @@ impl<F: FetchToken> TokenCache<F> {
         };
         // Callers for one group queue here: the first fetches, the rest reuse.
         let mut entry = slot.lock().await;
-        if let Some(token) = &entry.token {
-            if now < refresh_at(token, margin, min_interval) {
-                return Ok(token.clone());
+        // Read before the fetch: a rotation during the fetch shows as a change next time.
+        let fingerprint = self.fetcher.credentials_fingerprint(&group);
+        if entry.fingerprint == fingerprint {
+            if let Some(token) = &entry.token {
+                if now < refresh_at(token, margin, min_interval) {
+                    return Ok(token.clone());
+                }
+            }
+            if let Some((at, err)) = &entry.failure {
+                if now < *at + FAILURE_MEMORY {
+                    return Err(err.clone());
+                }
             }
         }
-        if let Some((at, err)) = &entry.failure {
-            if now < *at + FAILURE_MEMORY {
-                return Err(err.clone());
-            }
-        }
+        entry.fingerprint = fingerprint;
         self.calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match self.fetcher.fetch(group).await {
+        match self.fetcher.fetch(&group).await {
             Ok(token) => {
                 crate::metrics::token_fetch("success");
                 crate::metrics::set_token_expiry(
@@ -174,10 +190,21 @@ impl<F: FetchToken> TokenCache<F> {
 
     /// Forgets every cached token (credentials changed).
     pub fn clear(&self) {
-        if let Ok(mut groups) = self.groups.lock() {
-            groups.clear();
+        match self.groups.lock() {
+            Ok(mut groups) => groups.clear(),
+            Err(p) => p.into_inner().clear(),
         }
     }
+}
+
+/// ECR Public lives in us-east-1 only and its token does not depend on the caller's
+/// region: public groups that differ only by region share one entry (and one call).
+fn cache_key(group: &TokenGroup) -> TokenGroup {
+    let mut key = group.clone();
+    if key.public {
+        key.region.clear();
+    }
+    key
 }
 
 /// When a token should be replaced: `margin` before expiry (default half the lifetime),
@@ -213,11 +240,17 @@ mod tests {
         lifetime: time::Duration,
         fail: std::sync::atomic::AtomicBool,
         now: Mutex<OffsetDateTime>,
+        fingerprint: Mutex<Option<u64>>,
+        regions_asked: Mutex<Vec<String>>,
     }
 
     impl FetchToken for Arc<Fake> {
-        async fn fetch(&self, _group: &TokenGroup) -> Result<RegistryToken, TokenError> {
+        async fn fetch(&self, group: &TokenGroup) -> Result<RegistryToken, TokenError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
+            self.regions_asked
+                .lock()
+                .unwrap()
+                .push(group.region.clone());
             tokio::task::yield_now().await;
             if self.fail.load(Ordering::SeqCst) {
                 return Err(TokenError {
@@ -235,6 +268,10 @@ mod tests {
                 registry_host: None,
             })
         }
+
+        fn credentials_fingerprint(&self, _group: &TokenGroup) -> Option<u64> {
+            *self.fingerprint.lock().unwrap()
+        }
     }
 
     fn fake(lifetime: time::Duration) -> Arc<Fake> {
@@ -243,6 +280,8 @@ mod tests {
             lifetime,
             fail: Default::default(),
             now: Mutex::new(T0),
+            fingerprint: Mutex::new(None),
+            regions_asked: Mutex::new(Vec::new()),
         })
     }
 
@@ -332,6 +371,75 @@ mod tests {
             .token(&group(), None, floor, T0 + time::Duration::seconds(5))
             .await
             .is_ok());
+        assert_eq!(f.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn rotated_credentials_fetch_a_new_token_at_once() {
+        let f = fake(time::Duration::hours(12));
+        *f.fingerprint.lock().unwrap() = Some(1);
+        let cache = TokenCache::new(f.clone());
+        let floor = Duration::from_secs(60);
+        cache.token(&group(), None, floor, T0).await.unwrap();
+        cache.token(&group(), None, floor, T0).await.unwrap();
+        assert_eq!(f.calls.load(Ordering::SeqCst), 1);
+
+        // Inside both the half-life and the floor: only the rotation explains a call.
+        *f.fingerprint.lock().unwrap() = Some(2);
+        cache.token(&group(), None, floor, T0).await.unwrap();
+        cache.token(&group(), None, floor, T0).await.unwrap();
+        assert_eq!(f.calls.load(Ordering::SeqCst), 2);
+
+        // A failure with the old key is not remembered against the new one.
+        f.fail.store(true, Ordering::SeqCst);
+        *f.fingerprint.lock().unwrap() = Some(3);
+        assert!(cache.token(&group(), None, floor, T0).await.is_err());
+        f.fail.store(false, Ordering::SeqCst);
+        *f.fingerprint.lock().unwrap() = Some(4);
+        assert!(cache.token(&group(), None, floor, T0).await.is_ok());
+        assert_eq!(f.calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn public_groups_share_one_token_whatever_the_region() {
+        let f = fake(time::Duration::hours(12));
+        let cache = TokenCache::new(f.clone());
+        let floor = Duration::from_secs(60);
+        for region in ["us-east-1", "eu-west-1", ""] {
+            let public = TokenGroup {
+                region: region.into(),
+                public: true,
+                auth: AwsAuth::default(),
+            };
+            cache.token(&public, None, floor, T0).await.unwrap();
+        }
+        let private = |region: &str| TokenGroup {
+            region: region.into(),
+            ..group()
+        };
+        cache
+            .token(&private("eu-west-1"), None, floor, T0)
+            .await
+            .unwrap();
+        cache
+            .token(&private("us-east-1"), None, floor, T0)
+            .await
+            .unwrap();
+        assert_eq!(
+            *f.regions_asked.lock().unwrap(),
+            ["", "eu-west-1", "us-east-1"],
+            "one public call, one per private region"
+        );
+    }
+
+    #[tokio::test]
+    async fn clear_forgets_every_token() {
+        let f = fake(time::Duration::hours(12));
+        let cache = TokenCache::new(f.clone());
+        let floor = Duration::from_secs(60);
+        cache.token(&group(), None, floor, T0).await.unwrap();
+        cache.clear();
+        cache.token(&group(), None, floor, T0).await.unwrap();
         assert_eq!(f.calls.load(Ordering::SeqCst), 2);
     }
 

@@ -774,6 +774,7 @@ fn jittered_timeout(secs: u32, rng: &mut SplitMix64) -> u32 {
 mod tests {
     use super::*;
     use crate::k8s::types::{ListMeta, ObjectMeta};
+    use proptest::prelude::*;
     use std::collections::VecDeque;
     use std::sync::Mutex;
     use tokio::sync::mpsc;
@@ -1212,6 +1213,130 @@ mod tests {
         assert!(all.iter().all(|t| (261..=290).contains(t)), "{all:?}");
         assert!(all.iter().any(|t| *t != all[0]), "no jitter at all");
         assert_eq!(jittered_timeout(0, &mut rng), 1);
+    }
+
+    // === properties of the machine over random answers ===
+
+    fn arb_rv() -> impl Strategy<Value = Option<String>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(String::new())),
+            (1u32..50).prop_map(|n| Some(n.to_string())),
+        ]
+    }
+
+    fn arb_obj() -> impl Strategy<Value = Obj> {
+        (0u8..4, arb_rv()).prop_map(|(n, rv)| {
+            let mut o = obj(&format!("o{n}"), "", 0);
+            o.metadata.resource_version = rv;
+            o
+        })
+    }
+
+    fn arb_input() -> impl Strategy<Value = Input<Obj, FakeError>> {
+        let gone = any::<bool>();
+        prop_oneof![
+            (
+                proptest::collection::vec(arb_obj(), 0..3),
+                arb_rv(),
+                prop_oneof![
+                    Just(None),
+                    Just(Some("c".to_string())),
+                    Just(Some(String::new()))
+                ]
+            )
+                .prop_map(|(items, rv, cont)| Input::Page(page(
+                    items,
+                    rv.as_deref(),
+                    cont.as_deref()
+                ))),
+            gone.prop_map(|gone| Input::ListFailed {
+                error: FakeError(if gone { 410 } else { 500 }),
+                gone
+            }),
+            Just(()).prop_map(|_| Input::WatchOpened),
+            gone.prop_map(|gone| Input::WatchOpenFailed {
+                error: FakeError(if gone { 410 } else { 500 }),
+                gone
+            }),
+            arb_obj().prop_map(|o| Input::Event(WatchEvent::Added(o))),
+            arb_obj().prop_map(|o| Input::Event(WatchEvent::Deleted(o))),
+            arb_rv().prop_map(|rv| Input::Event(WatchEvent::Bookmark {
+                resource_version: rv.unwrap_or_default()
+            })),
+            (prop_oneof![Just(410u16), Just(500u16)]).prop_map(|c| Input::Event(
+                WatchEvent::Error(status(
+                    c,
+                    if c == 410 { "Expired" } else { "InternalError" }
+                ))
+            )),
+            (0u64..3000, 0u64..3).prop_map(|(ms, events)| Input::StreamEnded {
+                lasted: Duration::from_millis(ms),
+                events
+            }),
+            gone.prop_map(|gone| Input::StreamFailed {
+                error: FakeError(if gone { 410 } else { 500 }),
+                gone
+            }),
+            Just(()).prop_map(|_| Input::StreamIdle {
+                after: Duration::from_secs(320)
+            }),
+        ]
+    }
+
+    fn is_gone_input(input: &Input<Obj, FakeError>) -> bool {
+        match input {
+            Input::ListFailed { gone, .. }
+            | Input::WatchOpenFailed { gone, .. }
+            | Input::StreamFailed { gone, .. } => *gone,
+            Input::Event(WatchEvent::Error(st)) => is_gone_status(st),
+            _ => false,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn machine_invariants_hold_for_any_answers(inputs in proptest::collection::vec(arb_input(), 1..60)) {
+            let mut state = State::Empty;
+            let mut listed_once = false;
+            for input in inputs {
+                let was_watching = matches!(state, State::Watching { .. });
+                let was_listing = matches!(state, State::Empty | State::InitPage { .. });
+                let gone = is_gone_input(&input);
+                let fits = matches!(
+                    (&state, &input),
+                    (State::Empty | State::InitPage { .. }, Input::Page(_) | Input::ListFailed { .. })
+                        | (State::InitListed { .. }, Input::WatchOpened | Input::WatchOpenFailed { .. })
+                        | (
+                            State::Watching { .. },
+                            Input::Event(_) | Input::StreamEnded { .. } | Input::StreamFailed { .. } | Input::StreamIdle { .. }
+                        )
+                );
+                let (next, out) = step(state, input);
+                // Where a watch would start is never empty ("from now" skips events).
+                if let Some(v) = rv(&next) {
+                    prop_assert!(!v.is_empty(), "empty resourceVersion in {next:?}");
+                }
+                match &out {
+                    Output::Emit(Event::Restarted(_)) => {
+                        prop_assert!(was_listing);
+                        let listed = matches!(next, State::InitListed { .. });
+                        prop_assert!(listed, "Restarted without a version to watch from");
+                        listed_once = true;
+                    }
+                    Output::Emit(_) => {
+                        // Object events come only from a watch, hence after a full list.
+                        prop_assert!(was_watching && listed_once);
+                    }
+                    _ => {}
+                }
+                // A 410 anywhere means starting over with a list.
+                if gone && fits {
+                    prop_assert_eq!(&next, &State::Empty);
+                }
+                state = next;
+            }
+        }
     }
 
     // === the driver, against a fake API ===

@@ -21,6 +21,10 @@ fn secret(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "labels": {"app": "x"}}, "data": {"k": "dg=="}})
 }
 
+fn eps(name: &str) -> Value {
+    json!({"metadata": {"name": name}, "spec": {"secretName": "s", "namespaces": ["default"]}})
+}
+
 fn rv(v: &Value) -> String {
     v["metadata"]["resourceVersion"]
         .as_str()
@@ -396,6 +400,27 @@ async fn new_namespace_gets_a_default_service_account_and_deleting_it_deletes_it
     assert_eq!(api.delete("/api/v1/namespaces/team").await.code, 200);
     assert!(emu.get("secrets", Some("team"), "a").is_none());
     assert!(emu.get("namespaces", None, "team").is_none());
+    let r = api.delete("/api/v1/namespaces/default").await;
+    assert_eq!(r.code, 403);
+    assert_eq!(
+        r.body["message"],
+        "namespaces \"default\" is forbidden: this namespace may not be deleted"
+    );
+    // A namespace held by a finalizer stays Terminating and refuses new content.
+    api.post(
+        "/api/v1/namespaces",
+        &json!({"metadata": {"name": "held", "finalizers": ["x/y"]}}),
+    )
+    .await;
+    api.delete("/api/v1/namespaces/held").await;
+    let r = api
+        .post("/api/v1/namespaces/held/secrets", &secret("a"))
+        .await;
+    assert_eq!(r.code, 403);
+    assert!(r.body["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("because it is being terminated"));
 }
 
 #[tokio::test]
@@ -459,6 +484,13 @@ async fn unknown_paths_and_methods_answer_like_the_real_server() {
         405
     );
     assert_eq!(api.get("/version").await.code, 200);
+    let r = api
+        .post(
+            "/api/v1/secrets",
+            &json!({"metadata": {"name": "a", "namespace": "default"}}),
+        )
+        .await;
+    assert_eq!(r.code, 405, "create needs the namespaced collection");
 }
 
 fn owned_secret(name: &str, owner_uid: &str) -> Value {
@@ -624,5 +656,89 @@ async fn server_side_apply_creates_then_merges_and_needs_a_field_manager() {
     assert_eq!(
         again.body["metadata"]["resourceVersion"], r.body["metadata"]["resourceVersion"],
         "no-op apply"
+    );
+}
+
+#[tokio::test]
+async fn create_with_a_resource_version_is_refused_by_storage_with_500() {
+    let (_emu, api) = start().await;
+    let r = api
+        .post(
+            SECRETS,
+            &json!({"metadata": {"name": "copied", "resourceVersion": "42"}}),
+        )
+        .await;
+    assert_eq!(r.code, 500);
+    assert_eq!(
+        r.body["message"],
+        "resourceVersion should not be set on objects to be created"
+    );
+    assert!(r.body.get("reason").is_none());
+    // An unparsable one slips through, as on the real server.
+    let r = api
+        .post(
+            SECRETS,
+            &json!({"metadata": {"name": "odd", "resourceVersion": "-1"}}),
+        )
+        .await;
+    assert_eq!(r.code, 201);
+}
+
+#[tokio::test]
+async fn custom_resources_refuse_unconditional_replace() {
+    let (_emu, api) = start().await;
+    let c = api.post(EPS, &eps("p")).await.body;
+    let mut body = c.clone();
+    body["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    let r = api.put(&format!("{EPS}/p"), &body).await;
+    assert_eq!(r.code, 422);
+    assert_eq!(
+        r.body["message"],
+        "ecrpullsecrets.ecr.creds.dev \"p\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
+    );
+    assert_eq!(api.put(&format!("{EPS}/p"), &c).await.code, 200);
+}
+
+#[tokio::test]
+async fn continue_pages_through_a_snapshot_at_the_first_pages_resource_version() {
+    let (_emu, api) = start().await;
+    for n in ["a", "b", "c", "d"] {
+        api.post(SECRETS, &secret(n)).await;
+    }
+    let first = api.get(&format!("{SECRETS}?limit=2")).await.body;
+    let c = first["metadata"]["continue"].as_str().unwrap().to_string();
+    // Between pages: one deleted, one created, one modified, all after the cursor.
+    api.delete(&format!("{SECRETS}/c")).await;
+    api.post(SECRETS, &secret("e")).await;
+    api.patch(
+        &format!("{SECRETS}/d"),
+        "application/merge-patch+json",
+        &json!({"metadata": {"labels": {"late": "1"}}}),
+    )
+    .await;
+    let second = api
+        .get(&format!("{SECRETS}?limit=5&continue={c}"))
+        .await
+        .body;
+    let names: Vec<&str> = second["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["c", "d"],
+        "the list is consistent at its resourceVersion"
+    );
+    assert!(second["items"][1]["metadata"]["labels"]
+        .get("late")
+        .is_none());
+    assert_eq!(
+        second["metadata"]["resourceVersion"],
+        first["metadata"]["resourceVersion"]
     );
 }

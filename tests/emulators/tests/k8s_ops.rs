@@ -186,7 +186,7 @@ async fn request_log_classifies_verbs_and_lists_rbac_uses() {
     assert_eq!(log[0].code, 201);
     assert_eq!(emu.count("create", "secrets"), 1);
     let rules: Vec<(String, String, bool)> = emu
-        .rbac_rules()
+        .rbac_used()
         .into_iter()
         .map(|r| (r.verb, r.resource, r.namespaced))
         .collect();
@@ -376,6 +376,54 @@ async fn throughput_sanity_prints_requests_per_second() {
         n as f64 / t.elapsed().as_secs_f64()
     );
     assert_eq!(emu.count("get", "secrets"), n);
+
+    // Writes with two watchers fanning out every event.
+    let api = Api::new(addr);
+    let rv = emu.resource_version();
+    let mut w1 = api
+        .watch(&format!("/api/v1/secrets?watch=1&resourceVersion={rv}"))
+        .await;
+    let mut w2 = api
+        .watch(&format!(
+            "{SECRETS}?watch=1&resourceVersion={rv}&labelSelector=bench"
+        ))
+        .await;
+    let writes = 1000;
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..4 {
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            for i in 0..writes / 4 {
+                let body =
+                    json!({"metadata": {"name": format!("b{c}-{i}"), "labels": {"bench": "1"}}});
+                let req = hyper::Request::post(SECRETS)
+                    .header("host", "x")
+                    .header("content-type", "application/json")
+                    .body(http_body_util::Full::new(Bytes::from(body.to_string())))
+                    .unwrap();
+                let resp = s.send_request(req).await.unwrap();
+                assert_eq!(resp.status(), 201);
+                resp.into_body().collect().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for _ in 0..writes {
+        assert_eq!(w1.next_change().await.unwrap()["type"], "ADDED");
+        assert_eq!(w2.next_change().await.unwrap()["type"], "ADDED");
+    }
+    println!(
+        "k8s emulator: {writes} creates seen by 2 watchers in {:?} = {:.0} writes/s",
+        t.elapsed(),
+        writes as f64 / t.elapsed().as_secs_f64()
+    );
 }
 
 #[tokio::test]
@@ -425,4 +473,49 @@ async fn rbac_policy_answers_403_forbidden_for_anything_not_granted() {
         .requests()
         .iter()
         .any(|r| r.code == 403 && r.verb == "delete"));
+}
+
+#[tokio::test]
+async fn wait_for_wakes_on_the_change_and_changes_since_lists_writes() {
+    let (emu, api) = start().await;
+    let rv = emu.resource_version();
+    let waiter = emu.wait_for(
+        "secrets",
+        Some("default"),
+        "w",
+        Duration::from_secs(5),
+        |o| o.is_some_and(|o| o["metadata"]["labels"]["ready"] == "yes"),
+    );
+    let writer = async {
+        api.post(SECRETS, &json!({"metadata": {"name": "w"}})).await;
+        api.patch(
+            &format!("{SECRETS}/w"),
+            "application/merge-patch+json",
+            &json!({"metadata": {"labels": {"ready": "yes"}}}),
+        )
+        .await;
+    };
+    let (got, ()) = tokio::join!(waiter, writer);
+    assert_eq!(got.unwrap().unwrap()["metadata"]["name"], "w");
+    let changes = emu.changes_since(rv).unwrap();
+    let summary: Vec<(&str, &str, &str)> = changes
+        .iter()
+        .map(|c| (c.event, c.resource.as_str(), c.name.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [("ADDED", "secrets", "w"), ("MODIFIED", "secrets", "w")]
+    );
+    let timed_out = emu
+        .wait_for(
+            "secrets",
+            Some("default"),
+            "never",
+            Duration::from_millis(50),
+            |o| o.is_some(),
+        )
+        .await;
+    assert_eq!(timed_out, Err(None));
+    emu.compact();
+    assert!(emu.changes_since(rv).is_none());
 }

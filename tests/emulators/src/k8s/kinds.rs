@@ -26,6 +26,8 @@ pub struct KindSpec {
     /// Strategic-merge list keys: (JSON path of a list, merge key). Lists not named here
     /// are atomic (replaced whole), as `+listType=atomic` lists are on the real server.
     pub merge_lists: &'static [(&'static str, &'static str)],
+    /// kubectl short names served in discovery (`ns`, `sa`, `ecrps`).
+    pub short_names: &'static [&'static str],
 }
 
 // === impl KindSpec ===
@@ -74,6 +76,7 @@ pub const NAMESPACES: KindSpec = KindSpec {
     tracks_generation: false,
     custom: false,
     merge_lists: &[],
+    short_names: &["ns"],
 };
 
 pub const SECRETS: KindSpec = KindSpec {
@@ -86,6 +89,7 @@ pub const SECRETS: KindSpec = KindSpec {
     tracks_generation: false,
     custom: false,
     merge_lists: &[],
+    short_names: &[],
 };
 
 /// `secrets` merges by name; `imagePullSecrets` has no patch strategy in k8s.io/api
@@ -100,6 +104,7 @@ pub const SERVICE_ACCOUNTS: KindSpec = KindSpec {
     tracks_generation: false,
     custom: false,
     merge_lists: &[("secrets", "name")],
+    short_names: &["sa"],
 };
 
 pub const EVENTS: KindSpec = KindSpec {
@@ -112,6 +117,7 @@ pub const EVENTS: KindSpec = KindSpec {
     tracks_generation: false,
     custom: false,
     merge_lists: &[],
+    short_names: &["ev"],
 };
 
 pub const EVENTS_V1: KindSpec = KindSpec {
@@ -124,6 +130,7 @@ pub const EVENTS_V1: KindSpec = KindSpec {
     tracks_generation: false,
     custom: false,
     merge_lists: &[],
+    short_names: &["ev"],
 };
 
 pub const LEASES: KindSpec = KindSpec {
@@ -136,6 +143,7 @@ pub const LEASES: KindSpec = KindSpec {
     tracks_generation: false,
     custom: false,
     merge_lists: &[],
+    short_names: &[],
 };
 
 pub const ECR_PULL_SECRETS: KindSpec = KindSpec {
@@ -148,6 +156,7 @@ pub const ECR_PULL_SECRETS: KindSpec = KindSpec {
     tracks_generation: true,
     custom: true,
     merge_lists: &[],
+    short_names: &["ecrps"],
 };
 
 /// Every kind the emulator serves by default.
@@ -253,11 +262,23 @@ impl KindTable {
                             tracks_generation: true,
                             custom: true,
                             merge_lists: &[],
+                            short_names: &[],
                         });
                         self.schemas.push(None);
                         self.kinds.len() - 1
                     }
                 };
+                let shorts: Vec<&'static str> = crd
+                    .pointer("/spec/names/shortNames")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(leak)
+                    .collect();
+                if !shorts.is_empty() {
+                    self.kinds[idx].short_names = Box::leak(shorts.into_boxed_slice());
+                }
                 self.kinds[idx].namespaced = namespaced;
                 self.kinds[idx].has_status = has_status;
                 self.schemas[idx] = schema;

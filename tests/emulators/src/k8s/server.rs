@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
+use http::{header, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::faults::{FaultConfig, Faults};
+use super::faults::Faults;
 use super::rbac::{Attributes, RbacPolicy};
 use super::requests::{RequestLog, RequestRecord};
 use super::route::{self, Route};
@@ -178,6 +178,12 @@ impl Shared {
         Ok(())
     }
 
+    /// Queues a restart for the worker task (used by the HTTP control endpoint, whose own
+    /// connection is among those cut).
+    pub fn request_restart(&self, refuse: Duration) {
+        let _ = self.restarts.send(refuse);
+    }
+
     pub async fn shutdown(&self) {
         self.stop_listening().await;
         self.drop_watches();
@@ -256,7 +262,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
     }
 }
 
-fn json_response(code: u16, body: &Value) -> Response<Body> {
+pub(super) fn json_response(code: u16, body: &Value) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
@@ -265,7 +271,7 @@ fn json_response(code: u16, body: &Value) -> Response<Body> {
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
 }
 
-fn error_response(e: &ApiError, retry_after: Option<u32>) -> Response<Body> {
+pub(super) fn error_response(e: &ApiError, retry_after: Option<u32>) -> Response<Body> {
     let mut r = json_response(e.code, &e.to_value());
     if let Some(s) = retry_after {
         if let Ok(v) = header::HeaderValue::from_str(&s.to_string()) {
@@ -279,7 +285,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     if path.starts_with("/_emulator/") {
-        return Ok(admin(&shared, req, &path).await);
+        return Ok(super::admin::admin(&shared, req, &path).await);
     }
     let method = req.method().as_str().to_string();
     let mut record = RequestRecord {
@@ -321,7 +327,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
                     Ok(()) => serve_resource(&shared, req, r, &record.verb, &params).await,
                     Err(e) => error_response(&e, None),
                 },
-                Err(e) => non_resource(&path).unwrap_or_else(|| error_response(&e, None)),
+                Err(e) => non_resource(&path, &shared).unwrap_or_else(|| error_response(&e, None)),
             },
         }
     };
@@ -330,7 +336,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     Ok(response)
 }
 
-fn non_resource(path: &str) -> Option<Response<Body>> {
+fn non_resource(path: &str, shared: &Shared) -> Option<Response<Body>> {
+    if let Some(doc) = super::discovery::document(path, shared.store.kinds()) {
+        return Some(json_response(200, &doc));
+    }
     match path {
         "/healthz" | "/livez" | "/readyz" => Some(
             Response::builder()
@@ -346,7 +355,7 @@ fn non_resource(path: &str) -> Option<Response<Body>> {
     }
 }
 
-async fn read_json(req: Request<Incoming>) -> Result<(Option<String>, Value), ApiError> {
+pub(super) async fn read_json(req: Request<Incoming>) -> Result<(Option<String>, Value), ApiError> {
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -471,6 +480,10 @@ async fn serve_resource_inner(
                 .map_err(|e| ApiError::new(500, "InternalError", e.to_string()))
         }
         "create" => {
+            if spec.namespaced && ns.is_none() {
+                // Only list and watch are served across namespaces.
+                return Err(ApiError::method_not_allowed("POST"));
+            }
             let (_, body) = read_json(req).await?;
             let created = store.create(r.kind, ns, body, target)?;
             Ok(json_response(201, &created))
@@ -541,116 +554,5 @@ async fn serve_resource_inner(
             }
         }
         _ => Err(ApiError::method_not_allowed(req.method().as_str())),
-    }
-}
-
-async fn admin(shared: &Arc<Shared>, req: Request<Incoming>, path: &str) -> Response<Body> {
-    let method = req.method().clone();
-    let body = match read_json(req).await {
-        Ok((_, b)) => b,
-        Err(e) => return error_response(&e, None),
-    };
-    let ok = || json_response(200, &json!({"ok": true}));
-    match (method, path) {
-        (Method::GET, "/_emulator/requests") => json_response(
-            200,
-            &serde_json::to_value(shared.log.all()).unwrap_or_default(),
-        ),
-        (Method::DELETE, "/_emulator/requests") => {
-            shared.log.clear();
-            ok()
-        }
-        (Method::GET, "/_emulator/rbac-used") => json_response(
-            200,
-            &serde_json::to_value(shared.log.rbac_used()).unwrap_or_default(),
-        ),
-        (Method::GET, "/_emulator/counters") => {
-            let counts: Vec<Value> = shared
-                .log
-                .counts()
-                .into_iter()
-                .map(
-                    |((verb, resource), n)| json!({"verb": verb, "resource": resource, "count": n}),
-                )
-                .collect();
-            json_response(200, &Value::Array(counts))
-        }
-        (Method::GET, "/_emulator/faults") => json_response(
-            200,
-            &serde_json::to_value(shared.faults.config()).unwrap_or_default(),
-        ),
-        (Method::POST | Method::PUT, "/_emulator/faults") => match serde_json::from_value::<
-            FaultConfig,
-        >(body)
-        {
-            Ok(cfg) => {
-                shared.faults.set(cfg);
-                ok()
-            }
-            Err(e) => error_response(&ApiError::bad_request(format!("fault config: {e}")), None),
-        },
-        (Method::DELETE, "/_emulator/faults") => {
-            shared.faults.clear();
-            ok()
-        }
-        (Method::POST, "/_emulator/drop-watches") => {
-            shared.drop_watches();
-            ok()
-        }
-        (Method::POST, "/_emulator/compact") => {
-            shared.store.compact();
-            ok()
-        }
-        (Method::POST, "/_emulator/history") => match body.get("size").and_then(Value::as_u64) {
-            Some(n) => {
-                shared.store.set_history_size(n as usize);
-                ok()
-            }
-            None => error_response(&ApiError::bad_request("expected {\"size\": N}"), None),
-        },
-        (Method::POST | Method::PUT, "/_emulator/rbac") => {
-            match serde_json::from_value::<RbacPolicy>(body) {
-                Ok(p) => {
-                    *shared.rbac.write().unwrap_or_else(|p| p.into_inner()) = Some(p);
-                    ok()
-                }
-                Err(e) => error_response(&ApiError::bad_request(format!("rbac policy: {e}")), None),
-            }
-        }
-        (Method::DELETE, "/_emulator/rbac") => {
-            *shared.rbac.write().unwrap_or_else(|p| p.into_inner()) = None;
-            ok()
-        }
-        (Method::POST, "/_emulator/token") => {
-            let token = body
-                .get("token")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            *shared.token.write().unwrap_or_else(|p| p.into_inner()) = token;
-            ok()
-        }
-        (Method::POST, "/_emulator/expired-mode") => {
-            let http = body
-                .get("http_status")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            shared.expired_as_http_status.store(http, Ordering::Relaxed);
-            ok()
-        }
-        (Method::POST, "/_emulator/restart") => {
-            let refuse = body
-                .get("refuse_ms")
-                .and_then(Value::as_u64)
-                .map(Duration::from_millis)
-                .unwrap_or(shared.settings.restart_refuse);
-            // Answer first: the restart cuts this very connection.
-            let _ = shared.restarts.send(refuse);
-            json_response(202, &json!({"ok": true}))
-        }
-        (Method::GET, "/_emulator/state") => json_response(
-            200,
-            &json!({"resourceVersion": shared.store.current_rv().to_string()}),
-        ),
-        _ => error_response(&ApiError::path_not_found(), None),
     }
 }

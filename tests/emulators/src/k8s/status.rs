@@ -115,6 +115,33 @@ impl ApiError {
         ApiError::new(422, "Invalid", message)
     }
 
+    /// PUT without metadata.resourceVersion on a kind that forbids unconditional updates.
+    /// The real server names the resource (not the kind) here.
+    pub fn resource_version_required(kind: &KindSpec, name: &str) -> Self {
+        let cause = "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update";
+        ApiError {
+            code: 422,
+            reason: "Invalid",
+            message: format!("{} \"{name}\" is invalid: {cause}", kind.qualified()),
+            details: Some(json!({
+                "name": name,
+                "group": kind.group,
+                "kind": kind.plural,
+                "causes": [{"reason": "FieldValueInvalid", "message": "Invalid value: 0x0: must be specified for an update", "field": "metadata.resourceVersion"}],
+            })),
+        }
+    }
+
+    /// 403 from admission: `secrets "x" is forbidden: <why>`.
+    pub fn forbidden(kind: &KindSpec, name: &str, why: &str) -> Self {
+        ApiError::new(
+            403,
+            "Forbidden",
+            format!("{} \"{name}\" is forbidden: {why}", kind.qualified()),
+        )
+        .with_details(kind, name)
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError::new(400, "BadRequest", message)
     }
@@ -163,7 +190,10 @@ impl ApiError {
         m.insert("metadata".into(), json!({}));
         m.insert("status".into(), json!("Failure"));
         m.insert("message".into(), json!(self.message));
-        m.insert("reason".into(), json!(self.reason));
+        // Errors the server did not classify carry no reason at all.
+        if !self.reason.is_empty() {
+            m.insert("reason".into(), json!(self.reason));
+        }
         if let Some(d) = &self.details {
             m.insert("details".into(), d.clone());
         }

@@ -17,6 +17,8 @@ use super::selector::{FieldSelector, LabelSelector};
 use super::status::{ApiError, FieldCause};
 use super::validate;
 
+mod gc;
+
 /// Broadcast capacity: a watcher this far behind is cut off (410) like a slow watcher on
 /// the real server.
 const WATCH_CHANNEL_CAPACITY: usize = 65_536;
@@ -311,7 +313,8 @@ impl Store {
         // Matching objects after the page: ListMeta.remainingItemCount.
         let mut remaining: u64 = 0;
         let limit = q.limit.filter(|l| *l > 0);
-        for (key, obj) in st.objects[kind].iter() {
+        let snapshot = snapshot_at(&st, kind, list_rv);
+        for (key, obj) in snapshot.iter() {
             if ns.is_some_and(|n| key.0 != n) {
                 continue;
             }
@@ -414,6 +417,18 @@ impl Store {
             ));
         }
         check_type_meta(&spec, &obj)?;
+        // The storage layer refuses it (a copied object, most likely); an unparsable value
+        // slips through, as on the real server.
+        if meta_str(&obj, "resourceVersion")
+            .parse::<u64>()
+            .is_ok_and(|rv| rv != 0)
+        {
+            return Err(ApiError::new(
+                500,
+                "",
+                "resourceVersion should not be set on objects to be created",
+            ));
+        }
         let ns = if spec.namespaced {
             let body_ns = meta_str(&obj, "namespace");
             match ns {
@@ -424,7 +439,7 @@ impl Store {
                 }
                 Some(n) => n.to_string(),
                 None if !body_ns.is_empty() => body_ns.to_string(),
-                None => return Err(ApiError::bad_request("the server could not find the requested resource")),
+                None => return Err(ApiError::method_not_allowed("POST")),
             }
         } else {
             String::new()
@@ -445,8 +460,17 @@ impl Store {
         causes.extend(validate::metadata_causes(&obj));
         if spec.namespaced {
             if let Some(nsk) = self.kinds.namespaces() {
-                if !st.objects[nsk].contains_key(&(String::new(), ns.clone())) {
-                    return Err(ApiError::namespace_not_found(self.kinds.get(nsk), &ns));
+                match st.objects[nsk].get(&(String::new(), ns.clone())) {
+                    None => return Err(ApiError::namespace_not_found(self.kinds.get(nsk), &ns)),
+                    // NamespaceLifecycle admission.
+                    Some(n) if n.pointer("/metadata/deletionTimestamp").is_some() => {
+                        return Err(ApiError::forbidden(
+                            &spec,
+                            &name,
+                            &format!("unable to create new content in namespace {ns} because it is being terminated"),
+                        ))
+                    }
+                    Some(_) => {}
                 }
             }
         }
@@ -558,6 +582,10 @@ impl Store {
             .cloned()
             .ok_or_else(|| ApiError::not_found(&spec, name))?;
         let want_rv = meta_str(&obj, "resourceVersion");
+        if want_rv.is_empty() && spec.custom && target != WriteTarget::Direct {
+            // Custom resources do not allow unconditional updates.
+            return Err(ApiError::resource_version_required(&spec, name));
+        }
         if !want_rv.is_empty() && want_rv != meta_str(&old, "resourceVersion") {
             return Err(ApiError::conflict(&spec, name));
         }
@@ -723,15 +751,17 @@ impl Store {
             return Ok(Deleted::Pending((*old).clone()));
         }
         let is_namespace = spec.plural == "namespaces" && spec.group.is_empty();
-        if has_finalizers(&old) {
-            let mut new = (*old).clone();
-            let m = meta_mut(&mut new);
-            m.insert("deletionTimestamp".into(), json!(now_rfc3339()));
-            m.insert("deletionGracePeriodSeconds".into(), json!(0));
-            let kept = self.commit(&mut st, kind, EventType::Modified, Some(old), new);
-            return Ok(Deleted::Pending((*kept).clone()));
+        if is_namespace && matches!(name, "default" | "kube-system" | "kube-public") {
+            // NamespaceLifecycle admission keeps the immortal namespaces.
+            return Err(ApiError::forbidden(
+                &spec,
+                name,
+                "this namespace may not be deleted",
+            ));
         }
         if is_namespace {
+            // The namespace controller's work, done at once: Terminating, content deleted,
+            // then the namespace itself unless a finalizer still holds it.
             let mut terminating = (*old).clone();
             meta_mut(&mut terminating).insert("deletionTimestamp".into(), json!(now_rfc3339()));
             set_field(
@@ -740,27 +770,9 @@ impl Store {
                 Some(json!({"phase": "Terminating"})),
             );
             let t = self.commit(&mut st, kind, EventType::Modified, Some(old), terminating);
-            for (k, spec_k) in self.kinds.iter() {
-                if !spec_k.namespaced {
-                    continue;
-                }
-                let keys: Vec<Key> = st.objects[k]
-                    .keys()
-                    .filter(|key| key.0 == name)
-                    .cloned()
-                    .collect();
-                for key in keys {
-                    if let Some(o) = st.objects[k].get(&key).cloned() {
-                        let gone = self.commit(
-                            &mut st,
-                            k,
-                            EventType::Deleted,
-                            Some(o.clone()),
-                            (*o).clone(),
-                        );
-                        self.cascade(&mut st, &gone);
-                    }
-                }
+            self.delete_namespace_content(&mut st, name);
+            if has_finalizers(&t) {
+                return Ok(Deleted::Pending((*t).clone()));
             }
             let gone = self.commit(
                 &mut st,
@@ -771,6 +783,14 @@ impl Store {
             );
             self.cascade(&mut st, &gone);
             return Ok(Deleted::Gone((*gone).clone()));
+        }
+        if has_finalizers(&old) {
+            let mut new = (*old).clone();
+            let m = meta_mut(&mut new);
+            m.insert("deletionTimestamp".into(), json!(now_rfc3339()));
+            m.insert("deletionGracePeriodSeconds".into(), json!(0));
+            let kept = self.commit(&mut st, kind, EventType::Modified, Some(old), new);
+            return Ok(Deleted::Pending((*kept).clone()));
         }
         let gone = self.commit(
             &mut st,
@@ -783,96 +803,22 @@ impl Store {
         Ok(Deleted::Gone((*gone).clone()))
     }
 
-    // === garbage collection (the controller-manager's part the operator relies on) ===
-
-    /// Whether an owner reference points at a live object: None when its kind is not served
-    /// (the real collector then leaves the dependent alone).
-    fn owner_alive(&self, st: &State, dependent_ns: &str, oref: &Value) -> Option<bool> {
-        let api_version = oref.get("apiVersion").and_then(Value::as_str)?;
-        let kind_name = oref.get("kind").and_then(Value::as_str)?;
-        let name = oref.get("name").and_then(Value::as_str)?;
-        let uid = oref.get("uid").and_then(Value::as_str)?;
-        let (k, spec) = self
-            .kinds
-            .iter()
-            .find(|(_, s)| s.kind == kind_name && s.api_version() == api_version)?;
-        let ns = if spec.namespaced { dependent_ns } else { "" };
-        Some(
-            st.objects[k]
-                .get(&(ns.to_string(), name.to_string()))
-                .is_some_and(|o| meta_str(o, "uid") == uid),
-        )
-    }
-
-    /// Dependent whose every owner is known to be gone (absent, or present with another uid).
-    fn is_orphan(&self, st: &State, obj: &Value) -> bool {
-        let Some(refs) = obj
-            .pointer("/metadata/ownerReferences")
-            .and_then(Value::as_array)
-        else {
-            return false;
-        };
-        let ns = meta_str(obj, "namespace");
-        !refs.is_empty()
-            && refs
-                .iter()
-                .all(|r| self.owner_alive(st, ns, r) == Some(false))
-    }
-
-    fn collect_if_orphan(&self, st: &mut State, kind: usize, obj: &Arc<Value>) {
-        if self.garbage_collection && self.is_orphan(st, obj) {
-            self.collect(st, kind, obj.clone());
-        }
-    }
-
-    /// Background deletion of one dependent: finalizers respected, then its own dependents.
-    fn collect(&self, st: &mut State, kind: usize, obj: Arc<Value>) {
-        if obj.pointer("/metadata/deletionTimestamp").is_some() {
-            return;
-        }
-        if has_finalizers(&obj) {
-            let mut new = (*obj).clone();
-            meta_mut(&mut new).insert("deletionTimestamp".into(), json!(now_rfc3339()));
-            self.commit(st, kind, EventType::Modified, Some(obj), new);
-            return;
-        }
-        let gone = self.commit(
-            st,
-            kind,
-            EventType::Deleted,
-            Some(obj.clone()),
-            (*obj).clone(),
-        );
-        self.cascade(st, &gone);
-    }
-
-    /// After `gone` was removed, collect every dependent left without a live owner.
-    fn cascade(&self, st: &mut State, gone: &Value) {
-        if !self.garbage_collection {
-            return;
-        }
-        let uid = meta_str(gone, "uid").to_string();
-        if uid.is_empty() {
-            return;
-        }
-        let mut dependents = Vec::new();
-        for (k, objs) in st.objects.iter().enumerate() {
-            for o in objs.values() {
-                let owned = o
-                    .pointer("/metadata/ownerReferences")
-                    .and_then(Value::as_array)
-                    .is_some_and(|refs| {
-                        refs.iter()
-                            .any(|r| r.get("uid").and_then(Value::as_str) == Some(&uid))
-                    });
-                if owned {
-                    dependents.push((k, o.clone()));
-                }
+    fn delete_namespace_content(&self, st: &mut State, ns: &str) {
+        for (k, spec_k) in self.kinds.iter() {
+            if !spec_k.namespaced {
+                continue;
             }
-        }
-        for (k, o) in dependents {
-            if self.is_orphan(st, &o) {
-                self.collect(st, k, o);
+            let keys: Vec<Key> = st.objects[k]
+                .keys()
+                .filter(|key| key.0 == ns)
+                .cloned()
+                .collect();
+            for key in keys {
+                if let Some(o) = st.objects[k].get(&key).cloned() {
+                    let gone =
+                        self.commit(st, k, EventType::Deleted, Some(o.clone()), (*o).clone());
+                    self.cascade(st, &gone);
+                }
             }
         }
     }
@@ -884,14 +830,29 @@ impl Store {
             .and_then(Value::as_str)
             .map(str::to_string);
         let name = meta_str(&obj, "name").to_string();
+        let mut obj = obj;
+        meta_mut(&mut obj).remove("resourceVersion");
         match self.get(kind, ns.as_deref(), &name) {
-            Ok(_) => {
-                let mut obj = obj;
-                meta_mut(&mut obj).remove("resourceVersion");
-                self.replace(kind, ns.as_deref(), &name, obj, WriteTarget::Direct)
-            }
+            Ok(_) => self.replace(kind, ns.as_deref(), &name, obj, WriteTarget::Direct),
             Err(_) => self.create(kind, ns.as_deref(), obj, WriteTarget::Direct),
         }
+    }
+
+    /// Live events, for in-process waiting. Subscribed under the lock together with a
+    /// snapshot of the current rv, so nothing falls between the two.
+    pub fn subscribe(&self) -> (u64, broadcast::Receiver<Arc<StoredEvent>>) {
+        let st = self.lock();
+        (st.rv, self.events.subscribe())
+    }
+
+    /// Committed changes after `rv` still in the history window (oldest first), or None
+    /// when `rv` is older than the window.
+    pub fn changes_since(&self, rv: u64) -> Option<Vec<Arc<StoredEvent>>> {
+        let st = self.lock();
+        if rv < st.compacted {
+            return None;
+        }
+        Some(st.history.iter().filter(|e| e.rv > rv).cloned().collect())
     }
 
     /// Every object of a kind, optionally in one namespace, in key order.
@@ -903,6 +864,40 @@ impl Store {
             .map(|(_, o)| (**o).clone())
             .collect()
     }
+}
+
+/// The kind's objects as they were at `rv`: the current state with every change after `rv`
+/// (still in the history window) undone. Continue tokens page through this snapshot, as the
+/// real server pages through etcd at the first page's revision.
+fn snapshot_at(
+    st: &State,
+    kind: usize,
+    rv: u64,
+) -> std::borrow::Cow<'_, BTreeMap<Key, Arc<Value>>> {
+    if rv >= st.rv {
+        // The usual case (a first page): no copy.
+        return std::borrow::Cow::Borrowed(&st.objects[kind]);
+    }
+    let mut objects = st.objects[kind].clone();
+    let mut undone: std::collections::BTreeSet<Key> = std::collections::BTreeSet::new();
+    for ev in st.history.iter().filter(|e| e.kind == kind && e.rv > rv) {
+        let key = (
+            ev.namespace.clone(),
+            meta_str(&ev.object, "name").to_string(),
+        );
+        // The earliest change after rv holds the state at rv in its `old`.
+        if undone.insert(key.clone()) {
+            match &ev.old {
+                Some(old) if ev.etype != EventType::Added => {
+                    objects.insert(key, old.clone());
+                }
+                _ => {
+                    objects.remove(&key);
+                }
+            }
+        }
+    }
+    std::borrow::Cow::Owned(objects)
 }
 
 fn trim_history(st: &mut State) {

@@ -213,3 +213,64 @@ pub fn spawn_watch(
     });
     ChannelBody::new(rx)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k8s::store::StoredEvent;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn obj(app: &str) -> Arc<Value> {
+        Arc::new(json!({"metadata": {"name": "a", "namespace": "n", "labels": {"app": app}}}))
+    }
+
+    fn event(etype: EventType, old: Option<&str>, new: &str) -> StoredEvent {
+        StoredEvent {
+            rv: 2,
+            kind: 0,
+            namespace: "n".into(),
+            etype,
+            old: old.map(obj),
+            object: obj(new),
+        }
+    }
+
+    #[test]
+    fn selector_watch_projects_transitions_like_the_cacher() {
+        let f = WatchFilter {
+            kind: 0,
+            namespace: Some("n".into()),
+            labels: LabelSelector::parse("app=web").unwrap(),
+            fields: FieldSelector::default(),
+        };
+        assert_eq!(
+            f.project(&event(EventType::Added, None, "web")),
+            Some(EventType::Added)
+        );
+        assert_eq!(f.project(&event(EventType::Added, None, "db")), None);
+        assert_eq!(
+            f.project(&event(EventType::Modified, Some("web"), "web")),
+            Some(EventType::Modified)
+        );
+        assert_eq!(
+            f.project(&event(EventType::Modified, Some("db"), "web")),
+            Some(EventType::Added)
+        );
+        assert_eq!(
+            f.project(&event(EventType::Modified, Some("web"), "db")),
+            Some(EventType::Deleted)
+        );
+        assert_eq!(
+            f.project(&event(EventType::Modified, Some("db"), "db")),
+            None
+        );
+        assert_eq!(
+            f.project(&event(EventType::Deleted, Some("web"), "web")),
+            Some(EventType::Deleted)
+        );
+        let mut other_ns = event(EventType::Added, None, "web");
+        other_ns.namespace = "m".into();
+        assert_eq!(f.project(&other_ns), None);
+    }
+}

@@ -1,0 +1,127 @@
+//! The `/_emulator/` control endpoints for the standalone binary (and any test that prefers
+//! HTTP): request log, faults, RBAC policy, token, watch drops, restart, history. Never
+//! authenticated, never logged as API requests.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+
+use super::faults::FaultConfig;
+use super::rbac::RbacPolicy;
+use super::server::{error_response, json_response, read_json, Body, Shared};
+use super::status::ApiError;
+
+pub async fn admin(shared: &Arc<Shared>, req: Request<Incoming>, path: &str) -> Response<Body> {
+    let method = req.method().clone();
+    let body = match read_json(req).await {
+        Ok((_, b)) => b,
+        Err(e) => return error_response(&e, None),
+    };
+    let ok = || json_response(200, &json!({"ok": true}));
+    match (method, path) {
+        (Method::GET, "/_emulator/requests") => json_response(
+            200,
+            &serde_json::to_value(shared.log.all()).unwrap_or_default(),
+        ),
+        (Method::DELETE, "/_emulator/requests") => {
+            shared.log.clear();
+            ok()
+        }
+        (Method::GET, "/_emulator/rbac-used") => json_response(
+            200,
+            &serde_json::to_value(shared.log.rbac_used()).unwrap_or_default(),
+        ),
+        (Method::GET, "/_emulator/counters") => {
+            let counts: Vec<Value> = shared
+                .log
+                .counts()
+                .into_iter()
+                .map(
+                    |((verb, resource), n)| json!({"verb": verb, "resource": resource, "count": n}),
+                )
+                .collect();
+            json_response(200, &Value::Array(counts))
+        }
+        (Method::GET, "/_emulator/faults") => json_response(
+            200,
+            &serde_json::to_value(shared.faults.config()).unwrap_or_default(),
+        ),
+        (Method::POST | Method::PUT, "/_emulator/faults") => match serde_json::from_value::<
+            FaultConfig,
+        >(body)
+        {
+            Ok(cfg) => {
+                shared.faults.set(cfg);
+                ok()
+            }
+            Err(e) => error_response(&ApiError::bad_request(format!("fault config: {e}")), None),
+        },
+        (Method::DELETE, "/_emulator/faults") => {
+            shared.faults.clear();
+            ok()
+        }
+        (Method::POST, "/_emulator/drop-watches") => {
+            shared.drop_watches();
+            ok()
+        }
+        (Method::POST, "/_emulator/compact") => {
+            shared.store.compact();
+            ok()
+        }
+        (Method::POST, "/_emulator/history") => match body.get("size").and_then(Value::as_u64) {
+            Some(n) => {
+                shared.store.set_history_size(n as usize);
+                ok()
+            }
+            None => error_response(&ApiError::bad_request("expected {\"size\": N}"), None),
+        },
+        (Method::POST | Method::PUT, "/_emulator/rbac") => {
+            match serde_json::from_value::<RbacPolicy>(body) {
+                Ok(p) => {
+                    *shared.rbac.write().unwrap_or_else(|p| p.into_inner()) = Some(p);
+                    ok()
+                }
+                Err(e) => error_response(&ApiError::bad_request(format!("rbac policy: {e}")), None),
+            }
+        }
+        (Method::DELETE, "/_emulator/rbac") => {
+            *shared.rbac.write().unwrap_or_else(|p| p.into_inner()) = None;
+            ok()
+        }
+        (Method::POST, "/_emulator/token") => {
+            let token = body
+                .get("token")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            *shared.token.write().unwrap_or_else(|p| p.into_inner()) = token;
+            ok()
+        }
+        (Method::POST, "/_emulator/expired-mode") => {
+            let http = body
+                .get("http_status")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            shared.expired_as_http_status.store(http, Ordering::Relaxed);
+            ok()
+        }
+        (Method::POST, "/_emulator/restart") => {
+            let refuse = body
+                .get("refuse_ms")
+                .and_then(Value::as_u64)
+                .map(Duration::from_millis)
+                .unwrap_or(shared.settings.restart_refuse);
+            // Answer first: the restart cuts this very connection.
+            shared.request_restart(refuse);
+            json_response(202, &json!({"ok": true}))
+        }
+        (Method::GET, "/_emulator/state") => json_response(
+            200,
+            &json!({"resourceVersion": shared.store.current_rv().to_string()}),
+        ),
+        _ => error_response(&ApiError::path_not_found(), None),
+    }
+}

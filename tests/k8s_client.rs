@@ -1,0 +1,261 @@
+//! The Kubernetes client against the in-repo API server emulator on loopback: retries
+//! after Retry-After, token-file rotation, failing closed on a wrong CA or token, and no
+//! event lost across dropped watches.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ecr_creds_refresher::k8s::auth::{parse_ca, TokenSource};
+use ecr_creds_refresher::k8s::kind::{NAMESPACES, SECRETS};
+use ecr_creds_refresher::k8s::types::{Namespace, Secret};
+use ecr_creds_refresher::k8s::{Client, ClientConfig, Error, ListParams};
+use ecr_creds_refresher::runtime::watcher::{spawn_reflector, Event, KubeListWatch, WatcherConfig};
+use emulators::k8s::{EmulatorConfig, FaultConfig, K8sEmulator};
+use serde_json::json;
+use tokio::sync::watch;
+
+fn client(emu: &K8sEmulator) -> Client {
+    Client::new(ClientConfig::new(&emu.url()).unwrap()).unwrap()
+}
+
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn temp_file(name: &str, content: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("k8s-client-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn answers_429_and_503_are_retried_after_retry_after() {
+    let emu = K8sEmulator::start(EmulatorConfig::default()).await.unwrap();
+    let c = client(&emu);
+    for code in [429u16, 503] {
+        emu.faults().set(FaultConfig {
+            error_code: Some(code),
+            every_nth: Some(1),
+            retry_after_secs: Some(1),
+            max_errors: Some(2),
+            ..Default::default()
+        });
+        let started = Instant::now();
+        let ns: Namespace = c.get(&NAMESPACES.object(None, "default")).await.unwrap();
+        assert_eq!(ns.metadata.name.as_deref(), Some("default"));
+        // Two refusals, each with Retry-After: 1.
+        assert!(
+            started.elapsed() >= Duration::from_secs(2),
+            "{code}: waited {:?}",
+            started.elapsed()
+        );
+        let refused = emu.requests().iter().filter(|r| r.code == code).count();
+        assert_eq!(refused, 2, "{code}: both refusals reached the server");
+        emu.clear_requests();
+    }
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn retries_give_up_with_the_servers_status() {
+    let emu = K8sEmulator::start(EmulatorConfig::default()).await.unwrap();
+    let mut cfg = ClientConfig::new(&emu.url()).unwrap();
+    cfg.max_retries = 2;
+    let c = Client::new(cfg).unwrap();
+    emu.faults().set(FaultConfig {
+        error_code: Some(503),
+        every_nth: Some(1),
+        retry_after_secs: Some(0),
+        ..Default::default()
+    });
+    let err = c
+        .get::<Namespace>(&NAMESPACES.object(None, "default"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(503));
+    assert!(err.is_transient());
+    assert_eq!(emu.requests().len(), 3, "one try and two retries");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn rotated_token_file_is_picked_up_without_a_restart() {
+    let emu = K8sEmulator::start(EmulatorConfig {
+        token: Some("first-token".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let path = temp_file("token", "first-token\n");
+    let mut cfg = ClientConfig::new(&emu.url()).unwrap();
+    cfg.token = Some(TokenSource::from_file(&path).unwrap());
+    let c = Client::new(cfg).unwrap();
+    c.get::<Namespace>(&NAMESPACES.object(None, "default"))
+        .await
+        .unwrap();
+
+    // The kubelet rotates the token: the server takes only the new one now.
+    std::fs::write(&path, "second-token\n").unwrap();
+    emu.set_token(Some("second-token".into()));
+    c.get::<Namespace>(&NAMESPACES.object(None, "default"))
+        .await
+        .unwrap();
+    let codes: Vec<u16> = emu.requests().iter().map(|r| r.code).collect();
+    assert_eq!(codes, vec![200, 401, 200], "one 401, re-read, then success");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_token_fails_closed_with_the_status() {
+    let emu = K8sEmulator::start(EmulatorConfig {
+        token: Some("right".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut cfg = ClientConfig::new(&emu.url()).unwrap();
+    cfg.token = Some(TokenSource::fixed("wrong"));
+    let err = Client::new(cfg)
+        .unwrap()
+        .get::<Namespace>(&NAMESPACES.object(None, "default"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(401));
+    let text = err.to_string();
+    assert!(text.contains("401") && !text.contains("wrong"), "{text}");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_ca_fails_closed_and_the_right_one_works() {
+    let emu = K8sEmulator::start(EmulatorConfig {
+        tls: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(emu.url().starts_with("https://"));
+    let other = K8sEmulator::start(EmulatorConfig {
+        tls: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    let mut wrong = ClientConfig::new(&emu.url()).unwrap();
+    wrong.ca = Some(parse_ca(other.ca_pem().unwrap().as_bytes()).unwrap());
+    let err = Client::new(wrong)
+        .unwrap()
+        .get::<Namespace>(&NAMESPACES.object(None, "default"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "the message names the certificate problem: {err}"
+    );
+    assert!(
+        emu.requests().is_empty(),
+        "nothing was sent over the unverified connection"
+    );
+
+    let mut right = ClientConfig::new(&emu.url()).unwrap();
+    right.ca = Some(parse_ca(emu.ca_pem().unwrap().as_bytes()).unwrap());
+    let ns: Namespace = Client::new(right)
+        .unwrap()
+        .get(&NAMESPACES.object(None, "default"))
+        .await
+        .unwrap();
+    assert_eq!(ns.metadata.name.as_deref(), Some("default"));
+    emu.shutdown().await;
+    other.shutdown().await;
+}
+
+#[tokio::test]
+async fn unreachable_server_fails_with_an_actionable_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let c = Client::new(ClientConfig::new(&format!("http://{addr}")).unwrap()).unwrap();
+    let err = c
+        .list::<Namespace>(&NAMESPACES.collection(None), &ListParams::default())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("cannot reach the API server"),
+        "{err}"
+    );
+}
+
+/// Every Secret created while watches keep being dropped is seen by the reflector, and
+/// the cache ends equal to the server's state.
+#[tokio::test]
+async fn no_event_is_lost_across_dropped_watches() {
+    let emu = K8sEmulator::start(EmulatorConfig::default()).await.unwrap();
+    let c = client(&emu);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    let seen_in = seen.clone();
+    let (store, _task) = spawn_reflector(
+        KubeListWatch {
+            client: c.clone(),
+            collection: SECRETS.collection(None),
+            label_selector: None,
+            field_selector: None,
+        },
+        WatcherConfig::new("secrets"),
+        |s: &Secret| s.metadata.name.clone(),
+        move |e: Event<Secret>| {
+            let mut seen = seen_in.lock().unwrap();
+            match e {
+                Event::Applied(s) => {
+                    seen.insert(s.metadata.name.unwrap_or_default());
+                }
+                Event::Restarted(all) => {
+                    for s in all {
+                        seen.insert(s.metadata.name.unwrap_or_default());
+                    }
+                }
+                Event::Deleted(_) => {}
+            }
+        },
+        stop_rx,
+    );
+    store.wait_synced().await;
+    for i in 0..60 {
+        c.create::<_, Secret>(
+            &SECRETS.collection(Some("default")),
+            &json!({"metadata": {"name": format!("s{i:02}")}, "type": "Opaque"}),
+        )
+        .await
+        .unwrap();
+        if i % 7 == 0 {
+            emu.drop_watches();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eventually("every created Secret to reach the cache", || {
+        store.len() == 60
+    })
+    .await;
+    let seen = seen.lock().unwrap().clone();
+    let expected: BTreeSet<String> = (0..60).map(|i| format!("s{i:02}")).collect();
+    assert_eq!(
+        seen, expected,
+        "every creation was delivered as an event or a relist"
+    );
+    let watches = emu.requests().iter().filter(|r| r.verb == "watch").count();
+    assert!(
+        watches > 1,
+        "the watch was re-established ({watches} watches)"
+    );
+    stop_tx.send(true).unwrap();
+    emu.shutdown().await;
+}

@@ -1,0 +1,380 @@
+//! Leader election against the in-repo Kubernetes emulator on loopback: the Lease as the
+//! API server stores it, create races, release and takeover, stepping down when the API
+//! fails. Every test runs under the emulator's RBAC enforcement loaded from rbac.yaml, so
+//! the elector works with exactly the permissions we ship (a missing grant is a 403).
+//!
+//! The expiry timing itself is pinned on paused time in `src/runtime/leader.rs`; these
+//! tests use the default timings where nothing has to expire, and short ones otherwise.
+
+use std::time::Duration;
+
+use ecr_creds_refresher::k8s::{Client, ClientConfig};
+use ecr_creds_refresher::runtime::leader::{LeaderElector, LeaseConfig};
+use emulators::k8s::rbac::Attributes;
+use emulators::k8s::{EmulatorConfig, FaultConfig, K8sEmulator, RbacPolicy};
+use serde_json::Value;
+use tokio::sync::{oneshot, watch};
+
+const NS: &str = "ecr-creds-refresher";
+const LEASE: &str = ecr_creds_refresher::runtime::leader::DEFAULT_LEASE_NAME;
+
+/// The operator's permissions as rbac.yaml grants them (every Role and ClusterRole there
+/// is bound to its ServiceAccount; tests/manifests/check_invariants.py verifies that).
+fn shipped_rbac() -> RbacPolicy {
+    let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rbac.yaml")).unwrap();
+    let mut policy = RbacPolicy {
+        user: format!("system:serviceaccount:{NS}:ecr-creds-refresher"),
+        rules: Vec::new(),
+    };
+    policy.add_role_yaml(&yaml, None).unwrap();
+    assert!(!policy.rules.is_empty());
+    policy
+}
+
+async fn emulator() -> K8sEmulator {
+    let emu = K8sEmulator::start(EmulatorConfig {
+        namespaces: vec!["default".into(), NS.into()],
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    emu.set_rbac(Some(shipped_rbac()));
+    emu
+}
+
+fn client(emu: &K8sEmulator) -> Client {
+    Client::new(ClientConfig::new(&emu.url()).unwrap()).unwrap()
+}
+
+struct Running {
+    leading: watch::Receiver<bool>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), ecr_creds_refresher::runtime::leader::Error>>,
+}
+
+impl Running {
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("elector did not stop")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn spawn(emu: &K8sEmulator, id: &str, cfg: LeaseConfig) -> Running {
+    let elector = LeaderElector::new(client(emu), NS, LEASE, id, cfg);
+    let leading = elector.subscribe();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(elector.run(async move {
+        let _ = rx.await;
+    }));
+    Running {
+        leading,
+        stop: Some(tx),
+        task,
+    }
+}
+
+async fn wait_leading(r: &mut Running, want: bool, within: Duration) {
+    tokio::time::timeout(within, r.leading.wait_for(|v| *v == want))
+        .await
+        .unwrap_or_else(|_| panic!("leading did not become {want} within {within:?}"))
+        .unwrap();
+}
+
+fn lease(emu: &K8sEmulator) -> Value {
+    emu.get("leases", Some(NS), LEASE).expect("lease exists")
+}
+
+/// `2026-11-26T21:00:00.123456Z`: MicroTime, exactly six fractional digits, UTC.
+fn is_micro_time(v: &Value) -> bool {
+    let Some(s) = v.as_str() else { return false };
+    let b = s.as_bytes();
+    b.len() == 27
+        && b[4] == b'-'
+        && b[10] == b'T'
+        && b[19] == b'.'
+        && b[26] == b'Z'
+        && b[20..26].iter().all(u8::is_ascii_digit)
+}
+
+#[tokio::test]
+async fn first_replica_creates_the_lease_with_micro_times_and_leads() {
+    let emu = emulator().await;
+    let mut a = spawn(&emu, "pod-a_1", LeaseConfig::default());
+    wait_leading(&mut a, true, Duration::from_secs(5)).await;
+
+    let l = lease(&emu);
+    assert_eq!(l["spec"]["holderIdentity"], "pod-a_1");
+    assert_eq!(l["spec"]["leaseDurationSeconds"], 15);
+    assert_eq!(l["spec"]["leaseTransitions"], 0);
+    assert!(is_micro_time(&l["spec"]["acquireTime"]), "{}", l["spec"]);
+    assert!(is_micro_time(&l["spec"]["renewTime"]), "{}", l["spec"]);
+    assert_eq!(emu.count("create", "leases"), 1);
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn two_replicas_starting_together_elect_exactly_one() {
+    let emu = emulator().await;
+    let mut a = spawn(&emu, "pod-a_1", LeaseConfig::default());
+    let mut b = spawn(&emu, "pod-b_2", LeaseConfig::default());
+    tokio::time::timeout(Duration::from_secs(5), async {
+        tokio::select! {
+            _ = a.leading.wait_for(|v| *v) => {}
+            _ = b.leading.wait_for(|v| *v) => {}
+        }
+    })
+    .await
+    .expect("nobody leads");
+    // Give the loser its next attempt (retry 2 s with jitter up to 4.4 s): it must wait.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (la, lb) = (*a.leading.borrow(), *b.leading.borrow());
+    assert!(la ^ lb, "exactly one leader, got a={la} b={lb}");
+    let holder = lease(&emu)["spec"]["holderIdentity"].clone();
+    assert_eq!(holder, if la { "pod-a_1" } else { "pod-b_2" });
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_releases_the_lease_and_the_next_replica_takes_over_with_a_transition() {
+    let emu = emulator().await;
+    let mut a = spawn(&emu, "pod-a_1", LeaseConfig::default());
+    wait_leading(&mut a, true, Duration::from_secs(5)).await;
+    let mut leading_a = a.leading.clone();
+    a.stop().await;
+    assert!(
+        !*leading_a.borrow_and_update(),
+        "stopped leading before releasing"
+    );
+
+    let l = lease(&emu);
+    assert!(
+        l["spec"].get("holderIdentity").is_none_or(|h| h == ""),
+        "holder not emptied: {}",
+        l["spec"]
+    );
+    assert_eq!(l["spec"]["leaseTransitions"], 0);
+
+    // No waiting out the 15 s lease: the released lease is free at once.
+    let mut b = spawn(&emu, "pod-b_2", LeaseConfig::default());
+    wait_leading(&mut b, true, Duration::from_secs(3)).await;
+    let l = lease(&emu);
+    assert_eq!(l["spec"]["holderIdentity"], "pod-b_2");
+    assert_eq!(l["spec"]["leaseTransitions"], 1);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn leader_steps_down_when_the_api_server_refuses_lease_writes() {
+    let emu = emulator().await;
+    // Short timings so the deadline passes in about a second of real time.
+    let cfg = LeaseConfig {
+        lease_duration: Duration::from_secs(2),
+        renew_deadline: Duration::from_millis(1000),
+        retry_period: Duration::from_millis(200),
+    };
+    let mut a = spawn(&emu, "pod-a_1", cfg);
+    wait_leading(&mut a, true, Duration::from_secs(5)).await;
+
+    emu.faults().set(FaultConfig {
+        error_code: Some(500),
+        every_nth: Some(1),
+        resources: vec!["leases".into()],
+        ..FaultConfig::default()
+    });
+    let broke = tokio::time::Instant::now();
+    wait_leading(&mut a, false, Duration::from_secs(3)).await;
+    let after = broke.elapsed();
+    assert!(
+        after <= Duration::from_millis(1500),
+        "stepped down after {after:?}"
+    );
+
+    // Once the API heals, it wins back its own (unexpired, still named) lease.
+    emu.faults().clear();
+    wait_leading(&mut a, true, Duration::from_secs(3)).await;
+    assert_eq!(lease(&emu)["spec"]["leaseTransitions"], 0);
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn elector_works_under_the_shipped_rbac_and_uses_only_lease_verbs() {
+    let emu = emulator().await;
+    let mut a = spawn(&emu, "pod-a_1", LeaseConfig::default());
+    wait_leading(&mut a, true, Duration::from_secs(5)).await;
+    // One renewal round (retry period 2 s), then release.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    a.stop().await;
+
+    let requests = emu.requests();
+    let forbidden: Vec<_> = requests.iter().filter(|r| r.code == 403).collect();
+    assert!(forbidden.is_empty(), "refused by rbac.yaml: {forbidden:?}");
+    for verb in ["get", "create", "update"] {
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.verb == verb && r.resource == "leases" && r.code < 300),
+            "{verb} on leases never succeeded"
+        );
+    }
+    assert!(requests.iter().all(|r| r.resource == "leases"));
+    // Released under enforcement too.
+    assert!(lease(&emu)["spec"]
+        .get("holderIdentity")
+        .is_none_or(|h| h == ""));
+}
+
+fn allowed(
+    policy: &RbacPolicy,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    ns: Option<&str>,
+    name: Option<&str>,
+) -> bool {
+    let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+    policy
+        .check(&Attributes {
+            verb,
+            group,
+            resource,
+            subresource,
+            namespace: ns,
+            name,
+        })
+        .is_ok()
+}
+
+#[test]
+fn rbac_yaml_grants_what_the_operator_does_and_nothing_around_it() {
+    let p = shipped_rbac();
+    let crd = "ecr.creds.dev";
+    let lease_group = "coordination.k8s.io";
+    // Leases: only the named one, only in the operator's namespace, only get/update;
+    // create cannot be narrowed by name.
+    for verb in ["get", "update"] {
+        assert!(
+            allowed(&p, verb, lease_group, "leases", Some(NS), Some(LEASE)),
+            "{verb}"
+        );
+        assert!(
+            !allowed(&p, verb, lease_group, "leases", Some(NS), Some("other")),
+            "{verb}"
+        );
+        assert!(
+            !allowed(
+                &p,
+                verb,
+                lease_group,
+                "leases",
+                Some("default"),
+                Some(LEASE)
+            ),
+            "{verb}"
+        );
+    }
+    assert!(allowed(&p, "create", lease_group, "leases", Some(NS), None));
+    for verb in ["list", "watch", "patch", "delete"] {
+        assert!(
+            !allowed(&p, verb, lease_group, "leases", Some(NS), Some(LEASE)),
+            "{verb}"
+        );
+    }
+    // The CRs and their status, cluster-wide; never created or deleted by us.
+    for verb in ["get", "list", "watch", "update", "patch"] {
+        assert!(
+            allowed(&p, verb, crd, "ecrpullsecrets", None, Some("x")),
+            "{verb}"
+        );
+    }
+    assert!(allowed(
+        &p,
+        "patch",
+        crd,
+        "ecrpullsecrets/status",
+        None,
+        Some("x")
+    ));
+    assert!(allowed(
+        &p,
+        "update",
+        crd,
+        "ecrpullsecrets/status",
+        None,
+        Some("x")
+    ));
+    assert!(!allowed(&p, "create", crd, "ecrpullsecrets", None, None));
+    assert!(!allowed(
+        &p,
+        "delete",
+        crd,
+        "ecrpullsecrets",
+        None,
+        Some("x")
+    ));
+    // Namespaces are only read.
+    assert!(allowed(&p, "watch", "", "namespaces", None, None));
+    assert!(!allowed(
+        &p,
+        "patch",
+        "",
+        "namespaces",
+        None,
+        Some("team-a")
+    ));
+    // Pull Secrets and ServiceAccounts in any namespace.
+    for verb in [
+        "get", "list", "watch", "create", "update", "patch", "delete",
+    ] {
+        assert!(
+            allowed(&p, verb, "", "secrets", Some("team-a"), Some("ecr")),
+            "{verb}"
+        );
+    }
+    assert!(allowed(
+        &p,
+        "update",
+        "",
+        "serviceaccounts",
+        Some("team-a"),
+        Some("default")
+    ));
+    assert!(!allowed(
+        &p,
+        "delete",
+        "",
+        "serviceaccounts",
+        Some("team-a"),
+        Some("default")
+    ));
+    assert!(!allowed(
+        &p,
+        "create",
+        "",
+        "serviceaccounts",
+        Some("team-a"),
+        None
+    ));
+    // The AWS credentials Secret by name in the operator's namespace.
+    assert!(allowed(
+        &p,
+        "get",
+        "",
+        "secrets",
+        Some(NS),
+        Some("aws-credentials")
+    ));
+    // Events only in `default`.
+    assert!(allowed(&p, "create", "", "events", Some("default"), None));
+    assert!(!allowed(&p, "create", "", "events", Some("team-a"), None));
+    // Nothing else.
+    assert!(!allowed(&p, "get", "", "configmaps", Some(NS), Some("x")));
+    assert!(!allowed(&p, "create", "", "pods", Some(NS), None));
+    assert!(!allowed(&p, "get", "", "nodes", None, Some("n")));
+}

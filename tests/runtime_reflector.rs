@@ -1,0 +1,304 @@
+//! The reflector and controller against the Kubernetes emulator on loopback, through the
+//! real client: pagination, watch, relist after 410 (as an ERROR event and as an HTTP
+//! status), and keys flowing from watch events into reconciles.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ecr_creds_refresher::k8s::kind::SECRETS;
+use ecr_creds_refresher::k8s::types::Secret;
+use ecr_creds_refresher::k8s::{Client, ClientConfig};
+use ecr_creds_refresher::runtime::controller::{spawn_controller, Action, ControllerConfig};
+use ecr_creds_refresher::runtime::queue::WorkQueue;
+use ecr_creds_refresher::runtime::store::{ObjectKey, Store};
+use ecr_creds_refresher::runtime::watcher::{spawn_reflector, Event, KubeListWatch, WatcherConfig};
+use emulators::k8s::{EmulatorConfig, K8sEmulator};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+/// What the test caches of a Secret: its `app` label only.
+type Projection = Option<String>;
+
+fn project(s: &Secret) -> Option<Projection> {
+    Some(s.metadata.labels.get("app").cloned())
+}
+
+fn secret(ns: &str, name: &str, app: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": app}},
+        "data": {"k": "dmFsdWU="}
+    })
+}
+
+async fn emulator() -> K8sEmulator {
+    K8sEmulator::start(EmulatorConfig::default())
+        .await
+        .expect("emulator starts")
+}
+
+fn list_watch(emu: &K8sEmulator) -> KubeListWatch {
+    let client = Client::new(ClientConfig::new(&emu.url()).unwrap()).unwrap();
+    KubeListWatch {
+        client,
+        collection: SECRETS.collection(None),
+        label_selector: None,
+        field_selector: None,
+    }
+}
+
+struct Reflector {
+    store: Store<Projection>,
+    events: mpsc::UnboundedReceiver<Event<Secret>>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn reflect(emu: &K8sEmulator) -> Reflector {
+    let (tx, events) = mpsc::unbounded_channel();
+    let (stop, shutdown) = watch::channel(false);
+    let (store, task) = spawn_reflector(
+        list_watch(emu),
+        WatcherConfig::new("secrets"),
+        project,
+        move |e| {
+            let _ = tx.send(e);
+        },
+        shutdown,
+    );
+    Reflector {
+        store,
+        events,
+        stop,
+        task,
+    }
+}
+
+/// Polls `cond` until it holds, for at most 10 s of real time.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn count_named(store: &Store<Projection>, ns: &str) -> usize {
+    store
+        .keys()
+        .iter()
+        .filter(|k| k.namespace.as_deref() == Some(ns))
+        .count()
+}
+
+async fn next_restart(events: &mut mpsc::UnboundedReceiver<Event<Secret>>) -> Vec<Secret> {
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("no Restarted event within 10 s")
+            .expect("reflector gone");
+        if let Event::Restarted(all) = e {
+            return all;
+        }
+    }
+}
+
+#[tokio::test]
+async fn reflector_lists_in_pages_of_500_then_follows_the_watch() {
+    let emu = emulator().await;
+    for i in 0..1100 {
+        emu.apply("secrets", secret("default", &format!("s{i:04}"), "bulk"))
+            .unwrap();
+    }
+    let mut r = reflect(&emu);
+    tokio::time::timeout(Duration::from_secs(10), r.store.wait_synced())
+        .await
+        .expect("store synced");
+    assert_eq!(count_named(&r.store, "default"), 1100);
+    let first = next_restart(&mut r.events).await;
+    assert_eq!(first.len(), 1100);
+
+    let lists: Vec<_> = emu
+        .requests()
+        .into_iter()
+        .filter(|q| q.verb == "list" && q.resource == "secrets")
+        .collect();
+    assert_eq!(lists.len(), 3, "1100 objects in pages of 500: {lists:?}");
+
+    emu.apply("secrets", secret("kube-system", "fresh", "new"))
+        .unwrap();
+    let key = ObjectKey::namespaced("kube-system", "fresh");
+    eventually("the watch to deliver a new secret", || {
+        r.store.get(&key).is_some()
+    })
+    .await;
+    assert_eq!(
+        r.store.get(&key).as_deref(),
+        Some(&Some("new".to_string())),
+        "the projection kept the label"
+    );
+
+    emu.apply("secrets", secret("kube-system", "fresh", "changed"))
+        .unwrap();
+    eventually("the watch to deliver a modification", || {
+        r.store.get(&key).as_deref() == Some(&Some("changed".to_string()))
+    })
+    .await;
+
+    emu.delete("secrets", Some("kube-system"), "fresh").unwrap();
+    eventually("the watch to deliver a deletion", || {
+        r.store.get(&key).is_none()
+    })
+    .await;
+
+    r.stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), r.task)
+        .await
+        .expect("reflector stops on shutdown")
+        .unwrap();
+    emu.shutdown().await;
+}
+
+/// While the reflector cannot reach the server, an object is deleted and the history
+/// compacted: the re-watch gets 410, the relist swaps the store and the deleted object
+/// is gone from it although no DELETED event was ever seen.
+async fn relist_after_compaction(expired_as_http_status: bool) {
+    let emu = emulator().await;
+    emu.set_expired_as_http_status(expired_as_http_status);
+    emu.apply("secrets", secret("default", "stays", "a"))
+        .unwrap();
+    emu.apply("secrets", secret("default", "goes", "a"))
+        .unwrap();
+    let mut r = reflect(&emu);
+    assert_eq!(next_restart(&mut r.events).await.len(), 2);
+    // Let the watch open.
+    eventually("the watch to open", || {
+        emu.requests()
+            .iter()
+            .any(|q| q.verb == "watch" && q.resource == "secrets")
+    })
+    .await;
+
+    let outage = {
+        let restart = emu.restart_with_refusal(Duration::from_millis(1500));
+        async move { restart.await.unwrap() }
+    };
+    let changes = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        emu.delete("secrets", Some("default"), "goes").unwrap();
+        emu.apply("secrets", secret("default", "new", "b")).unwrap();
+        emu.compact();
+    };
+    tokio::join!(outage, changes);
+
+    let relisted = next_restart(&mut r.events).await;
+    let mut names: Vec<_> = relisted
+        .iter()
+        .filter_map(|s| s.metadata.name.clone())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["new", "stays"]);
+    let keys: Vec<_> = r.store.keys().into_iter().map(|k| k.name).collect();
+    assert_eq!(
+        keys,
+        vec!["new", "stays"],
+        "relist did not drop what it missed"
+    );
+    assert!(r.store.is_synced());
+    let watch_410s = emu
+        .requests()
+        .iter()
+        .filter(|q| q.verb == "watch" && q.code == 410)
+        .count();
+    if expired_as_http_status {
+        assert!(watch_410s >= 1, "the relist was not caused by an HTTP 410");
+    } else {
+        assert_eq!(watch_410s, 0, "expected the 410 inside the stream");
+    }
+    r.stop.send(true).unwrap();
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn relist_after_410_error_event_drops_what_was_missed() {
+    relist_after_compaction(false).await;
+}
+
+#[tokio::test]
+async fn relist_after_410_http_status_drops_what_was_missed() {
+    relist_after_compaction(true).await;
+}
+
+#[tokio::test]
+async fn watch_events_drive_reconciles_of_their_keys() {
+    let emu = emulator().await;
+    emu.apply("secrets", secret("default", "one", "a")).unwrap();
+    let queue: WorkQueue<ObjectKey> = WorkQueue::new();
+    let (stop, shutdown) = watch::channel(false);
+    let enqueue = queue.clone();
+    let (store, _reflector) = spawn_reflector(
+        list_watch(&emu),
+        WatcherConfig::new("secrets"),
+        project,
+        move |e: Event<Secret>| e.keys().for_each(|k| enqueue.add(k)),
+        shutdown.clone(),
+    );
+    let seen: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+    let ready = {
+        let store = store.clone();
+        async move { store.wait_synced().await }
+    };
+    let controller = {
+        let seen = Arc::clone(&seen);
+        let store = store.clone();
+        spawn_controller(
+            queue.clone(),
+            ControllerConfig::new("secrets", 2),
+            move |key: ObjectKey| {
+                let seen = Arc::clone(&seen);
+                // The reconcile reads the cache the event went through first.
+                let cached = store.get(&key).is_some();
+                async move {
+                    let label = if cached { "present" } else { "absent" };
+                    *seen
+                        .lock()
+                        .unwrap()
+                        .entry(format!("{key}:{label}"))
+                        .or_default() += 1;
+                    Ok::<_, String>(Action::AwaitChange)
+                }
+            },
+            ready,
+            shutdown,
+        )
+    };
+    eventually("the listed secret to be reconciled", || {
+        seen.lock().unwrap().contains_key("default/one:present")
+    })
+    .await;
+    emu.apply("secrets", secret("kube-system", "two", "b"))
+        .unwrap();
+    eventually("the watched secret to be reconciled", || {
+        seen.lock().unwrap().contains_key("kube-system/two:present")
+    })
+    .await;
+    emu.delete("secrets", Some("default"), "one").unwrap();
+    eventually(
+        "the deletion to be reconciled with the cache already updated",
+        || seen.lock().unwrap().contains_key("default/one:absent"),
+    )
+    .await;
+
+    stop.send(true).unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(5), controller.task)
+        .await
+        .expect("controller drains and stops")
+        .unwrap();
+    assert_eq!(report.failures, 0);
+    assert!(report.reconciles >= 3, "{report:?}");
+    emu.shutdown().await;
+}
