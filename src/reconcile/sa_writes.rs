@@ -14,22 +14,29 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::state::SaView;
 
-/// How long a write is remembered: far longer than a watch event takes to arrive.
-pub const REMEMBER_FOR: Duration = Duration::from_secs(30);
-
-/// Entries beyond this trigger a sweep of the expired ones on the next write.
-const SWEEP_ABOVE: usize = 256;
+/// How long a write is remembered: far longer than a watch event takes to arrive. A
+/// background sweep then forgets it, so a quiet operator holds none of this.
+pub const REMEMBER_FOR: Duration = Duration::from_secs(10);
 
 type Key = (String, String);
 
 /// Shared by every reconcile of one executor. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct SaWrites {
-    inner: Arc<Mutex<HashMap<Key, Entry>>>,
+    inner: Arc<Mutex<Writes>>,
+}
+
+#[derive(Default)]
+struct Writes {
+    entries: HashMap<Key, Entry>,
+    /// A sweep task is scheduled.
+    sweeping: bool,
 }
 
 #[derive(Default)]
@@ -44,7 +51,7 @@ struct Entry {
 impl std::fmt::Debug for SaWrites {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SaWrites")
-            .field("entries", &self.map().len())
+            .field("entries", &self.map().entries.len())
             .finish()
     }
 }
@@ -52,13 +59,14 @@ impl std::fmt::Debug for SaWrites {
 // === impl SaWrites ===
 
 impl SaWrites {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, Writes> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The lock serializing this process's edits of one ServiceAccount.
     pub fn lock_for(&self, namespace: &str, name: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.map()
+            .entries
             .entry((namespace.to_string(), name.to_string()))
             .or_default()
             .lock
@@ -68,7 +76,9 @@ impl SaWrites {
     /// Our newer view of `seen`, if `seen` is a version one of our writes replaced.
     pub fn newer_than(&self, seen: &SaView) -> Option<SaView> {
         let map = self.map();
-        let entry = map.get(&(seen.namespace.clone(), seen.name.clone()))?;
+        let entry = map
+            .entries
+            .get(&(seen.namespace.clone(), seen.name.clone()))?;
         let fresh = entry.written_at.is_some_and(|t| t.elapsed() < REMEMBER_FOR);
         if fresh && entry.superseded.contains(&seen.resource_version) {
             entry.latest.clone()
@@ -80,13 +90,14 @@ impl SaWrites {
     /// Records that our write replaced version `before` with `after`.
     pub fn record(&self, before: &str, after: SaView) {
         let mut map = self.map();
-        if map.len() > SWEEP_ABOVE {
-            map.retain(|_, e| {
-                e.written_at.is_some_and(|t| t.elapsed() < REMEMBER_FOR)
-                    || Arc::strong_count(&e.lock) > 1
-            });
+        if !map.sweeping {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                map.sweeping = true;
+                runtime.spawn(self.clone().sweep_until_empty());
+            }
         }
         let entry = map
+            .entries
             .entry((after.namespace.clone(), after.name.clone()))
             .or_default();
         if entry.written_at.is_none_or(|t| t.elapsed() >= REMEMBER_FOR) {
@@ -97,8 +108,36 @@ impl SaWrites {
         entry.latest = Some(after);
     }
 
+    /// Forgets expired writes (and unused locks) every [`REMEMBER_FOR`] until none is left.
+    async fn sweep_until_empty(self) {
+        loop {
+            tokio::time::sleep(REMEMBER_FOR).await;
+            if self.sweep() == 0 {
+                return;
+            }
+        }
+    }
+
+    /// Drops expired entries nobody holds a lock of; returns how many remain. Clears the
+    /// sweeping flag under the same lock when none remain, so a concurrent `record`
+    /// schedules the next sweep.
+    fn sweep(&self) -> usize {
+        let mut map = self.map();
+        map.entries.retain(|_, e| {
+            e.written_at.is_some_and(|t| t.elapsed() < REMEMBER_FOR)
+                || Arc::strong_count(&e.lock) > 1
+        });
+        if map.entries.is_empty() {
+            map.entries = HashMap::new();
+            map.sweeping = false;
+        } else {
+            map.entries.shrink_to_fit();
+        }
+        map.entries.len()
+    }
+
     pub fn len(&self) -> usize {
-        self.map().len()
+        self.map().entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -198,6 +237,21 @@ mod tests {
         assert_eq!(emu.count("patch", "serviceaccounts"), 3, "no lost test op");
         assert_eq!(emu.count("get", "serviceaccounts"), 0, "no re-read");
         emu.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_operator_forgets_every_write() {
+        let w = SaWrites::default();
+        w.record("1", view("2", &["a"]));
+        assert_eq!(w.len(), 1);
+        tokio::time::sleep(REMEMBER_FOR / 2).await;
+        assert_eq!(w.newer_than(&view("1", &[])), Some(view("2", &["a"])));
+        tokio::time::sleep(REMEMBER_FOR * 2).await;
+        assert!(w.is_empty());
+        // And a later write schedules the next sweep.
+        w.record("5", view("6", &["a"]));
+        tokio::time::sleep(REMEMBER_FOR * 3).await;
+        assert!(w.is_empty());
     }
 
     #[tokio::test]

@@ -116,6 +116,10 @@ struct CaseResult {
     rss_after_ready_kib: u64,
     rss_steady_kib: u64,
     rss_peak_kib: u64,
+    /// VmRSS after sync split: heap and other anonymous memory vs mapped files (the
+    /// binary's own pages, libc).
+    rss_steady_anon_kib: u64,
+    rss_steady_file_kib: u64,
     operator_exit: String,
     notes: Vec<String>,
 }
@@ -420,6 +424,8 @@ async fn measure(
     r.initial_sync_ecr_calls = aws.calls().ecr - ecr0;
     r.initial_sync_cpu_s = cpu_seconds(op.pid) - cpu0;
     r.rss_steady_kib = proc_status(op.pid, "VmRSS:");
+    r.rss_steady_anon_kib = proc_status(op.pid, "RssAnon:");
+    r.rss_steady_file_kib = proc_status(op.pid, "RssFile:");
     println!(
         "  CR -> Secrets valid    {}   (complete with SAs + status: {})",
         secs(r.sync_secrets_s),
@@ -859,9 +865,11 @@ fn print_case(r: &CaseResult) {
         println!("      {v:>7}  {k}");
     }
     println!(
-        "  RSS                    after ready {} MiB, steady {} MiB, peak {} MiB",
+        "  RSS                    after ready {} MiB, steady {} MiB (anon {} + files {}), peak {} MiB",
         mib(r.rss_after_ready_kib),
         mib(r.rss_steady_kib),
+        mib(r.rss_steady_anon_kib),
+        mib(r.rss_steady_file_kib),
         mib(r.rss_peak_kib)
     );
     for n in &r.notes {
@@ -951,6 +959,19 @@ fn markdown_table(report: &Report) -> String {
         &mut out,
         "RSS steady after sync (VmRSS)",
         &|c| format!("{} MiB", mib(c.rss_steady_kib)),
+        "",
+        "",
+    );
+    row(
+        &mut out,
+        "… of which anonymous (heap, stacks) / file-backed (binary, libc)",
+        &|c| {
+            format!(
+                "{} / {} MiB",
+                mib(c.rss_steady_anon_kib),
+                mib(c.rss_steady_file_kib)
+            )
+        },
         "",
         "",
     );
