@@ -106,6 +106,8 @@ struct CaseResult {
     initial_sync: Traffic,
     initial_sync_ecr_calls: u64,
     initial_sync_cpu_s: f64,
+    /// Reconciles the operator ran during the initial sync (its /metrics).
+    initial_sync_reconciles: u64,
     /// Seconds from the first Secret holding the new token until every Secret does.
     refresh_s: Option<f64>,
     refresh: Traffic,
@@ -402,6 +404,7 @@ async fn measure(
     k8s.clear_requests();
     let ecr0 = aws.calls().ecr;
     let cpu0 = cpu_seconds(op.pid);
+    let reconciles_before = reconcile_count(op).await;
     let t0 = Instant::now();
     for c in 0..case.crs {
         k8s.apply("ecrpullsecrets", cr(c, case))
@@ -423,6 +426,7 @@ async fn measure(
     r.initial_sync = traffic(k8s, case);
     r.initial_sync_ecr_calls = aws.calls().ecr - ecr0;
     r.initial_sync_cpu_s = cpu_seconds(op.pid) - cpu0;
+    r.initial_sync_reconciles = reconcile_count(op).await.saturating_sub(reconciles_before);
     r.rss_steady_kib = proc_status(op.pid, "VmRSS:");
     r.rss_steady_anon_kib = proc_status(op.pid, "RssAnon:");
     r.rss_steady_file_kib = proc_status(op.pid, "RssFile:");
@@ -855,11 +859,12 @@ fn secs(s: Option<f64>) -> String {
 
 fn print_case(r: &CaseResult) {
     println!(
-        "  initial sync           {:.2} req/target ({:.2} writes), {} ECR calls, {:.3} CPU s",
+        "  initial sync           {:.2} req/target ({:.2} writes), {} ECR calls, {:.3} CPU s, {} reconciles",
         r.initial_sync.per_target,
         r.initial_sync.writes_per_target,
         r.initial_sync_ecr_calls,
-        r.initial_sync_cpu_s
+        r.initial_sync_cpu_s,
+        r.initial_sync_reconciles
     );
     for (k, v) in &r.initial_sync.by_verb {
         println!("      {v:>7}  {k}");
