@@ -122,6 +122,8 @@ struct CaseResult {
     /// binary's own pages, libc).
     rss_steady_anon_kib: u64,
     rss_steady_file_kib: u64,
+    /// Operator threads after sync (tokio workers, blocking pool for DNS lookups...).
+    threads_steady: u64,
     operator_exit: String,
     notes: Vec<String>,
 }
@@ -430,6 +432,7 @@ async fn measure(
     r.rss_steady_kib = proc_status(op.pid, "VmRSS:");
     r.rss_steady_anon_kib = proc_status(op.pid, "RssAnon:");
     r.rss_steady_file_kib = proc_status(op.pid, "RssFile:");
+    r.threads_steady = proc_status(op.pid, "Threads:");
     println!(
         "  CR -> Secrets valid    {}   (complete with SAs + status: {})",
         secs(r.sync_secrets_s),
@@ -870,12 +873,13 @@ fn print_case(r: &CaseResult) {
         println!("      {v:>7}  {k}");
     }
     println!(
-        "  RSS                    after ready {} MiB, steady {} MiB (anon {} + files {}), peak {} MiB",
+        "  RSS                    after ready {} MiB, steady {} MiB (anon {} + files {}), peak {} MiB, {} threads",
         mib(r.rss_after_ready_kib),
         mib(r.rss_steady_kib),
         mib(r.rss_steady_anon_kib),
         mib(r.rss_steady_file_kib),
-        mib(r.rss_peak_kib)
+        mib(r.rss_peak_kib),
+        r.threads_steady
     );
     for n in &r.notes {
         println!("  note: {n}");
