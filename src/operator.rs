@@ -392,6 +392,7 @@ pub async fn start(
         None => ClientConfig::in_cluster(),
     };
     let client = client_cfg
+        .map(|c| c.with_identity(&cfg.identity))
         .and_then(Client::new)
         .map_err(|e| start_error("cannot configure the Kubernetes client", e))?
         .with_observer(Arc::new(metrics::api_request));
@@ -477,7 +478,7 @@ pub async fn start(
             caches.synced().await;
             caches_ready.set_ready(true);
             tracing::info!("caches synced");
-            // Dropping the handle marks the caches not ready: hold it until shutdown.
+            // A dropped ReadyHandle reports not ready: hold it while the operator runs.
             crate::runtime::shutdown_requested(&mut stop).await;
             drop(caches_ready);
         });

@@ -117,8 +117,10 @@ impl Executor {
         let managed =
             meta.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE);
         if managed && meta.annotations.get(state::OWNER_ANNOTATION) == Some(&content.owner) {
+            // Same payload, and not edited by hand since (the data matches it too).
             let same = meta.annotations.get(state::CHECKSUM_ANNOTATION)
-                == content.annotations.get(state::CHECKSUM_ANNOTATION);
+                == content.annotations.get(state::CHECKSUM_ANNOTATION)
+                && existing.data.get(dockerconfig::DATA_KEY) == Some(&content.data);
             if !same {
                 self.update_secret(namespace, name, &rv, content).await?;
             }
@@ -137,6 +139,28 @@ impl Executor {
         tracing::info!(namespace, name, "adopting an unmanaged ECR pull secret");
         self.update_secret(namespace, name, &rv, content).await?;
         Ok(SecretOutcome::Written)
+    }
+
+    /// Refreshes our Secret from the version the cache showed. A 409 means the cache lagged
+    /// behind a newer write (usually our own, whose watch event is still on its way): the
+    /// current object is read and decided on again, so that race is no failure. Gone in
+    /// the meantime: created again.
+    pub async fn refresh_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+        resource_version: &str,
+        content: &SecretContent,
+    ) -> Result<SecretOutcome, Error> {
+        match self
+            .update_secret(namespace, name, resource_version, content)
+            .await
+        {
+            Ok(()) => Ok(SecretOutcome::Written),
+            Err(e) if e.is_conflict() => self.adopt(namespace, name, content, false).await,
+            Err(e) if e.is_not_found() => self.create_secret(namespace, name, content, false).await,
+            Err(e) => Err(e),
+        }
     }
 
     /// Rewrites our Secret's data and annotations; `resource_version` is a precondition

@@ -91,6 +91,17 @@ pub struct Reconciler<F, S> {
     executor: Executor,
     events: EventRecorder,
     settings: Settings,
+    /// The last status written per CR, so a reconcile that runs before the CR watch has
+    /// delivered that write (our own Secret writes trigger one at once) compares against
+    /// it instead of the stale cached status: no second write, no duplicate event.
+    written: std::sync::Mutex<std::collections::HashMap<String, WrittenStatus>>,
+}
+
+/// A status we wrote: the CR's uid, the status it replaced and the one written.
+struct WrittenStatus {
+    uid: Option<String>,
+    before: Option<super::spec::Status>,
+    after: super::spec::Status,
 }
 
 /// The per-namespace result of applying a plan.
@@ -121,6 +132,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             tokens,
             events,
             settings,
+            written: Default::default(),
         }
     }
 
@@ -134,6 +146,10 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
 
     pub async fn reconcile(&self, name: &str) -> Result<Action, ReconcileError> {
         let Some(cr) = self.state.cr(name) else {
+            self.written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(name);
             let kept = self
                 .state
                 .managed_secrets()
@@ -467,15 +483,16 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
                 let result = match &step {
-                    SecretStep::Update { existing } => executor
-                        .update_secret(
-                            &existing.namespace,
-                            &name,
-                            &existing.resource_version,
-                            &content,
-                        )
-                        .await
-                        .map(|_| SecretOutcome::Written),
+                    SecretStep::Update { existing } => {
+                        executor
+                            .refresh_secret(
+                                &existing.namespace,
+                                &name,
+                                &existing.resource_version,
+                                &content,
+                            )
+                            .await
+                    }
                     _ => executor.create_secret(&ns, &name, &content, adopt).await,
                 };
                 (ns, result)
@@ -627,12 +644,21 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
 
     /// Writes status only when it changed; emits an event when Ready changes.
     async fn write_status(&self, cr: &EcrPullSecret, outcome: &Outcome, now: OffsetDateTime) {
-        let prev = cr.status.as_ref();
+        let name = cr.metadata.name.as_deref().unwrap_or_default();
+        // The cache still showing what our last write replaced means it lags behind
+        // that write: the written status is the current one.
+        let remembered = {
+            let written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+            written
+                .get(name)
+                .filter(|w| w.uid == cr.metadata.uid && w.before == cr.status)
+                .map(|w| w.after.clone())
+        };
+        let prev = remembered.as_ref().or(cr.status.as_ref());
         let next = status::compute(prev, cr.metadata.generation, outcome, &format_time(now));
         if prev == Some(&next) {
             return;
         }
-        let name = cr.metadata.name.as_deref().unwrap_or_default();
         let body = status::patch_body(&next);
         if let Err(error) = self
             .client
@@ -645,6 +671,17 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             tracing::warn!(cr = name, %error, "could not write status");
             return;
         }
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                name.to_string(),
+                WrittenStatus {
+                    uid: cr.metadata.uid.clone(),
+                    before: cr.status.clone(),
+                    after: next.clone(),
+                },
+            );
         if let Some((kind, reason, message)) = status::transition_event(prev, &next) {
             if kind == "Warning" {
                 tracing::warn!(cr = name, reason, message, "ECRPullSecret not ready");
