@@ -286,13 +286,22 @@ fn rbac_yaml_grants_what_the_operator_does_and_nothing_around_it() {
             "{verb}"
         );
     }
-    // The CRs and their status, cluster-wide; never created or deleted by us.
-    for verb in ["get", "list", "watch", "update", "patch"] {
+    // The CRs and their status, cluster-wide; never created or deleted by us, and only
+    // ever patched (tests/rbac_by_use.rs proves these are all the operator uses).
+    for verb in ["get", "list", "watch", "patch"] {
         assert!(
             allowed(&p, verb, crd, "ecrpullsecrets", None, Some("x")),
             "{verb}"
         );
     }
+    assert!(!allowed(
+        &p,
+        "update",
+        crd,
+        "ecrpullsecrets",
+        None,
+        Some("x")
+    ));
     assert!(allowed(
         &p,
         "patch",
@@ -301,7 +310,7 @@ fn rbac_yaml_grants_what_the_operator_does_and_nothing_around_it() {
         None,
         Some("x")
     ));
-    assert!(allowed(
+    assert!(!allowed(
         &p,
         "update",
         crd,
@@ -328,16 +337,30 @@ fn rbac_yaml_grants_what_the_operator_does_and_nothing_around_it() {
         None,
         Some("team-a")
     ));
-    // Pull Secrets and ServiceAccounts in any namespace.
-    for verb in [
-        "get", "list", "watch", "create", "update", "patch", "delete",
-    ] {
+    // Pull Secrets and ServiceAccounts in any namespace, written by patch only.
+    for verb in ["get", "list", "watch", "create", "patch", "delete"] {
         assert!(
             allowed(&p, verb, "", "secrets", Some("team-a"), Some("ecr")),
             "{verb}"
         );
     }
+    assert!(!allowed(
+        &p,
+        "update",
+        "",
+        "secrets",
+        Some("team-a"),
+        Some("ecr")
+    ));
     assert!(allowed(
+        &p,
+        "patch",
+        "",
+        "serviceaccounts",
+        Some("team-a"),
+        Some("default")
+    ));
+    assert!(!allowed(
         &p,
         "update",
         "",
@@ -361,7 +384,7 @@ fn rbac_yaml_grants_what_the_operator_does_and_nothing_around_it() {
         Some("team-a"),
         None
     ));
-    // The AWS credentials Secret by name in the operator's namespace.
+    // The AWS credentials Secret in the operator's namespace (the cluster-wide grant).
     assert!(allowed(
         &p,
         "get",
@@ -373,6 +396,14 @@ fn rbac_yaml_grants_what_the_operator_does_and_nothing_around_it() {
     // Events only in `default`.
     assert!(allowed(&p, "create", "", "events", Some("default"), None));
     assert!(!allowed(&p, "create", "", "events", Some("team-a"), None));
+    assert!(!allowed(
+        &p,
+        "patch",
+        "",
+        "events",
+        Some("default"),
+        Some("e")
+    ));
     // Nothing else.
     assert!(!allowed(&p, "get", "", "configmaps", Some(NS), Some("x")));
     assert!(!allowed(&p, "create", "", "pods", Some(NS), None));

@@ -21,6 +21,9 @@ use time::OffsetDateTime;
 /// ECR throttled us past the retries (the reconciler's documented third reason).
 pub const THROTTLED: &str = "Throttled";
 
+/// How long a fetch waits for a just-watched credentials Secret to be read once.
+pub const SECRET_FIRST_READ: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Finds the watched credentials Secret a CR names (the Kubernetes side owns the watch).
 pub type SecretLookup = Arc<dyn Fn(&SecretRef) -> Option<SecretCredentials> + Send + Sync>;
 
@@ -124,6 +127,15 @@ impl FetchToken for AwsTokenFetcher {
             fetched_at: OffsetDateTime::now_utc(),
             registry_host: Some(token.registry_host),
         })
+    }
+
+    /// A credentials Secret is watched from its first use: give the first list a moment
+    /// instead of failing with "not read yet" (which flipped Ready with a Warning event
+    /// on every new CR naming a Secret, and after every restart).
+    async fn credentials_ready(&self, group: &TokenGroup) {
+        if let Ok(provider) = self.provider_for(&group.auth) {
+            provider.first_read(SECRET_FIRST_READ).await;
+        }
     }
 
     /// A hash of the access key id of a credentials Secret (the group's, or the operator's

@@ -33,6 +33,9 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Lists of thousands of objects stay well below this; anything larger is refused.
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
 
+/// `User-Agent` of every request; [`ClientConfig::with_identity`] appends the replica.
+pub const DEFAULT_USER_AGENT: &str = concat!("ecr-creds-refresher/", env!("CARGO_PKG_VERSION"));
+
 /// How to reach and authenticate to the API server.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -43,6 +46,8 @@ pub struct ClientConfig {
     pub ca: Option<Vec<CertificateDer<'static>>>,
     pub request_timeout: Duration,
     pub max_retries: u32,
+    /// Shown in the API server's audit log, so replicas can be told apart.
+    pub user_agent: http::HeaderValue,
 }
 
 // === impl ClientConfig ===
@@ -78,7 +83,18 @@ impl ClientConfig {
             ca: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_retries: MAX_RETRIES,
+            user_agent: http::HeaderValue::from_static(DEFAULT_USER_AGENT),
         })
+    }
+
+    /// `ecr-creds-refresher/<version> (<identity>)`: which replica sent a request, in
+    /// the audit log. An identity that cannot go in a header keeps the plain agent.
+    #[must_use]
+    pub fn with_identity(mut self, identity: &str) -> Self {
+        if let Ok(v) = http::HeaderValue::from_str(&format!("{DEFAULT_USER_AGENT} ({identity})")) {
+            self.user_agent = v;
+        }
+        self
     }
 
     /// In a pod: KUBERNETES_SERVICE_HOST/PORT and the mounted service-account files.
@@ -176,6 +192,7 @@ struct Inner {
     token: Option<TokenSource>,
     timeout: Duration,
     max_retries: u32,
+    user_agent: http::HeaderValue,
     observer: Option<RequestObserver>,
 }
 
@@ -223,6 +240,7 @@ impl Client {
                 token: cfg.token,
                 timeout: cfg.request_timeout,
                 max_retries: cfg.max_retries,
+                user_agent: cfg.user_agent,
                 observer: None,
             }),
         })
@@ -239,6 +257,7 @@ impl Client {
                 token: inner.token.clone(),
                 timeout: inner.timeout,
                 max_retries: inner.max_retries,
+                user_agent: inner.user_agent.clone(),
                 observer: Some(observer),
             }),
         }
@@ -488,10 +507,7 @@ impl Client {
             .method(method)
             .uri(format!("{}{}", self.inner.url, path))
             .header(header::ACCEPT, "application/json")
-            .header(
-                header::USER_AGENT,
-                concat!("ecr-creds-refresher/", env!("CARGO_PKG_VERSION")),
-            );
+            .header(header::USER_AGENT, self.inner.user_agent.clone());
         if let Some(ct) = content_type {
             req = req.header(header::CONTENT_TYPE, ct);
         }

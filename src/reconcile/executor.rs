@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::dockerconfig;
 use super::plan::{change_for, SaEdit};
+use super::sa_writes::SaWrites;
 use super::state::{self, SaView, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SA_OWNED_ANNOTATION};
 use crate::k8s::kind::{SECRETS, SERVICE_ACCOUNTS};
 use crate::k8s::types::{ObjectMeta, Secret, ServiceAccount};
@@ -47,13 +48,18 @@ pub enum SecretOutcome {
 #[derive(Clone, Debug)]
 pub struct Executor {
     client: Client,
+    /// Our recent ServiceAccount writes, ahead of the watch cache (see [`SaWrites`]).
+    sa_writes: SaWrites,
 }
 
 // === impl Executor ===
 
 impl Executor {
     pub fn new(client: Client) -> Self {
-        Executor { client }
+        Executor {
+            client,
+            sa_writes: SaWrites::default(),
+        }
     }
 
     /// Creates the Secret; on AlreadyExists (a Secret our label-filtered cache cannot see)
@@ -111,8 +117,10 @@ impl Executor {
         let managed =
             meta.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE);
         if managed && meta.annotations.get(state::OWNER_ANNOTATION) == Some(&content.owner) {
+            // Same payload, and not edited by hand since (the data matches it too).
             let same = meta.annotations.get(state::CHECKSUM_ANNOTATION)
-                == content.annotations.get(state::CHECKSUM_ANNOTATION);
+                == content.annotations.get(state::CHECKSUM_ANNOTATION)
+                && existing.data.get(dockerconfig::DATA_KEY) == Some(&content.data);
             if !same {
                 self.update_secret(namespace, name, &rv, content).await?;
             }
@@ -131,6 +139,28 @@ impl Executor {
         tracing::info!(namespace, name, "adopting an unmanaged ECR pull secret");
         self.update_secret(namespace, name, &rv, content).await?;
         Ok(SecretOutcome::Written)
+    }
+
+    /// Refreshes our Secret from the version the cache showed. A 409 means the cache lagged
+    /// behind a newer write (usually our own, whose watch event is still on its way): the
+    /// current object is read and decided on again, so that race is no failure. Gone in
+    /// the meantime: created again.
+    pub async fn refresh_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+        resource_version: &str,
+        content: &SecretContent,
+    ) -> Result<SecretOutcome, Error> {
+        match self
+            .update_secret(namespace, name, resource_version, content)
+            .await
+        {
+            Ok(()) => Ok(SecretOutcome::Written),
+            Err(e) if e.is_conflict() => self.adopt(namespace, name, content, false).await,
+            Err(e) if e.is_not_found() => self.create_secret(namespace, name, content, false).await,
+            Err(e) => Err(e),
+        }
     }
 
     /// Rewrites our Secret's data and annotations; `resource_version` is a precondition
@@ -178,7 +208,14 @@ impl Executor {
     /// the ServiceAccount and decide again.
     pub async fn edit_service_account(&self, edit: &SaEdit) -> Result<(), Error> {
         let path = SERVICE_ACCOUNTS.object(Some(&edit.sa.namespace), &edit.sa.name);
+        // One edit of a ServiceAccount at a time in this process, each starting from what
+        // the previous one wrote when the cache has not caught up yet.
+        let lock = self.sa_writes.lock_for(&edit.sa.namespace, &edit.sa.name);
+        let _serialized = lock.lock().await;
         let mut edit = edit.clone();
+        if let Some(newer) = self.sa_writes.newer_than(&edit.sa) {
+            edit.sa = newer;
+        }
         let mut attempt = 0;
         loop {
             let Some(change) = change_for(&edit) else {
@@ -207,10 +244,13 @@ impl Executor {
             let patch = serde_json::Value::Array(ops);
             match self
                 .client
-                .patch::<serde_json::Value>(&path, Patch::Json(&patch))
+                .patch::<ServiceAccount>(&path, Patch::Json(&patch))
                 .await
             {
-                Ok(_) => {
+                Ok(written) => {
+                    if let Some(after) = SaView::project(&written) {
+                        self.sa_writes.record(&edit.sa.resource_version, after);
+                    }
                     crate::metrics::service_account_written(if edit.add {
                         "add"
                     } else {

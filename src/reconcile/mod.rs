@@ -7,6 +7,7 @@ pub mod executor;
 pub mod plan;
 pub mod reconciler;
 pub mod registry;
+pub mod sa_writes;
 pub mod select;
 pub mod spec;
 pub mod state;

@@ -1,7 +1,7 @@
 //! One reconcile of one CR: validate, plan from the caches, fetch tokens only when a
 //! write needs one, apply with bounded concurrency, report status and events.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +31,16 @@ pub trait ObservedState: Send + Sync + 'static {
     fn namespaces(&self) -> Vec<NamespaceView>;
     fn managed_secrets(&self) -> Vec<ManagedSecret>;
     fn service_accounts(&self) -> Vec<SaView>;
+    /// The managed Secrets one CR's plan can concern: those named `secret_name` (ours,
+    /// or another CR's in the way) and those `owner` owns elsewhere. With ten CRs over a
+    /// thousand namespaces, copying every managed Secret on each reconcile dominated the
+    /// operator's memory and CPU.
+    fn managed_secrets_for(&self, owner: &str, secret_name: &str) -> Vec<ManagedSecret> {
+        self.managed_secrets()
+            .into_iter()
+            .filter(|s| s.owner == owner || s.name == secret_name)
+            .collect()
+    }
 }
 
 /// Operator-wide settings from the reference operator's environment.
@@ -81,6 +91,17 @@ pub struct Reconciler<F, S> {
     executor: Executor,
     events: EventRecorder,
     settings: Settings,
+    /// The last status written per CR, so a reconcile that runs before the CR watch has
+    /// delivered that write (our own Secret writes trigger one at once) compares against
+    /// it instead of the stale cached status: no second write, no duplicate event.
+    written: std::sync::Mutex<std::collections::HashMap<String, WrittenStatus>>,
+}
+
+/// A status we wrote: the CR's uid, the status it replaced and the one written.
+struct WrittenStatus {
+    uid: Option<String>,
+    before: Option<super::spec::Status>,
+    after: super::spec::Status,
 }
 
 /// The per-namespace result of applying a plan.
@@ -111,6 +132,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             tokens,
             events,
             settings,
+            written: Default::default(),
         }
     }
 
@@ -124,6 +146,10 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
 
     pub async fn reconcile(&self, name: &str) -> Result<Action, ReconcileError> {
         let Some(cr) = self.state.cr(name) else {
+            self.written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(name);
             let kept = self
                 .state
                 .managed_secrets()
@@ -166,7 +192,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             .await?;
 
         let namespaces = self.state.namespaces();
-        let secrets = self.state.managed_secrets();
+        let secrets = self.state.managed_secrets_for(name, &spec.secret_name);
         let sas = self.state.service_accounts();
         let observed = Observed {
             namespaces: &namespaces,
@@ -402,13 +428,21 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             .and_then(|(c, _)| c.annotations.get(super::state::EXPIRES_ANNOTATION).cloned());
 
         // Secrets first: ServiceAccounts only point at Secrets that are ours.
-        let limit = Arc::new(Semaphore::new(self.settings.write_concurrency.max(1)));
+        // At most `write_concurrency` tasks exist at once: a task is allocated at its
+        // full future size when spawned, so spawning one per namespace up front made
+        // memory grow with the namespace count (about 4 MiB at 1000 namespaces).
+        let concurrency = self.settings.write_concurrency.max(1);
+        let limit = Arc::new(Semaphore::new(concurrency));
         let mut tasks = JoinSet::new();
+        // Indexed once: a scan per namespace was O(namespaces x managed Secrets).
+        let ours_by_ns: HashMap<&str, &ManagedSecret> = secrets
+            .iter()
+            .filter(|s| s.name == spec.secret_name)
+            .map(|s| (s.namespace.as_str(), s))
+            .collect();
         for step in &plan.secrets {
             let ns = step.namespace().to_string();
-            let existing = secrets
-                .iter()
-                .find(|s| s.namespace == ns && s.name == spec.secret_name);
+            let existing = ours_by_ns.get(ns.as_str()).copied();
             let fresh_until = existing.and_then(|s| s.refresh_at);
             let write = match (step, &content) {
                 (SecretStep::Fresh { .. }, _) => None,
@@ -441,51 +475,31 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             let limit = limit.clone();
             let name = spec.secret_name.clone();
             let adopt = spec.adopt_existing;
+            while tasks.len() >= concurrency {
+                if let Some(joined) = tasks.join_next().await {
+                    record_secret_write(&mut applied, &spec.secret_name, joined);
+                }
+            }
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
                 let result = match &step {
-                    SecretStep::Update { existing } => executor
-                        .update_secret(
-                            &existing.namespace,
-                            &name,
-                            &existing.resource_version,
-                            &content,
-                        )
-                        .await
-                        .map(|_| SecretOutcome::Written),
+                    SecretStep::Update { existing } => {
+                        executor
+                            .refresh_secret(
+                                &existing.namespace,
+                                &name,
+                                &existing.resource_version,
+                                &content,
+                            )
+                            .await
+                    }
                     _ => executor.create_secret(&ns, &name, &content, adopt).await,
                 };
                 (ns, result)
             });
         }
         while let Some(joined) = tasks.join_next().await {
-            let Ok((ns, result)) = joined else {
-                applied.transient = true;
-                continue;
-            };
-            match result {
-                Ok(SecretOutcome::Written) => {
-                    applied.synced.insert(ns);
-                    applied.wrote_token = true;
-                }
-                Ok(SecretOutcome::Conflict) => applied.failures.push(NamespaceFailure {
-                    namespace: ns,
-                    reason: reason::SECRET_CONFLICT.into(),
-                    message: format!(
-                        "a Secret named {} exists and was not created by this operator; \
-                         delete it or set spec.adoptExisting",
-                        spec.secret_name
-                    ),
-                }),
-                Err(e) => {
-                    applied.transient |= e.is_transient() || e.is_conflict();
-                    applied.failures.push(NamespaceFailure {
-                        namespace: ns,
-                        reason: reason::WRITE_FAILED.into(),
-                        message: e.to_string(),
-                    });
-                }
-            }
+            record_secret_write(&mut applied, &spec.secret_name, joined);
         }
         if applied.wrote_token {
             if let Some((c, refresh)) = &content {
@@ -509,11 +523,17 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             .sa_adds
             .iter()
             .filter(|e| applied.synced.contains(&e.sa.namespace))
-            .chain(plan.sa_removes.iter());
+            .chain(plan.sa_removes.iter())
+            .collect::<Vec<_>>();
         for edit in edits {
             let executor = self.executor.clone();
             let limit = limit.clone();
             let edit = edit.clone();
+            while sa_tasks.len() >= concurrency {
+                if let Some(joined) = sa_tasks.join_next().await {
+                    record_sa_write(&mut applied, joined);
+                }
+            }
             sa_tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
                 let r = executor.edit_service_account(&edit).await;
@@ -524,6 +544,11 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             let executor = self.executor.clone();
             let limit = limit.clone();
             let (ns, name) = (s.namespace.clone(), s.name.clone());
+            while sa_tasks.len() >= concurrency {
+                if let Some(joined) = sa_tasks.join_next().await {
+                    record_sa_write(&mut applied, joined);
+                }
+            }
             sa_tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
                 let r = executor.delete_secret(&ns, &name).await;
@@ -531,19 +556,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             });
         }
         while let Some(joined) = sa_tasks.join_next().await {
-            let Ok((ns, object, result)) = joined else {
-                applied.transient = true;
-                continue;
-            };
-            if let Err(e) = result {
-                applied.transient = true;
-                applied.synced.remove(&ns);
-                applied.failures.push(NamespaceFailure {
-                    namespace: ns,
-                    reason: reason::SERVICE_ACCOUNT_FAILED.into(),
-                    message: format!("{object}: {e}"),
-                });
-            }
+            record_sa_write(&mut applied, joined);
         }
         applied
     }
@@ -631,12 +644,21 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
 
     /// Writes status only when it changed; emits an event when Ready changes.
     async fn write_status(&self, cr: &EcrPullSecret, outcome: &Outcome, now: OffsetDateTime) {
-        let prev = cr.status.as_ref();
+        let name = cr.metadata.name.as_deref().unwrap_or_default();
+        // The cache still showing what our last write replaced means it lags behind
+        // that write: the written status is the current one.
+        let remembered = {
+            let written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+            written
+                .get(name)
+                .filter(|w| w.uid == cr.metadata.uid && w.before == cr.status)
+                .map(|w| w.after.clone())
+        };
+        let prev = remembered.as_ref().or(cr.status.as_ref());
         let next = status::compute(prev, cr.metadata.generation, outcome, &format_time(now));
         if prev == Some(&next) {
             return;
         }
-        let name = cr.metadata.name.as_deref().unwrap_or_default();
         let body = status::patch_body(&next);
         if let Err(error) = self
             .client
@@ -649,6 +671,17 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             tracing::warn!(cr = name, %error, "could not write status");
             return;
         }
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                name.to_string(),
+                WrittenStatus {
+                    uid: cr.metadata.uid.clone(),
+                    before: cr.status.clone(),
+                    after: next.clone(),
+                },
+            );
         if let Some((kind, reason, message)) = status::transition_event(prev, &next) {
             if kind == "Warning" {
                 tracing::warn!(cr = name, reason, message, "ECRPullSecret not ready");
@@ -657,6 +690,60 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             }
             self.events.record(cr, kind, &reason, &message).await;
         }
+    }
+}
+
+/// Folds one finished Secret write into `applied`.
+fn record_secret_write(
+    applied: &mut Applied,
+    secret_name: &str,
+    joined: Result<(String, Result<SecretOutcome, crate::k8s::Error>), tokio::task::JoinError>,
+) {
+    let Ok((ns, result)) = joined else {
+        applied.transient = true;
+        return;
+    };
+    match result {
+        Ok(SecretOutcome::Written) => {
+            applied.synced.insert(ns);
+            applied.wrote_token = true;
+        }
+        Ok(SecretOutcome::Conflict) => applied.failures.push(NamespaceFailure {
+            namespace: ns,
+            reason: reason::SECRET_CONFLICT.into(),
+            message: format!(
+                "a Secret named {secret_name} exists and was not created by this operator; \
+                 delete it or set spec.adoptExisting"
+            ),
+        }),
+        Err(e) => {
+            applied.transient |= e.is_transient() || e.is_conflict();
+            applied.failures.push(NamespaceFailure {
+                namespace: ns,
+                reason: reason::WRITE_FAILED.into(),
+                message: e.to_string(),
+            });
+        }
+    }
+}
+
+/// Folds one finished ServiceAccount edit or Secret deletion into `applied`.
+fn record_sa_write(
+    applied: &mut Applied,
+    joined: Result<(String, String, Result<(), crate::k8s::Error>), tokio::task::JoinError>,
+) {
+    let Ok((ns, object, result)) = joined else {
+        applied.transient = true;
+        return;
+    };
+    if let Err(e) = result {
+        applied.transient = true;
+        applied.synced.remove(&ns);
+        applied.failures.push(NamespaceFailure {
+            namespace: ns,
+            reason: reason::SERVICE_ACCOUNT_FAILED.into(),
+            message: format!("{object}: {e}"),
+        });
     }
 }
 
@@ -680,5 +767,64 @@ pub trait Reconcile: Send + Sync + 'static {
 impl<F: FetchToken, S: ObservedState> Reconcile for Reconciler<F, S> {
     fn reconcile(&self, name: &str) -> impl Future<Output = Result<Action, ReconcileError>> + Send {
         Reconciler::reconcile(self, name)
+    }
+}
+
+#[cfg(test)]
+mod observed_state_tests {
+    use super::*;
+
+    struct Fixed(Vec<ManagedSecret>);
+
+    impl ObservedState for Fixed {
+        fn cr(&self, _: &str) -> Option<EcrPullSecret> {
+            None
+        }
+        fn namespaces(&self) -> Vec<NamespaceView> {
+            Vec::new()
+        }
+        fn managed_secrets(&self) -> Vec<ManagedSecret> {
+            self.0.clone()
+        }
+        fn service_accounts(&self) -> Vec<SaView> {
+            Vec::new()
+        }
+    }
+
+    fn secret(ns: &str, name: &str, owner: &str) -> ManagedSecret {
+        ManagedSecret {
+            namespace: ns.into(),
+            name: name.into(),
+            resource_version: "1".into(),
+            owner: owner.into(),
+            expires_at: None,
+            refresh_at: None,
+            registries: String::new(),
+            intact: true,
+        }
+    }
+
+    #[test]
+    fn a_reconcile_sees_its_own_secrets_and_those_in_its_way_only() {
+        let state = Fixed(vec![
+            secret("a", "pull", "mine"),
+            secret("b", "old-name", "mine"),
+            secret("c", "pull", "theirs"),
+            secret("d", "other", "theirs"),
+        ]);
+        let mut seen: Vec<(String, String)> = state
+            .managed_secrets_for("mine", "pull")
+            .into_iter()
+            .map(|s| (s.namespace, s.name))
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("a".to_string(), "pull".to_string()),
+                ("b".to_string(), "old-name".to_string()),
+                ("c".to_string(), "pull".to_string()),
+            ]
+        );
     }
 }

@@ -94,6 +94,13 @@ pub trait FetchToken: Send + Sync + 'static {
     fn credentials_fingerprint(&self, _group: &TokenGroup) -> Option<u64> {
         None
     }
+
+    /// Resolves when the credentials of `group` are known (a credentials Secret whose
+    /// watch just started has been read once), so neither the fingerprint nor the fetch
+    /// sees a source that merely has not loaded yet.
+    fn credentials_ready(&self, _group: &TokenGroup) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
 }
 
 /// How long a failed fetch is remembered, so CRs sharing a failing group make one call
@@ -146,6 +153,7 @@ impl<F: FetchToken> TokenCache<F> {
         };
         // Callers for one group queue here: the first fetches, the rest reuse.
         let mut entry = slot.lock().await;
+        self.fetcher.credentials_ready(&group).await;
         // Read before the fetch: a rotation during the fetch shows as a change next time.
         let fingerprint = self.fetcher.credentials_fingerprint(&group);
         if entry.fingerprint == fingerprint {

@@ -57,6 +57,21 @@ def main(path):
         for rule in r.get("rules", []) if "leases" in rule.get("resources", [])
         for v in rule.get("verbs", [])
     }
+    # Writes are patches; only leader election replaces (PUTs) its Lease. Events are
+    # created, never patched. tests/rbac_by_use.rs proves each grant is used.
+    for kind in ("ClusterRole", "Role"):
+        for role in by_kind.get(kind, []):
+            for rule in role.get("rules", []):
+                res = set(rule.get("resources", []))
+                if "update" in rule.get("verbs", []) and res - {"leases"}:
+                    errors.append(f"{kind} {role['metadata']['name']}: update on {sorted(res - {'leases'})}"
+                                  " (the operator patches; only the Lease is replaced)")
+                if "events" in res and set(rule.get("verbs", [])) != {"create"}:
+                    errors.append(f"{kind} {role['metadata']['name']}: events verbs"
+                                  f" {sorted(rule.get('verbs', []))}, want [create]")
+                if any(r.endswith("/finalizers") for r in res):
+                    errors.append(f"{kind} {role['metadata']['name']}: a /finalizers grant"
+                                  " (the operator sets no ownerReferences)")
     if lease_verbs != LEASE_VERBS:
         errors.append(f"lease verbs in {ns} are {sorted(lease_verbs)}, want {sorted(LEASE_VERBS)}")
     if not any(rns == "default" and any("events" in rule.get("resources", []) for rule in r.get("rules", []))

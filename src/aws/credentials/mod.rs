@@ -293,6 +293,16 @@ impl CredentialProvider {
         }
     }
 
+    /// Waits (at most `within`) until a credentials Secret source, here or under an
+    /// assumed role, has been read once; other sources are ready at once.
+    pub async fn first_read(&self, within: std::time::Duration) {
+        match &self.source {
+            CredentialSource::Secret(s) => s.first_version(within).await,
+            CredentialSource::AssumeRole { base, .. } => Box::pin(base.first_read(within)).await,
+            _ => {}
+        }
+    }
+
     /// How many times the source was really asked (tests, metrics).
     pub fn loads(&self) -> u64 {
         self.loads.load(Ordering::Relaxed)

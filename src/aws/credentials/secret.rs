@@ -59,6 +59,14 @@ impl SecretCredentials {
         }
     }
 
+    /// Waits, at most `within`, until the Secret's watch has published a first version
+    /// (present, missing or invalid), so a watch started a moment ago is not reported as
+    /// missing credentials.
+    pub async fn first_version(&self, within: std::time::Duration) {
+        let mut rx = self.rx.clone();
+        let _ = tokio::time::timeout(within, rx.wait_for(Option::is_some)).await;
+    }
+
     /// The access key id in use, to notice a rotation.
     pub fn access_key_id(&self) -> Option<String> {
         match &*self.rx.borrow() {
@@ -119,6 +127,25 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), STANDARD.encode(v)))
             .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn first_version_waits_for_the_watch_but_not_forever() {
+        let (tx, read) = SecretCredentials::channel("ns/keys");
+        let waiting = {
+            let read = read.clone();
+            tokio::spawn(async move { read.first_version(std::time::Duration::from_secs(5)).await })
+        };
+        tx.send_replace(Some(Err("key AWS_SECRET_ACCESS_KEY is missing".into())));
+        waiting.await.unwrap();
+        let err = read.current().unwrap_err().to_string();
+        assert!(err.contains("AWS_SECRET_ACCESS_KEY"), "{err}");
+
+        let (_tx, never) = SecretCredentials::channel("ns/other");
+        let started = tokio::time::Instant::now();
+        never.first_version(std::time::Duration::from_secs(5)).await;
+        assert_eq!(started.elapsed(), std::time::Duration::from_secs(5));
+        assert!(never.current().is_err());
     }
 
     #[test]

@@ -1,0 +1,81 @@
+//! End to end, the Kubernetes side misbehaving: failing writes, dropped watches, an API
+//! server restart and a compacted history. The operator converges on the same state and
+//! keeps serving changes made meanwhile.
+
+mod support;
+
+use emulators::k8s::FaultConfig;
+use serde_json::json;
+
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_writes_are_reported_then_retried_until_every_namespace_is_served() {
+    let env = Env::start().await;
+    for i in 0..6 {
+        env.namespace(&format!("w{i}"), &[]).await;
+    }
+    // Every second Secret create fails with a 500 (no Retry-After: the client does not
+    // retry it itself), for the first three.
+    env.k8s.faults().set(FaultConfig {
+        error_code: Some(500),
+        every_nth: Some(2),
+        verbs: vec!["create".into()],
+        resources: vec!["secrets".into()],
+        max_errors: Some(3),
+        ..Default::default()
+    });
+    env.cr("w", json!({"secretName": "ecr-pull", "namespaces": ["w?"]}));
+    env.wait_synced("w", 6).await;
+    assert_eq!(env.k8s.faults().injected(), 3);
+    // The failure was reported (the retry after the other writes' watch events can come
+    // within milliseconds, so the event is the lasting trace).
+    wait_until("a Warning event for the failed writes", WAIT, || {
+        env.events_for("w").iter().any(|e| {
+            e["type"] == "Warning"
+                && e["reason"] == "NamespaceErrors"
+                && e["message"].as_str().unwrap_or("").contains("500")
+        })
+    })
+    .await;
+    for i in 0..6 {
+        let ns = format!("w{i}");
+        assert!(env.secret(&ns, "ecr-pull").is_some(), "{ns}");
+        assert_eq!(env.pull_secrets(&ns, "default"), ["ecr-pull"], "{ns}");
+    }
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_watches_and_an_api_server_restart_lose_no_change() {
+    let env = Env::start().await;
+    env.namespace("before", &[]).await;
+    env.cr(
+        "cr",
+        json!({"secretName": "ecr-pull", "namespaces": ["*"],
+                        "excludeNamespaces": ["kube-*", "default"]}),
+    );
+    env.wait_secret("before", "ecr-pull").await;
+    env.wait_ready("cr").await;
+
+    env.k8s.drop_watches();
+    env.namespace("after-drop", &[]).await;
+    env.wait_secret("after-drop", "ecr-pull").await;
+
+    env.k8s.restart().await.unwrap();
+    env.namespace("after-restart", &[]).await;
+    env.wait_secret("after-restart", "ecr-pull").await;
+
+    // A compacted history answers the re-watch with 410: the operator relists.
+    env.k8s.compact();
+    env.k8s.drop_watches();
+    env.namespace("after-compact", &[]).await;
+    env.wait_secret("after-compact", "ecr-pull").await;
+    env.k8s
+        .delete("secrets", Some("before"), "ecr-pull")
+        .unwrap();
+    env.wait_secret("before", "ecr-pull").await;
+
+    env.wait_synced("cr", 4).await;
+    env.shutdown().await;
+}

@@ -1,0 +1,543 @@
+//! The shared harness for the operator's end-to-end tests: the in-repo Kubernetes emulator
+//! and fake AWS on loopback, the real operator started in-process through
+//! `operator::start` (exactly what the binary runs), and helpers to read what it wrote.
+//!
+//! Waiting is always bounded: [`wait_for`] polls every [`POLL`] up to a deadline and panics
+//! with the last observed state, so a broken rule fails in seconds with a reason instead of
+//! hanging. Writes made through the emulator handle (`apply`, `delete`) bypass HTTP and so
+//! never show in the request log: the log holds the operator's requests (plus the few a
+//! test sends with [`http`]), which is what write-counting tests count.
+//!
+//! Use it from a test file with `mod support;`.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use bytes::Bytes;
+use emulators::aws::{AwsEmulator, AwsEmulatorConfig};
+use emulators::k8s::{EmulatorConfig, K8sEmulator, RequestRecord};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+
+use ecr_creds_refresher::aws::env::AwsEnv;
+use ecr_creds_refresher::config::Config;
+use ecr_creds_refresher::operator::{self, Running};
+use ecr_creds_refresher::runtime::store::ObjectKey;
+
+/// The fake AWS account; registry hosts are `<ACCOUNT>.dkr.ecr.<region>.amazonaws.com`.
+pub const ACCOUNT: &str = "123456789012";
+pub const REGION: &str = "us-east-1";
+/// How long a condition may take before the test fails. Generous for 2 busy cores; a
+/// passing test returns as soon as the condition holds.
+pub const WAIT: Duration = Duration::from_secs(15);
+pub const POLL: Duration = Duration::from_millis(25);
+/// The managed-by label and annotations the operator puts on its Secrets.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "ecr-creds-refresher");
+pub const OWNER_ANNOTATION: &str = "ecr.creds.dev/owner";
+pub const SA_OWNED_ANNOTATION: &str = "ecr.creds.dev/image-pull-secrets";
+pub const DOCKERCONFIG_TYPE: &str = "kubernetes.io/dockerconfigjson";
+pub const DOCKERCONFIG_KEY: &str = ".dockerconfigjson";
+const CR_RESOURCE: &str = "ecrpullsecrets";
+const CR_API_VERSION: &str = "ecr.creds.dev/v1alpha1";
+
+/// The ECR registry host of the fake account in `region`.
+pub fn registry(region: &str) -> String {
+    format!("{ACCOUNT}.dkr.ecr.{region}.amazonaws.com")
+}
+
+/// Logs to the test's captured output; `RUST_LOG=debug cargo test ... -- --nocapture`
+/// shows the operator's side of a failure.
+pub fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .try_init();
+    });
+}
+
+/// How to start a test environment.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The operator's `AWS_REGION`; `None` leaves it unset.
+    pub region: Option<String>,
+    /// Lifetime of the fake ECR's tokens (real ECR: 12 h).
+    pub token_lifetime: Duration,
+    /// Extra operator environment (e.g. `AWS_CREDENTIALS_SECRET_NAME`).
+    pub env: Vec<(String, String)>,
+    /// `--leader-elect` with the Lease in this namespace.
+    pub leader_election_namespace: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            region: Some(REGION.to_string()),
+            token_lifetime: Duration::from_secs(12 * 3600),
+            env: Vec::new(),
+            leader_election_namespace: None,
+        }
+    }
+}
+
+/// Both emulators and (when started) one operator.
+pub struct Env {
+    pub k8s: K8sEmulator,
+    pub aws: AwsEmulator,
+    pub options: Options,
+    operator: Option<Running>,
+}
+
+// === impl Env ===
+
+impl Env {
+    /// Emulators with default options and a running operator.
+    pub async fn start() -> Env {
+        let mut env = Env::emulators(Options::default()).await;
+        env.start_operator().await;
+        env
+    }
+
+    /// Emulators only: set up state first, then [`Env::start_operator`].
+    pub async fn emulators(options: Options) -> Env {
+        init_logs();
+        let k8s = K8sEmulator::start(EmulatorConfig::default())
+            .await
+            .expect("start the Kubernetes emulator");
+        let aws = AwsEmulator::start(AwsEmulatorConfig {
+            token_lifetime: options.token_lifetime,
+            ..Default::default()
+        })
+        .await
+        .expect("start the AWS emulator");
+        Env {
+            k8s,
+            aws,
+            options,
+            operator: None,
+        }
+    }
+
+    /// The operator's flags and environment, as the binary would read them.
+    pub fn operator_config(&self, once: bool) -> (Config, AwsEnv) {
+        let url = self.k8s.url();
+        let mut args = vec![
+            "--api-server".to_string(),
+            url,
+            "--health-probe-bind-address".into(),
+            "127.0.0.1:0".into(),
+            "--metrics-bind-address".into(),
+            "0".into(),
+        ];
+        if once {
+            args.push("--once".into());
+        }
+        if let Some(ns) = &self.options.leader_election_namespace {
+            args.extend([
+                "--leader-elect".into(),
+                "--leader-election-namespace".into(),
+                ns.clone(),
+            ]);
+        }
+        let mut vars: BTreeMap<String, String> = self.options.env.iter().cloned().collect();
+        if let Some(region) = &self.options.region {
+            vars.insert("AWS_REGION".into(), region.clone());
+        }
+        vars.insert("POD_NAME".into(), "ecr-creds-refresher-test".into());
+        let cfg = Config::parse(args, |k| vars.get(k).cloned()).expect("valid operator flags");
+        let aws_url = self.aws.url();
+        let mut pairs: Vec<(&str, &str)> = vec![
+            ("AWS_ENDPOINT_URL", &aws_url),
+            ("AWS_ACCESS_KEY_ID", "AKIDOPERATORTEST"),
+            ("AWS_SECRET_ACCESS_KEY", "operator-test-secret-key"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ];
+        if let Some(region) = &self.options.region {
+            pairs.push(("AWS_REGION", region));
+        }
+        (cfg, AwsEnv::from_pairs(&pairs))
+    }
+
+    /// Starts an operator (the controller runs; no leader election).
+    pub async fn start_operator(&mut self) {
+        assert!(self.operator.is_none(), "an operator is already running");
+        let (cfg, aws_env) = self.operator_config(false);
+        let running = operator::start(&cfg, aws_env)
+            .await
+            .expect("operator starts");
+        self.operator = Some(running);
+    }
+
+    /// Starts one more operator with the same configuration and hands it over (replicas
+    /// for leader election); the caller shuts it down.
+    pub async fn spawn_operator(&self, identity: &str) -> Running {
+        let (mut cfg, aws_env) = self.operator_config(false);
+        cfg.identity = identity.to_string();
+        operator::start(&cfg, aws_env)
+            .await
+            .expect("operator starts")
+    }
+
+    /// Starts an operator in `--once` mode: call `run_once` on it.
+    pub async fn start_once(&self) -> Running {
+        let (cfg, aws_env) = self.operator_config(true);
+        operator::start(&cfg, aws_env)
+            .await
+            .expect("operator starts in --once mode")
+    }
+
+    /// Stops the running operator (drains in-flight work).
+    pub async fn stop_operator(&mut self) {
+        if let Some(running) = self.operator.take() {
+            running
+                .shutdown(Duration::from_secs(5), std::future::pending())
+                .await;
+        }
+    }
+
+    pub fn operator(&self) -> &Running {
+        self.operator.as_ref().expect("operator running")
+    }
+
+    pub async fn shutdown(mut self) {
+        self.stop_operator().await;
+        self.k8s.shutdown().await;
+    }
+
+    // --- state set-up, straight into the emulator (never logged as requests) ---
+
+    /// Creates or replaces a namespace with these labels. With an operator running, waits
+    /// until its cache has the change, so the next step of the test builds on it (a CR
+    /// applied next sees the namespace, as it would after a `kubectl apply` minutes ago).
+    pub async fn namespace(&self, name: &str, labels: &[(&str, &str)]) {
+        let wanted: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut obj = self
+            .k8s
+            .get("namespaces", None, name)
+            .unwrap_or_else(|| json!({"apiVersion": "v1", "kind": "Namespace"}));
+        obj["metadata"]["name"] = json!(name);
+        obj["metadata"]["labels"] = json!(wanted);
+        self.k8s.apply("namespaces", obj).expect("valid namespace");
+        if let Some(running) = &self.operator {
+            wait_until(
+                format!("operator cache sees namespace {name}"),
+                WAIT,
+                || {
+                    running
+                        .caches
+                        .namespaces
+                        .get(&ObjectKey::cluster(name))
+                        .is_some_and(|n| {
+                            // The API server adds kubernetes.io/metadata.name itself.
+                            let mut labels = n.labels.clone();
+                            labels.remove("kubernetes.io/metadata.name");
+                            labels == wanted
+                        })
+                },
+            )
+            .await;
+        }
+    }
+
+    /// Creates or replaces an ECRPullSecret; a replaced one keeps its status and
+    /// finalizers (use [`Env::patch_cr`] for spec edits racing the operator).
+    pub fn cr(&self, name: &str, spec: Value) {
+        let mut obj = self.k8s.get(CR_RESOURCE, None, name).unwrap_or_else(|| {
+            json!({"apiVersion": CR_API_VERSION, "kind": "ECRPullSecret", "metadata": {"name": name}})
+        });
+        obj["spec"] = spec;
+        self.k8s
+            .apply(CR_RESOURCE, obj)
+            .expect("CR passes the CRD schema");
+    }
+
+    /// Creates or replaces a ServiceAccount with these `imagePullSecrets`.
+    pub fn service_account(&self, ns: &str, name: &str, pull_secrets: &[&str]) {
+        let mut obj = self.k8s.get("serviceaccounts", Some(ns), name).unwrap_or_else(
+            || json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns}}),
+        );
+        obj["imagePullSecrets"] = json!(pull_secrets
+            .iter()
+            .map(|n| json!({"name": n}))
+            .collect::<Vec<_>>());
+        self.k8s.apply("serviceaccounts", obj).expect("valid SA");
+    }
+
+    /// A foreign (not operator-made) Secret.
+    pub fn foreign_secret(&self, ns: &str, name: &str, type_: &str, data: BTreeMap<&str, String>) {
+        let data: BTreeMap<&str, String> =
+            data.into_iter().map(|(k, v)| (k, B64.encode(v))).collect();
+        self.k8s
+            .apply(
+                "secrets",
+                json!({"apiVersion": "v1", "kind": "Secret",
+                       "metadata": {"name": name, "namespace": ns},
+                       "type": type_, "data": data}),
+            )
+            .expect("valid Secret");
+    }
+
+    /// A merge patch of the CR over HTTP, as kubectl does (bumps generation on spec edits,
+    /// never touches status).
+    pub async fn patch_cr(&self, name: &str, merge: Value) {
+        let (code, body) = http(
+            self.k8s.addr(),
+            "PATCH",
+            &format!("/apis/ecr.creds.dev/v1alpha1/ecrpullsecrets/{name}"),
+            Some(("application/merge-patch+json", &merge)),
+        )
+        .await;
+        assert_eq!(code, 200, "patching CR {name}: {body}");
+    }
+
+    // --- reading what the operator wrote ---
+
+    pub fn secret(&self, ns: &str, name: &str) -> Option<Value> {
+        self.k8s.get("secrets", Some(ns), name)
+    }
+
+    pub fn sa(&self, ns: &str, name: &str) -> Option<Value> {
+        self.k8s.get("serviceaccounts", Some(ns), name)
+    }
+
+    /// The names in a ServiceAccount's `imagePullSecrets`, in order.
+    pub fn pull_secrets(&self, ns: &str, sa: &str) -> Vec<String> {
+        self.sa(ns, sa)
+            .map(|sa| pull_secret_names(&sa))
+            .unwrap_or_default()
+    }
+
+    pub fn get_cr(&self, name: &str) -> Option<Value> {
+        self.k8s.get(CR_RESOURCE, None, name)
+    }
+
+    /// The CR's Ready condition.
+    pub fn ready(&self, name: &str) -> Option<Value> {
+        let cr = self.get_cr(name)?;
+        ready_condition(&cr).cloned()
+    }
+
+    /// Waits for Ready=True observed at the CR's current generation; returns the CR.
+    pub async fn wait_ready(&self, name: &str) -> Value {
+        self.wait_condition(name, "True", "TokenFetched").await
+    }
+
+    /// Waits for the Ready condition to have this status and reason at the current
+    /// generation; returns the CR.
+    pub async fn wait_condition(&self, name: &str, status: &str, reason: &str) -> Value {
+        wait_for(format!("CR {name} Ready={status} {reason}"), WAIT, || {
+            let cr = self.get_cr(name).ok_or("CR absent")?;
+            let generation = cr["metadata"]["generation"].clone();
+            match ready_condition(&cr) {
+                Some(c)
+                    if c["status"] == status
+                        && c["reason"] == reason
+                        && cr["status"]["observedGeneration"] == generation =>
+                {
+                    Ok(cr)
+                }
+                _ => Err(format!("status: {}", cr["status"])),
+            }
+        })
+        .await
+    }
+
+    /// Waits for Ready=True with exactly `synced` namespaces synced and none failed (a
+    /// CR can be Ready over fewer namespaces while new ones reach the cache); the CR.
+    pub async fn wait_synced(&self, name: &str, synced: usize) -> Value {
+        wait_for(
+            format!("CR {name} Ready over {synced} namespaces"),
+            WAIT,
+            || {
+                let cr = self.get_cr(name).ok_or("CR absent")?;
+                let ready = ready_condition(&cr).is_some_and(|c| c["status"] == "True");
+                if ready
+                    && cr["status"]["syncedNamespaces"] == synced
+                    && cr["status"]["failedNamespaces"] == 0
+                {
+                    Ok(cr)
+                } else {
+                    Err(format!("status: {}", cr["status"]))
+                }
+            },
+        )
+        .await
+    }
+
+    /// Waits until the operator's Secret `name` exists in `ns`; returns it.
+    pub async fn wait_secret(&self, ns: &str, name: &str) -> Value {
+        wait_for(format!("Secret {ns}/{name}"), WAIT, || {
+            self.secret(ns, name).ok_or("absent".to_string())
+        })
+        .await
+    }
+
+    /// Waits until the operator settles: caches synced, nothing queued or in flight, and
+    /// no write request for `quiet`. Then every reconcile the test triggered has run.
+    pub async fn settle(&self, quiet: Duration) {
+        let running = self.operator();
+        let deadline = Instant::now() + WAIT;
+        let mut last = (usize::MAX, Instant::now());
+        loop {
+            let writes = self.k8s.requests().iter().filter(|r| is_write(r)).count();
+            let idle = running.caches.is_synced()
+                && running.queue.is_empty()
+                && running.queue.processing_len() == 0;
+            if writes != last.0 || !idle {
+                last = (writes, Instant::now());
+            } else if last.1.elapsed() >= quiet {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "operator did not settle within {WAIT:?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Runs the operator's reconciler for `name` directly, `times` times, each expected
+    /// to succeed: a deterministic way to drive reconciles that should be no-ops.
+    pub async fn reconcile_directly(&self, name: &str, times: usize) {
+        for _ in 0..times {
+            self.operator()
+                .reconciler
+                .reconcile(name)
+                .await
+                .unwrap_or_else(|e| panic!("reconcile {name}: {e}"));
+        }
+    }
+
+    /// Requests (logged since the last `clear_requests`) matching `f`.
+    pub fn requests_where(&self, f: impl Fn(&RequestRecord) -> bool) -> Vec<RequestRecord> {
+        self.k8s.requests().into_iter().filter(|r| f(r)).collect()
+    }
+
+    /// Creates, updates, patches and deletes of `resource` (plural) in the log.
+    pub fn writes_of(&self, resource: &str) -> Vec<RequestRecord> {
+        self.requests_where(|r| r.resource == resource && is_write(r))
+    }
+
+    /// Events the operator recorded about CR `name`, in every namespace.
+    pub fn events_for(&self, name: &str) -> Vec<Value> {
+        self.k8s
+            .list("events", None)
+            .into_iter()
+            .filter(|e| e["involvedObject"]["name"] == name)
+            .collect()
+    }
+}
+
+/// A write verb (what a "writes nothing" rule counts).
+pub fn is_write(r: &RequestRecord) -> bool {
+    matches!(
+        r.verb.as_str(),
+        "create" | "update" | "patch" | "delete" | "deletecollection"
+    )
+}
+
+/// The Ready condition of a CR object.
+pub fn ready_condition(cr: &Value) -> Option<&Value> {
+    cr["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+}
+
+pub fn pull_secret_names(sa: &Value) -> Vec<String> {
+    sa["imagePullSecrets"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The decoded `.dockerconfigjson` of a Secret object.
+pub fn docker_config(secret: &Value) -> Value {
+    let encoded = secret["data"][DOCKERCONFIG_KEY]
+        .as_str()
+        .expect("a .dockerconfigjson key");
+    let bytes = B64.decode(encoded).expect(".dockerconfigjson is base64");
+    serde_json::from_slice(&bytes).expect(".dockerconfigjson is JSON")
+}
+
+/// Polls `probe` until it answers `Ok`, for at most `within`; on timeout panics with the
+/// last `Err` (the state seen), so the failure says what was wrong.
+pub async fn wait_for<T>(
+    what: impl Display,
+    within: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        match probe() {
+            Ok(v) => return v,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("timed out after {within:?} waiting for {what}; last seen: {last}")
+            }
+            Err(_) => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+/// [`wait_for`] with a yes/no probe.
+pub async fn wait_until(what: impl Display, within: Duration, mut probe: impl FnMut() -> bool) {
+    wait_for(what, within, || {
+        if probe() {
+            Ok(())
+        } else {
+            Err("not yet".to_string())
+        }
+    })
+    .await
+}
+
+/// One HTTP/1.1 request to the emulator (its real API, like another client would):
+/// `(status code, JSON body or Null)`.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &Value)>,
+) -> (u16, Value) {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    let bytes = match body {
+        Some((content_type, value)) => {
+            req = req.header("content-type", content_type);
+            serde_json::to_vec(value).expect("JSON body")
+        }
+        None => Vec::new(),
+    };
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::from(bytes))).expect("request"))
+        .await
+        .expect("response");
+    let code = resp.status().as_u16();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (code, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
