@@ -104,6 +104,13 @@ struct WrittenStatus {
     after: super::spec::Status,
 }
 
+/// What a write would put in place: the payload, and the times it was computed from.
+struct Planned {
+    content: SecretContent,
+    refresh_at: OffsetDateTime,
+    expires_at: OffsetDateTime,
+}
+
 /// The per-namespace result of applying a plan.
 struct Applied {
     synced: BTreeSet<String>,
@@ -150,12 +157,8 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(name);
-            let kept = self
-                .state
-                .managed_secrets()
-                .iter()
-                .filter(|s| s.owner == name)
-                .count();
+            // No Secret is named "": this copies only the ones the CR owned.
+            let kept = self.state.managed_secrets_for(name, "").len();
             if kept > 0 {
                 tracing::info!(cr = name, secrets = kept,
                     "ECRPullSecret deleted with deletionPolicy Retain: keeping its Secrets and ServiceAccount entries");
@@ -316,13 +319,14 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         Ok(groups.into_iter().collect())
     }
 
-    /// The Secret payload and annotations for the current tokens.
+    /// The Secret payload and annotations for the current tokens, with the refresh point
+    /// and expiry they were computed from.
     fn content(
         &self,
         owner: &str,
         spec: &ValidSpec,
         tokens: &BTreeMap<TokenGroup, Arc<RegistryToken>>,
-    ) -> Result<(SecretContent, OffsetDateTime), String> {
+    ) -> Result<Planned, String> {
         let mut entries = BTreeMap::new();
         let mut hosts = Vec::new();
         let mut earliest_refresh: Option<OffsetDateTime> = None;
@@ -367,8 +371,8 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         let (Some(refresh), Some(expires)) = (earliest_refresh, earliest_expiry) else {
             return Err("no registry to write".into());
         };
-        Ok((
-            SecretContent {
+        Ok(Planned {
+            content: SecretContent {
                 owner: owner.to_string(),
                 annotations: secret_annotations(
                     owner,
@@ -379,8 +383,9 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 ),
                 data,
             },
-            refresh,
-        ))
+            refresh_at: refresh,
+            expires_at: expires,
+        })
     }
 
     async fn apply(
@@ -423,9 +428,8 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             }
             None => None,
         };
-        let new_expiry = content
-            .as_ref()
-            .and_then(|(c, _)| c.annotations.get(super::state::EXPIRES_ANNOTATION).cloned());
+        // Annotations hold whole seconds: compare expiries as written.
+        let new_expiry = content.as_ref().map(|p| format_time(p.expires_at));
 
         // Secrets first: ServiceAccounts only point at Secrets that are ours.
         // At most `write_concurrency` tasks exist at once: a task is allocated at its
@@ -459,7 +463,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 }
                 // No token (AWS failed): leave the Secret as it is, not synced.
                 (_, None) => continue,
-                (step, Some((c, _))) => Some((step.clone(), c.clone())),
+                (step, Some(p)) => Some((step.clone(), p.content.clone())),
             };
             let Some((step, content)) = write else {
                 applied.synced.insert(ns);
@@ -502,18 +506,17 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             record_secret_write(&mut applied, &spec.secret_name, joined);
         }
         if applied.wrote_token {
-            if let Some((c, refresh)) = &content {
-                applied.refresh_at = Some(applied.refresh_at.map_or(*refresh, |e| e.min(*refresh)));
-                let exp = c
-                    .annotations
-                    .get(super::state::EXPIRES_ANNOTATION)
-                    .and_then(|v| {
-                        OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
-                            .ok()
-                    });
-                if let Some(exp) = exp {
-                    applied.expires_at = Some(applied.expires_at.map_or(exp, |e| e.min(exp)));
-                }
+            if let Some(p) = &content {
+                applied.refresh_at = Some(
+                    applied
+                        .refresh_at
+                        .map_or(p.refresh_at, |e| e.min(p.refresh_at)),
+                );
+                applied.expires_at = Some(
+                    applied
+                        .expires_at
+                        .map_or(p.expires_at, |e| e.min(p.expires_at)),
+                );
             }
         }
 
@@ -573,7 +576,8 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             .map(|s| s.deletion_policy)
             .unwrap_or(DeletionPolicy::Delete);
         if policy == DeletionPolicy::Delete {
-            let secrets = self.state.managed_secrets();
+            // Cleanup concerns only what the CR owns (no Secret is named "").
+            let secrets = self.state.managed_secrets_for(name, "");
             let sas = self.state.service_accounts();
             let placeholder;
             let spec = match spec {
