@@ -34,6 +34,8 @@ use ecr_creds_refresher::runtime::store::ObjectKey;
 /// The fake AWS account; registry hosts are `<ACCOUNT>.dkr.ecr.<region>.amazonaws.com`.
 pub const ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "us-east-1";
+/// The operator's own namespace (POD_NAMESPACE): credentials Secrets there need no grant.
+pub const OPERATOR_NAMESPACE: &str = "ops";
 /// How long a condition may take before the test fails. Generous for 2 busy cores; a
 /// passing test returns as soon as the condition holds.
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -139,6 +141,9 @@ impl Env {
             "127.0.0.1:0".into(),
             "--metrics-bind-address".into(),
             "0".into(),
+            // Tests refresh short-lived fake tokens every second or so.
+            "--min-refresh-interval".into(),
+            "1s".into(),
         ];
         if once {
             args.push("--once".into());
@@ -155,6 +160,9 @@ impl Env {
             vars.insert("AWS_REGION".into(), region.clone());
         }
         vars.insert("POD_NAME".into(), "ecr-creds-refresher-test".into());
+        // Credentials Secrets in the operator's namespace need no grant.
+        vars.entry("POD_NAMESPACE".into())
+            .or_insert_with(|| OPERATOR_NAMESPACE.into());
         let cfg = Config::parse(args, |k| vars.get(k).cloned()).expect("valid operator flags");
         let aws_url = self.aws.url();
         let mut pairs: Vec<(&str, &str)> = vec![

@@ -371,7 +371,7 @@ impl K8sEmulator {
         let k = self.kind(resource)?;
         self.shared
             .store
-            .delete(k, namespace, name, None)
+            .delete(k, namespace, name, &store::Preconditions::default())
             .map(|_| ())
     }
 
