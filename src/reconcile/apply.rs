@@ -158,7 +158,7 @@ impl Applier {
         let mut writes = Vec::new();
         for step in &plan.secrets {
             let write = match payload {
-                Some(p) => plan::secret_write(step, p.content, spec),
+                Some(p) => plan::secret_write(step, p.content, spec, &p.secret.owner),
                 // No token: leave a due Secret as it is; a fresh one stays synced.
                 None if matches!(step, SecretStep::Fresh { .. }) => false,
                 None => continue,

@@ -190,9 +190,9 @@ fn plan_delete(plan: &mut Plan, s: &ManagedSecret, sas_by_ns: &BTreeMap<&str, Ve
     }
 }
 
-/// Whether a step's Secret must be written with `content`: a due Secret for which the
-/// token cache handed back the very token already in place needs no write.
-pub fn secret_write(step: &SecretStep, content: &Content, spec: &ValidSpec) -> bool {
+/// Whether a step's Secret must be written with `content`: a due Secret of ours for
+/// which the token cache handed back the very token already in place needs no write.
+pub fn secret_write(step: &SecretStep, content: &Content, spec: &ValidSpec, owner: &Owner) -> bool {
     match step {
         SecretStep::Fresh { .. } => false,
         SecretStep::Create { .. } => true,
@@ -201,7 +201,9 @@ pub fn secret_write(step: &SecretStep, content: &Content, spec: &ValidSpec) -> b
             let same_token =
                 existing.expires_at.map(format_time) == Some(format_time(content.expires_at));
             let same_hosts = desired_registries(spec).is_none_or(|r| r == existing.registries);
-            !(existing.intact && same_token && same_hosts)
+            // An earlier CR's Secret of our name is taken over: rewritten with our uid.
+            let same_owner = existing.owner_uid.as_deref() == Some(owner.uid.as_str());
+            !(existing.intact && same_token && same_hosts && same_owner)
         }
     }
 }

@@ -80,6 +80,12 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// `--leader-elect` with the Lease in this namespace.
     pub leader_election_namespace: Option<String>,
+    /// `--min-refresh-interval`; `None` keeps the operator's default (30s).
+    pub min_refresh_interval: Option<String>,
+    /// More operator flags.
+    pub args: Vec<String>,
+    /// The CRD the emulator enforces; `None` is the shipped `crd.yaml`.
+    pub crd: Option<String>,
 }
 
 impl Default for Options {
@@ -89,6 +95,10 @@ impl Default for Options {
             token_lifetime: Duration::from_secs(12 * 3600),
             env: Vec::new(),
             leader_election_namespace: None,
+            // Tests refresh short-lived fake tokens every second or so.
+            min_refresh_interval: Some("1s".into()),
+            args: Vec::new(),
+            crd: None,
         }
     }
 }
@@ -114,7 +124,11 @@ impl Env {
     /// Emulators only: set up state first, then [`Env::start_operator`].
     pub async fn emulators(options: Options) -> Env {
         init_logs();
-        let k8s = K8sEmulator::start(EmulatorConfig::default())
+        let mut config = EmulatorConfig::default();
+        if let Some(crd) = &options.crd {
+            config.crds = vec![crd.clone()];
+        }
+        let k8s = K8sEmulator::start(config)
             .await
             .expect("start the Kubernetes emulator");
         let aws = AwsEmulator::start(AwsEmulatorConfig {
@@ -141,10 +155,11 @@ impl Env {
             "127.0.0.1:0".into(),
             "--metrics-bind-address".into(),
             "0".into(),
-            // Tests refresh short-lived fake tokens every second or so.
-            "--min-refresh-interval".into(),
-            "1s".into(),
         ];
+        if let Some(floor) = &self.options.min_refresh_interval {
+            args.extend(["--min-refresh-interval".into(), floor.clone()]);
+        }
+        args.extend(self.options.args.iter().cloned());
         if once {
             args.push("--once".into());
         }

@@ -54,7 +54,7 @@ pub struct Shared {
     pub rbac: RwLock<Option<RbacPolicy>>,
     pub expired_as_http_status: AtomicBool,
     pub settings: ServerSettings,
-    drops: watch::Sender<u64>,
+    pub(super) drops: watch::Sender<u64>,
     cuts: watch::Sender<u64>,
     tls: Option<Arc<rustls::ServerConfig>>,
     listener: tokio::sync::Mutex<ListenerCtl>,
