@@ -273,7 +273,14 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                     let mut outcome = outcome_of(&plan, &applied);
                     outcome.failures.clear();
                     outcome.fatal = Some((reason, message.clone()));
-                    self.report(cr, &outcome, None, now).await;
+                    // The refresh that is now overdue: the metric keeps it in the past
+                    // until a refresh succeeds, which is what an alert watches for.
+                    let due = plan
+                        .secrets
+                        .iter()
+                        .filter_map(|s| s.existing()?.refresh_at)
+                        .min();
+                    self.report(cr, &outcome, due, now).await;
                     return Err(ReconcileError { reason, message });
                 }
             }
