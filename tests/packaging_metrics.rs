@@ -4,10 +4,7 @@
 //!
 //! Sources: deploy/prometheusrule.yaml (the chart's files/prometheusrule.yaml is its
 //! byte-identical copy, checked by tests/chart/test.sh) and the chart's dashboard
-//! (charts/ecr-creds-refresher/dashboards/ecr-creds-refresher.json). The pending alerts
-//! (tests/alerts/pending_rules.yaml, not shipped) use exactly the metrics in
-//! [`PENDING_METRICS`], which must still be missing: once the operator exports one, this
-//! test fails so the pending alerts get shipped.
+//! (charts/ecr-creds-refresher/dashboards/ecr-creds-refresher.json).
 
 mod support_prod;
 
@@ -23,12 +20,6 @@ const PREFIX: &str = "ecr_creds_refresher_";
 const PROMETHEUS_SERIES: &[&str] = &["up"];
 /// Histogram series names: the family name plus one of these.
 const HISTOGRAM_SUFFIXES: &[&str] = &["_bucket", "_sum", "_count"];
-/// Metrics the pending alerts need and the operator does not export yet (see
-/// tests/alerts/pending_rules.yaml). Empty this list, and ship those alerts, once it does.
-const PENDING_METRICS: &[&str] = &[
-    "ecr_creds_refresher_ecrpullsecret_ready",
-    "ecr_creds_refresher_ecrpullsecret_refresh_due_timestamp_seconds",
-];
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Metric families of an exposition, name to type, from its `# TYPE` lines (a family is
@@ -265,21 +256,5 @@ async fn every_metric_in_the_alerts_and_the_dashboard_is_exported_by_the_binary(
         bad.is_empty(),
         "queried but not exported by the binary: {bad:?}\nexported families: {:?}",
         fams.keys().collect::<Vec<_>>()
-    );
-
-    // The pending alerts use exactly PENDING_METRICS (plus exported ones), and those are
-    // still missing. When the operator starts exporting one, ship the pending alerts.
-    let pending_doc: serde_yaml::Value =
-        serde_yaml::from_str(&read("tests/alerts/pending_rules.yaml")).unwrap();
-    let pending_missing: BTreeSet<String> = missing(&rule_exprs(&pending_doc), &fams)
-        .into_iter()
-        .map(|(_, n)| n)
-        .collect();
-    let want: BTreeSet<String> = PENDING_METRICS.iter().map(|s| s.to_string()).collect();
-    assert_eq!(
-        pending_missing, want,
-        "tests/alerts/pending_rules.yaml: the metrics it needs and the binary lacks are not \
-         PENDING_METRICS; if the operator now exports them, move those alerts into \
-         deploy/prometheusrule.yaml (make chart-sync) and shrink PENDING_METRICS"
     );
 }
