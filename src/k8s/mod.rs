@@ -5,6 +5,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod kind;
+pub mod lease;
 pub mod types;
 pub mod watch;
 
