@@ -466,10 +466,6 @@ fn service_account_namespace() -> Option<String> {
     .filter(|s| !s.is_empty())
 }
 
-/// A reconcile failure is retried from this delay, doubling to the cap.
-pub const FAILURE_BACKOFF_BASE: Duration = Duration::from_secs(2);
-pub const FAILURE_BACKOFF_MAX: Duration = Duration::from_secs(300);
-
 /// Why the operator could not start. Printed once; the process exits 2.
 #[derive(Debug)]
 pub struct StartError {
@@ -568,8 +564,9 @@ pub async fn start(
     }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let queue: WorkQueue<String> =
-        WorkQueue::with_failure_backoff(FAILURE_BACKOFF_BASE, FAILURE_BACKOFF_MAX);
+    // Failures back off by the one default: runtime::backoff::FAILURE_BASE doubling to
+    // FAILURE_MAX (2 s to 5 minutes).
+    let queue: WorkQueue<String> = WorkQueue::new();
     let creds = CredentialSecrets::new(client.clone(), queue.clone(), shutdown_rx.clone());
     let global_secret = cfg.credentials_secret.as_ref().map(|(namespace, name)| {
         creds.pin(&SecretRef {

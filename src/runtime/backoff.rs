@@ -1,13 +1,22 @@
-//! Exponential backoff with validated parameters, saturating math and bounded jitter.
+//! The one retry policy and the one jitter source of the operator.
 //!
-//! Why a type of its own: every retry loop in the operator (watch errors, per-key
-//! reconcile failures) needs the same three guarantees, and getting any of them wrong
-//! silently (a multiplication that overflows into a panic, a jitter that exceeds the
-//! cap, a factor below 1 that makes delays shrink) turns a retry loop into a hot loop.
+//! Every wait before a retry is computed here: watch errors, per-key reconcile failures
+//! (the work queue), leader-election retries, AWS call retries, the Kubernetes client's
+//! Retry-After waits, and the spread of periodic requeues. One place, so that three
+//! guarantees hold for all of them; getting any of them wrong silently turns a retry
+//! loop into a hot loop or a panic:
 //!
-//! Jitter comes from a tiny splitmix64 generator seeded from the wall clock and a
-//! process-wide counter: no `rand` crate, and no two backoffs in one process share a
-//! sequence (so a fleet of watchers that failed together does not retry together).
+//! - Parameters are validated: a zero initial delay or a factor below 1 is refused
+//!   ([`BackoffError`]), not discovered in production.
+//! - The math saturates: attempt 10 000 waits the cap, it does not overflow.
+//! - Jitter is bounded: it only ever shortens a delay, by at most the configured
+//!   fraction, so no delay exceeds its cap.
+//!
+//! Jitter comes from [`SplitMix64`], a tiny generator (no `rand` crate). Seeded from the
+//! clock and a process-wide counter, no two backoffs in one process share a sequence, so
+//! watchers that failed together do not retry together. Seeded from a key
+//! ([`SplitMix64::fixed_for`]), the same key always draws the same fractions, for a
+//! spread that must not wander (a CR's periodic requeue).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +36,25 @@ pub const WATCH_RESET_AFTER: Duration = Duration::from_secs(120);
 /// Watch errors: up to a quarter of the delay is shaved off at random, which spreads
 /// retries of watchers that failed at the same instant.
 pub const WATCH_JITTER: f64 = 0.25;
+
+/// Reconcile failures: first retry of a failed key after 2 s, long enough for a
+/// conflicting write or an API blip to pass, short enough not to make the operator
+/// feel slow.
+pub const FAILURE_BASE: Duration = Duration::from_secs(2);
+/// Reconcile failures: never more than 5 minutes between retries of one key, which
+/// keeps a persistently failing key (a missing IAM permission, say) from burning API
+/// quota while a fix is still picked up well within a token's 12-hour lifetime.
+pub const FAILURE_MAX: Duration = Duration::from_secs(300);
+
+/// Server-directed retries (429, 503): wait this long when the answer names no
+/// Retry-After.
+pub const RETRY_AFTER_DEFAULT: Duration = Duration::from_secs(1);
+/// Server-directed retries: a Retry-After longer than this is capped, because failing
+/// and backing off outside (with the caller's own policy) beats hanging on one request.
+pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(30);
+
+/// The smallest initial delay [`Backoff::doubling`] accepts: doubling zero stays zero.
+const MIN_INITIAL: Duration = Duration::from_millis(1);
 
 /// Why a set of backoff parameters was refused.
 #[derive(Clone, Debug, PartialEq)]
@@ -67,14 +95,19 @@ impl std::error::Error for BackoffError {}
 ///
 /// Jitter only ever shortens a delay, so every delay lies in
 /// `[base * (1 - jitter), base]` and never exceeds `max`.
+///
+/// Two ways to use it: as a sequence ([`next_delay`](Self::next_delay), [`reset`](Self::reset))
+/// for one retry loop, or by attempt number ([`delay`](Self::delay),
+/// [`base_delay`](Self::base_delay)) for callers that count attempts themselves (the work
+/// queue, per key; AWS retries, per call).
 #[derive(Clone, Debug)]
 pub struct Backoff {
     initial: Duration,
     max: Duration,
     factor: f64,
     jitter: f64,
-    /// The pre-jitter delay the next call hands out.
-    next_base: Duration,
+    /// The attempt number the next [`next_delay`](Self::next_delay) serves.
+    attempt: u32,
     rng: SplitMix64,
 }
 
@@ -106,9 +139,26 @@ impl Backoff {
             max,
             factor,
             jitter,
-            next_base: initial,
+            attempt: 0,
             rng: SplitMix64::from_entropy(),
         })
+    }
+
+    /// Doubling from `initial` to `max` without jitter, for callers whose settings are
+    /// not worth refusing: a zero `initial` is raised to 1 ms (doubling zero stays zero)
+    /// and a `max` below it is raised to `initial`.
+    #[must_use]
+    pub fn doubling(initial: Duration, max: Duration) -> Backoff {
+        let initial = initial.max(MIN_INITIAL);
+        Backoff {
+            initial,
+            max: max.max(initial),
+            factor: 2.0,
+            jitter: 0.0,
+            attempt: 0,
+            // Never drawn from: without jitter there is nothing to randomise.
+            rng: SplitMix64::with_seed(0),
+        }
     }
 
     /// The watch-error policy: 0.8 s doubling to 30 s with jitter.
@@ -119,38 +169,60 @@ impl Backoff {
             max: WATCH_MAX,
             factor: 2.0,
             jitter: WATCH_JITTER,
-            next_base: WATCH_INITIAL,
+            attempt: 0,
             rng: SplitMix64::from_entropy(),
         }
     }
 
+    /// The reconcile-failure policy: [`FAILURE_BASE`] doubling to [`FAILURE_MAX`],
+    /// without jitter (the failures of different keys are already spread by when their
+    /// reconciles ran).
+    #[must_use]
+    pub fn for_reconcile_failures() -> Backoff {
+        Backoff::doubling(FAILURE_BASE, FAILURE_MAX)
+    }
+
+    /// The pre-jitter delay of attempt `attempt` (0 for the first retry):
+    /// `initial * factor^attempt`, saturating at `max`, and never below `initial`.
+    pub fn base_delay(&self, attempt: u32) -> Duration {
+        if attempt == 0 {
+            return self.initial;
+        }
+        let exponent = i32::try_from(attempt).unwrap_or(i32::MAX);
+        let secs = self.initial.as_secs_f64() * self.factor.powi(exponent);
+        // Too large (or infinite) for a Duration means past any cap.
+        Duration::try_from_secs_f64(secs).map_or(self.max, |d| d.clamp(self.initial, self.max))
+    }
+
+    /// The jittered delay of attempt `attempt`; does not move the sequence.
+    pub fn delay(&mut self, attempt: u32) -> Duration {
+        let base = self.base_delay(attempt);
+        self.rng.shave(base, self.jitter)
+    }
+
     /// The delay to wait before the next attempt; advances the sequence.
     pub fn next_delay(&mut self) -> Duration {
-        let base = self.next_base_delay();
-        if self.jitter == 0.0 {
-            return base;
-        }
-        let shave = self.jitter * self.rng.next_unit();
-        // `shave` lies in [0, jitter] within [0, 1], so the product stays in [0, base].
-        base.mul_f64(1.0 - shave)
+        let delay = self.delay(self.attempt);
+        self.attempt = self.attempt.saturating_add(1);
+        delay
     }
 
     /// Starts the sequence over from the initial delay (after a success).
     pub fn reset(&mut self) {
-        self.next_base = self.initial;
-    }
-
-    /// The pre-jitter delay, advancing the sequence with saturating math.
-    fn next_base_delay(&mut self) -> Duration {
-        let base = self.next_base;
-        self.next_base = scale_saturating(base, self.factor).min(self.max);
-        base
+        self.attempt = 0;
     }
 }
 
 /// `d * factor`, or `Duration::MAX` when the product does not fit.
 fn scale_saturating(d: Duration, factor: f64) -> Duration {
     Duration::try_from_secs_f64(d.as_secs_f64() * factor).unwrap_or(Duration::MAX)
+}
+
+/// How long to wait before retrying a request the server refused with 429 or 503:
+/// its Retry-After, or [`RETRY_AFTER_DEFAULT`] without one, capped at
+/// [`RETRY_AFTER_MAX`].
+pub fn retry_after_delay(server: Option<Duration>) -> Duration {
+    server.unwrap_or(RETRY_AFTER_DEFAULT).min(RETRY_AFTER_MAX)
 }
 
 /// A [`Backoff`] that starts over once the guarded operation has been healthy for a
@@ -201,8 +273,9 @@ impl ResetAfterHealthy {
     }
 }
 
-/// splitmix64 (Steele, Lea, Flood 2014): a tiny generator with a full 2^64 period,
-/// good enough to decorrelate retry times; not for anything secret.
+/// splitmix64 (Steele, Lea, Flood 2014): a tiny generator with a full 2^64 period, good
+/// enough to decorrelate retry times; not for anything secret. The one jitter source:
+/// every random spread of a delay in the operator is drawn here.
 #[derive(Clone, Debug)]
 pub(crate) struct SplitMix64 {
     state: u64,
@@ -216,6 +289,8 @@ static SEED_COUNTER: AtomicU64 = AtomicU64::new(0);
 // === impl SplitMix64 ===
 
 impl SplitMix64 {
+    /// A generator no other in this process shares: seeded from the wall clock and a
+    /// process-wide counter.
     pub(crate) fn from_entropy() -> SplitMix64 {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -227,7 +302,18 @@ impl SplitMix64 {
         }
     }
 
-    #[cfg(test)]
+    /// A generator determined by `key` alone, in every process and every release: its
+    /// seed is the FNV-1a hash of the key's bytes, which (unlike std's hashers) is fixed
+    /// by its definition. For spreads that must not wander, e.g. a CR's requeue.
+    pub(crate) fn fixed_for(key: &str) -> SplitMix64 {
+        const FNV_OFFSET: u64 = 0xCBF2_9CE4_8422_2325;
+        const FNV_PRIME: u64 = 0x0000_0100_0000_01B3;
+        let seed = key.bytes().fold(FNV_OFFSET, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
+        });
+        SplitMix64::with_seed(seed)
+    }
+
     pub(crate) fn with_seed(seed: u64) -> SplitMix64 {
         SplitMix64 { state: seed }
     }
@@ -243,6 +329,26 @@ impl SplitMix64 {
     /// A uniform fraction in `[0, 1)`, from the top 53 bits.
     pub(crate) fn next_unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// `d` shortened by a random fraction of at most `fraction` (clamped to `0..=1`):
+    /// within `[d * (1 - fraction), d]`, never above `d`. A zero fraction draws nothing.
+    pub(crate) fn shave(&mut self, d: Duration, fraction: f64) -> Duration {
+        let fraction = fraction.clamp(0.0, 1.0);
+        if fraction == 0.0 {
+            return d;
+        }
+        let keep = 1.0 - fraction * self.next_unit();
+        // `keep` lies in (0, 1], so the product cannot exceed `d`; `min` guards the
+        // rounding of a `d` too large for an f64 to hold exactly.
+        scale_saturating(d, keep).min(d)
+    }
+
+    /// `d` stretched by a random fraction of at most `factor` times itself: within
+    /// `[d, d * (1 + factor)]`, saturating at `Duration::MAX`.
+    pub(crate) fn stretch(&mut self, d: Duration, factor: f64) -> Duration {
+        let extra = factor.max(0.0) * self.next_unit();
+        d.saturating_add(scale_saturating(d, extra))
     }
 }
 

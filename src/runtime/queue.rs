@@ -37,13 +37,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// First retry after a failed reconcile. One second absorbs a conflict or a blip
-/// without making the operator feel slow.
-pub const FAILURE_BASE: Duration = Duration::from_secs(1);
-/// Longest wait between retries of a failing key. Five minutes keeps a persistently
-/// failing key (missing IAM permission, say) from burning API quota, while a fix is
-/// still picked up well within a token's 12-hour lifetime.
-pub const FAILURE_MAX: Duration = Duration::from_secs(300);
+use crate::runtime::backoff::{Backoff, FAILURE_BASE, FAILURE_MAX};
 
 /// A cheap-to-clone handle on a shared work queue; see the module docs for the contract.
 pub struct WorkQueue<K> {
@@ -92,11 +86,10 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
         Self::with_failure_backoff(FAILURE_BASE, FAILURE_MAX)
     }
 
-    /// A queue with its own failure backoff (a zero base is raised to 1 ms so that
-    /// doubling works; a max below the base is raised to the base).
+    /// A queue with its own failure backoff, doubling from `base` to `max` (see
+    /// [`Backoff::doubling`] for how out-of-range values are raised).
     #[must_use]
     pub fn with_failure_backoff(base: Duration, max: Duration) -> WorkQueue<K> {
-        let base = base.max(Duration::from_millis(1));
         WorkQueue {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -110,7 +103,7 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
                 }),
                 changed: Notify::new(),
                 failure_base: base,
-                failure_max: max.max(base),
+                failure_max: max,
             }),
         }
     }
@@ -340,10 +333,9 @@ impl<K: Clone + Eq + Hash + Ord> State<K> {
     }
 }
 
-/// `base * 2^failures`, capped at `max`, without overflow.
+/// `base * 2^failures`, capped at `max`: the one backoff policy, by attempt number.
 fn failure_delay(base: Duration, max: Duration, failures: u32) -> Duration {
-    let factor = 1u32.checked_shl(failures).unwrap_or(u32::MAX);
-    base.checked_mul(factor).unwrap_or(max).min(max)
+    Backoff::doubling(base, max).base_delay(failures)
 }
 
 #[cfg(test)]

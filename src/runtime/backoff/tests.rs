@@ -173,3 +173,108 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn reconcile_failure_policy_doubles_from_2s_to_300s() {
+    let mut b = Backoff::for_reconcile_failures();
+    let got: Vec<_> = (0..10).map(|_| b.next_delay().as_secs()).collect();
+    assert_eq!(got, vec![2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+    assert_eq!(b.base_delay(u32::MAX), FAILURE_MAX);
+}
+
+#[test]
+fn delay_by_attempt_matches_the_sequence_and_does_not_move_it() {
+    let mut seq = Backoff::new(secs(0.5), secs(40.0), 3.0, 0.0).unwrap();
+    let mut by_attempt = seq.clone();
+    for attempt in 0..8 {
+        assert_eq!(
+            by_attempt.delay(attempt),
+            seq.next_delay(),
+            "attempt {attempt}"
+        );
+    }
+    assert_eq!(by_attempt.next_delay(), secs(0.5));
+}
+
+#[test]
+fn doubling_raises_what_it_would_otherwise_refuse() {
+    let b = Backoff::doubling(Duration::ZERO, Duration::ZERO);
+    assert_eq!(b.base_delay(0), Duration::from_millis(1));
+    assert_eq!(b.base_delay(5), Duration::from_millis(1));
+    let b = Backoff::doubling(secs(3.0), secs(1.0));
+    assert_eq!(b.base_delay(0), secs(3.0));
+    assert_eq!(b.base_delay(9), secs(3.0));
+}
+
+#[test]
+fn server_retry_after_is_honoured_up_to_the_cap() {
+    assert_eq!(retry_after_delay(None), RETRY_AFTER_DEFAULT);
+    assert_eq!(retry_after_delay(Some(secs(4.0))), secs(4.0));
+    assert_eq!(retry_after_delay(Some(secs(3600.0))), RETRY_AFTER_MAX);
+    assert_eq!(retry_after_delay(Some(Duration::ZERO)), Duration::ZERO);
+}
+
+#[test]
+fn a_fixed_key_always_draws_the_same_fraction() {
+    let d = secs(3600.0);
+    let a = SplitMix64::fixed_for("team-a").shave(d, 0.05);
+    assert_eq!(a, SplitMix64::fixed_for("team-a").shave(d, 0.05));
+    assert_ne!(a, SplitMix64::fixed_for("team-b").shave(d, 0.05));
+    // Pinned: the seed is FNV-1a of the key, fixed by its definition, so a CR's
+    // requeue keeps its place across restarts and releases.
+    assert_eq!(
+        SplitMix64::fixed_for("").next_u64(),
+        SplitMix64::with_seed(0xCBF2_9CE4_8422_2325).next_u64()
+    );
+}
+
+#[test]
+fn jitter_saturates_instead_of_overflowing() {
+    let mut rng = SplitMix64::with_seed(7);
+    assert!(rng.shave(Duration::MAX, 1.0) <= Duration::MAX);
+    assert_eq!(rng.stretch(Duration::MAX, 1.2), Duration::MAX);
+    assert_eq!(rng.shave(Duration::ZERO, 0.5), Duration::ZERO);
+    assert_eq!(rng.stretch(Duration::ZERO, 1.2), Duration::ZERO);
+}
+
+proptest! {
+    #[test]
+    fn base_delay_saturates_at_the_cap_for_any_attempt(
+        (initial, max, factor, _j) in params(),
+        attempt in any::<u32>(),
+    ) {
+        let b = Backoff::new(initial, max, factor, 0.0).unwrap();
+        let d = b.base_delay(attempt);
+        prop_assert!(d >= initial && d <= max, "{d:?} outside [{initial:?}, {max:?}]");
+        prop_assert!(b.base_delay(attempt.saturating_add(1)) >= d);
+        if factor >= 1.01 {
+            prop_assert_eq!(b.base_delay(u32::MAX), max);
+        }
+    }
+
+    #[test]
+    fn shave_stays_within_its_fraction(
+        d_us in 0u64..1_000_000_000_000,
+        fraction in 0.0f64..=1.0,
+        seed in any::<u64>(),
+    ) {
+        let d = Duration::from_micros(d_us);
+        let got = SplitMix64::with_seed(seed).shave(d, fraction);
+        prop_assert!(got <= d);
+        let floor = d.mul_f64(1.0 - fraction).saturating_sub(Duration::from_micros(1));
+        prop_assert!(got >= floor, "{got:?} < {floor:?}");
+    }
+
+    #[test]
+    fn stretch_stays_within_its_factor(
+        d_us in 0u64..1_000_000_000_000,
+        factor in 0.0f64..4.0,
+        seed in any::<u64>(),
+    ) {
+        let d = Duration::from_micros(d_us);
+        let got = SplitMix64::with_seed(seed).stretch(d, factor);
+        prop_assert!(got >= d);
+        let ceiling = d.mul_f64(1.0 + factor) + Duration::from_micros(1);
+        prop_assert!(got <= ceiling, "{got:?} > {ceiling:?}");
+    }
+}

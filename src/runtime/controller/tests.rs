@@ -96,7 +96,7 @@ struct Running {
 }
 
 fn start(fake: &Fake, workers: usize) -> Running {
-    let queue = WorkQueue::new();
+    let queue = WorkQueue::with_failure_backoff(secs(1), secs(300));
     let (stop, shutdown) = watch::channel(false);
     let controller = spawn_controller(
         queue.clone(),

@@ -2,7 +2,6 @@
 //! retry period, step down at the renew deadline, release on shutdown.
 
 use std::future::Future;
-use std::hash::{BuildHasher, RandomState};
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use crate::k8s::kind::LEASES;
 use crate::k8s::lease::{Lease, LeaseSpec};
 use crate::k8s::types::ObjectMeta;
 use crate::k8s::Client;
+use crate::runtime::backoff::SplitMix64;
 
 // === LeaseApi ===
 
@@ -106,6 +106,8 @@ pub struct LeaderElector<A = KubeLease> {
     cfg: LeaseConfig,
     tx: watch::Sender<bool>,
     observed: Option<Observed>,
+    /// Spreads the retries of candidates, so standbys do not hit the API in lockstep.
+    rng: SplitMix64,
 }
 
 impl LeaderElector<KubeLease> {
@@ -145,12 +147,6 @@ async fn or_shutdown<T>(
     }
 }
 
-/// `period` stretched by up to [`JITTER_FACTOR`] times itself.
-fn jittered(period: Duration) -> Duration {
-    let unit = RandomState::new().hash_one(Instant::now()) as f64 / u64::MAX as f64;
-    period + period.mul_f64(JITTER_FACTOR * unit)
-}
-
 impl<A: LeaseApi> LeaderElector<A> {
     pub fn with_api(api: A, identity: &str, cfg: LeaseConfig) -> Self {
         Self {
@@ -159,6 +155,7 @@ impl<A: LeaseApi> LeaderElector<A> {
             cfg,
             tx: watch::channel(false).0,
             observed: None,
+            rng: SplitMix64::from_entropy(),
         }
     }
 
@@ -207,7 +204,7 @@ impl<A: LeaseApi> LeaderElector<A> {
                         tracing::warn!(error = %e, "leader election: acquiring failed, will retry");
                     }
                 }
-                let pause = tokio::time::sleep(jittered(self.cfg.retry_period));
+                let pause = tokio::time::sleep(self.jittered_retry());
                 if let Step::Shutdown = or_shutdown(&mut shutdown, pause).await {
                     return Ok(());
                 }
@@ -256,11 +253,17 @@ impl<A: LeaseApi> LeaderElector<A> {
             }
             self.set_leader(false);
             // Back off before campaigning again, as a fresh candidate would.
-            let pause = tokio::time::sleep(jittered(self.cfg.retry_period));
+            let pause = tokio::time::sleep(self.jittered_retry());
             if let Step::Shutdown = or_shutdown(&mut shutdown, pause).await {
                 return self.release().await;
             }
         }
+    }
+
+    /// The retry period stretched by up to [`JITTER_FACTOR`] times itself (client-go's
+    /// `wait.Jitter`): candidates retry within `retry * [1, 2.2)`.
+    fn jittered_retry(&mut self) -> Duration {
+        self.rng.stretch(self.cfg.retry_period, JITTER_FACTOR)
     }
 
     /// One read-decide-write round, bounded by `limit`.

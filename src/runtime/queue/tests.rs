@@ -172,7 +172,7 @@ async fn delayed_key_due_while_processing_waits_for_done() {
 
 #[tokio::test(start_paused = true)]
 async fn backoff_doubles_per_failure() {
-    let q = WorkQueue::new();
+    let q = WorkQueue::with_failure_backoff(ms(1000), FAILURE_MAX);
     let delays: Vec<_> = (0..4).map(|_| q.add_rate_limited("a")).collect();
     assert_eq!(delays, vec![ms(1000), ms(2000), ms(4000), ms(8000)]);
     assert_eq!(q.failures(&"a"), 4);
@@ -196,7 +196,7 @@ async fn backoff_cap() {
 
 #[tokio::test(start_paused = true)]
 async fn rate_limited_key_is_handed_out_after_its_backoff() {
-    let q = WorkQueue::new();
+    let q = WorkQueue::with_failure_backoff(ms(1000), FAILURE_MAX);
     q.add_rate_limited("a");
     q.add_rate_limited("a");
     let start = Instant::now();

@@ -377,10 +377,10 @@ async fn perform<T, L: ListWatch<T>>(
     }
 }
 
-/// `secs` minus up to [`WATCH_TIMEOUT_JITTER`] of it, at least 1.
+/// `secs` minus up to [`WATCH_TIMEOUT_JITTER`] of it, in whole seconds, at least 1.
 fn jittered_timeout(secs: u32, rng: &mut SplitMix64) -> u32 {
-    let shave = (f64::from(secs) * WATCH_TIMEOUT_JITTER * rng.next_unit()) as u32;
-    secs.saturating_sub(shave).max(1)
+    let timeout = rng.shave(Duration::from_secs(secs.into()), WATCH_TIMEOUT_JITTER);
+    u32::try_from(timeout.as_secs()).unwrap_or(secs).max(1)
 }
 
 #[cfg(test)]
