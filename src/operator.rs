@@ -141,7 +141,7 @@ pub fn start_watches(
     let (q, creds) = (queue.clone(), credentials.clone());
     let (crs, task) = spawn_reflector(
         lw(ECR_PULL_SECRETS.collection(None), None),
-        WatcherConfig::new("ecrpullsecrets"),
+        WatcherConfig::new("ecrpullsecrets").with_metrics(metrics::runtime()),
         |cr: &EcrPullSecret| Some(cr.clone()),
         move |event: Event<EcrPullSecret>| {
             match event {
@@ -168,7 +168,7 @@ pub fn start_watches(
     let (q, c) = (queue.clone(), crs.clone());
     let (namespaces, task) = spawn_reflector(
         lw(NAMESPACES.collection(None), None),
-        WatcherConfig::new("namespaces"),
+        WatcherConfig::new("namespaces").with_metrics(metrics::runtime()),
         project_namespace,
         move |_: Event<Namespace>| enqueue_all(&q, &c),
         shutdown.clone(),
@@ -178,7 +178,7 @@ pub fn start_watches(
     let (q, c) = (queue.clone(), crs.clone());
     let (secrets, task) = spawn_reflector(
         lw(SECRETS.collection(None), Some(MANAGED_SELECTOR)),
-        WatcherConfig::new("managed secrets"),
+        WatcherConfig::new("managed secrets").with_metrics(metrics::runtime()),
         ManagedSecret::project,
         move |event: Event<Secret>| match event {
             // A hand edit or deletion concerns only the owner.
@@ -197,7 +197,7 @@ pub fn start_watches(
     let (q, c) = (queue.clone(), crs.clone());
     let (service_accounts, task) = spawn_reflector(
         lw(SERVICE_ACCOUNTS.collection(None), None),
-        WatcherConfig::new("serviceaccounts"),
+        WatcherConfig::new("serviceaccounts").with_metrics(metrics::runtime()),
         SaView::project,
         move |event: Event<ServiceAccount>| match event {
             Event::Applied(_) | Event::Deleted(_) => enqueue_all_soon(&q, &c),
@@ -374,7 +374,8 @@ impl CredentialSecrets {
                 label_selector: None,
                 field_selector: Some(format!("metadata.name={}", r.name)),
             },
-            WatcherConfig::new(format!("credentials secret {origin}")),
+            WatcherConfig::new(format!("credentials secret {origin}"))
+                .with_metrics(metrics::runtime()),
             |_: &Secret| Some(()),
             move |event: Event<Secret>| match event {
                 Event::Applied(s) => {
@@ -699,7 +700,8 @@ pub async fn start(
             &cfg.leader_election_id,
             &cfg.identity,
             LeaseConfig::default(),
-        );
+        )
+        .with_metrics(metrics::runtime());
         let mut stop = elector_stop_rx;
         let (rx, task) = elector.spawn(async move {
             crate::runtime::shutdown_requested(&mut stop).await;
@@ -724,7 +726,7 @@ pub async fn start(
     let r = reconciler.clone();
     running.controller = Some(spawn_controller(
         queue,
-        ControllerConfig::new("ecrpullsecret", cfg.workers),
+        ControllerConfig::new("ecrpullsecret", cfg.workers).with_metrics(metrics::runtime()),
         move |name: String| {
             let r = r.clone();
             async move { timed_reconcile(&r, &name).await }

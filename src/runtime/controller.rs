@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::runtime::metrics::MetricsHandle;
 use crate::runtime::queue::WorkQueue;
 use crate::runtime::shutdown_requested;
 
@@ -82,15 +83,27 @@ pub struct ControllerConfig {
     pub name: String,
     /// How many reconciles may run at once (at least 1).
     pub workers: usize,
+    /// Where the workers report each reconcile, as well as to [`Controller::stats`].
+    pub metrics: MetricsHandle,
 }
 
+// === impl ControllerConfig ===
+
 impl ControllerConfig {
+    /// `workers` is raised to 1; metrics go nowhere until [`Self::with_metrics`].
     #[must_use]
     pub fn new(name: impl Into<String>, workers: usize) -> ControllerConfig {
         ControllerConfig {
             name: name.into(),
             workers: workers.max(1),
+            metrics: MetricsHandle::default(),
         }
+    }
+
+    /// Reports every reconcile to `metrics` as well.
+    #[must_use]
+    pub fn with_metrics(self, metrics: MetricsHandle) -> ControllerConfig {
+        ControllerConfig { metrics, ..self }
     }
 }
 
@@ -130,12 +143,12 @@ where
                 _ = ready => {
                     tracing::debug!(controller = %config.name, workers = config.workers, "caches synced; reconciling");
                     for _ in 0..config.workers {
-                        workers.spawn(work(
-                            queue.clone(),
-                            Arc::clone(&reconcile),
-                            Arc::clone(&stats),
-                            config.name.clone(),
-                        ));
+                        let tally = Tally {
+                            stats: Arc::clone(&stats),
+                            metrics: config.metrics.clone(),
+                            name: config.name.clone(),
+                        };
+                        workers.spawn(work(queue.clone(), Arc::clone(&reconcile), tally));
                     }
                     shutdown_requested(&mut shutdown).await;
                 }
@@ -149,28 +162,51 @@ where
     Controller { stats, task }
 }
 
-/// One worker: take a key, reconcile it, record the outcome, repeat until shutdown.
-async fn work<K, F, Fut, E>(
-    queue: WorkQueue<K>,
-    reconcile: Arc<F>,
+/// Where a worker records what its reconciles did: the controller's counters and the
+/// metrics handed in, always both.
+struct Tally {
     stats: Arc<ControllerStats>,
+    metrics: MetricsHandle,
     name: String,
-) where
+}
+
+// === impl Tally ===
+
+impl Tally {
+    fn started(&self) {
+        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.metrics.reconcile_started(&self.name);
+    }
+
+    fn finished(&self, ok: bool) {
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let counter = if ok {
+            &self.stats.reconciles
+        } else {
+            &self.stats.failures
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.metrics.reconcile_finished(&self.name, ok);
+    }
+}
+
+/// One worker: take a key, reconcile it, record the outcome, repeat until shutdown.
+async fn work<K, F, Fut, E>(queue: WorkQueue<K>, reconcile: Arc<F>, tally: Tally)
+where
     K: Clone + Eq + Hash + Ord + fmt::Display + Send + Sync + 'static,
     F: Fn(K) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Action, E>> + Send + 'static,
     E: fmt::Display + Send + 'static,
 {
     while let Some(key) = queue.get().await {
-        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        tally.started();
         // A task of its own, so that a panic fails this reconcile instead of killing
         // the worker (and leaving the key marked processing forever).
         let mut run = AbortOnDrop(tokio::spawn(reconcile(key.clone())));
         let outcome = (&mut run.0).await;
-        stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        tally.finished(matches!(outcome, Ok(Ok(_))));
         match outcome {
             Ok(Ok(action)) => {
-                stats.reconciles.fetch_add(1, Ordering::Relaxed);
                 queue.forget(&key);
                 if let Action::Requeue(after) = action {
                     // Now is the end of the reconcile: the period runs from here.
@@ -178,19 +214,17 @@ async fn work<K, F, Fut, E>(
                 }
             }
             Ok(Err(error)) => {
-                stats.failures.fetch_add(1, Ordering::Relaxed);
                 let retry_in = queue.add_rate_limited(key.clone());
-                tracing::warn!(controller = %name, key = %key, error = %error, retry_in = ?retry_in, "reconcile failed");
+                tracing::warn!(controller = %tally.name, key = %key, error = %error, retry_in = ?retry_in, "reconcile failed");
             }
             Err(join_error) => {
-                stats.failures.fetch_add(1, Ordering::Relaxed);
                 let retry_in = queue.add_rate_limited(key.clone());
                 let what = if join_error.is_panic() {
                     "panicked"
                 } else {
                     "was cancelled"
                 };
-                tracing::error!(controller = %name, key = %key, retry_in = ?retry_in, "reconcile {what}");
+                tracing::error!(controller = %tally.name, key = %key, retry_in = ?retry_in, "reconcile {what}");
             }
         }
         queue.done(&key);

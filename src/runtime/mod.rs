@@ -19,10 +19,13 @@
 pub mod backoff;
 pub mod controller;
 pub mod leader;
+pub mod metrics;
 pub mod queue;
 pub mod store;
 pub mod unwind;
 pub mod watcher;
+
+pub use metrics::{MetricsHandle, NoMetrics, RuntimeMetrics};
 
 /// Resolves once shutdown is requested: `true` was sent, or the sender is gone (nobody
 /// is left who could ever ask, so a task waiting on it would leak).

@@ -1,4 +1,5 @@
 use super::*;
+use crate::runtime::metrics::recording::Recording;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::time::Instant;
@@ -292,4 +293,29 @@ async fn aborting_the_controller_aborts_reconciles() {
     r.controller.task.abort();
     tokio::time::sleep(secs(200)).await;
     assert!(fake.runs().is_empty(), "the reconcile ran on after abort");
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_reconcile_reaches_the_metrics_handed_in() {
+    let fake = Fake::default();
+    fake.script(
+        1,
+        &[Answer::Fail, Answer::Panic, Answer::Ok(Action::AwaitChange)],
+    );
+    let metrics = Recording::default();
+    let queue = WorkQueue::with_failure_backoff(secs(1), secs(300));
+    let (_stop, shutdown) = watch::channel(false);
+    let c = spawn_controller(
+        queue.clone(),
+        ControllerConfig::new("test", 1).with_metrics(metrics.handle()),
+        fake.reconcile(),
+        async {},
+        shutdown,
+    );
+    queue.add(1);
+    tokio::time::sleep(secs(10)).await;
+    assert_eq!(metrics.count("reconcile_started test"), 3);
+    assert_eq!(metrics.count("reconcile_finished test false"), 2);
+    assert_eq!(metrics.count("reconcile_finished test true"), 1);
+    assert_eq!((c.stats.reconciles(), c.stats.failures()), (1, 2));
 }

@@ -16,6 +16,7 @@ use crate::k8s::lease::{Lease, LeaseSpec};
 use crate::k8s::types::ObjectMeta;
 use crate::k8s::Client;
 use crate::runtime::backoff::SplitMix64;
+use crate::runtime::metrics::MetricsHandle;
 
 // === LeaseApi ===
 
@@ -108,6 +109,7 @@ pub struct LeaderElector<A = KubeLease> {
     observed: Option<Observed>,
     /// Spreads the retries of candidates, so standbys do not hit the API in lockstep.
     rng: SplitMix64,
+    metrics: MetricsHandle,
 }
 
 impl LeaderElector<KubeLease> {
@@ -156,7 +158,14 @@ impl<A: LeaseApi> LeaderElector<A> {
             tx: watch::channel(false).0,
             observed: None,
             rng: SplitMix64::from_entropy(),
+            metrics: MetricsHandle::default(),
         }
+    }
+
+    /// Reports every change of leadership to `metrics`.
+    #[must_use]
+    pub fn with_metrics(self, metrics: MetricsHandle) -> Self {
+        Self { metrics, ..self }
     }
 
     /// `true` while this replica leads.
@@ -372,7 +381,7 @@ impl<A: LeaseApi> LeaderElector<A> {
 
     fn set_leader(&self, leading: bool) {
         let was = self.tx.send_replace(leading);
-        crate::metrics::set_leader(leading);
+        self.metrics.leader(leading);
         if was != leading {
             if leading {
                 tracing::info!(identity = %self.identity, "leader election: now leading");

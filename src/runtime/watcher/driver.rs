@@ -17,6 +17,7 @@ use super::{IDLE_SLACK, PAGE_SIZE, WATCH_TIMEOUT_JITTER, WATCH_TIMEOUT_SECS};
 use crate::k8s::types::{ObjectList, Resource, WatchEvent};
 use crate::k8s::{self, Client, ListParams, WatchParams, WatchStream};
 use crate::runtime::backoff::{ResetAfterHealthy, SplitMix64};
+use crate::runtime::metrics::MetricsHandle;
 use crate::runtime::shutdown_requested;
 use crate::runtime::store::{Change, ObjectKey, Store};
 
@@ -126,8 +127,10 @@ pub struct WatcherConfig {
     pub watch_timeout_secs: u32,
     pub idle_slack: Duration,
     pub backoff: ResetAfterHealthy,
-    /// Counters the reflector updates; clone the `Arc` first to read them (metrics).
+    /// Counters the reflector updates; clone the `Arc` first to read them.
     pub stats: Arc<WatcherStats>,
+    /// Where the reflector reports the same lists, events and failures.
+    pub metrics: MetricsHandle,
 }
 
 /// What a reflector has been through, for metrics and debugging.
@@ -168,7 +171,29 @@ impl WatcherConfig {
             idle_slack: IDLE_SLACK,
             backoff: ResetAfterHealthy::for_watch_errors(),
             stats: Arc::default(),
+            metrics: MetricsHandle::default(),
         }
+    }
+
+    /// Reports to `metrics` as well as to [`WatcherConfig::stats`].
+    #[must_use]
+    pub fn with_metrics(self, metrics: MetricsHandle) -> WatcherConfig {
+        WatcherConfig { metrics, ..self }
+    }
+
+    fn record_list(&self) {
+        self.stats.lists.fetch_add(1, Ordering::Relaxed);
+        self.metrics.watch_listed(&self.name);
+    }
+
+    fn record_event(&self) {
+        self.stats.events.fetch_add(1, Ordering::Relaxed);
+        self.metrics.watch_event(&self.name);
+    }
+
+    fn record_failure(&self, expired: bool) {
+        self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        self.metrics.watch_failed(&self.name, expired);
     }
 }
 
@@ -239,15 +264,14 @@ impl<L, P, F, H> Reflector<L, P, F, H> {
                 Output::Nothing => self.config.backoff.record_success(Instant::now()),
                 Output::Emit(event) => {
                     self.config.backoff.record_success(Instant::now());
-                    let counter = match event {
-                        Event::Restarted(_) => &self.config.stats.lists,
-                        _ => &self.config.stats.events,
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    match event {
+                        Event::Restarted(_) => self.config.record_list(),
+                        _ => self.config.record_event(),
+                    }
                     self.apply(event);
                 }
                 Output::Failed(err) => {
-                    self.config.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    self.config.record_failure(err.is_expired());
                     let delay = self.config.backoff.record_failure(Instant::now());
                     let name = &self.config.name;
                     if err.is_expired() {

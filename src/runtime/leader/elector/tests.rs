@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::k8s::types::Status;
 use crate::runtime::leader::fixtures::*;
+use crate::runtime::metrics::recording::Recording;
 
 // --- the runner, on paused time, against an in-memory lease with the API server's
 // --- optimistic concurrency (resourceVersion checked on PUT, 409 on mismatch) ---
@@ -269,4 +270,21 @@ async fn invalid_settings_are_refused_before_touching_the_api() {
     let err = elector.run(std::future::pending()).await.unwrap_err();
     assert!(matches!(err, Error::InvalidConfig { .. }), "{err}");
     assert!(api.spec().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn leadership_changes_reach_the_metrics_handed_in() {
+    let api = MemLease::default();
+    let metrics = Recording::default();
+    let elector = LeaderElector::with_api(api.clone(), ME, LeaseConfig::default())
+        .with_metrics(metrics.handle());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (mut leading, task) = elector.spawn(async move {
+        let _ = rx.await;
+    });
+    until(&mut leading, true).await;
+    assert_eq!(metrics.lines(), vec!["leader true"]);
+    tx.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(metrics.lines(), vec!["leader true", "leader false"]);
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::runtime::metrics::recording::Recording;
 use crate::runtime::watcher::fixtures::*;
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -119,9 +120,12 @@ struct Running {
 
 /// Runs a reflector that caches `v` of objects whose `v` is not 0.
 fn run(fake: &Fake) -> Running {
+    run_with(fake, WatcherConfig::new("test"))
+}
+
+fn run_with(fake: &Fake, config: WatcherConfig) -> Running {
     let (tx, events) = mpsc::unbounded_channel();
     let (stop, shutdown) = watch::channel(false);
-    let config = WatcherConfig::new("test");
     let stats = Arc::clone(&config.stats);
     let (store, task) = spawn_reflector(
         fake.clone(),
@@ -416,4 +420,36 @@ async fn shutdown_stops_the_reflector_even_while_backing_off() {
         .expect("reflector ignored shutdown")
         .unwrap();
     assert!(!r.store.is_synced());
+}
+
+#[tokio::test(start_paused = true)]
+async fn lists_events_and_failures_reach_the_metrics_handed_in() {
+    let fake = Fake::default();
+    fake.list(Ok(page(vec![obj("a", "1", 1)], Some("5"), None)));
+    fake.list(Ok(page(vec![], Some("9"), None)));
+    let w = fake.watch_ok();
+    let _w2 = fake.watch_ok();
+    let metrics = Recording::default();
+    let config = WatcherConfig::new("test").with_metrics(metrics.handle());
+    let mut r = run_with(&fake, config);
+    r.events.recv().await.unwrap();
+    settle().await;
+    w.send(Ok(WatchEvent::Added(obj("b", "6", 2)))).unwrap();
+    r.events.recv().await.unwrap();
+    w.send(Ok(WatchEvent::Error(status(410, "Expired"))))
+        .unwrap();
+    r.events.recv().await.unwrap();
+    assert_eq!(
+        metrics.lines(),
+        vec![
+            "watch_listed test",
+            "watch_event test",
+            "watch_failed test true",
+            "watch_listed test",
+        ]
+    );
+    assert_eq!(
+        (r.stats.lists(), r.stats.events(), r.stats.failures()),
+        (2, 1, 1)
+    );
 }
