@@ -12,10 +12,10 @@
 //! - Jitter is bounded: it only ever shortens a delay, by at most the configured
 //!   fraction, so no delay exceeds its cap.
 //!
-//! Jitter comes from [`SplitMix64`], a tiny generator (no `rand` crate). Seeded from the
+//! Jitter comes from `SplitMix64`, a tiny generator (no `rand` crate). Seeded from the
 //! clock and a process-wide counter, no two backoffs in one process share a sequence, so
 //! watchers that failed together do not retry together. Seeded from a key
-//! ([`SplitMix64::fixed_for`]), the same key always draws the same fractions, for a
+//! (`SplitMix64::fixed_for`), the same key always draws the same fractions, for a
 //! spread that must not wander (a CR's periodic requeue).
 
 use std::fmt;
@@ -35,7 +35,7 @@ pub const WATCH_MAX: Duration = Duration::from_secs(30);
 pub const WATCH_RESET_AFTER: Duration = Duration::from_secs(120);
 /// Watch errors: up to a quarter of the delay is shaved off at random, which spreads
 /// retries of watchers that failed at the same instant.
-pub const WATCH_JITTER: f64 = 0.25;
+pub(crate) const WATCH_JITTER: f64 = 0.25;
 
 /// Reconcile failures: first retry of a failed key after 2 s, long enough for a
 /// conflicting write or an API blip to pass, short enough not to make the operator
@@ -48,10 +48,10 @@ pub const FAILURE_MAX: Duration = Duration::from_secs(300);
 
 /// Server-directed retries (429, 503): wait this long when the answer names no
 /// Retry-After.
-pub const RETRY_AFTER_DEFAULT: Duration = Duration::from_secs(1);
+pub(crate) const RETRY_AFTER_DEFAULT: Duration = Duration::from_secs(1);
 /// Server-directed retries: a Retry-After longer than this is capped, because failing
 /// and backing off outside (with the caller's own policy) beats hanging on one request.
-pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(30);
+pub(crate) const RETRY_AFTER_MAX: Duration = Duration::from_secs(30);
 
 /// The smallest initial delay [`Backoff::doubling`] accepts: doubling zero stays zero.
 const MIN_INITIAL: Duration = Duration::from_millis(1);
@@ -63,12 +63,19 @@ pub enum BackoffError {
     /// every later one too.
     ZeroInitial,
     /// The cap is below the initial delay, so the "exponential" part could never apply.
-    MaxBelowInitial { initial: Duration, max: Duration },
+    MaxBelowInitial {
+        /// The initial delay asked for.
+        initial: Duration,
+        /// The cap asked for, below `initial`.
+        max: Duration,
+    },
     /// The factor must be a finite number of at least 1.0, or delays would shrink.
     InvalidFactor(f64),
     /// The jitter is a fraction of the delay and must lie within 0.0..=1.0.
     InvalidJitter(f64),
 }
+
+// === impl BackoffError ===
 
 impl fmt::Display for BackoffError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -96,8 +103,8 @@ impl std::error::Error for BackoffError {}
 /// Jitter only ever shortens a delay, so every delay lies in
 /// `[base * (1 - jitter), base]` and never exceeds `max`.
 ///
-/// Two ways to use it: as a sequence ([`next_delay`](Self::next_delay), [`reset`](Self::reset))
-/// for one retry loop, or by attempt number ([`delay`](Self::delay),
+/// Two ways to use it: as a sequence ([`next_delay`](Self::next_delay), then a reset
+/// after a success) for one retry loop, or by attempt number ([`delay`](Self::delay),
 /// [`base_delay`](Self::base_delay)) for callers that count attempts themselves (the work
 /// queue, per key; AWS retries, per call).
 #[derive(Clone, Debug)]
@@ -148,7 +155,7 @@ impl Backoff {
     /// not worth refusing: a zero `initial` is raised to 1 ms (doubling zero stays zero)
     /// and a `max` below it is raised to `initial`.
     #[must_use]
-    pub fn doubling(initial: Duration, max: Duration) -> Backoff {
+    pub(crate) fn doubling(initial: Duration, max: Duration) -> Backoff {
         let initial = initial.max(MIN_INITIAL);
         Backoff {
             initial,
@@ -163,7 +170,7 @@ impl Backoff {
 
     /// The watch-error policy: 0.8 s doubling to 30 s with jitter.
     #[must_use]
-    pub fn for_watch_errors() -> Backoff {
+    pub(crate) fn for_watch_errors() -> Backoff {
         Backoff {
             initial: WATCH_INITIAL,
             max: WATCH_MAX,
@@ -208,7 +215,7 @@ impl Backoff {
     }
 
     /// Starts the sequence over from the initial delay (after a success).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.attempt = 0;
     }
 }
@@ -221,7 +228,7 @@ fn scale_saturating(d: Duration, factor: f64) -> Duration {
 /// How long to wait before retrying a request the server refused with 429 or 503:
 /// its Retry-After, or [`RETRY_AFTER_DEFAULT`] without one, capped at
 /// [`RETRY_AFTER_MAX`].
-pub fn retry_after_delay(server: Option<Duration>) -> Duration {
+pub(crate) fn retry_after_delay(server: Option<Duration>) -> Duration {
     server.unwrap_or(RETRY_AFTER_DEFAULT).min(RETRY_AFTER_MAX)
 }
 
@@ -241,7 +248,7 @@ pub struct ResetAfterHealthy {
 
 impl ResetAfterHealthy {
     #[must_use]
-    pub fn new(backoff: Backoff, reset_after: Duration) -> ResetAfterHealthy {
+    pub(crate) fn new(backoff: Backoff, reset_after: Duration) -> ResetAfterHealthy {
         ResetAfterHealthy {
             backoff,
             reset_after,

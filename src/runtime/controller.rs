@@ -55,10 +55,12 @@ pub struct ControllerReport {
 // === impl ControllerStats ===
 
 impl ControllerStats {
+    /// Reconciles that returned `Ok` so far.
     pub fn reconciles(&self) -> u64 {
         self.reconciles.load(Ordering::Relaxed)
     }
 
+    /// Reconciles that returned `Err` or panicked so far.
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
     }
@@ -68,7 +70,7 @@ impl ControllerStats {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    pub fn report(&self) -> ControllerReport {
+    pub(crate) fn report(&self) -> ControllerReport {
         ControllerReport {
             reconciles: self.reconciles(),
             failures: self.failures(),
@@ -110,7 +112,9 @@ impl ControllerConfig {
 /// A running controller: its counters, and a handle that resolves after shutdown with
 /// the final counts.
 pub struct Controller {
+    /// Live counters, readable while the controller runs.
     pub stats: Arc<ControllerStats>,
+    /// Resolves after shutdown and drain; aborting it aborts the reconciles in flight.
     pub task: JoinHandle<ControllerReport>,
 }
 
@@ -233,6 +237,8 @@ where
 
 /// Aborts the task when dropped, so aborting a worker aborts its reconcile too.
 struct AbortOnDrop<T>(JoinHandle<T>);
+
+// === impl AbortOnDrop ===
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {

@@ -53,7 +53,9 @@ pub trait RuntimeMetrics: Send + Sync + 'static {
 
 /// Records nothing: the default of every runtime component.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct NoMetrics;
+pub(crate) struct NoMetrics;
+
+// === impl NoMetrics ===
 
 impl RuntimeMetrics for NoMetrics {}
 
@@ -65,7 +67,7 @@ pub struct MetricsHandle(Arc<dyn RuntimeMetrics>);
 
 impl MetricsHandle {
     /// Shares `metrics` with every component given a clone of the handle.
-    pub fn new(metrics: impl RuntimeMetrics) -> MetricsHandle {
+    pub(crate) fn new(metrics: impl RuntimeMetrics) -> MetricsHandle {
         MetricsHandle(Arc::new(metrics))
     }
 }

@@ -63,6 +63,8 @@ struct State<K> {
     shutting_down: bool,
 }
 
+// === impl WorkQueue ===
+
 impl<K> Clone for WorkQueue<K> {
     fn clone(&self) -> Self {
         WorkQueue {
@@ -77,8 +79,6 @@ impl<K: Clone + Eq + Hash + Ord> Default for WorkQueue<K> {
     }
 }
 
-// === impl WorkQueue ===
-
 impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
     /// A queue whose failures back off from [`FAILURE_BASE`] to [`FAILURE_MAX`].
     #[must_use]
@@ -89,7 +89,7 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
     /// A queue with its own failure backoff, doubling from `base` to `max` (see
     /// [`Backoff::doubling`] for how out-of-range values are raised).
     #[must_use]
-    pub fn with_failure_backoff(base: Duration, max: Duration) -> WorkQueue<K> {
+    pub(crate) fn with_failure_backoff(base: Duration, max: Duration) -> WorkQueue<K> {
         WorkQueue {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -136,7 +136,7 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
     }
 
     /// Records a failure of `key` and adds it after its backoff; returns that delay.
-    pub fn add_rate_limited(&self, key: K) -> Duration {
+    pub(crate) fn add_rate_limited(&self, key: K) -> Duration {
         let delay = {
             let mut st = self.lock();
             let failures = st.failures.entry(key.clone()).or_insert(0);
@@ -149,13 +149,8 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
     }
 
     /// Clears the failure count of `key` (after a successful reconcile).
-    pub fn forget(&self, key: &K) {
+    pub(crate) fn forget(&self, key: &K) {
         self.lock().failures.remove(key);
-    }
-
-    /// How many failures in a row `key` has had.
-    pub fn failures(&self, key: &K) -> u32 {
-        self.lock().failures.get(key).copied().unwrap_or(0)
     }
 
     /// Waits for the next ready key and marks it processing; `None` once shut down.
@@ -189,15 +184,6 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
         }
     }
 
-    /// Like [`WorkQueue::get`] without waiting: the next ready key, if any.
-    pub fn try_get(&self) -> Option<K> {
-        let mut st = self.lock();
-        if st.shutting_down {
-            return None;
-        }
-        st.pop_ready(Instant::now())
-    }
-
     /// Ends the processing of `key`; if it was added meanwhile, it is queued again.
     pub fn done(&self, key: &K) {
         let mut st = self.lock();
@@ -215,6 +201,7 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
         st.queue.len()
     }
 
+    /// Whether no key is ready for a worker now (parked and processing keys aside).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -227,10 +214,6 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
     /// Keys held by workers right now.
     pub fn processing_len(&self) -> usize {
         self.lock().processing.len()
-    }
-
-    pub fn is_shutting_down(&self) -> bool {
-        self.lock().shutting_down
     }
 
     /// Stops intake: `get` returns `None` from now on, adds are ignored, queued and
@@ -248,7 +231,7 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
 
     /// [`WorkQueue::shut_down`], then waits until every key handed out is `done`, so
     /// that no reconcile is cut off halfway through its writes.
-    pub async fn shut_down_with_drain(&self) {
+    pub(crate) async fn shut_down_with_drain(&self) {
         self.shut_down();
         loop {
             let changed = self.shared.changed.notified();
@@ -336,6 +319,26 @@ impl<K: Clone + Eq + Hash + Ord> State<K> {
 /// `base * 2^failures`, capped at `max`: the one backoff policy, by attempt number.
 fn failure_delay(base: Duration, max: Duration, failures: u32) -> Duration {
     Backoff::doubling(base, max).base_delay(failures)
+}
+
+// === impl WorkQueue (test accessors) ===
+
+/// What the tests observe beyond the contract's own operations.
+#[cfg(test)]
+impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
+    /// How many failures in a row `key` has had.
+    pub(crate) fn failures(&self, key: &K) -> u32 {
+        self.lock().failures.get(key).copied().unwrap_or(0)
+    }
+
+    /// Like [`WorkQueue::get`] without waiting: the next ready key, if any.
+    pub(crate) fn try_get(&self) -> Option<K> {
+        let mut st = self.lock();
+        if st.shutting_down {
+            return None;
+        }
+        st.pop_ready(Instant::now())
+    }
 }
 
 #[cfg(test)]

@@ -13,13 +13,13 @@ use crate::k8s::lease::{micro_time, LeaseSpec};
 
 /// The last lease record this process saw, and when it first saw it in this form.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Observed {
-    pub spec: LeaseSpec,
-    pub at: Instant,
+pub(crate) struct Observed {
+    pub(crate) spec: LeaseSpec,
+    pub(crate) at: Instant,
 }
 
 /// Updates what we observed: the clock restarts only when the record changed.
-pub fn observe(prev: Option<Observed>, current: &LeaseSpec, now: Instant) -> Observed {
+pub(crate) fn observe(prev: Option<Observed>, current: &LeaseSpec, now: Instant) -> Observed {
     match prev {
         Some(prev) if prev.spec == *current => prev,
         _ => Observed {
@@ -31,7 +31,7 @@ pub fn observe(prev: Option<Observed>, current: &LeaseSpec, now: Instant) -> Obs
 
 /// What to do after reading the lease.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// No lease exists: create it, holding it.
     Create(LeaseSpec),
     /// We hold it: PUT this renewed spec.
@@ -45,7 +45,7 @@ pub enum Decision {
 /// Decides from the lease as read (`None`: it does not exist), when this process last
 /// saw its record change (`observed_at`), the time now (monotonic for expiry, wall for
 /// the MicroTime fields) and our identity.
-pub fn decide(
+pub(crate) fn decide(
     current: Option<&LeaseSpec>,
     observed_at: Instant,
     now: Instant,
@@ -113,7 +113,7 @@ fn take_over(current: &LeaseSpec, me: &str, stamp: String, cfg: &LeaseConfig) ->
 
 /// The spec that releases a lease we hold: no holder, a one-second duration (so
 /// candidates with older clients also move at once), transitions kept.
-pub fn released(current: &LeaseSpec, wall: OffsetDateTime) -> LeaseSpec {
+pub(crate) fn released(current: &LeaseSpec, wall: OffsetDateTime) -> LeaseSpec {
     let stamp = micro_time(wall);
     LeaseSpec {
         holder_identity: None,

@@ -18,8 +18,6 @@ use crate::k8s::Client;
 use crate::runtime::backoff::SplitMix64;
 use crate::runtime::metrics::MetricsHandle;
 
-// === LeaseApi ===
-
 /// Reads and writes the one Lease of the election. The seam exists so the timing of
 /// [`LeaderElector::run`] can be tested on paused time without a network.
 pub trait LeaseApi: Send + Sync {
@@ -45,8 +43,10 @@ pub struct KubeLease {
     name: String,
 }
 
+// === impl KubeLease ===
+
 impl KubeLease {
-    pub fn new(client: Client, namespace: &str, name: &str) -> Self {
+    pub(crate) fn new(client: Client, namespace: &str, name: &str) -> Self {
         Self {
             client,
             namespace: namespace.to_string(),
@@ -94,8 +94,6 @@ impl LeaseApi for KubeLease {
     }
 }
 
-// === LeaderElector ===
-
 /// Runs the election and publishes whether this replica leads.
 ///
 /// Usage: build it, [`subscribe`](Self::subscribe) as often as needed, spawn
@@ -112,8 +110,10 @@ pub struct LeaderElector<A = KubeLease> {
     metrics: MetricsHandle,
 }
 
+// === impl LeaderElector ===
+
 impl LeaderElector<KubeLease> {
-    /// Elects on the Lease `namespace/name` as `identity` (see [`identity`]).
+    /// Elects on the Lease `namespace/name` as `identity` (see [`identity`](super::identity)).
     pub fn new(
         client: Client,
         namespace: &str,
@@ -125,32 +125,8 @@ impl LeaderElector<KubeLease> {
     }
 }
 
-/// What one attempt found.
-enum Attempt {
-    /// We hold the lease now.
-    Holding,
-    /// Someone else holds it.
-    Held { holder: String },
-}
-
-/// A future raced against shutdown.
-enum Step<T> {
-    Shutdown,
-    Done(T),
-}
-
-async fn or_shutdown<T>(
-    shutdown: &mut Pin<&mut impl Future<Output = ()>>,
-    work: impl Future<Output = T>,
-) -> Step<T> {
-    tokio::select! {
-        _ = shutdown.as_mut() => Step::Shutdown,
-        v = work => Step::Done(v),
-    }
-}
-
 impl<A: LeaseApi> LeaderElector<A> {
-    pub fn with_api(api: A, identity: &str, cfg: LeaseConfig) -> Self {
+    pub(crate) fn with_api(api: A, identity: &str, cfg: LeaseConfig) -> Self {
         Self {
             api,
             identity: identity.to_string(),
@@ -173,12 +149,8 @@ impl<A: LeaseApi> LeaderElector<A> {
         self.tx.subscribe()
     }
 
-    pub fn identity(&self) -> &str {
-        &self.identity
-    }
-
     /// Spawns [`run`](Self::run) and hands back the leadership receiver and the task.
-    pub fn spawn(
+    pub(crate) fn spawn(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> (
@@ -389,6 +361,32 @@ impl<A: LeaseApi> LeaderElector<A> {
                 tracing::info!(identity = %self.identity, "leader election: stopped leading");
             }
         }
+    }
+}
+
+// === racing shutdown ===
+
+/// What one attempt found.
+enum Attempt {
+    /// We hold the lease now.
+    Holding,
+    /// Someone else holds it.
+    Held { holder: String },
+}
+
+/// A future raced against shutdown.
+enum Step<T> {
+    Shutdown,
+    Done(T),
+}
+
+async fn or_shutdown<T>(
+    shutdown: &mut Pin<&mut impl Future<Output = ()>>,
+    work: impl Future<Output = T>,
+) -> Step<T> {
+    tokio::select! {
+        _ = shutdown.as_mut() => Step::Shutdown,
+        v = work => Step::Done(v),
     }
 }
 

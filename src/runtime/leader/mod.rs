@@ -14,8 +14,9 @@
 //! - On shutdown the leader first announces `false`, then releases by emptying
 //!   `holderIdentity`, so a standby takes over without waiting out the lease.
 //!
-//! The decision is a pure function ([`decide`]) of the observed record, the time and
-//! our identity; [`LeaderElector::run`] only does I/O and timing around it.
+//! The decision is a pure function (`decide.rs`) of the observed record, the monotonic
+//! clock and our identity; [`LeaderElector::run`] (`elector.rs`) only does I/O and
+//! timing around it.
 
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
@@ -24,7 +25,6 @@ use std::time::Duration;
 mod decide;
 mod elector;
 
-pub use decide::{decide, observe, released, Decision, Observed};
 pub use elector::{KubeLease, LeaderElector, LeaseApi};
 
 /// Name of the operator's Lease. rbac.yaml grants get/update on exactly this name.
@@ -33,8 +33,6 @@ pub const DEFAULT_LEASE_NAME: &str = "ecr-creds-refresher";
 /// client-go's jitter on acquisition retries: waits are `retry * [1, 2.2)`, which keeps
 /// standbys from hitting the API server in lockstep.
 pub const JITTER_FACTOR: f64 = 1.2;
-
-// === LeaseConfig ===
 
 /// Timing of the election. The defaults are client-go's (and controller-runtime's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +44,8 @@ pub struct LeaseConfig {
     /// Time between attempts (with jitter while not leading).
     pub retry_period: Duration,
 }
+
+// === impl LeaseConfig ===
 
 impl Default for LeaseConfig {
     fn default() -> Self {
@@ -60,7 +60,7 @@ impl Default for LeaseConfig {
 impl LeaseConfig {
     /// client-go's checks: the leader must give up (renew deadline) before a standby may
     /// take over (lease duration), and must get more than one jittered try before that.
-    pub fn validate(&self) -> Result<(), Error> {
+    pub(crate) fn validate(&self) -> Result<(), Error> {
         let invalid = |reason: String| Err(Error::InvalidConfig { reason });
         if self.retry_period.is_zero() {
             return invalid("the retry period must be positive".into());
@@ -100,37 +100,45 @@ pub fn identity(hostname: &str) -> String {
     )
 }
 
-// === Error ===
-
 /// What went wrong in one election step. Only [`Error::InvalidConfig`] and a failed
 /// release are returned from [`LeaderElector::run`]; the others are logged and retried.
 #[derive(Debug)]
 pub enum Error {
+    /// The timing settings break [`LeaseConfig`]'s rules; nothing was written.
     InvalidConfig {
+        /// Which rule, with the values that break it.
         reason: String,
     },
     /// Reading the Lease failed.
     Get {
+        /// The API error.
         source: crate::k8s::Error,
     },
     /// Creating the Lease failed (409 AlreadyExists: another replica created it first).
     Create {
+        /// The API error.
         source: crate::k8s::Error,
     },
     /// Renewing or taking over failed (409: someone else wrote first).
     Update {
+        /// The API error.
         source: crate::k8s::Error,
     },
     /// Emptying the holder on shutdown failed; standbys wait out the lease instead.
     Release {
+        /// The API error.
         source: crate::k8s::Error,
     },
     /// The API server did not answer in time.
     Timeout {
+        /// What was being done: acquiring or renewing, or releasing.
         phase: &'static str,
+        /// The bound that ran out (the time left before the renew deadline).
         after: Duration,
     },
 }
+
+// === impl Error ===
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

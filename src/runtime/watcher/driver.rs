@@ -26,23 +26,31 @@ use crate::runtime::store::{Change, ObjectKey, Store};
 /// One page of the list to fetch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PageRequest {
+    /// At most this many objects per page.
     pub limit: u32,
+    /// Where the previous page ended; `None` for the first page.
     pub continue_token: Option<String>,
 }
 
 /// Where to start a watch and when the server should end it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WatchRequest {
+    /// Events after this version are sent; never empty (empty means "from now", which
+    /// skips events).
     pub resource_version: String,
+    /// The server ends the watch cleanly after this long.
     pub timeout_seconds: u32,
 }
 
 /// A collection that can be listed and watched (the collection path and selectors are
 /// bound in the implementor). Implemented for [`KubeListWatch`]; tests use a fake.
 pub trait ListWatch<T>: Send + Sync + 'static {
+    /// Why a list or a watch failed.
     type Error: std::error::Error + Send + Sync + 'static;
+    /// The events of one open watch.
     type Stream: EventStream<T, Error = Self::Error> + Send + 'static;
 
+    /// One page of the collection, with the list's resourceVersion on every page.
     fn list(
         &self,
         page: &PageRequest,
@@ -60,6 +68,7 @@ pub trait ListWatch<T>: Send + Sync + 'static {
 
 /// The events of one watch request.
 pub trait EventStream<T> {
+    /// Why the stream failed mid-way.
     type Error;
 
     /// The next event; `None` when the server ended the stream cleanly.
@@ -71,12 +80,17 @@ pub trait EventStream<T> {
 /// A collection of the Kubernetes API, listed and watched through [`Client`].
 #[derive(Clone, Debug)]
 pub struct KubeListWatch {
+    /// The API server connection.
     pub client: Client,
     /// E.g. `/api/v1/secrets`, from [`crate::k8s::kind::Kind::collection`].
     pub collection: String,
+    /// Only objects with these labels (`labelSelector`), for list and watch alike.
     pub label_selector: Option<String>,
+    /// Only objects with these fields (`fieldSelector`), for list and watch alike.
     pub field_selector: Option<String>,
 }
+
+// === impl KubeListWatch ===
 
 impl<T: DeserializeOwned + Send + 'static> ListWatch<T> for KubeListWatch {
     type Error = k8s::Error;
@@ -108,6 +122,8 @@ impl<T: DeserializeOwned + Send + 'static> ListWatch<T> for KubeListWatch {
     }
 }
 
+// === impl EventStream for WatchStream ===
+
 impl<T: DeserializeOwned + Send> EventStream<T> for WatchStream<T> {
     type Error = k8s::Error;
 
@@ -121,11 +137,15 @@ impl<T: DeserializeOwned + Send> EventStream<T> for WatchStream<T> {
 /// Settings of one reflector.
 #[derive(Clone, Debug)]
 pub struct WatcherConfig {
-    /// Names the watched collection in logs.
+    /// Names the watched collection in logs and metrics.
     pub name: String,
+    /// Objects per page of the initial list and every relist.
     pub page_size: u32,
+    /// The server-side watch timeout before jitter, in seconds.
     pub watch_timeout_secs: u32,
+    /// How much longer than the watch timeout a silent stream is given.
     pub idle_slack: Duration,
+    /// The wait after each failure.
     pub backoff: ResetAfterHealthy,
     /// Counters the reflector updates; clone the `Arc` first to read them.
     pub stats: Arc<WatcherStats>,
@@ -159,6 +179,8 @@ impl WatcherStats {
         self.failures.load(Ordering::Relaxed)
     }
 }
+
+// === impl WatcherConfig ===
 
 impl WatcherConfig {
     /// The defaults above, with 0.8 s..30 s backoff reset after 2 minutes of health.
@@ -236,6 +258,8 @@ struct Reflector<L, P, F, H> {
     project: F,
     on_event: H,
 }
+
+// === impl Reflector ===
 
 impl<L, P, F, H> Reflector<L, P, F, H> {
     async fn run<T>(mut self, mut shutdown: watch::Receiver<bool>)

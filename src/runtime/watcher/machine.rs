@@ -14,7 +14,7 @@ use crate::runtime::store::ObjectKey;
 /// Where the watcher is. `InitPage` buffers the pages listed so far, so the store is
 /// swapped only once the whole list is in.
 #[derive(Clone, Debug, PartialEq)]
-pub enum State<T> {
+pub(crate) enum State<T> {
     /// Nothing listed: list from the first page.
     Empty,
     /// Listing: fetch the page after `continue_token`.
@@ -30,7 +30,7 @@ pub enum State<T> {
 
 /// The IO a state asks the driver to perform next.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Io {
+pub(crate) enum Io {
     List { continue_token: Option<String> },
     OpenWatch { resource_version: String },
     NextEvent,
@@ -38,7 +38,7 @@ pub enum Io {
 
 /// The answer to the IO, as the machine sees it (errors already classified).
 #[derive(Debug)]
-pub enum Input<T, E> {
+pub(crate) enum Input<T, E> {
     Page(ObjectList<T>),
     ListFailed {
         error: E,
@@ -70,6 +70,7 @@ pub enum Input<T, E> {
 pub enum Event<T> {
     /// Created or modified.
     Applied(T),
+    /// Deleted, as last seen by the server.
     Deleted(T),
     /// A full (re)list: these are all the objects there are.
     Restarted(Vec<T>),
@@ -77,7 +78,7 @@ pub enum Event<T> {
 
 /// What one step produced.
 #[derive(Debug)]
-pub enum Output<T, E> {
+pub(crate) enum Output<T, E> {
     Nothing,
     Emit(Event<T>),
     /// The driver should log this and back off before the next IO.
@@ -86,7 +87,7 @@ pub enum Output<T, E> {
 
 /// Why the watcher had to retry, by phase.
 #[derive(Debug)]
-pub enum WatcherError<E> {
+pub(crate) enum WatcherError<E> {
     /// A page of the list failed (`expired`: its continue token was too old, so the
     /// list starts over).
     InitialListFailed { source: E, expired: bool },
@@ -109,7 +110,7 @@ pub enum WatcherError<E> {
 impl<E> WatcherError<E> {
     /// Whether the failure was a 410 that forced a relist: routine (etcd compaction),
     /// logged quietly.
-    pub fn is_expired(&self) -> bool {
+    pub(crate) fn is_expired(&self) -> bool {
         match self {
             Self::InitialListFailed { expired, .. }
             | Self::WatchStartFailed { expired, .. }
@@ -194,7 +195,7 @@ fn is_gone_status(status: &Status) -> bool {
 
 impl<T> Event<T> {
     /// The objects the event is about (all of them for a relist).
-    pub fn objects(&self) -> &[T] {
+    pub(crate) fn objects(&self) -> &[T] {
         match self {
             Event::Applied(obj) | Event::Deleted(obj) => std::slice::from_ref(obj),
             Event::Restarted(all) => all,
@@ -215,7 +216,7 @@ impl<T: Resource> Event<T> {
 // === impl State ===
 
 impl<T> State<T> {
-    pub fn next_io(&self) -> Io {
+    pub(crate) fn next_io(&self) -> Io {
         match self {
             State::Empty => Io::List {
                 continue_token: None,
@@ -234,7 +235,10 @@ impl<T> State<T> {
 /// The pure transition: given where we are and the answer to the IO this state asked
 /// for, where we go and what comes out. An answer that does not fit the state (a driver
 /// bug) leaves the state as it is and produces nothing.
-pub fn step<T: Resource, E>(state: State<T>, input: Input<T, E>) -> (State<T>, Output<T, E>) {
+pub(crate) fn step<T: Resource, E>(
+    state: State<T>,
+    input: Input<T, E>,
+) -> (State<T>, Output<T, E>) {
     use Input as I;
     use State as S;
     match (state, input) {
