@@ -37,6 +37,7 @@ use crate::metrics;
 use crate::reconcile::events::EventRecorder;
 use crate::reconcile::reconciler::{Reconciler, Settings};
 use crate::reconcile::spec::{EcrPullSecret, SecretRef, SpecPolicy};
+use crate::reconcile::specs::Specs;
 use crate::reconcile::tokens::TokenCache;
 use crate::runtime::controller::{spawn_controller, Controller, ControllerConfig};
 use crate::runtime::leader::{LeaderElector, LeaseConfig};
@@ -114,7 +115,8 @@ pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
         WorkQueue::with_failure_backoff(FAILURE_BACKOFF_BASE, FAILURE_BACKOFF_MAX);
     let creds = CredentialSecrets::new(client.clone(), queue.clone(), shutdown_rx.clone());
     let tokens = token_cache(cfg, &env, &creds)?;
-    let (caches, _watches) = routing::start_watches(&client, &queue, &creds, &shutdown_rx);
+    let specs = Arc::new(Specs::new(spec_policy(cfg)));
+    let (caches, _watches) = routing::start_watches(&client, &queue, &creds, &specs, &shutdown_rx);
     creds.set_crs(caches.crs.clone());
     creds.spawn_pruner();
     let operator_namespace = cfg.namespace.clone().or_else(service_account_namespace);
@@ -123,7 +125,12 @@ pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
         caches.clone(),
         tokens,
         EventRecorder::new(client.clone(), cfg.identity.clone()),
-        settings(cfg, operator_namespace.clone()),
+        Settings {
+            operator_namespace: operator_namespace.clone(),
+            default_region: cfg.region.clone(),
+            ..Settings::default()
+        },
+        specs,
     ));
     let readiness = caches_readiness(&caches, &shutdown_rx);
     let (probe_addr, metrics_addr) = serve_admin(cfg, &readiness, &shutdown_rx).await?;
@@ -231,17 +238,12 @@ fn token_cache(
     ))))
 }
 
-/// What the flags say about serving CRs.
-fn settings(cfg: &Config, operator_namespace: Option<String>) -> Settings {
-    Settings {
-        spec_policy: SpecPolicy {
-            default_registries: cfg.registries.clone(),
-            min_interval_floor: cfg.min_refresh_interval,
-            allowed_role_arns: cfg.allowed_role_arns.clone(),
-        },
-        operator_namespace,
-        default_region: cfg.region.clone(),
-        ..Settings::default()
+/// What the flags say CRs may ask for.
+fn spec_policy(cfg: &Config) -> SpecPolicy {
+    SpecPolicy {
+        default_registries: cfg.registries.clone(),
+        min_interval_floor: cfg.min_refresh_interval,
+        allowed_role_arns: cfg.allowed_role_arns.clone(),
     }
 }
 

@@ -1,7 +1,9 @@
-//! Which watch event enqueues which CR: every CR on an event that may concern any of
-//! them, the owner on a managed Secret's change, and a short debounce for the echoes of
-//! our own writes.
+//! Which watch event enqueues which CR: a namespace's change only the CRs that select it
+//! or whose last plan touched it, a ServiceAccount's change only the CRs whose last plan
+//! touched its namespace, a managed Secret's change only its owner; every CR only after
+//! a relist. The echoes of our own writes are debounced.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -10,12 +12,14 @@ use tokio::task::JoinHandle;
 use crate::k8s::kind::{ECR_PULL_SECRETS, NAMESPACES, SECRETS, SERVICE_ACCOUNTS};
 use crate::k8s::types::{Namespace, Secret, ServiceAccount};
 use crate::k8s::Client;
+use crate::reconcile::select::NamespaceView;
 use crate::reconcile::spec::EcrPullSecret;
+use crate::reconcile::specs::Specs;
 use crate::reconcile::state::{
     project_namespace, ManagedSecret, SaView, MANAGED_SELECTOR, OWNER_ANNOTATION,
 };
 use crate::runtime::queue::WorkQueue;
-use crate::runtime::store::Store;
+use crate::runtime::store::{ObjectKey, Store};
 use crate::runtime::watcher::{spawn_reflector, Event, KubeListWatch, WatcherConfig};
 
 use super::caches::Caches;
@@ -35,18 +39,13 @@ pub(crate) fn enqueue_all(queue: &WorkQueue<String>, crs: &Store<EcrPullSecret>)
 /// a deleted Secret is still repaired within a fraction of a second.
 pub const ECHO_DEBOUNCE: Duration = Duration::from_millis(250);
 
-fn enqueue_all_soon(queue: &WorkQueue<String>, crs: &Store<EcrPullSecret>) {
-    for key in crs.keys() {
-        queue.add_after(key.name, ECHO_DEBOUNCE);
-    }
-}
-
 /// Starts the four reflectors. Handlers run after the cache took the change, so the
 /// reconcile they trigger sees it.
 pub fn start_watches(
     client: &Client,
     queue: &WorkQueue<String>,
     credentials: &CredentialSecrets,
+    specs: &Arc<Specs>,
     shutdown: &watch::Receiver<bool>,
 ) -> (Caches, Vec<JoinHandle<()>>) {
     let lw = |collection: String, label_selector: Option<&str>| KubeListWatch {
@@ -63,12 +62,12 @@ pub fn start_watches(
         move |event| on_cr(&q, &creds, event),
         shutdown.clone(),
     );
-    let (q, c) = (queue.clone(), crs.clone());
+    let (q, c, s) = (queue.clone(), crs.clone(), specs.clone());
     let (namespaces, ns_task) = spawn_reflector(
         lw(NAMESPACES.collection(None), None),
         WatcherConfig::new("namespaces"),
         project_namespace,
-        move |_: Event<Namespace>| enqueue_all(&q, &c),
+        move |event| on_namespace(&q, &c, &s, event),
         shutdown.clone(),
     );
     let (q, c) = (queue.clone(), crs.clone());
@@ -79,15 +78,17 @@ pub fn start_watches(
         move |event| on_managed_secret(&q, &c, event),
         shutdown.clone(),
     );
-    let (q, c) = (queue.clone(), crs.clone());
+    let (q, c, s, n) = (
+        queue.clone(),
+        crs.clone(),
+        specs.clone(),
+        namespaces.clone(),
+    );
     let (service_accounts, sa_task) = spawn_reflector(
         lw(SERVICE_ACCOUNTS.collection(None), None),
         WatcherConfig::new("serviceaccounts"),
         SaView::project,
-        move |event: Event<ServiceAccount>| match event {
-            Event::Applied(_) | Event::Deleted(_) => enqueue_all_soon(&q, &c),
-            Event::Restarted(_) => enqueue_all(&q, &c),
-        },
+        move |event| on_service_account(&q, &c, &s, &n, event),
         shutdown.clone(),
     );
     let caches = Caches {
@@ -115,6 +116,62 @@ fn on_cr(queue: &WorkQueue<String>, credentials: &CredentialSecrets, event: Even
         }
     }
     credentials.references_changed();
+}
+
+/// A namespace changed: wake the CRs it can concern (see [`Specs::concerned`]).
+fn on_namespace(
+    queue: &WorkQueue<String>,
+    crs: &Store<EcrPullSecret>,
+    specs: &Specs,
+    event: Event<Namespace>,
+) {
+    match event {
+        Event::Applied(ns) | Event::Deleted(ns) => {
+            let Some(view) = project_namespace(&ns) else {
+                return;
+            };
+            let all = crs.list();
+            let named = all
+                .iter()
+                .filter_map(|cr| Some((cr.metadata.name.as_deref()?, &cr.spec)));
+            for cr in specs.concerned(&view, named) {
+                queue.add(cr);
+            }
+        }
+        Event::Restarted(_) => enqueue_all(queue, crs),
+    }
+}
+
+/// A ServiceAccount changed (mostly our own patches echoing back): wake, after the echo
+/// debounce, the CRs its namespace concerns. Selection is checked too, not only the
+/// last plans: a ServiceAccount created while a CR was planning that namespace would
+/// otherwise wait for the next refresh.
+fn on_service_account(
+    queue: &WorkQueue<String>,
+    crs: &Store<EcrPullSecret>,
+    specs: &Specs,
+    namespaces: &Store<NamespaceView>,
+    event: Event<ServiceAccount>,
+) {
+    match event {
+        Event::Applied(sa) | Event::Deleted(sa) => {
+            let ns = sa.metadata.namespace.unwrap_or_default();
+            let concerned = match namespaces.get(&ObjectKey::cluster(ns.as_str())) {
+                Some(view) => {
+                    let all = crs.list();
+                    let named = all
+                        .iter()
+                        .filter_map(|cr| Some((cr.metadata.name.as_deref()?, &cr.spec)));
+                    specs.concerned(&view, named)
+                }
+                None => specs.touching(&ns),
+            };
+            for cr in concerned {
+                queue.add_after(cr, ECHO_DEBOUNCE);
+            }
+        }
+        Event::Restarted(_) => enqueue_all(queue, crs),
+    }
 }
 
 /// A managed Secret changed: a hand edit or deletion concerns only its owner.

@@ -16,6 +16,7 @@ pub mod registry;
 pub mod sa_writes;
 pub mod select;
 pub mod spec;
+pub mod specs;
 pub mod state;
 pub mod status;
 pub mod tokens;
