@@ -15,9 +15,9 @@ use super::finalizer::{self, Phase};
 use super::plan::{self, Observed, Plan};
 use super::select::NamespaceView;
 use super::spec::{
-    DeletionPolicy, EcrPullSecret, SecretRef, Spec, SpecError, SpecPolicy, Status, ValidSpec,
-    DEFAULT_TOKEN_LIFETIME,
+    DeletionPolicy, EcrPullSecret, SecretRef, Status, ValidSpec, DEFAULT_TOKEN_LIFETIME,
 };
+use super::specs::Specs;
 use super::state::{format_time, ManagedSecret, Owner, SaView};
 use super::status::{self, EventType, Failure, Outcome, Reason};
 use super::tokens::{saturating_add, FetchToken, RegistryToken, TokenCache, TokenGroup};
@@ -52,8 +52,6 @@ pub const GRANT_ANNOTATION: &str = "ecr.creds.dev/allowed-ecrpullsecrets";
 /// Operator-wide settings.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// What specs may ask for, beyond the CRD schema.
-    pub spec_policy: SpecPolicy,
     /// `AWS_REGION`: the region when a CR names none.
     pub default_region: Option<String>,
     /// Writes in flight at once for one reconcile.
@@ -68,7 +66,6 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            spec_policy: SpecPolicy::default(),
             operator_namespace: None,
             default_region: None,
             write_concurrency: 16,
@@ -104,19 +101,12 @@ pub struct Reconciler<F, S> {
     applier: Applier,
     events: EventRecorder,
     settings: Settings,
-    memory: Mutex<HashMap<String, Remembered>>,
-}
-
-/// What the reconciler keeps per CR between reconciles.
-#[derive(Default)]
-struct Remembered {
-    /// The spec last validated (compiled globs included) and the result, so an unchanged
-    /// spec is not validated again on every namespace or Secret event.
-    spec: Option<(Spec, Result<Arc<ValidSpec>, SpecError>)>,
-    /// The last status written, so a reconcile that runs before the CR watch delivered
-    /// that write compares against it instead of the stale cached status: no second
-    /// write, no duplicate event.
-    status: Option<WrittenStatus>,
+    /// Validated specs and the namespaces each CR's plan touched, shared with routing.
+    specs: Arc<Specs>,
+    /// The last status written per CR, so a reconcile that runs before the CR watch
+    /// delivered that write compares against it instead of the stale cached status: no
+    /// second write, no duplicate event.
+    written: Mutex<HashMap<String, WrittenStatus>>,
 }
 
 /// A status we wrote: the CR's uid, the status it replaced and the one written.
@@ -135,6 +125,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         tokens: Arc<TokenCache<F>>,
         events: EventRecorder,
         settings: Settings,
+        specs: Arc<Specs>,
     ) -> Self {
         Reconciler {
             applier: Applier::new(Writer::new(client.clone()), settings.write_concurrency),
@@ -143,7 +134,8 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             tokens,
             events,
             settings,
-            memory: Mutex::default(),
+            specs,
+            written: Mutex::default(),
         }
     }
 
@@ -170,7 +162,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             uid: cr.metadata.uid.clone().unwrap_or_default(),
         };
         let now = OffsetDateTime::now_utc();
-        let spec = self.valid_spec(name, &cr.spec);
+        let spec = self.specs.valid(name, &cr.spec);
         match finalizer::phase(&cr) {
             Phase::Released => Ok(Action::AwaitChange),
             Phase::Cleanup => {
@@ -220,26 +212,13 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         }
     }
 
-    /// The validated spec, from memory while the spec is unchanged.
-    fn valid_spec(&self, name: &str, spec: &Spec) -> Result<Arc<ValidSpec>, SpecError> {
-        let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = memory.entry(name.to_string()).or_default();
-        if let Some((seen, result)) = &entry.spec {
-            if seen == spec {
-                return result.clone();
-            }
-        }
-        let result = spec.validate(&self.settings.spec_policy).map(Arc::new);
-        entry.spec = Some((spec.clone(), result.clone()));
-        result
-    }
-
     /// The CR is gone: drop what was kept for it, and its metric series.
     fn forget(&self, name: &str) {
-        self.memory
+        self.written
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
+        self.specs.forget(name);
         crate::metrics::forget_ecrpullsecret(name);
     }
 
@@ -262,26 +241,15 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         };
         let plan = plan::sync(owner, spec, &observed, now);
         drop((namespaces, sas));
+        self.specs.touched(&owner.name, touched_namespaces(&plan));
 
         let payload = if plan.needs_token() {
             match self.payload(owner, spec, now).await {
                 Ok(p) => Some(p),
                 Err((reason, message)) => {
-                    // Existing Secrets stay as they are; what needs no token (fresh
-                    // namespaces' ServiceAccounts, Secrets no longer wanted) still goes on.
-                    let applied = self.applier.apply(spec, &plan, None).await;
-                    let mut outcome = outcome_of(&plan, &applied);
-                    outcome.failures.clear();
-                    outcome.fatal = Some((reason, message.clone()));
-                    // The refresh that is now overdue: the metric keeps it in the past
-                    // until a refresh succeeds, which is what an alert watches for.
-                    let due = plan
-                        .secrets
-                        .iter()
-                        .filter_map(|s| s.existing()?.refresh_at)
-                        .min();
-                    self.report(cr, &outcome, due, now).await;
-                    return Err(ReconcileError { reason, message });
+                    return Err(self
+                        .without_tokens(cr, spec, &plan, reason, message, now)
+                        .await)
                 }
             }
         } else {
@@ -325,6 +293,33 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             (Some(at), true) => to_std(at - now).min(self.settings.conflict_recheck),
         };
         Ok(Action::Requeue(jitter(wait.min(MAX_REQUEUE), &owner.name)))
+    }
+
+    /// No token could be had: existing Secrets stay as they are; what needs no token
+    /// (fresh namespaces' ServiceAccounts, Secrets no longer wanted) still goes on, and
+    /// the status says why. The error to retry with.
+    async fn without_tokens(
+        &self,
+        cr: &EcrPullSecret,
+        spec: &ValidSpec,
+        plan: &Plan,
+        reason: Reason,
+        message: String,
+        now: OffsetDateTime,
+    ) -> ReconcileError {
+        let applied = self.applier.apply(spec, plan, None).await;
+        let mut outcome = outcome_of(plan, &applied);
+        outcome.failures.clear();
+        outcome.fatal = Some((reason, message.clone()));
+        // The refresh that is now overdue: the metric keeps it in the past until a
+        // refresh succeeds, which is what an alert watches for.
+        let due = plan
+            .secrets
+            .iter()
+            .filter_map(|s| s.existing()?.refresh_at)
+            .min();
+        self.report(cr, &outcome, due, now).await;
+        ReconcileError { reason, message }
     }
 
     /// The tokens and the Secret payload for `spec`, or why there are none.
@@ -466,16 +461,17 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             tracing::warn!(cr = name, %error, "could not write status");
             return;
         }
-        self.memory
+        self.written
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(name.to_string())
-            .or_default()
-            .status = Some(WrittenStatus {
-            uid: cr.metadata.uid.clone(),
-            before: cr.status.clone(),
-            after: next.clone(),
-        });
+            .insert(
+                name.to_string(),
+                WrittenStatus {
+                    uid: cr.metadata.uid.clone(),
+                    before: cr.status.clone(),
+                    after: next.clone(),
+                },
+            );
         if let Some((kind, reason, message)) = status::transition_event(prev, &next) {
             match kind {
                 EventType::Warning => {
@@ -492,11 +488,21 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
     /// The status we last wrote, while the cache still shows what that write replaced
     /// (it lags behind the write).
     fn remembered_status(&self, cr: &EcrPullSecret) -> Option<Status> {
-        let memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
-        let written = memory.get(cr.metadata.name.as_deref()?)?.status.as_ref()?;
+        let written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let written = written.get(cr.metadata.name.as_deref()?)?;
         (written.uid == cr.metadata.uid && written.before == cr.status)
             .then(|| written.after.clone())
     }
+}
+
+/// Where a plan reaches: its targets, listed namespaces still missing, and where it
+/// deletes. A change in any of them concerns the CR.
+fn touched_namespaces(plan: &Plan) -> impl Iterator<Item = String> + '_ {
+    plan.targets
+        .iter()
+        .chain(&plan.missing)
+        .chain(plan.deletes.iter().map(|s| &s.namespace))
+        .cloned()
 }
 
 /// The status counts of an applied plan: targets include listed namespaces that do not
