@@ -96,6 +96,22 @@ pub fn render() -> String {
     global().render()
 }
 
+/// The handle through which the runtime (watchers, controller, leader election) reports
+/// to the global registry; see [`Registry`]'s `RuntimeMetrics` implementation.
+pub fn runtime() -> crate::runtime::MetricsHandle {
+    crate::runtime::MetricsHandle::new(GlobalRegistry)
+}
+
+/// The global registry as a [`crate::runtime::RuntimeMetrics`].
+#[derive(Clone, Copy, Debug)]
+struct GlobalRegistry;
+
+impl crate::runtime::RuntimeMetrics for GlobalRegistry {
+    fn leader(&self, leading: bool) {
+        crate::runtime::RuntimeMetrics::leader(global(), leading);
+    }
+}
+
 // === Registry ===
 
 /// Every metric of the operator. One global instance backs the free functions; tests
@@ -259,6 +275,15 @@ impl Registry {
         );
         let _ = writeln!(out, "{PREFIX}is_leader {}", format_value(self.leader.get()));
         out
+    }
+}
+
+/// What the runtime reports, forwarded to the families that exist. Only leadership has
+/// one; watch and reconcile counts are left to the runtime's own stats, so the exposition
+/// (which the alerts and the dashboard read) stays exactly as documented.
+impl crate::runtime::RuntimeMetrics for Registry {
+    fn leader(&self, leading: bool) {
+        self.set_leader(leading);
     }
 }
 
@@ -866,6 +891,26 @@ mod tests {
         )
         .unwrap();
         assert!(s.value >= 1.0);
+    }
+
+    #[test]
+    fn the_runtime_reports_leadership_and_nothing_else_through_its_handle() {
+        use crate::runtime::RuntimeMetrics;
+        let r = Registry::new();
+        r.leader(true);
+        let (_, samples) = parse(&r.render()).unwrap();
+        assert_eq!(
+            find(&samples, "ecr_creds_refresher_is_leader", &[]).map(|s| s.value),
+            Some(1.0)
+        );
+        // Reports without a family of their own leave the exposition as it was.
+        let before = r.render();
+        r.watch_listed("secrets");
+        r.watch_event("secrets");
+        r.watch_failed("secrets", true);
+        r.reconcile_started("ecrpullsecret");
+        r.reconcile_finished("ecrpullsecret", false);
+        assert_eq!(r.render(), before);
     }
 
     proptest::proptest! {

@@ -1,6 +1,7 @@
 //! Properties of the runtime pieces that the unit tests cover only sequentially or by
 //! example: the work queue under real worker threads, the watch backoff with its health
-//! reset, and the AWS retry delays.
+//! reset, the backoff policy by attempt number (jitter bounds, saturation), and the AWS
+//! retry delays.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +10,8 @@ use std::time::Duration;
 
 use ecr_creds_refresher::aws::retry::RetryPolicy;
 use ecr_creds_refresher::runtime::backoff::{
-    Backoff, ResetAfterHealthy, WATCH_INITIAL, WATCH_MAX, WATCH_RESET_AFTER,
+    Backoff, ResetAfterHealthy, FAILURE_BASE, FAILURE_MAX, WATCH_INITIAL, WATCH_MAX,
+    WATCH_RESET_AFTER,
 };
 use ecr_creds_refresher::runtime::queue::WorkQueue;
 use proptest::prelude::*;
@@ -203,5 +205,53 @@ proptest! {
         let d = exp.min(p.cap);
         let got = p.delay(retry);
         prop_assert!(got <= d && got >= d / 2, "{got:?} outside [{:?}, {d:?}]", d / 2);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn backoff_by_attempt_is_jittered_within_bounds_and_saturates(
+        initial_ms in 1u64..10_000,
+        extra_ms in 0u64..1_000_000,
+        factor in 1.0f64..8.0,
+        jitter in 0.0f64..=1.0,
+        attempt in any::<u32>(),
+    ) {
+        let initial = Duration::from_millis(initial_ms);
+        let max = initial + Duration::from_millis(extra_ms);
+        let mut b = Backoff::new(initial, max, factor, jitter).unwrap();
+        let base = b.base_delay(attempt);
+        prop_assert!(base >= initial && base <= max, "{base:?} outside [{initial:?}, {max:?}]");
+        let d = b.delay(attempt);
+        prop_assert!(d <= base, "{d:?} above its base {base:?}");
+        // mul_f64 rounds to the nanosecond.
+        let floor = base.mul_f64(1.0 - jitter).saturating_sub(Duration::from_nanos(1));
+        prop_assert!(d >= floor, "{d:?} below {floor:?}");
+        prop_assert!(b.base_delay(attempt.saturating_add(1)) >= base);
+    }
+
+    #[test]
+    fn backoff_at_huge_attempt_counts_waits_the_cap(
+        initial_ms in 1u64..10_000,
+        extra_ms in 0u64..1_000_000,
+        factor in 1.01f64..8.0,
+        attempt in 1_000_000u32..=u32::MAX,
+    ) {
+        let initial = Duration::from_millis(initial_ms);
+        let max = initial + Duration::from_millis(extra_ms);
+        let b = Backoff::new(initial, max, factor, 0.25).unwrap();
+        prop_assert_eq!(b.base_delay(attempt), max);
+    }
+
+    #[test]
+    fn reconcile_failure_backoff_is_the_one_default_at_any_failure_count(failures in any::<u32>()) {
+        let b = Backoff::for_reconcile_failures();
+        let d = b.base_delay(failures);
+        prop_assert!(d >= FAILURE_BASE && d <= FAILURE_MAX);
+        if failures < 8 {
+            prop_assert_eq!(d, FAILURE_BASE * 2u32.pow(failures));
+        }
     }
 }

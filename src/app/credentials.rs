@@ -13,6 +13,7 @@ use crate::aws::credentials::{credentials_from_secret_data, SecretCredentials, S
 use crate::k8s::kind::SECRETS;
 use crate::k8s::types::Secret;
 use crate::k8s::Client;
+use crate::metrics;
 use crate::reconcile::reconciler::GRANT_ANNOTATION;
 use crate::reconcile::spec::{EcrPullSecret, SecretRef};
 use crate::reconcile::state::split_list;
@@ -177,7 +178,8 @@ impl CredentialSecrets {
                 label_selector: None,
                 field_selector: Some(format!("metadata.name={}", r.name)),
             },
-            WatcherConfig::new(format!("credentials secret {origin}")),
+            WatcherConfig::new(format!("credentials secret {origin}"))
+                .with_metrics(metrics::runtime()),
             |_: &Secret| Some(()),
             move |event: Event<Secret>| match event {
                 Event::Applied(s) => {

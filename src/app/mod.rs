@@ -47,10 +47,6 @@ use crate::runtime::shutdown_requested;
 pub use caches::Caches;
 pub use credentials::CredentialSecrets;
 
-/// A reconcile failure is retried from this delay, doubling to the cap.
-pub const FAILURE_BACKOFF_BASE: Duration = Duration::from_secs(2);
-pub const FAILURE_BACKOFF_MAX: Duration = Duration::from_secs(300);
-
 /// Why the operator could not start. Printed once; the process exits 2.
 #[derive(Debug)]
 pub struct StartError {
@@ -111,8 +107,9 @@ pub enum Stopped {
 pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
     let client = connect(cfg).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let queue: WorkQueue<String> =
-        WorkQueue::with_failure_backoff(FAILURE_BACKOFF_BASE, FAILURE_BACKOFF_MAX);
+    // Failures back off by the one default: runtime::backoff::FAILURE_BASE doubling to
+    // FAILURE_MAX (2 s to 5 minutes).
+    let queue: WorkQueue<String> = WorkQueue::new();
     let creds = CredentialSecrets::new(client.clone(), queue.clone(), shutdown_rx.clone());
     let tokens = token_cache(cfg, &env, &creds)?;
     let specs = Arc::new(Specs::new(spec_policy(cfg)));
@@ -342,7 +339,8 @@ impl Running {
             &cfg.leader_election_id,
             &cfg.identity,
             LeaseConfig::default(),
-        );
+        )
+        .with_metrics(metrics::runtime());
         let mut stop = self.elector_stop.subscribe();
         let (rx, task) = elector.spawn(async move {
             shutdown_requested(&mut stop).await;
@@ -365,7 +363,7 @@ impl Running {
         let r = self.reconciler.clone();
         self.controller = Some(spawn_controller(
             self.queue.clone(),
-            ControllerConfig::new("ecrpullsecret", workers),
+            ControllerConfig::new("ecrpullsecret", workers).with_metrics(metrics::runtime()),
             move |name: String| {
                 let r = r.clone();
                 async move { controller::timed_reconcile(&r, &name).await }

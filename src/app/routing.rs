@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::k8s::kind::{ECR_PULL_SECRETS, NAMESPACES, SECRETS, SERVICE_ACCOUNTS};
 use crate::k8s::types::{Namespace, Secret, ServiceAccount};
 use crate::k8s::Client;
+use crate::metrics;
 use crate::reconcile::select::NamespaceView;
 use crate::reconcile::spec::EcrPullSecret;
 use crate::reconcile::specs::Specs;
@@ -57,7 +58,7 @@ pub fn start_watches(
     let (q, creds) = (queue.clone(), credentials.clone());
     let (crs, cr_task) = spawn_reflector(
         lw(ECR_PULL_SECRETS.collection(None), None),
-        WatcherConfig::new("ecrpullsecrets"),
+        WatcherConfig::new("ecrpullsecrets").with_metrics(metrics::runtime()),
         |cr: &EcrPullSecret| Some(cr.clone()),
         move |event| on_cr(&q, &creds, event),
         shutdown.clone(),
@@ -65,7 +66,7 @@ pub fn start_watches(
     let (q, c, s) = (queue.clone(), crs.clone(), specs.clone());
     let (namespaces, ns_task) = spawn_reflector(
         lw(NAMESPACES.collection(None), None),
-        WatcherConfig::new("namespaces"),
+        WatcherConfig::new("namespaces").with_metrics(metrics::runtime()),
         project_namespace,
         move |event| on_namespace(&q, &c, &s, event),
         shutdown.clone(),
@@ -73,7 +74,7 @@ pub fn start_watches(
     let (q, c) = (queue.clone(), crs.clone());
     let (secrets, secret_task) = spawn_reflector(
         lw(SECRETS.collection(None), Some(MANAGED_SELECTOR)),
-        WatcherConfig::new("managed secrets"),
+        WatcherConfig::new("managed secrets").with_metrics(metrics::runtime()),
         ManagedSecret::project,
         move |event| on_managed_secret(&q, &c, event),
         shutdown.clone(),
@@ -86,7 +87,7 @@ pub fn start_watches(
     );
     let (service_accounts, sa_task) = spawn_reflector(
         lw(SERVICE_ACCOUNTS.collection(None), None),
-        WatcherConfig::new("serviceaccounts"),
+        WatcherConfig::new("serviceaccounts").with_metrics(metrics::runtime()),
         SaView::project,
         move |event| on_service_account(&q, &c, &s, &n, event),
         shutdown.clone(),

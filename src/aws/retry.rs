@@ -2,9 +2,13 @@
 //! caller (the reconcile loop) has its own longer backoff; this only rides out blips.
 
 use super::error::AwsError;
+use crate::runtime::backoff::Backoff;
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
+
+/// Each retry waits between half and all of its exponential delay ("equal jitter"), so
+/// concurrent callers spread out and none retries at once.
+const JITTER: f64 = 0.5;
 
 /// Retry parameters; `attempts` counts the first try.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,19 +40,13 @@ impl RetryPolicy {
         }
     }
 
-    /// The delay before retry number `retry` (0-based): "full jitter", a uniform draw in
-    /// [d/2, d] where d = min(cap, base * 2^retry), so concurrent callers spread out.
+    /// The delay before retry number `retry` (0-based): a uniform draw in [d/2, d] where
+    /// d = min(cap, base * 2^retry), from the operator's one backoff policy. A zero base
+    /// or cap retries at once.
     pub fn delay(&self, retry: u32) -> Duration {
-        let exp = self.base.saturating_mul(2u32.saturating_pow(retry.min(16)));
-        let d = exp.min(self.cap);
-        let half = d / 2;
-        let spread = half.as_nanos() as u64;
-        let jitter = if spread == 0 {
-            0
-        } else {
-            random_u64() % (spread + 1)
-        };
-        half + Duration::from_nanos(jitter)
+        // A base above the cap waits the cap from the first retry on.
+        Backoff::new(self.base.min(self.cap), self.cap, 2.0, JITTER)
+            .map_or(Duration::ZERO, |mut backoff| backoff.delay(retry))
     }
 
     /// Runs `op` until it succeeds, fails with a non-retryable error, or attempts run out.
@@ -72,13 +70,6 @@ impl RetryPolicy {
             }
         }
     }
-}
-
-/// A random number from std's per-process random hasher keys: jitter needs no crate.
-fn random_u64() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    h.finish()
 }
 
 #[cfg(test)]

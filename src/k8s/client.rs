@@ -28,8 +28,6 @@ pub const FIELD_MANAGER: &str = "ecr-creds-refresher";
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// client-go's limit on Retry-After driven retries.
 pub const MAX_RETRIES: u32 = 10;
-/// A Retry-After longer than this is capped: we would rather fail and back off outside.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Lists of thousands of objects stay well below this; anything larger is refused.
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
 
@@ -353,9 +351,7 @@ impl Client {
             let retryable = code == 429 || code == 503 || (code >= 500 && retry_after.is_some());
             if retryable && retries < self.inner.max_retries {
                 retries += 1;
-                let wait = retry_after
-                    .unwrap_or(Duration::from_secs(1))
-                    .min(MAX_RETRY_AFTER);
+                let wait = crate::runtime::backoff::retry_after_delay(retry_after);
                 tracing::debug!(
                     verb,
                     path,

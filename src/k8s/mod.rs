@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod kind;
+pub mod lease;
 pub mod params;
 pub mod types;
 pub mod watch;

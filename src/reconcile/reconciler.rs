@@ -536,7 +536,5 @@ fn to_std(d: time::Duration) -> Duration {
 /// Up to 5% earlier, fixed per CR name, so CRs sharing a schedule do not fire together
 /// and a CR's own schedule does not wander.
 pub fn jitter(d: Duration, name: &str) -> Duration {
-    let h = super::dockerconfig::checksum(name);
-    let frac = u64::from_str_radix(&h[..4], 16).unwrap_or(0) as f64 / 65535.0;
-    d.mul_f64(1.0 - 0.05 * frac)
+    crate::runtime::backoff::SplitMix64::fixed_for(name).shave(d, 0.05)
 }

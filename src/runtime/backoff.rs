@@ -1,13 +1,22 @@
-//! Exponential backoff with validated parameters, saturating math and bounded jitter.
+//! The one retry policy and the one jitter source of the operator.
 //!
-//! Why a type of its own: every retry loop in the operator (watch errors, per-key
-//! reconcile failures) needs the same three guarantees, and getting any of them wrong
-//! silently (a multiplication that overflows into a panic, a jitter that exceeds the
-//! cap, a factor below 1 that makes delays shrink) turns a retry loop into a hot loop.
+//! Every wait before a retry is computed here: watch errors, per-key reconcile failures
+//! (the work queue), leader-election retries, AWS call retries, the Kubernetes client's
+//! Retry-After waits, and the spread of periodic requeues. One place, so that three
+//! guarantees hold for all of them; getting any of them wrong silently turns a retry
+//! loop into a hot loop or a panic:
 //!
-//! Jitter comes from a tiny splitmix64 generator seeded from the wall clock and a
-//! process-wide counter: no `rand` crate, and no two backoffs in one process share a
-//! sequence (so a fleet of watchers that failed together does not retry together).
+//! - Parameters are validated: a zero initial delay or a factor below 1 is refused
+//!   ([`BackoffError`]), not discovered in production.
+//! - The math saturates: attempt 10 000 waits the cap, it does not overflow.
+//! - Jitter is bounded: it only ever shortens a delay, by at most the configured
+//!   fraction, so no delay exceeds its cap.
+//!
+//! Jitter comes from `SplitMix64`, a tiny generator (no `rand` crate). Seeded from the
+//! clock and a process-wide counter, no two backoffs in one process share a sequence, so
+//! watchers that failed together do not retry together. Seeded from a key
+//! (`SplitMix64::fixed_for`), the same key always draws the same fractions, for a
+//! spread that must not wander (a CR's periodic requeue).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +35,26 @@ pub const WATCH_MAX: Duration = Duration::from_secs(30);
 pub const WATCH_RESET_AFTER: Duration = Duration::from_secs(120);
 /// Watch errors: up to a quarter of the delay is shaved off at random, which spreads
 /// retries of watchers that failed at the same instant.
-pub const WATCH_JITTER: f64 = 0.25;
+pub(crate) const WATCH_JITTER: f64 = 0.25;
+
+/// Reconcile failures: first retry of a failed key after 2 s, long enough for a
+/// conflicting write or an API blip to pass, short enough not to make the operator
+/// feel slow.
+pub const FAILURE_BASE: Duration = Duration::from_secs(2);
+/// Reconcile failures: never more than 5 minutes between retries of one key, which
+/// keeps a persistently failing key (a missing IAM permission, say) from burning API
+/// quota while a fix is still picked up well within a token's 12-hour lifetime.
+pub const FAILURE_MAX: Duration = Duration::from_secs(300);
+
+/// Server-directed retries (429, 503): wait this long when the answer names no
+/// Retry-After.
+pub(crate) const RETRY_AFTER_DEFAULT: Duration = Duration::from_secs(1);
+/// Server-directed retries: a Retry-After longer than this is capped, because failing
+/// and backing off outside (with the caller's own policy) beats hanging on one request.
+pub(crate) const RETRY_AFTER_MAX: Duration = Duration::from_secs(30);
+
+/// The smallest initial delay [`Backoff::doubling`] accepts: doubling zero stays zero.
+const MIN_INITIAL: Duration = Duration::from_millis(1);
 
 /// Why a set of backoff parameters was refused.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,12 +63,19 @@ pub enum BackoffError {
     /// every later one too.
     ZeroInitial,
     /// The cap is below the initial delay, so the "exponential" part could never apply.
-    MaxBelowInitial { initial: Duration, max: Duration },
+    MaxBelowInitial {
+        /// The initial delay asked for.
+        initial: Duration,
+        /// The cap asked for, below `initial`.
+        max: Duration,
+    },
     /// The factor must be a finite number of at least 1.0, or delays would shrink.
     InvalidFactor(f64),
     /// The jitter is a fraction of the delay and must lie within 0.0..=1.0.
     InvalidJitter(f64),
 }
+
+// === impl BackoffError ===
 
 impl fmt::Display for BackoffError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -67,14 +102,19 @@ impl std::error::Error for BackoffError {}
 ///
 /// Jitter only ever shortens a delay, so every delay lies in
 /// `[base * (1 - jitter), base]` and never exceeds `max`.
+///
+/// Two ways to use it: as a sequence ([`next_delay`](Self::next_delay), then a reset
+/// after a success) for one retry loop, or by attempt number ([`delay`](Self::delay),
+/// [`base_delay`](Self::base_delay)) for callers that count attempts themselves (the work
+/// queue, per key; AWS retries, per call).
 #[derive(Clone, Debug)]
 pub struct Backoff {
     initial: Duration,
     max: Duration,
     factor: f64,
     jitter: f64,
-    /// The pre-jitter delay the next call hands out.
-    next_base: Duration,
+    /// The attempt number the next [`next_delay`](Self::next_delay) serves.
+    attempt: u32,
     rng: SplitMix64,
 }
 
@@ -106,51 +146,90 @@ impl Backoff {
             max,
             factor,
             jitter,
-            next_base: initial,
+            attempt: 0,
             rng: SplitMix64::from_entropy(),
         })
     }
 
+    /// Doubling from `initial` to `max` without jitter, for callers whose settings are
+    /// not worth refusing: a zero `initial` is raised to 1 ms (doubling zero stays zero)
+    /// and a `max` below it is raised to `initial`.
+    #[must_use]
+    pub(crate) fn doubling(initial: Duration, max: Duration) -> Backoff {
+        let initial = initial.max(MIN_INITIAL);
+        Backoff {
+            initial,
+            max: max.max(initial),
+            factor: 2.0,
+            jitter: 0.0,
+            attempt: 0,
+            // Never drawn from: without jitter there is nothing to randomise.
+            rng: SplitMix64::with_seed(0),
+        }
+    }
+
     /// The watch-error policy: 0.8 s doubling to 30 s with jitter.
     #[must_use]
-    pub fn for_watch_errors() -> Backoff {
+    pub(crate) fn for_watch_errors() -> Backoff {
         Backoff {
             initial: WATCH_INITIAL,
             max: WATCH_MAX,
             factor: 2.0,
             jitter: WATCH_JITTER,
-            next_base: WATCH_INITIAL,
+            attempt: 0,
             rng: SplitMix64::from_entropy(),
         }
     }
 
+    /// The reconcile-failure policy: [`FAILURE_BASE`] doubling to [`FAILURE_MAX`],
+    /// without jitter (the failures of different keys are already spread by when their
+    /// reconciles ran).
+    #[must_use]
+    pub fn for_reconcile_failures() -> Backoff {
+        Backoff::doubling(FAILURE_BASE, FAILURE_MAX)
+    }
+
+    /// The pre-jitter delay of attempt `attempt` (0 for the first retry):
+    /// `initial * factor^attempt`, saturating at `max`, and never below `initial`.
+    pub fn base_delay(&self, attempt: u32) -> Duration {
+        if attempt == 0 {
+            return self.initial;
+        }
+        let exponent = i32::try_from(attempt).unwrap_or(i32::MAX);
+        let secs = self.initial.as_secs_f64() * self.factor.powi(exponent);
+        // Too large (or infinite) for a Duration means past any cap.
+        Duration::try_from_secs_f64(secs).map_or(self.max, |d| d.clamp(self.initial, self.max))
+    }
+
+    /// The jittered delay of attempt `attempt`; does not move the sequence.
+    pub fn delay(&mut self, attempt: u32) -> Duration {
+        let base = self.base_delay(attempt);
+        self.rng.shave(base, self.jitter)
+    }
+
     /// The delay to wait before the next attempt; advances the sequence.
     pub fn next_delay(&mut self) -> Duration {
-        let base = self.next_base_delay();
-        if self.jitter == 0.0 {
-            return base;
-        }
-        let shave = self.jitter * self.rng.next_unit();
-        // `shave` lies in [0, jitter] within [0, 1], so the product stays in [0, base].
-        base.mul_f64(1.0 - shave)
+        let delay = self.delay(self.attempt);
+        self.attempt = self.attempt.saturating_add(1);
+        delay
     }
 
     /// Starts the sequence over from the initial delay (after a success).
-    pub fn reset(&mut self) {
-        self.next_base = self.initial;
-    }
-
-    /// The pre-jitter delay, advancing the sequence with saturating math.
-    fn next_base_delay(&mut self) -> Duration {
-        let base = self.next_base;
-        self.next_base = scale_saturating(base, self.factor).min(self.max);
-        base
+    pub(crate) fn reset(&mut self) {
+        self.attempt = 0;
     }
 }
 
 /// `d * factor`, or `Duration::MAX` when the product does not fit.
 fn scale_saturating(d: Duration, factor: f64) -> Duration {
     Duration::try_from_secs_f64(d.as_secs_f64() * factor).unwrap_or(Duration::MAX)
+}
+
+/// How long to wait before retrying a request the server refused with 429 or 503:
+/// its Retry-After, or [`RETRY_AFTER_DEFAULT`] without one, capped at
+/// [`RETRY_AFTER_MAX`].
+pub(crate) fn retry_after_delay(server: Option<Duration>) -> Duration {
+    server.unwrap_or(RETRY_AFTER_DEFAULT).min(RETRY_AFTER_MAX)
 }
 
 /// A [`Backoff`] that starts over once the guarded operation has been healthy for a
@@ -169,7 +248,7 @@ pub struct ResetAfterHealthy {
 
 impl ResetAfterHealthy {
     #[must_use]
-    pub fn new(backoff: Backoff, reset_after: Duration) -> ResetAfterHealthy {
+    pub(crate) fn new(backoff: Backoff, reset_after: Duration) -> ResetAfterHealthy {
         ResetAfterHealthy {
             backoff,
             reset_after,
@@ -201,8 +280,9 @@ impl ResetAfterHealthy {
     }
 }
 
-/// splitmix64 (Steele, Lea, Flood 2014): a tiny generator with a full 2^64 period,
-/// good enough to decorrelate retry times; not for anything secret.
+/// splitmix64 (Steele, Lea, Flood 2014): a tiny generator with a full 2^64 period, good
+/// enough to decorrelate retry times; not for anything secret. The one jitter source:
+/// every random spread of a delay in the operator is drawn here.
 #[derive(Clone, Debug)]
 pub(crate) struct SplitMix64 {
     state: u64,
@@ -216,6 +296,8 @@ static SEED_COUNTER: AtomicU64 = AtomicU64::new(0);
 // === impl SplitMix64 ===
 
 impl SplitMix64 {
+    /// A generator no other in this process shares: seeded from the wall clock and a
+    /// process-wide counter.
     pub(crate) fn from_entropy() -> SplitMix64 {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -227,7 +309,18 @@ impl SplitMix64 {
         }
     }
 
-    #[cfg(test)]
+    /// A generator determined by `key` alone, in every process and every release: its
+    /// seed is the FNV-1a hash of the key's bytes, which (unlike std's hashers) is fixed
+    /// by its definition. For spreads that must not wander, e.g. a CR's requeue.
+    pub(crate) fn fixed_for(key: &str) -> SplitMix64 {
+        const FNV_OFFSET: u64 = 0xCBF2_9CE4_8422_2325;
+        const FNV_PRIME: u64 = 0x0000_0100_0000_01B3;
+        let seed = key.bytes().fold(FNV_OFFSET, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
+        });
+        SplitMix64::with_seed(seed)
+    }
+
     pub(crate) fn with_seed(seed: u64) -> SplitMix64 {
         SplitMix64 { state: seed }
     }
@@ -244,183 +337,27 @@ impl SplitMix64 {
     pub(crate) fn next_unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
+
+    /// `d` shortened by a random fraction of at most `fraction` (clamped to `0..=1`):
+    /// within `[d * (1 - fraction), d]`, never above `d`. A zero fraction draws nothing.
+    pub(crate) fn shave(&mut self, d: Duration, fraction: f64) -> Duration {
+        let fraction = fraction.clamp(0.0, 1.0);
+        if fraction == 0.0 {
+            return d;
+        }
+        let keep = 1.0 - fraction * self.next_unit();
+        // `keep` lies in (0, 1], so the product cannot exceed `d`; `min` guards the
+        // rounding of a `d` too large for an f64 to hold exactly.
+        scale_saturating(d, keep).min(d)
+    }
+
+    /// `d` stretched by a random fraction of at most `factor` times itself: within
+    /// `[d, d * (1 + factor)]`, saturating at `Duration::MAX`.
+    pub(crate) fn stretch(&mut self, d: Duration, factor: f64) -> Duration {
+        let extra = factor.max(0.0) * self.next_unit();
+        d.saturating_add(scale_saturating(d, extra))
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn secs(s: f64) -> Duration {
-        Duration::from_secs_f64(s)
-    }
-
-    #[test]
-    fn refuses_zero_initial() {
-        assert_eq!(
-            Backoff::new(Duration::ZERO, secs(1.0), 2.0, 0.0).unwrap_err(),
-            BackoffError::ZeroInitial
-        );
-    }
-
-    #[test]
-    fn refuses_max_below_initial() {
-        assert!(matches!(
-            Backoff::new(secs(2.0), secs(1.0), 2.0, 0.0),
-            Err(BackoffError::MaxBelowInitial { .. })
-        ));
-    }
-
-    #[test]
-    fn refuses_shrinking_or_non_finite_factor() {
-        for f in [0.5, -1.0, f64::NAN, f64::INFINITY] {
-            assert!(
-                matches!(
-                    Backoff::new(secs(1.0), secs(2.0), f, 0.0),
-                    Err(BackoffError::InvalidFactor(_))
-                ),
-                "factor {f} accepted"
-            );
-        }
-    }
-
-    #[test]
-    fn refuses_jitter_outside_unit_interval() {
-        for j in [-0.1, 1.1, f64::NAN] {
-            assert!(
-                matches!(
-                    Backoff::new(secs(1.0), secs(2.0), 2.0, j),
-                    Err(BackoffError::InvalidJitter(_))
-                ),
-                "jitter {j} accepted"
-            );
-        }
-    }
-
-    #[test]
-    fn error_messages_name_the_parameter() {
-        let msg = BackoffError::InvalidJitter(3.0).to_string();
-        assert!(msg.contains("jitter") && msg.contains('3'), "{msg}");
-    }
-
-    #[test]
-    fn watch_policy_doubles_from_800ms_to_30s() {
-        let mut b = Backoff::for_watch_errors();
-        b.jitter = 0.0;
-        let got: Vec<_> = (0..9).map(|_| b.next_delay()).collect();
-        let want: Vec<_> = [0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0, 30.0]
-            .iter()
-            .map(|s| secs(*s))
-            .collect();
-        for (g, w) in got.iter().zip(&want) {
-            assert!(g.abs_diff(*w) < Duration::from_micros(1), "{got:?}");
-        }
-    }
-
-    #[test]
-    fn reset_starts_over_from_initial() {
-        let mut b = Backoff::new(secs(1.0), secs(60.0), 3.0, 0.0).unwrap();
-        b.next_delay();
-        b.next_delay();
-        b.reset();
-        assert_eq!(b.next_delay(), secs(1.0));
-    }
-
-    #[test]
-    fn saturates_instead_of_overflowing() {
-        let mut b = Backoff::new(Duration::MAX / 2, Duration::MAX, 1e300, 0.0).unwrap();
-        assert_eq!(b.next_delay(), Duration::MAX / 2);
-        assert_eq!(b.next_delay(), Duration::MAX);
-        assert_eq!(b.next_delay(), Duration::MAX);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn resets_after_two_minutes_of_health() {
-        let mut r = ResetAfterHealthy::for_watch_errors();
-        r.backoff.jitter = 0.0;
-        let t0 = Instant::now();
-        assert_eq!(r.record_failure(t0), secs(0.8));
-        assert_eq!(r.record_failure(t0), secs(1.6));
-        r.record_success(t0);
-        r.record_success(t0 + secs(60.0));
-        assert_eq!(r.record_failure(t0 + secs(119.0)), secs(3.2));
-        r.record_success(t0 + secs(120.0));
-        r.record_success(t0 + secs(200.0));
-        assert_eq!(r.record_failure(t0 + secs(240.0)), secs(0.8));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn failure_without_health_keeps_growing() {
-        let mut r = ResetAfterHealthy::for_watch_errors();
-        r.backoff.jitter = 0.0;
-        let t0 = Instant::now();
-        r.record_failure(t0);
-        // Hours pass, but nothing succeeded in between: no reset.
-        assert_eq!(r.record_failure(t0 + secs(7200.0)), secs(1.6));
-    }
-
-    #[test]
-    fn splitmix_generators_are_decorrelated() {
-        let mut a = SplitMix64::from_entropy();
-        let mut b = SplitMix64::from_entropy();
-        assert_ne!(a.next_u64(), b.next_u64());
-        let mut s = SplitMix64::with_seed(0);
-        // First output of splitmix64 seeded with 0 (reference value).
-        assert_eq!(s.next_u64(), 0xE220_A839_7B1D_CDAF);
-    }
-
-    fn params() -> impl Strategy<Value = (Duration, Duration, f64, f64)> {
-        (
-            1u64..10_000_000,
-            0u64..1_000_000_000,
-            1.0f64..10.0,
-            0.0f64..=1.0,
-        )
-            .prop_map(|(initial_us, extra_us, factor, jitter)| {
-                let initial = Duration::from_micros(initial_us);
-                (
-                    initial,
-                    initial + Duration::from_micros(extra_us),
-                    factor,
-                    jitter,
-                )
-            })
-    }
-
-    proptest! {
-        #[test]
-        fn delays_stay_within_jitter_bounds_and_cap(
-            (initial, max, factor, jitter) in params(),
-            seed in any::<u64>(),
-            steps in 1usize..60,
-        ) {
-            let mut jittered = Backoff::new(initial, max, factor, jitter).unwrap();
-            jittered.rng = SplitMix64::with_seed(seed);
-            let mut plain = Backoff::new(initial, max, factor, 0.0).unwrap();
-            for _ in 0..steps {
-                let base = plain.next_delay();
-                let d = jittered.next_delay();
-                prop_assert!(d <= base, "{d:?} > base {base:?}");
-                prop_assert!(d <= max);
-                // mul_f64 rounds to the nanosecond.
-                let floor = base.mul_f64(1.0 - jitter).saturating_sub(Duration::from_nanos(1));
-                prop_assert!(d >= floor, "{d:?} < floor {floor:?}");
-            }
-        }
-
-        #[test]
-        fn pre_jitter_delays_are_monotone_up_to_the_cap(
-            (initial, max, factor, _j) in params(),
-            steps in 1usize..80,
-        ) {
-            let mut b = Backoff::new(initial, max, factor, 0.0).unwrap();
-            let mut prev = Duration::ZERO;
-            for _ in 0..steps {
-                let d = b.next_delay();
-                prop_assert!(d >= prev, "{d:?} < {prev:?}");
-                prop_assert!(d >= initial && d <= max);
-                prev = d;
-            }
-        }
-    }
-}
+mod tests;

@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::runtime::metrics::MetricsHandle;
 use crate::runtime::queue::WorkQueue;
 use crate::runtime::shutdown_requested;
 
@@ -54,10 +55,12 @@ pub struct ControllerReport {
 // === impl ControllerStats ===
 
 impl ControllerStats {
+    /// Reconciles that returned `Ok` so far.
     pub fn reconciles(&self) -> u64 {
         self.reconciles.load(Ordering::Relaxed)
     }
 
+    /// Reconciles that returned `Err` or panicked so far.
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
     }
@@ -67,7 +70,7 @@ impl ControllerStats {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    pub fn report(&self) -> ControllerReport {
+    pub(crate) fn report(&self) -> ControllerReport {
         ControllerReport {
             reconciles: self.reconciles(),
             failures: self.failures(),
@@ -82,22 +85,36 @@ pub struct ControllerConfig {
     pub name: String,
     /// How many reconciles may run at once (at least 1).
     pub workers: usize,
+    /// Where the workers report each reconcile, as well as to [`Controller::stats`].
+    pub metrics: MetricsHandle,
 }
 
+// === impl ControllerConfig ===
+
 impl ControllerConfig {
+    /// `workers` is raised to 1; metrics go nowhere until [`Self::with_metrics`].
     #[must_use]
     pub fn new(name: impl Into<String>, workers: usize) -> ControllerConfig {
         ControllerConfig {
             name: name.into(),
             workers: workers.max(1),
+            metrics: MetricsHandle::default(),
         }
+    }
+
+    /// Reports every reconcile to `metrics` as well.
+    #[must_use]
+    pub fn with_metrics(self, metrics: MetricsHandle) -> ControllerConfig {
+        ControllerConfig { metrics, ..self }
     }
 }
 
 /// A running controller: its counters, and a handle that resolves after shutdown with
 /// the final counts.
 pub struct Controller {
+    /// Live counters, readable while the controller runs.
     pub stats: Arc<ControllerStats>,
+    /// Resolves after shutdown and drain; aborting it aborts the reconciles in flight.
     pub task: JoinHandle<ControllerReport>,
 }
 
@@ -130,12 +147,12 @@ where
                 _ = ready => {
                     tracing::debug!(controller = %config.name, workers = config.workers, "caches synced; reconciling");
                     for _ in 0..config.workers {
-                        workers.spawn(work(
-                            queue.clone(),
-                            Arc::clone(&reconcile),
-                            Arc::clone(&stats),
-                            config.name.clone(),
-                        ));
+                        let tally = Tally {
+                            stats: Arc::clone(&stats),
+                            metrics: config.metrics.clone(),
+                            name: config.name.clone(),
+                        };
+                        workers.spawn(work(queue.clone(), Arc::clone(&reconcile), tally));
                     }
                     shutdown_requested(&mut shutdown).await;
                 }
@@ -149,28 +166,51 @@ where
     Controller { stats, task }
 }
 
-/// One worker: take a key, reconcile it, record the outcome, repeat until shutdown.
-async fn work<K, F, Fut, E>(
-    queue: WorkQueue<K>,
-    reconcile: Arc<F>,
+/// Where a worker records what its reconciles did: the controller's counters and the
+/// metrics handed in, always both.
+struct Tally {
     stats: Arc<ControllerStats>,
+    metrics: MetricsHandle,
     name: String,
-) where
+}
+
+// === impl Tally ===
+
+impl Tally {
+    fn started(&self) {
+        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.metrics.reconcile_started(&self.name);
+    }
+
+    fn finished(&self, ok: bool) {
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let counter = if ok {
+            &self.stats.reconciles
+        } else {
+            &self.stats.failures
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.metrics.reconcile_finished(&self.name, ok);
+    }
+}
+
+/// One worker: take a key, reconcile it, record the outcome, repeat until shutdown.
+async fn work<K, F, Fut, E>(queue: WorkQueue<K>, reconcile: Arc<F>, tally: Tally)
+where
     K: Clone + Eq + Hash + Ord + fmt::Display + Send + Sync + 'static,
     F: Fn(K) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Action, E>> + Send + 'static,
     E: fmt::Display + Send + 'static,
 {
     while let Some(key) = queue.get().await {
-        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        tally.started();
         // A task of its own, so that a panic fails this reconcile instead of killing
         // the worker (and leaving the key marked processing forever).
         let mut run = AbortOnDrop(tokio::spawn(reconcile(key.clone())));
         let outcome = (&mut run.0).await;
-        stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        tally.finished(matches!(outcome, Ok(Ok(_))));
         match outcome {
             Ok(Ok(action)) => {
-                stats.reconciles.fetch_add(1, Ordering::Relaxed);
                 queue.forget(&key);
                 if let Action::Requeue(after) = action {
                     // Now is the end of the reconcile: the period runs from here.
@@ -178,19 +218,17 @@ async fn work<K, F, Fut, E>(
                 }
             }
             Ok(Err(error)) => {
-                stats.failures.fetch_add(1, Ordering::Relaxed);
                 let retry_in = queue.add_rate_limited(key.clone());
-                tracing::warn!(controller = %name, key = %key, error = %error, retry_in = ?retry_in, "reconcile failed");
+                tracing::warn!(controller = %tally.name, key = %key, error = %error, retry_in = ?retry_in, "reconcile failed");
             }
             Err(join_error) => {
-                stats.failures.fetch_add(1, Ordering::Relaxed);
                 let retry_in = queue.add_rate_limited(key.clone());
                 let what = if join_error.is_panic() {
                     "panicked"
                 } else {
                     "was cancelled"
                 };
-                tracing::error!(controller = %name, key = %key, retry_in = ?retry_in, "reconcile {what}");
+                tracing::error!(controller = %tally.name, key = %key, retry_in = ?retry_in, "reconcile {what}");
             }
         }
         queue.done(&key);
@@ -200,6 +238,8 @@ async fn work<K, F, Fut, E>(
 /// Aborts the task when dropped, so aborting a worker aborts its reconcile too.
 struct AbortOnDrop<T>(JoinHandle<T>);
 
+// === impl AbortOnDrop ===
+
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
@@ -207,300 +247,4 @@ impl<T> Drop for AbortOnDrop<T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-    use tokio::time::Instant;
-
-    fn secs(n: u64) -> Duration {
-        Duration::from_secs(n)
-    }
-
-    /// A fake reconcile that records each run's key, start and end, takes `work` time,
-    /// and answers from a per-key script (the last answer repeats).
-    #[derive(Clone, Default)]
-    struct Fake {
-        runs: Arc<Mutex<Vec<(u32, Instant, Instant)>>>,
-        script: Arc<Mutex<HashMap<u32, Vec<Answer>>>>,
-        running: Arc<Mutex<(usize, usize)>>, // (now, max)
-        work: Duration,
-    }
-
-    #[derive(Clone, Copy, Debug)]
-    enum Answer {
-        Ok(Action),
-        Fail,
-        Panic,
-    }
-
-    impl Fake {
-        fn with_work(work: Duration) -> Fake {
-            Fake {
-                work,
-                ..Fake::default()
-            }
-        }
-
-        fn script(&self, key: u32, answers: &[Answer]) {
-            self.script.lock().unwrap().insert(key, answers.to_vec());
-        }
-
-        fn reconcile(&self) -> impl Fn(u32) -> ReconcileFut + Send + Sync + 'static {
-            let fake = self.clone();
-            move |key| {
-                let fake = fake.clone();
-                Box::pin(async move {
-                    let start = Instant::now();
-                    {
-                        let mut r = fake.running.lock().unwrap();
-                        r.0 += 1;
-                        r.1 = r.1.max(r.0);
-                    }
-                    tokio::time::sleep(fake.work).await;
-                    fake.running.lock().unwrap().0 -= 1;
-                    fake.runs.lock().unwrap().push((key, start, Instant::now()));
-                    let answer = {
-                        let mut s = fake.script.lock().unwrap();
-                        let answers = s.entry(key).or_default();
-                        if answers.len() > 1 {
-                            answers.remove(0)
-                        } else {
-                            answers
-                                .first()
-                                .copied()
-                                .unwrap_or(Answer::Ok(Action::AwaitChange))
-                        }
-                    };
-                    match answer {
-                        Answer::Ok(a) => Ok(a),
-                        Answer::Fail => Err("fake failure".to_string()),
-                        Answer::Panic => panic!("fake panic"),
-                    }
-                })
-            }
-        }
-
-        fn starts(&self, key: u32) -> Vec<Instant> {
-            self.runs
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|r| r.0 == key)
-                .map(|r| r.1)
-                .collect()
-        }
-
-        fn runs(&self) -> Vec<(u32, Instant, Instant)> {
-            self.runs.lock().unwrap().clone()
-        }
-    }
-
-    type ReconcileFut =
-        std::pin::Pin<Box<dyn Future<Output = Result<Action, String>> + Send + 'static>>;
-
-    struct Running {
-        queue: WorkQueue<u32>,
-        stop: watch::Sender<bool>,
-        controller: Controller,
-    }
-
-    fn start(fake: &Fake, workers: usize) -> Running {
-        let queue = WorkQueue::new();
-        let (stop, shutdown) = watch::channel(false);
-        let controller = spawn_controller(
-            queue.clone(),
-            ControllerConfig::new("test", workers),
-            fake.reconcile(),
-            async {},
-            shutdown,
-        );
-        Running {
-            queue,
-            stop,
-            controller,
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn success_forgets_and_await_change_does_not_requeue() {
-        let fake = Fake::default();
-        fake.script(1, &[Answer::Fail, Answer::Ok(Action::AwaitChange)]);
-        let r = start(&fake, 1);
-        r.queue.add(1);
-        tokio::time::sleep(secs(2)).await;
-        assert_eq!(fake.starts(1).len(), 2);
-        assert_eq!(
-            r.queue.failures(&1),
-            0,
-            "success did not forget the failures"
-        );
-        tokio::time::sleep(secs(3600)).await;
-        assert_eq!(fake.starts(1).len(), 2, "AwaitChange requeued");
-        assert_eq!(r.controller.stats.reconciles(), 1);
-        assert_eq!(r.controller.stats.failures(), 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn error_requeues_with_doubling_backoff() {
-        let fake = Fake::default();
-        fake.script(
-            1,
-            &[
-                Answer::Fail,
-                Answer::Fail,
-                Answer::Fail,
-                Answer::Ok(Action::AwaitChange),
-            ],
-        );
-        let r = start(&fake, 1);
-        r.queue.add(1);
-        tokio::time::sleep(secs(60)).await;
-        let at = fake.starts(1);
-        assert_eq!(at.len(), 4);
-        let gaps: Vec<_> = at.windows(2).map(|w| w[1] - w[0]).collect();
-        assert_eq!(gaps, vec![secs(1), secs(2), secs(4)]);
-        assert_eq!(r.queue.failures(&1), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn requeue_is_measured_from_the_end_of_reconcile() {
-        let fake = Fake::with_work(secs(10));
-        fake.script(1, &[Answer::Ok(Action::Requeue(secs(60)))]);
-        let r = start(&fake, 1);
-        r.queue.add(1);
-        tokio::time::sleep(secs(160)).await;
-        let runs = fake.runs();
-        assert_eq!(runs.len(), 3);
-        assert_eq!(runs[1].1 - runs[0].2, secs(60));
-        assert_eq!(runs[1].1 - runs[0].1, secs(70));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn workers_are_bounded() {
-        let fake = Fake::with_work(secs(1));
-        let r = start(&fake, 2);
-        for k in 0..5 {
-            r.queue.add(k);
-        }
-        tokio::time::sleep(secs(10)).await;
-        assert_eq!(fake.runs().len(), 5);
-        assert_eq!(fake.running.lock().unwrap().1, 2);
-        let last_end = fake.runs().iter().map(|r| r.2).max().unwrap();
-        let first_start = fake.runs().iter().map(|r| r.1).min().unwrap();
-        assert_eq!(last_end - first_start, secs(3));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_key_is_never_reconciled_concurrently_with_itself() {
-        let fake = Fake::with_work(secs(5));
-        let r = start(&fake, 4);
-        r.queue.add(1);
-        tokio::time::sleep(secs(1)).await;
-        r.queue.add(1);
-        r.queue.add(1);
-        tokio::time::sleep(secs(20)).await;
-        let runs = fake.runs();
-        assert_eq!(
-            runs.len(),
-            2,
-            "changes during a reconcile collapse into one rerun"
-        );
-        assert!(runs[1].1 >= runs[0].2, "overlapping reconciles of one key");
-        assert_eq!(fake.running.lock().unwrap().1, 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn panic_in_reconcile_is_a_failure_and_the_worker_survives() {
-        let fake = Fake::default();
-        fake.script(1, &[Answer::Panic, Answer::Ok(Action::AwaitChange)]);
-        let r = start(&fake, 1);
-        r.queue.add(1);
-        tokio::time::sleep(secs(5)).await;
-        assert_eq!(fake.starts(1).len(), 2);
-        assert_eq!(r.controller.stats.failures(), 1);
-        r.queue.add(2);
-        tokio::time::sleep(secs(1)).await;
-        assert_eq!(fake.starts(2).len(), 1, "the worker died with the panic");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn shutdown_drains_reconciles_in_flight() {
-        let fake = Fake::with_work(secs(5));
-        let r = start(&fake, 2);
-        r.queue.add(1);
-        r.queue.add(2);
-        r.queue.add(3);
-        tokio::time::sleep(secs(1)).await;
-        let asked = Instant::now();
-        r.stop.send(true).unwrap();
-        let report = r.controller.task.await.unwrap();
-        assert_eq!(
-            asked.elapsed(),
-            secs(4),
-            "did not wait for the reconciles in flight"
-        );
-        assert_eq!(
-            report,
-            ControllerReport {
-                reconciles: 2,
-                failures: 0
-            }
-        );
-        // Key 3 was queued but not started: it is not started during shutdown.
-        assert_eq!(fake.starts(3).len(), 0);
-        assert_eq!(r.controller.stats.in_flight(), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn nothing_is_reconciled_before_ready() {
-        let fake = Fake::default();
-        let queue = WorkQueue::new();
-        let (_stop, shutdown) = watch::channel(false);
-        let (synced_tx, mut synced_rx) = watch::channel(false);
-        let _c = spawn_controller(
-            queue.clone(),
-            ControllerConfig::new("test", 1),
-            fake.reconcile(),
-            async move {
-                let _ = synced_rx.wait_for(|s| *s).await;
-            },
-            shutdown,
-        );
-        queue.add(1);
-        tokio::time::sleep(secs(30)).await;
-        assert!(
-            fake.runs().is_empty(),
-            "reconciled before the caches synced"
-        );
-        synced_tx.send(true).unwrap();
-        tokio::time::sleep(secs(1)).await;
-        assert_eq!(fake.starts(1).len(), 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn shutdown_before_ready_returns_an_empty_report() {
-        let fake = Fake::default();
-        let (stop, shutdown) = watch::channel(false);
-        let c = spawn_controller(
-            WorkQueue::<u32>::new(),
-            ControllerConfig::new("test", 1),
-            fake.reconcile(),
-            std::future::pending(),
-            shutdown,
-        );
-        stop.send(true).unwrap();
-        assert_eq!(c.task.await.unwrap(), ControllerReport::default());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn aborting_the_controller_aborts_reconciles() {
-        let fake = Fake::with_work(secs(100));
-        let r = start(&fake, 1);
-        r.queue.add(1);
-        tokio::time::sleep(secs(1)).await;
-        r.controller.task.abort();
-        tokio::time::sleep(secs(200)).await;
-        assert!(fake.runs().is_empty(), "the reconcile ran on after abort");
-    }
-}
+mod tests;

@@ -19,13 +19,16 @@
 pub mod backoff;
 pub mod controller;
 pub mod leader;
+pub mod metrics;
 pub mod queue;
 pub mod store;
-pub mod unwind;
+pub(crate) mod unwind;
 pub mod watcher;
+
+pub use metrics::{MetricsHandle, RuntimeMetrics};
 
 /// Resolves once shutdown is requested: `true` was sent, or the sender is gone (nobody
 /// is left who could ever ask, so a task waiting on it would leak).
-pub async fn shutdown_requested(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn shutdown_requested(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }

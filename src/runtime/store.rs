@@ -18,13 +18,16 @@ use crate::k8s::types::ObjectMeta;
 /// Identifies an object within one kind: namespace (`None` when cluster-scoped) and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {
+    /// `None` for cluster-scoped kinds (Namespaces, the operator's CRs).
     pub namespace: Option<String>,
+    /// `metadata.name`.
     pub name: String,
 }
 
 // === impl ObjectKey ===
 
 impl ObjectKey {
+    /// The key of a cluster-scoped object.
     pub fn cluster(name: impl Into<String>) -> ObjectKey {
         ObjectKey {
             namespace: None,
@@ -32,6 +35,7 @@ impl ObjectKey {
         }
     }
 
+    /// The key of a namespaced object.
     pub fn namespaced(namespace: impl Into<String>, name: impl Into<String>) -> ObjectKey {
         ObjectKey {
             namespace: Some(namespace.into()),
@@ -41,7 +45,7 @@ impl ObjectKey {
 
     /// The key of an object, or `None` when the server sent it without a name (which
     /// a well-formed answer never does; such objects are skipped, not cached).
-    pub fn of(meta: &ObjectMeta) -> Option<ObjectKey> {
+    pub(crate) fn of(meta: &ObjectMeta) -> Option<ObjectKey> {
         let name = meta.name.clone()?;
         Some(ObjectKey {
             namespace: meta.namespace.clone(),
@@ -61,7 +65,7 @@ impl fmt::Display for ObjectKey {
 
 /// One change to apply to a store.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Change<P> {
+pub(crate) enum Change<P> {
     /// The object exists with this projection (created or modified).
     Applied(ObjectKey, P),
     /// The object is gone, or no longer of interest (its projection became `None`).
@@ -75,6 +79,8 @@ pub struct Store<P> {
     /// it never makes the cache "unsynced" again (readers would stall on every 410).
     synced: Arc<watch::Sender<bool>>,
 }
+
+// === impl Store ===
 
 impl<P> Clone for Store<P> {
     fn clone(&self) -> Self {
@@ -101,11 +107,9 @@ impl<P> fmt::Debug for Store<P> {
     }
 }
 
-// === impl Store ===
-
 impl<P> Store<P> {
     #[must_use]
-    pub fn new() -> Store<P> {
+    pub(crate) fn new() -> Store<P> {
         let (synced, _) = watch::channel(false);
         Store {
             objects: Arc::new(RwLock::new(HashMap::new())),
@@ -113,37 +117,29 @@ impl<P> Store<P> {
         }
     }
 
+    /// The cached projection of `key`, if the object exists and was projected.
     pub fn get(&self, key: &ObjectKey) -> Option<Arc<P>> {
         self.read().get(key).cloned()
     }
 
     /// A snapshot of every cached projection, in no particular order.
-    pub fn list(&self) -> Vec<Arc<P>> {
+    pub(crate) fn list(&self) -> Vec<Arc<P>> {
         self.read().values().cloned().collect()
     }
 
-    /// A snapshot of every key with its projection, sorted by key (stable for callers
-    /// that build plans or tests that compare).
-    pub fn snapshot(&self) -> Vec<(ObjectKey, Arc<P>)> {
-        let mut all: Vec<_> = self
-            .read()
-            .iter()
-            .map(|(k, v)| (k.clone(), Arc::clone(v)))
-            .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        all
-    }
-
+    /// Every cached key, sorted.
     pub fn keys(&self) -> Vec<ObjectKey> {
         let mut keys: Vec<_> = self.read().keys().cloned().collect();
         keys.sort();
         keys
     }
 
+    /// How many objects are cached.
     pub fn len(&self) -> usize {
         self.read().len()
     }
 
+    /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -164,14 +160,14 @@ impl<P> Store<P> {
     /// Replaces the whole content at once with what a (re)list returned, and marks the
     /// store synced. Whatever the list did not return is gone: deletions missed while
     /// the watch was down must not linger.
-    pub fn replace_all(&self, items: impl IntoIterator<Item = (ObjectKey, P)>) {
+    pub(crate) fn replace_all(&self, items: impl IntoIterator<Item = (ObjectKey, P)>) {
         let fresh: HashMap<_, _> = items.into_iter().map(|(k, p)| (k, Arc::new(p))).collect();
         // Built outside the lock; readers see either the old map or the new one.
         *self.write() = fresh;
         self.synced.send_replace(true);
     }
 
-    pub fn apply(&self, change: Change<P>) {
+    pub(crate) fn apply(&self, change: Change<P>) {
         let mut objects = self.write();
         match change {
             Change::Applied(key, p) => {
@@ -195,6 +191,23 @@ impl<P> Store<P> {
         self.objects
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+// === impl Store (test accessors) ===
+
+#[cfg(test)]
+impl<P> Store<P> {
+    /// A snapshot of every key with its projection, sorted by key (stable, for
+    /// comparing).
+    pub(crate) fn snapshot(&self) -> Vec<(ObjectKey, Arc<P>)> {
+        let mut all: Vec<_> = self
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 }
 

@@ -9,19 +9,21 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 /// The payload of a caught panic.
-pub type Panic = Box<dyn Any + Send>;
+pub(crate) type Panic = Box<dyn Any + Send>;
 
 /// Wraps `future` so a panic while polling it resolves to `Err(panic)`.
-pub fn catch_panic<F: Future>(future: F) -> CatchPanic<F> {
+pub(crate) fn catch_panic<F: Future>(future: F) -> CatchPanic<F> {
     CatchPanic {
         inner: Box::pin(future),
     }
 }
 
 /// See [`catch_panic`]. After a panic the inner future is never polled again.
-pub struct CatchPanic<F> {
+pub(crate) struct CatchPanic<F> {
     inner: Pin<Box<F>>,
 }
+
+// === impl CatchPanic ===
 
 impl<F: Future> Future for CatchPanic<F> {
     type Output = Result<F::Output, Panic>;
@@ -38,7 +40,7 @@ impl<F: Future> Future for CatchPanic<F> {
 }
 
 /// A panic payload's message, when it is a string (as `panic!` makes it).
-pub fn message(panic: &Panic) -> &str {
+pub(crate) fn message(panic: &Panic) -> &str {
     panic
         .downcast_ref::<&str>()
         .copied()
