@@ -59,6 +59,8 @@
 //!   HTTP 410 instead of an ERROR event), `GET /_emulator/state` (current resourceVersion).
 
 pub mod admin;
+pub mod admission;
+pub mod cel;
 pub mod discovery;
 pub mod faults;
 pub mod kinds;
@@ -83,6 +85,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+pub use admission::{Denial, PolicySet};
 pub use faults::{FaultConfig, Faults};
 pub use kinds::{KindSpec, DEFAULT_KINDS};
 pub use rbac::{PolicyRule, RbacPolicy};
@@ -95,6 +98,12 @@ use store::Store;
 /// The operator's CRD as shipped, so the emulator enforces exactly its schema.
 pub const REPO_CRD: &str = include_str!("../../../../crd.yaml");
 
+/// The operator's admission policy as shipped, so every test runs the operator under it.
+pub const REPO_ADMISSION_POLICY: &str = include_str!("../../../../deploy/admission-policy.yaml");
+
+/// The operator's identity in a cluster, and the emulator's default user.
+pub const OPERATOR_USER: &str = "system:serviceaccount:ecr-creds-refresher:ecr-creds-refresher";
+
 /// How to start an emulator. `Default` is what tests usually want.
 #[derive(Debug, Clone)]
 pub struct EmulatorConfig {
@@ -102,6 +111,15 @@ pub struct EmulatorConfig {
     pub bind: SocketAddr,
     /// Required bearer token; `None` accepts every request.
     pub token: Option<String>,
+    /// The username API requests run as, for admission policies: by default the operator's
+    /// ServiceAccount ([`OPERATOR_USER`]), so every test runs the operator under the shipped
+    /// policy. `None`: the cluster admin, `system:admin`. While RBAC is enforced, its
+    /// policy's `user` wins. In-process helpers ([`K8sEmulator::apply`], ...) are the
+    /// cluster admin and bypass admission, as they bypass RBAC.
+    pub user: Option<String>,
+    /// ValidatingAdmissionPolicy (+ Binding) YAML texts enforced on API writes ([`admission`]).
+    /// Default: the repository's `deploy/admission-policy.yaml`; empty: no admission control.
+    pub admission_policies: Vec<String>,
     /// Serve HTTPS with a freshly generated CA (see [`K8sEmulator::ca_pem`]).
     pub tls: bool,
     /// Events kept for watch resume and continue tokens; older resourceVersions get 410.
@@ -134,6 +152,8 @@ impl Default for EmulatorConfig {
         EmulatorConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             token: None,
+            user: Some(OPERATOR_USER.to_string()),
+            admission_policies: vec![REPO_ADMISSION_POLICY.to_string()],
             tls: false,
             history_size: 1000,
             bookmark_interval: Some(Duration::from_secs(1)),
@@ -194,12 +214,21 @@ impl K8sEmulator {
                         None,
                         json!({"metadata": {"name": ns}}),
                         store::WriteTarget::Direct,
+                        None,
                     )
                     .map_err(|e| {
                         std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
                     })?;
             }
         }
+        let admission = if cfg.admission_policies.is_empty() {
+            None
+        } else {
+            Some(
+                PolicySet::parse(&cfg.admission_policies)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+            )
+        };
         let (tls, ca_pem) = if cfg.tls {
             let m = tls::generate().map_err(std::io::Error::other)?;
             (Some(m.server_config), Some(m.ca_pem))
@@ -221,6 +250,9 @@ impl K8sEmulator {
             cfg.bind,
         )
         .await?;
+        // Set before anyone knows the address, so no request runs without them.
+        *shared.user.write().unwrap_or_else(|p| p.into_inner()) = cfg.user;
+        *shared.admission.write().unwrap_or_else(|p| p.into_inner()) = admission.map(Arc::new);
         let addr = shared.addr().await;
         Ok(K8sEmulator {
             shared,
@@ -257,6 +289,36 @@ impl K8sEmulator {
     /// does not grant); `None` allows everything again.
     pub fn set_rbac(&self, policy: Option<RbacPolicy>) {
         *self.shared.rbac.write().unwrap_or_else(|p| p.into_inner()) = policy;
+    }
+
+    /// Changes the username API requests run as (`None`: the cluster admin).
+    pub fn set_user(&self, user: Option<String>) {
+        *self.shared.user.write().unwrap_or_else(|p| p.into_inner()) = user;
+    }
+
+    /// Enforces these ValidatingAdmissionPolicy (+ Binding) YAML texts from now on; an
+    /// empty list turns admission control off. Denials recorded so far are kept.
+    pub fn set_admission(&self, policies: &[String]) -> Result<(), String> {
+        let set = if policies.is_empty() {
+            None
+        } else {
+            Some(Arc::new(PolicySet::parse(policies)?))
+        };
+        *self
+            .shared
+            .admission
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = set;
+        Ok(())
+    }
+
+    /// Every write an admission policy denied so far, oldest first.
+    pub fn admission_denials(&self) -> Vec<Denial> {
+        self.shared
+            .denials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn faults(&self) -> &Faults {
@@ -371,7 +433,7 @@ impl K8sEmulator {
         let k = self.kind(resource)?;
         self.shared
             .store
-            .delete(k, namespace, name, None)
+            .delete(k, namespace, name, None, None)
             .map(|_| ())
     }
 
