@@ -5,15 +5,22 @@
 //! environment, and a policy's `variables` are evaluated lazily, on first use, and once:
 //! Kubernetes does the same, so a variable that would fail is harmless unless it is used.
 //!
+//! `duration()` reads Go duration strings as Kubernetes does (time.ParseDuration): cel-rust
+//! alone accepts trailing garbage (`'1hx'`) and exponents and lacks `µs`, so a macro routes
+//! the argument through a strict Go parser first ([`go_duration_nanos`]).
+//!
 //! Not emulated: Kubernetes' own libraries (`quantity`, `url`, `ip`, `cidr`, `authorizer`,
 //! `format`), the cost budget, and typed schemas (a Secret's `data` values are base64
 //! strings here, `bytes` there; equality behaves the same).
 
 use std::sync::{Arc, Mutex, OnceLock};
 
+use cel::common::ast::{CallExpr, Expr as Ast};
 use cel::common::value::CowVal;
 use cel::context::VariableResolver;
-use cel::{Context, Env, Program, Value as Cel};
+use cel::extractors::Arguments;
+use cel::parser::Macro;
+use cel::{Context, Env, ExecutionError, Program, Value as Cel};
 use serde_json::Value;
 
 /// The shared environment: compiling with it and evaluating with it must go together.
@@ -26,9 +33,112 @@ pub fn env() -> Arc<Env> {
         let _ = env.add_extension(cel::extensions::strings);
         let _ = env.add_extension(cel::extensions::lists);
         let _ = env.add_extension(cel::extensions::math);
+        // duration(x) becomes duration(GO_DURATION(x)): see the module docs.
+        let _ = env.add_macro(Macro::global("duration", 1, |helper, _target, args| {
+            let Some(arg) = args.pop() else {
+                return Ok(None);
+            };
+            let checked = helper.next_expr(Ast::Call(CallExpr {
+                func_name: GO_DURATION.to_string(),
+                target: None,
+                args: vec![arg],
+            }));
+            Ok(Some(helper.next_expr(Ast::Call(CallExpr {
+                func_name: "duration".to_string(),
+                target: None,
+                args: vec![checked],
+            }))))
+        }));
         Arc::new(env)
     })
     .clone()
+}
+
+/// The function the `duration` macro inserts; not a name an expression can write.
+const GO_DURATION: &str = "@goDuration";
+
+/// Nanoseconds of a Go duration string, as time.ParseDuration reads it: an optional sign,
+/// then "0" or one or more decimal numbers (a fraction allowed) each with a unit among
+/// ns, us, µs, μs, ms, s, m, h; overflowing int64 nanoseconds is an error.
+pub fn go_duration_nanos(s: &str) -> Result<i64, String> {
+    let bad = || format!("time: invalid duration \"{s}\"");
+    let (neg, mut rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total: i128 = 0;
+    while !rest.is_empty() {
+        let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let (int_part, after) = rest.split_at(int_len);
+        let (frac_part, after) = match after.strip_prefix('.') {
+            Some(f) => {
+                let n = f.bytes().take_while(u8::is_ascii_digit).count();
+                f.split_at(n)
+            }
+            None => ("", after),
+        };
+        if int_part.is_empty() && frac_part.is_empty() {
+            return Err(bad());
+        }
+        let unit_len = after
+            .char_indices()
+            .find(|(_, c)| c.is_ascii_digit() || *c == '.')
+            .map_or(after.len(), |(i, _)| i);
+        let (unit, after) = after.split_at(unit_len);
+        let scale: i128 = match unit {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "" => return Err(format!("time: missing unit in duration \"{s}\"")),
+            other => {
+                return Err(format!(
+                    "time: unknown unit \"{other}\" in duration \"{s}\""
+                ))
+            }
+        };
+        let whole: i128 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse().map_err(|_| bad())?
+        };
+        let mut frac: i128 = 0;
+        let mut div: i128 = 1;
+        // Digits beyond nanosecond precision of the largest unit cannot change the result.
+        for d in frac_part.bytes().take(18) {
+            frac = frac * 10 + i128::from(d - b'0');
+            div *= 10;
+        }
+        total = whole
+            .checked_mul(scale)
+            .and_then(|w| w.checked_add(frac * scale / div))
+            .and_then(|v| total.checked_add(v))
+            .filter(|t| *t <= i128::from(i64::MAX) + 1)
+            .ok_or_else(bad)?;
+        rest = after;
+    }
+    let signed = if neg { -total } else { total };
+    i64::try_from(signed).map_err(|_| bad())
+}
+
+/// The strict front of `duration(string)`; other arguments pass through unchanged.
+fn go_duration(Arguments(args): Arguments) -> Result<Cel, ExecutionError> {
+    match args.first() {
+        Some(Cel::String(s)) => go_duration_nanos(s)
+            .map(|n| Cel::from(format!("{n}ns")))
+            .map_err(|e| ExecutionError::function_error("duration", e)),
+        Some(other) => Ok(other.clone()),
+        None => Err(ExecutionError::invalid_argument_count(1, 0)),
+    }
 }
 
 /// One compiled expression, with its source for messages.
@@ -122,6 +232,8 @@ impl<'a> Evaluation<'a> {
             visible,
         };
         let mut ctx = Context::with_env(env());
+        // Cannot clash: the name is not one an expression or an overload can have.
+        let _ = ctx.add_function(GO_DURATION, go_duration);
         for (name, value) in &self.bindings {
             ctx.add_variable_from_value(*name, value.clone());
         }
@@ -225,6 +337,44 @@ mod tests {
             Ok(Cel::from("d"))
         );
         assert!(eval("object.nope", o).is_err());
+    }
+
+    #[test]
+    fn duration_reads_go_duration_strings_strictly() {
+        for (s, nanos) in [
+            ("0", 0),
+            ("1h30m", 5_400_000_000_000),
+            ("1.5h", 5_400_000_000_000),
+            ("-1.5s", -1_500_000_000),
+            ("+2m", 120_000_000_000),
+            ("300ms", 300_000_000),
+            ("1\u{b5}s", 1_000),
+            ("1us2ns", 1_002),
+            (".5s", 500_000_000),
+        ] {
+            assert_eq!(go_duration_nanos(s), Ok(nanos), "{s}");
+        }
+        for s in [
+            "",
+            "1",
+            "1hx",
+            "1e3s",
+            "1d",
+            "-",
+            ".s",
+            "9999999999h",
+            "1h 2m",
+        ] {
+            assert!(go_duration_nanos(s).is_err(), "{s}");
+        }
+        let t = |src: &str| eval(src, json!({}));
+        assert_eq!(
+            t("duration('1h30m') == duration('90m')"),
+            Ok(Cel::Bool(true))
+        );
+        assert_eq!(t("duration('1.5h') > duration('89m')"), Ok(Cel::Bool(true)));
+        assert!(t("duration('1hx') > duration('1s')").is_err());
+        assert!(t("duration('5 minutes') > duration('1s')").is_err());
     }
 
     #[test]

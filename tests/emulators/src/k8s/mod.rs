@@ -20,11 +20,21 @@
 //! Server-side apply is accepted (YAML body, `fieldManager` required, creates when absent)
 //! with merge-patch semantics: no field ownership or apply conflicts.
 //!
+//! Admission: ValidatingAdmissionPolicies and their bindings ([`admission`], CEL through the
+//! `cel` crate, [`cel`]) are enforced on every API write, by default the repository's
+//! `deploy/admission-policy.yaml` ([`EmulatorConfig::admission_policies`]). Requests run as
+//! [`EmulatorConfig::user`], by default the operator's ServiceAccount, so every test runs the
+//! operator under the policy it ships; a denial answers like kube-apiserver and is recorded
+//! ([`K8sEmulator::admission_denials`]). Other admission plugins are not emulated, except
+//! NamespaceLifecycle.
+//!
 //! Known differences from a real server, so nobody mistakes them for the oracle's word:
 //! one history window for all kinds (the real watch cache is per resource); continue tokens
 //! page through a snapshot rebuilt from that window; lists ignore `resourceVersion`/`resourceVersionMatch`; no `managedFields`; server-side
 //! apply merges without field ownership; DELETE's `propagationPolicy` is ignored (background);
-//! CEL rules other than `has(self.x)` combinations are not evaluated; no Table output.
+//! CEL rules other than `has(self.x)` combinations are not evaluated; admission policies'
+//! `paramKind`, object/namespace selectors and audit annotations are refused, and Kubernetes'
+//! own CEL libraries (quantity, url, ip, authorizer...) are absent; no Table output.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -55,6 +65,9 @@
 //!   `POST /_emulator/compact`, `POST /_emulator/history` (`{"size": N}`),
 //!   `POST /_emulator/token` (`{"token": "..."}` or `{"token": null}`),
 //!   `POST /_emulator/rbac` (JSON [`RbacPolicy`]; `DELETE` turns enforcement off),
+//!   `GET /_emulator/admission` (`{"enabled", "user", "denials": [`[`Denial`]`...]}`),
+//!   `POST /_emulator/admission` (`{"policies": ["<YAML>", ...]}`; `DELETE` turns it off),
+//!   `POST /_emulator/user` (`{"user": "..."}`, or null for the cluster admin),
 //!   `POST /_emulator/expired-mode` (`{"http_status": true}` answers a too-old watch with
 //!   HTTP 410 instead of an ERROR event), `GET /_emulator/state` (current resourceVersion).
 

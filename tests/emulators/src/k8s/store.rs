@@ -498,7 +498,7 @@ impl Store {
         if let Some(sch) = self.kinds.schema(kind) {
             schema::prune(&mut obj, sch);
             schema::apply_defaults(&mut obj, sch);
-            let causes = schema::validate(&obj, sch);
+            let causes = schema::validate(&obj, None, sch);
             if !causes.is_empty() {
                 return Err(ApiError::invalid(&spec, &name, causes));
             }
@@ -721,7 +721,7 @@ impl Store {
         if let Some(sch) = self.kinds.schema(kind) {
             schema::prune(&mut new, sch);
             schema::apply_defaults(&mut new, sch);
-            causes.extend(schema::validate(&new, sch));
+            causes.extend(schema::validate(&new, Some(&old), sch));
         }
         let ns = meta_str(&old, "namespace").to_string();
         causes.extend(validate::kind_causes(&spec, &ns, &mut new)?);

@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use emulators::k8s::EmulatorConfig;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use emulators::k8s::EmulatorConfig;
 use serde_json::Value;
 use tokio::net::TcpStream;
 
