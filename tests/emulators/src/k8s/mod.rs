@@ -25,8 +25,9 @@
 //! `deploy/admission-policy.yaml` ([`EmulatorConfig::admission_policies`]). Requests run as
 //! [`EmulatorConfig::user`], by default the operator's ServiceAccount, so every test runs the
 //! operator under the policy it ships; a denial answers like kube-apiserver and is recorded
-//! ([`K8sEmulator::admission_denials`]). Other admission plugins are not emulated, except
-//! NamespaceLifecycle.
+//! ([`K8sEmulator::admission_denials`]; with `K8S_EMULATOR_DENIALS_LOG=<path>` also appended
+//! to that file as JSON lines, to check a whole test suite). Other admission plugins are not
+//! emulated, except NamespaceLifecycle.
 //!
 //! Known differences from a real server, so nobody mistakes them for the oracle's word:
 //! one history window for all kinds (the real watch cache is per resource); continue tokens

@@ -36,6 +36,27 @@ pub type Body = BoxBody<Bytes, Infallible>;
 /// The username of requests when no user is configured: a member of system:masters.
 pub const ADMIN: &str = "system:admin";
 
+/// With `K8S_EMULATOR_DENIALS_LOG=<path>` set, every denial of every emulator in the process
+/// is appended there as a JSON line: how a whole test suite is checked for denials it did
+/// not expect. Best effort: a test tool must not fail a request over its own log.
+fn log_denial(d: &Denial) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("K8S_EMULATOR_DENIALS_LOG") else {
+        return;
+    };
+    let Ok(mut line) = serde_json::to_vec(d) else {
+        return;
+    };
+    line.push(b'\n');
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = f.write_all(&line);
+    }
+}
+
 /// Admission for the writes of one API request.
 struct RequestAdmission<'a> {
     shared: &'a Shared,
@@ -58,20 +79,22 @@ impl Admit for RequestAdmission<'_> {
                 binding,
                 error: e,
             } = *refusal;
+            let denial = Denial {
+                policy,
+                binding,
+                user: self.user.clone(),
+                verb: self.verb.to_string(),
+                resource: a.kind.qualified(),
+                namespace: a.namespace.to_string(),
+                name: a.name.to_string(),
+                message: e.message.clone(),
+            };
+            log_denial(&denial);
             self.shared
                 .denials
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push(Denial {
-                    policy,
-                    binding,
-                    user: self.user.clone(),
-                    verb: self.verb.to_string(),
-                    resource: a.kind.qualified(),
-                    namespace: a.namespace.to_string(),
-                    name: a.name.to_string(),
-                    message: e.message.clone(),
-                });
+                .push(denial);
             e
         })
     }
