@@ -105,10 +105,17 @@ async fn creating_a_service_account_token_secret_is_denied_with_kube_apiservers_
 }
 
 #[tokio::test]
-async fn creating_an_opaque_secret_is_denied_even_when_labelled() {
-    let (_emu, api) = start().await;
+async fn creating_an_opaque_secret_is_denied_even_when_labelled_or_already_there() {
+    let (emu, api) = start().await;
     let opaque =
         json!({"metadata": {"name": "o", "labels": managed_labels()}, "data": {"k": "dg=="}});
+    assert_denied(&api.post(SECRETS, &opaque).await, "secrets", "o");
+    // Admission answers before storage finds the name taken, as on a real server.
+    emu.apply(
+        "secrets",
+        json!({"metadata": {"name": "o", "namespace": NS}, "data": {}}),
+    )
+    .unwrap();
     assert_denied(&api.post(SECRETS, &opaque).await, "secrets", "o");
 }
 
@@ -282,6 +289,10 @@ async fn the_operators_own_secret_lifecycle_is_allowed() {
     let (emu, api) = start().await;
     let r = api.post(SECRETS, &managed_secret("pull")).await;
     assert_eq!(r.code, 201, "{}", r.body);
+    // A second create meets the name (the executor then decides to adopt or refresh).
+    let again = api.post(SECRETS, &managed_secret("pull")).await;
+    assert_eq!(again.code, 409, "{}", again.body);
+    assert_eq!(again.body["reason"], "AlreadyExists");
     let path = format!("{SECRETS}/pull");
     // The refresh: a merge patch with a resourceVersion precondition (executor.rs).
     let r = api

@@ -492,9 +492,6 @@ impl Store {
         if !causes.is_empty() {
             return Err(ApiError::invalid(&spec, &name, causes));
         }
-        if st.objects[kind].contains_key(&(ns.clone(), name.clone())) {
-            return Err(ApiError::already_exists(&spec, &name));
-        }
         if let Some(sch) = self.kinds.schema(kind) {
             schema::prune(&mut obj, sch);
             schema::apply_defaults(&mut obj, sch);
@@ -550,6 +547,10 @@ impl Store {
                 object: Some(&obj),
                 old_object: None,
             })?;
+        }
+        // Storage refuses an existing name last: validation and admission answer first.
+        if st.objects[kind].contains_key(&(ns.clone(), name.clone())) {
+            return Err(ApiError::already_exists(&spec, &name));
         }
         let created = self.commit(&mut st, kind, EventType::Added, None, obj);
         self.collect_if_orphan(&mut st, kind, &created);
