@@ -9,7 +9,8 @@
 //! replay, bookmarks, `sendInitialEvents`, 410 Expired in both forms, and real `Status` error
 //! bodies. Kinds are a table ([`kinds`]): a custom resource is a row, and registering a CRD's
 //! YAML ([`EmulatorConfig::crds`], by default the repository's `crd.yaml`) makes its
-//! structural schema prune, default and validate objects ([`schema`]).
+//! structural schema prune, default and validate objects ([`schema`]), its
+//! `x-kubernetes-validations` CEL rules included (`self`, `oldSelf`, Go-syntax `duration()`).
 //!
 //! Validation the operator can trip over is the real server's ([`validate`]): DNS-1123 names,
 //! label and annotation keys, owner references, Secret data and `kubernetes.io/dockerconfigjson`
@@ -33,9 +34,10 @@
 //! one history window for all kinds (the real watch cache is per resource); continue tokens
 //! page through a snapshot rebuilt from that window; lists ignore `resourceVersion`/`resourceVersionMatch`; no `managedFields`; server-side
 //! apply merges without field ownership; DELETE's `propagationPolicy` is ignored (background);
-//! CEL rules other than `has(self.x)` combinations are not evaluated; admission policies'
-//! `paramKind`, object/namespace selectors and audit annotations are refused, and Kubernetes'
-//! own CEL libraries (quantity, url, ip, authorizer...) are absent; no Table output.
+//! CEL runs without a cost budget and without Kubernetes' own CEL libraries (quantity, url,
+//! ip, authorizer...), and sees untyped JSON (Secret data as strings, not bytes); admission
+//! policies' `paramKind`, object/namespace selectors and audit annotations are refused, and
+//! their `namespaceObject` is null; no Table output.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -66,7 +68,8 @@
 //!   `POST /_emulator/compact`, `POST /_emulator/history` (`{"size": N}`),
 //!   `POST /_emulator/token` (`{"token": "..."}` or `{"token": null}`),
 //!   `POST /_emulator/rbac` (JSON [`RbacPolicy`]; `DELETE` turns enforcement off),
-//!   `GET /_emulator/admission` (`{"enabled", "user", "denials": [`[`Denial`]`...]}`),
+//!   `GET /_emulator/admission` (`{"enabled": bool, "user": "...", "denials": [...]}`, each a
+//!   [`Denial`]),
 //!   `POST /_emulator/admission` (`{"policies": ["<YAML>", ...]}`; `DELETE` turns it off),
 //!   `POST /_emulator/user` (`{"user": "..."}`, or null for the cluster admin),
 //!   `POST /_emulator/expired-mode` (`{"http_status": true}` answers a too-old watch with
