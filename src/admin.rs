@@ -29,7 +29,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// Default of `--health-probe-bind-address`.
@@ -37,11 +37,17 @@ pub const DEFAULT_HEALTH_PROBE_BIND_ADDRESS: &str = ":8081";
 /// Default of `--metrics-bind-address`.
 pub const DEFAULT_METRICS_BIND_ADDRESS: &str = ":8080";
 
-/// A client has this long to send its request headers (slowloris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Probes and one Prometheus scraper need a handful of connections; the cap bounds
-/// memory if something floods the port.
-const MAX_CONNECTIONS: usize = 64;
+/// A client has this long to send its request headers, on a new connection and between
+/// requests on a kept-alive one: probes and scrapers send theirs at once, and an idle
+/// connection must not hold a slot (slowloris).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections one listener keeps at most; the cap bounds memory if something floods
+/// the port. Each listener (probes, metrics) has its own budget.
+const MAX_CONNECTIONS: usize = 256;
+/// Connections one peer address may hold: the kubelet needs two (liveness and
+/// readiness), a scraper one. A peer at its limit has its oldest connection closed for
+/// a new one, so it can starve only itself.
+const MAX_PER_PEER: usize = 8;
 /// After shutdown, in-flight requests get this long before their connections drop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Content type of the Prometheus text exposition format.
@@ -359,14 +365,15 @@ impl Server {
     /// Serves `routes` until `shutdown` completes, then drains for a short grace period.
     pub async fn serve(self, routes: Routes, shutdown: impl Future<Output = ()>) {
         let routes = Arc::new(routes);
-        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut connections = JoinSet::new();
+        let mut connections = Connections::default();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                Some(done) = connections.set.join_next_with_id(), if !connections.set.is_empty() => {
+                    connections.finished(done);
+                }
                 accepted = self.listener.accept() => {
                     let (stream, peer) = match accepted {
                         Ok(a) => a,
@@ -377,29 +384,73 @@ impl Server {
                             continue;
                         }
                     };
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, "admin server: too many connections, dropping one");
-                        continue;
-                    };
+                    connections.make_room_for(peer.ip());
                     let routes = routes.clone();
                     let mut stop = stop_rx.clone();
-                    connections.spawn(async move {
-                        let _permit = permit;
+                    let handle = connections.set.spawn(async move {
                         serve_connection(stream, routes, &mut stop).await;
                     });
+                    connections.open.insert(handle.id(), (peer.ip(), handle));
                 }
             }
         }
         drop(self.listener);
         let _ = stop_tx.send(true);
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            while connections.join_next().await.is_some() {}
+            while connections.set.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
             tracing::debug!("admin server: dropping connections still open after the grace period");
         }
-        connections.abort_all();
+        connections.set.abort_all();
+    }
+}
+
+/// The open connections of one listener, in the order they were accepted.
+#[derive(Default)]
+struct Connections {
+    set: JoinSet<()>,
+    open: BTreeMap<tokio::task::Id, (IpAddr, tokio::task::AbortHandle)>,
+}
+
+impl Connections {
+    fn finished(&mut self, done: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
+        let id = match done {
+            Ok((id, ())) => id,
+            Err(e) => e.id(),
+        };
+        self.open.remove(&id);
+    }
+
+    /// Closes a connection when `peer` is at its own limit (its oldest), or when the
+    /// listener is full (the oldest of the peer holding the most). A flood from a few
+    /// addresses so only ever closes the flooder's connections, never a probe's.
+    fn make_room_for(&mut self, peer: IpAddr) {
+        let of_peer = |ip: IpAddr| self.open.values().filter(|(p, _)| *p == ip).count();
+        let victim_peer = if of_peer(peer) >= MAX_PER_PEER {
+            Some(peer)
+        } else if self.open.len() >= MAX_CONNECTIONS {
+            self.open
+                .values()
+                .map(|(p, _)| *p)
+                .max_by_key(|p| of_peer(*p))
+        } else {
+            None
+        };
+        let Some(victim_peer) = victim_peer else {
+            return;
+        };
+        // Task ids grow with spawn order: the first match is the oldest.
+        let victim = self
+            .open
+            .iter()
+            .find(|(_, (p, _))| *p == victim_peer)
+            .map(|(id, _)| *id);
+        if let Some((_, handle)) = victim.and_then(|id| self.open.remove(&id)) {
+            tracing::debug!(peer = %victim_peer, "admin server: connection budget full; closing the oldest of the busiest peer");
+            handle.abort();
+        }
     }
 }
 

@@ -16,6 +16,8 @@ pub const DEFAULT_LEADER_ELECTION_ID: &str = "ecr-creds-refresher";
 pub const DEFAULT_WORKERS: usize = 4;
 /// How long SIGTERM waits for in-flight reconciles before giving up.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// The lowest `spec.refresh.minInterval` a CR may ask for (see `--min-refresh-interval`).
+pub const DEFAULT_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -53,6 +55,13 @@ pub struct Config {
     pub aws_credentials_source: String,
     /// `--use-fips-endpoint`: same as AWS_USE_FIPS_ENDPOINT=true.
     pub use_fips: bool,
+    /// `--min-refresh-interval`: the lowest `minInterval` a CR may ask for.
+    pub min_refresh_interval: Duration,
+    /// `--allowed-role-arns`: globs a CR's `spec.aws.roleArn` must match (`*` any).
+    pub allowed_role_arns: Vec<String>,
+    /// `--allow-plain-http-token`: send the bearer token over plain http to a host other
+    /// than loopback (a network anyone on the path can read).
+    pub allow_plain_http_token: bool,
 }
 
 /// Bad flags or environment: reported at startup, before anything runs.
@@ -108,6 +117,10 @@ Operation:
   --once                            reconcile every ECRPullSecret once and exit (non-zero on failure)
   --workers N                       reconciles at once (default 4)
   --shutdown-grace SECONDS          time SIGTERM gives in-flight work (default 20)
+  --allow-plain-http-token          send --token-file's token over http:// to a non-loopback host
+Limits on ECRPullSecrets (who may create one borrows the operator's power):
+  --min-refresh-interval DURATION   lowest spec.refresh.minInterval accepted (default 30s)
+  --allowed-role-arns LIST          comma-separated globs spec.aws.roleArn must match (default *; empty: none)
 AWS:
   --aws-credentials-source KIND     auto (SDK order), secret, env, web-identity, container, imds
   --use-fips-endpoint               FIPS endpoints (as AWS_USE_FIPS_ENDPOINT=true)
@@ -163,6 +176,9 @@ impl Config {
                 .unwrap_or_else(|| format!("ecr-creds-refresher-{}", std::process::id())),
             aws_credentials_source: "auto".to_string(),
             use_fips: false,
+            min_refresh_interval: DEFAULT_MIN_REFRESH_INTERVAL,
+            allowed_role_arns: vec!["*".to_string()],
+            allow_plain_http_token: false,
         };
         if let Some(name) = nonempty("AWS_CREDENTIALS_SECRET_NAME") {
             let ns = nonempty("AWS_CREDENTIALS_SECRET_NAMESPACE")
@@ -213,6 +229,21 @@ impl Config {
                     }
                 }
                 "--once" => cfg.once = true,
+                "--allow-plain-http-token" => cfg.allow_plain_http_token = true,
+                "--min-refresh-interval" => {
+                    let v = value(&flag)?;
+                    cfg.min_refresh_interval = crate::reconcile::spec::parse_duration(&v)
+                        .filter(|d| (1..=12 * 3600).contains(&d.as_secs()))
+                        .ok_or_else(|| bad(&flag, &v, "a duration from 1s to 12h, like 30s"))?;
+                }
+                "--allowed-role-arns" => {
+                    cfg.allowed_role_arns = value(&flag)?
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                }
                 "--use-fips-endpoint" => cfg.use_fips = true,
                 "--aws-credentials-source" => {
                     let v = value(&flag)?;
@@ -353,5 +384,30 @@ mod tests {
             .contains("text or json"));
         assert!(Config::parse(["--workers", "0"], env(&[])).is_err());
         assert!(Config::parse(["--metrics-bind-address", "nonsense"], env(&[])).is_err());
+    }
+
+    #[test]
+    fn limits_on_crs_have_safe_defaults_and_can_be_set() {
+        let c = Config::parse(Vec::<String>::new(), env(&[])).unwrap();
+        assert_eq!(c.min_refresh_interval, Duration::from_secs(30));
+        assert_eq!(c.allowed_role_arns, ["*"]);
+        assert!(!c.allow_plain_http_token);
+        let c = Config::parse(
+            [
+                "--min-refresh-interval=1s",
+                "--allowed-role-arns",
+                "arn:aws:iam::123456789012:role/ecr-*, arn:aws:iam::210987654321:role/pull",
+                "--allow-plain-http-token",
+            ],
+            env(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.min_refresh_interval, Duration::from_secs(1));
+        assert_eq!(c.allowed_role_arns.len(), 2);
+        assert!(c.allow_plain_http_token);
+        assert!(Config::parse(["--min-refresh-interval=0s"], env(&[])).is_err());
+        assert!(Config::parse(["--min-refresh-interval=13h"], env(&[])).is_err());
+        let none = Config::parse(["--allowed-role-arns="], env(&[])).unwrap();
+        assert!(none.allowed_role_arns.is_empty());
     }
 }

@@ -10,8 +10,9 @@
 //!
 //! **Label values must never carry secrets** (tokens, passwords, keys, Authorization
 //! headers) nor anything user-controlled and unbounded. Callers pass short, fixed
-//! vocabularies (`"success"`, `"create"`, an HTTP verb) or identifiers that are already
-//! public in the cluster (a registry group such as `123456789012/eu-west-1`).
+//! vocabularies (`"success"`, `"create"`, an HTTP verb) or the name of an ECRPullSecret,
+//! which every reader of the cluster's CRs sees anyway; never a Secret reference or a
+//! role ARN. Every series of a CR is removed when the CR goes.
 //!
 //! Values are atomics; the map from label values to a series sits behind a mutex that is
 //! held only to find or insert the series.
@@ -48,15 +49,15 @@ pub fn token_fetch(result: &str) {
     global().token_fetch(result);
 }
 
-/// The token serving registry group `group` (e.g. `"123456789012/eu-west-1"`) expires at
-/// `unix_secs`.
-pub fn set_token_expiry(group: &str, unix_secs: f64) {
-    global().set_token_expiry(group, unix_secs);
+/// The state of ECRPullSecret `name`: Ready or not, the earliest expiry of its Secrets
+/// and its next planned refresh (unix seconds), where known.
+pub fn set_ecrpullsecret(name: &str, ready: bool, expiry: Option<f64>, next_refresh: Option<f64>) {
+    global().set_ecrpullsecret(name, ready, expiry, next_refresh);
 }
 
-/// The registry group is no longer served: drop its expiry series.
-pub fn forget_token_expiry(group: &str) {
-    global().forget_token_expiry(group);
+/// ECRPullSecret `name` is gone: drop every series labelled with it.
+pub fn forget_ecrpullsecret(name: &str) {
+    global().forget_ecrpullsecret(name);
 }
 
 /// One reconcile took `seconds`; `result` is e.g. `"success"`, `"error"`, `"requeue"`.
@@ -102,6 +103,8 @@ pub fn render() -> String {
 pub struct Registry {
     token_fetches: Family<Counter>,
     token_expiry: Family<Gauge>,
+    ready: Family<Gauge>,
+    next_refresh: Family<Gauge>,
     reconcile_duration: Family<Histogram>,
     queue_depth: Gauge,
     secret_writes: Family<Counter>,
@@ -126,8 +129,18 @@ impl Registry {
             ),
             token_expiry: Family::new(
                 "token_expiry_timestamp_seconds",
-                "Unix time at which the current ECR token of a registry group expires.",
-                &["group"],
+                "Unix time at which the earliest pull Secret of an ECRPullSecret expires.",
+                &["ecrpullsecret"],
+            ),
+            ready: Family::new(
+                "ecrpullsecret_ready",
+                "1 while an ECRPullSecret is Ready, else 0.",
+                &["ecrpullsecret"],
+            ),
+            next_refresh: Family::new(
+                "next_refresh_timestamp_seconds",
+                "Unix time of an ECRPullSecret's next planned refresh; it stays in the past while refreshes fail.",
+                &["ecrpullsecret"],
             ),
             reconcile_duration: Family::new(
                 "reconcile_duration_seconds",
@@ -158,12 +171,26 @@ impl Registry {
         self.token_fetches.with(&[result]).inc();
     }
 
-    pub fn set_token_expiry(&self, group: &str, unix_secs: f64) {
-        self.token_expiry.with(&[group]).set(unix_secs);
+    pub fn set_ecrpullsecret(
+        &self,
+        name: &str,
+        ready: bool,
+        expiry: Option<f64>,
+        next_refresh: Option<f64>,
+    ) {
+        self.ready.with(&[name]).set(if ready { 1.0 } else { 0.0 });
+        if let Some(t) = expiry {
+            self.token_expiry.with(&[name]).set(t);
+        }
+        if let Some(t) = next_refresh {
+            self.next_refresh.with(&[name]).set(t);
+        }
     }
 
-    pub fn forget_token_expiry(&self, group: &str) {
-        self.token_expiry.remove(&[group]);
+    pub fn forget_ecrpullsecret(&self, name: &str) {
+        self.ready.remove(&[name]);
+        self.token_expiry.remove(&[name]);
+        self.next_refresh.remove(&[name]);
     }
 
     pub fn observe_reconcile(&self, seconds: f64, result: &str) {
@@ -207,6 +234,8 @@ impl Registry {
         );
         self.token_fetches.render(&mut out);
         self.token_expiry.render(&mut out);
+        self.ready.render(&mut out);
+        self.next_refresh.render(&mut out);
         self.reconcile_duration.render(&mut out);
         write_header(
             &mut out,
@@ -700,22 +729,27 @@ mod tests {
     }
 
     #[test]
-    fn gauges_hold_the_last_value_and_forgotten_groups_disappear() {
+    fn gauges_hold_the_last_value_and_a_deleted_crs_series_disappear() {
         let r = Registry::new();
-        r.set_token_expiry("123456789012/eu-west-1", 1_764_190_800.5);
-        r.set_token_expiry("210987654321/us-east-1", 1.0);
-        r.set_token_expiry("210987654321/us-east-1", 2.0);
+        r.set_ecrpullsecret("prod", true, Some(1_764_190_800.5), Some(10.0));
+        r.set_ecrpullsecret("dev", false, Some(1.0), None);
+        r.set_ecrpullsecret("dev", false, Some(2.0), None);
         r.set_queue_depth(7);
         r.set_leader(true);
         let (_, samples) = parse(&r.render()).unwrap();
         let name = "ecr_creds_refresher_token_expiry_timestamp_seconds";
         assert_eq!(
-            find(&samples, name, &[("group", "123456789012/eu-west-1")]).map(|s| s.value),
+            find(&samples, name, &[("ecrpullsecret", "prod")]).map(|s| s.value),
             Some(1_764_190_800.5)
         );
         assert_eq!(
-            find(&samples, name, &[("group", "210987654321/us-east-1")]).map(|s| s.value),
+            find(&samples, name, &[("ecrpullsecret", "dev")]).map(|s| s.value),
             Some(2.0)
+        );
+        let ready = "ecr_creds_refresher_ecrpullsecret_ready";
+        assert_eq!(
+            find(&samples, ready, &[("ecrpullsecret", "dev")]).map(|s| s.value),
+            Some(0.0)
         );
         assert_eq!(
             find(&samples, "ecr_creds_refresher_queue_depth", &[]).map(|s| s.value),
@@ -726,10 +760,19 @@ mod tests {
             Some(1.0)
         );
 
-        r.forget_token_expiry("210987654321/us-east-1");
+        r.forget_ecrpullsecret("dev");
         let (_, samples) = parse(&r.render()).unwrap();
-        assert!(find(&samples, name, &[("group", "210987654321/us-east-1")]).is_none());
-        assert!(find(&samples, name, &[("group", "123456789012/eu-west-1")]).is_some());
+        for family in [
+            name,
+            ready,
+            "ecr_creds_refresher_next_refresh_timestamp_seconds",
+        ] {
+            assert!(
+                find(&samples, family, &[("ecrpullsecret", "dev")]).is_none(),
+                "{family} still has the deleted CR"
+            );
+        }
+        assert!(find(&samples, name, &[("ecrpullsecret", "prod")]).is_some());
     }
 
     #[test]
@@ -829,12 +872,12 @@ mod tests {
         #[test]
         fn any_label_value_parses_back_to_itself(value in "(?s).*") {
             let r = Registry::new();
-            r.set_token_expiry(&value, 3.5);
+            r.set_ecrpullsecret(&value, true, Some(3.5), None);
             let (_, samples) = parse(&r.render()).unwrap();
             let s = find(
                 &samples,
                 "ecr_creds_refresher_token_expiry_timestamp_seconds",
-                &[("group", &value)],
+                &[("ecrpullsecret", &value)],
             );
             proptest::prop_assert_eq!(s.map(|s| s.value), Some(3.5));
         }

@@ -9,7 +9,7 @@
 //! credentials Secrets ─> aws::SecretCredentials channels
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,24 +21,28 @@ use crate::k8s::kind::{ECR_PULL_SECRETS, NAMESPACES, SECRETS, SERVICE_ACCOUNTS};
 use crate::k8s::types::{Namespace, Secret, ServiceAccount};
 use crate::k8s::Client;
 use crate::metrics;
-use crate::reconcile::reconciler::{ObservedState, Reconciler};
+use crate::reconcile::reconciler::{ObservedState, ReconcileError, Reconciler, GRANT_ANNOTATION};
 use crate::reconcile::select::NamespaceView;
-use crate::reconcile::spec::{EcrPullSecret, SecretRef};
+use crate::reconcile::spec::{EcrPullSecret, SecretRef, SpecPolicy};
 use crate::reconcile::state::{
-    project_namespace, ManagedSecret, SaView, MANAGED_SELECTOR, OWNER_ANNOTATION,
+    project_namespace, split_list, ManagedSecret, SaView, MANAGED_SELECTOR, OWNER_ANNOTATION,
 };
+use crate::reconcile::status::{self, Reason};
 use crate::reconcile::tokens::FetchToken;
 use crate::runtime::queue::WorkQueue;
 use crate::runtime::store::{ObjectKey, Store};
+use crate::runtime::unwind::{self, catch_panic};
 use crate::runtime::watcher::{spawn_reflector, Event, KubeListWatch, WatcherConfig};
 
 /// The watch caches the reconciler reads.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone)]
 pub struct Caches {
     pub crs: Store<EcrPullSecret>,
     pub namespaces: Store<NamespaceView>,
     pub secrets: Store<ManagedSecret>,
     pub service_accounts: Store<SaView>,
+    /// The credentials Secrets CRs name, watched one by one.
+    pub credentials: CredentialSecrets,
 }
 
 impl Caches {
@@ -76,14 +80,11 @@ impl ObservedState for Caches {
             .map(|n| (**n).clone())
             .collect()
     }
-    fn managed_secrets(&self) -> Vec<ManagedSecret> {
-        self.secrets.list().iter().map(|s| (**s).clone()).collect()
-    }
-    fn managed_secrets_for(&self, owner: &str, secret_name: &str) -> Vec<ManagedSecret> {
+    fn managed_secrets_for(&self, owner: &str, secret_name: Option<&str>) -> Vec<ManagedSecret> {
         self.secrets
             .list()
             .iter()
-            .filter(|s| s.owner == owner || s.name == secret_name)
+            .filter(|s| s.owner == owner || Some(s.name.as_str()) == secret_name)
             .map(|s| (**s).clone())
             .collect()
     }
@@ -93,6 +94,9 @@ impl ObservedState for Caches {
             .iter()
             .map(|s| (**s).clone())
             .collect()
+    }
+    async fn credential_grants(&self, secret: &SecretRef) -> Vec<String> {
+        self.credentials.grants(secret).await
     }
 }
 
@@ -123,6 +127,7 @@ fn enqueue_all_soon(queue: &WorkQueue<String>, crs: &Store<EcrPullSecret>) {
 pub fn start_watches(
     client: &Client,
     queue: &WorkQueue<String>,
+    credentials: &CredentialSecrets,
     shutdown: &watch::Receiver<bool>,
 ) -> (Caches, Vec<JoinHandle<()>>) {
     let mut tasks = Vec::new();
@@ -133,24 +138,28 @@ pub fn start_watches(
         field_selector: None,
     };
 
-    let q = queue.clone();
+    let (q, creds) = (queue.clone(), credentials.clone());
     let (crs, task) = spawn_reflector(
         lw(ECR_PULL_SECRETS.collection(None), None),
         WatcherConfig::new("ecrpullsecrets"),
         |cr: &EcrPullSecret| Some(cr.clone()),
-        move |event: Event<EcrPullSecret>| match event {
-            Event::Applied(cr) | Event::Deleted(cr) => {
-                if let Some(name) = cr.metadata.name {
-                    q.add(name);
-                }
-            }
-            Event::Restarted(all) => {
-                for cr in all {
+        move |event: Event<EcrPullSecret>| {
+            match event {
+                Event::Applied(cr) | Event::Deleted(cr) => {
                     if let Some(name) = cr.metadata.name {
                         q.add(name);
                     }
                 }
+                Event::Restarted(all) => {
+                    for cr in all {
+                        if let Some(name) = cr.metadata.name {
+                            q.add(name);
+                        }
+                    }
+                }
             }
+            // A CR changed what it refers to: watches nobody refers to any more go.
+            creds.references_changed();
         },
         shutdown.clone(),
     );
@@ -204,6 +213,7 @@ pub fn start_watches(
             namespaces,
             secrets,
             service_accounts,
+            credentials: credentials.clone(),
         },
         tasks,
     )
@@ -211,6 +221,7 @@ pub fn start_watches(
 
 /// Watches the credentials Secrets (the operator-wide one and those CRs name) and
 /// publishes each version into the AWS side's channel, so rotated keys apply at once.
+/// Watches start on first use and stop once no CR refers to their Secret.
 #[derive(Clone)]
 pub struct CredentialSecrets {
     inner: Arc<CredentialInner>,
@@ -221,8 +232,29 @@ struct CredentialInner {
     queue: WorkQueue<String>,
     crs: Mutex<Option<Store<EcrPullSecret>>>,
     shutdown: watch::Receiver<bool>,
-    watched: Mutex<HashMap<SecretRef, SecretCredentials>>,
+    watched: Mutex<HashMap<SecretRef, WatchedSecret>>,
+    /// Secrets watched whatever the CRs say (the operator-wide credentials).
+    pinned: Mutex<HashSet<SecretRef>>,
+    /// Set when CRs changed; the pruner then drops unreferenced watches.
+    changed: tokio::sync::Notify,
 }
+
+/// One watched credentials Secret.
+struct WatchedSecret {
+    credentials: SecretCredentials,
+    /// The CRs its grant annotation names; `None` until first read.
+    grants: watch::Receiver<Option<Vec<String>>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for WatchedSecret {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How long a new watch gets to read its Secret once before a caller goes on without it.
+const FIRST_READ: Duration = Duration::from_secs(5);
 
 impl CredentialSecrets {
     pub fn new(client: Client, queue: WorkQueue<String>, shutdown: watch::Receiver<bool>) -> Self {
@@ -233,42 +265,109 @@ impl CredentialSecrets {
                 crs: Mutex::new(None),
                 shutdown,
                 watched: Mutex::new(HashMap::new()),
+                pinned: Mutex::new(HashSet::new()),
+                changed: tokio::sync::Notify::new(),
             }),
         }
     }
 
-    /// Lets a change of credentials enqueue every CR.
+    /// Lets a change of credentials enqueue every CR, and tells which Secrets CRs name.
     pub fn set_crs(&self, crs: Store<EcrPullSecret>) {
-        if let Ok(mut slot) = self.inner.crs.lock() {
-            *slot = Some(crs);
-        }
+        *lock(&self.inner.crs) = Some(crs);
+    }
+
+    /// Watches `r` for as long as the operator runs.
+    pub fn pin(&self, r: &SecretRef) -> SecretCredentials {
+        lock(&self.inner.pinned).insert(r.clone());
+        self.get(r)
     }
 
     /// The channel for a Secret, starting its watch on first use. Until the first list
     /// lands the credentials read as "not read yet" (CredentialsMissing, retried).
     pub fn get(&self, r: &SecretRef) -> SecretCredentials {
-        let mut watched = match self.inner.watched.lock() {
-            Ok(w) => w,
-            Err(p) => p.into_inner(),
+        self.watch(r).0
+    }
+
+    /// The ECRPullSecrets Secret `r` grants its use to, once read (at most
+    /// [`FIRST_READ`] is waited for a new watch); empty when missing or unreadable.
+    pub async fn grants(&self, r: &SecretRef) -> Vec<String> {
+        let (_, mut grants) = self.watch(r);
+        let _ = tokio::time::timeout(FIRST_READ, grants.wait_for(Option::is_some)).await;
+        let current = grants.borrow().clone();
+        current.unwrap_or_default()
+    }
+
+    /// How many Secrets are watched now.
+    pub fn watched(&self) -> usize {
+        lock(&self.inner.watched).len()
+    }
+
+    /// CRs changed: prune soon (see [`CredentialSecrets::spawn_pruner`]).
+    pub fn references_changed(&self) {
+        self.inner.changed.notify_one();
+    }
+
+    /// Stops the watches no CR refers to and that are not pinned, a moment after CRs
+    /// change (an edit storm prunes once).
+    pub fn spawn_pruner(&self) -> JoinHandle<()> {
+        let this = self.clone();
+        let mut stop = self.inner.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = this.inner.changed.notified() => {}
+                    _ = crate::runtime::shutdown_requested(&mut stop) => return,
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                this.prune();
+            }
+        })
+    }
+
+    /// Drops the watches of Secrets neither pinned nor named by a cached CR.
+    pub fn prune(&self) {
+        let Some(crs) = lock(&self.inner.crs).clone() else {
+            return;
         };
-        if let Some(c) = watched.get(r) {
-            return c.clone();
+        let mut keep: HashSet<SecretRef> = lock(&self.inner.pinned).clone();
+        keep.extend(crs.list().iter().filter_map(|cr| {
+            cr.spec
+                .aws
+                .as_ref()
+                .and_then(|a| a.credentials_secret_ref.clone())
+        }));
+        lock(&self.inner.watched).retain(|r, _| keep.contains(r));
+    }
+
+    fn watch(&self, r: &SecretRef) -> (SecretCredentials, watch::Receiver<Option<Vec<String>>>) {
+        let mut watched = lock(&self.inner.watched);
+        if let Some(w) = watched.get(r) {
+            return (w.credentials.clone(), w.grants.clone());
         }
         let origin = format!("{}/{}", r.namespace, r.name);
         let (tx, rx) = SecretCredentials::channel(origin.clone());
-        watched.insert(r.clone(), rx.clone());
-        let inner = self.inner.clone();
-        let publish = move |state: SecretState| {
+        let (grants_tx, grants_rx) = watch::channel(None);
+        let inner = Arc::downgrade(&self.inner);
+        let publish = move |state: SecretState, grants: Vec<String>| {
             // A rotated key changes the fetcher's credentials fingerprint, so the token
-            // cache refetches that group at the next reconcile.
+            // cache refetches that group at the next reconcile; a changed grant is
+            // judged again at the next reconcile of each CR.
             tx.send_replace(state);
-            let crs = inner.crs.lock().ok().and_then(|c| c.clone());
+            grants_tx.send_replace(Some(grants));
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            let crs = lock(&inner.crs).clone();
             if let Some(crs) = crs {
                 enqueue_all(&inner.queue, &crs);
             }
         };
         let missing = format!("Secret {origin} not found");
-        let (_, _task) = spawn_reflector(
+        let read = move |s: &Secret| {
+            let grants = split_list(s.metadata.annotations.get(GRANT_ANNOTATION));
+            (Some(credentials_from_secret_data(&s.data)), grants)
+        };
+        let (_, task) = spawn_reflector(
             KubeListWatch {
                 client: self.inner.client.clone(),
                 collection: SECRETS.collection(Some(&r.namespace)),
@@ -278,17 +377,35 @@ impl CredentialSecrets {
             WatcherConfig::new(format!("credentials secret {origin}")),
             |_: &Secret| Some(()),
             move |event: Event<Secret>| match event {
-                Event::Applied(s) => publish(Some(credentials_from_secret_data(&s.data))),
-                Event::Deleted(_) => publish(Some(Err(missing.clone()))),
+                Event::Applied(s) => {
+                    let (state, grants) = read(&s);
+                    publish(state, grants)
+                }
+                Event::Deleted(_) => publish(Some(Err(missing.clone())), Vec::new()),
                 Event::Restarted(all) => match all.first() {
-                    Some(s) => publish(Some(credentials_from_secret_data(&s.data))),
-                    None => publish(Some(Err(missing.clone()))),
+                    Some(s) => {
+                        let (state, grants) = read(s);
+                        publish(state, grants)
+                    }
+                    None => publish(Some(Err(missing.clone())), Vec::new()),
                 },
             },
             self.inner.shutdown.clone(),
         );
-        rx
+        watched.insert(
+            r.clone(),
+            WatchedSecret {
+                credentials: rx.clone(),
+                grants: grants_rx.clone(),
+                task,
+            },
+        );
+        (rx, grants_rx)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Keeps the queue-depth gauge current.
@@ -307,19 +424,47 @@ pub fn spawn_queue_gauge(
     })
 }
 
-/// Runs one reconcile and records its duration and result.
+/// Runs one reconcile and records its duration and result. A panic (a bug) fails only
+/// this reconcile: it is logged, counted and written into the CR's status, and the
+/// controller retries it with backoff.
 pub async fn timed_reconcile<F: FetchToken, S: ObservedState>(
     reconciler: &Reconciler<F, S>,
     name: &str,
-) -> Result<crate::runtime::controller::Action, crate::reconcile::reconciler::ReconcileError> {
+) -> Result<crate::runtime::controller::Action, ReconcileError> {
     let started = Instant::now();
-    let result = reconciler.reconcile(name).await;
+    let result = match catch_panic(reconciler.reconcile(name)).await {
+        Ok(result) => result,
+        Err(panic) => {
+            tracing::error!(
+                cr = name,
+                panic = unwind::message(&panic),
+                "reconcile panicked"
+            );
+            metrics::observe_reconcile(started.elapsed().as_secs_f64(), "panic");
+            reconciler.report_panic(name).await;
+            return Err(ReconcileError {
+                reason: Reason::ReconcilePanicked,
+                message: "the reconcile panicked".to_string(),
+            });
+        }
+    };
     let label = if result.is_ok() { "success" } else { "error" };
     metrics::observe_reconcile(started.elapsed().as_secs_f64(), label);
     result
 }
 
 // === the whole operator ===
+
+/// The pod's namespace from its service-account files, when running in a pod.
+fn service_account_namespace() -> Option<String> {
+    std::fs::read_to_string(format!(
+        "{}/namespace",
+        crate::k8s::auth::SERVICE_ACCOUNT_DIR
+    ))
+    .ok()
+    .map(|s| s.trim().to_string())
+    .filter(|s| !s.is_empty())
+}
 
 /// A reconcile failure is retried from this delay, doubling to the cap.
 pub const FAILURE_BACKOFF_BASE: Duration = Duration::from_secs(2);
@@ -386,9 +531,12 @@ pub async fn start(
     use crate::runtime::leader::{LeaderElector, LeaseConfig};
 
     let client_cfg = match &cfg.api_server {
-        Some(url) => {
-            ClientConfig::out_of_cluster(url, cfg.token_file.as_deref(), cfg.ca_file.as_deref())
-        }
+        Some(url) => ClientConfig::out_of_cluster(
+            url,
+            cfg.token_file.as_deref(),
+            cfg.ca_file.as_deref(),
+            cfg.allow_plain_http_token,
+        ),
         None => ClientConfig::in_cluster(),
     };
     let client = client_cfg
@@ -424,7 +572,7 @@ pub async fn start(
         WorkQueue::with_failure_backoff(FAILURE_BACKOFF_BASE, FAILURE_BACKOFF_MAX);
     let creds = CredentialSecrets::new(client.clone(), queue.clone(), shutdown_rx.clone());
     let global_secret = cfg.credentials_secret.as_ref().map(|(namespace, name)| {
-        creds.get(&SecretRef {
+        creds.pin(&SecretRef {
             name: name.clone(),
             namespace: namespace.clone(),
         })
@@ -454,16 +602,23 @@ pub async fn start(
     let lookup: SecretLookup = Arc::new(move |r: &SecretRef| Some(lookup_creds.get(r)));
     let tokens = Arc::new(TokenCache::new(AwsTokenFetcher::new(aws, lookup)));
 
-    let (caches, _watches) = start_watches(&client, &queue, &shutdown_rx);
+    let (caches, _watches) = start_watches(&client, &queue, &creds, &shutdown_rx);
     creds.set_crs(caches.crs.clone());
+    creds.spawn_pruner();
+    let operator_namespace = cfg.namespace.clone().or_else(service_account_namespace);
     let reconciler = Arc::new(Reconciler::new(
         client.clone(),
         caches.clone(),
         tokens,
         EventRecorder::new(client.clone(), cfg.identity.clone()),
         Settings {
+            spec_policy: SpecPolicy {
+                default_registries: cfg.registries.clone(),
+                min_interval_floor: cfg.min_refresh_interval,
+                allowed_role_arns: cfg.allowed_role_arns.clone(),
+            },
+            operator_namespace: operator_namespace.clone(),
             default_region: cfg.region.clone(),
-            default_registries: cfg.registries.clone(),
             ..Settings::default()
         },
     ));
@@ -534,15 +689,7 @@ pub async fn start(
         let namespace = cfg
             .leader_election_namespace
             .clone()
-            .or_else(|| cfg.namespace.clone())
-            .or_else(|| {
-                std::fs::read_to_string(format!(
-                    "{}/namespace",
-                    crate::k8s::auth::SERVICE_ACCOUNT_DIR
-                ))
-                .ok()
-                .map(|s| s.trim().to_string())
-            })
+            .or_else(|| operator_namespace.clone())
             .ok_or_else(|| {
                 start_error(
                     "leader election needs a namespace",
@@ -693,11 +840,7 @@ impl Running {
                 .get::<EcrPullSecret>(&ECR_PULL_SECRETS.object(None, name))
                 .await
             {
-                Ok(cr) => cr.status.is_some_and(|s| {
-                    s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True")
-                }),
+                Ok(cr) => cr.status.as_ref().is_some_and(status::is_ready),
                 Err(_) => false,
             };
             if ready {

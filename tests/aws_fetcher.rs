@@ -170,7 +170,7 @@ async fn errors_map_to_condition_reasons_without_secrets() {
         ..Default::default()
     };
     let err = f.fetch(&group("eu-west-1", unknown)).await.unwrap_err();
-    assert_eq!(err.reason, "CredentialsMissing");
+    assert_eq!(err.reason.as_str(), "CredentialsMissing");
     assert!(err.message.contains("x/y"), "{err}");
 
     let bad_role = AwsAuth {
@@ -181,12 +181,13 @@ async fn errors_map_to_condition_reasons_without_secrets() {
         f.fetch(&group("eu-west-1", bad_role))
             .await
             .unwrap_err()
-            .reason,
+            .reason
+            .as_str(),
         "InvalidSpec"
     );
     let bad_region = group("eu-west-1.evil.example", AwsAuth::default());
     assert_eq!(
-        f.fetch(&bad_region).await.unwrap_err().reason,
+        f.fetch(&bad_region).await.unwrap_err().reason.as_str(),
         "InvalidSpec"
     );
 
@@ -195,13 +196,13 @@ async fn errors_map_to_condition_reasons_without_secrets() {
         .fetch(&group("eu-west-1", AwsAuth::default()))
         .await
         .unwrap_err();
-    assert_eq!(err.reason, "Throttled");
+    assert_eq!(err.reason.as_str(), "Throttled");
     emu.set_fault(Fault::AccessDenied, None);
     let err = f
         .fetch(&group("eu-west-1", AwsAuth::default()))
         .await
         .unwrap_err();
-    assert_eq!(err.reason, "AwsError");
+    assert_eq!(err.reason.as_str(), "AwsError");
     assert!(err.message.contains("ecr:GetAuthorizationToken"), "{err}");
     assert!(!err.message.contains("default-secret"));
 }

@@ -9,14 +9,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ecr_creds_refresher::reconcile::plan::{change_for, plan, Observed, SecretStep};
+use ecr_creds_refresher::reconcile::plan::{self, change_for, Observed, Plan, SecretStep};
 use ecr_creds_refresher::reconcile::select::{service_account_selected, NamespaceView};
-use ecr_creds_refresher::reconcile::spec::{Spec, ValidSpec};
-use ecr_creds_refresher::reconcile::state::{ManagedSecret, SaView};
+use ecr_creds_refresher::reconcile::spec::{Spec, SpecPolicy, ValidSpec};
+use ecr_creds_refresher::reconcile::state::{ManagedSecret, Owner, Ownership, SaView};
 use proptest::prelude::*;
 use time::OffsetDateTime;
 
 const OWNER: &str = "me";
+const OWNER_UID: &str = "uid-me";
 const NOW: OffsetDateTime = time::macros::datetime!(2026-11-26 12:00 UTC);
 const NAMESPACES: &[&str] = &["a", "b", "team-x", "team-y", "kube-system", "prod"];
 const SECRET_NAMES: &[&str] = &["pull", "other"];
@@ -54,7 +55,10 @@ fn spec() -> impl Strategy<Value = ValidSpec> {
             if let Some(t) = team {
                 v["namespaceSelector"] = serde_json::json!({"matchLabels": {"team": t}});
             }
-            serde_json::from_value::<Spec>(v).ok()?.validate(&[]).ok()
+            serde_json::from_value::<Spec>(v)
+                .ok()?
+                .validate(&SpecPolicy::default())
+                .ok()
         })
 }
 
@@ -93,6 +97,8 @@ fn secrets() -> impl Strategy<Value = Vec<ManagedSecret>> {
             prop::sample::select(NAMESPACES),
             prop::sample::select(SECRET_NAMES),
             prop::sample::select(vec![OWNER, "someone-else", ""]),
+            // This CR's, an earlier CR's of the same name, or written before owner uids.
+            prop::sample::select(vec![Some(OWNER_UID), Some("uid-earlier"), None]),
             prop::option::of(-3600i64..3600),
             any::<bool>(),
             prop::sample::select(vec!["", "123456789012.dkr.ecr.us-east-1.amazonaws.com"]),
@@ -104,16 +110,20 @@ fn secrets() -> impl Strategy<Value = Vec<ManagedSecret>> {
         let mut seen = BTreeSet::new();
         v.into_iter()
             .filter(|(ns, name, ..)| seen.insert((*ns, *name)))
-            .map(|(ns, name, owner, refresh, intact, regs)| ManagedSecret {
-                namespace: ns.into(),
-                name: name.into(),
-                resource_version: "7".into(),
-                owner: owner.into(),
-                expires_at: refresh.map(|r| NOW + time::Duration::seconds(r + 3600)),
-                refresh_at: refresh.map(|r| NOW + time::Duration::seconds(r)),
-                registries: regs.into(),
-                intact,
-            })
+            .map(
+                |(ns, name, owner, owner_uid, refresh, intact, regs)| ManagedSecret {
+                    namespace: ns.into(),
+                    name: name.into(),
+                    uid: format!("uid-{ns}-{name}"),
+                    resource_version: "7".into(),
+                    owner: owner.into(),
+                    owner_uid: owner_uid.map(str::to_string),
+                    expires_at: refresh.map(|r| NOW + time::Duration::seconds(r + 3600)),
+                    refresh_at: refresh.map(|r| NOW + time::Duration::seconds(r)),
+                    registries: regs.into(),
+                    intact,
+                },
+            )
             .collect()
     })
 }
@@ -144,6 +154,21 @@ fn service_accounts() -> impl Strategy<Value = Vec<SaView>> {
     })
 }
 
+fn owner() -> Owner {
+    Owner {
+        name: OWNER.into(),
+        uid: OWNER_UID.into(),
+    }
+}
+
+fn plan_for(spec: &ValidSpec, observed: &Observed<'_>, cleanup: bool) -> Plan {
+    if cleanup {
+        plan::cleanup(&owner(), observed)
+    } else {
+        plan::sync(&owner(), spec, observed, NOW)
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -160,7 +185,7 @@ proptest! {
             secrets: &secrets,
             service_accounts: &sas,
         };
-        let p = plan(OWNER, &spec, &observed, NOW, cleanup);
+        let p = plan_for(&spec, &observed, cleanup);
         let targets: BTreeSet<&str> = p.targets.iter().map(String::as_str).collect();
         let existing: BTreeSet<&str> = namespaces.iter().map(|n| n.name.as_str()).collect();
         let terminating: BTreeSet<&str> =
@@ -175,9 +200,11 @@ proptest! {
             prop_assert!(existing.contains(t), "target {t} does not exist");
             prop_assert!(!terminating.contains(t), "target {t} is terminating");
         }
-        // Deletes: ours only, and never the Secret the CR still wants where it is.
+        // Deletes: ours only (never an earlier CR's of the same name), and never the
+        // Secret the CR still wants where it is.
         for d in &p.deletes {
-            prop_assert_eq!(&d.owner, OWNER, "deletes a Secret it does not own: {:?}", d);
+            prop_assert_eq!(d.ownership(&owner()), Ownership::Ours,
+                "deletes a Secret it does not own: {:?}", d);
             prop_assert!(secrets.contains(d), "deletes a Secret nobody observed");
             prop_assert!(
                 cleanup || d.name != spec.secret_name || !targets.contains(d.namespace.as_str()),
@@ -194,7 +221,7 @@ proptest! {
                     prop_assert_eq!(&existing.name, &spec.secret_name);
                 }
                 SecretStep::Create { namespace } => prop_assert!(
-                    !secrets.iter().any(|s| &s.namespace == namespace && s.name == spec.secret_name),
+                    !secrets.iter().any(|s| s.namespace == *namespace && s.name == spec.secret_name),
                     "creates over an existing Secret in {namespace}"
                 ),
                 SecretStep::Fresh { .. } => {}
@@ -252,7 +279,7 @@ fn generated_states_exercise_every_kind_of_step() {
         any::<bool>(),
     );
     let mut seen = [0u32; 7];
-    for _ in 0..512 {
+    for _ in 0..2048 {
         let (spec, namespaces, secrets, sas, cleanup) =
             all.new_tree(&mut runner).unwrap().current();
         let observed = Observed {
@@ -260,7 +287,7 @@ fn generated_states_exercise_every_kind_of_step() {
             secrets: &secrets,
             service_accounts: &sas,
         };
-        let p = plan(OWNER, &spec, &observed, NOW, cleanup);
+        let p = plan_for(&spec, &observed, cleanup);
         for s in &p.secrets {
             match s {
                 SecretStep::Create { .. } => seen[0] += 1,

@@ -3,7 +3,7 @@
 //! never panics, and an error never repeats a credential someone pasted into the wrong
 //! field (errors go to the CR's status and to Events, which many can read).
 
-use ecr_creds_refresher::reconcile::spec::{parse_duration, Spec};
+use ecr_creds_refresher::reconcile::spec::{parse_duration, Spec, SpecPolicy};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -90,7 +90,7 @@ proptest! {
     #[test]
     fn any_json_spec_parses_or_fails_without_panicking(v in any_json()) {
         if let Ok(spec) = serde_json::from_value::<Spec>(v) {
-            match spec.validate(&[]) {
+            match spec.validate(&SpecPolicy::default()) {
                 Ok(valid) => prop_assert!(!valid.secret_name.is_empty()),
                 Err(e) => prop_assert!(!e.to_string().is_empty()),
             }
@@ -102,7 +102,11 @@ proptest! {
         (v, secret) in spec_json(),
     ) {
         let spec: Spec = serde_json::from_value(v).expect("the shape is the CRD's");
-        if let Err(e) = spec.validate(&["123456789012.dkr.ecr.us-east-1.amazonaws.com".into()]) {
+        let policy = SpecPolicy {
+            default_registries: vec!["123456789012.dkr.ecr.us-east-1.amazonaws.com".into()],
+            ..SpecPolicy::default()
+        };
+        if let Err(e) = spec.validate(&policy) {
             let shown = e.to_string();
             prop_assert!(shown.starts_with("spec.") || shown.contains("spec.")
                 || shown.starts_with("namespace pattern") || shown.starts_with("no target"),

@@ -142,4 +142,42 @@ proptest! {
         d.push(b"\n");
         prop_assert_eq!(d.next_line().unwrap(), Some(line.into_bytes()));
     }
+
+    /// Finding 9: the decoder is the plain split on `\n` (CR dropped, blank lines
+    /// skipped), whatever the chunking and however many lines one chunk holds; and the
+    /// work it does is linear: a run of blank lines ahead of an event costs one pass.
+    #[test]
+    fn lines_are_the_reference_split_and_blank_runs_cost_one_pass(
+        blanks in 0usize..200_000,
+        tail in prop::collection::vec(event_line(), 0..4),
+        cuts in prop::collection::vec(any::<usize>(), 0..8),
+    ) {
+        let mut stream = vec![b'\n'; blanks];
+        for l in &tail {
+            stream.extend_from_slice(l.as_bytes());
+            stream.extend_from_slice(b"\r\n\n");
+        }
+        let reference: Vec<Vec<u8>> = stream
+            .split(|b| *b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+            .map(<[u8]>::to_vec)
+            .collect();
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
+        cuts.sort_unstable();
+        cuts.push(stream.len());
+        let mut d = LineDecoder::default();
+        let (mut from, mut lines) = (0, Vec::new());
+        let started = std::time::Instant::now();
+        for to in cuts {
+            d.push(&stream[from..to]);
+            from = to;
+            while let Some(line) = d.next_line().unwrap() {
+                lines.push(line);
+            }
+        }
+        prop_assert_eq!(lines, reference);
+        // 200k blank lines: milliseconds when linear, tens of seconds when quadratic.
+        prop_assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+    }
 }

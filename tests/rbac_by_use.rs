@@ -103,6 +103,8 @@ fn config(k8s: &K8sEmulator, once: bool) -> Config {
         "0".into(),
         "--metrics-bind-address".into(),
         "0".into(),
+        "--min-refresh-interval".into(),
+        "1s".into(),
         "--aws-credentials-source".into(),
         "secret".into(),
         "--leader-elect".into(),
@@ -198,6 +200,10 @@ async fn scenario() -> Vec<RequestRecord> {
         "Opaque",
         aws_secret_data("AKIDTEAM"),
     );
+    // Outside the operator's namespace: the Secret grants its use to the CR.
+    let mut granted = k8s.get("secrets", Some("team-creds"), "aws-team").unwrap();
+    granted["metadata"]["annotations"] = json!({"ecr.creds.dev/allowed-ecrpullsecrets": "team"});
+    k8s.apply("secrets", granted).unwrap();
     // A foreign Secret in the way (conflict) and an adoptable one (only ECR auths).
     secret(
         &k8s,

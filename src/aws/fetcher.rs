@@ -9,7 +9,7 @@ use super::error::{AwsError, ErrorKind};
 use super::setup::Aws;
 use super::sts::AssumeRoleParams;
 use crate::reconcile::spec::{AwsAuth, SecretRef};
-use crate::reconcile::status::reason;
+use crate::reconcile::status::Reason;
 use crate::reconcile::tokens::{FetchToken, RegistryToken, TokenError, TokenGroup};
 use aws_credential_types::Credentials;
 use std::collections::HashMap;
@@ -17,9 +17,6 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
-
-/// ECR throttled us past the retries (the reconciler's documented third reason).
-pub const THROTTLED: &str = "Throttled";
 
 /// How long a fetch waits for a just-watched credentials Secret to be read once.
 pub const SECRET_FIRST_READ: std::time::Duration = std::time::Duration::from_secs(5);
@@ -80,7 +77,7 @@ impl AwsTokenFetcher {
             None => self.aws.provider.clone(),
             Some(r) => {
                 let secret = (self.secrets)(r).ok_or_else(|| TokenError {
-                    reason: reason::CREDENTIALS_MISSING,
+                    reason: Reason::CredentialsMissing,
                     message: format!(
                         "credentials Secret {}/{} is not known to the operator",
                         r.namespace, r.name
@@ -181,11 +178,11 @@ pub async fn fetch_token(
 /// Display, which never holds a secret.
 pub fn token_error(e: &AwsError) -> TokenError {
     let reason = match e {
-        AwsError::Credentials { .. } => reason::CREDENTIALS_MISSING,
+        AwsError::Credentials { .. } => Reason::CredentialsMissing,
         // A bad role ARN, session name or region in the CR.
-        AwsError::Config { .. } => reason::INVALID_SPEC,
-        _ if e.kind() == Some(ErrorKind::Throttling) => THROTTLED,
-        _ => reason::AWS_ERROR,
+        AwsError::Config { .. } => Reason::InvalidSpec,
+        _ if e.kind() == Some(ErrorKind::Throttling) => Reason::Throttled,
+        _ => Reason::AwsError,
     };
     TokenError {
         reason,

@@ -108,13 +108,19 @@ impl ClientConfig {
     }
 
     /// Out of cluster: `--api-server`, `--token-file`, `--ca-file`. A plain http URL is
-    /// accepted so `kubectl proxy` can carry any kubeconfig's auth.
+    /// accepted so `kubectl proxy` can carry any kubeconfig's auth, but a token goes over
+    /// plain http only to loopback unless `allow_plain_http_token` says otherwise: anyone
+    /// on the path could read it and act as the operator.
     pub fn out_of_cluster(
         api_server: &str,
         token_file: Option<&Path>,
         ca_file: Option<&Path>,
+        allow_plain_http_token: bool,
     ) -> Result<Self, ConfigError> {
         let mut cfg = ClientConfig::new(api_server)?;
+        if token_file.is_some() && !allow_plain_http_token && !cfg.is_private_transport() {
+            return Err(ConfigError::PlainHttpToken { url: cfg.url });
+        }
         if let Some(path) = token_file {
             cfg.token = Some(TokenSource::from_file(path)?);
         }
@@ -122,6 +128,24 @@ impl ClientConfig {
             cfg.ca = Some(auth::load_ca(path)?);
         }
         Ok(cfg)
+    }
+}
+
+impl ClientConfig {
+    /// https, or plain http to a loopback address.
+    fn is_private_transport(&self) -> bool {
+        let Ok(uri) = self.url.parse::<http::Uri>() else {
+            return false;
+        };
+        if uri.scheme_str() == Some("https") {
+            return true;
+        }
+        let host = uri.host().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
     }
 }
 
@@ -145,6 +169,16 @@ pub struct WatchParams {
     /// longer.
     pub timeout_seconds: u32,
     pub bookmarks: bool,
+}
+
+/// `DeleteOptions.preconditions`: what the object must still be for a delete to apply.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Preconditions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
 }
 
 /// The patch flavours the API server takes.
@@ -399,8 +433,29 @@ impl Client {
     /// DELETE. A 404 is returned as an error; callers that do not care check
     /// [`Error::is_not_found`].
     pub async fn delete(&self, path: &str) -> Result<(), Error> {
+        self.delete_with(path, None).await
+    }
+
+    /// DELETE only the object we saw: the server answers 409 when its uid or
+    /// resourceVersion differ (replaced or changed since we looked), instead of deleting it.
+    pub async fn delete_with(
+        &self,
+        path: &str,
+        preconditions: Option<&Preconditions>,
+    ) -> Result<(), Error> {
+        let (content_type, body) = match preconditions {
+            None => (None, Bytes::new()),
+            Some(p) => (
+                Some("application/json"),
+                to_body(&serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "DeleteOptions",
+                    "preconditions": p,
+                }))?,
+            ),
+        };
         let resp = self
-            .send("delete", Method::DELETE, path, None, Bytes::new())
+            .send("delete", Method::DELETE, path, content_type, body)
             .await?;
         let resp = self.check(resp).await?;
         // Drain so the connection returns to the pool.
@@ -728,5 +783,33 @@ mod tests {
         assert!(ClientConfig::new("ftp://x").is_err());
         assert!(ClientConfig::new("not a url").is_err());
         assert!(ClientConfig::new("http://127.0.0.1:8001/").is_ok());
+    }
+
+    #[test]
+    fn a_token_is_sent_over_plain_http_only_to_loopback_unless_allowed() {
+        let dir = std::env::temp_dir().join(format!("ecr-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = dir.join("token");
+        std::fs::write(&token, "t0ken").unwrap();
+        for ok in [
+            "http://127.0.0.1:8001",
+            "http://localhost:8001",
+            "http://[::1]:8001",
+            "https://api.example:6443",
+        ] {
+            assert!(
+                ClientConfig::out_of_cluster(ok, Some(&token), None, false).is_ok(),
+                "{ok}"
+            );
+        }
+        let err = ClientConfig::out_of_cluster("http://10.0.0.1:8080", Some(&token), None, false)
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::PlainHttpToken { .. }), "{err}");
+        assert!(!err.to_string().contains("t0ken"));
+        assert!(
+            ClientConfig::out_of_cluster("http://10.0.0.1:8080", Some(&token), None, true).is_ok()
+        );
+        assert!(ClientConfig::out_of_cluster("http://10.0.0.1:8080", None, None, false).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

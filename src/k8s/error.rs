@@ -132,6 +132,8 @@ pub enum ConfigError {
     EmptyToken { path: String },
     /// TLS could not be set up.
     Tls { reason: String },
+    /// A bearer token would cross the network in clear text.
+    PlainHttpToken { url: String },
 }
 
 impl fmt::Display for ConfigError {
@@ -147,6 +149,11 @@ impl fmt::Display for ConfigError {
             ConfigError::BadCa { path, reason } => write!(f, "bad CA file {path}: {reason}"),
             ConfigError::EmptyToken { path } => write!(f, "token file {path} is empty"),
             ConfigError::Tls { reason } => write!(f, "TLS setup failed: {reason}"),
+            ConfigError::PlainHttpToken { url } => write!(
+                f,
+                "refusing to send the --token-file token over plain http to {url}: use https \
+                 with --ca-file, `kubectl proxy` on loopback, or --allow-plain-http-token"
+            ),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Where each resource lives on the API server: group, version, plural and scope.
 
+use super::client::encode_component;
+
 /// A resource type's address. Paths are built here and nowhere else.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Kind {
@@ -58,19 +60,24 @@ impl Kind {
     }
 
     /// The collection path. `ns` is ignored for cluster-scoped kinds; `None` on a
-    /// namespaced kind addresses every namespace (list and watch only).
+    /// namespaced kind addresses every namespace (list and watch only). Names are
+    /// percent-encoded: they come from CRs and API answers, and a `/` or `..` in one must
+    /// never address another object.
     pub fn collection(&self, ns: Option<&str>) -> String {
         match ns {
-            Some(ns) if self.namespaced => {
-                format!("{}/namespaces/{}/{}", self.prefix(), ns, self.plural)
-            }
+            Some(ns) if self.namespaced => format!(
+                "{}/namespaces/{}/{}",
+                self.prefix(),
+                encode_component(ns),
+                self.plural
+            ),
             _ => format!("{}/{}", self.prefix(), self.plural),
         }
     }
 
     /// One object's path.
     pub fn object(&self, ns: Option<&str>, name: &str) -> String {
-        format!("{}/{}", self.collection(ns), name)
+        format!("{}/{}", self.collection(ns), encode_component(name))
     }
 }
 
@@ -98,6 +105,11 @@ mod tests {
             "/apis/ecr.creds.dev/v1alpha1/ecrpullsecrets/x"
         );
         assert_eq!(LEASES.api_version(), "coordination.k8s.io/v1");
+        // A name from a CR or an answer cannot climb out of its place in the path.
+        assert_eq!(
+            SECRETS.object(Some("../kube-system"), "a/b"),
+            "/api/v1/namespaces/..%2Fkube-system/secrets/a%2Fb"
+        );
         assert_eq!(SECRETS.api_version(), "v1");
     }
 }

@@ -8,7 +8,9 @@ pub mod kind;
 pub mod types;
 pub mod watch;
 
-pub use client::{Client, ClientConfig, ListParams, Patch, WatchParams, WatchStream};
+pub use client::{
+    Client, ClientConfig, ListParams, Patch, Preconditions, WatchParams, WatchStream,
+};
 pub use error::{ConfigError, Error};
 
 /// The API group of the operator's custom resource.

@@ -106,8 +106,9 @@ pub struct Namespace {
     pub metadata: ObjectMeta,
 }
 
-/// A Secret. `data` values are base64 strings, as on the wire.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A Secret. `data` values are base64 strings, as on the wire. Its `Debug` shows the
+/// keys of `data`, never the values: a stray `{:?}` must not put a credential in a log.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Secret {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,6 +120,16 @@ pub struct Secret {
     pub type_: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub data: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret")
+            .field("metadata", &self.metadata)
+            .field("type", &self.type_)
+            .field("data_keys", &self.data.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 /// `{name: ...}`, as in a ServiceAccount's `imagePullSecrets`.
@@ -150,5 +161,21 @@ impl Resource for Secret {
 impl Resource for ServiceAccount {
     fn meta(&self) -> &ObjectMeta {
         &self.metadata
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secrets_debug_shows_its_keys_never_its_values() {
+        let s = Secret {
+            data: BTreeMap::from([("AWS_SECRET_ACCESS_KEY".into(), "c2VjcmV0LXZhbHVl".into())]),
+            ..Default::default()
+        };
+        let shown = format!("{s:?}");
+        assert!(shown.contains("AWS_SECRET_ACCESS_KEY"), "{shown}");
+        assert!(!shown.contains("c2VjcmV0LXZhbHVl"), "{shown}");
     }
 }

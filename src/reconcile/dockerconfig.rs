@@ -59,16 +59,21 @@ pub fn checksum(data_value: &str) -> String {
     format!("{h:016x}")
 }
 
-/// Whether a foreign Secret's payload holds only ECR registries, so a CR that opts in may
-/// adopt it (the reference operator's Secrets look like this).
-pub fn holds_only_ecr(data_value: &str) -> bool {
+/// Whether a foreign Secret's payload holds only registries among `hosts` (keys with or
+/// without a scheme), so a CR that opts in may adopt it without taking over credentials
+/// for registries it does not serve (the reference operator's Secrets look like this).
+pub fn holds_only(data_value: &str, hosts: &[String]) -> bool {
     let Ok(bytes) = B64.decode(data_value.trim()) else {
         return false;
     };
     let Ok(cfg) = serde_json::from_slice::<DockerConfig>(&bytes) else {
         return false;
     };
-    !cfg.auths.is_empty() && cfg.auths.keys().all(|k| RegistryHost::parse(k).is_some())
+    !cfg.auths.is_empty()
+        && cfg
+            .auths
+            .keys()
+            .all(|k| RegistryHost::parse(k).is_some_and(|h| hosts.contains(&h.host)))
 }
 
 #[cfg(test)]
@@ -97,22 +102,29 @@ mod tests {
         assert_eq!(e["password"], "pw");
         assert_eq!(e["auth"], B64.encode("AWS:pw"));
         assert_eq!(encode(&m), value, "deterministic");
-        assert!(holds_only_ecr(&value));
+        assert!(holds_only(
+            &value,
+            &["123456789012.dkr.ecr.us-east-1.amazonaws.com".to_string()]
+        ));
         assert!(!format!("{:?}", entry()).contains("pw\""));
     }
 
     #[test]
-    fn foreign_registries_are_not_adoptable() {
+    fn only_secrets_within_the_crs_registries_are_adoptable() {
+        let ours = ["123456789012.dkr.ecr.us-east-1.amazonaws.com".to_string()];
         let mixed = B64.encode(
             r#"{"auths":{"https://123456789012.dkr.ecr.us-east-1.amazonaws.com":{},"docker.io":{}}}"#,
         );
-        assert!(!holds_only_ecr(&mixed));
+        assert!(!holds_only(&mixed, &ours));
         let reference = B64.encode(
             r#"{"auths":{"https://123456789012.dkr.ecr.us-east-1.amazonaws.com":{"auth":"x"}}}"#,
         );
-        assert!(holds_only_ecr(&reference));
-        assert!(!holds_only_ecr("not base64!"));
-        assert!(!holds_only_ecr(&B64.encode("{}")));
+        assert!(holds_only(&reference, &ours));
+        let other_account = B64
+            .encode(r#"{"auths":{"210987654321.dkr.ecr.us-east-1.amazonaws.com":{"auth":"x"}}}"#);
+        assert!(!holds_only(&other_account, &ours), "ECR, but not this CR's");
+        assert!(!holds_only("not base64!", &ours));
+        assert!(!holds_only(&B64.encode("{}"), &ours));
     }
 
     #[test]

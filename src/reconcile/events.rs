@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 
 use super::spec::EcrPullSecret;
 use super::state::format_time;
+use super::status::EventType;
 use crate::k8s::kind::{ECR_PULL_SECRETS, EVENTS};
 use crate::k8s::Client;
 
@@ -29,7 +30,7 @@ impl EventRecorder {
 
     /// Records one event. `message` must already be free of secrets (ours always are:
     /// they come from typed errors that never echo credentials).
-    pub async fn record(&self, cr: &EcrPullSecret, type_: &str, reason: &str, message: &str) {
+    pub async fn record(&self, cr: &EcrPullSecret, type_: EventType, reason: &str, message: &str) {
         let now = OffsetDateTime::now_utc();
         let cr_name = cr.metadata.name.as_deref().unwrap_or_default();
         // client-go names events <object>.<unix nanos in hex>.
@@ -48,7 +49,7 @@ impl EventRecorder {
             },
             "reason": reason,
             "message": truncate(message, 1024),
-            "type": type_,
+            "type": type_.as_str(),
             "firstTimestamp": ts,
             "lastTimestamp": ts,
             "count": 1,

@@ -1,30 +1,42 @@
-//! The reconcile decisions as a pure function: from a CR, the cached observed state and
-//! the clock to a plan of writes. No I/O here, so every decision is table-tested.
+//! The reconcile decisions as pure functions: from a CR, the cached observed state and
+//! the clock to a plan of writes ([`sync`], [`cleanup`]), and from a plan step and the
+//! payload at hand to whether a write is needed at all ([`secret_write`]). No I/O here,
+//! so every decision is table-tested.
 
 use std::collections::BTreeMap;
 
 use time::OffsetDateTime;
 
+use super::content::Content;
 use super::select::{self, NamespaceView};
 use super::spec::ValidSpec;
-use super::state::{ManagedSecret, SaView};
+use super::state::{format_time, ManagedSecret, Owner, Ownership, SaView};
 
 /// What to do with the pull Secret in one target namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretStep {
     /// Ours, intact, covering the right registries and not yet due: no write, no token.
-    Fresh { namespace: String },
+    Fresh { existing: ManagedSecret },
     /// Absent from our cache: create (a 409 then means a foreign Secret).
     Create { namespace: String },
-    /// Ours but due, edited by hand, or covering other registries: rewrite.
+    /// Ours (or an earlier CR's of our name) but due, edited by hand, or covering other
+    /// registries: rewrite.
     Update { existing: ManagedSecret },
 }
 
 impl SecretStep {
     pub fn namespace(&self) -> &str {
         match self {
-            SecretStep::Fresh { namespace } | SecretStep::Create { namespace } => namespace,
-            SecretStep::Update { existing } => &existing.namespace,
+            SecretStep::Create { namespace } => namespace,
+            SecretStep::Fresh { existing } | SecretStep::Update { existing } => &existing.namespace,
+        }
+    }
+
+    /// The Secret in place, if the cache shows one.
+    pub fn existing(&self) -> Option<&ManagedSecret> {
+        match self {
+            SecretStep::Create { .. } => None,
+            SecretStep::Fresh { existing } | SecretStep::Update { existing } => Some(existing),
         }
     }
 }
@@ -56,8 +68,9 @@ pub struct Plan {
     /// Secrets of ours no longer wanted (namespace left the selection, name changed, CR
     /// deleted with `deletionPolicy: Delete`).
     pub deletes: Vec<ManagedSecret>,
-    /// Entries to add; the executor applies them only where the namespace's Secret is
-    /// ours (fresh or written), never next to a foreign Secret.
+    /// Entries to add, each in a namespace of `secrets`: the executor applies one only
+    /// once that namespace's Secret is known to be ours (fresh or written), never next to
+    /// a foreign Secret.
     pub sa_adds: Vec<SaEdit>,
     pub sa_removes: Vec<SaEdit>,
 }
@@ -74,26 +87,15 @@ impl Plan {
 /// The observed state the planner reads (from the watch caches).
 pub struct Observed<'a> {
     pub namespaces: &'a [NamespaceView],
-    /// Every managed Secret (any owner).
+    /// The managed Secrets this CR's plan can concern (any owner).
     pub secrets: &'a [ManagedSecret],
     pub service_accounts: &'a [SaView],
 }
 
-/// Plans the writes for CR `owner` with `spec`. `cleanup` plans the removal of everything
-/// the CR owns (deletion with `deletionPolicy: Delete`).
-pub fn plan(
-    owner: &str,
-    spec: &ValidSpec,
-    observed: &Observed<'_>,
-    now: OffsetDateTime,
-    cleanup: bool,
-) -> Plan {
+/// Plans the writes that bring CR `owner` with `spec` about.
+pub fn sync(owner: &Owner, spec: &ValidSpec, observed: &Observed<'_>, now: OffsetDateTime) -> Plan {
     let mut plan = Plan::default();
-    let targets = if cleanup {
-        select::Targets::default()
-    } else {
-        select::target_namespaces(spec, observed.namespaces)
-    };
+    let targets = select::target_namespaces(spec, observed.namespaces);
     plan.missing = targets.missing;
     let wanted_registries = desired_registries(spec);
 
@@ -102,25 +104,26 @@ pub fn plan(
         .iter()
         .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
         .collect();
-    let mut sas_by_ns: BTreeMap<&str, Vec<&SaView>> = BTreeMap::new();
-    for sa in observed.service_accounts {
-        sas_by_ns.entry(sa.namespace.as_str()).or_default().push(sa);
-    }
+    let sas_by_ns = service_accounts_by_namespace(observed.service_accounts);
 
     for ns in &targets.namespaces {
         let step = match by_key.get(&(ns.as_str(), spec.secret_name.as_str())) {
             None => SecretStep::Create {
                 namespace: ns.clone(),
             },
-            Some(s) if s.owner != owner => {
-                plan.conflicts.push((ns.clone(), s.owner.clone()));
-                continue;
-            }
-            Some(s) if is_fresh(s, wanted_registries.as_deref(), now) => SecretStep::Fresh {
-                namespace: ns.clone(),
-            },
-            Some(s) => SecretStep::Update {
-                existing: (*s).clone(),
+            Some(s) => match s.ownership(owner) {
+                Ownership::Other(other) => {
+                    plan.conflicts.push((ns.clone(), other));
+                    continue;
+                }
+                Ownership::Ours if is_fresh(s, wanted_registries.as_deref(), now) => {
+                    SecretStep::Fresh {
+                        existing: (*s).clone(),
+                    }
+                }
+                Ownership::Ours | Ownership::Orphan => SecretStep::Update {
+                    existing: (*s).clone(),
+                },
             },
         };
         plan.secrets.push(step);
@@ -143,24 +146,66 @@ pub fn plan(
     plan.targets = targets.namespaces;
 
     // Ours, but no longer wanted where they are.
-    for s in observed.secrets.iter().filter(|s| s.owner == owner) {
+    for s in observed.secrets {
         let wanted = s.name == spec.secret_name && plan.targets.binary_search(&s.namespace).is_ok();
-        if wanted {
-            continue;
-        }
-        plan.deletes.push(s.clone());
-        for sa in sas_by_ns.get(s.namespace.as_str()).into_iter().flatten() {
-            let edit = SaEdit {
-                sa: (*sa).clone(),
-                secret: s.name.clone(),
-                add: false,
-            };
-            if change_for(&edit).is_some() {
-                plan.sa_removes.push(edit);
-            }
+        if !wanted && s.ownership(owner) == Ownership::Ours {
+            plan_delete(&mut plan, s, &sas_by_ns);
         }
     }
     plan
+}
+
+/// Plans the removal of everything CR `owner` owns (deletion with `deletionPolicy:
+/// Delete`). It needs no spec: ownership is recorded on the objects.
+pub fn cleanup(owner: &Owner, observed: &Observed<'_>) -> Plan {
+    let mut plan = Plan::default();
+    let sas_by_ns = service_accounts_by_namespace(observed.service_accounts);
+    for s in observed.secrets {
+        if s.ownership(owner) == Ownership::Ours {
+            plan_delete(&mut plan, s, &sas_by_ns);
+        }
+    }
+    plan
+}
+
+fn service_accounts_by_namespace(sas: &[SaView]) -> BTreeMap<&str, Vec<&SaView>> {
+    let mut by_ns: BTreeMap<&str, Vec<&SaView>> = BTreeMap::new();
+    for sa in sas {
+        by_ns.entry(sa.namespace.as_str()).or_default().push(sa);
+    }
+    by_ns
+}
+
+fn plan_delete(plan: &mut Plan, s: &ManagedSecret, sas_by_ns: &BTreeMap<&str, Vec<&SaView>>) {
+    plan.deletes.push(s.clone());
+    for sa in sas_by_ns.get(s.namespace.as_str()).into_iter().flatten() {
+        let edit = SaEdit {
+            sa: (*sa).clone(),
+            secret: s.name.clone(),
+            add: false,
+        };
+        if change_for(&edit).is_some() {
+            plan.sa_removes.push(edit);
+        }
+    }
+}
+
+/// Whether a step's Secret must be written with `content`: a due Secret of ours for
+/// which the token cache handed back the very token already in place needs no write.
+pub fn secret_write(step: &SecretStep, content: &Content, spec: &ValidSpec, owner: &Owner) -> bool {
+    match step {
+        SecretStep::Fresh { .. } => false,
+        SecretStep::Create { .. } => true,
+        SecretStep::Update { existing } => {
+            // Annotations hold whole seconds: compare expiries as written.
+            let same_token =
+                existing.expires_at.map(format_time) == Some(format_time(content.expires_at));
+            let same_hosts = desired_registries(spec).is_none_or(|r| r == existing.registries);
+            // An earlier CR's Secret of our name is taken over: rewritten with our uid.
+            let same_owner = existing.owner_uid.as_deref() == Some(owner.uid.as_str());
+            !(existing.intact && same_token && same_hosts && same_owner)
+        }
+    }
 }
 
 /// Sorted, comma-joined hosts the spec names; `None` when they come from the token.
@@ -231,7 +276,7 @@ mod tests {
     fn spec(json: serde_json::Value) -> ValidSpec {
         serde_json::from_value::<Spec>(json)
             .unwrap()
-            .validate(&[])
+            .validate(&crate::reconcile::spec::SpecPolicy::default())
             .unwrap()
     }
 
@@ -243,12 +288,21 @@ mod tests {
         }
     }
 
+    fn me() -> Owner {
+        Owner {
+            name: "cr".into(),
+            uid: "uid-cr".into(),
+        }
+    }
+
     fn secret(ns: &str, name: &str, owner: &str, refresh_in: i64) -> ManagedSecret {
         ManagedSecret {
             namespace: ns.into(),
             name: name.into(),
+            uid: format!("uid-{ns}-{name}"),
             resource_version: "5".into(),
             owner: owner.into(),
+            owner_uid: Some(format!("uid-{owner}")),
             expires_at: Some(NOW + Duration::hours(12)),
             refresh_at: Some(NOW + Duration::seconds(refresh_in)),
             registries: String::new(),
@@ -273,8 +327,8 @@ mod tests {
         let secrets = [secret("a", "ecr", "cr", 3600)];
         let sas = [sa("a", "default", &["ecr"], &["ecr"])];
         let nss = [ns("a")];
-        let p = plan(
-            "cr",
+        let p = sync(
+            &me(),
             &spec,
             &Observed {
                 namespaces: &nss,
@@ -282,13 +336,9 @@ mod tests {
                 service_accounts: &sas,
             },
             NOW,
-            false,
         );
-        assert_eq!(
-            p.secrets,
-            vec![SecretStep::Fresh {
-                namespace: "a".into()
-            }]
+        assert!(
+            matches!(&p.secrets[..], [SecretStep::Fresh { existing }] if existing.namespace == "a")
         );
         assert!(!p.needs_token());
         assert!(p.sa_adds.is_empty() && p.sa_removes.is_empty() && p.deletes.is_empty());
@@ -301,8 +351,8 @@ mod tests {
         edited.intact = false;
         let secrets = [secret("a", "ecr", "cr", -1), edited];
         let nss = [ns("a"), ns("b"), ns("c")];
-        let p = plan(
-            "cr",
+        let p = sync(
+            &me(),
             &spec,
             &Observed {
                 namespaces: &nss,
@@ -310,7 +360,6 @@ mod tests {
                 service_accounts: &[],
             },
             NOW,
-            false,
         );
         assert!(
             matches!(&p.secrets[0], SecretStep::Update { existing } if existing.namespace == "a")
@@ -333,8 +382,8 @@ mod tests {
         let secrets = [secret("a", "ecr", "other", 3600)];
         let sas = [sa("a", "default", &[], &[])];
         let nss = [ns("a")];
-        let p = plan(
-            "cr",
+        let p = sync(
+            &me(),
             &spec,
             &Observed {
                 namespaces: &nss,
@@ -342,7 +391,6 @@ mod tests {
                 service_accounts: &sas,
             },
             NOW,
-            false,
         );
         assert_eq!(p.conflicts, vec![("a".to_string(), "other".to_string())]);
         assert!(p.secrets.is_empty() && p.sa_adds.is_empty() && p.deletes.is_empty());
@@ -358,8 +406,8 @@ mod tests {
             sa("a", "builder", &["ecr"], &[]),
         ];
         let nss = [ns("a")];
-        let p = plan(
-            "cr",
+        let p = sync(
+            &me(),
             &spec,
             &Observed {
                 namespaces: &nss,
@@ -367,7 +415,6 @@ mod tests {
                 service_accounts: &sas,
             },
             NOW,
-            false,
         );
         assert_eq!(
             p.sa_adds.len(),
@@ -392,8 +439,8 @@ mod tests {
             sa("a", "default", &["ecr"], &["ecr"]),
         ];
         let nss = [ns("a"), ns("gone"), ns("x")];
-        let p = plan(
-            "cr",
+        let p = sync(
+            &me(),
             &spec,
             &Observed {
                 namespaces: &nss,
@@ -401,7 +448,6 @@ mod tests {
                 service_accounts: &sas,
             },
             NOW,
-            false,
         );
         assert_eq!(p.deletes.len(), 1);
         assert_eq!(p.deletes[0].namespace, "gone");
@@ -424,16 +470,14 @@ mod tests {
             sa("b", "default", &["ecr"], &["ecr"]),
         ];
         let nss = [ns("a"), ns("b")];
-        let p = plan(
-            "cr",
-            &spec,
+        let _ = spec;
+        let p = cleanup(
+            &me(),
             &Observed {
                 namespaces: &nss,
                 secrets: &secrets,
                 service_accounts: &sas,
             },
-            NOW,
-            true,
         );
         assert!(p.secrets.is_empty());
         assert_eq!(p.deletes.len(), 1);
@@ -460,8 +504,8 @@ mod tests {
             sa("a", "default", &["ecr"], &["ecr"]),
         ];
         let nss = [ns("a")];
-        let p = plan(
-            "cr",
+        let p = sync(
+            &me(),
             &spec,
             &Observed {
                 namespaces: &nss,
@@ -469,7 +513,6 @@ mod tests {
                 service_accounts: &sas,
             },
             NOW,
-            false,
         );
         assert_eq!(p.sa_removes.len(), 1);
         assert_eq!(p.sa_removes[0].sa.name, "builder");
@@ -481,8 +524,8 @@ mod tests {
             "registries": ["123456789012.dkr.ecr.us-east-1.amazonaws.com"]}));
         let secrets = [secret("a", "ecr", "cr", 3600)];
         let nss = [ns("a")];
-        let p = plan(
-            "cr",
+        let p = sync(
+            &me(),
             &spec,
             &Observed {
                 namespaces: &nss,
@@ -490,8 +533,53 @@ mod tests {
                 service_accounts: &[],
             },
             NOW,
-            false,
         );
         assert!(matches!(p.secrets[0], SecretStep::Update { .. }));
+    }
+
+    #[test]
+    fn an_earlier_crs_secrets_of_the_same_name_are_taken_over_in_targets_and_left_elsewhere() {
+        let spec = spec(serde_json::json!({"secretName": "ecr", "namespaces": ["a"]}));
+        let mut earlier = secret("a", "ecr", "cr", 3600);
+        earlier.owner_uid = Some("uid-deleted".into());
+        let mut elsewhere = secret("b", "ecr", "cr", 3600);
+        elsewhere.owner_uid = Some("uid-deleted".into());
+        let secrets = [earlier, elsewhere];
+        let nss = [ns("a"), ns("b")];
+        let observed = Observed {
+            namespaces: &nss,
+            secrets: &secrets,
+            service_accounts: &[],
+        };
+        let p = sync(&me(), &spec, &observed, NOW);
+        assert!(
+            matches!(&p.secrets[..], [SecretStep::Update { existing }] if existing.namespace == "a")
+        );
+        assert!(
+            p.deletes.is_empty(),
+            "never delete what an earlier CR retained"
+        );
+        assert!(cleanup(&me(), &observed).deletes.is_empty());
+    }
+
+    #[test]
+    fn a_secret_without_its_owners_uid_is_ours_and_rewritten_once() {
+        let spec = spec(serde_json::json!({"secretName": "ecr", "namespaces": ["a"]}));
+        let mut legacy = secret("a", "ecr", "cr", 3600);
+        legacy.owner_uid = None;
+        legacy.intact = false;
+        let nss = [ns("a")];
+        let secrets = [legacy];
+        let p = sync(
+            &me(),
+            &spec,
+            &Observed {
+                namespaces: &nss,
+                secrets: &secrets,
+                service_accounts: &[],
+            },
+            NOW,
+        );
+        assert!(matches!(&p.secrets[..], [SecretStep::Update { .. }]));
     }
 }

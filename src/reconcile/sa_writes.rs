@@ -26,7 +26,7 @@ pub const REMEMBER_FOR: Duration = Duration::from_secs(10);
 
 type Key = (String, String);
 
-/// Shared by every reconcile of one executor. Cheap to clone.
+/// Shared by every reconcile of one writer. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct SaWrites {
     inner: Arc<Mutex<Writes>>,
@@ -193,8 +193,8 @@ mod tests {
         use crate::k8s::kind::SERVICE_ACCOUNTS;
         use crate::k8s::types::ServiceAccount;
         use crate::k8s::{Client, ClientConfig};
-        use crate::reconcile::executor::Executor;
         use crate::reconcile::plan::SaEdit;
+        use crate::reconcile::writes::Writer;
         use emulators::k8s::{EmulatorConfig, K8sEmulator};
 
         let emu = K8sEmulator::start(EmulatorConfig::default()).await.unwrap();
@@ -209,7 +209,7 @@ mod tests {
             .await
             .unwrap();
         let stale = SaView::project(&sa).unwrap();
-        let executor = Executor::new(client);
+        let executor = Writer::new(client);
         emu.clear_requests();
         let edit = |secret: &str| SaEdit {
             sa: stale.clone(),

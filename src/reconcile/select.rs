@@ -1,8 +1,21 @@
 //! Which namespaces a CR targets, and which ServiceAccounts in them.
+//!
+//! Namespace patterns are compiled once per spec ([`NamePatterns`]): literal names go in
+//! a hash set, globs into [`Glob`], a bit-parallel automaton that reads each name once.
+//! A CR may hold hundreds of patterns and a cluster thousands of namespaces, and every
+//! reconcile selects afresh, so selection must stay linear in its input whatever the
+//! patterns (a backtracking matcher is quadratic per pair on `*aaaa…b`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use super::spec::{LabelSelector, ValidSpec};
+
+/// Most wildcards (`*` and `?`) one pattern may hold. The matcher is linear whatever the
+/// count; the bound keeps patterns readable and their intent reviewable.
+pub const MAX_WILDCARDS: usize = 8;
+/// Most patterns with a wildcard in one list (literal names cost a hash lookup each, so
+/// they are bounded only by the CRD's `maxItems`).
+pub const MAX_GLOBS: usize = 32;
 
 /// A namespace as the planner sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,36 +35,189 @@ pub struct Targets {
     pub missing: Vec<String>,
 }
 
+/// Why a pattern cannot be compiled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PatternError {
+    /// Not a namespace name with optional `*`/`?`, or longer than a namespace name.
+    Invalid(String),
+    /// More than [`MAX_WILDCARDS`] wildcards.
+    TooManyWildcards(String),
+    /// More than [`MAX_GLOBS`] patterns with wildcards in one list.
+    TooManyGlobs(usize),
+}
+
+/// A list of namespace names and globs, compiled.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamePatterns {
+    literals: HashSet<String>,
+    globs: Vec<Glob>,
+    /// The patterns as written, deduplicated, in their first order (for `missing`).
+    written: Vec<String>,
+}
+
+// === impl NamePatterns ===
+
+impl NamePatterns {
+    pub fn compile(patterns: &[String]) -> Result<NamePatterns, PatternError> {
+        let mut out = NamePatterns::default();
+        for p in patterns {
+            if out.written.contains(p) {
+                continue;
+            }
+            if is_literal(p) {
+                if !is_namespace_pattern(p) {
+                    return Err(PatternError::Invalid(p.clone()));
+                }
+                out.literals.insert(p.clone());
+            } else {
+                out.globs.push(Glob::compile(p)?);
+                if out.globs.len() > MAX_GLOBS {
+                    return Err(PatternError::TooManyGlobs(out.globs.len()));
+                }
+            }
+            out.written.push(p.clone());
+        }
+        Ok(out)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.written.is_empty()
+    }
+
+    /// Whether `name` is listed or matches a glob.
+    pub fn matches(&self, name: &str) -> bool {
+        self.literals.contains(name) || self.globs.iter().any(|g| g.matches(name))
+    }
+
+    /// Whether `name` is listed literally.
+    pub fn lists(&self, name: &str) -> bool {
+        self.literals.contains(name)
+    }
+
+    /// The literal names, in the order written.
+    pub fn literals(&self) -> impl Iterator<Item = &str> {
+        self.written
+            .iter()
+            .filter(|p| is_literal(p))
+            .map(String::as_str)
+    }
+
+    /// The patterns as written.
+    pub fn written(&self) -> &[String] {
+        &self.written
+    }
+}
+
+fn is_literal(p: &str) -> bool {
+    !p.contains(['*', '?'])
+}
+
+/// A namespace name, optionally with `*`/`?` globs.
+fn is_namespace_pattern(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'*' | b'?')
+        })
+}
+
+/// A shell-style glob (`*` any run, `?` one character) over namespace names, as a
+/// bit-parallel NFA: bit `i` of the state means "the first `i` pattern characters match
+/// what was read". Each name character costs a few word operations, so a match is linear
+/// in the name and independent of the pattern's shape.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Glob {
+    /// Positions whose pattern character accepts byte `b` (a literal `b`, or `?`).
+    accepts: Box<[u64; 128]>,
+    /// Positions holding `*`.
+    stars: u64,
+    /// The bit reached when the whole pattern matched.
+    accept: u64,
+}
+
+// === impl Glob ===
+
+impl Glob {
+    pub fn compile(pattern: &str) -> Result<Glob, PatternError> {
+        if !is_namespace_pattern(pattern) {
+            return Err(PatternError::Invalid(pattern.to_string()));
+        }
+        if pattern.bytes().filter(|b| matches!(b, b'*' | b'?')).count() > MAX_WILDCARDS {
+            return Err(PatternError::TooManyWildcards(pattern.to_string()));
+        }
+        // `**` matches what `*` matches; collapsing runs lets one shift close over stars.
+        let mut p: Vec<u8> = Vec::with_capacity(pattern.len());
+        for b in pattern.bytes() {
+            if !(b == b'*' && p.last() == Some(&b'*')) {
+                p.push(b);
+            }
+        }
+        // At most 63 characters: positions 0..=63 fit in a u64.
+        let mut accepts = Box::new([0u64; 128]);
+        let mut stars = 0u64;
+        for (i, &c) in p.iter().enumerate() {
+            let bit = 1u64 << i;
+            match c {
+                b'*' => stars |= bit,
+                b'?' => accepts.iter_mut().for_each(|m| *m |= bit),
+                _ => accepts[usize::from(c & 0x7f)] |= bit,
+            }
+        }
+        Ok(Glob {
+            accepts,
+            stars,
+            accept: 1u64 << p.len(),
+        })
+    }
+
+    /// A star matches the empty run: being before a `*` means being after it too.
+    fn close(&self, state: u64) -> u64 {
+        state | ((state & self.stars) << 1)
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        let mut state = self.close(1);
+        for b in name.bytes() {
+            if !b.is_ascii() {
+                return false;
+            }
+            let step = ((state & self.accepts[usize::from(b)]) << 1) | (state & self.stars);
+            state = self.close(step);
+            if state == 0 {
+                return false;
+            }
+        }
+        state & self.accept != 0
+    }
+}
+
 /// Applies `namespaces` (names and globs), `namespaceSelector` and `excludeNamespaces`.
 pub fn target_namespaces<'a>(
     spec: &ValidSpec,
     namespaces: impl IntoIterator<Item = &'a NamespaceView>,
 ) -> Targets {
     let mut out = Targets::default();
-    let mut seen_explicit = Vec::new();
+    let mut seen_explicit: HashSet<&str> = HashSet::new();
     for ns in namespaces {
-        let by_list = spec.namespaces.iter().any(|p| glob_match(p, &ns.name));
-        let by_selector = spec
-            .namespace_selector
-            .as_ref()
-            .is_some_and(|sel| selector_matches(sel, &ns.labels));
-        if spec.namespaces.iter().any(|p| p == &ns.name) && !ns.terminating {
-            seen_explicit.push(ns.name.as_str());
+        if ns.terminating {
+            continue;
         }
-        let excluded = spec
-            .exclude_namespaces
-            .iter()
-            .any(|p| glob_match(p, &ns.name));
-        if (by_list || by_selector) && !excluded && !ns.terminating {
+        if spec.namespaces.lists(&ns.name) {
+            seen_explicit.insert(ns.name.as_str());
+        }
+        let wanted = spec.namespaces.matches(&ns.name)
+            || spec
+                .namespace_selector
+                .as_ref()
+                .is_some_and(|sel| selector_matches(sel, &ns.labels));
+        if wanted && !spec.exclude_namespaces.matches(&ns.name) {
             out.namespaces.push(ns.name.clone());
         }
     }
     out.namespaces.sort();
-    for name in &spec.namespaces {
-        let literal = !name.contains(['*', '?']);
-        let excluded = spec.exclude_namespaces.iter().any(|p| glob_match(p, name));
-        if literal && !excluded && !seen_explicit.contains(&name.as_str()) {
-            out.missing.push(name.clone());
+    for name in spec.namespaces.literals() {
+        if !spec.exclude_namespaces.matches(name) && !seen_explicit.contains(name) {
+            out.missing.push(name.to_string());
         }
     }
     out.missing.sort();
@@ -59,33 +225,11 @@ pub fn target_namespaces<'a>(
     out
 }
 
-/// Shell-style glob with `*` (any run) and `?` (one character).
+/// Shell-style glob with `*` (any run) and `?` (one character); any pattern that does
+/// not compile matches nothing.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
+    Glob::compile(pattern).is_ok_and(|g| g.matches(name))
 }
-
 /// `metav1.LabelSelector` semantics: every clause must hold; `{}` matches everything.
 pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
     sel.match_labels
@@ -103,9 +247,28 @@ pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) 
         })
 }
 
-/// Rejects operators and value lists the API server would reject.
+/// Most `matchLabels` entries and `matchExpressions` terms (as the CRD's bounds).
+pub const MAX_SELECTOR_TERMS: usize = 32;
+/// Most `values` in one term (as the CRD's `maxItems`).
+pub const MAX_SELECTOR_VALUES: usize = 64;
+
+/// Rejects operators and value lists the API server would reject, and selectors larger
+/// than the CRD admits (each namespace event evaluates every term).
 pub fn check_selector(sel: &LabelSelector) -> Result<(), String> {
+    if sel.match_labels.len() > MAX_SELECTOR_TERMS
+        || sel.match_expressions.len() > MAX_SELECTOR_TERMS
+    {
+        return Err(format!(
+            "at most {MAX_SELECTOR_TERMS} matchLabels and {MAX_SELECTOR_TERMS} matchExpressions"
+        ));
+    }
     for req in &sel.match_expressions {
+        if req.values.len() > MAX_SELECTOR_VALUES {
+            return Err(format!(
+                "key {} has more than {MAX_SELECTOR_VALUES} values",
+                crate::reconcile::spec::shown(&req.key)
+            ));
+        }
         match req.operator.as_str() {
             "In" | "NotIn" if req.values.is_empty() => {
                 return Err(format!(
@@ -160,7 +323,7 @@ mod tests {
     fn valid(json: serde_json::Value) -> ValidSpec {
         serde_json::from_value::<Spec>(json)
             .unwrap()
-            .validate(&[])
+            .validate(&crate::reconcile::spec::SpecPolicy::default())
             .unwrap()
     }
 
@@ -228,5 +391,62 @@ mod tests {
             &ns("x", &[("env", "prod"), ("skip", "")]).labels
         ));
         assert!(check_selector(&sel).is_ok());
+    }
+
+    /// A reference matcher by recursion, to check the automaton against.
+    fn reference(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => reference(&p[1..], n) || (!n.is_empty() && reference(p, &n[1..])),
+            (Some(b'?'), Some(_)) => reference(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => reference(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn the_automaton_agrees_with_a_reference_matcher() {
+        let patterns = [
+            "*", "a*", "*a", "a*b", "**", "*a*b*", "?", "a?*", "*?", "te?m-*-x", "a**b",
+        ];
+        let names = [
+            "", "a", "b", "ab", "aab", "abb", "team-1-x", "tem-x", "xab", "ba",
+        ];
+        for p in patterns {
+            let g = Glob::compile(p).unwrap();
+            for n in names {
+                assert_eq!(
+                    g.matches(n),
+                    reference(p.as_bytes(), n.as_bytes()),
+                    "{p} ~ {n}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bounds_on_patterns_and_selectors() {
+        assert!(matches!(
+            Glob::compile("*a*a*a*a*a*a*a*a*"),
+            Err(PatternError::TooManyWildcards(_))
+        ));
+        assert!(matches!(
+            Glob::compile("Team-*"),
+            Err(PatternError::Invalid(_))
+        ));
+        assert!(Glob::compile(&"a".repeat(64)).is_err());
+        let full = format!("*{}", "a".repeat(62));
+        assert!(Glob::compile(&full).unwrap().matches(&"a".repeat(63)));
+        let sel = LabelSelector {
+            match_labels: Default::default(),
+            match_expressions: (0..=MAX_SELECTOR_TERMS)
+                .map(|i| LabelSelectorRequirement {
+                    key: format!("k{i}"),
+                    operator: "Exists".into(),
+                    values: vec![],
+                })
+                .collect(),
+        };
+        assert!(check_selector(&sel).is_err());
     }
 }

@@ -8,15 +8,27 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::k8s::types::{ObjectMeta, Resource};
-
-/// The finalizer that holds a CR with `deletionPolicy: Delete` until cleanup is done.
-pub const FINALIZER: &str = "ecr.creds.dev/cleanup";
+use crate::reconcile::select::{NamePatterns, PatternError};
 
 /// ECR tokens live 12 hours; by default we refresh when half remains.
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// Never refresh one group more often than this, whatever the expiry says (a token
 /// already expired by its own `expiresAt`, clock skew, or a failing AWS).
 pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(60);
+/// The lowest `minInterval` a CR may ask for unless the operator lowers it
+/// (`--min-refresh-interval`): ECR's quota is per account and region, so one CR refreshing
+/// every second would throttle every other CR on that principal.
+pub const DEFAULT_MIN_INTERVAL_FLOOR: Duration = Duration::from_secs(30);
+/// The highest `minInterval`: a floor longer than a token's life could never refresh in time.
+pub const MAX_MIN_INTERVAL: Duration = DEFAULT_TOKEN_LIFETIME;
+/// The highest `beforeExpiry`: at least an hour of a fresh token is used before refreshing.
+pub const MAX_BEFORE_EXPIRY: Duration = Duration::from_secs(11 * 3600);
+/// Most entries in `namespaces` and `excludeNamespaces` (as the CRD's `maxItems`).
+pub const MAX_NAMESPACE_PATTERNS: usize = 512;
+/// Most entries in `serviceAccounts` (as the CRD's `maxItems`).
+pub const MAX_SERVICE_ACCOUNTS: usize = 64;
+/// Most entries in `registries` (as the CRD's `maxItems`).
+pub const MAX_REGISTRIES: usize = 32;
 
 /// An `ECRPullSecret` as read from the API server.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -187,12 +199,32 @@ pub struct Condition {
 pub enum SpecError {
     SecretName(String),
     NoTargets,
-    Registry { host: String },
-    Duration { field: &'static str, value: String },
+    Registry {
+        host: String,
+    },
+    Duration {
+        field: &'static str,
+        value: String,
+    },
     Selector(String),
-    Glob(String),
+    Glob(PatternError),
+    TooMany {
+        field: &'static str,
+        max: usize,
+    },
+    OutOfRange {
+        field: &'static str,
+        value: String,
+        allowed: String,
+    },
+    NoRefreshWindow {
+        min_interval: String,
+        before_expiry: String,
+    },
     RoleArn(String),
+    RoleNotAllowed(String),
     SessionName(String),
+    SecretRef(String),
 }
 
 impl fmt::Display for SpecError {
@@ -219,9 +251,42 @@ impl fmt::Display for SpecError {
                 shown(value)
             ),
             SpecError::Selector(m) => write!(f, "spec.namespaceSelector: {m}"),
-            SpecError::Glob(g) => {
+            SpecError::Glob(PatternError::Invalid(g)) => {
                 write!(f, "namespace pattern {} is not a name or a glob", shown(g))
             }
+            SpecError::Glob(PatternError::TooManyWildcards(g)) => write!(
+                f,
+                "namespace pattern {} has more than {} wildcards",
+                shown(g),
+                crate::reconcile::select::MAX_WILDCARDS
+            ),
+            SpecError::Glob(PatternError::TooManyGlobs(n)) => write!(
+                f,
+                "namespace patterns: {n} globs in one list, at most {} allowed",
+                crate::reconcile::select::MAX_GLOBS
+            ),
+            SpecError::TooMany { field, max } => {
+                write!(f, "{field}: more than {max} entries")
+            }
+            SpecError::OutOfRange {
+                field,
+                value,
+                allowed,
+            } => write!(f, "{field}: {} is out of range ({allowed})", shown(value)),
+            SpecError::NoRefreshWindow {
+                min_interval,
+                before_expiry,
+            } => write!(
+                f,
+                "spec.refresh: minInterval {min_interval} plus beforeExpiry {before_expiry} \
+                 leaves no time to refresh within the 12h token lifetime"
+            ),
+            SpecError::RoleNotAllowed(a) => write!(
+                f,
+                "spec.aws.roleArn {} is not permitted by the operator's allowed role ARNs",
+                shown(a)
+            ),
+            SpecError::SecretRef(m) => write!(f, "spec.aws.credentialsSecretRef: {m}"),
             SpecError::RoleArn(a) => {
                 write!(f, "spec.aws.roleArn {} is not an IAM role ARN", shown(a))
             }
@@ -258,9 +323,9 @@ pub fn shown(value: &str) -> String {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValidSpec {
     pub secret_name: String,
-    pub namespaces: Vec<String>,
+    pub namespaces: NamePatterns,
     pub namespace_selector: Option<LabelSelector>,
-    pub exclude_namespaces: Vec<String>,
+    pub exclude_namespaces: NamePatterns,
     /// `None` means every ServiceAccount (`"*"`).
     pub service_accounts: Option<Vec<String>>,
     pub registries: Vec<crate::reconcile::registry::RegistryHost>,
@@ -272,12 +337,34 @@ pub struct ValidSpec {
     pub adopt_existing: bool,
 }
 
+/// What the operator allows beyond the CRD schema: its own settings that bound specs.
+#[derive(Clone, Debug)]
+pub struct SpecPolicy {
+    /// `REGISTRY`: registry hosts when a CR names none.
+    pub default_registries: Vec<String>,
+    /// The lowest `minInterval` accepted (`--min-refresh-interval`).
+    pub min_interval_floor: Duration,
+    /// `--allowed-role-arns`: globs a `roleArn` must match; empty allows none, `*` any.
+    pub allowed_role_arns: Vec<String>,
+}
+
+impl Default for SpecPolicy {
+    fn default() -> Self {
+        SpecPolicy {
+            default_registries: Vec::new(),
+            min_interval_floor: DEFAULT_MIN_INTERVAL_FLOOR,
+            allowed_role_arns: vec!["*".to_string()],
+        }
+    }
+}
+
 // === impl Spec ===
 
 impl Spec {
-    /// Checks what the schema could not and applies defaults. `default_registries` is the
-    /// operator's `REGISTRY` setting.
-    pub fn validate(&self, default_registries: &[String]) -> Result<ValidSpec, SpecError> {
+    /// Checks what the schema could not, bounds what the schema admits, and applies
+    /// defaults: a spec that passes can be served without an overflow, a storm or a
+    /// quadratic blow-up.
+    pub fn validate(&self, policy: &SpecPolicy) -> Result<ValidSpec, SpecError> {
         use crate::reconcile::registry::RegistryHost;
         if !is_dns_subdomain(&self.secret_name) {
             return Err(SpecError::SecretName(self.secret_name.clone()));
@@ -285,19 +372,24 @@ impl Spec {
         if self.namespaces.is_empty() && self.namespace_selector.is_none() {
             return Err(SpecError::NoTargets);
         }
-        for pattern in self.namespaces.iter().chain(&self.exclude_namespaces) {
-            if !is_namespace_pattern(pattern) {
-                return Err(SpecError::Glob(pattern.clone()));
-            }
-        }
+        bounded("spec.namespaces", &self.namespaces, MAX_NAMESPACE_PATTERNS)?;
+        bounded(
+            "spec.excludeNamespaces",
+            &self.exclude_namespaces,
+            MAX_NAMESPACE_PATTERNS,
+        )?;
+        let namespaces = NamePatterns::compile(&self.namespaces).map_err(SpecError::Glob)?;
+        let exclude_namespaces =
+            NamePatterns::compile(&self.exclude_namespaces).map_err(SpecError::Glob)?;
         if let Some(sel) = &self.namespace_selector {
             crate::reconcile::select::check_selector(sel).map_err(SpecError::Selector)?;
         }
         let hosts: &[String] = if self.registries.is_empty() {
-            default_registries
+            &policy.default_registries
         } else {
             &self.registries
         };
+        bounded("spec.registries", hosts, MAX_REGISTRIES)?;
         let mut registries = Vec::new();
         for host in hosts {
             let parsed = RegistryHost::parse(host)
@@ -307,41 +399,57 @@ impl Spec {
             }
         }
         let aws = self.aws.clone().unwrap_or_default();
-        if let Some(arn) = &aws.role_arn {
-            if !is_role_arn(arn) {
-                return Err(SpecError::RoleArn(arn.clone()));
-            }
-        }
-        if let Some(name) = &aws.role_session_name {
-            if !is_session_name(name) {
-                return Err(SpecError::SessionName(name.clone()));
-            }
-        }
+        validate_aws(&aws, policy)?;
         let refresh = self.refresh.clone().unwrap_or_default();
         let before_expiry = match &refresh.before_expiry {
-            Some(v) => Some(parse_duration(v).ok_or_else(|| SpecError::Duration {
-                field: "spec.refresh.beforeExpiry",
-                value: v.clone(),
-            })?),
+            Some(v) => Some(duration_in(
+                "spec.refresh.beforeExpiry",
+                v,
+                Duration::from_secs(1),
+                MAX_BEFORE_EXPIRY,
+            )?),
             None => None,
         };
         let min_interval = match &refresh.min_interval {
-            Some(v) => parse_duration(v).ok_or_else(|| SpecError::Duration {
-                field: "spec.refresh.minInterval",
-                value: v.clone(),
-            })?,
-            None => DEFAULT_MIN_INTERVAL,
+            Some(v) => duration_in(
+                "spec.refresh.minInterval",
+                v,
+                policy.min_interval_floor,
+                MAX_MIN_INTERVAL,
+            )?,
+            None => DEFAULT_MIN_INTERVAL.max(policy.min_interval_floor),
         };
+        // The floor after a fetch and the margin before expiry must fit in one token's
+        // life, or the refresh would come after the token expired.
+        let margin = before_expiry.unwrap_or(DEFAULT_TOKEN_LIFETIME / 2);
+        if min_interval.saturating_add(margin) >= DEFAULT_TOKEN_LIFETIME {
+            return Err(SpecError::NoRefreshWindow {
+                min_interval: format_duration(min_interval),
+                before_expiry: match before_expiry {
+                    Some(d) => format_duration(d),
+                    None => "(default 6h)".to_string(),
+                },
+            });
+        }
         let service_accounts = match &self.service_accounts {
             None => Some(vec!["default".to_string()]),
-            Some(list) if list.iter().any(|s| s == "*") => None,
-            Some(list) => Some(list.clone()),
+            Some(list) => {
+                bounded("spec.serviceAccounts", list, MAX_SERVICE_ACCOUNTS)?;
+                if list.iter().any(|s| s == "*") {
+                    None
+                } else {
+                    let mut names = list.clone();
+                    names.sort();
+                    names.dedup();
+                    Some(names)
+                }
+            }
         };
         Ok(ValidSpec {
             secret_name: self.secret_name.clone(),
-            namespaces: self.namespaces.clone(),
+            namespaces,
             namespace_selector: self.namespace_selector.clone(),
-            exclude_namespaces: self.exclude_namespaces.clone(),
+            exclude_namespaces,
             service_accounts,
             registries,
             region: self.region.clone().filter(|r| !r.is_empty()),
@@ -354,25 +462,109 @@ impl Spec {
     }
 }
 
-impl ValidSpec {
-    /// A spec that targets nothing, for cleaning up after a CR whose spec no longer
-    /// validates.
-    pub fn placeholder() -> ValidSpec {
-        ValidSpec {
-            secret_name: String::new(),
-            namespaces: Vec::new(),
-            namespace_selector: None,
-            exclude_namespaces: Vec::new(),
-            service_accounts: Some(Vec::new()),
-            registries: Vec::new(),
-            region: None,
-            aws: AwsAuth::default(),
-            before_expiry: None,
-            min_interval: DEFAULT_MIN_INTERVAL,
-            deletion_policy: DeletionPolicy::Delete,
-            adopt_existing: false,
+fn bounded(field: &'static str, list: &[String], max: usize) -> Result<(), SpecError> {
+    if list.len() > max {
+        return Err(SpecError::TooMany { field, max });
+    }
+    Ok(())
+}
+
+/// A duration field within `[min, max]`.
+fn duration_in(
+    field: &'static str,
+    value: &str,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, SpecError> {
+    let d = parse_duration(value).ok_or_else(|| SpecError::Duration {
+        field,
+        value: value.to_string(),
+    })?;
+    if d < min || d > max {
+        return Err(SpecError::OutOfRange {
+            field,
+            value: value.to_string(),
+            allowed: format!("{} to {}", format_duration(min), format_duration(max)),
+        });
+    }
+    Ok(d)
+}
+
+/// The per-CR identity: well-formed names, and a role the operator allows.
+fn validate_aws(aws: &AwsAuth, policy: &SpecPolicy) -> Result<(), SpecError> {
+    if let Some(r) = &aws.credentials_secret_ref {
+        if !is_dns_subdomain(&r.name) {
+            return Err(SpecError::SecretRef(format!(
+                "name {} is not a valid Secret name",
+                shown(&r.name)
+            )));
+        }
+        if !is_dns_label(&r.namespace) {
+            return Err(SpecError::SecretRef(format!(
+                "namespace {} is not a valid namespace name",
+                shown(&r.namespace)
+            )));
         }
     }
+    if let Some(arn) = &aws.role_arn {
+        if !is_role_arn(arn) {
+            return Err(SpecError::RoleArn(arn.clone()));
+        }
+        if !policy
+            .allowed_role_arns
+            .iter()
+            .any(|p| wildcard_match(p, arn))
+        {
+            return Err(SpecError::RoleNotAllowed(arn.clone()));
+        }
+    }
+    if let Some(name) = &aws.role_session_name {
+        if !is_session_name(name) {
+            return Err(SpecError::SessionName(name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// `*` matches any run, every other character itself. For the operator's own allowlists
+/// (trusted patterns, bounded input): the two-pointer scan is O(pattern x text) at worst.
+pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&b| b == b'*')
+}
+
+/// `1h30m`, `45s`: the shortest Go-style spelling.
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
 }
 
 /// Go-style durations made of `h`, `m` and `s` parts: `6h`, `1h30m`, `90s`.
@@ -418,13 +610,9 @@ pub fn is_dns_subdomain(s: &str) -> bool {
         })
 }
 
-/// A namespace name, optionally with `*`/`?` globs.
-fn is_namespace_pattern(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'*' | b'?')
-        })
+/// A lowercase RFC 1123 label, as Kubernetes requires for namespace names.
+pub fn is_dns_label(s: &str) -> bool {
+    s.len() <= 63 && !s.contains('.') && is_dns_subdomain(s)
 }
 
 fn is_role_arn(s: &str) -> bool {
@@ -457,7 +645,7 @@ mod tests {
     #[test]
     fn reference_operator_spec_is_accepted_unchanged() {
         let s = spec(serde_json::json!({"secretName": "ecr-secret", "namespaces": ["a", "b"]}));
-        let v = s.validate(&[]).unwrap();
+        let v = s.validate(&SpecPolicy::default()).unwrap();
         assert_eq!(v.secret_name, "ecr-secret");
         assert_eq!(v.service_accounts, Some(vec!["default".to_string()]));
         assert_eq!(v.deletion_policy, DeletionPolicy::Retain);
@@ -469,7 +657,10 @@ mod tests {
         let s = spec(
             serde_json::json!({"secretName": "x", "namespaces": ["a"], "serviceAccounts": ["*"]}),
         );
-        assert_eq!(s.validate(&[]).unwrap().service_accounts, None);
+        assert_eq!(
+            s.validate(&SpecPolicy::default()).unwrap().service_accounts,
+            None
+        );
     }
 
     #[test]
@@ -501,7 +692,10 @@ mod tests {
             ),
         ];
         for (json, needle) in cases {
-            let err = spec(json.clone()).validate(&[]).unwrap_err().to_string();
+            let err = spec(json.clone())
+                .validate(&SpecPolicy::default())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(needle), "{json}: {err}");
         }
     }
@@ -521,9 +715,130 @@ mod tests {
     fn default_registry_comes_from_operator_setting() {
         let s = spec(serde_json::json!({"secretName": "x", "namespaces": ["a"]}));
         let v = s
-            .validate(&["123456789012.dkr.ecr.eu-west-1.amazonaws.com".to_string()])
+            .validate(&SpecPolicy {
+                default_registries: vec!["123456789012.dkr.ecr.eu-west-1.amazonaws.com".into()],
+                ..SpecPolicy::default()
+            })
             .unwrap();
         assert_eq!(v.registries.len(), 1);
         assert_eq!(v.registries[0].region, "eu-west-1");
+    }
+
+    fn refresh(before: Option<&str>, min: Option<&str>) -> Result<ValidSpec, SpecError> {
+        spec(serde_json::json!({"secretName": "x", "namespaces": ["a"],
+            "refresh": {"beforeExpiry": before, "minInterval": min}}))
+        .validate(&SpecPolicy::default())
+    }
+
+    #[test]
+    fn durations_out_of_range_are_invalid_not_overflows() {
+        for (before, min, needle) in [
+            (None, Some("100000000h"), "minInterval"),
+            (None, Some("0s"), "minInterval"),
+            (None, Some("29s"), "minInterval"),
+            (Some("0s"), None, "beforeExpiry"),
+            (Some("12h"), None, "beforeExpiry"),
+            (Some("99999999999h"), None, "beforeExpiry"),
+            (None, Some("6h"), "no time to refresh"),
+            (Some("11h"), Some("1h"), "no time to refresh"),
+        ] {
+            let err = refresh(before, min).unwrap_err().to_string();
+            assert!(err.contains(needle), "{before:?}/{min:?}: {err}");
+        }
+        let ok = refresh(Some("6h"), Some("30s")).unwrap();
+        assert_eq!(ok.min_interval, Duration::from_secs(30));
+        assert_eq!(ok.before_expiry, Some(Duration::from_secs(6 * 3600)));
+        let floor = SpecPolicy {
+            min_interval_floor: Duration::from_secs(1),
+            ..SpecPolicy::default()
+        };
+        let fast = spec(serde_json::json!({"secretName": "x", "namespaces": ["a"],
+            "refresh": {"minInterval": "1s"}}));
+        assert_eq!(
+            fast.validate(&floor).unwrap().min_interval,
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn lists_are_bounded() {
+        let many: Vec<String> = (0..=MAX_NAMESPACE_PATTERNS)
+            .map(|i| format!("ns{i}"))
+            .collect();
+        let err = spec(serde_json::json!({"secretName": "x", "namespaces": many}))
+            .validate(&SpecPolicy::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("spec.namespaces"), "{err}");
+        let globs: Vec<String> = (0..40).map(|i| format!("team{i}-*")).collect();
+        let err = spec(serde_json::json!({"secretName": "x", "namespaces": globs}))
+            .validate(&SpecPolicy::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("globs"), "{err}");
+        let sas: Vec<String> = (0..=MAX_SERVICE_ACCOUNTS)
+            .map(|i| format!("sa{i}"))
+            .collect();
+        let err = spec(
+            serde_json::json!({"secretName": "x", "namespaces": ["a"], "serviceAccounts": sas}),
+        )
+        .validate(&SpecPolicy::default())
+        .unwrap_err();
+        assert!(err.to_string().contains("spec.serviceAccounts"), "{err}");
+    }
+
+    #[test]
+    fn role_arns_outside_the_operators_allowlist_are_refused() {
+        let policy = SpecPolicy {
+            allowed_role_arns: vec!["arn:aws:iam::123456789012:role/ecr-*".into()],
+            ..SpecPolicy::default()
+        };
+        let with_role = |arn: &str| {
+            spec(serde_json::json!({"secretName": "x", "namespaces": ["a"], "aws": {"roleArn": arn}}))
+                .validate(&policy)
+        };
+        assert!(with_role("arn:aws:iam::123456789012:role/ecr-pull").is_ok());
+        let err = with_role("arn:aws:iam::210987654321:role/ecr-pull").unwrap_err();
+        assert!(err.to_string().contains("not permitted"), "{err}");
+        let none = SpecPolicy {
+            allowed_role_arns: Vec::new(),
+            ..SpecPolicy::default()
+        };
+        assert!(
+            spec(serde_json::json!({"secretName": "x", "namespaces": ["a"],
+            "aws": {"roleArn": "arn:aws:iam::123456789012:role/ecr-pull"}}))
+            .validate(&none)
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn credentials_secret_refs_must_be_kubernetes_names() {
+        for (name, namespace) in [
+            ("a/b", "ops"),
+            ("ok", "../kube-system"),
+            ("ok", "a.b"),
+            ("", "ops"),
+        ] {
+            let err = spec(serde_json::json!({"secretName": "x", "namespaces": ["a"],
+                "aws": {"credentialsSecretRef": {"name": name, "namespace": namespace}}}))
+            .validate(&SpecPolicy::default())
+            .unwrap_err();
+            assert!(err.to_string().contains("credentialsSecretRef"), "{err}");
+        }
+    }
+
+    #[test]
+    fn wildcards_match_whole_strings() {
+        assert!(wildcard_match("*", "anything"));
+        assert!(wildcard_match(
+            "arn:*:role/ecr-*",
+            "arn:aws:iam::1:role/ecr-x"
+        ));
+        assert!(!wildcard_match(
+            "arn:*:role/ecr-*",
+            "arn:aws:iam::1:role/admin"
+        ));
+        assert!(!wildcard_match("", "x"));
+        assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
     }
 }

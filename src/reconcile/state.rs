@@ -15,6 +15,8 @@ pub const MANAGED_BY_VALUE: &str = "ecr-creds-refresher";
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=ecr-creds-refresher";
 /// The owning CR's name (an annotation: CR names may exceed a label value's 63 chars).
 pub const OWNER_ANNOTATION: &str = "ecr.creds.dev/owner";
+/// The owning CR's uid: a later CR that reuses a deleted CR's name is another owner.
+pub const OWNER_UID_ANNOTATION: &str = "ecr.creds.dev/owner-uid";
 pub const EXPIRES_ANNOTATION: &str = "ecr.creds.dev/expires-at";
 pub const REFRESH_ANNOTATION: &str = "ecr.creds.dev/refresh-at";
 pub const REGISTRIES_ANNOTATION: &str = "ecr.creds.dev/registries";
@@ -23,18 +25,42 @@ pub const CHECKSUM_ANNOTATION: &str = "ecr.creds.dev/checksum";
 /// only ever remove our own.
 pub const SA_OWNED_ANNOTATION: &str = "ecr.creds.dev/image-pull-secrets";
 
+/// The CR a reconcile acts for: its name, and its uid, which tells it apart from an
+/// earlier CR of the same name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Owner {
+    pub name: String,
+    pub uid: String,
+}
+
+/// Whose a managed Secret is, from a CR's point of view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    /// This CR's (or written before owners carried a uid: rewritten at the next write).
+    Ours,
+    /// Written for an earlier CR of the same name, deleted with `deletionPolicy: Retain`:
+    /// never deleted on this CR's behalf, taken over only where this CR targets it.
+    Orphan,
+    /// Another CR's.
+    Other(String),
+}
+
 /// A managed Secret as cached.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManagedSecret {
     pub namespace: String,
     pub name: String,
+    /// The Secret's own uid and version: preconditions of a delete.
+    pub uid: String,
     pub resource_version: String,
     pub owner: String,
+    pub owner_uid: Option<String>,
     pub expires_at: Option<OffsetDateTime>,
     pub refresh_at: Option<OffsetDateTime>,
     /// Sorted, comma-separated hosts it covers.
     pub registries: String,
-    /// The checksum annotation agrees with the data: nobody edited it by hand.
+    /// The checksum annotation agrees with the data (nobody edited it by hand) and the
+    /// owner's uid is recorded.
     pub intact: bool,
 }
 
@@ -63,22 +89,38 @@ impl ManagedSecret {
             (Some(d), Some(sum)) => &dockerconfig::checksum(d) == sum,
             _ => false,
         };
+        let owner_uid = annotations.get(OWNER_UID_ANNOTATION).cloned();
         Some(ManagedSecret {
             namespace: meta.namespace.clone()?,
             name: meta.name.clone()?,
+            uid: meta.uid.clone().unwrap_or_default(),
             resource_version: meta.resource_version.clone().unwrap_or_default(),
             owner: annotations
                 .get(OWNER_ANNOTATION)
                 .cloned()
                 .unwrap_or_default(),
+            intact: intact
+                && owner_uid.is_some()
+                && secret.type_.as_deref() == Some(dockerconfig::SECRET_TYPE),
+            owner_uid,
             expires_at: parse_time(annotations.get(EXPIRES_ANNOTATION)),
             refresh_at: parse_time(annotations.get(REFRESH_ANNOTATION)),
             registries: annotations
                 .get(REGISTRIES_ANNOTATION)
                 .cloned()
                 .unwrap_or_default(),
-            intact: intact && secret.type_.as_deref() == Some(dockerconfig::SECRET_TYPE),
         })
+    }
+
+    /// Whose this Secret is, seen by `owner`.
+    pub fn ownership(&self, owner: &Owner) -> Ownership {
+        if self.owner != owner.name {
+            return Ownership::Other(self.owner.clone());
+        }
+        match &self.owner_uid {
+            Some(uid) if *uid != owner.uid => Ownership::Orphan,
+            _ => Ownership::Ours,
+        }
     }
 }
 

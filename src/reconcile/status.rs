@@ -1,19 +1,86 @@
 //! The CR's status and events: computed from a reconcile's outcome, written only when
-//! they change.
+//! they change. Reasons are typed here and become strings only on the wire.
+
+use std::fmt;
 
 use super::spec::{Condition, NamespaceFailure, Status, MAX_REPORTED_FAILURES};
 
-/// Condition reasons, CamelCase as Kubernetes expects.
-pub mod reason {
-    pub const TOKEN_FETCHED: &str = "TokenFetched";
-    pub const AWS_ERROR: &str = "AwsError";
-    pub const CREDENTIALS_MISSING: &str = "CredentialsMissing";
-    pub const NAMESPACE_ERRORS: &str = "NamespaceErrors";
-    pub const SECRET_CONFLICT: &str = "SecretConflict";
-    pub const NAMESPACE_NOT_FOUND: &str = "NamespaceNotFound";
-    pub const INVALID_SPEC: &str = "InvalidSpec";
-    pub const WRITE_FAILED: &str = "WriteFailed";
-    pub const SERVICE_ACCOUNT_FAILED: &str = "ServiceAccountFailed";
+/// The longest message copied into a condition or failure: API servers and AWS answer
+/// with messages of any length, and status is read by every `kubectl describe`.
+pub const MAX_MESSAGE: usize = 512;
+
+/// Condition and failure reasons, CamelCase as Kubernetes expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    TokenFetched,
+    AwsError,
+    Throttled,
+    CredentialsMissing,
+    /// The CR named a credentials Secret it may not use.
+    CredentialsNotPermitted,
+    NamespaceErrors,
+    SecretConflict,
+    NamespaceNotFound,
+    InvalidSpec,
+    WriteFailed,
+    ServiceAccountFailed,
+    /// A bug: the reconcile panicked; the operator went on with the other CRs.
+    ReconcilePanicked,
+}
+
+impl Reason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::TokenFetched => "TokenFetched",
+            Reason::AwsError => "AwsError",
+            Reason::Throttled => "Throttled",
+            Reason::CredentialsMissing => "CredentialsMissing",
+            Reason::CredentialsNotPermitted => "CredentialsNotPermitted",
+            Reason::NamespaceErrors => "NamespaceErrors",
+            Reason::SecretConflict => "SecretConflict",
+            Reason::NamespaceNotFound => "NamespaceNotFound",
+            Reason::InvalidSpec => "InvalidSpec",
+            Reason::WriteFailed => "WriteFailed",
+            Reason::ServiceAccountFailed => "ServiceAccountFailed",
+            Reason::ReconcilePanicked => "ReconcilePanicked",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A condition's status.
+pub const TRUE: &str = "True";
+pub const FALSE: &str = "False";
+/// The condition type every CR carries.
+pub const READY: &str = "Ready";
+
+/// An Event's type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+impl EventType {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        }
+    }
+}
+
+/// One namespace that is not as it should be.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Failure {
+    pub namespace: String,
+    pub reason: Reason,
+    pub message: String,
 }
 
 /// What one reconcile found, for the status.
@@ -21,52 +88,62 @@ pub mod reason {
 pub struct Outcome {
     pub targets: u32,
     pub synced: u32,
-    pub failures: Vec<NamespaceFailure>,
+    pub failures: Vec<Failure>,
     /// A CR-wide failure (token, spec): `(reason, message)`.
-    pub fatal: Option<(&'static str, String)>,
+    pub fatal: Option<(Reason, String)>,
     pub expires_at: Option<String>,
     pub last_refresh_time: Option<String>,
     pub next_refresh_time: Option<String>,
 }
 
 /// The Ready condition's (status, reason, message) for an outcome.
-pub fn ready(outcome: &Outcome) -> (&'static str, &'static str, String) {
+pub fn ready(outcome: &Outcome) -> (&'static str, Reason, String) {
     if let Some((reason, message)) = &outcome.fatal {
-        return ("False", reason, message.clone());
+        return (FALSE, *reason, truncate(message));
     }
-    if outcome.failures.is_empty() {
+    let Some(first) = outcome.failures.iter().min() else {
         return (
-            "True",
-            reason::TOKEN_FETCHED,
+            TRUE,
+            Reason::TokenFetched,
             format!(
                 "{} of {} namespaces synced",
                 outcome.synced, outcome.targets
             ),
         );
-    }
-    let conflicts = outcome
+    };
+    let all_conflicts = outcome
         .failures
         .iter()
-        .filter(|f| f.reason == reason::SECRET_CONFLICT)
-        .count();
-    let r = if conflicts == outcome.failures.len() {
-        reason::SECRET_CONFLICT
+        .all(|f| f.reason == Reason::SecretConflict);
+    let r = if all_conflicts {
+        Reason::SecretConflict
     } else {
-        reason::NAMESPACE_ERRORS
+        Reason::NamespaceErrors
     };
-    let first = &outcome.failures[0];
     (
-        "False",
+        FALSE,
         r,
-        format!(
+        truncate(&format!(
             "{} of {} namespaces synced; {} failed, first {}: {}",
             outcome.synced,
             outcome.targets,
             outcome.failures.len(),
             first.namespace,
             first.message
-        ),
+        )),
     )
+}
+
+/// At most [`MAX_MESSAGE`] bytes, cut at a character boundary and marked as cut.
+pub fn truncate(s: &str) -> String {
+    if s.len() <= MAX_MESSAGE {
+        return s.to_string();
+    }
+    let mut end = MAX_MESSAGE - '…'.len_utf8();
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }
 
 /// The new status; `lastTransitionTime` moves only when the condition's status does.
@@ -77,7 +154,7 @@ pub fn compute(
     now: &str,
 ) -> Status {
     let (status, reason, message) = ready(outcome);
-    let prev_ready = prev.and_then(|p| p.conditions.iter().find(|c| c.type_ == "Ready"));
+    let prev_ready = prev.and_then(ready_condition);
     let last_transition_time = match prev_ready {
         Some(c) if c.status == status => c.last_transition_time.clone(),
         _ => now.to_string(),
@@ -89,9 +166,9 @@ pub fn compute(
     Status {
         observed_generation: generation,
         conditions: vec![Condition {
-            type_: "Ready".into(),
+            type_: READY.into(),
             status: status.into(),
-            reason: reason.into(),
+            reason: reason.as_str().into(),
             message,
             last_transition_time,
             observed_generation: generation,
@@ -108,8 +185,25 @@ pub fn compute(
         target_namespaces: outcome.targets,
         synced_namespaces: outcome.synced,
         failed_namespaces: failed,
-        failures,
+        failures: failures
+            .into_iter()
+            .map(|f| NamespaceFailure {
+                namespace: f.namespace,
+                reason: f.reason.as_str().into(),
+                message: truncate(&f.message),
+            })
+            .collect(),
     }
+}
+
+/// The Ready condition of a status, if any.
+pub fn ready_condition(status: &Status) -> Option<&Condition> {
+    status.conditions.iter().find(|c| c.type_ == READY)
+}
+
+/// Whether a status says Ready=True.
+pub fn is_ready(status: &Status) -> bool {
+    ready_condition(status).is_some_and(|c| c.status == TRUE)
 }
 
 /// The merge patch that sets `status` whole: absent optional fields become explicit
@@ -134,16 +228,16 @@ pub fn patch_body(status: &Status) -> serde_json::Value {
 pub fn transition_event(
     prev: Option<&Status>,
     next: &Status,
-) -> Option<(&'static str, String, String)> {
-    let new = next.conditions.first()?;
-    let old = prev.and_then(|p| p.conditions.iter().find(|c| c.type_ == "Ready"));
+) -> Option<(EventType, String, String)> {
+    let new = ready_condition(next)?;
+    let old = prev.and_then(ready_condition);
     if old.is_some_and(|o| o.status == new.status && o.reason == new.reason) {
         return None;
     }
-    let kind = if new.status == "True" {
-        "Normal"
+    let kind = if new.status == TRUE {
+        EventType::Normal
     } else {
-        "Warning"
+        EventType::Warning
     };
     Some((kind, new.reason.clone(), new.message.clone()))
 }
@@ -173,11 +267,14 @@ mod tests {
     fn failure_flips_ready_and_emits_one_warning() {
         let a = compute(None, Some(1), &ok(3), "t1");
         let mut bad = ok(3);
-        bad.fatal = Some((reason::AWS_ERROR, "throttled".into()));
+        bad.fatal = Some((Reason::AwsError, "throttled".into()));
         let b = compute(Some(&a), Some(1), &bad, "t2");
         assert_eq!(b.conditions[0].status, "False");
         assert_eq!(b.conditions[0].last_transition_time, "t2");
-        assert_eq!(transition_event(Some(&a), &b).unwrap().0, "Warning");
+        assert_eq!(
+            transition_event(Some(&a), &b).unwrap().0,
+            EventType::Warning
+        );
         let c = compute(Some(&b), Some(1), &bad, "t3");
         assert!(
             transition_event(Some(&b), &c).is_none(),
@@ -190,16 +287,16 @@ mod tests {
         let mut o = ok(0);
         o.targets = 30;
         for i in 0..30 {
-            o.failures.push(NamespaceFailure {
+            o.failures.push(Failure {
                 namespace: format!("ns{i:02}"),
-                reason: reason::WRITE_FAILED.into(),
+                reason: Reason::WriteFailed,
                 message: "x".into(),
             });
         }
         let s = compute(None, None, &o, "t");
         assert_eq!(s.failed_namespaces, 30);
         assert_eq!(s.failures.len(), MAX_REPORTED_FAILURES);
-        assert_eq!(s.conditions[0].reason, reason::NAMESPACE_ERRORS);
+        assert_eq!(s.conditions[0].reason, "NamespaceErrors");
     }
 
     #[test]
@@ -208,5 +305,21 @@ mod tests {
         let p = patch_body(&s);
         assert!(p["status"]["expiresAt"].is_null());
         assert_eq!(p["status"]["failures"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn long_messages_from_servers_are_cut_in_status() {
+        let mut o = ok(1);
+        o.failures.push(Failure {
+            namespace: "a".into(),
+            reason: Reason::WriteFailed,
+            message: "é".repeat(10_000),
+        });
+        let s = compute(None, None, &o, "t");
+        assert!(s.failures[0].message.len() <= MAX_MESSAGE);
+        assert!(s.failures[0].message.ends_with('…'));
+        assert!(s.conditions[0].message.len() <= MAX_MESSAGE);
+        o.fatal = Some((Reason::AwsError, "x".repeat(100_000)));
+        assert!(compute(None, None, &o, "t").conditions[0].message.len() <= MAX_MESSAGE);
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::spec::AwsAuth;
+use super::status::Reason;
 
 /// What one token serves: every registry the principal reaches in one region.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -18,25 +19,6 @@ pub struct TokenGroup {
     pub public: bool,
     /// The per-CR identity on top of the operator's default credentials.
     pub auth: AwsAuth,
-}
-
-impl TokenGroup {
-    /// A label for logs and metrics: region and role, never a credential.
-    pub fn label(&self) -> String {
-        let mut s = if self.public {
-            "public".to_string()
-        } else {
-            self.region.clone()
-        };
-        if let Some(role) = &self.auth.role_arn {
-            s.push('/');
-            s.push_str(role);
-        }
-        if let Some(r) = &self.auth.credentials_secret_ref {
-            s.push_str(&format!("/secret:{}/{}", r.namespace, r.name));
-        }
-        s
-    }
 }
 
 /// A fetched ECR token.
@@ -66,8 +48,8 @@ impl std::fmt::Debug for RegistryToken {
 /// Why a token could not be had; `reason` is a status condition reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenError {
-    /// `CredentialsMissing`, `AwsError`, `Throttled`.
-    pub reason: &'static str,
+    /// `CredentialsMissing`, `CredentialsNotPermitted`, `AwsError`, `Throttled`, ...
+    pub reason: Reason,
     /// Safe to show: never holds a credential.
     pub message: String,
 }
@@ -163,7 +145,7 @@ impl<F: FetchToken> TokenCache<F> {
                 }
             }
             if let Some((at, err)) = &entry.failure {
-                if now < *at + FAILURE_MEMORY {
+                if now < saturating_add(*at, FAILURE_MEMORY) {
                     return Err(err.clone());
                 }
             }
@@ -174,17 +156,13 @@ impl<F: FetchToken> TokenCache<F> {
         match self.fetcher.fetch(&group).await {
             Ok(token) => {
                 crate::metrics::token_fetch("success");
-                crate::metrics::set_token_expiry(
-                    &group.label(),
-                    token.expires_at.unix_timestamp() as f64,
-                );
                 let token = Arc::new(token);
                 entry.token = Some(token.clone());
                 entry.failure = None;
                 Ok(token)
             }
             Err(err) => {
-                crate::metrics::token_fetch(err.reason);
+                crate::metrics::token_fetch(err.reason.as_str());
                 entry.failure = Some((now, err.clone()));
                 Err(err)
             }
@@ -216,25 +194,35 @@ fn cache_key(group: &TokenGroup) -> TokenGroup {
 }
 
 /// When a token should be replaced: `margin` before expiry (default half the lifetime),
-/// but never sooner than `min_interval` after it was fetched.
+/// but never sooner than `min_interval` after it was fetched. Saturating throughout: the
+/// expiry comes from AWS and the durations from a CR, so no value may overflow.
 pub fn refresh_at(
     token: &RegistryToken,
     margin: Option<Duration>,
     min_interval: Duration,
 ) -> OffsetDateTime {
-    let lifetime = token.expires_at - token.fetched_at;
     let margin = match margin {
         Some(m) => time::Duration::try_from(m).unwrap_or(time::Duration::MAX),
-        None => lifetime / 2,
+        None => (token.expires_at - token.fetched_at) / 2,
     };
     let due = token
         .expires_at
         .checked_sub(margin)
         .unwrap_or(token.fetched_at);
-    let floor =
-        token.fetched_at + time::Duration::try_from(min_interval).unwrap_or(time::Duration::ZERO);
-    due.max(floor)
+    due.max(saturating_add(token.fetched_at, min_interval))
 }
+
+/// `t + d`, or the latest representable time: a far-future point means "not soon", which
+/// is what an absurd duration asks for, where `+` would panic.
+pub fn saturating_add(t: OffsetDateTime, d: Duration) -> OffsetDateTime {
+    time::Duration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d))
+        .unwrap_or(LATEST)
+}
+
+/// The latest time `time` represents (year 9999), for saturating arithmetic.
+pub const LATEST: OffsetDateTime = time::macros::datetime!(9999-12-31 23:59:59 UTC);
 
 #[cfg(test)]
 mod tests {
@@ -262,7 +250,7 @@ mod tests {
             tokio::task::yield_now().await;
             if self.fail.load(Ordering::SeqCst) {
                 return Err(TokenError {
-                    reason: "AwsError",
+                    reason: Reason::AwsError,
                     message: "boom".into(),
                 });
             }
@@ -472,5 +460,28 @@ mod tests {
             T0 + time::Duration::seconds(60)
         );
         assert!(!format!("{t:?}").contains("\"x\""));
+    }
+
+    #[test]
+    fn absurd_durations_saturate_instead_of_panicking() {
+        let t = RegistryToken {
+            username: "AWS".into(),
+            password: "x".into(),
+            auth: String::new(),
+            fetched_at: T0,
+            expires_at: T0 + time::Duration::hours(12),
+            registry_host: None,
+        };
+        let huge = Duration::from_secs(100_000_000 * 3600);
+        assert_eq!(refresh_at(&t, None, huge), LATEST);
+        assert_eq!(refresh_at(&t, Some(huge), Duration::ZERO), T0);
+        assert_eq!(refresh_at(&t, Some(Duration::MAX), Duration::MAX), LATEST);
+        let far = RegistryToken {
+            expires_at: LATEST,
+            fetched_at: time::macros::datetime!(-9999-01-01 0:00 UTC),
+            ..t
+        };
+        let _ = refresh_at(&far, None, Duration::MAX);
+        assert_eq!(saturating_add(LATEST, Duration::from_secs(1)), LATEST);
     }
 }

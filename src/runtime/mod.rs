@@ -21,6 +21,7 @@ pub mod controller;
 pub mod leader;
 pub mod queue;
 pub mod store;
+pub mod unwind;
 pub mod watcher;
 
 /// Resolves once shutdown is requested: `true` was sent, or the sender is gone (nobody

@@ -1,6 +1,8 @@
 """Invariants of the rendered install (`kubectl kustomize .`) that schemas cannot see.
 
-Usage: check_invariants.py RENDERED.yaml   (exit 1 with one line per broken invariant)
+Usage: check_invariants.py [--namespace-external] RENDERED.yaml
+  (exit 1 with one line per broken invariant). --namespace-external: the install does not
+  create its namespace (a Helm release with --create-namespace).
 """
 import sys
 
@@ -10,7 +12,12 @@ OPERATOR = "ecr-creds-refresher"
 LEASE_VERBS = {"get", "create", "update"}
 
 
-def main(path):
+def selects(selector, labels):
+    """Whether a matchLabels selector (non-empty) selects these labels."""
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def main(path, namespace_external=False):
     with open(path) as fh:
         objs = [o for o in yaml.safe_load_all(fh) if o]
     by_kind = {}
@@ -27,7 +34,7 @@ def main(path):
     sa = pod.get("serviceAccountName")
 
     # The install creates the namespace it deploys into.
-    if not any(n["metadata"]["name"] == ns for n in by_kind.get("Namespace", [])):
+    if not namespace_external and not any(n["metadata"]["name"] == ns for n in by_kind.get("Namespace", [])):
         errors.append(f"Namespace {ns} (of the Deployment) is not part of the install")
 
     # RBAC: no wildcards anywhere; every binding points at the operator's ServiceAccount.
@@ -121,6 +128,39 @@ def main(path):
             if isinstance(p.get("targetPort"), str) and p["targetPort"] not in ports:
                 errors.append(f"Service {svc['metadata']['name']}: targetPort {p['targetPort']} is not a container port")
 
+    # A PodDisruptionBudget protects the operator pods and leaves room to drain.
+    replicas = dep["spec"].get("replicas", 1)
+    for pdb in by_kind.get("PodDisruptionBudget", []):
+        name = pdb["metadata"]["name"]
+        if not selects(pdb["spec"].get("selector", {}).get("matchLabels"), labels):
+            errors.append(f"PodDisruptionBudget {name} does not select the operator pods")
+        min_available = pdb["spec"].get("minAvailable")
+        if not isinstance(min_available, int) or not 1 <= min_available < replicas:
+            errors.append(f"PodDisruptionBudget {name}: minAvailable {min_available!r} with"
+                          f" {replicas} replicas (want at least 1 and fewer than the replicas)")
+
+    # The NetworkPolicy selects the operator pods and admits the metrics and probe ports only.
+    for np in by_kind.get("NetworkPolicy", []):
+        name = np["metadata"]["name"]
+        spec = np["spec"]
+        if not selects(spec.get("podSelector", {}).get("matchLabels"), labels):
+            errors.append(f"NetworkPolicy {name} does not select the operator pods")
+        if sorted(spec.get("policyTypes", [])) != ["Egress", "Ingress"]:
+            errors.append(f"NetworkPolicy {name}: policyTypes {spec.get('policyTypes')}, want Ingress and Egress")
+        container_ports = {p["containerPort"] for c in pod["containers"] for p in c.get("ports", [])}
+        for rule in spec.get("ingress", []):
+            ports = {p.get("port") for p in rule.get("ports", [])}
+            if not rule.get("ports") or ports != container_ports:
+                errors.append(f"NetworkPolicy {name}: an ingress rule admits {sorted(ports, key=str)},"
+                              f" want exactly the container ports {sorted(container_ports)}")
+        egress_ports = {(p.get("protocol", "TCP"), p.get("port"))
+                        for rule in spec.get("egress", []) for p in rule.get("ports", [])}
+        for want_port in (("UDP", 53), ("TCP", 53), ("TCP", 443)):
+            if want_port not in egress_ports:
+                errors.append(f"NetworkPolicy {name}: no egress to {want_port[1]}/{want_port[0]}")
+        if any(not rule.get("ports") for rule in spec.get("egress", [])):
+            errors.append(f"NetworkPolicy {name}: an egress rule without ports (allows everything)")
+
     # The CRD the operator watches is part of the install.
     crds = [c for c in by_kind.get("CustomResourceDefinition", [])
             if c["metadata"]["name"] == "ecrpullsecrets.ecr.creds.dev"]
@@ -132,7 +172,12 @@ def main(path):
 
 
 if __name__ == "__main__":
-    errs = main(sys.argv[1])
+    args = sys.argv[1:]
+    external = "--namespace-external" in args
+    args = [a for a in args if a != "--namespace-external"]
+    if len(args) != 1:
+        sys.exit(__doc__)
+    errs = main(args[0], namespace_external=external)
     for e in errs:
         print(f"check_invariants: {e}", file=sys.stderr)
     if errs:

@@ -34,6 +34,8 @@ use ecr_creds_refresher::runtime::store::ObjectKey;
 /// The fake AWS account; registry hosts are `<ACCOUNT>.dkr.ecr.<region>.amazonaws.com`.
 pub const ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "us-east-1";
+/// The operator's own namespace (POD_NAMESPACE): credentials Secrets there need no grant.
+pub const OPERATOR_NAMESPACE: &str = "ops";
 /// How long a condition may take before the test fails. Generous for 2 busy cores; a
 /// passing test returns as soon as the condition holds.
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -78,6 +80,12 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// `--leader-elect` with the Lease in this namespace.
     pub leader_election_namespace: Option<String>,
+    /// `--min-refresh-interval`; `None` keeps the operator's default (30s).
+    pub min_refresh_interval: Option<String>,
+    /// More operator flags.
+    pub args: Vec<String>,
+    /// The CRD the emulator enforces; `None` is the shipped `crd.yaml`.
+    pub crd: Option<String>,
 }
 
 impl Default for Options {
@@ -87,6 +95,10 @@ impl Default for Options {
             token_lifetime: Duration::from_secs(12 * 3600),
             env: Vec::new(),
             leader_election_namespace: None,
+            // Tests refresh short-lived fake tokens every second or so.
+            min_refresh_interval: Some("1s".into()),
+            args: Vec::new(),
+            crd: None,
         }
     }
 }
@@ -112,7 +124,11 @@ impl Env {
     /// Emulators only: set up state first, then [`Env::start_operator`].
     pub async fn emulators(options: Options) -> Env {
         init_logs();
-        let k8s = K8sEmulator::start(EmulatorConfig::default())
+        let mut config = EmulatorConfig::default();
+        if let Some(crd) = &options.crd {
+            config.crds = vec![crd.clone()];
+        }
+        let k8s = K8sEmulator::start(config)
             .await
             .expect("start the Kubernetes emulator");
         let aws = AwsEmulator::start(AwsEmulatorConfig {
@@ -140,6 +156,10 @@ impl Env {
             "--metrics-bind-address".into(),
             "0".into(),
         ];
+        if let Some(floor) = &self.options.min_refresh_interval {
+            args.extend(["--min-refresh-interval".into(), floor.clone()]);
+        }
+        args.extend(self.options.args.iter().cloned());
         if once {
             args.push("--once".into());
         }
@@ -155,6 +175,9 @@ impl Env {
             vars.insert("AWS_REGION".into(), region.clone());
         }
         vars.insert("POD_NAME".into(), "ecr-creds-refresher-test".into());
+        // Credentials Secrets in the operator's namespace need no grant.
+        vars.entry("POD_NAMESPACE".into())
+            .or_insert_with(|| OPERATOR_NAMESPACE.into());
         let cfg = Config::parse(args, |k| vars.get(k).cloned()).expect("valid operator flags");
         let aws_url = self.aws.url();
         let mut pairs: Vec<(&str, &str)> = vec![

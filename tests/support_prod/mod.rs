@@ -285,6 +285,7 @@ pub fn command_of(program: &str, s: &Spawn<'_>, probe: SocketAddr, metrics: Sock
         .args(["--api-server", &s.api_server])
         .args(["--health-probe-bind-address", &probe.to_string()])
         .args(["--metrics-bind-address", &metrics.to_string()])
+        .args(["--min-refresh-interval", "1s"])
         .env("POD_NAME", s.name)
         .env("POD_NAMESPACE", OPERATOR_NS)
         .env("AWS_ENDPOINT_URL", &s.aws_url)

@@ -34,9 +34,15 @@ pub async fn start_operator(
         "127.0.0.1:0",
         "--metrics-bind-address",
         "127.0.0.1:0",
+        "--min-refresh-interval",
+        "1s",
     ];
     argv.extend_from_slice(args);
-    let mut pairs: Vec<(String, String)> = vec![("AWS_REGION".into(), "us-east-1".into())];
+    let mut pairs: Vec<(String, String)> = vec![
+        ("AWS_REGION".into(), "us-east-1".into()),
+        // Credentials Secrets in the operator's namespace need no grant.
+        ("POD_NAMESPACE".into(), "ops".into()),
+    ];
     pairs.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let cfg = Config::parse(argv, |k| {
         pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())

@@ -30,6 +30,9 @@ pub struct FaultConfig {
     pub resources: Vec<String>,
     /// Stop failing after this many injected errors.
     pub max_errors: Option<u64>,
+    /// The Status message of injected errors instead of the code's usual one (a real
+    /// server's messages can be long: admission webhooks and validation echo input).
+    pub message: Option<String>,
 }
 
 struct FaultState {
@@ -138,9 +141,13 @@ impl Faults {
         }
         st.injected += 1;
         let retry_after = st.cfg.retry_after_secs;
+        let mut error = injected_error(code, retry_after);
+        if let Some(m) = &st.cfg.message {
+            error.message = m.clone();
+        }
         FaultDecision {
             latency,
-            error: Some((injected_error(code, retry_after), retry_after)),
+            error: Some((error, retry_after)),
         }
     }
 }

@@ -297,6 +297,12 @@ impl K8sEmulator {
         self.ca_pem.clone()
     }
 
+    /// Watch streams open right now: each holds a subscription to the drop signal until
+    /// it ends (a stream whose client went away ends at its next event or bookmark).
+    pub fn open_watches(&self) -> usize {
+        self.shared.drops.receiver_count()
+    }
+
     /// Changes the accepted bearer token at runtime (token rotation); `None` disables auth.
     pub fn set_token(&self, token: Option<String>) {
         *self.shared.token.write().unwrap_or_else(|p| p.into_inner()) = token;
@@ -450,7 +456,7 @@ impl K8sEmulator {
         let k = self.kind(resource)?;
         self.shared
             .store
-            .delete(k, namespace, name, None, None)
+            .delete(k, namespace, name, &store::Preconditions::default(), None)
             .map(|_| ())
     }
 

@@ -28,7 +28,7 @@ use super::requests::{RequestLog, RequestRecord};
 use super::route::{self, Route};
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::{self, ApiError};
-use super::store::{Deleted, ListQuery, PatchType, Store, WriteTarget};
+use super::store::{Deleted, ListQuery, PatchType, Preconditions, Store, WriteTarget};
 use super::watch::{self as watchstream, WatchFilter, WatchTiming};
 
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -128,7 +128,7 @@ pub struct Shared {
     pub denials: Mutex<Vec<Denial>>,
     pub expired_as_http_status: AtomicBool,
     pub settings: ServerSettings,
-    drops: watch::Sender<u64>,
+    pub(super) drops: watch::Sender<u64>,
     cuts: watch::Sender<u64>,
     tls: Option<Arc<rustls::ServerConfig>>,
     listener: tokio::sync::Mutex<ListenerCtl>,
@@ -652,11 +652,16 @@ async fn serve_resource_inner(
         "delete" => {
             let name = r.name.clone().unwrap_or_default();
             let (_, body) = read_json(req).await?;
-            let precondition = body
-                .pointer("/preconditions/resourceVersion")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            match store.delete(r.kind, ns, &name, precondition.as_deref(), admit)? {
+            let precondition = |field: &str| {
+                body.pointer(&format!("/preconditions/{field}"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            };
+            let preconditions = Preconditions {
+                uid: precondition("uid"),
+                resource_version: precondition("resourceVersion"),
+            };
+            match store.delete(r.kind, ns, &name, &preconditions, admit)? {
                 Deleted::Pending(obj) => Ok(json_response(200, &obj)),
                 Deleted::Gone(obj) if spec.custom => Ok(json_response(200, &obj)),
                 Deleted::Gone(obj) => {

@@ -77,6 +77,33 @@ impl ApiError {
         .with_details(kind, name)
     }
 
+    /// A DELETE precondition that does not hold: 409 Conflict, worded as the real
+    /// server words it (`Precondition failed: UID in precondition: a, UID in object
+    /// meta: b`).
+    pub fn precondition_failed(
+        kind: &KindSpec,
+        name: &str,
+        field: &str,
+        want: &str,
+        have: &str,
+    ) -> Self {
+        let label = if field == "uid" {
+            "UID"
+        } else {
+            "ResourceVersion"
+        };
+        ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{}\": Precondition failed: {label} in precondition: {want}, {label} in object meta: {have}",
+                kind.qualified(),
+                name
+            ),
+        )
+        .with_details(kind, name)
+    }
+
     /// 422 with field causes: `Secret "x" is invalid: field: Detail`.
     pub fn invalid(kind: &KindSpec, name: &str, causes: Vec<FieldCause>) -> Self {
         let text: Vec<String> = causes.iter().map(|c| c.message()).collect();

@@ -176,6 +176,13 @@ fn spec_part(obj: &Value, kind: &KindSpec) -> Value {
     v
 }
 
+/// `DeleteOptions.preconditions`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preconditions {
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+}
+
 // === impl Store ===
 
 impl Store {
@@ -767,13 +774,14 @@ impl Store {
     }
 
     /// DELETE: immediate without finalizers, otherwise a deletionTimestamp and a MODIFIED.
-    /// Deleting a namespace deletes everything in it.
+    /// Deleting a namespace deletes everything in it. Preconditions that do not hold
+    /// answer 409 Conflict, as the real server does.
     pub fn delete(
         &self,
         kind: usize,
         ns: Option<&str>,
         name: &str,
-        precondition_rv: Option<&str>,
+        preconditions: &Preconditions,
         admit: Option<&dyn Admit>,
     ) -> Result<Deleted, ApiError> {
         let spec = *self.kinds.get(kind);
@@ -783,9 +791,17 @@ impl Store {
             .get(&key)
             .cloned()
             .ok_or_else(|| ApiError::not_found(&spec, name))?;
-        if let Some(rv) = precondition_rv.filter(|r| !r.is_empty()) {
-            if rv != meta_str(&old, "resourceVersion") {
-                return Err(ApiError::conflict(&spec, name));
+        for (field, want) in [
+            ("uid", &preconditions.uid),
+            ("resourceVersion", &preconditions.resource_version),
+        ] {
+            if let Some(want) = want.as_deref().filter(|w| !w.is_empty()) {
+                if want != meta_str(&old, field) {
+                    let have = meta_str(&old, field);
+                    return Err(ApiError::precondition_failed(
+                        &spec, name, field, want, have,
+                    ));
+                }
             }
         }
         if let Some(admit) = admit {

@@ -65,6 +65,8 @@ impl OperatorChild {
             .arg(probe_addr.to_string())
             .arg("--metrics-bind-address")
             .arg(metrics_addr.map_or("0".to_string(), |a| a.to_string()))
+            // Short-lived fake tokens refresh every few seconds.
+            .args(["--min-refresh-interval", "1s"])
             .args(l.extra_args)
             .envs(l.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())

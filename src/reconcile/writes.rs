@@ -1,19 +1,23 @@
-//! Applies a plan's writes through the Kubernetes client: Secrets by create or
-//! precondition-guarded merge patch, ServiceAccounts by JSON patch guarded by a `test` on
-//! resourceVersion (their `imagePullSecrets` is an atomic list), with re-read and retry on
-//! conflict so concurrent writers never lose an entry.
+//! Single-object writes through the Kubernetes client: Secrets by create or
+//! precondition-guarded merge patch, deletes with uid and resourceVersion preconditions,
+//! ServiceAccounts by JSON patch guarded by a `test` on resourceVersion (their
+//! `imagePullSecrets` is an atomic list), with re-read and retry on conflict so concurrent
+//! writers never lose an entry.
 
 use std::collections::BTreeMap;
 
 use serde_json::json;
 
+use super::content::{self, Content};
 use super::dockerconfig;
 use super::plan::{change_for, SaEdit};
 use super::sa_writes::SaWrites;
-use super::state::{self, SaView, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SA_OWNED_ANNOTATION};
+use super::state::{
+    self, ManagedSecret, Owner, SaView, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SA_OWNED_ANNOTATION,
+};
 use crate::k8s::kind::{SECRETS, SERVICE_ACCOUNTS};
 use crate::k8s::types::{ObjectMeta, Secret, ServiceAccount};
-use crate::k8s::{Client, Error, Patch};
+use crate::k8s::{Client, Error, Patch, Preconditions};
 
 /// How often a ServiceAccount edit is retried after losing a race to another writer.
 pub const SA_CONFLICT_RETRIES: usize = 5;
@@ -21,10 +25,23 @@ pub const SA_CONFLICT_RETRIES: usize = 5;
 /// What a Secret write should hold.
 #[derive(Clone)]
 pub struct SecretContent {
-    pub owner: String,
+    pub owner: Owner,
     /// The base64 `.dockerconfigjson` value.
     pub data: String,
     pub annotations: BTreeMap<String, String>,
+    /// The registry hosts `data` covers: the only hosts an adopted Secret may hold.
+    pub hosts: Vec<String>,
+}
+
+impl SecretContent {
+    pub fn new(owner: &Owner, content: &Content) -> SecretContent {
+        SecretContent {
+            owner: owner.clone(),
+            data: content.data.clone(),
+            annotations: content::annotations(owner, content),
+            hosts: content.hosts.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for SecretContent {
@@ -46,24 +63,25 @@ pub enum SecretOutcome {
 
 /// Writes through one client.
 #[derive(Clone, Debug)]
-pub struct Executor {
+pub struct Writer {
     client: Client,
     /// Our recent ServiceAccount writes, ahead of the watch cache (see [`SaWrites`]).
     sa_writes: SaWrites,
 }
 
-// === impl Executor ===
+// === impl Writer ===
 
-impl Executor {
+impl Writer {
     pub fn new(client: Client) -> Self {
-        Executor {
+        Writer {
             client,
             sa_writes: SaWrites::default(),
         }
     }
 
     /// Creates the Secret; on AlreadyExists (a Secret our label-filtered cache cannot see)
-    /// adopts it when allowed and it holds only ECR registries, else reports a conflict.
+    /// adopts it when allowed and it holds only this CR's registries, else reports a
+    /// conflict.
     pub async fn create_secret(
         &self,
         namespace: &str,
@@ -99,8 +117,9 @@ impl Executor {
     }
 
     /// A create met an existing Secret. It may be ours (our watch has not yet seen our
-    /// own earlier write), adoptable (only ECR registries, no manager, the CR opted in), or
-    /// foreign: then it is left alone and reported.
+    /// own earlier write, or an earlier CR of our name wrote it), adoptable (no manager,
+    /// the CR opted in, and every host it holds is one of the CR's), or foreign: then it
+    /// is left alone and reported.
     async fn adopt(
         &self,
         namespace: &str,
@@ -116,10 +135,11 @@ impl Executor {
         let rv = meta.resource_version.clone().unwrap_or_default();
         let managed =
             meta.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE);
-        if managed && meta.annotations.get(state::OWNER_ANNOTATION) == Some(&content.owner) {
+        if managed && meta.annotations.get(state::OWNER_ANNOTATION) == Some(&content.owner.name) {
             // Same payload, and not edited by hand since (the data matches it too).
-            let same = meta.annotations.get(state::CHECKSUM_ANNOTATION)
-                == content.annotations.get(state::CHECKSUM_ANNOTATION)
+            let same = [state::CHECKSUM_ANNOTATION, state::OWNER_UID_ANNOTATION]
+                .iter()
+                .all(|k| meta.annotations.get(*k) == content.annotations.get(*k))
                 && existing.data.get(dockerconfig::DATA_KEY) == Some(&content.data);
             if !same {
                 self.update_secret(namespace, name, &rv, content).await?;
@@ -132,7 +152,7 @@ impl Executor {
             && existing
                 .data
                 .get(dockerconfig::DATA_KEY)
-                .is_some_and(|d| dockerconfig::holds_only_ecr(d));
+                .is_some_and(|d| dockerconfig::holds_only(d, &content.hosts));
         if !adoptable {
             return Ok(SecretOutcome::Conflict);
         }
@@ -191,15 +211,27 @@ impl Executor {
         Ok(())
     }
 
-    /// Deletes our Secret; already gone is fine.
-    pub async fn delete_secret(&self, namespace: &str, name: &str) -> Result<(), Error> {
+    /// Deletes our Secret as the cache showed it; already gone is fine. A Secret replaced
+    /// or changed since (409 on the preconditions) is left for the next reconcile to judge.
+    pub async fn delete_secret(&self, secret: &ManagedSecret) -> Result<(), Error> {
+        let preconditions = Preconditions {
+            uid: Some(secret.uid.clone()).filter(|u| !u.is_empty()),
+            resource_version: Some(secret.resource_version.clone()).filter(|v| !v.is_empty()),
+        };
         match self
             .client
-            .delete(&SECRETS.object(Some(namespace), name))
+            .delete_with(
+                &SECRETS.object(Some(&secret.namespace), &secret.name),
+                Some(&preconditions),
+            )
             .await
         {
             Err(e) if e.is_not_found() => Ok(()),
-            other => other,
+            Ok(()) => {
+                crate::metrics::secret_written("delete");
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -282,30 +314,4 @@ fn is_lost_race(e: &Error) -> bool {
 
 fn managed_labels() -> BTreeMap<String, String> {
     BTreeMap::from([(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string())])
-}
-
-/// The annotations a managed Secret carries.
-pub fn secret_annotations(
-    owner: &str,
-    expires_at: time::OffsetDateTime,
-    refresh_at: time::OffsetDateTime,
-    registries: &str,
-    checksum: &str,
-) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (state::OWNER_ANNOTATION.to_string(), owner.to_string()),
-        (
-            state::EXPIRES_ANNOTATION.to_string(),
-            state::format_time(expires_at),
-        ),
-        (
-            state::REFRESH_ANNOTATION.to_string(),
-            state::format_time(refresh_at),
-        ),
-        (
-            state::REGISTRIES_ANNOTATION.to_string(),
-            registries.to_string(),
-        ),
-        (state::CHECKSUM_ANNOTATION.to_string(), checksum.to_string()),
-    ])
 }

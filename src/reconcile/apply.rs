@@ -1,0 +1,332 @@
+//! Carries a plan out: Secrets first, then ServiceAccount entries and deletes, each with
+//! bounded concurrency, folding every result into what the status reports.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+
+use time::OffsetDateTime;
+use tokio::task::{JoinError, JoinSet};
+
+use super::content::Content;
+use super::plan::{self, Plan, SecretStep};
+use super::spec::ValidSpec;
+use super::state::ManagedSecret;
+use super::status::{Failure, Reason};
+use super::writes::{SecretContent, SecretOutcome, Writer};
+use crate::k8s::Error;
+
+/// What applying a plan came to, per namespace.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub synced: BTreeSet<String>,
+    pub failures: Vec<Failure>,
+    /// Earliest refresh point and expiry of the Secrets now in place.
+    pub refresh_at: Option<OffsetDateTime>,
+    pub expires_at: Option<OffsetDateTime>,
+    /// A Secret was written with a new token.
+    pub wrote_token: bool,
+    /// Something failed that a retry may mend: back off and reconcile again.
+    pub transient: bool,
+}
+
+impl Applied {
+    fn fresh_until(
+        &mut self,
+        refresh_at: Option<OffsetDateTime>,
+        expires_at: Option<OffsetDateTime>,
+    ) {
+        if let Some(at) = refresh_at {
+            self.refresh_at = Some(self.refresh_at.map_or(at, |e| e.min(at)));
+        }
+        if let Some(at) = expires_at {
+            self.expires_at = Some(self.expires_at.map_or(at, |e| e.min(at)));
+        }
+    }
+
+    fn fail(&mut self, namespace: String, reason: Reason, message: String) {
+        self.failures.push(Failure {
+            namespace,
+            reason,
+            message,
+        });
+    }
+}
+
+/// The payload of a reconcile that has tokens: what to write, and what it holds.
+pub struct Payload<'a> {
+    pub content: &'a Content,
+    pub secret: &'a SecretContent,
+}
+
+/// Applies plans through one [`Writer`], at most `concurrency` writes at once per plan.
+#[derive(Clone, Debug)]
+pub struct Applier {
+    writer: Writer,
+    concurrency: usize,
+}
+
+// === impl Applier ===
+
+impl Applier {
+    pub fn new(writer: Writer, concurrency: usize) -> Self {
+        Applier {
+            writer,
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    /// Applies `plan` for `spec`. Without a payload (AWS failed) no Secret is written:
+    /// existing ones stay as they are, and only what needs no token goes on.
+    pub async fn apply(
+        &self,
+        spec: &ValidSpec,
+        plan: &Plan,
+        payload: Option<Payload<'_>>,
+    ) -> Applied {
+        let mut applied = Applied::default();
+        for (ns, other) in &plan.conflicts {
+            applied.fail(
+                ns.clone(),
+                Reason::SecretConflict,
+                format!(
+                    "Secret {} is managed for ECRPullSecret {other}",
+                    spec.secret_name
+                ),
+            );
+        }
+        self.write_secrets(spec, plan, payload.as_ref(), &mut applied)
+            .await;
+        if applied.wrote_token {
+            if let Some(p) = &payload {
+                applied.fresh_until(Some(p.content.refresh_at), Some(p.content.expires_at));
+            }
+        }
+        // ServiceAccounts only ever point at Secrets that are ours and in place.
+        let edits: Vec<_> = plan
+            .sa_adds
+            .iter()
+            .filter(|e| applied.synced.contains(&e.sa.namespace))
+            .chain(&plan.sa_removes)
+            .cloned()
+            .collect();
+        let writer = &self.writer;
+        for_each_bounded(
+            edits,
+            self.concurrency,
+            |edit| {
+                let writer = writer.clone();
+                async move {
+                    let r = writer.edit_service_account(&edit).await;
+                    (edit.sa.namespace, edit.sa.name, r)
+                }
+            },
+            |joined| record_side_write(&mut applied, joined),
+        )
+        .await;
+        self.delete(plan.deletes.clone(), &mut applied).await;
+        applied
+    }
+
+    /// Removes everything a cleanup plan lists. Only deletes and entry removals.
+    pub async fn clean_up(&self, plan: &Plan) -> Applied {
+        let mut applied = Applied::default();
+        let writer = &self.writer;
+        for_each_bounded(
+            plan.sa_removes.clone(),
+            self.concurrency,
+            |edit| {
+                let writer = writer.clone();
+                async move {
+                    let r = writer.edit_service_account(&edit).await;
+                    (edit.sa.namespace, edit.sa.name, r)
+                }
+            },
+            |joined| record_side_write(&mut applied, joined),
+        )
+        .await;
+        self.delete(plan.deletes.clone(), &mut applied).await;
+        applied
+    }
+
+    async fn write_secrets(
+        &self,
+        spec: &ValidSpec,
+        plan: &Plan,
+        payload: Option<&Payload<'_>>,
+        applied: &mut Applied,
+    ) {
+        let mut writes = Vec::new();
+        for step in &plan.secrets {
+            let write = match payload {
+                Some(p) => plan::secret_write(step, p.content, spec, &p.secret.owner),
+                // No token: leave a due Secret as it is; a fresh one stays synced.
+                None if matches!(step, SecretStep::Fresh { .. }) => false,
+                None => continue,
+            };
+            if write {
+                writes.push(step.clone());
+            } else if let Some(existing) = step.existing() {
+                applied.synced.insert(existing.namespace.clone());
+                applied.fresh_until(existing.refresh_at, existing.expires_at);
+            }
+        }
+        let Some(p) = payload else {
+            return;
+        };
+        let writer = &self.writer;
+        let (name, adopt) = (&spec.secret_name, spec.adopt_existing);
+        for_each_bounded(
+            writes,
+            self.concurrency,
+            |step| {
+                let (writer, name, content) = (writer.clone(), name.clone(), p.secret.clone());
+                async move {
+                    let ns = step.namespace().to_string();
+                    let result = match &step {
+                        SecretStep::Update { existing } => {
+                            writer
+                                .refresh_secret(&ns, &name, &existing.resource_version, &content)
+                                .await
+                        }
+                        _ => writer.create_secret(&ns, &name, &content, adopt).await,
+                    };
+                    (ns, result)
+                }
+            },
+            |joined| record_secret_write(applied, name, joined),
+        )
+        .await;
+    }
+
+    async fn delete(&self, deletes: Vec<ManagedSecret>, applied: &mut Applied) {
+        let writer = &self.writer;
+        for_each_bounded(
+            deletes,
+            self.concurrency,
+            |secret| {
+                let writer = writer.clone();
+                async move {
+                    let r = writer.delete_secret(&secret).await;
+                    (secret.namespace, secret.name, r)
+                }
+            },
+            |joined| record_side_write(applied, joined),
+        )
+        .await;
+    }
+}
+
+/// Runs `work` on each item with at most `limit` in flight, handing each result to
+/// `fold` as it lands. A task is allocated at its full size when spawned, so spawning
+/// one per namespace up front would make memory grow with the namespace count; a task
+/// that panics is folded as a `JoinError` instead of taking the reconcile down.
+pub async fn for_each_bounded<I, W, Fut, T>(
+    items: I,
+    limit: usize,
+    mut work: W,
+    mut fold: impl FnMut(Result<T, JoinError>),
+) where
+    I: IntoIterator,
+    W: FnMut(I::Item) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut tasks = JoinSet::new();
+    for item in items {
+        while tasks.len() >= limit.max(1) {
+            if let Some(joined) = tasks.join_next().await {
+                fold(joined);
+            }
+        }
+        tasks.spawn(work(item));
+    }
+    while let Some(joined) = tasks.join_next().await {
+        fold(joined);
+    }
+}
+
+/// Folds one finished Secret write into `applied`.
+fn record_secret_write(
+    applied: &mut Applied,
+    secret_name: &str,
+    joined: Result<(String, Result<SecretOutcome, Error>), JoinError>,
+) {
+    let Ok((ns, result)) = joined else {
+        applied.transient = true;
+        return;
+    };
+    match result {
+        Ok(SecretOutcome::Written) => {
+            applied.synced.insert(ns);
+            applied.wrote_token = true;
+        }
+        Ok(SecretOutcome::Conflict) => applied.fail(
+            ns,
+            Reason::SecretConflict,
+            format!(
+                "a Secret named {secret_name} exists and was not created by this operator; \
+                 delete it or set spec.adoptExisting"
+            ),
+        ),
+        Err(e) => {
+            applied.transient |= e.is_transient() || e.is_conflict();
+            applied.fail(ns, Reason::WriteFailed, e.to_string());
+        }
+    }
+}
+
+/// Folds one finished ServiceAccount edit or Secret deletion into `applied`.
+fn record_side_write(
+    applied: &mut Applied,
+    joined: Result<(String, String, Result<(), Error>), JoinError>,
+) {
+    let Ok((ns, object, result)) = joined else {
+        applied.transient = true;
+        return;
+    };
+    if let Err(e) = result {
+        applied.transient = true;
+        applied.synced.remove(&ns);
+        applied.fail(ns, Reason::ServiceAccountFailed, format!("{object}: {e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn at_most_limit_tasks_run_and_every_result_is_folded() {
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let mut seen = Vec::new();
+        for_each_bounded(
+            0..50u32,
+            4,
+            |i| {
+                let (running, peak) = (running.clone(), peak.clone());
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    if i == 7 {
+                        panic!("a bug in one write");
+                    }
+                    i
+                }
+            },
+            |r| seen.push(r.ok()),
+        )
+        .await;
+        assert!(peak.load(Ordering::SeqCst) <= 4);
+        assert_eq!(seen.len(), 50);
+        assert_eq!(
+            seen.iter().filter(|r| r.is_none()).count(),
+            1,
+            "the panic is folded"
+        );
+    }
+}
