@@ -33,7 +33,7 @@ fn managed_labels() -> Value {
     json!({"app.kubernetes.io/managed-by": "ecr-creds-refresher"})
 }
 
-/// A pull secret as the operator creates it (src/reconcile/executor.rs).
+/// A pull secret as the operator creates it (src/reconcile/writes.rs).
 fn managed_secret(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Secret",
            "metadata": {"name": name, "namespace": NS, "labels": managed_labels(),
@@ -289,12 +289,12 @@ async fn the_operators_own_secret_lifecycle_is_allowed() {
     let (emu, api) = start().await;
     let r = api.post(SECRETS, &managed_secret("pull")).await;
     assert_eq!(r.code, 201, "{}", r.body);
-    // A second create meets the name (the executor then decides to adopt or refresh).
+    // A second create meets the name (the operator then decides to adopt or refresh).
     let again = api.post(SECRETS, &managed_secret("pull")).await;
     assert_eq!(again.code, 409, "{}", again.body);
     assert_eq!(again.body["reason"], "AlreadyExists");
     let path = format!("{SECRETS}/pull");
-    // The refresh: a merge patch with a resourceVersion precondition (executor.rs).
+    // The refresh: a merge patch with a resourceVersion precondition (writes.rs).
     let r = api
         .patch(
             &path,
@@ -319,7 +319,9 @@ async fn the_operators_own_secret_lifecycle_is_allowed() {
             "DELETE",
             &path,
             Some("application/json"),
-            Some(&json!({"preconditions": {"resourceVersion": rv(&r.body)}})),
+            // As writes.rs deletes: uid and resourceVersion preconditions.
+            Some(&json!({"preconditions": {"uid": r.body["metadata"]["uid"],
+                                           "resourceVersion": rv(&r.body)}})),
         )
         .await;
     assert_eq!(r.code, 200, "{}", r.body);
@@ -331,7 +333,7 @@ async fn the_operators_own_secret_lifecycle_is_allowed() {
 async fn adopting_an_unlabelled_dockerconfigjson_secret_by_a_patch_that_labels_it_is_allowed() {
     let (emu, api) = start().await;
     let old = emu.apply("secrets", foreign_pull_secret("theirs")).unwrap();
-    // Exactly the adoption patch of executor.rs: labels, annotations and data together.
+    // Exactly the adoption patch of writes.rs: labels, annotations and data together.
     let r = api
         .patch(
             &format!("{SECRETS}/theirs"),
@@ -379,7 +381,7 @@ async fn a_merge_changing_only_dockerconfigjson_and_merged_hosts_of_a_foreign_pu
 }
 
 #[tokio::test]
-async fn the_executors_service_account_json_patches_are_allowed() {
+async fn the_operators_service_account_json_patches_are_allowed() {
     let (emu, api) = start().await;
     emu.apply(
         "serviceaccounts",
@@ -389,7 +391,7 @@ async fn the_executors_service_account_json_patches_are_allowed() {
     .unwrap();
     let path = format!("{SAS}/app");
     let sa = emu.get("serviceaccounts", Some(NS), "app").unwrap();
-    // No annotations yet: the map is added whole (executor.rs).
+    // No annotations yet: the map is added whole (writes.rs).
     let r = api
         .patch(
             &path,
