@@ -141,12 +141,58 @@ impl Config {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        let mut cfg = Config::from_env(env)?;
+        let mut args = args.into_iter().map(Into::into);
+        while let Some(arg) = args.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+                _ => (arg.clone(), None),
+            };
+            let mut value = || -> Result<String, ConfigError> {
+                match inline.clone() {
+                    Some(v) => Ok(v),
+                    None => args
+                        .next()
+                        .ok_or_else(|| ConfigError::MissingValue(flag.clone())),
+                }
+            };
+            let known = cfg.kubernetes_flag(&flag, &mut value)?
+                || cfg.operation_flag(&flag, inline.as_deref(), &mut value)?
+                || cfg.limit_flag(&flag, &mut value)?;
+            if !known {
+                return Err(match flag.as_str() {
+                    "-h" | "--help" => ConfigError::Help,
+                    "-V" | "--version" => ConfigError::Version,
+                    _ => ConfigError::UnknownFlag(arg),
+                });
+            }
+        }
+        if cfg.token_file.is_some() && cfg.api_server.is_none() {
+            return Err(bad(
+                "--token-file",
+                "",
+                "only with --api-server (in cluster the service-account token is used)",
+            ));
+        }
+        Ok(cfg)
+    }
+
+    /// The defaults, and what the environment says (the AWS SDKs' and the reference
+    /// operator's names).
+    fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let nonempty = |k: &str| {
             env(k)
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let mut cfg = Config {
+        let namespace = nonempty("POD_NAMESPACE");
+        let credentials_secret = nonempty("AWS_CREDENTIALS_SECRET_NAME").map(|name| {
+            let ns = nonempty("AWS_CREDENTIALS_SECRET_NAMESPACE")
+                .or_else(|| namespace.clone())
+                .unwrap_or_else(|| "default".to_string());
+            (ns, name)
+        });
+        Ok(Config {
             api_server: None,
             token_file: None,
             ca_file: None,
@@ -160,17 +206,9 @@ impl Config {
             workers: DEFAULT_WORKERS,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             region: nonempty("AWS_REGION").or_else(|| nonempty("AWS_DEFAULT_REGION")),
-            registries: nonempty("REGISTRY")
-                .map(|r| {
-                    r.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            credentials_secret: None,
-            namespace: nonempty("POD_NAMESPACE"),
+            registries: nonempty("REGISTRY").map(|r| list(&r)).unwrap_or_default(),
+            credentials_secret,
+            namespace,
             identity: nonempty("POD_NAME")
                 .or_else(|| nonempty("HOSTNAME"))
                 .unwrap_or_else(|| format!("ecr-creds-refresher-{}", std::process::id())),
@@ -179,114 +217,113 @@ impl Config {
             min_refresh_interval: DEFAULT_MIN_REFRESH_INTERVAL,
             allowed_role_arns: vec!["*".to_string()],
             allow_plain_http_token: false,
-        };
-        if let Some(name) = nonempty("AWS_CREDENTIALS_SECRET_NAME") {
-            let ns = nonempty("AWS_CREDENTIALS_SECRET_NAMESPACE")
-                .or_else(|| cfg.namespace.clone())
-                .unwrap_or_else(|| "default".to_string());
-            cfg.credentials_secret = Some((ns, name));
-        }
-
-        let mut args = args.into_iter().map(Into::into);
-        while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-                _ => (arg.clone(), None),
-            };
-            let mut value = |flag: &str| -> Result<String, ConfigError> {
-                match inline.clone() {
-                    Some(v) => Ok(v),
-                    None => args
-                        .next()
-                        .ok_or_else(|| ConfigError::MissingValue(flag.to_string())),
-                }
-            };
-            match flag.as_str() {
-                "--api-server" => cfg.api_server = Some(value(&flag)?),
-                "--token-file" => cfg.token_file = Some(PathBuf::from(value(&flag)?)),
-                "--ca-file" => cfg.ca_file = Some(PathBuf::from(value(&flag)?)),
-                "--health-probe-bind-address" => {
-                    cfg.probe_addr = parse_addr(&flag, &value(&flag)?)?
-                }
-                "--metrics-bind-address" => cfg.metrics_addr = parse_addr(&flag, &value(&flag)?)?,
-                "--leader-elect" => {
-                    cfg.leader_elect = match inline.as_deref() {
-                        None | Some("true") => true,
-                        Some("false") => false,
-                        Some(v) => return Err(bad(&flag, v, "true or false")),
-                    }
-                }
-                "--leader-election-namespace" => {
-                    cfg.leader_election_namespace = Some(value(&flag)?)
-                }
-                "--leader-election-id" => cfg.leader_election_id = value(&flag)?,
-                "--log-format" => {
-                    let v = value(&flag)?;
-                    cfg.log_format = match v.as_str() {
-                        "text" => LogFormat::Text,
-                        "json" => LogFormat::Json,
-                        _ => return Err(bad(&flag, &v, "text or json")),
-                    }
-                }
-                "--once" => cfg.once = true,
-                "--allow-plain-http-token" => cfg.allow_plain_http_token = true,
-                "--min-refresh-interval" => {
-                    let v = value(&flag)?;
-                    cfg.min_refresh_interval = crate::reconcile::spec::parse_duration(&v)
-                        .filter(|d| (1..=12 * 3600).contains(&d.as_secs()))
-                        .ok_or_else(|| bad(&flag, &v, "a duration from 1s to 12h, like 30s"))?;
-                }
-                "--allowed-role-arns" => {
-                    cfg.allowed_role_arns = value(&flag)?
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect();
-                }
-                "--use-fips-endpoint" => cfg.use_fips = true,
-                "--aws-credentials-source" => {
-                    let v = value(&flag)?;
-                    match v.as_str() {
-                        "auto" | "secret" | "env" | "web-identity" | "container" | "imds" => {
-                            cfg.aws_credentials_source = v
-                        }
-                        _ => {
-                            return Err(bad(
-                                &flag,
-                                &v,
-                                "auto, secret, env, web-identity, container or imds",
-                            ))
-                        }
-                    }
-                }
-                "--workers" => {
-                    let v = value(&flag)?;
-                    cfg.workers = v
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=64).contains(n))
-                        .ok_or_else(|| bad(&flag, &v, "a number from 1 to 64"))?;
-                }
-                "--shutdown-grace" => {
-                    let v = value(&flag)?;
-                    let secs: u64 = v.parse().map_err(|_| bad(&flag, &v, "whole seconds"))?;
-                    cfg.shutdown_grace = Duration::from_secs(secs);
-                }
-                "-h" | "--help" => return Err(ConfigError::Help),
-                "-V" | "--version" => return Err(ConfigError::Version),
-                _ => return Err(ConfigError::UnknownFlag(arg)),
-            }
-        }
-        if cfg.token_file.is_some() && cfg.api_server.is_none() {
-            return Err(bad(
-                "--token-file",
-                "",
-                "only with --api-server (in cluster the service-account token is used)",
-            ));
-        }
-        Ok(cfg)
+        })
     }
+
+    /// Where the API server is and how to reach it; `false` for another flag.
+    fn kubernetes_flag(
+        &mut self,
+        flag: &str,
+        value: &mut impl FnMut() -> Result<String, ConfigError>,
+    ) -> Result<bool, ConfigError> {
+        match flag {
+            "--api-server" => self.api_server = Some(value()?),
+            "--token-file" => self.token_file = Some(PathBuf::from(value()?)),
+            "--ca-file" => self.ca_file = Some(PathBuf::from(value()?)),
+            "--allow-plain-http-token" => self.allow_plain_http_token = true,
+            "--leader-election-namespace" => self.leader_election_namespace = Some(value()?),
+            "--leader-election-id" => self.leader_election_id = value()?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// How the operator runs; `false` for another flag.
+    fn operation_flag(
+        &mut self,
+        flag: &str,
+        inline: Option<&str>,
+        value: &mut impl FnMut() -> Result<String, ConfigError>,
+    ) -> Result<bool, ConfigError> {
+        match flag {
+            "--health-probe-bind-address" => self.probe_addr = parse_addr(flag, &value()?)?,
+            "--metrics-bind-address" => self.metrics_addr = parse_addr(flag, &value()?)?,
+            "--leader-elect" => {
+                self.leader_elect = match inline {
+                    None | Some("true") => true,
+                    Some("false") => false,
+                    Some(v) => return Err(bad(flag, v, "true or false")),
+                }
+            }
+            "--log-format" => {
+                let v = value()?;
+                self.log_format = match v.as_str() {
+                    "text" => LogFormat::Text,
+                    "json" => LogFormat::Json,
+                    _ => return Err(bad(flag, &v, "text or json")),
+                }
+            }
+            "--once" => self.once = true,
+            "--use-fips-endpoint" => self.use_fips = true,
+            "--aws-credentials-source" => {
+                let v = value()?;
+                if !["auto", "secret", "env", "web-identity", "container", "imds"]
+                    .contains(&v.as_str())
+                {
+                    return Err(bad(
+                        flag,
+                        &v,
+                        "auto, secret, env, web-identity, container or imds",
+                    ));
+                }
+                self.aws_credentials_source = v;
+            }
+            "--workers" => {
+                let v = value()?;
+                self.workers = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or_else(|| bad(flag, &v, "a number from 1 to 64"))?;
+            }
+            "--shutdown-grace" => {
+                let v = value()?;
+                let secs: u64 = v.parse().map_err(|_| bad(flag, &v, "whole seconds"))?;
+                self.shutdown_grace = Duration::from_secs(secs);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// What ECRPullSecrets may ask for; `false` for another flag.
+    fn limit_flag(
+        &mut self,
+        flag: &str,
+        value: &mut impl FnMut() -> Result<String, ConfigError>,
+    ) -> Result<bool, ConfigError> {
+        match flag {
+            "--min-refresh-interval" => {
+                let v = value()?;
+                self.min_refresh_interval = crate::reconcile::spec::parse_duration(&v)
+                    .filter(|d| (1..=12 * 3600).contains(&d.as_secs()))
+                    .ok_or_else(|| bad(flag, &v, "a duration from 1s to 12h, like 30s"))?;
+            }
+            "--allowed-role-arns" => self.allowed_role_arns = list(&value()?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// A comma-separated list, trimmed, without empty entries.
+fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn bad(flag: &str, value: &str, reason: &str) -> ConfigError {

@@ -1,16 +1,16 @@
 //! ecr-creds-refresher keeps Amazon ECR pull secrets fresh in Kubernetes namespaces and
 //! attaches them to ServiceAccounts, declared by `ECRPullSecret` custom resources.
 //!
-//! Layout: `k8s` owns the Kubernetes wire, `aws` owns credentials, SigV4 and the ECR/STS
-//! calls, `runtime` owns the watch/queue/leader machinery, `reconcile` owns the business
-//! decisions, `admin` serves probes and metrics.
+//! Layout: `app` wires the parts into the operator, `k8s` owns the Kubernetes wire, `aws`
+//! owns credentials, SigV4 and the ECR/STS calls, `runtime` owns the watch/queue/leader
+//! machinery, `reconcile` owns the business decisions, `admin` serves probes and metrics.
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod app;
 pub mod aws;
 pub mod config;
 pub mod k8s;
 pub mod metrics;
-pub mod operator;
 pub mod reconcile;
 pub mod runtime;

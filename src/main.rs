@@ -4,9 +4,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use ecr_creds_refresher::app::{self, Stopped};
 use ecr_creds_refresher::aws::env::AwsEnv;
 use ecr_creds_refresher::config::{Config, ConfigError, LogFormat};
-use ecr_creds_refresher::operator::{self, Stopped};
 use tokio::signal::unix::{signal, SignalKind};
 
 /// `--once` gives up if the caches are not filled by then.
@@ -39,15 +39,27 @@ fn main() -> ExitCode {
     runtime.block_on(run(cfg))
 }
 
+/// Levels from RUST_LOG as `level` and `target=level` directives (`info`,
+/// `info,ecr_creds_refresher=debug`); `Targets` parses those without the regex engine
+/// `EnvFilter` links in, which is most of a megabyte of binary.
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let directives = std::env::var("RUST_LOG").unwrap_or_default();
+    let filter = match directives.parse::<Targets>() {
+        Ok(t) if !directives.trim().is_empty() => t,
+        Ok(_) => Targets::new().with_default(tracing::Level::INFO),
+        Err(e) => {
+            eprintln!("ecr-creds-refresher: RUST_LOG={directives:?} is not understood ({e}); logging at info");
+            Targets::new().with_default(tracing::Level::INFO)
+        }
+    };
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.with_ansi(false).init(),
+        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).init(),
+        LogFormat::Text => registry.with(fmt.with_ansi(false)).init(),
     }
 }
 
@@ -73,7 +85,7 @@ async fn run(cfg: Config) -> ExitCode {
         }
         std::env::var(k).ok()
     });
-    let running = match operator::start(&cfg, env).await {
+    let running = match app::start(&cfg, env).await {
         Ok(r) => r,
         Err(e) => return fatal(e),
     };

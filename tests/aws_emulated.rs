@@ -3,13 +3,13 @@
 //! `AwsTokenFetcher`) and proxies.
 
 use aws_credential_types::Credentials;
+use ecr_creds_refresher::app::tokens::AwsTokenFetcher;
 use ecr_creds_refresher::aws::credentials::{
     ContainerSource, ContainerToken, ImdsSource, WebIdentitySource,
 };
 use ecr_creds_refresher::aws::{
-    fetch_token, AssumeRoleParams, Aws, AwsContext, AwsEnv, AwsError, AwsHttp, AwsTokenFetcher,
-    CredentialProvider, CredentialSource, EcrClient, Endpoints, ErrorKind, HttpConfig, RetryPolicy,
-    SecretCredentials,
+    fetch_token, AssumeRoleParams, Aws, AwsContext, AwsEnv, AwsError, AwsHttp, CredentialProvider,
+    CredentialSource, EcrClient, Endpoints, ErrorKind, HttpConfig, RetryPolicy, SecretCredentials,
 };
 use ecr_creds_refresher::reconcile::spec::{AwsAuth, SecretRef};
 use ecr_creds_refresher::reconcile::tokens::{FetchToken, TokenCache, TokenGroup};

@@ -2,9 +2,10 @@
 //! groups map to the right credentials and roles, and errors to condition reasons.
 
 use aws_credential_types::Credentials;
+use ecr_creds_refresher::app::tokens::AwsTokenFetcher;
 use ecr_creds_refresher::aws::{
-    Aws, AwsContext, AwsEnv, AwsHttp, AwsTokenFetcher, CredentialProvider, CredentialSource,
-    EcrClient, Endpoints, HttpConfig, RetryPolicy, SecretCredentials,
+    Aws, AwsContext, AwsEnv, AwsHttp, CredentialProvider, CredentialSource, EcrClient, Endpoints,
+    HttpConfig, RetryPolicy, SecretCredentials,
 };
 use ecr_creds_refresher::reconcile::spec::{AwsAuth, SecretRef};
 use ecr_creds_refresher::reconcile::tokens::{FetchToken, TokenCache, TokenGroup};

@@ -6,13 +6,14 @@
 
 use aws_credential_types::Credentials;
 use bytes::Bytes;
+use ecr_creds_refresher::app::tokens::AwsTokenFetcher;
 use ecr_creds_refresher::aws::credentials::WebIdentitySource;
 use ecr_creds_refresher::aws::sigv4::sign_request;
 use ecr_creds_refresher::aws::sts::assume_role;
 use ecr_creds_refresher::aws::wire::{form_encode, xml_tag};
 use ecr_creds_refresher::aws::{
-    AssumeRoleParams, Aws, AwsContext, AwsEnv, AwsHttp, AwsTokenFetcher, CredentialProvider,
-    CredentialSource, EcrClient, Endpoints, ErrorKind, HttpConfig, RetryPolicy,
+    AssumeRoleParams, Aws, AwsContext, AwsEnv, AwsHttp, CredentialProvider, CredentialSource,
+    EcrClient, Endpoints, ErrorKind, HttpConfig, RetryPolicy,
 };
 use ecr_creds_refresher::reconcile::spec::AwsAuth;
 use ecr_creds_refresher::reconcile::tokens::{TokenCache, TokenGroup};

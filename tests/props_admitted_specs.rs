@@ -9,7 +9,7 @@ mod support;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use ecr_creds_refresher::operator::Running;
+use ecr_creds_refresher::app::Running;
 use ecr_creds_refresher::reconcile::plan::{self, Observed};
 use ecr_creds_refresher::reconcile::select::NamespaceView;
 use ecr_creds_refresher::reconcile::spec::{Spec, SpecPolicy};

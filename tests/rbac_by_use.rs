@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use ecr_creds_refresher::app;
 use ecr_creds_refresher::aws::env::AwsEnv;
 use ecr_creds_refresher::config::Config;
-use ecr_creds_refresher::operator;
 use emulators::aws::{AwsEmulator, AwsEmulatorConfig};
 use emulators::k8s::{
     EmulatorConfig, FaultConfig, K8sEmulator, PolicyRule, RbacPolicy, RequestRecord,
@@ -245,7 +245,7 @@ async fn scenario() -> Vec<RequestRecord> {
         ..FaultConfig::default()
     });
 
-    let running = operator::start(&config(&k8s, false), aws_env(&aws))
+    let running = app::start(&config(&k8s, false), aws_env(&aws))
         .await
         .expect("starts under the shipped RBAC");
 
@@ -335,7 +335,7 @@ async fn scenario() -> Vec<RequestRecord> {
     );
 
     // A one-shot run (a CronJob with the same RBAC) reads each CR back.
-    let once = operator::start(&config(&k8s, true), aws_env(&aws))
+    let once = app::start(&config(&k8s, true), aws_env(&aws))
         .await
         .unwrap();
     let (total, failed) = once.run_once(WAIT).await.unwrap();

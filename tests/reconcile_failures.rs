@@ -348,9 +348,10 @@ async fn throttling_is_retried_with_a_bounded_number_of_calls() {
 async fn invalid_specs_are_reported_and_other_crs_keep_being_served() {
     let env = Env::start().await;
     env.namespace("valid", &[]).await;
+    // The CRD refuses an empty duration; "0s" passes it but not the operator's floor.
     env.cr(
         "bad-interval",
-        json!({"secretName": "a", "namespaces": ["valid"], "refresh": {"minInterval": ""}}),
+        json!({"secretName": "a", "namespaces": ["valid"], "refresh": {"minInterval": "0s"}}),
     );
     env.cr(
         "bad-selector",

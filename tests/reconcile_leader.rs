@@ -9,7 +9,7 @@ use serde_json::json;
 
 use support::*;
 
-fn leading(r: &ecr_creds_refresher::operator::Running) -> bool {
+fn leading(r: &ecr_creds_refresher::app::Running) -> bool {
     *r.leading.borrow()
 }
 

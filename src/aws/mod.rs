@@ -4,20 +4,21 @@
 //! Files: `env` (settings snapshot), `endpoint` (region -> URL), `sigv4` (signing),
 //! `http` (transport, proxies, timeouts), `wire` (error documents, XML, timestamps),
 //! `retry` (bounded jittered backoff), `ecr` (GetAuthorizationToken), `sts` (AssumeRole*),
-//! `credentials/` (the sources and the caching provider), `fetcher` (one token per group for
-//! `reconcile::tokens::TokenCache`, which owns caching), `setup` (wiring from the environment).
+//! `credentials/` (the sources and the caching provider), `token` (one token with a
+//! provider, reloading expired credentials), `setup` (wiring from the environment).
+//! Nothing here knows of ECRPullSecrets: `app::tokens` adapts it to the reconciler.
 
 pub mod credentials;
 pub mod ecr;
 pub mod endpoint;
 pub mod env;
 pub mod error;
-pub mod fetcher;
 pub mod http;
 pub mod retry;
 pub mod setup;
 pub mod sigv4;
 pub mod sts;
+pub mod token;
 pub mod wire;
 
 pub use credentials::{
@@ -27,8 +28,8 @@ pub use ecr::{AuthorizationToken, EcrClient};
 pub use endpoint::{Endpoint, Endpoints, Partition};
 pub use env::AwsEnv;
 pub use error::{AwsError, ErrorKind};
-pub use fetcher::{fetch_token, AwsTokenFetcher, SecretLookup};
 pub use http::{AwsHttp, HttpConfig};
 pub use retry::RetryPolicy;
 pub use setup::{Aws, AwsSettings};
 pub use sts::AssumeRoleParams;
+pub use token::fetch_token;

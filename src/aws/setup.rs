@@ -1,6 +1,6 @@
 //! Wiring in one place: from the environment (and the optional caller-fed Secret) to the
-//! transport, endpoints and default credential provider the operator needs. Tokens are
-//! cached by `reconcile::tokens::TokenCache` over `fetcher::AwsTokenFetcher`.
+//! transport, endpoints and default credential provider the operator needs. Roles are
+//! chained per ECRPullSecret on top of this provider (`app::tokens`).
 
 use super::credentials::{
     AwsContext, CredentialProvider, CredentialSource, SecretCredentials, SourceKind,
@@ -9,7 +9,6 @@ use super::endpoint::{validate_region, Endpoints};
 use super::env::AwsEnv;
 use super::error::AwsError;
 use super::http::{AwsHttp, HttpConfig};
-use super::sts::AssumeRoleParams;
 use std::sync::Arc;
 
 /// What `setup` asks for beyond the environment.
@@ -18,8 +17,6 @@ pub struct AwsSettings {
     /// Region for STS (and the default ECR region).
     pub region: String,
     pub source: SourceKind,
-    /// Role to assume on top of the source (cross-account pulls).
-    pub assume_role: Option<AssumeRoleParams>,
     pub http: HttpConfig,
 }
 
@@ -33,7 +30,7 @@ pub struct Aws {
 // === impl Aws ===
 
 impl Aws {
-    /// Builds the transport, endpoints and credential source (plus role chaining).
+    /// Builds the transport, endpoints and the default credential source.
     pub fn setup(
         env: &AwsEnv,
         settings: AwsSettings,
@@ -48,10 +45,7 @@ impl Aws {
             region: settings.region,
         };
         let source = CredentialSource::from_env(settings.source, env, secret)?;
-        let mut provider = Arc::new(CredentialProvider::new(source, ctx.clone()));
-        if let Some(params) = settings.assume_role {
-            provider = Arc::new(CredentialProvider::assume_role(provider, params));
-        }
+        let provider = Arc::new(CredentialProvider::new(source, ctx.clone()));
         Ok(Self { ctx, provider })
     }
 }
@@ -64,24 +58,18 @@ mod tests {
         AwsSettings {
             region: region.into(),
             source: SourceKind::Auto,
-            assume_role: None,
             http: HttpConfig::default(),
         }
     }
 
     #[tokio::test]
-    async fn setup_chains_the_role_on_top_of_the_source() {
+    async fn setup_builds_the_default_source_from_the_environment() {
         let env = AwsEnv::from_pairs(&[
             ("AWS_ACCESS_KEY_ID", "AKIAENV"),
             ("AWS_SECRET_ACCESS_KEY", "s"),
         ]);
-        let mut s = settings("eu-west-1");
-        s.assume_role = Some(AssumeRoleParams::new("arn:aws:iam::1:role/r", None).unwrap());
-        let aws = Aws::setup(&env, s, None).unwrap();
-        assert_eq!(
-            aws.provider.identity(),
-            "env:AKIAENV>assume-role:arn:aws:iam::1:role/r"
-        );
+        let aws = Aws::setup(&env, settings("eu-west-1"), None).unwrap();
+        assert_eq!(aws.provider.identity(), "env:AKIAENV");
     }
 
     #[tokio::test]

@@ -2,7 +2,6 @@
 //! it through ALPN), bearer-token auth, typed errors carrying the server's Status, retries
 //! after Retry-After for 429/503, and a timeout on every request.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,12 +12,13 @@ use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rustls_pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::auth::{self, TokenSource};
+use super::auth::TokenSource;
+use super::config::ClientConfig;
 use super::error::{ConfigError, Error};
+use super::params::{managed, ListParams, Patch, Preconditions, Query, WatchParams};
 use super::types::{ObjectList, Status, WatchEvent};
 use super::watch::{decode_event, LineDecoder};
 
@@ -32,184 +32,6 @@ pub const MAX_RETRIES: u32 = 10;
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Lists of thousands of objects stay well below this; anything larger is refused.
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
-
-/// `User-Agent` of every request; [`ClientConfig::with_identity`] appends the replica.
-pub const DEFAULT_USER_AGENT: &str = concat!("ecr-creds-refresher/", env!("CARGO_PKG_VERSION"));
-
-/// How to reach and authenticate to the API server.
-#[derive(Clone, Debug)]
-pub struct ClientConfig {
-    /// `scheme://host:port`, optionally with a path prefix; no trailing slash.
-    pub url: String,
-    pub token: Option<TokenSource>,
-    /// Trusted roots for https. `None` trusts the public web PKI (only out of cluster).
-    pub ca: Option<Vec<CertificateDer<'static>>>,
-    pub request_timeout: Duration,
-    pub max_retries: u32,
-    /// Shown in the API server's audit log, so replicas can be told apart.
-    pub user_agent: http::HeaderValue,
-}
-
-// === impl ClientConfig ===
-
-impl ClientConfig {
-    /// A config for `url` with no auth and the defaults.
-    pub fn new(url: &str) -> Result<Self, ConfigError> {
-        let url = url.trim_end_matches('/').to_string();
-        let uri: http::Uri =
-            url.parse()
-                .map_err(|e: http::uri::InvalidUri| ConfigError::BadUrl {
-                    url: url.clone(),
-                    reason: e.to_string(),
-                })?;
-        match uri.scheme_str() {
-            Some("http") | Some("https") => {}
-            _ => {
-                return Err(ConfigError::BadUrl {
-                    url,
-                    reason: "the scheme must be http or https".to_string(),
-                })
-            }
-        }
-        if uri.host().is_none() {
-            return Err(ConfigError::BadUrl {
-                url,
-                reason: "no host".to_string(),
-            });
-        }
-        Ok(ClientConfig {
-            url,
-            token: None,
-            ca: None,
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            max_retries: MAX_RETRIES,
-            user_agent: http::HeaderValue::from_static(DEFAULT_USER_AGENT),
-        })
-    }
-
-    /// `ecr-creds-refresher/<version> (<identity>)`: which replica sent a request, in
-    /// the audit log. An identity that cannot go in a header keeps the plain agent.
-    #[must_use]
-    pub fn with_identity(mut self, identity: &str) -> Self {
-        if let Ok(v) = http::HeaderValue::from_str(&format!("{DEFAULT_USER_AGENT} ({identity})")) {
-            self.user_agent = v;
-        }
-        self
-    }
-
-    /// In a pod: KUBERNETES_SERVICE_HOST/PORT and the mounted service-account files.
-    pub fn in_cluster() -> Result<Self, ConfigError> {
-        let url = auth::in_cluster_url(|k| std::env::var(k).ok())?;
-        let dir = Path::new(auth::SERVICE_ACCOUNT_DIR);
-        let mut cfg = ClientConfig::new(&url)?;
-        cfg.token = Some(TokenSource::from_file(dir.join("token"))?);
-        cfg.ca = Some(auth::load_ca(&dir.join("ca.crt"))?);
-        Ok(cfg)
-    }
-
-    /// Out of cluster: `--api-server`, `--token-file`, `--ca-file`. A plain http URL is
-    /// accepted so `kubectl proxy` can carry any kubeconfig's auth, but a token goes over
-    /// plain http only to loopback unless `allow_plain_http_token` says otherwise: anyone
-    /// on the path could read it and act as the operator.
-    pub fn out_of_cluster(
-        api_server: &str,
-        token_file: Option<&Path>,
-        ca_file: Option<&Path>,
-        allow_plain_http_token: bool,
-    ) -> Result<Self, ConfigError> {
-        let mut cfg = ClientConfig::new(api_server)?;
-        if token_file.is_some() && !allow_plain_http_token && !cfg.is_private_transport() {
-            return Err(ConfigError::PlainHttpToken { url: cfg.url });
-        }
-        if let Some(path) = token_file {
-            cfg.token = Some(TokenSource::from_file(path)?);
-        }
-        if let Some(path) = ca_file {
-            cfg.ca = Some(auth::load_ca(path)?);
-        }
-        Ok(cfg)
-    }
-}
-
-impl ClientConfig {
-    /// https, or plain http to a loopback address.
-    fn is_private_transport(&self) -> bool {
-        let Ok(uri) = self.url.parse::<http::Uri>() else {
-            return false;
-        };
-        if uri.scheme_str() == Some("https") {
-            return true;
-        }
-        let host = uri.host().unwrap_or_default();
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        host.eq_ignore_ascii_case("localhost")
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
-    }
-}
-
-/// Query parameters of a list.
-#[derive(Clone, Debug, Default)]
-pub struct ListParams {
-    pub label_selector: Option<String>,
-    pub field_selector: Option<String>,
-    pub limit: Option<u32>,
-    pub continue_token: Option<String>,
-}
-
-/// Query parameters of a watch.
-#[derive(Clone, Debug, Default)]
-pub struct WatchParams {
-    pub label_selector: Option<String>,
-    pub field_selector: Option<String>,
-    /// Opaque; where the watch starts.
-    pub resource_version: String,
-    /// The server ends the watch after this long; the client's idle timeout is a little
-    /// longer.
-    pub timeout_seconds: u32,
-    pub bookmarks: bool,
-}
-
-/// `DeleteOptions.preconditions`: what the object must still be for a delete to apply.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Preconditions {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub uid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resource_version: Option<String>,
-}
-
-/// The patch flavours the API server takes.
-#[derive(Clone, Copy, Debug)]
-pub enum Patch<'a> {
-    /// RFC 7386 JSON merge patch.
-    Merge(&'a serde_json::Value),
-    /// Kubernetes strategic merge patch (built-in kinds only; 415 on custom resources).
-    Strategic(&'a serde_json::Value),
-    /// RFC 6902 JSON patch; a `test` op makes it conditional.
-    Json(&'a serde_json::Value),
-    /// Server-side apply, forcing ownership of the fields we send.
-    Apply(&'a serde_json::Value),
-}
-
-impl Patch<'_> {
-    fn content_type(&self) -> &'static str {
-        match self {
-            Patch::Merge(_) => "application/merge-patch+json",
-            Patch::Strategic(_) => "application/strategic-merge-patch+json",
-            Patch::Json(_) => "application/json-patch+json",
-            Patch::Apply(_) => "application/apply-patch+yaml",
-        }
-    }
-
-    fn body(&self) -> &serde_json::Value {
-        match self {
-            Patch::Merge(v) | Patch::Strategic(v) | Patch::Json(v) | Patch::Apply(v) => v,
-        }
-    }
-}
 
 /// Called for every answer with (verb, HTTP code), for the requests-by-verb metric.
 pub type RequestObserver = Arc<dyn Fn(&'static str, u16) + Send + Sync>;
@@ -705,66 +527,9 @@ fn to_body<B: Serialize + ?Sized>(body: &B) -> Result<Bytes, Error> {
         })
 }
 
-/// Adds `fieldManager` so the server attributes our writes to us.
-fn managed(path: &str) -> String {
-    let sep = if path.contains('?') { '&' } else { '?' };
-    format!("{path}{sep}fieldManager={FIELD_MANAGER}")
-}
-
-/// A query string builder with percent-encoding of values.
-#[derive(Default)]
-struct Query {
-    parts: Vec<String>,
-}
-
-impl Query {
-    fn opt(&mut self, key: &str, value: Option<&str>) {
-        if let Some(v) = value {
-            self.parts.push(format!("{key}={}", encode_component(v)));
-        }
-    }
-
-    fn path(&self, base: &str) -> String {
-        if self.parts.is_empty() {
-            base.to_string()
-        } else {
-            format!("{base}?{}", self.parts.join("&"))
-        }
-    }
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn selectors_are_percent_encoded() {
-        assert_eq!(
-            encode_component("app in (a,b),!x"),
-            "app%20in%20%28a%2Cb%29%2C%21x"
-        );
-        let mut q = Query::default();
-        q.opt("labelSelector", Some("a=b"));
-        q.opt("limit", None);
-        assert_eq!(
-            q.path("/api/v1/secrets"),
-            "/api/v1/secrets?labelSelector=a%3Db"
-        );
-    }
 
     #[test]
     fn non_status_body_is_not_echoed() {
@@ -776,40 +541,5 @@ mod tests {
             br#"{"kind":"Status","status":"Failure","reason":"NotFound","code":404,"message":"secrets \"x\" not found"}"#,
         );
         assert_eq!(s.reason, "NotFound");
-    }
-
-    #[test]
-    fn bad_urls_are_refused_with_a_reason() {
-        assert!(ClientConfig::new("ftp://x").is_err());
-        assert!(ClientConfig::new("not a url").is_err());
-        assert!(ClientConfig::new("http://127.0.0.1:8001/").is_ok());
-    }
-
-    #[test]
-    fn a_token_is_sent_over_plain_http_only_to_loopback_unless_allowed() {
-        let dir = std::env::temp_dir().join(format!("ecr-token-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let token = dir.join("token");
-        std::fs::write(&token, "t0ken").unwrap();
-        for ok in [
-            "http://127.0.0.1:8001",
-            "http://localhost:8001",
-            "http://[::1]:8001",
-            "https://api.example:6443",
-        ] {
-            assert!(
-                ClientConfig::out_of_cluster(ok, Some(&token), None, false).is_ok(),
-                "{ok}"
-            );
-        }
-        let err = ClientConfig::out_of_cluster("http://10.0.0.1:8080", Some(&token), None, false)
-            .unwrap_err();
-        assert!(matches!(err, ConfigError::PlainHttpToken { .. }), "{err}");
-        assert!(!err.to_string().contains("t0ken"));
-        assert!(
-            ClientConfig::out_of_cluster("http://10.0.0.1:8080", Some(&token), None, true).is_ok()
-        );
-        assert!(ClientConfig::out_of_cluster("http://10.0.0.1:8080", None, None, false).is_ok());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,6 +1,6 @@
 //! Where each resource lives on the API server: group, version, plural and scope.
 
-use super::client::encode_component;
+use super::params::encode_component;
 
 /// A resource type's address. Paths are built here and nowhere else.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -3,15 +3,17 @@
 
 pub mod auth;
 pub mod client;
+pub mod config;
 pub mod error;
 pub mod kind;
+pub mod params;
 pub mod types;
 pub mod watch;
 
-pub use client::{
-    Client, ClientConfig, ListParams, Patch, Preconditions, WatchParams, WatchStream,
-};
+pub use client::{Client, WatchStream};
+pub use config::ClientConfig;
 pub use error::{ConfigError, Error};
+pub use params::{ListParams, Patch, Preconditions, WatchParams};
 
 /// The API group of the operator's custom resource.
 pub const CRD_GROUP: &str = "ecr.creds.dev";

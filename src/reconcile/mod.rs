@@ -19,4 +19,5 @@ pub mod spec;
 pub mod state;
 pub mod status;
 pub mod tokens;
+pub mod validate;
 pub mod writes;

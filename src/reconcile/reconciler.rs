@@ -267,21 +267,9 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             match self.payload(owner, spec, now).await {
                 Ok(p) => Some(p),
                 Err((reason, message)) => {
-                    // Existing Secrets stay as they are; what needs no token (fresh
-                    // namespaces' ServiceAccounts, Secrets no longer wanted) still goes on.
-                    let applied = self.applier.apply(spec, &plan, None).await;
-                    let mut outcome = outcome_of(&plan, &applied);
-                    outcome.failures.clear();
-                    outcome.fatal = Some((reason, message.clone()));
-                    // The refresh that is now overdue: the metric keeps it in the past
-                    // until a refresh succeeds, which is what an alert watches for.
-                    let due = plan
-                        .secrets
-                        .iter()
-                        .filter_map(|s| s.existing()?.refresh_at)
-                        .min();
-                    self.report(cr, &outcome, due, now).await;
-                    return Err(ReconcileError { reason, message });
+                    return Err(self
+                        .without_tokens(cr, spec, &plan, reason, message, now)
+                        .await)
                 }
             }
         } else {
@@ -325,6 +313,33 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             (Some(at), true) => to_std(at - now).min(self.settings.conflict_recheck),
         };
         Ok(Action::Requeue(jitter(wait.min(MAX_REQUEUE), &owner.name)))
+    }
+
+    /// No token could be had: existing Secrets stay as they are; what needs no token
+    /// (fresh namespaces' ServiceAccounts, Secrets no longer wanted) still goes on, and
+    /// the status says why. The error to retry with.
+    async fn without_tokens(
+        &self,
+        cr: &EcrPullSecret,
+        spec: &ValidSpec,
+        plan: &Plan,
+        reason: Reason,
+        message: String,
+        now: OffsetDateTime,
+    ) -> ReconcileError {
+        let applied = self.applier.apply(spec, plan, None).await;
+        let mut outcome = outcome_of(plan, &applied);
+        outcome.failures.clear();
+        outcome.fatal = Some((reason, message.clone()));
+        // The refresh that is now overdue: the metric keeps it in the past until a
+        // refresh succeeds, which is what an alert watches for.
+        let due = plan
+            .secrets
+            .iter()
+            .filter_map(|s| s.existing()?.refresh_at)
+            .min();
+        self.report(cr, &outcome, due, now).await;
+        ReconcileError { reason, message }
     }
 
     /// The tokens and the Secret payload for `spec`, or why there are none.

@@ -1,6 +1,6 @@
 //! The shared harness for the operator's end-to-end tests: the in-repo Kubernetes emulator
 //! and fake AWS on loopback, the real operator started in-process through
-//! `operator::start` (exactly what the binary runs), and helpers to read what it wrote.
+//! `app::start` (exactly what the binary runs), and helpers to read what it wrote.
 //!
 //! Waiting is always bounded: [`wait_for`] polls every [`POLL`] up to a deadline and panics
 //! with the last observed state, so a broken rule fails in seconds with a reason instead of
@@ -26,9 +26,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
+use ecr_creds_refresher::app::{self, Running};
 use ecr_creds_refresher::aws::env::AwsEnv;
 use ecr_creds_refresher::config::Config;
-use ecr_creds_refresher::operator::{self, Running};
 use ecr_creds_refresher::runtime::store::ObjectKey;
 
 /// The fake AWS account; registry hosts are `<ACCOUNT>.dkr.ecr.<region>.amazonaws.com`.
@@ -196,9 +196,7 @@ impl Env {
     pub async fn start_operator(&mut self) {
         assert!(self.operator.is_none(), "an operator is already running");
         let (cfg, aws_env) = self.operator_config(false);
-        let running = operator::start(&cfg, aws_env)
-            .await
-            .expect("operator starts");
+        let running = app::start(&cfg, aws_env).await.expect("operator starts");
         self.operator = Some(running);
     }
 
@@ -207,15 +205,13 @@ impl Env {
     pub async fn spawn_operator(&self, identity: &str) -> Running {
         let (mut cfg, aws_env) = self.operator_config(false);
         cfg.identity = identity.to_string();
-        operator::start(&cfg, aws_env)
-            .await
-            .expect("operator starts")
+        app::start(&cfg, aws_env).await.expect("operator starts")
     }
 
     /// Starts an operator in `--once` mode: call `run_once` on it.
     pub async fn start_once(&self) -> Running {
         let (cfg, aws_env) = self.operator_config(true);
-        operator::start(&cfg, aws_env)
+        app::start(&cfg, aws_env)
             .await
             .expect("operator starts in --once mode")
     }

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use ecr_creds_refresher::app::{self, Running};
 use ecr_creds_refresher::aws::env::AwsEnv;
 use ecr_creds_refresher::config::Config;
-use ecr_creds_refresher::operator::{self, Running};
 use emulators::aws::AwsEmulator;
 use emulators::k8s::K8sEmulator;
 
@@ -58,7 +58,7 @@ pub async fn start_operator(
         aws_pairs.push(("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID));
         aws_pairs.push(("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY));
     }
-    operator::start(&cfg, AwsEnv::from_pairs(&aws_pairs))
+    app::start(&cfg, AwsEnv::from_pairs(&aws_pairs))
         .await
         .expect("operator starts")
 }

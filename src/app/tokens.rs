@@ -1,17 +1,17 @@
-//! The bridge from the reconciler's token cache (`reconcile::tokens`) to AWS: for each
-//! token group it picks the credentials (the operator's default chain, or a per-CR Secret),
-//! chains the group's role on top, and calls ECR or ECR Public. Caching and single flight
-//! are the reconciler's token cache's job, not this file's.
+//! The AWS token adapter: the reconciler's token cache (`reconcile::tokens`) asks for a
+//! token per group; this picks the credentials (the operator's default chain, or a per-CR
+//! Secret), chains the group's role on top, and calls ECR or ECR Public through `aws`,
+//! which knows nothing of CRs. Caching and single flight are the token cache's job.
 
-use super::credentials::{CredentialProvider, CredentialSource, SecretCredentials};
-use super::ecr::{AuthorizationToken, EcrClient};
-use super::error::{AwsError, ErrorKind};
-use super::setup::Aws;
-use super::sts::AssumeRoleParams;
+use crate::aws::credentials::{CredentialProvider, CredentialSource, SecretCredentials};
+use crate::aws::ecr::EcrClient;
+use crate::aws::error::{AwsError, ErrorKind};
+use crate::aws::setup::Aws;
+use crate::aws::sts::AssumeRoleParams;
+use crate::aws::token::fetch_token;
 use crate::reconcile::spec::{AwsAuth, SecretRef};
 use crate::reconcile::status::Reason;
 use crate::reconcile::tokens::{FetchToken, RegistryToken, TokenError, TokenGroup};
-use aws_credential_types::Credentials;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -143,34 +143,6 @@ impl FetchToken for AwsTokenFetcher {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         key_id.hash(&mut hasher);
         Some(hasher.finish())
-    }
-}
-
-/// One GetAuthorizationToken with `provider`'s credentials; when AWS says the session
-/// credentials expired (revoked, or expired early), reload them once and try again.
-/// `calls` counts the ECR calls made.
-pub async fn fetch_token(
-    ecr: &EcrClient,
-    provider: &CredentialProvider,
-    region: &str,
-    public: bool,
-    calls: &AtomicU64,
-) -> Result<AuthorizationToken, AwsError> {
-    let call = |credentials: Credentials| async move {
-        calls.fetch_add(1, Ordering::Relaxed);
-        if public {
-            ecr.public_authorization_token(&credentials).await
-        } else {
-            ecr.authorization_token(&credentials, region).await
-        }
-    };
-    let credentials = provider.credentials().await?;
-    match call(credentials).await {
-        Err(e) if e.kind() == Some(ErrorKind::ExpiredToken) => {
-            provider.invalidate().await;
-            call(provider.credentials().await?).await
-        }
-        other => other,
     }
 }
 

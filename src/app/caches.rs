@@ -1,0 +1,76 @@
+//! The watch caches the reconciler reads, and their view as the reconciler's
+//! [`ObservedState`].
+
+use crate::reconcile::reconciler::ObservedState;
+use crate::reconcile::select::NamespaceView;
+use crate::reconcile::spec::{EcrPullSecret, SecretRef};
+use crate::reconcile::state::{ManagedSecret, SaView};
+use crate::runtime::store::{ObjectKey, Store};
+
+use super::credentials::CredentialSecrets;
+
+/// The watch caches the reconciler reads.
+#[derive(Clone)]
+pub struct Caches {
+    pub crs: Store<EcrPullSecret>,
+    pub namespaces: Store<NamespaceView>,
+    pub secrets: Store<ManagedSecret>,
+    pub service_accounts: Store<SaView>,
+    /// The credentials Secrets CRs name, watched one by one.
+    pub credentials: CredentialSecrets,
+}
+
+impl Caches {
+    /// Resolves once every cache has its first full list.
+    pub async fn synced(&self) {
+        self.crs.wait_synced().await;
+        self.namespaces.wait_synced().await;
+        self.secrets.wait_synced().await;
+        self.service_accounts.wait_synced().await;
+    }
+
+    pub fn is_synced(&self) -> bool {
+        self.crs.is_synced()
+            && self.namespaces.is_synced()
+            && self.secrets.is_synced()
+            && self.service_accounts.is_synced()
+    }
+
+    /// Every CR name, to enqueue after a change that may concern any of them.
+    pub fn cr_names(&self) -> Vec<String> {
+        self.crs.keys().into_iter().map(|k| k.name).collect()
+    }
+}
+
+impl ObservedState for Caches {
+    fn cr(&self, name: &str) -> Option<EcrPullSecret> {
+        self.crs
+            .get(&ObjectKey::cluster(name))
+            .map(|c| (*c).clone())
+    }
+    fn namespaces(&self) -> Vec<NamespaceView> {
+        self.namespaces
+            .list()
+            .iter()
+            .map(|n| (**n).clone())
+            .collect()
+    }
+    fn managed_secrets_for(&self, owner: &str, secret_name: Option<&str>) -> Vec<ManagedSecret> {
+        self.secrets
+            .list()
+            .iter()
+            .filter(|s| s.owner == owner || Some(s.name.as_str()) == secret_name)
+            .map(|s| (**s).clone())
+            .collect()
+    }
+    fn service_accounts(&self) -> Vec<SaView> {
+        self.service_accounts
+            .list()
+            .iter()
+            .map(|s| (**s).clone())
+            .collect()
+    }
+    async fn credential_grants(&self, secret: &SecretRef) -> Vec<String> {
+        self.credentials.grants(secret).await
+    }
+}

@@ -1,0 +1,212 @@
+//! The credentials Secrets CRs name (and the operator-wide one), each watched on its own:
+//! every version is published to the AWS side's channel, so rotated keys apply at once,
+//! and each Secret's grant annotation says which CRs may use it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::aws::credentials::{credentials_from_secret_data, SecretCredentials, SecretState};
+use crate::k8s::kind::SECRETS;
+use crate::k8s::types::Secret;
+use crate::k8s::Client;
+use crate::reconcile::reconciler::GRANT_ANNOTATION;
+use crate::reconcile::spec::{EcrPullSecret, SecretRef};
+use crate::reconcile::state::split_list;
+use crate::runtime::queue::WorkQueue;
+use crate::runtime::store::Store;
+use crate::runtime::watcher::{spawn_reflector, Event, KubeListWatch, WatcherConfig};
+
+use super::routing::enqueue_all;
+
+/// Watches the credentials Secrets (the operator-wide one and those CRs name) and
+/// publishes each version into the AWS side's channel, so rotated keys apply at once.
+/// Watches start on first use and stop once no CR refers to their Secret.
+#[derive(Clone)]
+pub struct CredentialSecrets {
+    inner: Arc<CredentialInner>,
+}
+
+struct CredentialInner {
+    client: Client,
+    queue: WorkQueue<String>,
+    crs: Mutex<Option<Store<EcrPullSecret>>>,
+    shutdown: watch::Receiver<bool>,
+    watched: Mutex<HashMap<SecretRef, WatchedSecret>>,
+    /// Secrets watched whatever the CRs say (the operator-wide credentials).
+    pinned: Mutex<HashSet<SecretRef>>,
+    /// Set when CRs changed; the pruner then drops unreferenced watches.
+    changed: tokio::sync::Notify,
+}
+
+/// One watched credentials Secret.
+struct WatchedSecret {
+    credentials: SecretCredentials,
+    /// The CRs its grant annotation names; `None` until first read.
+    grants: watch::Receiver<Option<Vec<String>>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for WatchedSecret {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How long a new watch gets to read its Secret once before a caller goes on without it.
+const FIRST_READ: Duration = Duration::from_secs(5);
+
+impl CredentialSecrets {
+    pub fn new(client: Client, queue: WorkQueue<String>, shutdown: watch::Receiver<bool>) -> Self {
+        CredentialSecrets {
+            inner: Arc::new(CredentialInner {
+                client,
+                queue,
+                crs: Mutex::new(None),
+                shutdown,
+                watched: Mutex::new(HashMap::new()),
+                pinned: Mutex::new(HashSet::new()),
+                changed: tokio::sync::Notify::new(),
+            }),
+        }
+    }
+
+    /// Lets a change of credentials enqueue every CR, and tells which Secrets CRs name.
+    pub fn set_crs(&self, crs: Store<EcrPullSecret>) {
+        *lock(&self.inner.crs) = Some(crs);
+    }
+
+    /// Watches `r` for as long as the operator runs.
+    pub fn pin(&self, r: &SecretRef) -> SecretCredentials {
+        lock(&self.inner.pinned).insert(r.clone());
+        self.get(r)
+    }
+
+    /// The channel for a Secret, starting its watch on first use. Until the first list
+    /// lands the credentials read as "not read yet" (CredentialsMissing, retried).
+    pub fn get(&self, r: &SecretRef) -> SecretCredentials {
+        self.watch(r).0
+    }
+
+    /// The ECRPullSecrets Secret `r` grants its use to, once read (at most
+    /// [`FIRST_READ`] is waited for a new watch); empty when missing or unreadable.
+    pub async fn grants(&self, r: &SecretRef) -> Vec<String> {
+        let (_, mut grants) = self.watch(r);
+        let _ = tokio::time::timeout(FIRST_READ, grants.wait_for(Option::is_some)).await;
+        let current = grants.borrow().clone();
+        current.unwrap_or_default()
+    }
+
+    /// How many Secrets are watched now.
+    pub fn watched(&self) -> usize {
+        lock(&self.inner.watched).len()
+    }
+
+    /// CRs changed: prune soon (see [`CredentialSecrets::spawn_pruner`]).
+    pub fn references_changed(&self) {
+        self.inner.changed.notify_one();
+    }
+
+    /// Stops the watches no CR refers to and that are not pinned, a moment after CRs
+    /// change (an edit storm prunes once).
+    pub fn spawn_pruner(&self) -> JoinHandle<()> {
+        let this = self.clone();
+        let mut stop = self.inner.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = this.inner.changed.notified() => {}
+                    _ = crate::runtime::shutdown_requested(&mut stop) => return,
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                this.prune();
+            }
+        })
+    }
+
+    /// Drops the watches of Secrets neither pinned nor named by a cached CR.
+    pub fn prune(&self) {
+        let Some(crs) = lock(&self.inner.crs).clone() else {
+            return;
+        };
+        let mut keep: HashSet<SecretRef> = lock(&self.inner.pinned).clone();
+        keep.extend(crs.list().iter().filter_map(|cr| {
+            cr.spec
+                .aws
+                .as_ref()
+                .and_then(|a| a.credentials_secret_ref.clone())
+        }));
+        lock(&self.inner.watched).retain(|r, _| keep.contains(r));
+    }
+
+    fn watch(&self, r: &SecretRef) -> (SecretCredentials, watch::Receiver<Option<Vec<String>>>) {
+        let mut watched = lock(&self.inner.watched);
+        if let Some(w) = watched.get(r) {
+            return (w.credentials.clone(), w.grants.clone());
+        }
+        let origin = format!("{}/{}", r.namespace, r.name);
+        let (tx, rx) = SecretCredentials::channel(origin.clone());
+        let (grants_tx, grants_rx) = watch::channel(None);
+        let inner = Arc::downgrade(&self.inner);
+        let publish = move |state: SecretState, grants: Vec<String>| {
+            // A rotated key changes the fetcher's credentials fingerprint, so the token
+            // cache refetches that group at the next reconcile; a changed grant is
+            // judged again at the next reconcile of each CR.
+            tx.send_replace(state);
+            grants_tx.send_replace(Some(grants));
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            let crs = lock(&inner.crs).clone();
+            if let Some(crs) = crs {
+                enqueue_all(&inner.queue, &crs);
+            }
+        };
+        let missing = format!("Secret {origin} not found");
+        let read = move |s: &Secret| {
+            let grants = split_list(s.metadata.annotations.get(GRANT_ANNOTATION));
+            (Some(credentials_from_secret_data(&s.data)), grants)
+        };
+        let (_, task) = spawn_reflector(
+            KubeListWatch {
+                client: self.inner.client.clone(),
+                collection: SECRETS.collection(Some(&r.namespace)),
+                label_selector: None,
+                field_selector: Some(format!("metadata.name={}", r.name)),
+            },
+            WatcherConfig::new(format!("credentials secret {origin}")),
+            |_: &Secret| Some(()),
+            move |event: Event<Secret>| match event {
+                Event::Applied(s) => {
+                    let (state, grants) = read(&s);
+                    publish(state, grants)
+                }
+                Event::Deleted(_) => publish(Some(Err(missing.clone())), Vec::new()),
+                Event::Restarted(all) => match all.first() {
+                    Some(s) => {
+                        let (state, grants) = read(s);
+                        publish(state, grants)
+                    }
+                    None => publish(Some(Err(missing.clone())), Vec::new()),
+                },
+            },
+            self.inner.shutdown.clone(),
+        );
+        watched.insert(
+            r.clone(),
+            WatchedSecret {
+                credentials: rx.clone(),
+                grants: grants_rx.clone(),
+                task,
+            },
+        );
+        (rx, grants_rx)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,431 @@
+//! The operator, wired: watches feed the caches and the work queue, the controller runs
+//! the reconciler (on the leader only, when elected), probes and metrics report on it all.
+//! Everything that knows more than one part lives here; the parts know only their own.
+//!
+//! ```text
+//! ECRPullSecrets ─┐                      ┌─> Reconciler ─> Secrets, ServiceAccounts,
+//! Namespaces ─────┤ reflectors ─> queue ─┤                 status, events
+//! managed Secrets ┤  (caches)            └─ TokenCache ─> AWS (one call per group)
+//! ServiceAccounts ┘   routing: which event enqueues which CR
+//! credentials Secrets ─> credentials: SecretCredentials channels and grants
+//! ```
+//!
+//! Files: `caches` (the stores and the reconciler's view of them), `routing` (event to
+//! CR), `credentials` (watched credentials Secrets), `tokens` (the AWS token adapter),
+//! `controller` (reconciles as the operator runs them), `once` (`--once`).
+
+pub mod caches;
+pub mod controller;
+pub mod credentials;
+mod once;
+pub mod routing;
+pub mod tokens;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::{Readiness, Routes, Server};
+use crate::aws::env::AwsEnv;
+use crate::config::Config;
+use crate::k8s::kind::ECR_PULL_SECRETS;
+use crate::k8s::{Client, ClientConfig, ListParams};
+use crate::metrics;
+use crate::reconcile::events::EventRecorder;
+use crate::reconcile::reconciler::{Reconciler, Settings};
+use crate::reconcile::spec::{EcrPullSecret, SecretRef, SpecPolicy};
+use crate::reconcile::tokens::TokenCache;
+use crate::runtime::controller::{spawn_controller, Controller, ControllerConfig};
+use crate::runtime::leader::{LeaderElector, LeaseConfig};
+use crate::runtime::queue::WorkQueue;
+use crate::runtime::shutdown_requested;
+
+pub use caches::Caches;
+pub use credentials::CredentialSecrets;
+
+/// A reconcile failure is retried from this delay, doubling to the cap.
+pub const FAILURE_BACKOFF_BASE: Duration = Duration::from_secs(2);
+pub const FAILURE_BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// Why the operator could not start. Printed once; the process exits 2.
+#[derive(Debug)]
+pub struct StartError {
+    pub what: String,
+    pub cause: String,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.what, self.cause)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+fn start_error(what: impl Into<String>, cause: impl std::fmt::Display) -> StartError {
+    StartError {
+        what: what.into(),
+        cause: cause.to_string(),
+    }
+}
+
+/// The reconciler as the binary runs it.
+pub type OperatorReconciler = Reconciler<tokens::AwsTokenFetcher, Caches>;
+
+/// A started operator: its parts, for the binary's signal handling and for tests.
+pub struct Running {
+    pub client: Client,
+    pub caches: Caches,
+    pub queue: WorkQueue<String>,
+    pub reconciler: Arc<OperatorReconciler>,
+    pub readiness: Readiness,
+    /// `true` while this instance may write (always, without leader election).
+    pub leading: watch::Receiver<bool>,
+    /// Where probes and metrics listen (resolved ports).
+    pub probe_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
+    shutdown_tx: watch::Sender<bool>,
+    elector_stop: watch::Sender<bool>,
+    elector: Option<JoinHandle<Result<(), crate::runtime::leader::Error>>>,
+    controller: Option<Controller>,
+    _keep_leading: Option<watch::Sender<bool>>,
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Drained within the grace period; the lease (if any) released.
+    Clean,
+    /// Grace ran out or a second signal came: in-flight work aborted.
+    Aborted,
+    /// Leadership was lost: writes stopped at once.
+    LostLeadership,
+}
+
+/// Connects, checks access, wires every part and starts serving. With `cfg.once`, the
+/// controller is not started: call [`Running::run_once`].
+pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
+    let client = connect(cfg).await?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let queue: WorkQueue<String> =
+        WorkQueue::with_failure_backoff(FAILURE_BACKOFF_BASE, FAILURE_BACKOFF_MAX);
+    let creds = CredentialSecrets::new(client.clone(), queue.clone(), shutdown_rx.clone());
+    let tokens = token_cache(cfg, &env, &creds)?;
+    let (caches, _watches) = routing::start_watches(&client, &queue, &creds, &shutdown_rx);
+    creds.set_crs(caches.crs.clone());
+    creds.spawn_pruner();
+    let operator_namespace = cfg.namespace.clone().or_else(service_account_namespace);
+    let reconciler = Arc::new(Reconciler::new(
+        client.clone(),
+        caches.clone(),
+        tokens,
+        EventRecorder::new(client.clone(), cfg.identity.clone()),
+        settings(cfg, operator_namespace.clone()),
+    ));
+    let readiness = caches_readiness(&caches, &shutdown_rx);
+    let (probe_addr, metrics_addr) = serve_admin(cfg, &readiness, &shutdown_rx).await?;
+    controller::spawn_queue_gauge(queue.clone(), shutdown_rx.clone());
+
+    let (elector_stop, _) = watch::channel(false);
+    let mut running = Running {
+        client,
+        caches,
+        queue,
+        reconciler,
+        readiness,
+        leading: watch::channel(true).1,
+        probe_addr,
+        metrics_addr,
+        shutdown_tx,
+        elector_stop,
+        elector: None,
+        controller: None,
+        _keep_leading: None,
+    };
+    if cfg.once {
+        return Ok(running);
+    }
+    running.elect(cfg, operator_namespace)?;
+    running.start_controller(cfg.workers, shutdown_rx);
+    Ok(running)
+}
+
+/// The Kubernetes client, checked: a wrong CA, a refused token, no CRD or no RBAC stop
+/// the operator here, with a hint, rather than in a retry loop later.
+async fn connect(cfg: &Config) -> Result<Client, StartError> {
+    let client_cfg = match &cfg.api_server {
+        Some(url) => ClientConfig::out_of_cluster(
+            url,
+            cfg.token_file.as_deref(),
+            cfg.ca_file.as_deref(),
+            cfg.allow_plain_http_token,
+        ),
+        None => ClientConfig::in_cluster(),
+    };
+    let client = client_cfg
+        .map(|c| c.with_identity(&cfg.identity))
+        .and_then(Client::new)
+        .map_err(|e| start_error("cannot configure the Kubernetes client", e))?
+        .with_observer(Arc::new(metrics::api_request));
+    let first = ListParams {
+        limit: Some(1),
+        ..Default::default()
+    };
+    if let Err(e) = client
+        .list::<EcrPullSecret>(&ECR_PULL_SECRETS.collection(None), &first)
+        .await
+    {
+        let hint = match e.code() {
+            Some(404) => " (is the CRD installed? kubectl apply -f crd.yaml)",
+            Some(401) => " (the token was refused)",
+            Some(403) => " (RBAC: apply rbac.yaml)",
+            _ => "",
+        };
+        return Err(start_error(
+            format!("cannot list ECRPullSecrets at {}{hint}", client.url()),
+            e,
+        ));
+    }
+    Ok(client)
+}
+
+/// The shared token cache over AWS, with the operator-wide credentials Secret watched
+/// for as long as the operator runs.
+fn token_cache(
+    cfg: &Config,
+    env: &AwsEnv,
+    creds: &CredentialSecrets,
+) -> Result<Arc<TokenCache<tokens::AwsTokenFetcher>>, StartError> {
+    use crate::aws::credentials::SourceKind;
+    use crate::aws::setup::{Aws, AwsSettings};
+    let global_secret = cfg.credentials_secret.as_ref().map(|(namespace, name)| {
+        creds.pin(&SecretRef {
+            name: name.clone(),
+            namespace: namespace.clone(),
+        })
+    });
+    let source: SourceKind = cfg
+        .aws_credentials_source
+        .parse()
+        .map_err(|e| start_error("bad --aws-credentials-source", e))?;
+    if cfg.region.is_none() {
+        tracing::info!("AWS_REGION is unset: STS uses us-east-1 and every ECRPullSecret must name its region or registries");
+    }
+    let settings = AwsSettings {
+        region: cfg
+            .region
+            .clone()
+            .unwrap_or_else(|| "us-east-1".to_string()),
+        source,
+        http: crate::aws::http::HttpConfig::default(),
+    };
+    let aws = Aws::setup(env, settings, global_secret)
+        .map_err(|e| start_error("cannot configure AWS", e))?;
+    let lookup_creds = creds.clone();
+    let lookup: tokens::SecretLookup = Arc::new(move |r: &SecretRef| Some(lookup_creds.get(r)));
+    Ok(Arc::new(TokenCache::new(tokens::AwsTokenFetcher::new(
+        aws, lookup,
+    ))))
+}
+
+/// What the flags say about serving CRs.
+fn settings(cfg: &Config, operator_namespace: Option<String>) -> Settings {
+    Settings {
+        spec_policy: SpecPolicy {
+            default_registries: cfg.registries.clone(),
+            min_interval_floor: cfg.min_refresh_interval,
+            allowed_role_arns: cfg.allowed_role_arns.clone(),
+        },
+        operator_namespace,
+        default_region: cfg.region.clone(),
+        ..Settings::default()
+    }
+}
+
+/// `/readyz` turns ready once every cache has its first full list.
+fn caches_readiness(caches: &Caches, shutdown: &watch::Receiver<bool>) -> Readiness {
+    let readiness = Readiness::new();
+    let caches_ready = readiness.register("caches");
+    let caches = caches.clone();
+    let mut stop = shutdown.clone();
+    tokio::spawn(async move {
+        caches.synced().await;
+        caches_ready.set_ready(true);
+        tracing::info!("caches synced");
+        // A dropped ReadyHandle reports not ready: hold it while the operator runs.
+        shutdown_requested(&mut stop).await;
+        drop(caches_ready);
+    });
+    readiness
+}
+
+/// Binds the probe and metrics listeners now, so a taken port fails startup, and serves
+/// them until shutdown. Returns the bound addresses.
+async fn serve_admin(
+    cfg: &Config,
+    readiness: &Readiness,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<(Option<SocketAddr>, Option<SocketAddr>), StartError> {
+    let mut bound = Vec::new();
+    for (addr, routes, what) in [
+        (
+            cfg.probe_addr,
+            Routes::probes(readiness.clone()),
+            "health probes",
+        ),
+        (cfg.metrics_addr, Routes::metrics(), "metrics"),
+    ] {
+        let Some(addr) = addr else {
+            bound.push(None);
+            continue;
+        };
+        let server = Server::bind(addr)
+            .await
+            .map_err(|e| start_error(format!("cannot serve {what} on {addr}"), e))?;
+        let local = server.local_addr();
+        tracing::info!(addr = ?local, "serving {what}");
+        bound.push(local);
+        let mut stop = shutdown.clone();
+        tokio::spawn(server.serve(routes, async move {
+            shutdown_requested(&mut stop).await;
+        }));
+    }
+    Ok((bound[0], bound[1]))
+}
+
+/// The pod's namespace from its service-account files, when running in a pod.
+fn service_account_namespace() -> Option<String> {
+    std::fs::read_to_string(format!(
+        "{}/namespace",
+        crate::k8s::auth::SERVICE_ACCOUNT_DIR
+    ))
+    .ok()
+    .map(|s| s.trim().to_string())
+    .filter(|s| !s.is_empty())
+}
+
+// === impl Running ===
+
+impl Running {
+    /// With `--leader-elect`, runs the elector: only the leader reconciles, standbys keep
+    /// their caches warm. Without it, this instance always leads.
+    fn elect(
+        &mut self,
+        cfg: &Config,
+        operator_namespace: Option<String>,
+    ) -> Result<(), StartError> {
+        if !cfg.leader_elect {
+            metrics::set_leader(true);
+            let (tx, rx) = watch::channel(true);
+            self.leading = rx;
+            self._keep_leading = Some(tx);
+            return Ok(());
+        }
+        let namespace = cfg
+            .leader_election_namespace
+            .clone()
+            .or(operator_namespace)
+            .ok_or_else(|| {
+                start_error(
+                    "leader election needs a namespace",
+                    "set --leader-election-namespace or POD_NAMESPACE",
+                )
+            })?;
+        let elector = LeaderElector::new(
+            self.client.clone(),
+            &namespace,
+            &cfg.leader_election_id,
+            &cfg.identity,
+            LeaseConfig::default(),
+        );
+        let mut stop = self.elector_stop.subscribe();
+        let (rx, task) = elector.spawn(async move {
+            shutdown_requested(&mut stop).await;
+        });
+        self.leading = rx;
+        self.elector = Some(task);
+        Ok(())
+    }
+
+    /// Starts the workers, which reconcile once the caches are synced and while leading.
+    fn start_controller(&mut self, workers: usize, shutdown: watch::Receiver<bool>) {
+        let ready = {
+            let caches = self.caches.clone();
+            let mut leading = self.leading.clone();
+            async move {
+                caches.synced().await;
+                let _ = leading.wait_for(|l| *l).await;
+            }
+        };
+        let r = self.reconciler.clone();
+        self.controller = Some(spawn_controller(
+            self.queue.clone(),
+            ControllerConfig::new("ecrpullsecret", workers),
+            move |name: String| {
+                let r = r.clone();
+                async move { controller::timed_reconcile(&r, &name).await }
+            },
+            ready,
+            shutdown,
+        ));
+    }
+
+    /// Resolves when this instance, having led, stops leading. Never resolves without
+    /// leader election.
+    pub async fn lost_leadership(&self) {
+        let mut leading = self.leading.clone();
+        let _ = leading.wait_for(|l| *l).await;
+        let _ = leading.wait_for(|l| !*l).await;
+        if self.elector.is_none() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Stops writing at once (leadership lost): abort in-flight reconciles.
+    pub fn abort(mut self) -> Stopped {
+        if let Some(c) = self.controller.take() {
+            c.task.abort();
+        }
+        let _ = self.shutdown_tx.send(true);
+        Stopped::LostLeadership
+    }
+
+    /// Two-stage shutdown: stop intake and drain within `grace` (or until `hurry`
+    /// resolves: a second signal), then release the lease.
+    pub async fn shutdown(
+        mut self,
+        grace: Duration,
+        hurry: impl std::future::Future<Output = ()>,
+    ) -> Stopped {
+        let _ = self.shutdown_tx.send(true);
+        let mut drained = true;
+        if let Some(controller) = self.controller.take() {
+            let mut task = controller.task;
+            drained = tokio::select! {
+                r = tokio::time::timeout(grace, &mut task) => r.is_ok(),
+                _ = hurry => false,
+            };
+            if !drained {
+                tracing::warn!("shutdown: not drained in time; aborting in-flight work");
+                task.abort();
+            }
+        }
+        // Only now, with no write in flight, let another replica take over.
+        let _ = self.elector_stop.send(true);
+        if let Some(elector) = self.elector.take() {
+            match tokio::time::timeout(Duration::from_secs(5), elector).await {
+                Ok(Ok(Ok(()))) => tracing::info!("leader lease released"),
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "could not release the leader lease"),
+                _ => tracing::warn!("leader election did not stop in time"),
+            }
+        }
+        if drained {
+            Stopped::Clean
+        } else {
+            Stopped::Aborted
+        }
+    }
+}
