@@ -13,8 +13,9 @@ Used by tests/chart/test.sh; each subcommand exits 1 with one line per problem.
   kinds RENDERED.yaml KIND...                   the rendered kinds are exactly these
   configmap RENDERED.yaml DASHBOARD.json        the dashboard ConfigMap holds the file, labelled
                                                 for Grafana's sidecar
-  admission RENDERED.yaml [POLICY.yaml]         the admissionregistration objects rendered are
-                                                exactly POLICY.yaml's (none without it)
+  admission RENDERED.yaml [POLICY.yaml [SA]]    the admissionregistration objects rendered are
+                                                exactly POLICY.yaml's, matching ServiceAccount
+                                                SA (default ecr-creds-refresher); none without it
 """
 import difflib
 import json
@@ -275,9 +276,15 @@ def configmap(rendered, dashboard_path):
     return []
 
 
-def admission(rendered, policy_path=None):
+def admission(rendered, policy_path=None, service_account="ecr-creds-refresher"):
     got = [o for o in load(rendered) if o["apiVersion"].startswith("admissionregistration.k8s.io/")]
-    want = load(policy_path) if policy_path else []
+    want = []
+    if policy_path:
+        # The chart points the policy's matchCondition at the release's ServiceAccount.
+        with open(policy_path) as fh:
+            text = fh.read().replace("endsWith(':ecr-creds-refresher')",
+                                     f"endsWith(':{service_account}')")
+        want = [d for d in yaml.safe_load_all(text) if d]
     if got != want:
         return [f"admission: rendered {[key(o) for o in got]}, want {[key(o) for o in want]}"]
     print(f"admission: {len(got)} admission policy objects, as in {policy_path or '(no policy file yet)'}")

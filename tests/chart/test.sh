@@ -120,7 +120,8 @@ must_fail "ServiceMonitor without Service" "needs metrics.service.enabled" \
     --set serviceMonitor.enabled=true --set metrics.service.enabled=false
 render --set replicaCount=1 --set leaderElection.enabled=false > "$work/single.yaml"
 checks kinds "$work/single.yaml" ClusterRole ClusterRoleBinding CustomResourceDefinition Deployment \
-    NetworkPolicy Role Role RoleBinding RoleBinding Service ServiceAccount
+    NetworkPolicy Role Role RoleBinding RoleBinding Service ServiceAccount \
+    ${policy:+ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding}
 
 step "6. both renders validate strictly (core kinds), monitoring kinds structurally"
 render -f tests/chart/values-all.yaml > "$work/all.yaml"
@@ -134,7 +135,8 @@ if grep -q '^kind:' "$work/default-monitoring.yaml"; then
 fi
 checks monitoring "$work/all.yaml" "$work/chart-rules.yaml"
 "$PROMTOOL" check rules "$work/chart-rules.yaml"
-checks admission "$work/all.yaml" $policy
+# values-all.yaml names the ServiceAccount `refresher`: the policy must follow it.
+checks admission "$work/all.yaml" $policy ${policy:+refresher}
 checks configmap "$work/all.yaml" "$CHART/dashboards/ecr-creds-refresher.json"
 
 step "7. promtool test rules"

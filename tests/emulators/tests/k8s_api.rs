@@ -3,8 +3,8 @@
 
 mod k8s_support;
 
-use emulators::k8s::{EmulatorConfig, K8sEmulator};
-use k8s_support::Api;
+use emulators::k8s::K8sEmulator;
+use k8s_support::{admin_config, Api};
 use serde_json::{json, Value};
 
 const SECRETS: &str = "/api/v1/namespaces/default/secrets";
@@ -12,7 +12,7 @@ const SAS: &str = "/api/v1/namespaces/default/serviceaccounts";
 const EPS: &str = "/apis/ecr.creds.dev/v1alpha1/ecrpullsecrets";
 
 async fn start() -> (K8sEmulator, Api) {
-    let emu = K8sEmulator::start(EmulatorConfig::default()).await.unwrap();
+    let emu = K8sEmulator::start(admin_config()).await.unwrap();
     let api = Api::new(emu.addr());
     (emu, api)
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use emulators::k8s::{EmulatorConfig, FaultConfig, K8sEmulator};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use k8s_support::{ev, Api};
+use k8s_support::{admin_config, ev, Api};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};
@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 const SECRETS: &str = "/api/v1/namespaces/default/secrets";
 
 async fn start() -> (K8sEmulator, Api) {
-    let emu = K8sEmulator::start(EmulatorConfig::default()).await.unwrap();
+    let emu = K8sEmulator::start(admin_config()).await.unwrap();
     let api = Api::new(emu.addr());
     (emu, api)
 }
@@ -28,7 +28,7 @@ async fn start() -> (K8sEmulator, Api) {
 async fn wrong_or_missing_token_is_401_and_the_token_can_rotate_at_runtime() {
     let emu = K8sEmulator::start(EmulatorConfig {
         token: Some("one".into()),
-        ..Default::default()
+        ..admin_config()
     })
     .await
     .unwrap();
@@ -217,7 +217,7 @@ fn tls_client(ca_pem: &str, alpn: &[u8]) -> tokio_rustls::TlsConnector {
 async fn tls_serves_http1_and_h2_with_a_certificate_from_the_exposed_ca() {
     let emu = K8sEmulator::start(EmulatorConfig {
         tls: true,
-        ..Default::default()
+        ..admin_config()
     })
     .await
     .unwrap();
@@ -258,7 +258,7 @@ async fn tls_serves_http1_and_h2_with_a_certificate_from_the_exposed_ca() {
     let tcp = tokio::net::TcpStream::connect(emu.addr()).await.unwrap();
     let other = K8sEmulator::start(EmulatorConfig {
         tls: true,
-        ..Default::default()
+        ..admin_config()
     })
     .await
     .unwrap();

@@ -6,7 +6,7 @@ mod k8s_support;
 use std::time::Duration;
 
 use emulators::k8s::{EmulatorConfig, K8sEmulator};
-use k8s_support::{ev, Api};
+use k8s_support::{admin_config, ev, Api};
 use serde_json::{json, Value};
 
 const SECRETS: &str = "/api/v1/namespaces/default/secrets";
@@ -20,7 +20,7 @@ async fn start_with(cfg: EmulatorConfig) -> (K8sEmulator, Api) {
 async fn start() -> (K8sEmulator, Api) {
     start_with(EmulatorConfig {
         bookmark_interval: None,
-        ..Default::default()
+        ..admin_config()
     })
     .await
 }
@@ -132,7 +132,7 @@ async fn too_old_resource_version_can_be_an_http_410() {
 async fn bookmarks_carry_only_the_current_resource_version() {
     let (emu, api) = start_with(EmulatorConfig {
         bookmark_interval: Some(Duration::from_millis(50)),
-        ..Default::default()
+        ..admin_config()
     })
     .await;
     let mut w = api

@@ -201,6 +201,15 @@ async fn run(binary: PathBuf) -> Result<(), String> {
     show_service_accounts(&k8s, "team-a")?;
     show_cr(&k8s)?;
 
+    // The operator ran as its ServiceAccount under deploy/admission-policy.yaml.
+    let denials = k8s.admission_denials();
+    if !denials.is_empty() {
+        return Err(format!(
+            "the shipped admission policy denied the operator: {denials:?}"
+        ));
+    }
+    detail("deploy/admission-policy.yaml denied none of the operator's writes");
+
     let ecr_calls = aws.calls().ecr;
     section("AWS");
     println!(

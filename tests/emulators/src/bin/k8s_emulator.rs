@@ -3,7 +3,10 @@
 //! Flags: --port N (0 = ephemeral), --bind ADDR, --token T, --tls CA_PATH (serve HTTPS and
 //! write the CA PEM there), --history N, --bookmark-ms N, --no-default-sa, --crd PATH (a
 //! CRD YAML instead of the built-in crd.yaml), --rbac PATH (enforce the rules of the
-//! Role/ClusterRole documents there, cluster-wide) and --rbac-user NAME.
+//! Role/ClusterRole documents there, cluster-wide), --rbac-user NAME, --user NAME (the
+//! username requests run as for admission policies; default the operator's ServiceAccount,
+//! `--user admin` for the cluster admin) and --no-admission (do not enforce the shipped
+//! deploy/admission-policy.yaml).
 //! Prints `listening on http://127.0.0.1:PORT` as its first stdout line; runs until
 //! SIGINT or SIGTERM.
 #![forbid(unsafe_code)]
@@ -15,7 +18,7 @@ use std::time::Duration;
 use emulators::k8s::{EmulatorConfig, K8sEmulator, RbacPolicy};
 
 fn usage() -> &'static str {
-    "usage: k8s-emulator [--port N] [--bind IP] [--token T] [--tls CA_PATH] [--history N] [--bookmark-ms N] [--no-default-sa] [--crd PATH] [--rbac PATH] [--rbac-user NAME]"
+    "usage: k8s-emulator [--port N] [--bind IP] [--token T] [--tls CA_PATH] [--history N] [--bookmark-ms N] [--no-default-sa] [--crd PATH] [--rbac PATH] [--rbac-user NAME] [--user NAME|admin] [--no-admission]"
 }
 
 /// Flags that act on the running emulator rather than its config.
@@ -73,6 +76,11 @@ fn parse_args() -> Result<(EmulatorConfig, Extra), String> {
             }
             "--rbac" => extra.rbac_path = Some(value("--rbac")?),
             "--rbac-user" => extra.rbac_user = Some(value("--rbac-user")?),
+            "--user" => {
+                let user = value("--user")?;
+                cfg.user = (user != "admin").then_some(user);
+            }
+            "--no-admission" => cfg.admission_policies.clear(),
             "-h" | "--help" => return Err(usage().to_string()),
             other => return Err(format!("unknown flag {other}\n{}", usage())),
         }

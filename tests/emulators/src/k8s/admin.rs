@@ -1,5 +1,5 @@
 //! The `/_emulator/` control endpoints for the standalone binary (and any test that prefers
-//! HTTP): request log, faults, RBAC policy, token, watch drops, restart, history. Never
+//! HTTP): request log, faults, RBAC policy, admission policies and denials, user, token, watch drops, restart, history. Never
 //! authenticated, never logged as API requests.
 
 use std::sync::atomic::Ordering;
@@ -10,6 +10,7 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
+use super::admission::PolicySet;
 use super::faults::FaultConfig;
 use super::rbac::RbacPolicy;
 use super::server::{error_response, json_response, read_json, Body, Shared};
@@ -90,6 +91,53 @@ pub async fn admin(shared: &Arc<Shared>, req: Request<Incoming>, path: &str) -> 
         }
         (Method::DELETE, "/_emulator/rbac") => {
             *shared.rbac.write().unwrap_or_else(|p| p.into_inner()) = None;
+            ok()
+        }
+        (Method::GET, "/_emulator/admission") => {
+            let enabled = shared
+                .admission
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some();
+            let denials = shared
+                .denials
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            json_response(
+                200,
+                &json!({"enabled": enabled, "user": shared.username(), "denials": denials}),
+            )
+        }
+        // `{"policies": ["<YAML>", ...]}`: enforce these from now on.
+        (Method::POST | Method::PUT, "/_emulator/admission") => {
+            let texts: Vec<String> = body
+                .get("policies")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            match PolicySet::parse(&texts) {
+                Ok(set) => {
+                    *shared.admission.write().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Arc::new(set));
+                    ok()
+                }
+                Err(e) => error_response(&ApiError::bad_request(format!("admission: {e}")), None),
+            }
+        }
+        (Method::DELETE, "/_emulator/admission") => {
+            *shared.admission.write().unwrap_or_else(|p| p.into_inner()) = None;
+            ok()
+        }
+        // `{"user": "system:serviceaccount:ns:name"}`, or null for the cluster admin.
+        (Method::POST, "/_emulator/user") => {
+            let user = body.get("user").and_then(Value::as_str).map(str::to_string);
+            *shared.user.write().unwrap_or_else(|p| p.into_inner()) = user;
             ok()
         }
         (Method::POST, "/_emulator/token") => {

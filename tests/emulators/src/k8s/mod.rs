@@ -9,7 +9,8 @@
 //! replay, bookmarks, `sendInitialEvents`, 410 Expired in both forms, and real `Status` error
 //! bodies. Kinds are a table ([`kinds`]): a custom resource is a row, and registering a CRD's
 //! YAML ([`EmulatorConfig::crds`], by default the repository's `crd.yaml`) makes its
-//! structural schema prune, default and validate objects ([`schema`]).
+//! structural schema prune, default and validate objects ([`schema`]), its
+//! `x-kubernetes-validations` CEL rules included (`self`, `oldSelf`, Go-syntax `duration()`).
 //!
 //! Validation the operator can trip over is the real server's ([`validate`]): DNS-1123 names,
 //! label and annotation keys, owner references, Secret data and `kubernetes.io/dockerconfigjson`
@@ -20,11 +21,23 @@
 //! Server-side apply is accepted (YAML body, `fieldManager` required, creates when absent)
 //! with merge-patch semantics: no field ownership or apply conflicts.
 //!
+//! Admission: ValidatingAdmissionPolicies and their bindings ([`admission`], CEL through the
+//! `cel` crate, [`cel`]) are enforced on every API write, by default the repository's
+//! `deploy/admission-policy.yaml` ([`EmulatorConfig::admission_policies`]). Requests run as
+//! [`EmulatorConfig::user`], by default the operator's ServiceAccount, so every test runs the
+//! operator under the policy it ships; a denial answers like kube-apiserver and is recorded
+//! ([`K8sEmulator::admission_denials`]; with `K8S_EMULATOR_DENIALS_LOG=<path>` also appended
+//! to that file as JSON lines, to check a whole test suite). Other admission plugins are not
+//! emulated, except NamespaceLifecycle.
+//!
 //! Known differences from a real server, so nobody mistakes them for the oracle's word:
 //! one history window for all kinds (the real watch cache is per resource); continue tokens
 //! page through a snapshot rebuilt from that window; lists ignore `resourceVersion`/`resourceVersionMatch`; no `managedFields`; server-side
 //! apply merges without field ownership; DELETE's `propagationPolicy` is ignored (background);
-//! CEL rules other than `has(self.x)` combinations are not evaluated; no Table output.
+//! CEL runs without a cost budget and without Kubernetes' own CEL libraries (quantity, url,
+//! ip, authorizer...), and sees untyped JSON (Secret data as strings, not bytes); admission
+//! policies' `paramKind`, object/namespace selectors and audit annotations are refused, and
+//! their `namespaceObject` is null; no Table output.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -55,10 +68,16 @@
 //!   `POST /_emulator/compact`, `POST /_emulator/history` (`{"size": N}`),
 //!   `POST /_emulator/token` (`{"token": "..."}` or `{"token": null}`),
 //!   `POST /_emulator/rbac` (JSON [`RbacPolicy`]; `DELETE` turns enforcement off),
+//!   `GET /_emulator/admission` (`{"enabled": bool, "user": "...", "denials": [...]}`, each a
+//!   [`Denial`]),
+//!   `POST /_emulator/admission` (`{"policies": ["<YAML>", ...]}`; `DELETE` turns it off),
+//!   `POST /_emulator/user` (`{"user": "..."}`, or null for the cluster admin),
 //!   `POST /_emulator/expired-mode` (`{"http_status": true}` answers a too-old watch with
 //!   HTTP 410 instead of an ERROR event), `GET /_emulator/state` (current resourceVersion).
 
 pub mod admin;
+pub mod admission;
+pub mod cel;
 pub mod discovery;
 pub mod faults;
 pub mod kinds;
@@ -83,6 +102,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+pub use admission::{Denial, PolicySet};
 pub use faults::{FaultConfig, Faults};
 pub use kinds::{KindSpec, DEFAULT_KINDS};
 pub use rbac::{PolicyRule, RbacPolicy};
@@ -95,6 +115,12 @@ use store::Store;
 /// The operator's CRD as shipped, so the emulator enforces exactly its schema.
 pub const REPO_CRD: &str = include_str!("../../../../crd.yaml");
 
+/// The operator's admission policy as shipped, so every test runs the operator under it.
+pub const REPO_ADMISSION_POLICY: &str = include_str!("../../../../deploy/admission-policy.yaml");
+
+/// The operator's identity in a cluster, and the emulator's default user.
+pub const OPERATOR_USER: &str = "system:serviceaccount:ecr-creds-refresher:ecr-creds-refresher";
+
 /// How to start an emulator. `Default` is what tests usually want.
 #[derive(Debug, Clone)]
 pub struct EmulatorConfig {
@@ -102,6 +128,15 @@ pub struct EmulatorConfig {
     pub bind: SocketAddr,
     /// Required bearer token; `None` accepts every request.
     pub token: Option<String>,
+    /// The username API requests run as, for admission policies: by default the operator's
+    /// ServiceAccount ([`OPERATOR_USER`]), so every test runs the operator under the shipped
+    /// policy. `None`: the cluster admin, `system:admin`. While RBAC is enforced, its
+    /// policy's `user` wins. In-process helpers ([`K8sEmulator::apply`], ...) are the
+    /// cluster admin and bypass admission, as they bypass RBAC.
+    pub user: Option<String>,
+    /// ValidatingAdmissionPolicy (+ Binding) YAML texts enforced on API writes ([`admission`]).
+    /// Default: the repository's `deploy/admission-policy.yaml`; empty: no admission control.
+    pub admission_policies: Vec<String>,
     /// Serve HTTPS with a freshly generated CA (see [`K8sEmulator::ca_pem`]).
     pub tls: bool,
     /// Events kept for watch resume and continue tokens; older resourceVersions get 410.
@@ -134,6 +169,8 @@ impl Default for EmulatorConfig {
         EmulatorConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             token: None,
+            user: Some(OPERATOR_USER.to_string()),
+            admission_policies: vec![REPO_ADMISSION_POLICY.to_string()],
             tls: false,
             history_size: 1000,
             bookmark_interval: Some(Duration::from_secs(1)),
@@ -194,12 +231,21 @@ impl K8sEmulator {
                         None,
                         json!({"metadata": {"name": ns}}),
                         store::WriteTarget::Direct,
+                        None,
                     )
                     .map_err(|e| {
                         std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
                     })?;
             }
         }
+        let admission = if cfg.admission_policies.is_empty() {
+            None
+        } else {
+            Some(
+                PolicySet::parse(&cfg.admission_policies)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+            )
+        };
         let (tls, ca_pem) = if cfg.tls {
             let m = tls::generate().map_err(std::io::Error::other)?;
             (Some(m.server_config), Some(m.ca_pem))
@@ -221,6 +267,9 @@ impl K8sEmulator {
             cfg.bind,
         )
         .await?;
+        // Set before anyone knows the address, so no request runs without them.
+        *shared.user.write().unwrap_or_else(|p| p.into_inner()) = cfg.user;
+        *shared.admission.write().unwrap_or_else(|p| p.into_inner()) = admission.map(Arc::new);
         let addr = shared.addr().await;
         Ok(K8sEmulator {
             shared,
@@ -263,6 +312,36 @@ impl K8sEmulator {
     /// does not grant); `None` allows everything again.
     pub fn set_rbac(&self, policy: Option<RbacPolicy>) {
         *self.shared.rbac.write().unwrap_or_else(|p| p.into_inner()) = policy;
+    }
+
+    /// Changes the username API requests run as (`None`: the cluster admin).
+    pub fn set_user(&self, user: Option<String>) {
+        *self.shared.user.write().unwrap_or_else(|p| p.into_inner()) = user;
+    }
+
+    /// Enforces these ValidatingAdmissionPolicy (+ Binding) YAML texts from now on; an
+    /// empty list turns admission control off. Denials recorded so far are kept.
+    pub fn set_admission(&self, policies: &[String]) -> Result<(), String> {
+        let set = if policies.is_empty() {
+            None
+        } else {
+            Some(Arc::new(PolicySet::parse(policies)?))
+        };
+        *self
+            .shared
+            .admission
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = set;
+        Ok(())
+    }
+
+    /// Every write an admission policy denied so far, oldest first.
+    pub fn admission_denials(&self) -> Vec<Denial> {
+        self.shared
+            .denials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn faults(&self) -> &Faults {
@@ -377,7 +456,7 @@ impl K8sEmulator {
         let k = self.kind(resource)?;
         self.shared
             .store
-            .delete(k, namespace, name, &store::Preconditions::default())
+            .delete(k, namespace, name, &store::Preconditions::default(), None)
             .map(|_| ())
     }
 

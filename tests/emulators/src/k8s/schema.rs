@@ -1,10 +1,16 @@
 //! Structural-schema handling for custom resources, as the real server does it from a CRD's
 //! `openAPIV3Schema`: prune unknown fields, apply defaults, then validate (types, required,
-//! enum, lengths, patterns, item counts, date-time formats, map-list keys, and the simple
-//! `has(self.x) || has(self.y)` CEL rules). Other CEL rules are not evaluated.
+//! enum, lengths, patterns, item counts, date-time formats, map-list keys, and the CEL rules
+//! of `x-kubernetes-validations` with `self` and, on updates, `oldSelf`: transition rules
+//! run only where an old value exists at the same place, found through object properties
+//! and map-list keys, as on the real server).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{Map, Value};
 
+use super::cel::{to_cel, Evaluation, Expr};
 use super::status::FieldCause;
 
 /// Drops fields the schema does not declare (unless it preserves unknown fields).
@@ -85,11 +91,27 @@ pub fn apply_defaults(obj: &mut Value, schema: &Value) {
     }
 }
 
-/// Every schema violation, with the real server's field paths and messages.
-pub fn validate(obj: &Value, schema: &Value) -> Vec<FieldCause> {
+/// Every schema violation, with the real server's field paths and messages. `old` is the
+/// stored object on updates (for `oldSelf`).
+pub fn validate(obj: &Value, old: Option<&Value>, schema: &Value) -> Vec<FieldCause> {
     let mut causes = Vec::new();
-    validate_at(obj, schema, "", &mut causes);
+    validate_at(obj, old, schema, "", &mut causes);
     causes
+}
+
+/// A CRD's rules, compiled once per text.
+fn compiled(rule: &str) -> Result<Arc<Expr>, String> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Expr>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(e) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(rule) {
+        return Ok(e.clone());
+    }
+    let e = Arc::new(Expr::compile(rule)?);
+    cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(rule.to_string(), e.clone());
+    Ok(e)
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -128,7 +150,13 @@ fn cause(reason: &'static str, field: &str, value: Option<String>, detail: Strin
     }
 }
 
-fn validate_at(v: &Value, schema: &Value, path: &str, out: &mut Vec<FieldCause>) {
+fn validate_at(
+    v: &Value,
+    old: Option<&Value>,
+    schema: &Value,
+    path: &str,
+    out: &mut Vec<FieldCause>,
+) {
     let shown = if path.is_empty() {
         "body".to_string()
     } else {
@@ -221,12 +249,13 @@ fn validate_at(v: &Value, schema: &Value, path: &str, out: &mut Vec<FieldCause>)
             }
             if let Some(item_schema) = schema.get("items") {
                 for (i, it) in items.iter().enumerate() {
-                    validate_at(it, item_schema, &format!("{path}[{i}]"), out);
+                    let old_it = old_item(it, old, schema);
+                    validate_at(it, old_it, item_schema, &format!("{path}[{i}]"), out);
                 }
             }
             validate_list_type(items, schema, path, out);
         }
-        Value::Object(m) => validate_object(m, schema, path, out),
+        Value::Object(m) => validate_object(m, old, schema, path, out),
         _ => {}
     }
     for rule in schema
@@ -235,21 +264,91 @@ fn validate_at(v: &Value, schema: &Value, path: &str, out: &mut Vec<FieldCause>)
         .into_iter()
         .flatten()
     {
-        let expr = rule.get("rule").and_then(Value::as_str).unwrap_or("");
-        if eval_has_rule(expr, v) == Some(false) {
-            let msg = rule
-                .get("message")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("failed rule: {expr}"));
+        validate_rule(v, old, rule, path, &shown, out);
+    }
+}
+
+/// The old item of a map list with the same keys as `item`; None for other lists, whose
+/// items have no identity across updates.
+fn old_item<'o>(item: &Value, old: Option<&'o Value>, schema: &Value) -> Option<&'o Value> {
+    if schema.get("x-kubernetes-list-type").and_then(Value::as_str) != Some("map") {
+        return None;
+    }
+    let keys: Vec<&str> = schema
+        .get("x-kubernetes-list-map-keys")
+        .and_then(Value::as_array)?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    old?.as_array()?
+        .iter()
+        .find(|o| keys.iter().all(|k| o.get(*k) == item.get(*k)))
+}
+
+/// One `x-kubernetes-validations` entry: rule, message, messageExpression, reason,
+/// fieldPath. A rule that uses `oldSelf` is a transition rule, skipped without an old value.
+fn validate_rule(
+    v: &Value,
+    old: Option<&Value>,
+    rule: &Value,
+    path: &str,
+    shown: &str,
+    out: &mut Vec<FieldCause>,
+) {
+    let src = rule.get("rule").and_then(Value::as_str).unwrap_or("");
+    let expr = match compiled(src) {
+        Ok(e) => e,
+        // The real server refuses such a CRD; the emulator reports it on every write.
+        Err(e) => {
             out.push(cause(
                 "FieldValueInvalid",
-                &shown,
+                shown,
                 Some(type_name(v).into()),
-                msg,
+                e,
             ));
+            return;
         }
+    };
+    if expr.uses("oldSelf") && old.is_none() {
+        return;
     }
+    let mut bindings = vec![("self", to_cel(v))];
+    if let Some(o) = old {
+        bindings.push(("oldSelf", to_cel(o)));
+    }
+    let ev = Evaluation::new(bindings, &[]);
+    let detail = match ev.eval_bool(&expr) {
+        Ok(true) => return,
+        Ok(false) => {
+            let from_expr = rule
+                .get("messageExpression")
+                .and_then(Value::as_str)
+                .and_then(|m| compiled(m).ok())
+                .and_then(|m| match ev.eval(&m) {
+                    Ok(cel::Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+                    _ => None,
+                });
+            from_expr
+                .or_else(|| {
+                    rule.get("message")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| format!("failed rule: {src}"))
+        }
+        Err(e) => format!("rule evaluation error: {e}"),
+    };
+    let reason = match rule.get("reason").and_then(Value::as_str) {
+        Some("FieldValueForbidden") => "FieldValueForbidden",
+        Some("FieldValueRequired") => "FieldValueRequired",
+        Some("FieldValueDuplicate") => "FieldValueDuplicate",
+        _ => "FieldValueInvalid",
+    };
+    let field = match rule.get("fieldPath").and_then(Value::as_str) {
+        Some(fp) if !fp.is_empty() => join(path, fp.trim_start_matches('.')),
+        _ => shown.to_string(),
+    };
+    out.push(cause(reason, &field, Some(type_name(v).into()), detail));
 }
 
 fn validate_string(s: &str, schema: &Value, shown: &str, out: &mut Vec<FieldCause>) {
@@ -301,7 +400,13 @@ fn validate_string(s: &str, schema: &Value, shown: &str, out: &mut Vec<FieldCaus
     }
 }
 
-fn validate_object(m: &Map<String, Value>, schema: &Value, path: &str, out: &mut Vec<FieldCause>) {
+fn validate_object(
+    m: &Map<String, Value>,
+    old: Option<&Value>,
+    schema: &Value,
+    path: &str,
+    out: &mut Vec<FieldCause>,
+) {
     for req in schema
         .get("required")
         .and_then(Value::as_array)
@@ -326,7 +431,7 @@ fn validate_object(m: &Map<String, Value>, schema: &Value, path: &str, out: &mut
             continue;
         }
         if let Some(sub) = props.and_then(|p| p.get(k)).or(additional) {
-            validate_at(v, sub, &join(path, k), out);
+            validate_at(v, old.and_then(|o| o.get(k)), sub, &join(path, k), out);
         }
     }
 }
@@ -365,27 +470,6 @@ fn validate_list_type(items: &[Value], schema: &Value, path: &str, out: &mut Vec
     }
 }
 
-/// Evaluates rules made only of `has(self.a)` terms joined by `||` or `&&` (no mixing
-/// without parentheses is supported); None for anything else, which is then not enforced.
-fn eval_has_rule(rule: &str, v: &Value) -> Option<bool> {
-    let has = |term: &str| -> Option<bool> {
-        let field = term.trim().strip_prefix("has(self.")?.strip_suffix(')')?;
-        if !field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return None;
-        }
-        Some(v.get(field).is_some())
-    };
-    if rule.contains("||") && !rule.contains("&&") {
-        let terms: Option<Vec<bool>> = rule.split("||").map(has).collect();
-        return terms.map(|t| t.into_iter().any(|x| x));
-    }
-    if rule.contains("&&") && !rule.contains("||") {
-        let terms: Option<Vec<bool>> = rule.split("&&").map(has).collect();
-        return terms.map(|t| t.into_iter().all(|x| x));
-    }
-    has(rule)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,7 +506,7 @@ mod tests {
     #[test]
     fn violations_name_the_field_like_the_real_server() {
         let o = json!({"spec": {"name": "ABCDEFG", "a": ["1", "2", "3"], "mode": "Z"}, "status": {"when": "yesterday"}});
-        let fields: Vec<String> = validate(&o, &schema())
+        let fields: Vec<String> = validate(&o, None, &schema())
             .into_iter()
             .map(|c| c.field)
             .collect();
@@ -430,12 +514,49 @@ mod tests {
         assert!(fields.contains(&"spec.a".to_string()));
         assert!(fields.contains(&"spec.mode".to_string()));
         assert!(fields.contains(&"status.when".to_string()));
-        let missing = validate(&json!({"spec": {"name": "ok"}}), &schema());
+        let missing = validate(&json!({"spec": {"name": "ok"}}), None, &schema());
         assert_eq!(missing.len(), 1);
         assert_eq!(missing[0].detail, "set a or b");
         assert_eq!(
-            validate(&json!({}), &schema())[0].message(),
+            validate(&json!({}), None, &schema())[0].message(),
             "spec: Required value"
         );
+    }
+
+    #[test]
+    fn cel_rules_evaluate_durations_transitions_message_expressions_and_field_paths() {
+        let sch = json!({"type": "object", "properties": {"spec": {"type": "object",
+            "x-kubernetes-validations": [
+                {"rule": "!has(self.every) || duration(self.every) >= duration('1m')",
+                 "messageExpression": "'every must be at least 1m, not ' + self.every",
+                 "fieldPath": ".every"},
+                {"rule": "self.name == oldSelf.name", "message": "name is immutable",
+                 "reason": "FieldValueForbidden"},
+                {"rule": "!has(self.every) || duration(self.every) < duration('24h')"}
+            ],
+            "properties": {"name": {"type": "string"}, "every": {"type": "string"}}}}});
+        let ok = json!({"spec": {"name": "a", "every": "1h30m"}});
+        assert_eq!(validate(&ok, None, &sch), vec![]);
+        assert_eq!(validate(&ok, Some(&ok), &sch), vec![]);
+        let short = json!({"spec": {"name": "a", "every": "30s"}});
+        let c = validate(&short, None, &sch);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].field, "spec.every");
+        assert_eq!(c[0].detail, "every must be at least 1m, not 30s");
+        let long = json!({"spec": {"name": "a", "every": "48h"}});
+        assert_eq!(
+            validate(&long, None, &sch)[0].detail,
+            "failed rule: !has(self.every) || duration(self.every) < duration('24h')"
+        );
+        let garbage = json!({"spec": {"name": "a", "every": "1hx"}});
+        assert!(validate(&garbage, None, &sch)
+            .iter()
+            .all(|c| c.detail.starts_with("rule evaluation error:")));
+        // oldSelf: checked only on updates.
+        let renamed = json!({"spec": {"name": "b"}});
+        assert_eq!(validate(&renamed, None, &sch), vec![]);
+        let c = validate(&renamed, Some(&ok), &sch);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].message(), "spec: Forbidden: name is immutable");
     }
 }

@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::admission::{Admit, Attributes as AdmissionAttributes, Denial, PolicySet, Refusal};
 use super::faults::Faults;
 use super::rbac::{Attributes, RbacPolicy};
 use super::requests::{RequestLog, RequestRecord};
@@ -31,6 +32,73 @@ use super::store::{Deleted, ListQuery, PatchType, Preconditions, Store, WriteTar
 use super::watch::{self as watchstream, WatchFilter, WatchTiming};
 
 pub type Body = BoxBody<Bytes, Infallible>;
+
+/// The username of requests when no user is configured: a member of system:masters.
+pub const ADMIN: &str = "system:admin";
+
+/// With `K8S_EMULATOR_DENIALS_LOG=<path>` set, every denial of every emulator in the process
+/// is appended there as a JSON line: how a whole test suite is checked for denials it did
+/// not expect. Best effort: a test tool must not fail a request over its own log.
+fn log_denial(d: &Denial) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("K8S_EMULATOR_DENIALS_LOG") else {
+        return;
+    };
+    let Ok(mut line) = serde_json::to_vec(d) else {
+        return;
+    };
+    line.push(b'\n');
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = f.write_all(&line);
+    }
+}
+
+/// Admission for the writes of one API request.
+struct RequestAdmission<'a> {
+    shared: &'a Shared,
+    user: String,
+    verb: &'a str,
+}
+
+impl Admit for RequestAdmission<'_> {
+    fn admit(&self, a: &AdmissionAttributes<'_>) -> Result<(), ApiError> {
+        let set = self
+            .shared
+            .admission
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(set) = set else { return Ok(()) };
+        set.check(a, &self.user).map_err(|refusal| {
+            let Refusal {
+                policy,
+                binding,
+                error: e,
+            } = *refusal;
+            let denial = Denial {
+                policy,
+                binding,
+                user: self.user.clone(),
+                verb: self.verb.to_string(),
+                resource: a.kind.qualified(),
+                namespace: a.namespace.to_string(),
+                name: a.name.to_string(),
+                message: e.message.clone(),
+            };
+            log_denial(&denial);
+            self.shared
+                .denials
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(denial);
+            e
+        })
+    }
+}
 
 /// Settings the server reads on every request.
 pub struct ServerSettings {
@@ -52,6 +120,12 @@ pub struct Shared {
     pub log: RequestLog,
     pub token: RwLock<Option<String>>,
     pub rbac: RwLock<Option<RbacPolicy>>,
+    /// The username API requests run as (see [`Shared::username`]).
+    pub user: RwLock<Option<String>>,
+    /// Admission policies in force; None: no admission control.
+    pub admission: RwLock<Option<Arc<PolicySet>>>,
+    /// Every write a policy denied, oldest first.
+    pub denials: Mutex<Vec<Denial>>,
     pub expired_as_http_status: AtomicBool,
     pub settings: ServerSettings,
     pub(super) drops: watch::Sender<u64>,
@@ -98,6 +172,9 @@ impl Shared {
             log: RequestLog::new(log_capacity),
             token: RwLock::new(token),
             rbac: RwLock::new(None),
+            user: RwLock::new(None),
+            admission: RwLock::new(None),
+            denials: Mutex::new(Vec::new()),
             expired_as_http_status: AtomicBool::new(expired_as_http_status),
             settings,
             drops: watch::channel(0).0,
@@ -206,6 +283,24 @@ impl Shared {
             namespace: r.namespace.as_deref(),
             name: r.name.as_deref(),
         })
+    }
+
+    /// Who API requests are: the RBAC policy's user while RBAC is enforced, else the
+    /// configured user, else the cluster admin.
+    pub fn username(&self) -> String {
+        let rbac = self.rbac.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(u) = rbac
+            .as_ref()
+            .map(|p| p.user.as_str())
+            .filter(|u| !u.is_empty())
+        {
+            return u.to_string();
+        }
+        self.user
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| ADMIN.to_string())
     }
 
     fn check_token(&self, req: &Request<Incoming>) -> bool {
@@ -419,6 +514,12 @@ async fn serve_resource_inner(
     let spec = *store.kinds().get(r.kind);
     let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let ns = r.namespace.as_deref();
+    let gate = RequestAdmission {
+        shared,
+        user: shared.username(),
+        verb,
+    };
+    let admit: Option<&dyn Admit> = Some(&gate);
     let target = if r.subresource.is_some() {
         WriteTarget::Status
     } else {
@@ -499,7 +600,7 @@ async fn serve_resource_inner(
                 return Err(ApiError::method_not_allowed("POST"));
             }
             let (_, body) = read_json(req).await?;
-            let created = store.create(r.kind, ns, body, target)?;
+            let created = store.create(r.kind, ns, body, target, admit)?;
             Ok(json_response(201, &created))
         }
         "update" => {
@@ -507,7 +608,7 @@ async fn serve_resource_inner(
             let (_, body) = read_json(req).await?;
             Ok(json_response(
                 200,
-                &store.replace(r.kind, ns, &name, body, target)?,
+                &store.replace(r.kind, ns, &name, body, target, admit)?,
             ))
         }
         "patch" => {
@@ -537,12 +638,15 @@ async fn serve_resource_inner(
                         m.entry("name")
                             .or_insert_with(|| Value::String(name.clone()));
                     }
-                    return Ok(json_response(201, &store.create(r.kind, ns, obj, target)?));
+                    return Ok(json_response(
+                        201,
+                        &store.create(r.kind, ns, obj, target, admit)?,
+                    ));
                 }
             }
             Ok(json_response(
                 200,
-                &store.patch(r.kind, ns, &name, ptype, &body, target)?,
+                &store.patch(r.kind, ns, &name, (ptype, &body), target, admit)?,
             ))
         }
         "delete" => {
@@ -557,7 +661,7 @@ async fn serve_resource_inner(
                 uid: precondition("uid"),
                 resource_version: precondition("resourceVersion"),
             };
-            match store.delete(r.kind, ns, &name, &preconditions)? {
+            match store.delete(r.kind, ns, &name, &preconditions, admit)? {
                 Deleted::Pending(obj) => Ok(json_response(200, &obj)),
                 Deleted::Gone(obj) if spec.custom => Ok(json_response(200, &obj)),
                 Deleted::Gone(obj) => {

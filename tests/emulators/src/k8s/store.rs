@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::broadcast;
 
+use super::admission::{Admit, Attributes, Operation};
 use super::kinds::{KindSpec, KindTable};
 use super::patch;
 use super::schema;
@@ -59,6 +60,18 @@ pub enum WriteTarget {
     Status,
     /// In-process setup: every field as given, status included.
     Direct,
+}
+
+// === impl WriteTarget ===
+
+impl WriteTarget {
+    /// The subresource admission sees: "status" for status writes.
+    pub fn subresource(self) -> &'static str {
+        match self {
+            WriteTarget::Status => "status",
+            _ => "",
+        }
+    }
 }
 
 /// The patch formats, by Content-Type.
@@ -415,6 +428,7 @@ impl Store {
         ns: Option<&str>,
         mut obj: Value,
         target: WriteTarget,
+        admit: Option<&dyn Admit>,
     ) -> Result<Value, ApiError> {
         let spec = *self.kinds.get(kind);
         let mut st = self.lock();
@@ -485,13 +499,10 @@ impl Store {
         if !causes.is_empty() {
             return Err(ApiError::invalid(&spec, &name, causes));
         }
-        if st.objects[kind].contains_key(&(ns.clone(), name.clone())) {
-            return Err(ApiError::already_exists(&spec, &name));
-        }
         if let Some(sch) = self.kinds.schema(kind) {
             schema::prune(&mut obj, sch);
             schema::apply_defaults(&mut obj, sch);
-            let causes = schema::validate(&obj, sch);
+            let causes = schema::validate(&obj, None, sch);
             if !causes.is_empty() {
                 return Err(ApiError::invalid(&spec, &name, causes));
             }
@@ -533,6 +544,21 @@ impl Store {
                 l.insert("kubernetes.io/metadata.name".into(), json!(name));
             }
         }
+        if let Some(admit) = admit {
+            admit.admit(&Attributes {
+                operation: Operation::Create,
+                kind: &spec,
+                subresource: target.subresource(),
+                namespace: &ns,
+                name: &name,
+                object: Some(&obj),
+                old_object: None,
+            })?;
+        }
+        // Storage refuses an existing name last: validation and admission answer first.
+        if st.objects[kind].contains_key(&(ns.clone(), name.clone())) {
+            return Err(ApiError::already_exists(&spec, &name));
+        }
         let created = self.commit(&mut st, kind, EventType::Added, None, obj);
         self.collect_if_orphan(&mut st, kind, &created);
         if spec.plural == "namespaces" && spec.group.is_empty() && self.auto_default_service_account
@@ -562,6 +588,7 @@ impl Store {
         name: &str,
         obj: Value,
         target: WriteTarget,
+        admit: Option<&dyn Admit>,
     ) -> Result<Value, ApiError> {
         let spec = *self.kinds.get(kind);
         if !obj.is_object() {
@@ -596,7 +623,7 @@ impl Store {
         if !want_rv.is_empty() && want_rv != meta_str(&old, "resourceVersion") {
             return Err(ApiError::conflict(&spec, name));
         }
-        self.update_locked(&mut st, kind, old, obj, target)
+        self.update_locked(&mut st, kind, old, obj, target, admit)
     }
 
     /// PATCH in any supported format; a resourceVersion in the patched result is a
@@ -606,9 +633,9 @@ impl Store {
         kind: usize,
         ns: Option<&str>,
         name: &str,
-        ptype: PatchType,
-        body: &Value,
+        (ptype, body): (PatchType, &Value),
         target: WriteTarget,
+        admit: Option<&dyn Admit>,
     ) -> Result<Value, ApiError> {
         let spec = *self.kinds.get(kind);
         if spec.custom && ptype == PatchType::Strategic {
@@ -637,7 +664,7 @@ impl Store {
                 meta_str(&new, "name")
             )));
         }
-        self.update_locked(&mut st, kind, old, new, target)
+        self.update_locked(&mut st, kind, old, new, target, admit)
     }
 
     fn update_locked(
@@ -647,6 +674,7 @@ impl Store {
         old: Arc<Value>,
         mut new: Value,
         target: WriteTarget,
+        admit: Option<&dyn Admit>,
     ) -> Result<Value, ApiError> {
         let spec = *self.kinds.get(kind);
         let name = meta_str(&old, "name").to_string();
@@ -701,7 +729,7 @@ impl Store {
         if let Some(sch) = self.kinds.schema(kind) {
             schema::prune(&mut new, sch);
             schema::apply_defaults(&mut new, sch);
-            causes.extend(schema::validate(&new, sch));
+            causes.extend(schema::validate(&new, Some(&old), sch));
         }
         let ns = meta_str(&old, "namespace").to_string();
         causes.extend(validate::kind_causes(&spec, &ns, &mut new)?);
@@ -717,6 +745,18 @@ impl Store {
                 .and_then(Value::as_i64)
                 .unwrap_or(1);
             meta_mut(&mut new).insert("generation".into(), json!(g + 1));
+        }
+        if let Some(admit) = admit {
+            // Before the no-op check: the real server admits writes that change nothing too.
+            admit.admit(&Attributes {
+                operation: Operation::Update,
+                kind: &spec,
+                subresource: target.subresource(),
+                namespace: &ns,
+                name: &name,
+                object: Some(&new),
+                old_object: Some(&old),
+            })?;
         }
         let being_deleted = old.pointer("/metadata/deletionTimestamp").is_some();
         if being_deleted && !has_finalizers(&new) {
@@ -742,6 +782,7 @@ impl Store {
         ns: Option<&str>,
         name: &str,
         preconditions: &Preconditions,
+        admit: Option<&dyn Admit>,
     ) -> Result<Deleted, ApiError> {
         let spec = *self.kinds.get(kind);
         let key = self.key(kind, ns, name);
@@ -762,6 +803,17 @@ impl Store {
                     ));
                 }
             }
+        }
+        if let Some(admit) = admit {
+            admit.admit(&Attributes {
+                operation: Operation::Delete,
+                kind: &spec,
+                subresource: "",
+                namespace: &key.0,
+                name,
+                object: None,
+                old_object: Some(&old),
+            })?;
         }
         if old.pointer("/metadata/deletionTimestamp").is_some() {
             return Ok(Deleted::Pending((*old).clone()));
@@ -849,8 +901,8 @@ impl Store {
         let mut obj = obj;
         meta_mut(&mut obj).remove("resourceVersion");
         match self.get(kind, ns.as_deref(), &name) {
-            Ok(_) => self.replace(kind, ns.as_deref(), &name, obj, WriteTarget::Direct),
-            Err(_) => self.create(kind, ns.as_deref(), obj, WriteTarget::Direct),
+            Ok(_) => self.replace(kind, ns.as_deref(), &name, obj, WriteTarget::Direct, None),
+            Err(_) => self.create(kind, ns.as_deref(), obj, WriteTarget::Direct, None),
         }
     }
 

@@ -6,11 +6,22 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use emulators::k8s::EmulatorConfig;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpStream;
+
+/// The emulator as these semantics tests need it: requests run as the cluster admin, so
+/// they may write any object. The operator's admission policy (on by default, for the
+/// operator's identity) has its own tests in k8s_admission.rs.
+pub fn admin_config() -> EmulatorConfig {
+    EmulatorConfig {
+        user: None,
+        ..EmulatorConfig::default()
+    }
+}
 
 pub struct Api {
     pub addr: SocketAddr,

@@ -1,0 +1,505 @@
+//! The shipped admission policy (deploy/admission-policy.yaml), enforced by the emulator, over
+//! HTTP as the operator's ServiceAccount (the emulator's default user): what a stolen token
+//! can no longer do, and that everything the operator does still passes.
+
+mod k8s_support;
+
+use emulators::k8s::{EmulatorConfig, K8sEmulator, PolicyRule, RbacPolicy, OPERATOR_USER};
+use k8s_support::{Api, Reply};
+use serde_json::{json, Value};
+
+const NS: &str = "apps";
+const SECRETS: &str = "/api/v1/namespaces/apps/secrets";
+const SAS: &str = "/api/v1/namespaces/apps/serviceaccounts";
+const MERGE: &str = "application/merge-patch+json";
+const JSON_PATCH: &str = "application/json-patch+json";
+const POLICY: &str = "ecr-creds-refresher-least-privilege";
+/// base64 of `{"auths":{}}` and of `{"auths":{"a":{}}}`.
+const DOCKER_EMPTY: &str = "eyJhdXRocyI6e319";
+const DOCKER_ONE: &str = "eyJhdXRocyI6eyJhIjp7fX19";
+
+async fn start() -> (K8sEmulator, Api) {
+    let emu = K8sEmulator::start(EmulatorConfig {
+        namespaces: vec!["default".into(), "kube-system".into(), NS.into()],
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let api = Api::new(emu.addr());
+    (emu, api)
+}
+
+fn managed_labels() -> Value {
+    json!({"app.kubernetes.io/managed-by": "ecr-creds-refresher"})
+}
+
+/// A pull secret as the operator creates it (src/reconcile/writes.rs).
+fn managed_secret(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret",
+           "metadata": {"name": name, "namespace": NS, "labels": managed_labels(),
+                        "annotations": {"ecr.creds.dev/owner": "cr"}},
+           "type": "kubernetes.io/dockerconfigjson",
+           "data": {".dockerconfigjson": DOCKER_EMPTY}})
+}
+
+/// Someone else's pull secret: not labelled by us, with other data and annotations.
+fn foreign_pull_secret(name: &str) -> Value {
+    json!({"metadata": {"name": name, "namespace": NS, "labels": {"team": "a"},
+                        "annotations": {"owner": "team-a"}},
+           "type": "kubernetes.io/dockerconfigjson",
+           "data": {".dockerconfigjson": DOCKER_EMPTY, "extra": "eA=="}})
+}
+
+fn rv(v: &Value) -> String {
+    v["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A denial by the shipped policy: 403 Forbidden in kube-apiserver's words.
+fn assert_denied(r: &Reply, resource: &str, name: &str) {
+    assert_eq!(r.code, 403, "{}", r.body);
+    assert_eq!(r.body["reason"], "Forbidden");
+    let sentence = r.body["details"]["causes"][0]["message"].as_str().unwrap();
+    assert!(
+        sentence.starts_with(&format!(
+            "ValidatingAdmissionPolicy '{POLICY}' with binding '{POLICY}' denied request: "
+        )),
+        "{sentence}"
+    );
+    assert_eq!(
+        r.body["message"],
+        format!("{resource} \"{name}\" is forbidden: {sentence}")
+    );
+    assert_eq!(r.body["details"]["name"], name);
+    assert_eq!(r.body["details"]["kind"], resource);
+}
+
+#[tokio::test]
+async fn creating_a_service_account_token_secret_is_denied_with_kube_apiservers_answer() {
+    let (emu, api) = start().await;
+    let forged = json!({"metadata": {"name": "steal", "labels": managed_labels(),
+                                     "annotations": {"kubernetes.io/service-account.name": "default"}},
+                        "type": "kubernetes.io/service-account-token"});
+    let r = api
+        .post("/api/v1/namespaces/kube-system/secrets", &forged)
+        .await;
+    assert_denied(&r, "secrets", "steal");
+    assert!(r.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("not a Secret of type kubernetes.io/service-account-token"));
+    assert!(emu.get("secrets", Some("kube-system"), "steal").is_none());
+    let denials = emu.admission_denials();
+    assert_eq!(denials.len(), 1);
+    let d = &denials[0];
+    assert_eq!(
+        (d.policy.as_str(), d.user.as_str(), d.verb.as_str()),
+        (POLICY, OPERATOR_USER, "create")
+    );
+    assert_eq!(
+        (d.resource.as_str(), d.namespace.as_str(), d.name.as_str()),
+        ("secrets", "kube-system", "steal")
+    );
+}
+
+#[tokio::test]
+async fn creating_an_opaque_secret_is_denied_even_when_labelled_or_already_there() {
+    let (emu, api) = start().await;
+    let opaque =
+        json!({"metadata": {"name": "o", "labels": managed_labels()}, "data": {"k": "dg=="}});
+    assert_denied(&api.post(SECRETS, &opaque).await, "secrets", "o");
+    // Admission answers before storage finds the name taken, as on a real server.
+    emu.apply(
+        "secrets",
+        json!({"metadata": {"name": "o", "namespace": NS}, "data": {}}),
+    )
+    .unwrap();
+    assert_denied(&api.post(SECRETS, &opaque).await, "secrets", "o");
+}
+
+#[tokio::test]
+async fn creating_an_unlabelled_dockerconfigjson_secret_is_denied() {
+    let (_emu, api) = start().await;
+    let mut s = managed_secret("pull");
+    s["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "someone-else"});
+    assert_denied(&api.post(SECRETS, &s).await, "secrets", "pull");
+    s["metadata"].as_object_mut().unwrap().remove("labels");
+    assert_denied(&api.post(SECRETS, &s).await, "secrets", "pull");
+}
+
+#[tokio::test]
+async fn deleting_an_unlabelled_secret_is_denied() {
+    let (emu, api) = start().await;
+    emu.apply("secrets", foreign_pull_secret("theirs")).unwrap();
+    emu.apply(
+        "secrets",
+        json!({"metadata": {"name": "db", "namespace": NS}, "data": {"k": "dg=="}}),
+    )
+    .unwrap();
+    for name in ["theirs", "db"] {
+        let r = api.delete(&format!("{SECRETS}/{name}")).await;
+        assert_denied(&r, "secrets", name);
+        assert!(emu.get("secrets", Some(NS), name).is_some());
+    }
+}
+
+#[tokio::test]
+async fn patching_an_unlabelled_opaque_secret_is_denied_even_when_the_patch_labels_it() {
+    let (emu, api) = start().await;
+    emu.apply(
+        "secrets",
+        json!({"metadata": {"name": "db", "namespace": NS}, "data": {"k": "dg=="}}),
+    )
+    .unwrap();
+    let path = format!("{SECRETS}/db");
+    let r = api
+        .patch(&path, MERGE, &json!({"data": {"k": "eA=="}}))
+        .await;
+    assert_denied(&r, "secrets", "db");
+    let r = api
+        .patch(
+            &path,
+            MERGE,
+            &json!({"metadata": {"labels": managed_labels()}, "data": {"k": "eA=="}}),
+        )
+        .await;
+    assert_denied(&r, "secrets", "db");
+    assert_eq!(
+        emu.get("secrets", Some(NS), "db").unwrap()["data"]["k"],
+        "dg=="
+    );
+}
+
+#[tokio::test]
+async fn a_merge_into_a_foreign_pull_secret_may_change_nothing_else() {
+    let (emu, api) = start().await;
+    emu.apply("secrets", foreign_pull_secret("theirs")).unwrap();
+    let path = format!("{SECRETS}/theirs");
+    for forbidden in [
+        json!({"data": {"extra": "eQ=="}}),
+        json!({"data": {"added": "eQ=="}}),
+        json!({"data": {"extra": null}}),
+        json!({"metadata": {"annotations": {"owner": "us"}}}),
+        json!({"metadata": {"annotations": {"new": "x"}}}),
+        json!({"metadata": {"labels": {"team": "b"}}}),
+        json!({"metadata": {"finalizers": ["x/y"]}}),
+        json!({"immutable": true}),
+        json!({"metadata": {"ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap",
+            "name": "c", "uid": "0d1e2f30-0000-4000-8000-000000000000"}]}}),
+    ] {
+        let r = api.patch(&path, MERGE, &forbidden).await;
+        assert_denied(&r, "secrets", "theirs");
+    }
+    assert_eq!(
+        emu.get("secrets", Some(NS), "theirs").unwrap()["data"],
+        foreign_pull_secret("theirs")["data"]
+    );
+}
+
+#[tokio::test]
+async fn removing_our_label_from_a_managed_secret_is_denied() {
+    let (emu, api) = start().await;
+    emu.apply("secrets", managed_secret("pull")).unwrap();
+    let r = api
+        .patch(
+            &format!("{SECRETS}/pull"),
+            MERGE,
+            &json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": null}}}),
+        )
+        .await;
+    assert_denied(&r, "secrets", "pull");
+}
+
+#[tokio::test]
+async fn patching_a_service_accounts_secrets_is_denied() {
+    let (emu, api) = start().await;
+    let path = format!("{SAS}/default");
+    let r = api
+        .patch(
+            &path,
+            "application/strategic-merge-patch+json",
+            &json!({"secrets": [{"name": "steal"}]}),
+        )
+        .await;
+    assert_denied(&r, "serviceaccounts", "default");
+    let sa = emu.get("serviceaccounts", Some(NS), "default").unwrap();
+    let r = api
+        .patch(
+            &path,
+            JSON_PATCH,
+            &json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv(&sa)},
+                    {"op": "add", "path": "/secrets", "value": [{"name": "steal"}]}]),
+        )
+        .await;
+    assert_denied(&r, "serviceaccounts", "default");
+    let r = api
+        .patch(
+            &path,
+            MERGE,
+            &json!({"automountServiceAccountToken": false}),
+        )
+        .await;
+    assert_denied(&r, "serviceaccounts", "default");
+}
+
+#[tokio::test]
+async fn patching_a_service_accounts_labels_or_another_annotation_is_denied() {
+    let (emu, api) = start().await;
+    emu.apply(
+        "serviceaccounts",
+        json!({"metadata": {"name": "app", "namespace": NS, "labels": {"a": "1"},
+                            "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}}}),
+    )
+    .unwrap();
+    let path = format!("{SAS}/app");
+    for forbidden in [
+        json!({"metadata": {"labels": {"a": "2"}}}),
+        json!({"metadata": {"labels": {"b": "1"}}}),
+        json!({"metadata": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::2:role/admin"}}}),
+        json!({"metadata": {"annotations": {"ecr.creds.dev/other": "x"}}}),
+        json!({"metadata": {"finalizers": ["x/y"]}}),
+    ] {
+        let r = api.patch(&path, MERGE, &forbidden).await;
+        assert_denied(&r, "serviceaccounts", "app");
+    }
+}
+
+#[tokio::test]
+async fn creating_or_deleting_a_service_account_is_denied() {
+    let (emu, api) = start().await;
+    let r = api.post(SAS, &json!({"metadata": {"name": "mine"}})).await;
+    assert_denied(&r, "serviceaccounts", "mine");
+    assert!(r.body["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("may not create ServiceAccounts"));
+    let r = api.delete(&format!("{SAS}/default")).await;
+    assert_denied(&r, "serviceaccounts", "default");
+    assert!(r.body["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("may not delete ServiceAccounts"));
+    assert!(emu.get("serviceaccounts", Some(NS), "default").is_some());
+}
+
+#[tokio::test]
+async fn the_operators_own_secret_lifecycle_is_allowed() {
+    let (emu, api) = start().await;
+    let r = api.post(SECRETS, &managed_secret("pull")).await;
+    assert_eq!(r.code, 201, "{}", r.body);
+    // A second create meets the name (the operator then decides to adopt or refresh).
+    let again = api.post(SECRETS, &managed_secret("pull")).await;
+    assert_eq!(again.code, 409, "{}", again.body);
+    assert_eq!(again.body["reason"], "AlreadyExists");
+    let path = format!("{SECRETS}/pull");
+    // The refresh: a merge patch with a resourceVersion precondition (writes.rs).
+    let r = api
+        .patch(
+            &path,
+            MERGE,
+            &json!({"metadata": {"resourceVersion": rv(&r.body), "labels": managed_labels(),
+                                 "annotations": {"ecr.creds.dev/checksum": "c1"}},
+                    "data": {".dockerconfigjson": DOCKER_ONE}}),
+        )
+        .await;
+    assert_eq!(r.code, 200, "{}", r.body);
+    let r = api
+        .patch(
+            &path,
+            JSON_PATCH,
+            &json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv(&r.body)},
+                    {"op": "replace", "path": "/data/.dockerconfigjson", "value": DOCKER_EMPTY}]),
+        )
+        .await;
+    assert_eq!(r.code, 200, "{}", r.body);
+    let r = api
+        .call(
+            "DELETE",
+            &path,
+            Some("application/json"),
+            // As writes.rs deletes: uid and resourceVersion preconditions.
+            Some(&json!({"preconditions": {"uid": r.body["metadata"]["uid"],
+                                           "resourceVersion": rv(&r.body)}})),
+        )
+        .await;
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert!(emu.get("secrets", Some(NS), "pull").is_none());
+    assert_eq!(emu.admission_denials(), vec![]);
+}
+
+#[tokio::test]
+async fn adopting_an_unlabelled_dockerconfigjson_secret_by_a_patch_that_labels_it_is_allowed() {
+    let (emu, api) = start().await;
+    let old = emu.apply("secrets", foreign_pull_secret("theirs")).unwrap();
+    // Exactly the adoption patch of writes.rs: labels, annotations and data together.
+    let r = api
+        .patch(
+            &format!("{SECRETS}/theirs"),
+            MERGE,
+            &json!({"metadata": {"resourceVersion": rv(&old), "labels": managed_labels(),
+                                 "annotations": {"ecr.creds.dev/owner": "cr"}},
+                    "data": {".dockerconfigjson": DOCKER_ONE}}),
+        )
+        .await;
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert_eq!(r.body["metadata"]["labels"]["team"], "a");
+    assert_eq!(emu.admission_denials(), vec![]);
+}
+
+#[tokio::test]
+async fn a_merge_changing_only_dockerconfigjson_and_merged_hosts_of_a_foreign_pull_secret_is_allowed(
+) {
+    let (emu, api) = start().await;
+    let old = emu.apply("secrets", foreign_pull_secret("theirs")).unwrap();
+    let r = api
+        .patch(
+            &format!("{SECRETS}/theirs"),
+            MERGE,
+            &json!({"metadata": {"resourceVersion": rv(&old),
+                                 "annotations": {"ecr.creds.dev/merged-hosts": "a"}},
+                    "data": {".dockerconfigjson": DOCKER_ONE}}),
+        )
+        .await;
+    assert_eq!(r.code, 200, "{}", r.body);
+    // And taking the merge back out again.
+    let r = api
+        .patch(
+            &format!("{SECRETS}/theirs"),
+            MERGE,
+            &json!({"metadata": {"annotations": {"ecr.creds.dev/merged-hosts": null}},
+                    "data": {".dockerconfigjson": DOCKER_EMPTY}}),
+        )
+        .await;
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert_eq!(
+        r.body["metadata"]["annotations"],
+        json!({"owner": "team-a"})
+    );
+    assert_eq!(emu.admission_denials(), vec![]);
+}
+
+#[tokio::test]
+async fn the_operators_service_account_json_patches_are_allowed() {
+    let (emu, api) = start().await;
+    emu.apply(
+        "serviceaccounts",
+        json!({"metadata": {"name": "app", "namespace": NS, "labels": {"a": "1"}},
+               "secrets": [{"name": "tok"}], "imagePullSecrets": [{"name": "theirs"}]}),
+    )
+    .unwrap();
+    let path = format!("{SAS}/app");
+    let sa = emu.get("serviceaccounts", Some(NS), "app").unwrap();
+    // No annotations yet: the map is added whole (writes.rs).
+    let r = api
+        .patch(
+            &path,
+            JSON_PATCH,
+            &json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv(&sa)},
+                    {"op": "add", "path": "/imagePullSecrets", "value": [{"name": "theirs"}, {"name": "pull"}]},
+                    {"op": "add", "path": "/metadata/annotations",
+                     "value": {"ecr.creds.dev/image-pull-secrets": "pull"}}]),
+        )
+        .await;
+    assert_eq!(r.code, 200, "{}", r.body);
+    // With annotations: the one key is added, then removed.
+    let r = api
+        .patch(
+            &path,
+            JSON_PATCH,
+            &json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv(&r.body)},
+                    {"op": "add", "path": "/imagePullSecrets", "value": [{"name": "theirs"}, {"name": "pull"}, {"name": "p2"}]},
+                    {"op": "add", "path": "/metadata/annotations/ecr.creds.dev~1image-pull-secrets", "value": "pull,p2"}]),
+        )
+        .await;
+    assert_eq!(r.code, 200, "{}", r.body);
+    let r = api
+        .patch(
+            &path,
+            JSON_PATCH,
+            &json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv(&r.body)},
+                    {"op": "add", "path": "/imagePullSecrets", "value": [{"name": "theirs"}]},
+                    {"op": "remove", "path": "/metadata/annotations/ecr.creds.dev~1image-pull-secrets"}]),
+        )
+        .await;
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert_eq!(r.body["secrets"], json!([{"name": "tok"}]));
+    assert_eq!(emu.admission_denials(), vec![]);
+}
+
+#[tokio::test]
+async fn requests_of_another_user_are_never_affected() {
+    let (emu, api) = start().await;
+    let token_secret = |name: &str| {
+        json!({"metadata": {"name": name,
+                            "annotations": {"kubernetes.io/service-account.name": "default"}},
+               "type": "kubernetes.io/service-account-token"})
+    };
+    let kube_system = "/api/v1/namespaces/kube-system/secrets";
+    // Another ServiceAccount, and the cluster admin (no user configured).
+    emu.set_user(Some("system:serviceaccount:kube-system:other".into()));
+    assert_eq!(api.post(kube_system, &token_secret("a")).await.code, 201);
+    emu.set_user(None);
+    assert_eq!(api.post(kube_system, &token_secret("b")).await.code, 201);
+    assert_eq!(api.delete(&format!("{SAS}/default")).await.code, 200);
+    // Under RBAC, its policy's user is who the request is.
+    emu.set_user(Some(OPERATOR_USER.into()));
+    emu.set_rbac(Some(RbacPolicy {
+        user: "jane".into(),
+        rules: vec![PolicyRule {
+            verbs: vec!["*".into()],
+            api_groups: vec!["*".into()],
+            resources: vec!["*".into()],
+            ..PolicyRule::default()
+        }],
+    }));
+    assert_eq!(api.post(kube_system, &token_secret("c")).await.code, 201);
+    assert_eq!(emu.admission_denials(), vec![]);
+    // The operator's name in any namespace is restricted (the policy matches by name).
+    emu.set_rbac(None);
+    emu.set_user(Some(
+        "system:serviceaccount:elsewhere:ecr-creds-refresher".into(),
+    ));
+    let r = api.post(kube_system, &token_secret("d")).await;
+    assert_denied(&r, "secrets", "d");
+}
+
+#[tokio::test]
+async fn the_control_endpoints_list_denials_switch_users_and_turn_admission_off() {
+    let (emu, api) = start().await;
+    let opaque = |name: &str| json!({"metadata": {"name": name}, "data": {}});
+    assert_eq!(api.post(SECRETS, &opaque("a")).await.code, 403);
+    let r = api.get("/_emulator/admission").await;
+    assert_eq!(r.body["enabled"], true);
+    assert_eq!(r.body["user"], OPERATOR_USER);
+    assert_eq!(r.body["denials"].as_array().unwrap().len(), 1);
+    assert_eq!(r.body["denials"][0]["name"], "a");
+    // Another user is unaffected...
+    let r = api
+        .post(
+            "/_emulator/user",
+            &json!({"user": "system:serviceaccount:x:y"}),
+        )
+        .await;
+    assert_eq!(r.code, 200);
+    assert_eq!(api.post(SECRETS, &opaque("b")).await.code, 201);
+    // ...and so is the operator once admission is off.
+    api.post("/_emulator/user", &json!({"user": OPERATOR_USER}))
+        .await;
+    assert_eq!(api.delete("/_emulator/admission").await.code, 200);
+    assert_eq!(api.post(SECRETS, &opaque("c")).await.code, 201);
+    assert_eq!(api.get("/_emulator/admission").await.body["enabled"], false);
+    // Policies can be installed over HTTP too.
+    let policy = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/admission-policy.yaml"
+    ))
+    .unwrap();
+    let r = api
+        .post("/_emulator/admission", &json!({"policies": [policy]}))
+        .await;
+    assert_eq!(r.code, 200);
+    assert_eq!(api.post(SECRETS, &opaque("d")).await.code, 403);
+    assert_eq!(emu.admission_denials().len(), 2);
+}
