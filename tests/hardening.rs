@@ -299,6 +299,84 @@ async fn finding_4_another_namespaces_credentials_need_the_secrets_grant() {
     env.shutdown().await;
 }
 
+/// Finding 5: the operator's token held create, patch and delete on every Secret. The
+/// shipped ValidatingAdmissionPolicy (enforced by the emulator from deploy/) lets it
+/// write only managed pull secrets: its whole life cycle meets no denial, and forged
+/// requests with its identity are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_5_the_operators_identity_can_write_only_managed_pull_secrets() {
+    let mut env = Env::emulators(Options::default()).await;
+    for ns in ["life", "adopt"] {
+        env.namespace(ns, &[]).await;
+    }
+    env.foreign_secret(
+        "adopt",
+        "legacy",
+        DOCKERCONFIG_TYPE,
+        BTreeMap::from([(
+            DOCKERCONFIG_KEY,
+            json!({"auths": {registry(REGION): {"auth": "eA=="}}}).to_string(),
+        )]),
+    );
+    env.start_operator().await;
+    // The whole life cycle: create, adopt, refresh on a spec change, namespace dropped,
+    // deletion with cleanup.
+    env.cr(
+        "life",
+        json!({"secretName": "legacy", "namespaces": ["life", "adopt"], "adoptExisting": true,
+               "registries": [registry(REGION)], "deletionPolicy": "Delete"}),
+    );
+    env.wait_synced("life", 2).await;
+    env.patch_cr("life", json!({"spec": {"namespaces": ["life"]}}))
+        .await;
+    env.wait_synced("life", 1).await;
+    env.k8s.delete("ecrpullsecrets", None, "life").unwrap();
+    wait_until("the CR cleaned up and gone", WAIT, || {
+        env.get_cr("life").is_none()
+    })
+    .await;
+    assert!(env.secret("life", "legacy").is_none());
+    assert!(
+        env.k8s.admission_denials().is_empty(),
+        "the operator's own requests were denied: {:?}",
+        env.k8s.admission_denials()
+    );
+
+    // Forged requests with the operator's identity (the emulator's default user).
+    let client = Client::new(ClientConfig::new(&env.k8s.url()).unwrap()).unwrap();
+    let token_secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "steal", "namespace": "kube-system",
+                     "annotations": {"kubernetes.io/service-account.name": "default"}},
+        "type": "kubernetes.io/service-account-token"});
+    let err = client
+        .create::<_, Value>("/api/v1/namespaces/kube-system/secrets", &token_secret)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(403), "{err}");
+    env.foreign_secret(
+        "life",
+        "theirs",
+        "Opaque",
+        BTreeMap::from([("k", "v".to_string())]),
+    );
+    let err = client
+        .delete("/api/v1/namespaces/life/secrets/theirs")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(403), "{err}");
+    assert!(env.secret("life", "theirs").is_some());
+    let err = client
+        .patch::<Value>(
+            "/api/v1/namespaces/life/serviceaccounts/default",
+            ecr_creds_refresher::k8s::Patch::Merge(&json!({"secrets": [{"name": "theirs"}]})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(403), "{err}");
+    assert_eq!(env.k8s.admission_denials().len(), 3);
+    env.shutdown().await;
+}
+
 /// Finding 6: deletes without preconditions, ownership by CR name only, adoption of any
 /// ECR-only Secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
