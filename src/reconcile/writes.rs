@@ -5,13 +5,14 @@
 //! writers never lose an entry.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::json;
 
 use super::content::{self, Content};
 use super::dockerconfig;
 use super::plan::{change_for, SaEdit};
-use super::sa_writes::SaWrites;
+use super::sa_locks::SaLocks;
 use super::state::{
     self, ManagedSecret, Owner, SaView, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SA_OWNED_ANNOTATION,
 };
@@ -61,12 +62,44 @@ pub enum SecretOutcome {
     Conflict,
 }
 
+/// Where successful writes go, ahead of the watch (read your own writes, see
+/// `runtime::store`): the next plan starts from what we wrote, not from a cache that has
+/// not caught up yet.
+pub trait WriteThrough: Send + Sync + 'static {
+    /// A Secret as the server answered a create or patch.
+    fn secret_written(&self, secret: &Secret);
+    /// A Secret we deleted.
+    fn secret_deleted(&self, namespace: &str, name: &str);
+    /// A ServiceAccount as the server answered a patch.
+    fn service_account_written(&self, sa: &ServiceAccount);
+    /// Our freshest view of a ServiceAccount: our last write of it, else the cache's.
+    fn service_account(&self, namespace: &str, name: &str) -> Option<SaView>;
+}
+
+/// Keeps nothing: for writers without a cache (tests of single writes).
+struct NoCache;
+
+impl WriteThrough for NoCache {
+    fn secret_written(&self, _: &Secret) {}
+    fn secret_deleted(&self, _: &str, _: &str) {}
+    fn service_account_written(&self, _: &ServiceAccount) {}
+    fn service_account(&self, _: &str, _: &str) -> Option<SaView> {
+        None
+    }
+}
+
 /// Writes through one client.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Writer {
     client: Client,
-    /// Our recent ServiceAccount writes, ahead of the watch cache (see [`SaWrites`]).
-    sa_writes: SaWrites,
+    cache: Arc<dyn WriteThrough>,
+    sa_locks: SaLocks,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").finish_non_exhaustive()
+    }
 }
 
 // === impl Writer ===
@@ -75,8 +108,16 @@ impl Writer {
     pub fn new(client: Client) -> Self {
         Writer {
             client,
-            sa_writes: SaWrites::default(),
+            cache: Arc::new(NoCache),
+            sa_locks: SaLocks::default(),
         }
+    }
+
+    /// Successful writes go to `cache`, ahead of the watch.
+    #[must_use]
+    pub fn with_cache(mut self, cache: Arc<dyn WriteThrough>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// Creates the Secret; on AlreadyExists (a Secret our label-filtered cache cannot see)
@@ -104,10 +145,11 @@ impl Writer {
         };
         match self
             .client
-            .create::<_, serde_json::Value>(&SECRETS.collection(Some(namespace)), &body)
+            .create::<_, Secret>(&SECRETS.collection(Some(namespace)), &body)
             .await
         {
-            Ok(_) => {
+            Ok(created) => {
+                self.cache.secret_written(&created);
                 crate::metrics::secret_written("create");
                 Ok(SecretOutcome::Written)
             }
@@ -201,12 +243,11 @@ impl Writer {
             },
             "data": { dockerconfig::DATA_KEY: content.data },
         });
-        self.client
-            .patch::<serde_json::Value>(
-                &SECRETS.object(Some(namespace), name),
-                Patch::Merge(&patch),
-            )
+        let written: Secret = self
+            .client
+            .patch(&SECRETS.object(Some(namespace), name), Patch::Merge(&patch))
             .await?;
+        self.cache.secret_written(&written);
         crate::metrics::secret_written("update");
         Ok(())
     }
@@ -226,8 +267,14 @@ impl Writer {
             )
             .await
         {
-            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) if e.is_not_found() => {
+                self.cache
+                    .secret_deleted(&secret.namespace, &secret.name);
+                Ok(())
+            }
             Ok(()) => {
+                self.cache
+                    .secret_deleted(&secret.namespace, &secret.name);
                 crate::metrics::secret_written("delete");
                 Ok(())
             }
@@ -240,13 +287,16 @@ impl Writer {
     /// the ServiceAccount and decide again.
     pub async fn edit_service_account(&self, edit: &SaEdit) -> Result<(), Error> {
         let path = SERVICE_ACCOUNTS.object(Some(&edit.sa.namespace), &edit.sa.name);
-        // One edit of a ServiceAccount at a time in this process, each starting from what
-        // the previous one wrote when the cache has not caught up yet.
-        let lock = self.sa_writes.lock_for(&edit.sa.namespace, &edit.sa.name);
+        // One edit of a ServiceAccount at a time in this process, each starting from the
+        // freshest view: the previous edit's answer, ahead of the watch.
+        let lock = self.sa_locks.lock_for(&edit.sa.namespace, &edit.sa.name);
         let _serialized = lock.lock().await;
         let mut edit = edit.clone();
-        if let Some(newer) = self.sa_writes.newer_than(&edit.sa) {
-            edit.sa = newer;
+        if let Some(freshest) = self
+            .cache
+            .service_account(&edit.sa.namespace, &edit.sa.name)
+        {
+            edit.sa = freshest;
         }
         let mut attempt = 0;
         loop {
@@ -280,9 +330,7 @@ impl Writer {
                 .await
             {
                 Ok(written) => {
-                    if let Some(after) = SaView::project(&written) {
-                        self.sa_writes.record(&edit.sa.resource_version, after);
-                    }
+                    self.cache.service_account_written(&written);
                     crate::metrics::service_account_written(if edit.add {
                         "add"
                     } else {
