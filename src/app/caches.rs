@@ -3,10 +3,10 @@
 
 use crate::k8s::types::{Secret, ServiceAccount};
 use crate::reconcile::reconciler::ObservedState;
-use crate::reconcile::writes::WriteThrough;
 use crate::reconcile::select::NamespaceView;
 use crate::reconcile::spec::{EcrPullSecret, SecretRef};
 use crate::reconcile::state::{ManagedSecret, SaView};
+use crate::reconcile::writes::WriteThrough;
 use crate::runtime::store::{ObjectKey, Store};
 
 use super::credentials::CredentialSecrets;
@@ -88,7 +88,8 @@ impl WriteThrough for Caches {
         let meta = &secret.metadata;
         if let (Some(ns), Some(name)) = (&meta.namespace, &meta.name) {
             let key = ObjectKey::namespaced(ns.as_str(), name.as_str());
-            self.secrets.write_through(key, ManagedSecret::project(secret));
+            self.secrets
+                .write_through(key, ManagedSecret::project(secret));
         }
     }
     fn secret_deleted(&self, namespace: &str, name: &str) {
@@ -99,7 +100,8 @@ impl WriteThrough for Caches {
         let meta = &sa.metadata;
         if let (Some(ns), Some(name)) = (&meta.namespace, &meta.name) {
             let key = ObjectKey::namespaced(ns.as_str(), name.as_str());
-            self.service_accounts.write_through(key, SaView::project(sa));
+            self.service_accounts
+                .write_through(key, SaView::project(sa));
         }
     }
     fn service_account(&self, namespace: &str, name: &str) -> Option<SaView> {

@@ -14,9 +14,7 @@ use super::events::EventRecorder;
 use super::finalizer::{self, Phase};
 use super::plan::{self, Observed, Plan};
 use super::select::NamespaceView;
-use super::spec::{
-    DeletionPolicy, EcrPullSecret, SecretRef, ValidSpec, DEFAULT_TOKEN_LIFETIME,
-};
+use super::spec::{DeletionPolicy, EcrPullSecret, SecretRef, ValidSpec, DEFAULT_TOKEN_LIFETIME};
 use super::specs::Specs;
 use super::state::{format_time, ManagedSecret, Owner, SaView};
 use super::status::{self, EventType, Failure, Outcome, Reason};

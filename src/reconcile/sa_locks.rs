@@ -30,7 +30,9 @@ impl SaLocks {
             return lock;
         }
         // Dead entries go whenever the map has doubled since the last clean-up.
-        if locks.len() >= 64 && locks.values().filter(|w| w.strong_count() == 0).count() * 2 >= locks.len() {
+        if locks.len() >= 64
+            && locks.values().filter(|w| w.strong_count() == 0).count() * 2 >= locks.len()
+        {
             locks.retain(|_, w| w.strong_count() > 0);
         }
         let lock = Arc::new(tokio::sync::Mutex::new(()));
@@ -65,6 +67,9 @@ mod tests {
             let _l = locks.lock_for("ns", &format!("sa{i}"));
         }
         assert_eq!(locks.live(), 0);
-        assert!(locks.locks.lock().unwrap().len() < 200, "dead entries are cleaned up");
+        assert!(
+            locks.locks.lock().unwrap().len() < 200,
+            "dead entries are cleaned up"
+        );
     }
 }

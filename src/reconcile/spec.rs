@@ -37,7 +37,10 @@ impl Resource for EcrPullSecret {
 
 impl crate::runtime::store::Versioned for EcrPullSecret {
     fn resource_version(&self) -> &str {
-        self.metadata.resource_version.as_deref().unwrap_or_default()
+        self.metadata
+            .resource_version
+            .as_deref()
+            .unwrap_or_default()
     }
 }
 

@@ -268,13 +268,11 @@ impl Writer {
             .await
         {
             Err(e) if e.is_not_found() => {
-                self.cache
-                    .secret_deleted(&secret.namespace, &secret.name);
+                self.cache.secret_deleted(&secret.namespace, &secret.name);
                 Ok(())
             }
             Ok(()) => {
-                self.cache
-                    .secret_deleted(&secret.namespace, &secret.name);
+                self.cache.secret_deleted(&secret.namespace, &secret.name);
                 crate::metrics::secret_written("delete");
                 Ok(())
             }

@@ -196,14 +196,21 @@ impl<P> Store<P> {
         let mut keys: Vec<_> = contents
             .objects
             .keys()
-            .filter(|k| !contents.ahead.get(*k).is_some_and(|a| fresh(a) && a.value.is_none()))
+            .filter(|k| {
+                !contents
+                    .ahead
+                    .get(*k)
+                    .is_some_and(|a| fresh(a) && a.value.is_none())
+            })
             .cloned()
             .collect();
         keys.extend(
             contents
                 .ahead
                 .iter()
-                .filter(|(k, a)| fresh(a) && a.value.is_some() && !contents.objects.contains_key(*k))
+                .filter(|(k, a)| {
+                    fresh(a) && a.value.is_some() && !contents.objects.contains_key(*k)
+                })
                 .map(|(k, _)| k.clone()),
         );
         keys.sort();
@@ -279,7 +286,11 @@ impl<P> Store<P> {
                 contents.objects.insert(key, Arc::new(p));
             }
             Change::Deleted(key) => {
-                if contents.ahead.get(&key).is_some_and(|a| a.version.is_none()) {
+                if contents
+                    .ahead
+                    .get(&key)
+                    .is_some_and(|a| a.version.is_none())
+                {
                     contents.ahead.remove(&key);
                 }
                 contents.objects.remove(&key);
@@ -397,8 +408,14 @@ mod tests {
     #[test]
     fn relist_drops_what_it_did_not_return() {
         let s = Store::new();
-        s.replace_all([(key("a", "old"), "1".into(), 1), (key("a", "kept"), "2".into(), 2)]);
-        s.replace_all([(key("a", "kept"), "20".into(), 20), (key("a", "new"), "3".into(), 3)]);
+        s.replace_all([
+            (key("a", "old"), "1".into(), 1),
+            (key("a", "kept"), "2".into(), 2),
+        ]);
+        s.replace_all([
+            (key("a", "kept"), "20".into(), 20),
+            (key("a", "new"), "3".into(), 3),
+        ]);
         let got: Vec<_> = s.snapshot().into_iter().map(|(k, v)| (k, *v)).collect();
         assert_eq!(got, vec![(key("a", "kept"), 20), (key("a", "new"), 3)]);
     }
@@ -424,7 +441,11 @@ mod tests {
     #[test]
     fn debug_does_not_print_contents() {
         let s = Store::new();
-        s.apply(Change::Applied(ObjectKey::cluster("x"), "1".into(), "hunter2"));
+        s.apply(Change::Applied(
+            ObjectKey::cluster("x"),
+            "1".into(),
+            "hunter2",
+        ));
         let out = format!("{s:?}");
         assert!(!out.contains("hunter2"), "{out}");
         assert!(out.contains("len: 1"), "{out}");

@@ -10,9 +10,9 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
-use super::lag::WatchLag;
 use super::admission::PolicySet;
 use super::faults::FaultConfig;
+use super::lag::WatchLag;
 use super::rbac::RbacPolicy;
 use super::server::{error_response, json_response, read_json, Body, Shared};
 use super::status::ApiError;
@@ -76,9 +76,7 @@ pub async fn admin(shared: &Arc<Shared>, req: Request<Incoming>, path: &str) -> 
                     shared.lag.set(cfg);
                     ok()
                 }
-                Err(e) => {
-                    error_response(&ApiError::bad_request(format!("watch lag: {e}")), None)
-                }
+                Err(e) => error_response(&ApiError::bad_request(format!("watch lag: {e}")), None),
             }
         }
         (Method::POST, "/_emulator/watch-stall") => {

@@ -128,7 +128,9 @@ mod tests {
         lag.set(cfg.clone());
         let t0 = Instant::now();
         let a: Vec<Duration> = (0..50).map(|_| lag.due(t0) - t0).collect();
-        assert!(a.iter().all(|d| (200..=300).contains(&(d.as_millis() as u64))));
+        assert!(a
+            .iter()
+            .all(|d| (200..=300).contains(&(d.as_millis() as u64))));
         lag.set(cfg);
         let b: Vec<Duration> = (0..50).map(|_| lag.due(t0) - t0).collect();
         assert_eq!(a, b, "reproducible");

@@ -105,8 +105,8 @@ use serde_json::{json, Value};
 
 pub use admission::{Denial, PolicySet};
 pub use faults::{FaultConfig, Faults};
-pub use lag::WatchLag;
 pub use kinds::{KindSpec, DEFAULT_KINDS};
+pub use lag::WatchLag;
 pub use rbac::{PolicyRule, RbacPolicy};
 pub use requests::{RbacUse, RequestRecord};
 pub use status::ApiError;

@@ -23,12 +23,12 @@ use tokio::task::JoinHandle;
 
 use super::admission::{Admit, Attributes as AdmissionAttributes, Denial, PolicySet, Refusal};
 use super::faults::Faults;
+use super::lag::LagControl;
 use super::rbac::{Attributes, RbacPolicy};
 use super::requests::{RequestLog, RequestRecord};
 use super::route::{self, Route};
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::{self, ApiError};
-use super::lag::LagControl;
 use super::store::{Deleted, ListQuery, PatchType, Preconditions, Store, WriteTarget};
 use super::watch::{self as watchstream, WatchFilter, WatchTiming};
 
