@@ -19,7 +19,7 @@ use super::specs::Specs;
 use super::state::{format_time, ManagedSecret, Owner, SaView};
 use super::status::{self, EventType, Failure, Outcome, Reason};
 use super::tokens::{saturating_add, FetchToken, RegistryToken, TokenCache, TokenGroup};
-use super::writes::{SecretContent, WriteThrough, Writer};
+use super::writes::{retrying, SecretContent, WriteThrough, Writer};
 use crate::k8s::kind::ECR_PULL_SECRETS;
 use crate::k8s::{Client, Patch};
 pub use crate::runtime::controller::Action;
@@ -388,10 +388,11 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 },
             );
             let applied = self.applier.clean_up(&plan).await;
-            if !applied.failures.is_empty() {
+            if applied.transient || !applied.failures.is_empty() {
+                // The finalizer stays until everything the CR owns is gone.
                 return Err(ReconcileError {
                     reason: Reason::WriteFailed,
-                    message: format!("cleanup failed in {} namespaces", applied.failures.len()),
+                    message: "cleanup incomplete; retrying".to_string(),
                 });
             }
             tracing::info!(
@@ -443,13 +444,12 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             return;
         }
         let body = status::patch_body(&next);
-        match self
-            .client
-            .patch_status::<EcrPullSecret>(
-                &ECR_PULL_SECRETS.object(None, name),
-                Patch::Merge(&body),
-            )
-            .await
+        let path = ECR_PULL_SECRETS.object(None, name);
+        match retrying(|| {
+            self.client
+                .patch_status::<EcrPullSecret>(&path, Patch::Merge(&body))
+        })
+        .await
         {
             Ok(written) => self.state.cr_written(written),
             Err(error) => {

@@ -19,6 +19,7 @@ use super::state::{
 use crate::k8s::kind::{SECRETS, SERVICE_ACCOUNTS};
 use crate::k8s::types::{ObjectMeta, Secret, ServiceAccount};
 use crate::k8s::{Client, Error, Patch, Preconditions};
+use crate::runtime::backoff::{Backoff, TRANSIENT_RETRIES};
 
 /// How often a ServiceAccount edit is retried after losing a race to another writer.
 pub const SA_CONFLICT_RETRIES: usize = 5;
@@ -143,11 +144,8 @@ impl Writer {
             type_: Some(dockerconfig::SECRET_TYPE.into()),
             data: BTreeMap::from([(dockerconfig::DATA_KEY.to_string(), content.data.clone())]),
         };
-        match self
-            .client
-            .create::<_, Secret>(&SECRETS.collection(Some(namespace)), &body)
-            .await
-        {
+        let collection = SECRETS.collection(Some(namespace));
+        match retrying(|| self.client.create::<_, Secret>(&collection, &body)).await {
             Ok(created) => {
                 self.cache.secret_written(&created);
                 crate::metrics::secret_written("create");
@@ -169,10 +167,8 @@ impl Writer {
         content: &SecretContent,
         adopt: bool,
     ) -> Result<SecretOutcome, Error> {
-        let existing: Secret = self
-            .client
-            .get(&SECRETS.object(Some(namespace), name))
-            .await?;
+        let path = SECRETS.object(Some(namespace), name);
+        let existing: Secret = retrying(|| self.client.get(&path)).await?;
         let meta = &existing.metadata;
         let rv = meta.resource_version.clone().unwrap_or_default();
         let managed =
@@ -243,10 +239,8 @@ impl Writer {
             },
             "data": { dockerconfig::DATA_KEY: content.data },
         });
-        let written: Secret = self
-            .client
-            .patch(&SECRETS.object(Some(namespace), name), Patch::Merge(&patch))
-            .await?;
+        let path = SECRETS.object(Some(namespace), name);
+        let written: Secret = retrying(|| self.client.patch(&path, Patch::Merge(&patch))).await?;
         self.cache.secret_written(&written);
         crate::metrics::secret_written("update");
         Ok(())
@@ -259,14 +253,8 @@ impl Writer {
             uid: Some(secret.uid.clone()).filter(|u| !u.is_empty()),
             resource_version: Some(secret.resource_version.clone()).filter(|v| !v.is_empty()),
         };
-        match self
-            .client
-            .delete_with(
-                &SECRETS.object(Some(&secret.namespace), &secret.name),
-                Some(&preconditions),
-            )
-            .await
-        {
+        let path = SECRETS.object(Some(&secret.namespace), &secret.name);
+        match retrying(|| self.client.delete_with(&path, Some(&preconditions))).await {
             Err(e) if e.is_not_found() => {
                 self.cache.secret_deleted(&secret.namespace, &secret.name);
                 Ok(())
@@ -322,10 +310,11 @@ impl Writer {
                 ops.push(json!({"op": "add", "path": key, "value": owned}));
             }
             let patch = serde_json::Value::Array(ops);
-            match self
-                .client
-                .patch::<ServiceAccount>(&path, Patch::Json(&patch))
-                .await
+            match retrying(|| {
+                self.client
+                    .patch::<ServiceAccount>(&path, Patch::Json(&patch))
+            })
+            .await
             {
                 Ok(written) => {
                     self.cache.service_account_written(&written);
@@ -340,7 +329,7 @@ impl Writer {
                     attempt += 1;
                     tracing::debug!(namespace = %edit.sa.namespace, sa = %edit.sa.name, attempt,
                         "ServiceAccount changed under us; re-reading");
-                    let fresh: ServiceAccount = self.client.get(&path).await?;
+                    let fresh: ServiceAccount = retrying(|| self.client.get(&path)).await?;
                     match SaView::project(&fresh) {
                         Some(view) => edit.sa = view,
                         None => return Ok(()),
@@ -349,6 +338,28 @@ impl Writer {
                 Err(e) if e.is_not_found() => return Ok(()),
                 Err(e) => return Err(e),
             }
+        }
+    }
+}
+
+/// Runs one request, retrying a transient error (a 500, a reset connection, a timeout;
+/// 429 and 503 the client already rides out with Retry-After) a few times before it
+/// counts: one bad answer of a busy server must not fail a namespace. Every write here
+/// is guarded or idempotent, so a retry of a request that did land is answered by a
+/// conflict or "already so", which the callers handle.
+pub async fn retrying<T, Fut>(mut request: impl FnMut() -> Fut) -> Result<T, Error>
+where
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut backoff = Backoff::for_transient_errors();
+    let mut retries = 0;
+    loop {
+        match request().await {
+            Err(e) if e.is_transient() && retries < TRANSIENT_RETRIES => {
+                retries += 1;
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            other => return other,
         }
     }
 }
