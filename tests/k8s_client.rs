@@ -220,7 +220,7 @@ async fn no_event_is_lost_across_dropped_watches() {
                 }
                 Event::Restarted(all) => {
                     for s in all {
-                        seen.insert(s.metadata.name.unwrap_or_default());
+                        seen.insert(s.name);
                     }
                 }
                 Event::Deleted(_) => {}

@@ -223,9 +223,9 @@ proptest! {
         let parsed: Spec = serde_json::from_value(spec.clone()).expect("the schema's shape parses");
         let valid = parsed.validate(&SpecPolicy::default());
         if let Ok(valid) = &valid {
-            let namespaces: Vec<NamespaceView> = cluster_namespaces()
+            let namespaces: Vec<std::sync::Arc<NamespaceView>> = cluster_namespaces()
                 .into_iter()
-                .map(|(n, _)| NamespaceView { name: n, labels: Default::default(), terminating: false })
+                .map(|(n, _)| NamespaceView { name: n, labels: Default::default(), terminating: false }.into())
                 .collect();
             let owner = Owner { name: name.clone(), uid: "u".into() };
             let observed = Observed { namespaces: &namespaces, secrets: &[], service_accounts: &[] };

@@ -154,6 +154,11 @@ fn service_accounts() -> impl Strategy<Value = Vec<SaView>> {
     })
 }
 
+/// Shared, as the caches hand them out.
+fn arcs<T>(v: Vec<T>) -> Vec<std::sync::Arc<T>> {
+    v.into_iter().map(std::sync::Arc::new).collect()
+}
+
 fn owner() -> Owner {
     Owner {
         name: OWNER.into(),
@@ -180,6 +185,7 @@ proptest! {
         sas in service_accounts(),
         cleanup in any::<bool>(),
     ) {
+        let (namespaces, secrets, sas) = (arcs(namespaces), arcs(secrets), arcs(sas));
         let observed = Observed {
             namespaces: &namespaces,
             secrets: &secrets,
@@ -282,6 +288,7 @@ fn generated_states_exercise_every_kind_of_step() {
     for _ in 0..2048 {
         let (spec, namespaces, secrets, sas, cleanup) =
             all.new_tree(&mut runner).unwrap().current();
+        let (namespaces, secrets, sas) = (arcs(namespaces), arcs(secrets), arcs(sas));
         let observed = Observed {
             namespaces: &namespaces,
             secrets: &secrets,

@@ -95,7 +95,7 @@ fn count_named(store: &Store<Projection>, ns: &str) -> usize {
         .count()
 }
 
-async fn next_restart(events: &mut mpsc::UnboundedReceiver<Event<Secret>>) -> Vec<Secret> {
+async fn next_restart(events: &mut mpsc::UnboundedReceiver<Event<Secret>>) -> Vec<ObjectKey> {
     loop {
         let e = tokio::time::timeout(Duration::from_secs(10), events.recv())
             .await
@@ -196,10 +196,7 @@ async fn relist_after_compaction(expired_as_http_status: bool) {
     tokio::join!(outage, changes);
 
     let relisted = next_restart(&mut r.events).await;
-    let mut names: Vec<_> = relisted
-        .iter()
-        .filter_map(|s| s.metadata.name.clone())
-        .collect();
+    let mut names: Vec<_> = relisted.iter().map(|k| k.name.clone()).collect();
     names.sort();
     assert_eq!(names, vec!["new", "stays"]);
     let keys: Vec<_> = r.store.keys().into_iter().map(|k| k.name).collect();
@@ -244,7 +241,7 @@ async fn watch_events_drive_reconciles_of_their_keys() {
         list_watch(&emu),
         WatcherConfig::new("secrets"),
         project,
-        move |e: Event<Secret>| e.keys().for_each(|k| enqueue.add(k)),
+        move |e: Event<Secret>| e.keys().into_iter().for_each(|k| enqueue.add(k)),
         shutdown.clone(),
     );
     let seen: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();

@@ -1,6 +1,8 @@
 //! The watch caches the reconciler reads, and their view as the reconciler's
 //! [`ObservedState`].
 
+use std::sync::Arc;
+
 use crate::k8s::types::{Secret, ServiceAccount};
 use crate::reconcile::reconciler::ObservedState;
 use crate::reconcile::select::NamespaceView;
@@ -50,27 +52,20 @@ impl ObservedState for Caches {
             .get(&ObjectKey::cluster(name))
             .map(|c| (*c).clone())
     }
-    fn namespaces(&self) -> Vec<NamespaceView> {
-        self.namespaces
-            .list()
-            .iter()
-            .map(|n| (**n).clone())
-            .collect()
+    fn namespaces(&self) -> Vec<Arc<NamespaceView>> {
+        self.namespaces.list()
     }
-    fn managed_secrets_for(&self, owner: &str, secret_name: Option<&str>) -> Vec<ManagedSecret> {
-        self.secrets
-            .list()
-            .iter()
-            .filter(|s| s.owner == owner || Some(s.name.as_str()) == secret_name)
-            .map(|s| (**s).clone())
-            .collect()
+    fn managed_secrets_for(
+        &self,
+        owner: &str,
+        secret_name: Option<&str>,
+    ) -> Vec<Arc<ManagedSecret>> {
+        let mut secrets = self.secrets.list();
+        secrets.retain(|s| s.owner == owner || Some(s.name.as_str()) == secret_name);
+        secrets
     }
-    fn service_accounts(&self) -> Vec<SaView> {
-        self.service_accounts
-            .list()
-            .iter()
-            .map(|s| (**s).clone())
-            .collect()
+    fn service_accounts(&self) -> Vec<Arc<SaView>> {
+        self.service_accounts.list()
     }
     async fn credential_grants(&self, secret: &SecretRef) -> Vec<String> {
         self.credentials.grants(secret).await

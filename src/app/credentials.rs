@@ -19,7 +19,11 @@ use crate::reconcile::spec::{EcrPullSecret, SecretRef};
 use crate::reconcile::state::split_list;
 use crate::runtime::queue::WorkQueue;
 use crate::runtime::store::Store;
-use crate::runtime::watcher::{spawn_reflector, Event, KubeListWatch, WatcherConfig};
+use crate::runtime::watcher::{spawn_reflector_into, Event, KubeListWatch, WatcherConfig};
+
+/// What a credentials Secret says: its credentials (or why there are none) and the
+/// ECRPullSecrets its grant annotation names.
+type Read = (SecretState, Vec<String>);
 
 use super::routing::enqueue_all;
 
@@ -167,11 +171,15 @@ impl CredentialSecrets {
             }
         };
         let missing = format!("Secret {origin} not found");
-        let read = move |s: &Secret| {
+        // The projection is what the Secret says: its credentials and its grant.
+        let read = |s: &Secret| -> Option<Read> {
             let grants = split_list(s.metadata.annotations.get(GRANT_ANNOTATION));
-            (Some(credentials_from_secret_data(&s.data)), grants)
+            Some((Some(credentials_from_secret_data(&s.data)), grants))
         };
-        let (_, task) = spawn_reflector(
+        let store: Store<Read> = Store::new();
+        let listed = store.clone();
+        let (_, task) = spawn_reflector_into(
+            store,
             KubeListWatch {
                 client: self.inner.client.clone(),
                 collection: SECRETS.collection(Some(&r.namespace)),
@@ -180,20 +188,16 @@ impl CredentialSecrets {
             },
             WatcherConfig::new(format!("credentials secret {origin}"))
                 .with_metrics(metrics::runtime()),
-            |_: &Secret| Some(()),
-            move |event: Event<Secret>| match event {
-                Event::Applied(s) => {
-                    let (state, grants) = read(&s);
-                    publish(state, grants)
-                }
-                Event::Deleted(_) => publish(Some(Err(missing.clone())), Vec::new()),
-                Event::Restarted(all) => match all.first() {
-                    Some(s) => {
-                        let (state, grants) = read(s);
+            read,
+            move |event: Event<Secret>| {
+                let key = event.keys().into_iter().next();
+                match (&event, key.and_then(|k| listed.get(&k))) {
+                    (Event::Applied(_) | Event::Restarted(_), Some(read)) => {
+                        let (state, grants) = (*read).clone();
                         publish(state, grants)
                     }
-                    None => publish(Some(Err(missing.clone())), Vec::new()),
-                },
+                    _ => publish(Some(Err(missing.clone())), Vec::new()),
+                }
             },
             self.inner.shutdown.clone(),
         );

@@ -110,9 +110,9 @@ fn on_cr(queue: &WorkQueue<String>, credentials: &CredentialSecrets, event: Even
                 queue.add(name);
             }
         }
-        Event::Restarted(all) => {
-            for name in all.into_iter().filter_map(|cr| cr.metadata.name) {
-                queue.add(name);
+        Event::Restarted(keys) => {
+            for key in keys {
+                queue.add(key.name);
             }
         }
     }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 use tokio::task::{JoinError, JoinSet};
@@ -135,7 +136,7 @@ impl Applier {
                 let writer = writer.clone();
                 async move {
                     let r = writer.edit_service_account(&edit).await;
-                    (edit.sa.namespace, edit.sa.name, edit.add, r)
+                    (edit.sa.namespace.clone(), edit.sa.name.clone(), edit.add, r)
                 }
             },
             |joined| match joined {
@@ -205,7 +206,7 @@ impl Applier {
 
     /// A Secret no longer wanted that could not be deleted: retried, but it does not
     /// make the CR unready (no target lacks anything).
-    async fn delete(&self, deletes: Vec<ManagedSecret>, applied: &mut Applied) {
+    async fn delete(&self, deletes: Vec<Arc<ManagedSecret>>, applied: &mut Applied) {
         let writer = &self.writer;
         for_each_bounded(
             deletes,
@@ -214,7 +215,7 @@ impl Applier {
                 let writer = writer.clone();
                 async move {
                     let r = writer.delete_secret(&secret).await;
-                    (secret.namespace, secret.name, r)
+                    (secret.namespace.clone(), secret.name.clone(), r)
                 }
             },
             |joined| match joined {

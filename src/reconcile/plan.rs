@@ -4,6 +4,7 @@
 //! so every decision is table-tested.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 
@@ -16,12 +17,12 @@ use super::state::{format_time, ManagedSecret, Owner, Ownership, SaView};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretStep {
     /// Ours, intact, covering the right registries and not yet due: no write, no token.
-    Fresh { existing: ManagedSecret },
+    Fresh { existing: Arc<ManagedSecret> },
     /// Absent from our cache: create (a 409 then means a foreign Secret).
     Create { namespace: String },
     /// Ours (or an earlier CR's of our name) but due, edited by hand, or covering other
     /// registries: rewrite.
-    Update { existing: ManagedSecret },
+    Update { existing: Arc<ManagedSecret> },
 }
 
 impl SecretStep {
@@ -44,7 +45,7 @@ impl SecretStep {
 /// One ServiceAccount change: add or remove our entry `secret`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SaEdit {
-    pub sa: SaView,
+    pub sa: Arc<SaView>,
     pub secret: String,
     pub add: bool,
 }
@@ -67,7 +68,7 @@ pub struct Plan {
     pub secrets: Vec<SecretStep>,
     /// Secrets of ours no longer wanted (namespace left the selection, name changed, CR
     /// deleted with `deletionPolicy: Delete`).
-    pub deletes: Vec<ManagedSecret>,
+    pub deletes: Vec<Arc<ManagedSecret>>,
     /// Entries to add, each in a namespace of `secrets`: the executor applies one only
     /// once that namespace's Secret is known to be ours (fresh or written), never next to
     /// a foreign Secret.
@@ -84,22 +85,23 @@ impl Plan {
     }
 }
 
-/// The observed state the planner reads (from the watch caches).
+/// The observed state the planner reads: the watch caches' own values, shared, never
+/// copied (a plan over thousands of namespaces holds pointers, not copies).
 pub struct Observed<'a> {
-    pub namespaces: &'a [NamespaceView],
+    pub namespaces: &'a [Arc<NamespaceView>],
     /// The managed Secrets this CR's plan can concern (any owner).
-    pub secrets: &'a [ManagedSecret],
-    pub service_accounts: &'a [SaView],
+    pub secrets: &'a [Arc<ManagedSecret>],
+    pub service_accounts: &'a [Arc<SaView>],
 }
 
 /// Plans the writes that bring CR `owner` with `spec` about.
 pub fn sync(owner: &Owner, spec: &ValidSpec, observed: &Observed<'_>, now: OffsetDateTime) -> Plan {
     let mut plan = Plan::default();
-    let targets = select::target_namespaces(spec, observed.namespaces);
+    let targets = select::target_namespaces(spec, observed.namespaces.iter().map(|n| &**n));
     plan.missing = targets.missing;
     let wanted_registries = desired_registries(spec);
 
-    let by_key: BTreeMap<(&str, &str), &ManagedSecret> = observed
+    let by_key: BTreeMap<(&str, &str), &Arc<ManagedSecret>> = observed
         .secrets
         .iter()
         .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
@@ -118,11 +120,11 @@ pub fn sync(owner: &Owner, spec: &ValidSpec, observed: &Observed<'_>, now: Offse
                 }
                 Ownership::Ours if is_fresh(s, wanted_registries.as_deref(), now) => {
                     SecretStep::Fresh {
-                        existing: (*s).clone(),
+                        existing: Arc::clone(s),
                     }
                 }
                 Ownership::Ours | Ownership::Orphan => SecretStep::Update {
-                    existing: (*s).clone(),
+                    existing: Arc::clone(s),
                 },
             },
         };
@@ -130,7 +132,7 @@ pub fn sync(owner: &Owner, spec: &ValidSpec, observed: &Observed<'_>, now: Offse
         for sa in sas_by_ns.get(ns.as_str()).into_iter().flatten() {
             let selected = select::service_account_selected(&spec.service_accounts, &sa.name);
             let edit = SaEdit {
-                sa: (*sa).clone(),
+                sa: Arc::clone(sa),
                 secret: spec.secret_name.clone(),
                 add: selected,
             };
@@ -168,19 +170,23 @@ pub fn cleanup(owner: &Owner, observed: &Observed<'_>) -> Plan {
     plan
 }
 
-fn service_accounts_by_namespace(sas: &[SaView]) -> BTreeMap<&str, Vec<&SaView>> {
-    let mut by_ns: BTreeMap<&str, Vec<&SaView>> = BTreeMap::new();
+fn service_accounts_by_namespace(sas: &[Arc<SaView>]) -> BTreeMap<&str, Vec<&Arc<SaView>>> {
+    let mut by_ns: BTreeMap<&str, Vec<&Arc<SaView>>> = BTreeMap::new();
     for sa in sas {
         by_ns.entry(sa.namespace.as_str()).or_default().push(sa);
     }
     by_ns
 }
 
-fn plan_delete(plan: &mut Plan, s: &ManagedSecret, sas_by_ns: &BTreeMap<&str, Vec<&SaView>>) {
-    plan.deletes.push(s.clone());
+fn plan_delete(
+    plan: &mut Plan,
+    s: &Arc<ManagedSecret>,
+    sas_by_ns: &BTreeMap<&str, Vec<&Arc<SaView>>>,
+) {
+    plan.deletes.push(Arc::clone(s));
     for sa in sas_by_ns.get(s.namespace.as_str()).into_iter().flatten() {
         let edit = SaEdit {
-            sa: (*sa).clone(),
+            sa: Arc::clone(sa),
             secret: s.name.clone(),
             add: false,
         };
@@ -288,6 +294,10 @@ mod tests {
         }
     }
 
+    fn arcs<T: Clone>(v: &[T]) -> Vec<Arc<T>> {
+        v.iter().cloned().map(Arc::new).collect()
+    }
+
     fn me() -> Owner {
         Owner {
             name: "cr".into(),
@@ -331,9 +341,9 @@ mod tests {
             &me(),
             &spec,
             &Observed {
-                namespaces: &nss,
-                secrets: &secrets,
-                service_accounts: &sas,
+                namespaces: &arcs(&nss),
+                secrets: &arcs(&secrets),
+                service_accounts: &arcs(&sas),
             },
             NOW,
         );
@@ -355,8 +365,8 @@ mod tests {
             &me(),
             &spec,
             &Observed {
-                namespaces: &nss,
-                secrets: &secrets,
+                namespaces: &arcs(&nss),
+                secrets: &arcs(&secrets),
                 service_accounts: &[],
             },
             NOW,
@@ -386,9 +396,9 @@ mod tests {
             &me(),
             &spec,
             &Observed {
-                namespaces: &nss,
-                secrets: &secrets,
-                service_accounts: &sas,
+                namespaces: &arcs(&nss),
+                secrets: &arcs(&secrets),
+                service_accounts: &arcs(&sas),
             },
             NOW,
         );
@@ -410,9 +420,9 @@ mod tests {
             &me(),
             &spec,
             &Observed {
-                namespaces: &nss,
+                namespaces: &arcs(&nss),
                 secrets: &[],
-                service_accounts: &sas,
+                service_accounts: &arcs(&sas),
             },
             NOW,
         );
@@ -443,9 +453,9 @@ mod tests {
             &me(),
             &spec,
             &Observed {
-                namespaces: &nss,
-                secrets: &secrets,
-                service_accounts: &sas,
+                namespaces: &arcs(&nss),
+                secrets: &arcs(&secrets),
+                service_accounts: &arcs(&sas),
             },
             NOW,
         );
@@ -474,9 +484,9 @@ mod tests {
         let p = cleanup(
             &me(),
             &Observed {
-                namespaces: &nss,
-                secrets: &secrets,
-                service_accounts: &sas,
+                namespaces: &arcs(&nss),
+                secrets: &arcs(&secrets),
+                service_accounts: &arcs(&sas),
             },
         );
         assert!(p.secrets.is_empty());
@@ -488,7 +498,7 @@ mod tests {
     #[test]
     fn entry_added_by_someone_else_is_never_removed() {
         let edit = SaEdit {
-            sa: sa("a", "default", &["ecr"], &[]),
+            sa: Arc::new(sa("a", "default", &["ecr"], &[])),
             secret: "ecr".into(),
             add: false,
         };
@@ -508,9 +518,9 @@ mod tests {
             &me(),
             &spec,
             &Observed {
-                namespaces: &nss,
-                secrets: &secrets,
-                service_accounts: &sas,
+                namespaces: &arcs(&nss),
+                secrets: &arcs(&secrets),
+                service_accounts: &arcs(&sas),
             },
             NOW,
         );
@@ -528,8 +538,8 @@ mod tests {
             &me(),
             &spec,
             &Observed {
-                namespaces: &nss,
-                secrets: &secrets,
+                namespaces: &arcs(&nss),
+                secrets: &arcs(&secrets),
                 service_accounts: &[],
             },
             NOW,
@@ -547,8 +557,8 @@ mod tests {
         let secrets = [earlier, elsewhere];
         let nss = [ns("a"), ns("b")];
         let observed = Observed {
-            namespaces: &nss,
-            secrets: &secrets,
+            namespaces: &arcs(&nss),
+            secrets: &arcs(&secrets),
             service_accounts: &[],
         };
         let p = sync(&me(), &spec, &observed, NOW);
@@ -574,8 +584,8 @@ mod tests {
             &me(),
             &spec,
             &Observed {
-                namespaces: &nss,
-                secrets: &secrets,
+                namespaces: &arcs(&nss),
+                secrets: &arcs(&secrets),
                 service_accounts: &[],
             },
             NOW,

@@ -28,13 +28,19 @@ pub use crate::runtime::controller::Action;
 /// The caches also take our writes' answers ([`WriteThrough`]), ahead of the watch.
 pub trait ObservedState: WriteThrough + Clone + Send + Sync + 'static {
     fn cr(&self, name: &str) -> Option<EcrPullSecret>;
-    fn namespaces(&self) -> Vec<NamespaceView>;
-    fn service_accounts(&self) -> Vec<SaView>;
+    /// Every namespace, shared with the cache (pointers, not copies).
+    fn namespaces(&self) -> Vec<Arc<NamespaceView>>;
+    /// Every ServiceAccount, shared with the cache.
+    fn service_accounts(&self) -> Vec<Arc<SaView>>;
     /// The managed Secrets one CR's plan can concern: those named `secret_name` (ours,
     /// or another CR's in the way) and those `owner` owns elsewhere; `None` for the
     /// owner's only. Never a copy of every managed Secret: with many CRs over many
     /// namespaces that copy dominated memory and CPU.
-    fn managed_secrets_for(&self, owner: &str, secret_name: Option<&str>) -> Vec<ManagedSecret>;
+    fn managed_secrets_for(
+        &self,
+        owner: &str,
+        secret_name: Option<&str>,
+    ) -> Vec<Arc<ManagedSecret>>;
     /// The ECRPullSecrets the credentials Secret `secret` grants its use to (its
     /// [`GRANT_ANNOTATION`]), once it has been read; empty when it is missing.
     fn credential_grants(

@@ -282,7 +282,7 @@ impl Writer {
             .cache
             .service_account(&edit.sa.namespace, &edit.sa.name)
         {
-            edit.sa = freshest;
+            edit.sa = Arc::new(freshest);
         }
         let mut attempt = 0;
         loop {
@@ -331,7 +331,7 @@ impl Writer {
                         "ServiceAccount changed under us; re-reading");
                     let fresh: ServiceAccount = retrying(|| self.client.get(&path)).await?;
                     match SaView::project(&fresh) {
-                        Some(view) => edit.sa = view,
+                        Some(view) => edit.sa = Arc::new(view),
                         None => return Ok(()),
                     }
                 }

@@ -169,7 +169,7 @@ impl<P> Store<P> {
     }
 
     /// A snapshot of every projection (our writes in front), in no particular order.
-    pub(crate) fn list(&self) -> Vec<Arc<P>> {
+    pub fn list(&self) -> Vec<Arc<P>> {
         let contents = self.read();
         if contents.ahead.is_empty() {
             return contents.objects.values().cloned().collect();

@@ -239,7 +239,26 @@ where
     F: Fn(&T) -> Option<P> + Send + 'static,
     H: FnMut(Event<T>) + Send + 'static,
 {
-    let store = Store::new();
+    spawn_reflector_into(Store::new(), lw, config, project, on_event, shutdown)
+}
+
+/// [`spawn_reflector`] filling a store the caller made, for handlers that read the
+/// projections (a relist hands them only the keys).
+pub(crate) fn spawn_reflector_into<T, P, L, F, H>(
+    store: Store<P>,
+    lw: L,
+    config: WatcherConfig,
+    project: F,
+    on_event: H,
+    shutdown: watch::Receiver<bool>,
+) -> (Store<P>, JoinHandle<()>)
+where
+    T: Resource + Send + 'static,
+    P: Send + Sync + 'static,
+    L: ListWatch<T>,
+    F: Fn(&T) -> Option<P> + Send + 'static,
+    H: FnMut(Event<T>) + Send + 'static,
+{
     let reflector = Reflector {
         lw,
         config,
@@ -272,7 +291,13 @@ impl<L, P, F, H> Reflector<L, P, F, H> {
         let mut state = State::Empty;
         let mut stream: Option<OpenWatch<L::Stream>> = None;
         let mut rng = SplitMix64::from_entropy();
+        // The projections of the list in progress, swapped into the store at its end.
+        let mut listed: Vec<(ObjectKey, String, P)> = Vec::new();
         loop {
+            if state == State::Empty {
+                // A list starts (or starts over): whatever a failed one left goes.
+                listed = Vec::new();
+            }
             let input = tokio::select! {
                 biased;
                 _ = shutdown_requested(&mut shutdown) => return,
@@ -286,12 +311,19 @@ impl<L, P, F, H> Reflector<L, P, F, H> {
             }
             match output {
                 Output::Nothing => self.config.backoff.record_success(Instant::now()),
+                Output::Page { items, last } => {
+                    self.config.backoff.record_success(Instant::now());
+                    // Projected page by page: the full objects go with their page.
+                    listed.extend(items.iter().filter_map(|o| self.project_listed(o)));
+                    drop(items);
+                    if last {
+                        self.config.record_list();
+                        self.relisted(std::mem::take(&mut listed));
+                    }
+                }
                 Output::Emit(event) => {
                     self.config.backoff.record_success(Instant::now());
-                    match event {
-                        Event::Restarted(_) => self.config.record_list(),
-                        _ => self.config.record_event(),
-                    }
+                    self.config.record_event();
                     self.apply(event);
                 }
                 Output::Failed(err) => {
@@ -313,6 +345,27 @@ impl<L, P, F, H> Reflector<L, P, F, H> {
         }
     }
 
+    /// One listed object's key, version and projection (`None`: not kept).
+    fn project_listed<T>(&self, o: &T) -> Option<(ObjectKey, String, P)>
+    where
+        T: Resource,
+        F: Fn(&T) -> Option<P>,
+    {
+        let version = o.meta().resource_version.clone().unwrap_or_default();
+        Some((ObjectKey::of(o.meta())?, version, (self.project)(o)?))
+    }
+
+    /// A (re)list is complete: swap the store, then tell the caller which keys exist.
+    fn relisted<T>(&mut self, listed: Vec<(ObjectKey, String, P)>)
+    where
+        H: FnMut(Event<T>),
+    {
+        let keys: Vec<ObjectKey> = listed.iter().map(|(k, _, _)| k.clone()).collect();
+        self.store.replace_all(listed);
+        tracing::debug!(watch = %self.config.name, objects = keys.len(), "listed");
+        (self.on_event)(Event::Restarted(keys));
+    }
+
     /// Store first, then the caller.
     fn apply<T>(&mut self, event: Event<T>)
     where
@@ -321,14 +374,7 @@ impl<L, P, F, H> Reflector<L, P, F, H> {
         H: FnMut(Event<T>),
     {
         match &event {
-            Event::Restarted(objects) => {
-                let project = &self.project;
-                self.store.replace_all(objects.iter().filter_map(|o| {
-                    let version = o.meta().resource_version.clone().unwrap_or_default();
-                    Some((ObjectKey::of(o.meta())?, version, project(o)?))
-                }));
-                tracing::debug!(watch = %self.config.name, objects = objects.len(), "listed");
-            }
+            Event::Restarted(_) => {}
             Event::Applied(obj) => {
                 if let Some(key) = ObjectKey::of(obj.meta()) {
                     let version = obj.meta().resource_version.clone().unwrap_or_default();

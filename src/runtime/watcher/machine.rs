@@ -11,17 +11,15 @@ use crate::runtime::store::ObjectKey;
 
 // === the state machine ===
 
-/// Where the watcher is. `InitPage` buffers the pages listed so far, so the store is
-/// swapped only once the whole list is in.
+/// Where the watcher is. The pages of a list are handed out one by one (the driver
+/// projects each as it lands, so a list of thousands of objects never sits whole in
+/// memory); the store is swapped only once the last page is in.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum State<T> {
+pub(crate) enum State {
     /// Nothing listed: list from the first page.
     Empty,
     /// Listing: fetch the page after `continue_token`.
-    InitPage {
-        continue_token: String,
-        objects: Vec<T>,
-    },
+    InitPage { continue_token: String },
     /// Listed (or between watches): open a watch at `resource_version`.
     InitListed { resource_version: String },
     /// A watch is open: read its next event.
@@ -72,8 +70,9 @@ pub enum Event<T> {
     Applied(T),
     /// Deleted, as last seen by the server.
     Deleted(T),
-    /// A full (re)list: these are all the objects there are.
-    Restarted(Vec<T>),
+    /// A full (re)list: these are the keys of all the objects there are (the store holds
+    /// their projections).
+    Restarted(Vec<ObjectKey>),
 }
 
 /// What one step produced.
@@ -81,6 +80,12 @@ pub enum Event<T> {
 pub(crate) enum Output<T, E> {
     Nothing,
     Emit(Event<T>),
+    /// One page of a (re)list; `last` when the list is complete, and the watch starts
+    /// from its version.
+    Page {
+        items: Vec<T>,
+        last: bool,
+    },
     /// The driver should log this and back off before the next IO.
     Failed(WatcherError<E>),
 }
@@ -193,29 +198,22 @@ fn is_gone_status(status: &Status) -> bool {
 
 // === impl Event ===
 
-impl<T> Event<T> {
-    /// The objects the event is about (all of them for a relist).
-    pub(crate) fn objects(&self) -> &[T] {
-        match self {
-            Event::Applied(obj) | Event::Deleted(obj) => std::slice::from_ref(obj),
-            Event::Restarted(all) => all,
-        }
-    }
-}
-
 impl<T: Resource> Event<T> {
-    /// The keys of the objects the event is about: what a controller watching these
-    /// objects themselves enqueues.
-    pub fn keys(&self) -> impl Iterator<Item = ObjectKey> + '_ {
-        self.objects()
-            .iter()
-            .filter_map(|o| ObjectKey::of(o.meta()))
+    /// The keys of the objects the event is about (all of them for a relist): what a
+    /// controller watching these objects themselves enqueues.
+    pub fn keys(&self) -> Vec<ObjectKey> {
+        match self {
+            Event::Applied(obj) | Event::Deleted(obj) => {
+                ObjectKey::of(obj.meta()).into_iter().collect()
+            }
+            Event::Restarted(keys) => keys.clone(),
+        }
     }
 }
 
 // === impl State ===
 
-impl<T> State<T> {
+impl State {
     pub(crate) fn next_io(&self) -> Io {
         match self {
             State::Empty => Io::List {
@@ -235,15 +233,11 @@ impl<T> State<T> {
 /// The pure transition: given where we are and the answer to the IO this state asked
 /// for, where we go and what comes out. An answer that does not fit the state (a driver
 /// bug) leaves the state as it is and produces nothing.
-pub(crate) fn step<T: Resource, E>(
-    state: State<T>,
-    input: Input<T, E>,
-) -> (State<T>, Output<T, E>) {
+pub(crate) fn step<T: Resource, E>(state: State, input: Input<T, E>) -> (State, Output<T, E>) {
     use Input as I;
     use State as S;
     match (state, input) {
-        (S::Empty, I::Page(page)) => on_page(Vec::new(), page),
-        (S::InitPage { objects, .. }, I::Page(page)) => on_page(objects, page),
+        (S::Empty | S::InitPage { .. }, I::Page(page)) => on_page(page),
         (state @ (S::Empty | S::InitPage { .. }), I::ListFailed { error, gone }) => {
             // Retry the same page, unless its continue token expired.
             let next = if gone { S::Empty } else { state };
@@ -297,19 +291,21 @@ pub(crate) fn step<T: Resource, E>(
     }
 }
 
-fn on_page<T, E>(mut objects: Vec<T>, page: ObjectList<T>) -> (State<T>, Output<T, E>) {
-    objects.extend(page.items);
+fn on_page<T, E>(page: ObjectList<T>) -> (State, Output<T, E>) {
     if let Some(token) = page.metadata.continue_token.filter(|t| !t.is_empty()) {
         let next = State::InitPage {
             continue_token: token,
-            objects,
         };
-        return (next, Output::Nothing);
+        let items = page.items;
+        return (next, Output::Page { items, last: false });
     }
     match page.metadata.resource_version.filter(|rv| !rv.is_empty()) {
         Some(resource_version) => (
             State::InitListed { resource_version },
-            Output::Emit(Event::Restarted(objects)),
+            Output::Page {
+                items: page.items,
+                last: true,
+            },
         ),
         None => (
             State::Empty,
@@ -318,7 +314,7 @@ fn on_page<T, E>(mut objects: Vec<T>, page: ObjectList<T>) -> (State<T>, Output<
     }
 }
 
-fn on_event<T: Resource, E>(rv: String, event: WatchEvent<T>) -> (State<T>, Output<T, E>) {
+fn on_event<T: Resource, E>(rv: String, event: WatchEvent<T>) -> (State, Output<T, E>) {
     // An empty version would mean "from now" to the server and skip events: keep ours.
     let advanced = |obj: &T, rv: String| {
         obj.meta()

@@ -30,6 +30,7 @@ use std::time::Duration;
 mod driver;
 mod machine;
 
+pub(crate) use driver::spawn_reflector_into;
 pub use driver::{
     spawn_reflector, EventStream, KubeListWatch, ListWatch, PageRequest, WatchRequest,
     WatcherConfig, WatcherStats,

@@ -170,7 +170,7 @@ async fn reflector_lists_all_pages_then_follows_the_watch() {
 
     r.store.wait_synced().await;
     match r.events.recv().await.unwrap() {
-        Event::Restarted(all) => assert_eq!(names(&all), vec!["a", "b"]),
+        Event::Restarted(all) => assert_eq!(key_names(&all), vec!["a", "b"]),
         other => panic!("expected Restarted, got {other:?}"),
     }
     assert_eq!(stored(&r.store), vec![("a".into(), 1), ("b".into(), 2)]);
@@ -241,7 +241,7 @@ async fn gone_error_event_relists_and_swaps_the_store() {
     w1.send(Ok(WatchEvent::Error(status(410, "Expired"))))
         .unwrap();
     match r.events.recv().await.unwrap() {
-        Event::Restarted(all) => assert_eq!(names(&all), vec!["b", "c"]),
+        Event::Restarted(all) => assert_eq!(key_names(&all), vec!["b", "c"]),
         other => panic!("expected Restarted, got {other:?}"),
     }
     // Whatever the relist did not return is gone.
@@ -284,7 +284,7 @@ async fn expired_continue_token_restarts_the_list() {
     fake.list(Ok(page(vec![obj("fresh", "3", 1)], Some("3"), None)));
     let mut r = run(&fake);
     match r.events.recv().await.unwrap() {
-        Event::Restarted(all) => assert_eq!(names(&all), vec!["fresh"]),
+        Event::Restarted(all) => assert_eq!(key_names(&all), vec!["fresh"]),
         other => panic!("expected Restarted, got {other:?}"),
     }
     let tokens: Vec<_> = fake

@@ -2,7 +2,7 @@ use super::*;
 use crate::runtime::watcher::fixtures::*;
 use proptest::prelude::*;
 
-fn rv(state: &State<Obj>) -> Option<&str> {
+fn rv(state: &State) -> Option<&str> {
     match state {
         State::InitListed { resource_version } | State::Watching { resource_version } => {
             Some(resource_version)
@@ -11,15 +11,15 @@ fn rv(state: &State<Obj>) -> Option<&str> {
     }
 }
 
-type Step = (State<Obj>, Output<Obj, FakeError>);
+type Step = (State, Output<Obj, FakeError>);
 
-fn watching(rv: &str) -> State<Obj> {
+fn watching(rv: &str) -> State {
     State::Watching {
         resource_version: rv.into(),
     }
 }
 
-fn ev(state: State<Obj>, e: WatchEvent<Obj>) -> Step {
+fn ev(state: State, e: WatchEvent<Obj>) -> Step {
     step(state, Input::Event(e))
 }
 
@@ -28,7 +28,7 @@ fn ev(state: State<Obj>, e: WatchEvent<Obj>) -> Step {
 #[test]
 fn empty_lists_from_the_first_page() {
     assert_eq!(
-        State::<Obj>::Empty.next_io(),
+        State::Empty.next_io(),
         Io::List {
             continue_token: None
         }
@@ -41,7 +41,14 @@ fn pages_accumulate_until_continue_is_absent() {
         State::Empty,
         Input::Page(page(vec![obj("a", "1", 0)], Some("9"), Some("c1"))),
     );
-    assert!(matches!(out, Output::Nothing));
+    // Each page is handed out as it lands, not buffered.
+    match out {
+        Output::Page { items, last } => {
+            assert_eq!(names(&items), vec!["a"]);
+            assert!(!last);
+        }
+        other => panic!("expected a page, got {other:?}"),
+    }
     assert_eq!(
         s.next_io(),
         Io::List {
@@ -50,14 +57,17 @@ fn pages_accumulate_until_continue_is_absent() {
     );
     // A short, even empty, page with a continue token is not the end.
     let (s, out) = step::<_, FakeError>(s, Input::Page(page(vec![], Some("9"), Some("c2"))));
-    assert!(matches!(out, Output::Nothing));
+    assert!(matches!(out, Output::Page { ref items, last: false } if items.is_empty()));
     let (s, out) = step::<_, FakeError>(
         s,
         Input::Page(page(vec![obj("b", "2", 0)], Some("9"), None)),
     );
     match out {
-        Output::Emit(Event::Restarted(all)) => assert_eq!(names(&all), vec!["a", "b"]),
-        other => panic!("expected Restarted, got {other:?}"),
+        Output::Page { items, last } => {
+            assert_eq!(names(&items), vec!["b"]);
+            assert!(last, "the last page completes the list");
+        }
+        other => panic!("expected the last page, got {other:?}"),
     }
     assert_eq!(
         s.next_io(),
@@ -71,7 +81,7 @@ fn pages_accumulate_until_continue_is_absent() {
 fn empty_continue_token_ends_the_list() {
     let (s, out) =
         step::<_, FakeError>(State::Empty, Input::Page(page(vec![], Some("3"), Some(""))));
-    assert!(matches!(out, Output::Emit(Event::Restarted(v)) if v.is_empty()));
+    assert!(matches!(out, Output::Page { ref items, last: true } if items.is_empty()));
     assert_eq!(rv(&s), Some("3"));
 }
 
@@ -81,7 +91,7 @@ fn expired_continue_token_restarts_the_list_from_scratch() {
         State::Empty,
         Input::Page(page(vec![obj("a", "1", 0)], None, Some("c1"))),
     );
-    let (s, out) = step(
+    let (s, out) = step::<Obj, _>(
         s,
         Input::ListFailed {
             error: FakeError(410),
@@ -91,11 +101,7 @@ fn expired_continue_token_restarts_the_list_from_scratch() {
     assert!(
         matches!(out, Output::Failed(ref e @ WatcherError::InitialListFailed { .. }) if e.is_expired())
     );
-    assert_eq!(
-        s,
-        State::Empty,
-        "buffered objects of the stale list were kept"
-    );
+    assert_eq!(s, State::Empty, "the stale list was not started over");
 }
 
 #[test]
@@ -104,7 +110,7 @@ fn list_error_retries_the_same_page() {
         State::Empty,
         Input::Page(page(vec![obj("a", "1", 0)], None, Some("c1"))),
     );
-    let (s, out) = step(
+    let (s, out) = step::<Obj, _>(
         s,
         Input::ListFailed {
             error: FakeError(500),
@@ -141,7 +147,7 @@ fn watch_opens_at_the_list_version() {
     let s = State::InitListed {
         resource_version: "7".into(),
     };
-    let (s, out) = step::<_, FakeError>(s, Input::WatchOpened);
+    let (s, out) = step::<Obj, FakeError>(s, Input::WatchOpened);
     assert!(matches!(out, Output::Nothing));
     assert_eq!(s, watching("7"));
     assert_eq!(s.next_io(), Io::NextEvent);
@@ -208,14 +214,17 @@ fn event_without_version_keeps_the_last_one() {
 
 #[test]
 fn event_keys_name_every_object() {
-    let mut nameless = obj("x", "1", 0);
-    nameless.metadata.name = None;
-    let e = Event::Restarted(vec![obj("a", "1", 0), nameless, obj("b", "1", 0)]);
-    let keys: Vec<_> = e.keys().map(|k| k.to_string()).collect();
+    let e: Event<Obj> = Event::Restarted(vec![
+        ObjectKey::namespaced("ns", "a"),
+        ObjectKey::namespaced("ns", "b"),
+    ]);
+    let keys: Vec<_> = e.keys().iter().map(|k| k.to_string()).collect();
     assert_eq!(keys, vec!["ns/a", "ns/b"]);
     let e = Event::Deleted(obj("c", "2", 0));
-    assert_eq!(e.keys().count(), 1);
-    assert_eq!(e.objects().len(), 1);
+    assert_eq!(e.keys().len(), 1);
+    let mut nameless = obj("x", "1", 0);
+    nameless.metadata.name = None;
+    assert!(Event::Applied(nameless).keys().is_empty());
 }
 
 #[test]
@@ -469,11 +478,13 @@ proptest! {
                 prop_assert!(!v.is_empty(), "empty resourceVersion in {next:?}");
             }
             match &out {
-                Output::Emit(Event::Restarted(_)) => {
+                Output::Page { last, .. } => {
                     prop_assert!(was_listing);
-                    let listed = matches!(next, State::InitListed { .. });
-                    prop_assert!(listed, "Restarted without a version to watch from");
-                    listed_once = true;
+                    if *last {
+                        let listed = matches!(next, State::InitListed { .. });
+                        prop_assert!(listed, "a complete list without a version to watch from");
+                        listed_once = true;
+                    }
                 }
                 Output::Emit(_) => {
                     // Object events come only from a watch, hence after a full list.
