@@ -29,7 +29,7 @@ CARGO_DENY_VERSION := 0.20.2
 CARGO_CYCLONEDX_VERSION := 0.5.9
 SBOM := target/sbom/ecr-creds-refresher.cdx.json
 
-.PHONY: test deps venv debs tools lint unit manifests chart chart-sync demo bench soak release clean audit sbom
+.PHONY: test deps venv debs tools lint unit lagged manifests chart chart-sync demo bench soak release clean audit sbom
 
 # The venv is rebuilt only when the requirements change.
 $(VENV)/.installed: $(PY_REQS)
@@ -72,6 +72,16 @@ lint:
 unit:
 	$(CARGO) test --workspace --locked
 
+# The reconcile suites again against an API server whose watch trails its writes by
+# 200 ms and by 2 s (plus up to a fifth more at random), as a busy one does.
+LAGGED_SUITES := reconcile_basic reconcile_drift reconcile_failures reconcile_deletion \
+	reconcile_leader reconcile_rbac reconcile_resilience reconcile_lag status_truth hardening
+lagged:
+	for ms in 200 2000; do \
+	  echo "== watch lag $$ms ms"; \
+	  ECR_TEST_WATCH_LAG_MS=$$ms $(CARGO) test --locked $(foreach t,$(LAGGED_SUITES),--test $(t)) || exit 1; \
+	done
+
 manifests: deps
 	KUBECTL=$(KUBECTL) tests/manifests/validate.sh
 
@@ -88,7 +98,7 @@ chart-sync:
 	  cp deploy/admission-policy.yaml charts/ecr-creds-refresher/files/admission-policy.yaml; \
 	else rm -f charts/ecr-creds-refresher/files/admission-policy.yaml; fi
 
-test: deps lint unit manifests chart
+test: deps lint unit lagged manifests chart
 
 demo:
 	$(CARGO) build --locked --bin ecr-creds-refresher

@@ -1,10 +1,12 @@
 //! The watch caches the reconciler reads, and their view as the reconciler's
 //! [`ObservedState`].
 
+use crate::k8s::types::{Secret, ServiceAccount};
 use crate::reconcile::reconciler::ObservedState;
 use crate::reconcile::select::NamespaceView;
 use crate::reconcile::spec::{EcrPullSecret, SecretRef};
 use crate::reconcile::state::{ManagedSecret, SaView};
+use crate::reconcile::writes::WriteThrough;
 use crate::runtime::store::{ObjectKey, Store};
 
 use super::credentials::CredentialSecrets;
@@ -72,5 +74,39 @@ impl ObservedState for Caches {
     }
     async fn credential_grants(&self, secret: &SecretRef) -> Vec<String> {
         self.credentials.grants(secret).await
+    }
+    fn cr_written(&self, cr: EcrPullSecret) {
+        if let Some(name) = cr.metadata.name.clone() {
+            self.crs.write_through(ObjectKey::cluster(name), Some(cr));
+        }
+    }
+}
+
+/// Our writes' answers go in front of the watch caches: the next plan starts from them.
+impl WriteThrough for Caches {
+    fn secret_written(&self, secret: &Secret) {
+        let meta = &secret.metadata;
+        if let (Some(ns), Some(name)) = (&meta.namespace, &meta.name) {
+            let key = ObjectKey::namespaced(ns.as_str(), name.as_str());
+            self.secrets
+                .write_through(key, ManagedSecret::project(secret));
+        }
+    }
+    fn secret_deleted(&self, namespace: &str, name: &str) {
+        self.secrets
+            .write_through(ObjectKey::namespaced(namespace, name), None);
+    }
+    fn service_account_written(&self, sa: &ServiceAccount) {
+        let meta = &sa.metadata;
+        if let (Some(ns), Some(name)) = (&meta.namespace, &meta.name) {
+            let key = ObjectKey::namespaced(ns.as_str(), name.as_str());
+            self.service_accounts
+                .write_through(key, SaView::project(sa));
+        }
+    }
+    fn service_account(&self, namespace: &str, name: &str) -> Option<SaView> {
+        self.service_accounts
+            .get(&ObjectKey::namespaced(namespace, name))
+            .map(|s| (*s).clone())
     }
 }

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use tokio::task::{JoinError, JoinSet};
 
 use super::content::Content;
-use super::plan::{self, Plan, SecretStep};
+use super::plan::{self, Plan, SaEdit, SecretStep};
 use super::spec::ValidSpec;
 use super::state::ManagedSecret;
 use super::status::{Failure, Reason};
@@ -109,6 +109,24 @@ impl Applier {
             .chain(&plan.sa_removes)
             .cloned()
             .collect();
+        self.edit_service_accounts(edits, &mut applied).await;
+        self.delete(plan.deletes.clone(), &mut applied).await;
+        applied
+    }
+
+    /// Removes everything a cleanup plan lists. Only deletes and entry removals.
+    pub async fn clean_up(&self, plan: &Plan) -> Applied {
+        let mut applied = Applied::default();
+        self.edit_service_accounts(plan.sa_removes.clone(), &mut applied)
+            .await;
+        self.delete(plan.deletes.clone(), &mut applied).await;
+        applied
+    }
+
+    /// A failed add leaves a target without its entry: that counts. A failed removal
+    /// leaves an entry of ours behind outside the targets: retried, but no target lacks
+    /// anything, so it does not make the CR unready.
+    async fn edit_service_accounts(&self, edits: Vec<SaEdit>, applied: &mut Applied) {
         let writer = &self.writer;
         for_each_bounded(
             edits,
@@ -117,35 +135,15 @@ impl Applier {
                 let writer = writer.clone();
                 async move {
                     let r = writer.edit_service_account(&edit).await;
-                    (edit.sa.namespace, edit.sa.name, r)
+                    (edit.sa.namespace, edit.sa.name, edit.add, r)
                 }
             },
-            |joined| record_side_write(&mut applied, joined),
-        )
-        .await;
-        self.delete(plan.deletes.clone(), &mut applied).await;
-        applied
-    }
-
-    /// Removes everything a cleanup plan lists. Only deletes and entry removals.
-    pub async fn clean_up(&self, plan: &Plan) -> Applied {
-        let mut applied = Applied::default();
-        let writer = &self.writer;
-        for_each_bounded(
-            plan.sa_removes.clone(),
-            self.concurrency,
-            |edit| {
-                let writer = writer.clone();
-                async move {
-                    let r = writer.edit_service_account(&edit).await;
-                    (edit.sa.namespace, edit.sa.name, r)
-                }
+            |joined| match joined {
+                Ok((ns, object, counts, r)) => record_side_write(applied, ns, object, counts, r),
+                Err(_) => applied.transient = true,
             },
-            |joined| record_side_write(&mut applied, joined),
         )
         .await;
-        self.delete(plan.deletes.clone(), &mut applied).await;
-        applied
     }
 
     async fn write_secrets(
@@ -175,6 +173,7 @@ impl Applier {
         };
         let writer = &self.writer;
         let (name, adopt) = (&spec.secret_name, spec.adopt_existing);
+        let now = OffsetDateTime::now_utc();
         for_each_bounded(
             writes,
             self.concurrency,
@@ -190,7 +189,13 @@ impl Applier {
                         }
                         _ => writer.create_secret(&ns, &name, &content, adopt).await,
                     };
-                    (ns, result)
+                    // What stays in place if this write fails: a Secret of ours that
+                    // still works.
+                    let in_place = step
+                        .existing()
+                        .filter(|e| e.intact && e.expires_at.is_some_and(|t| t > now))
+                        .map(|e| (e.refresh_at, e.expires_at));
+                    (ns, in_place, result)
                 }
             },
             |joined| record_secret_write(applied, name, joined),
@@ -198,6 +203,8 @@ impl Applier {
         .await;
     }
 
+    /// A Secret no longer wanted that could not be deleted: retried, but it does not
+    /// make the CR unready (no target lacks anything).
     async fn delete(&self, deletes: Vec<ManagedSecret>, applied: &mut Applied) {
         let writer = &self.writer;
         for_each_bounded(
@@ -210,7 +217,10 @@ impl Applier {
                     (secret.namespace, secret.name, r)
                 }
             },
-            |joined| record_side_write(applied, joined),
+            |joined| match joined {
+                Ok((ns, object, r)) => record_side_write(applied, ns, object, false, r),
+                Err(_) => applied.transient = true,
+            },
         )
         .await;
     }
@@ -245,16 +255,33 @@ pub async fn for_each_bounded<I, W, Fut, T>(
     }
 }
 
-/// Folds one finished Secret write into `applied`.
+/// What a Secret write left: the namespace, the still-valid Secret of ours it was to
+/// replace (its refresh point and expiry), and the write's result.
+type SecretWrite = (
+    String,
+    Option<(Option<OffsetDateTime>, Option<OffsetDateTime>)>,
+    Result<SecretOutcome, Error>,
+);
+
+/// Folds one finished Secret write into `applied`. A write that failed while our
+/// still-valid Secret stays in place is retried but is no failure: the namespace holds a
+/// working pull secret, so Ready keeps its truth.
 fn record_secret_write(
     applied: &mut Applied,
     secret_name: &str,
-    joined: Result<(String, Result<SecretOutcome, Error>), JoinError>,
+    joined: Result<SecretWrite, JoinError>,
 ) {
-    let Ok((ns, result)) = joined else {
+    let Ok((ns, in_place, result)) = joined else {
         applied.transient = true;
         return;
     };
+    if let (Err(e), Some((refresh_at, expires_at))) = (&result, in_place) {
+        tracing::debug!(namespace = %ns, error = %e, "refresh failed; the Secret in place is still valid");
+        applied.transient = true;
+        applied.synced.insert(ns);
+        applied.fresh_until(refresh_at, expires_at);
+        return;
+    }
     match result {
         Ok(SecretOutcome::Written) => {
             applied.synced.insert(ns);
@@ -275,19 +302,24 @@ fn record_secret_write(
     }
 }
 
-/// Folds one finished ServiceAccount edit or Secret deletion into `applied`.
+/// Folds one finished ServiceAccount edit or Secret deletion into `applied`; `counts`
+/// when its failure leaves a target without what it should have.
 fn record_side_write(
     applied: &mut Applied,
-    joined: Result<(String, String, Result<(), Error>), JoinError>,
+    ns: String,
+    object: String,
+    counts: bool,
+    result: Result<(), Error>,
 ) {
-    let Ok((ns, object, result)) = joined else {
-        applied.transient = true;
+    let Err(e) = result else {
         return;
     };
-    if let Err(e) = result {
-        applied.transient = true;
+    applied.transient = true;
+    if counts {
         applied.synced.remove(&ns);
         applied.fail(ns, Reason::ServiceAccountFailed, format!("{object}: {e}"));
+    } else {
+        tracing::warn!(namespace = %ns, object, error = %e, "cleanup failed; retrying");
     }
 }
 

@@ -36,10 +36,15 @@ pub fn has_finalizer(cr: &EcrPullSecret) -> bool {
 }
 
 /// Adds (`want`) or removes our finalizer with a JSON patch guarded by resourceVersion, so
-/// another writer's finalizers are never lost. Does nothing when already as wanted.
-pub async fn set(client: &Client, cr: &EcrPullSecret, want: bool) -> Result<(), Error> {
+/// another writer's finalizers are never lost. Does nothing when already as wanted; else
+/// the CR as the server answered.
+pub async fn set(
+    client: &Client,
+    cr: &EcrPullSecret,
+    want: bool,
+) -> Result<Option<EcrPullSecret>, Error> {
     if has_finalizer(cr) == want {
-        return Ok(());
+        return Ok(None);
     }
     let mut finalizers: Vec<&str> = cr
         .metadata
@@ -57,9 +62,9 @@ pub async fn set(client: &Client, cr: &EcrPullSecret, want: bool) -> Result<(), 
     ]);
     let name = cr.metadata.name.as_deref().unwrap_or_default();
     client
-        .patch::<serde_json::Value>(&ECR_PULL_SECRETS.object(None, name), Patch::Json(&patch))
+        .patch::<EcrPullSecret>(&ECR_PULL_SECRETS.object(None, name), Patch::Json(&patch))
         .await
-        .map(|_| ())
+        .map(Some)
 }
 
 #[cfg(test)]

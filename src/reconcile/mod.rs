@@ -13,7 +13,7 @@ pub mod finalizer;
 pub mod plan;
 pub mod reconciler;
 pub mod registry;
-pub mod sa_writes;
+pub mod sa_locks;
 pub mod select;
 pub mod spec;
 pub mod specs;

@@ -2,8 +2,8 @@
 //! fetch tokens only when a write needs one, apply, report status, events and metrics.
 //! The decisions live in `plan` and `content`, the writes in `apply` and `writes`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -14,20 +14,19 @@ use super::events::EventRecorder;
 use super::finalizer::{self, Phase};
 use super::plan::{self, Observed, Plan};
 use super::select::NamespaceView;
-use super::spec::{
-    DeletionPolicy, EcrPullSecret, SecretRef, Status, ValidSpec, DEFAULT_TOKEN_LIFETIME,
-};
+use super::spec::{DeletionPolicy, EcrPullSecret, SecretRef, ValidSpec, DEFAULT_TOKEN_LIFETIME};
 use super::specs::Specs;
 use super::state::{format_time, ManagedSecret, Owner, SaView};
 use super::status::{self, EventType, Failure, Outcome, Reason};
 use super::tokens::{saturating_add, FetchToken, RegistryToken, TokenCache, TokenGroup};
-use super::writes::{SecretContent, Writer};
+use super::writes::{retrying, SecretContent, WriteThrough, Writer};
 use crate::k8s::kind::ECR_PULL_SECRETS;
 use crate::k8s::{Client, Patch};
 pub use crate::runtime::controller::Action;
 
 /// Read access to the watch caches, so the reconciler sees no wire.
-pub trait ObservedState: Send + Sync + 'static {
+/// The caches also take our writes' answers ([`WriteThrough`]), ahead of the watch.
+pub trait ObservedState: WriteThrough + Clone + Send + Sync + 'static {
     fn cr(&self, name: &str) -> Option<EcrPullSecret>;
     fn namespaces(&self) -> Vec<NamespaceView>;
     fn service_accounts(&self) -> Vec<SaView>;
@@ -42,6 +41,9 @@ pub trait ObservedState: Send + Sync + 'static {
         &self,
         secret: &SecretRef,
     ) -> impl std::future::Future<Output = Vec<String>> + Send;
+    /// Our write of a CR (status, finalizers), as the server answered it: readers see it
+    /// until the watch delivers it.
+    fn cr_written(&self, cr: EcrPullSecret);
 }
 
 /// On a credentials Secret outside the operator's namespace: the ECRPullSecrets that may
@@ -103,17 +105,6 @@ pub struct Reconciler<F, S> {
     settings: Settings,
     /// Validated specs and the namespaces each CR's plan touched, shared with routing.
     specs: Arc<Specs>,
-    /// The last status written per CR, so a reconcile that runs before the CR watch
-    /// delivered that write compares against it instead of the stale cached status: no
-    /// second write, no duplicate event.
-    written: Mutex<HashMap<String, WrittenStatus>>,
-}
-
-/// A status we wrote: the CR's uid, the status it replaced and the one written.
-struct WrittenStatus {
-    uid: Option<String>,
-    before: Option<Status>,
-    after: Status,
 }
 
 // === impl Reconciler ===
@@ -127,15 +118,15 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         settings: Settings,
         specs: Arc<Specs>,
     ) -> Self {
+        let writer = Writer::new(client.clone()).with_cache(Arc::new(state.clone()));
         Reconciler {
-            applier: Applier::new(Writer::new(client.clone()), settings.write_concurrency),
+            applier: Applier::new(writer, settings.write_concurrency),
             client,
             state,
             tokens,
             events,
             settings,
             specs,
-            written: Mutex::default(),
         }
     }
 
@@ -184,12 +175,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 }
                 Ok(spec) => {
                     let want = spec.deletion_policy == DeletionPolicy::Delete;
-                    finalizer::set(&self.client, &cr, want)
-                        .await
-                        .map_err(|e| ReconcileError {
-                            reason: Reason::WriteFailed,
-                            message: format!("updating the finalizer: {e}"),
-                        })?;
+                    self.set_finalizer(&cr, want).await?;
                     self.sync(&cr, &owner, &spec, now).await
                 }
             },
@@ -214,10 +200,6 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
 
     /// The CR is gone: drop what was kept for it, and its metric series.
     fn forget(&self, name: &str) {
-        self.written
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
         self.specs.forget(name);
         crate::metrics::forget_ecrpullsecret(name);
     }
@@ -406,10 +388,11 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 },
             );
             let applied = self.applier.clean_up(&plan).await;
-            if !applied.failures.is_empty() {
+            if applied.transient || !applied.failures.is_empty() {
+                // The finalizer stays until everything the CR owns is gone.
                 return Err(ReconcileError {
                     reason: Reason::WriteFailed,
-                    message: format!("cleanup failed in {} namespaces", applied.failures.len()),
+                    message: "cleanup incomplete; retrying".to_string(),
                 });
             }
             tracing::info!(
@@ -418,13 +401,24 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 "cleaned up before deletion"
             );
         }
-        finalizer::set(&self.client, cr, false)
-            .await
-            .map_err(|e| ReconcileError {
+        self.set_finalizer(cr, false).await?;
+        Ok(Action::AwaitChange)
+    }
+
+    /// Adds or removes our finalizer; the answer goes in front of the CR cache.
+    async fn set_finalizer(&self, cr: &EcrPullSecret, want: bool) -> Result<(), ReconcileError> {
+        match finalizer::set(&self.client, cr, want).await {
+            Ok(written) => {
+                if let Some(written) = written {
+                    self.state.cr_written(written);
+                }
+                Ok(())
+            }
+            Err(e) => Err(ReconcileError {
                 reason: Reason::WriteFailed,
                 message: format!("updating the finalizer: {e}"),
-            })?;
-        Ok(Action::AwaitChange)
+            }),
+        }
     }
 
     /// Writes status when it changed, emits an event when Ready changes, and keeps the
@@ -437,8 +431,8 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         now: OffsetDateTime,
     ) {
         let name = cr.metadata.name.as_deref().unwrap_or_default();
-        let remembered = self.remembered_status(cr);
-        let prev = remembered.as_ref().or(cr.status.as_ref());
+        // `cr` comes from the cache, which holds our last status write ahead of the watch.
+        let prev = cr.status.as_ref();
         let next = status::compute(prev, cr.metadata.generation, outcome, &format_time(now));
         crate::metrics::set_ecrpullsecret(
             name,
@@ -450,28 +444,19 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             return;
         }
         let body = status::patch_body(&next);
-        if let Err(error) = self
-            .client
-            .patch_status::<serde_json::Value>(
-                &ECR_PULL_SECRETS.object(None, name),
-                Patch::Merge(&body),
-            )
-            .await
+        let path = ECR_PULL_SECRETS.object(None, name);
+        match retrying(|| {
+            self.client
+                .patch_status::<EcrPullSecret>(&path, Patch::Merge(&body))
+        })
+        .await
         {
-            tracing::warn!(cr = name, %error, "could not write status");
-            return;
+            Ok(written) => self.state.cr_written(written),
+            Err(error) => {
+                tracing::warn!(cr = name, %error, "could not write status");
+                return;
+            }
         }
-        self.written
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                name.to_string(),
-                WrittenStatus {
-                    uid: cr.metadata.uid.clone(),
-                    before: cr.status.clone(),
-                    after: next.clone(),
-                },
-            );
         if let Some((kind, reason, message)) = status::transition_event(prev, &next) {
             match kind {
                 EventType::Warning => {
@@ -483,15 +468,6 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             }
             self.events.record(cr, kind, &reason, &message).await;
         }
-    }
-
-    /// The status we last wrote, while the cache still shows what that write replaced
-    /// (it lags behind the write).
-    fn remembered_status(&self, cr: &EcrPullSecret) -> Option<Status> {
-        let written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        let written = written.get(cr.metadata.name.as_deref()?)?;
-        (written.uid == cr.metadata.uid && written.before == cr.status)
-            .then(|| written.after.clone())
     }
 }
 

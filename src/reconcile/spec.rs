@@ -35,6 +35,15 @@ impl Resource for EcrPullSecret {
     }
 }
 
+impl crate::runtime::store::Versioned for EcrPullSecret {
+    fn resource_version(&self) -> &str {
+        self.metadata
+            .resource_version
+            .as_deref()
+            .unwrap_or_default()
+    }
+}
+
 /// What the user asks for. The reference operator's fields (`secretName`, `namespaces`)
 /// are accepted unchanged.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -177,3 +177,15 @@ pub fn format_time(t: OffsetDateTime) -> String {
         .format(&Rfc3339)
         .unwrap_or_default()
 }
+
+impl crate::runtime::store::Versioned for ManagedSecret {
+    fn resource_version(&self) -> &str {
+        &self.resource_version
+    }
+}
+
+impl crate::runtime::store::Versioned for SaView {
+    fn resource_version(&self) -> &str {
+        &self.resource_version
+    }
+}

@@ -5,19 +5,21 @@
 //! writers never lose an entry.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::json;
 
 use super::content::{self, Content};
 use super::dockerconfig;
 use super::plan::{change_for, SaEdit};
-use super::sa_writes::SaWrites;
+use super::sa_locks::SaLocks;
 use super::state::{
     self, ManagedSecret, Owner, SaView, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SA_OWNED_ANNOTATION,
 };
 use crate::k8s::kind::{SECRETS, SERVICE_ACCOUNTS};
 use crate::k8s::types::{ObjectMeta, Secret, ServiceAccount};
 use crate::k8s::{Client, Error, Patch, Preconditions};
+use crate::runtime::backoff::{Backoff, TRANSIENT_RETRIES};
 
 /// How often a ServiceAccount edit is retried after losing a race to another writer.
 pub const SA_CONFLICT_RETRIES: usize = 5;
@@ -61,12 +63,44 @@ pub enum SecretOutcome {
     Conflict,
 }
 
+/// Where successful writes go, ahead of the watch (read your own writes, see
+/// `runtime::store`): the next plan starts from what we wrote, not from a cache that has
+/// not caught up yet.
+pub trait WriteThrough: Send + Sync + 'static {
+    /// A Secret as the server answered a create or patch.
+    fn secret_written(&self, secret: &Secret);
+    /// A Secret we deleted.
+    fn secret_deleted(&self, namespace: &str, name: &str);
+    /// A ServiceAccount as the server answered a patch.
+    fn service_account_written(&self, sa: &ServiceAccount);
+    /// Our freshest view of a ServiceAccount: our last write of it, else the cache's.
+    fn service_account(&self, namespace: &str, name: &str) -> Option<SaView>;
+}
+
+/// Keeps nothing: for writers without a cache (tests of single writes).
+struct NoCache;
+
+impl WriteThrough for NoCache {
+    fn secret_written(&self, _: &Secret) {}
+    fn secret_deleted(&self, _: &str, _: &str) {}
+    fn service_account_written(&self, _: &ServiceAccount) {}
+    fn service_account(&self, _: &str, _: &str) -> Option<SaView> {
+        None
+    }
+}
+
 /// Writes through one client.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Writer {
     client: Client,
-    /// Our recent ServiceAccount writes, ahead of the watch cache (see [`SaWrites`]).
-    sa_writes: SaWrites,
+    cache: Arc<dyn WriteThrough>,
+    sa_locks: SaLocks,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").finish_non_exhaustive()
+    }
 }
 
 // === impl Writer ===
@@ -75,8 +109,16 @@ impl Writer {
     pub fn new(client: Client) -> Self {
         Writer {
             client,
-            sa_writes: SaWrites::default(),
+            cache: Arc::new(NoCache),
+            sa_locks: SaLocks::default(),
         }
+    }
+
+    /// Successful writes go to `cache`, ahead of the watch.
+    #[must_use]
+    pub fn with_cache(mut self, cache: Arc<dyn WriteThrough>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// Creates the Secret; on AlreadyExists (a Secret our label-filtered cache cannot see)
@@ -102,12 +144,10 @@ impl Writer {
             type_: Some(dockerconfig::SECRET_TYPE.into()),
             data: BTreeMap::from([(dockerconfig::DATA_KEY.to_string(), content.data.clone())]),
         };
-        match self
-            .client
-            .create::<_, serde_json::Value>(&SECRETS.collection(Some(namespace)), &body)
-            .await
-        {
-            Ok(_) => {
+        let collection = SECRETS.collection(Some(namespace));
+        match retrying(|| self.client.create::<_, Secret>(&collection, &body)).await {
+            Ok(created) => {
+                self.cache.secret_written(&created);
                 crate::metrics::secret_written("create");
                 Ok(SecretOutcome::Written)
             }
@@ -127,10 +167,8 @@ impl Writer {
         content: &SecretContent,
         adopt: bool,
     ) -> Result<SecretOutcome, Error> {
-        let existing: Secret = self
-            .client
-            .get(&SECRETS.object(Some(namespace), name))
-            .await?;
+        let path = SECRETS.object(Some(namespace), name);
+        let existing: Secret = retrying(|| self.client.get(&path)).await?;
         let meta = &existing.metadata;
         let rv = meta.resource_version.clone().unwrap_or_default();
         let managed =
@@ -201,12 +239,9 @@ impl Writer {
             },
             "data": { dockerconfig::DATA_KEY: content.data },
         });
-        self.client
-            .patch::<serde_json::Value>(
-                &SECRETS.object(Some(namespace), name),
-                Patch::Merge(&patch),
-            )
-            .await?;
+        let path = SECRETS.object(Some(namespace), name);
+        let written: Secret = retrying(|| self.client.patch(&path, Patch::Merge(&patch))).await?;
+        self.cache.secret_written(&written);
         crate::metrics::secret_written("update");
         Ok(())
     }
@@ -218,16 +253,14 @@ impl Writer {
             uid: Some(secret.uid.clone()).filter(|u| !u.is_empty()),
             resource_version: Some(secret.resource_version.clone()).filter(|v| !v.is_empty()),
         };
-        match self
-            .client
-            .delete_with(
-                &SECRETS.object(Some(&secret.namespace), &secret.name),
-                Some(&preconditions),
-            )
-            .await
-        {
-            Err(e) if e.is_not_found() => Ok(()),
+        let path = SECRETS.object(Some(&secret.namespace), &secret.name);
+        match retrying(|| self.client.delete_with(&path, Some(&preconditions))).await {
+            Err(e) if e.is_not_found() => {
+                self.cache.secret_deleted(&secret.namespace, &secret.name);
+                Ok(())
+            }
             Ok(()) => {
+                self.cache.secret_deleted(&secret.namespace, &secret.name);
                 crate::metrics::secret_written("delete");
                 Ok(())
             }
@@ -240,13 +273,16 @@ impl Writer {
     /// the ServiceAccount and decide again.
     pub async fn edit_service_account(&self, edit: &SaEdit) -> Result<(), Error> {
         let path = SERVICE_ACCOUNTS.object(Some(&edit.sa.namespace), &edit.sa.name);
-        // One edit of a ServiceAccount at a time in this process, each starting from what
-        // the previous one wrote when the cache has not caught up yet.
-        let lock = self.sa_writes.lock_for(&edit.sa.namespace, &edit.sa.name);
+        // One edit of a ServiceAccount at a time in this process, each starting from the
+        // freshest view: the previous edit's answer, ahead of the watch.
+        let lock = self.sa_locks.lock_for(&edit.sa.namespace, &edit.sa.name);
         let _serialized = lock.lock().await;
         let mut edit = edit.clone();
-        if let Some(newer) = self.sa_writes.newer_than(&edit.sa) {
-            edit.sa = newer;
+        if let Some(freshest) = self
+            .cache
+            .service_account(&edit.sa.namespace, &edit.sa.name)
+        {
+            edit.sa = freshest;
         }
         let mut attempt = 0;
         loop {
@@ -274,15 +310,14 @@ impl Writer {
                 ops.push(json!({"op": "add", "path": key, "value": owned}));
             }
             let patch = serde_json::Value::Array(ops);
-            match self
-                .client
-                .patch::<ServiceAccount>(&path, Patch::Json(&patch))
-                .await
+            match retrying(|| {
+                self.client
+                    .patch::<ServiceAccount>(&path, Patch::Json(&patch))
+            })
+            .await
             {
                 Ok(written) => {
-                    if let Some(after) = SaView::project(&written) {
-                        self.sa_writes.record(&edit.sa.resource_version, after);
-                    }
+                    self.cache.service_account_written(&written);
                     crate::metrics::service_account_written(if edit.add {
                         "add"
                     } else {
@@ -294,7 +329,7 @@ impl Writer {
                     attempt += 1;
                     tracing::debug!(namespace = %edit.sa.namespace, sa = %edit.sa.name, attempt,
                         "ServiceAccount changed under us; re-reading");
-                    let fresh: ServiceAccount = self.client.get(&path).await?;
+                    let fresh: ServiceAccount = retrying(|| self.client.get(&path)).await?;
                     match SaView::project(&fresh) {
                         Some(view) => edit.sa = view,
                         None => return Ok(()),
@@ -303,6 +338,28 @@ impl Writer {
                 Err(e) if e.is_not_found() => return Ok(()),
                 Err(e) => return Err(e),
             }
+        }
+    }
+}
+
+/// Runs one request, retrying a transient error (a 500, a reset connection, a timeout;
+/// 429 and 503 the client already rides out with Retry-After) a few times before it
+/// counts: one bad answer of a busy server must not fail a namespace. Every write here
+/// is guarded or idempotent, so a retry of a request that did land is answered by a
+/// conflict or "already so", which the callers handle.
+pub async fn retrying<T, Fut>(mut request: impl FnMut() -> Fut) -> Result<T, Error>
+where
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut backoff = Backoff::for_transient_errors();
+    let mut retries = 0;
+    loop {
+        match request().await {
+            Err(e) if e.is_transient() && retries < TRANSIENT_RETRIES => {
+                retries += 1;
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            other => return other,
         }
     }
 }

@@ -225,6 +225,31 @@ fn scale_saturating(d: Duration, factor: f64) -> Duration {
     Duration::try_from_secs_f64(d.as_secs_f64() * factor).unwrap_or(Duration::MAX)
 }
 
+/// First retry of a transient API error within one reconcile (a 500, a reset
+/// connection): a busy server's blip passes in a fraction of a second.
+pub const TRANSIENT_INITIAL: Duration = Duration::from_millis(100);
+/// Longest wait between two such retries.
+pub const TRANSIENT_MAX: Duration = Duration::from_secs(1);
+/// Retries of one request before its error counts: then the reconcile fails and the
+/// work queue's longer backoff takes over.
+pub const TRANSIENT_RETRIES: u32 = 3;
+
+impl Backoff {
+    /// The transient-error policy: [`TRANSIENT_INITIAL`] doubling to [`TRANSIENT_MAX`],
+    /// half jittered so that writes failing together do not retry together.
+    #[must_use]
+    pub fn for_transient_errors() -> Backoff {
+        Backoff {
+            initial: TRANSIENT_INITIAL,
+            max: TRANSIENT_MAX,
+            factor: 2.0,
+            jitter: 0.5,
+            attempt: 0,
+            rng: SplitMix64::from_entropy(),
+        }
+    }
+}
+
 /// How long to wait before retrying a request the server refused with 429 or 503:
 /// its Retry-After, or [`RETRY_AFTER_DEFAULT`] without one, capped at
 /// [`RETRY_AFTER_MAX`].

@@ -4,14 +4,25 @@
 //! watcher's caller chooses the few fields it needs (a Secret's name and a hash instead
 //! of its data, say), which is where most of an operator's memory goes.
 //!
-//! Readers clone the handle freely; only the reflector writes. Values are `Arc`ed so a
-//! snapshot costs a pointer copy per object, and no lock is held across an `.await`.
+//! Readers clone the handle freely; the reflector writes what the watch delivers. Values
+//! are `Arc`ed so a snapshot costs a pointer copy per object, and no lock is held across
+//! an `.await`.
+//!
+//! Read your own writes: a busy API server's watch trails its writes by hundreds of
+//! milliseconds, sometimes seconds, so a cache that only the watch fills tells the next
+//! reconcile that an object just created is absent (and it creates it again). A
+//! successful write's answer is therefore put in front of the cache ([`Store::write_through`])
+//! until the watch delivers that very resourceVersion, or the deletion; resourceVersions
+//! are compared for equality only. Events delivered meanwhile are older than our write
+//! (a watch delivers in order), so they update the cache behind it.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::k8s::types::ObjectMeta;
 
@@ -63,18 +74,45 @@ impl fmt::Display for ObjectKey {
     }
 }
 
-/// One change to apply to a store.
+/// One change the watch delivered, with the object's resourceVersion.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Change<P> {
     /// The object exists with this projection (created or modified).
-    Applied(ObjectKey, P),
+    Applied(ObjectKey, String, P),
     /// The object is gone, or no longer of interest (its projection became `None`).
     Deleted(ObjectKey),
 }
 
+/// A projection that knows the resourceVersion it was made from, so a write's answer
+/// can tell whether the cache has already caught up with it.
+pub trait Versioned {
+    /// `metadata.resourceVersion` of the object projected.
+    fn resource_version(&self) -> &str;
+}
+
+/// How long a write stays in front of the cache at most, whatever the watch does: far
+/// longer than any watch lag or stall seen, short enough that a missed event (a relist
+/// that skipped it) cannot hide later changes for long.
+pub const AHEAD_FOR: Duration = Duration::from_secs(60);
+
+/// Our write, ahead of the watch.
+struct Ahead<P> {
+    /// The resourceVersion our write produced; `None` for a delete.
+    version: Option<String>,
+    /// What the object is now; `None`: deleted.
+    value: Option<Arc<P>>,
+    written: Instant,
+}
+
+/// The watched objects, and our writes the watch has not delivered yet.
+struct Contents<P> {
+    objects: HashMap<ObjectKey, Arc<P>>,
+    ahead: HashMap<ObjectKey, Ahead<P>>,
+}
+
 /// A shared, cheap-to-clone cache of projections; see the module docs.
 pub struct Store<P> {
-    objects: Arc<RwLock<HashMap<ObjectKey, Arc<P>>>>,
+    objects: Arc<RwLock<Contents<P>>>,
     /// Becomes `true` after the first full list and stays so: a relist swaps content,
     /// it never makes the cache "unsynced" again (readers would stall on every 410).
     synced: Arc<watch::Sender<bool>>,
@@ -112,31 +150,81 @@ impl<P> Store<P> {
     pub(crate) fn new() -> Store<P> {
         let (synced, _) = watch::channel(false);
         Store {
-            objects: Arc::new(RwLock::new(HashMap::new())),
+            objects: Arc::new(RwLock::new(Contents {
+                objects: HashMap::new(),
+                ahead: HashMap::new(),
+            })),
             synced: Arc::new(synced),
         }
     }
 
-    /// The cached projection of `key`, if the object exists and was projected.
+    /// The projection of `key`: our latest write while the watch has not caught up with
+    /// it, else what the watch delivered.
     pub fn get(&self, key: &ObjectKey) -> Option<Arc<P>> {
-        self.read().get(key).cloned()
+        let contents = self.read();
+        match contents.ahead.get(key).filter(|a| fresh(a)) {
+            Some(ahead) => ahead.value.clone(),
+            None => contents.objects.get(key).cloned(),
+        }
     }
 
-    /// A snapshot of every cached projection, in no particular order.
+    /// A snapshot of every projection (our writes in front), in no particular order.
     pub(crate) fn list(&self) -> Vec<Arc<P>> {
-        self.read().values().cloned().collect()
+        let contents = self.read();
+        if contents.ahead.is_empty() {
+            return contents.objects.values().cloned().collect();
+        }
+        let mut out: Vec<Arc<P>> = contents
+            .objects
+            .iter()
+            .filter(|(k, _)| !contents.ahead.get(*k).is_some_and(fresh))
+            .map(|(_, v)| v.clone())
+            .collect();
+        out.extend(
+            contents
+                .ahead
+                .values()
+                .filter(|a| fresh(a))
+                .filter_map(|a| a.value.clone()),
+        );
+        out
     }
 
-    /// Every cached key, sorted.
+    /// Every key, sorted.
     pub fn keys(&self) -> Vec<ObjectKey> {
-        let mut keys: Vec<_> = self.read().keys().cloned().collect();
+        let contents = self.read();
+        let mut keys: Vec<_> = contents
+            .objects
+            .keys()
+            .filter(|k| {
+                !contents
+                    .ahead
+                    .get(*k)
+                    .is_some_and(|a| fresh(a) && a.value.is_none())
+            })
+            .cloned()
+            .collect();
+        keys.extend(
+            contents
+                .ahead
+                .iter()
+                .filter(|(k, a)| {
+                    fresh(a) && a.value.is_some() && !contents.objects.contains_key(*k)
+                })
+                .map(|(k, _)| k.clone()),
+        );
         keys.sort();
         keys
     }
 
-    /// How many objects are cached.
+    /// How many objects are cached (our writes in front).
     pub fn len(&self) -> usize {
-        self.read().len()
+        self.keys().len()
+    }
+
+    /// Writes of ours the watch has not delivered yet (for tests and memory figures).
+    pub fn ahead_of_watch(&self) -> usize {
+        self.read().ahead.values().filter(|a| fresh(a)).count()
     }
 
     /// Whether nothing is cached.
@@ -159,27 +247,59 @@ impl<P> Store<P> {
 
     /// Replaces the whole content at once with what a (re)list returned, and marks the
     /// store synced. Whatever the list did not return is gone: deletions missed while
-    /// the watch was down must not linger.
-    pub(crate) fn replace_all(&self, items: impl IntoIterator<Item = (ObjectKey, P)>) {
-        let fresh: HashMap<_, _> = items.into_iter().map(|(k, p)| (k, Arc::new(p))).collect();
+    /// the watch was down must not linger. A write of ours the list already shows (same
+    /// resourceVersion, or a delete it no longer lists) stops standing in front.
+    pub(crate) fn replace_all(&self, items: impl IntoIterator<Item = (ObjectKey, String, P)>) {
+        let mut versions: HashMap<ObjectKey, String> = HashMap::new();
+        let mut fresh_objects = HashMap::new();
+        for (key, version, p) in items {
+            versions.insert(key.clone(), version);
+            fresh_objects.insert(key, Arc::new(p));
+        }
         // Built outside the lock; readers see either the old map or the new one.
-        *self.write() = fresh;
+        let mut contents = self.write();
+        contents.objects = fresh_objects;
+        contents.ahead.retain(|key, a| {
+            fresh(a)
+                && match &a.version {
+                    Some(v) => versions.get(key) != Some(v),
+                    None => versions.contains_key(key),
+                }
+        });
+        drop(contents);
         self.synced.send_replace(true);
     }
 
+    /// A change the watch delivered. Our write of that very version (or our delete,
+    /// for a deletion) has now been seen: it stops standing in front.
     pub(crate) fn apply(&self, change: Change<P>) {
-        let mut objects = self.write();
+        let mut contents = self.write();
         match change {
-            Change::Applied(key, p) => {
-                objects.insert(key, Arc::new(p));
+            Change::Applied(key, version, p) => {
+                let seen = contents
+                    .ahead
+                    .get(&key)
+                    .is_some_and(|a| a.version.as_deref() == Some(version.as_str()));
+                if seen {
+                    contents.ahead.remove(&key);
+                }
+                contents.objects.insert(key, Arc::new(p));
             }
             Change::Deleted(key) => {
-                objects.remove(&key);
+                if contents
+                    .ahead
+                    .get(&key)
+                    .is_some_and(|a| a.version.is_none())
+                {
+                    contents.ahead.remove(&key);
+                }
+                contents.objects.remove(&key);
             }
         }
+        contents.ahead.retain(|_, a| fresh(a));
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, HashMap<ObjectKey, Arc<P>>> {
+    fn read(&self) -> RwLockReadGuard<'_, Contents<P>> {
         // Writers only insert, remove or swap whole maps: a panic cannot leave the map
         // half-written, so a poisoned lock is still sound to read.
         self.objects
@@ -187,11 +307,42 @@ impl<P> Store<P> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, HashMap<ObjectKey, Arc<P>>> {
+    fn write(&self) -> RwLockWriteGuard<'_, Contents<P>> {
         self.objects
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+impl<P: Versioned> Store<P> {
+    /// Our write of `key` succeeded and the server answered with `value` (`None`: we
+    /// deleted it). Until the watch delivers it, readers see it. A write the watch has
+    /// already delivered (its event outran the answer) changes nothing.
+    pub fn write_through(&self, key: ObjectKey, value: Option<P>) {
+        let mut contents = self.write();
+        let caught_up = match &value {
+            Some(v) => contents
+                .objects
+                .get(&key)
+                .is_some_and(|o| o.resource_version() == v.resource_version()),
+            None => !contents.objects.contains_key(&key),
+        };
+        if caught_up {
+            contents.ahead.remove(&key);
+            return;
+        }
+        let ahead = Ahead {
+            version: value.as_ref().map(|v| v.resource_version().to_string()),
+            value: value.map(Arc::new),
+            written: Instant::now(),
+        };
+        contents.ahead.insert(key, ahead);
+    }
+}
+
+/// Whether a write still stands in front of the cache.
+fn fresh<P>(a: &Ahead<P>) -> bool {
+    a.written.elapsed() < AHEAD_FOR
 }
 
 // === impl Store (test accessors) ===
@@ -203,6 +354,7 @@ impl<P> Store<P> {
     pub(crate) fn snapshot(&self) -> Vec<(ObjectKey, Arc<P>)> {
         let mut all: Vec<_> = self
             .read()
+            .objects
             .iter()
             .map(|(k, v)| (k.clone(), Arc::clone(v)))
             .collect();
@@ -243,9 +395,9 @@ mod tests {
     #[test]
     fn apply_inserts_replaces_and_deletes() {
         let s = Store::new();
-        s.apply(Change::Applied(key("a", "x"), 1));
-        s.apply(Change::Applied(key("a", "x"), 2));
-        s.apply(Change::Applied(key("b", "x"), 3));
+        s.apply(Change::Applied(key("a", "x"), "1".into(), 1));
+        s.apply(Change::Applied(key("a", "x"), "2".into(), 2));
+        s.apply(Change::Applied(key("b", "x"), "3".into(), 3));
         assert_eq!(s.get(&key("a", "x")).as_deref(), Some(&2));
         assert_eq!(s.len(), 2);
         s.apply(Change::Deleted(key("a", "x")));
@@ -256,8 +408,14 @@ mod tests {
     #[test]
     fn relist_drops_what_it_did_not_return() {
         let s = Store::new();
-        s.replace_all([(key("a", "old"), 1), (key("a", "kept"), 2)]);
-        s.replace_all([(key("a", "kept"), 20), (key("a", "new"), 3)]);
+        s.replace_all([
+            (key("a", "old"), "1".into(), 1),
+            (key("a", "kept"), "2".into(), 2),
+        ]);
+        s.replace_all([
+            (key("a", "kept"), "20".into(), 20),
+            (key("a", "new"), "3".into(), 3),
+        ]);
         let got: Vec<_> = s.snapshot().into_iter().map(|(k, v)| (k, *v)).collect();
         assert_eq!(got, vec![(key("a", "kept"), 20), (key("a", "new"), 3)]);
     }
@@ -265,7 +423,7 @@ mod tests {
     #[test]
     fn snapshot_outlives_later_changes() {
         let s = Store::new();
-        s.replace_all([(key("a", "x"), 1)]);
+        s.replace_all([(key("a", "x"), "1".into(), 1)]);
         let before = s.list();
         s.replace_all(Vec::new());
         assert_eq!(*before[0], 1);
@@ -276,14 +434,18 @@ mod tests {
     fn clones_share_content() {
         let s = Store::new();
         let reader = s.clone();
-        s.apply(Change::Applied(ObjectKey::cluster("x"), "v"));
+        s.apply(Change::Applied(ObjectKey::cluster("x"), "1".into(), "v"));
         assert_eq!(reader.get(&ObjectKey::cluster("x")).as_deref(), Some(&"v"));
     }
 
     #[test]
     fn debug_does_not_print_contents() {
         let s = Store::new();
-        s.apply(Change::Applied(ObjectKey::cluster("x"), "hunter2"));
+        s.apply(Change::Applied(
+            ObjectKey::cluster("x"),
+            "1".into(),
+            "hunter2",
+        ));
         let out = format!("{s:?}");
         assert!(!out.contains("hunter2"), "{out}");
         assert!(out.contains("len: 1"), "{out}");
@@ -293,7 +455,7 @@ mod tests {
     async fn synced_only_after_first_full_list() {
         let s: Store<u8> = Store::new();
         // Watch events before the first list do not make the store synced.
-        s.apply(Change::Applied(ObjectKey::cluster("x"), 1));
+        s.apply(Change::Applied(ObjectKey::cluster("x"), "1".into(), 1));
         assert!(!s.is_synced());
         let waiter = {
             let s = s.clone();
@@ -309,5 +471,81 @@ mod tests {
         assert!(s.is_synced());
         // Already synced: returns at once.
         s.wait_synced().await;
+    }
+
+    /// A projection with its version, as the caches' projections carry it.
+    #[derive(Debug, PartialEq)]
+    struct V(&'static str, u32);
+
+    impl Versioned for V {
+        fn resource_version(&self) -> &str {
+            self.0
+        }
+    }
+
+    fn value(s: &Store<V>, k: &ObjectKey) -> Option<u32> {
+        s.get(k).map(|v| v.1)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn our_write_stands_in_front_until_the_watch_delivers_that_version() {
+        let s: Store<V> = Store::new();
+        let k = key("a", "x");
+        s.replace_all(Vec::new());
+        // Created by us: the watch has not said so yet.
+        s.write_through(k.clone(), Some(V("5", 1)));
+        assert_eq!(value(&s, &k), Some(1));
+        assert_eq!(s.keys(), vec![k.clone()]);
+        assert_eq!(s.list().len(), 1);
+        // Older events still in flight update the cache behind our write.
+        s.apply(Change::Applied(k.clone(), "4".into(), V("4", 0)));
+        assert_eq!(value(&s, &k), Some(1));
+        // Our version arrives: the cache has caught up.
+        s.apply(Change::Applied(k.clone(), "5".into(), V("5", 1)));
+        assert_eq!(s.ahead_of_watch(), 0);
+        // Someone else's later change is seen at once.
+        s.apply(Change::Applied(k.clone(), "6".into(), V("6", 2)));
+        assert_eq!(value(&s, &k), Some(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn our_delete_stands_until_the_deletion_is_delivered() {
+        let s: Store<V> = Store::new();
+        let k = key("a", "x");
+        s.replace_all([(k.clone(), "5".into(), V("5", 1))]);
+        s.write_through(k.clone(), None);
+        assert_eq!(value(&s, &k), None);
+        assert!(s.keys().is_empty());
+        assert!(s.list().is_empty());
+        s.apply(Change::Applied(k.clone(), "6".into(), V("6", 2)));
+        assert_eq!(value(&s, &k), None, "an older modification, in flight");
+        s.apply(Change::Deleted(k.clone()));
+        assert_eq!(s.ahead_of_watch(), 0);
+        s.apply(Change::Applied(k.clone(), "9".into(), V("9", 3)));
+        assert_eq!(value(&s, &k), Some(3), "recreated later by someone else");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_the_watch_already_delivered_or_a_relist_showed_is_not_kept() {
+        let s: Store<V> = Store::new();
+        let k = key("a", "x");
+        s.replace_all([(k.clone(), "5".into(), V("5", 1))]);
+        s.write_through(k.clone(), Some(V("5", 1)));
+        assert_eq!(s.ahead_of_watch(), 0, "the event outran the answer");
+        s.write_through(k.clone(), Some(V("7", 2)));
+        s.replace_all([(k.clone(), "7".into(), V("7", 2))]);
+        assert_eq!(s.ahead_of_watch(), 0, "the relist shows our write");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_never_delivered_stops_standing_in_front_after_a_while() {
+        let s: Store<V> = Store::new();
+        let k = key("a", "x");
+        s.replace_all([(k.clone(), "5".into(), V("5", 1))]);
+        s.write_through(k.clone(), Some(V("7", 2)));
+        tokio::time::sleep(AHEAD_FOR + Duration::from_secs(1)).await;
+        assert_eq!(value(&s, &k), Some(1));
+        s.apply(Change::Applied(key("b", "y"), "8".into(), V("8", 0)));
+        assert_eq!(s.read().ahead.len(), 0, "expired writes are dropped");
     }
 }

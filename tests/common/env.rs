@@ -22,6 +22,22 @@ use super::{
     CR_RESOURCE, OPERATOR_NAMESPACE, REGION, WAIT,
 };
 
+/// Watch lag for the whole run from `ECR_TEST_WATCH_LAG_MS` (`make test` runs the
+/// reconcile suites at 0, 200 ms and 2 s): every event trails its write by that much plus
+/// up to a fifth more at random, as a busy API server's watch cache does.
+pub fn watch_lag_from_env() -> emulators::k8s::WatchLag {
+    let ms: u64 = std::env::var("ECR_TEST_WATCH_LAG_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    emulators::k8s::WatchLag {
+        fixed_ms: ms,
+        random_ms: ms / 5,
+        seed: 7,
+        ..Default::default()
+    }
+}
+
 /// How to start the operator (and, for [`Env`], the emulators).
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -155,6 +171,7 @@ impl Env {
         if let Some(crd) = &options.crd {
             config.crds = vec![crd.clone()];
         }
+        config.watch_lag = watch_lag_from_env();
         let k8s = K8sEmulator::start(config)
             .await
             .expect("start the Kubernetes emulator");

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::admission::PolicySet;
 use super::faults::FaultConfig;
+use super::lag::WatchLag;
 use super::rbac::RbacPolicy;
 use super::server::{error_response, json_response, read_json, Body, Shared};
 use super::status::ApiError;
@@ -63,6 +64,24 @@ pub async fn admin(shared: &Arc<Shared>, req: Request<Incoming>, path: &str) -> 
         },
         (Method::DELETE, "/_emulator/faults") => {
             shared.faults.clear();
+            ok()
+        }
+        (Method::GET, "/_emulator/watch-lag") => json_response(
+            200,
+            &serde_json::to_value(shared.lag.config()).unwrap_or_default(),
+        ),
+        (Method::POST | Method::PUT, "/_emulator/watch-lag") => {
+            match serde_json::from_value::<WatchLag>(body) {
+                Ok(cfg) => {
+                    shared.lag.set(cfg);
+                    ok()
+                }
+                Err(e) => error_response(&ApiError::bad_request(format!("watch lag: {e}")), None),
+            }
+        }
+        (Method::POST, "/_emulator/watch-stall") => {
+            let ms = body.get("ms").and_then(Value::as_u64).unwrap_or(1000);
+            shared.lag.stall(std::time::Duration::from_millis(ms));
             ok()
         }
         (Method::POST, "/_emulator/drop-watches") => {

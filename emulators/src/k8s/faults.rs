@@ -14,6 +14,9 @@ use super::status::ApiError;
 pub struct FaultConfig {
     /// 500, 503 or 429 (any code is accepted).
     pub error_code: Option<u16>,
+    /// Several codes, taken in turn by successive injected errors (instead of
+    /// `error_code`): a server failing in every way at once.
+    pub error_codes: Vec<u16>,
     /// Share of matching requests that fail, 0.0..=1.0 (seeded pseudo-random).
     pub probability: Option<f64>,
     /// Fail every Nth matching request (1 = all). Takes precedence over `probability`.
@@ -108,7 +111,11 @@ impl Faults {
             };
         }
         let latency = Duration::from_millis(cfg.latency_ms);
-        let Some(code) = cfg.error_code else {
+        let code = match cfg.error_codes.len() {
+            0 => cfg.error_code,
+            n => cfg.error_codes.get(st.injected as usize % n).copied(),
+        };
+        let Some(code) = code else {
             return FaultDecision {
                 latency,
                 error: None,

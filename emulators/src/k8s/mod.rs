@@ -81,6 +81,7 @@ pub mod cel;
 pub mod discovery;
 pub mod faults;
 pub mod kinds;
+pub mod lag;
 pub mod patch;
 pub mod rbac;
 pub mod requests;
@@ -105,6 +106,7 @@ use serde_json::{json, Value};
 pub use admission::{Denial, PolicySet};
 pub use faults::{FaultConfig, Faults};
 pub use kinds::{KindSpec, DEFAULT_KINDS};
+pub use lag::WatchLag;
 pub use rbac::{PolicyRule, RbacPolicy};
 pub use requests::{RbacUse, RequestRecord};
 pub use status::ApiError;
@@ -162,6 +164,8 @@ pub struct EmulatorConfig {
     /// How long a restart refuses connections.
     pub restart_refuse: Duration,
     pub request_log_capacity: usize,
+    /// How watch events trail their writes (default: not at all).
+    pub watch_lag: WatchLag,
 }
 
 impl Default for EmulatorConfig {
@@ -183,6 +187,7 @@ impl Default for EmulatorConfig {
             crds: vec![REPO_CRD.to_string()],
             restart_refuse: Duration::from_millis(200),
             request_log_capacity: 200_000,
+            watch_lag: WatchLag::default(),
         }
     }
 }
@@ -270,6 +275,7 @@ impl K8sEmulator {
         // Set before anyone knows the address, so no request runs without them.
         *shared.user.write().unwrap_or_else(|p| p.into_inner()) = cfg.user;
         *shared.admission.write().unwrap_or_else(|p| p.into_inner()) = admission.map(Arc::new);
+        shared.lag.set(cfg.watch_lag);
         let addr = shared.addr().await;
         Ok(K8sEmulator {
             shared,
@@ -346,6 +352,16 @@ impl K8sEmulator {
 
     pub fn faults(&self) -> &Faults {
         &self.shared.faults
+    }
+
+    /// Makes watch events trail their writes from now on (see [`lag`]).
+    pub fn set_watch_lag(&self, lag: WatchLag) {
+        self.shared.lag.set(lag);
+    }
+
+    /// Every watch goes quiet for `d` while writes go on.
+    pub fn stall_watches(&self, d: Duration) {
+        self.shared.lag.stall(d);
     }
 
     pub fn set_expired_as_http_status(&self, http: bool) {

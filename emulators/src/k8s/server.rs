@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use super::admission::{Admit, Attributes as AdmissionAttributes, Denial, PolicySet, Refusal};
 use super::faults::Faults;
+use super::lag::LagControl;
 use super::rbac::{Attributes, RbacPolicy};
 use super::requests::{RequestLog, RequestRecord};
 use super::route::{self, Route};
@@ -117,6 +118,8 @@ struct ListenerCtl {
 pub struct Shared {
     pub store: Arc<Store>,
     pub faults: Faults,
+    /// How watch events trail their writes.
+    pub lag: Arc<LagControl>,
     pub log: RequestLog,
     pub token: RwLock<Option<String>>,
     pub rbac: RwLock<Option<RbacPolicy>>,
@@ -169,6 +172,7 @@ impl Shared {
         let shared = Arc::new(Shared {
             store,
             faults: Faults::default(),
+            lag: Arc::new(LagControl::default()),
             log: RequestLog::new(log_capacity),
             token: RwLock::new(token),
             rbac: RwLock::new(None),
@@ -578,7 +582,15 @@ async fn serve_resource_inner(
             };
             let drops = shared.drops.subscribe();
             let body = match store.watch(r.kind, ns, rv) {
-                Ok(start) => watchstream::spawn_watch(spec, filter, start, timing, drops, None),
+                Ok(start) => watchstream::spawn_watch(
+                    spec,
+                    filter,
+                    start,
+                    timing,
+                    drops,
+                    shared.lag.clone(),
+                    None,
+                ),
                 Err(e)
                     if e.code == 410 && !shared.expired_as_http_status.load(Ordering::Relaxed) =>
                 {

@@ -46,6 +46,8 @@ impl EventType {
 #[derive(Debug)]
 pub struct StoredEvent {
     pub rv: u64,
+    /// When the write was committed: watch lag counts from here.
+    pub committed: tokio::time::Instant,
     pub kind: usize,
     pub namespace: String,
     pub etype: EventType,
@@ -268,6 +270,7 @@ impl Store {
         }
         let ev = Arc::new(StoredEvent {
             rv,
+            committed: tokio::time::Instant::now(),
             kind,
             namespace: ns,
             etype,
@@ -392,6 +395,7 @@ impl Store {
                 .map(|(k, o)| {
                     Arc::new(StoredEvent {
                         rv: st.rv,
+                        committed: tokio::time::Instant::now(),
                         kind,
                         namespace: k.0.clone(),
                         etype: EventType::Added,

@@ -1,8 +1,10 @@
 //! Watch streams: newline-delimited JSON events over a chunked (or h2) body, with history
 //! replay, selector-aware event types, bookmarks, server-side timeout and forced drops.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -10,8 +12,10 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::Instant;
 
 use super::kinds::KindSpec;
+use super::lag::LagControl;
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::ApiError;
 use super::store::{EventType, StoredEvent, WatchStart};
@@ -101,12 +105,14 @@ fn initial_events_end(spec: &KindSpec, rv: u64) -> Bytes {
 }
 
 /// Runs one watch until timeout, drop, lag or client disconnect, writing into `out`.
+/// Events trail their commits as `lag` says (see [`super::lag`]).
 pub async fn run_watch(
     spec: KindSpec,
     filter: WatchFilter,
     start: WatchStart,
     timing: WatchTiming,
     mut drops: watch::Receiver<u64>,
+    lag: Arc<LagControl>,
     out: mpsc::Sender<Bytes>,
 ) {
     let WatchStart {
@@ -117,6 +123,9 @@ pub async fn run_watch(
     let mut last_rv = current_rv;
     for ev in &initial {
         if let Some(t) = filter.project(ev) {
+            if lag.is_active() {
+                wait_until_due(&lag, lag.due(ev.committed)).await;
+            }
             if out
                 .send(encode_event(t.as_str(), &ev.object))
                 .await
@@ -138,21 +147,35 @@ pub async fn run_watch(
     let deadline = tokio::time::sleep(timing.timeout);
     tokio::pin!(deadline);
     let period = timing.bookmarks.unwrap_or(Duration::from_secs(3600));
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+    // Received, not yet due: (when due, event). Draining the broadcast into it at once
+    // keeps a long lag from overflowing the channel.
+    let mut pending: VecDeque<(Instant, Arc<StoredEvent>)> = VecDeque::new();
+    let mut last_due = Instant::now();
     loop {
+        let next_due = pending.front().map(|(t, _)| *t);
         tokio::select! {
             _ = &mut deadline => return,
             _ = drops.changed() => return,
             _ = out.closed() => return,
             _ = ticks.tick(), if timing.bookmarks.is_some() => {
-                if out.send(bookmark(&spec, last_rv)).await.is_err() {
+                // A stalled watch is quiet; a bookmark never runs ahead of delivered events.
+                if lag.stalled_until(Instant::now()).is_none()
+                    && out.send(bookmark(&spec, last_rv)).await.is_err()
+                {
                     return;
                 }
             }
-            ev = live.recv() => match ev {
-                Ok(ev) => {
-                    // Subscribed under the store lock: every live event is newer than the
-                    // replayed ones, so nothing repeats.
+            _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
+                let now = Instant::now();
+                if let Some(until) = lag.stalled_until(now) {
+                    wait_until_due(&lag, until).await;
+                }
+                while let Some((due, ev)) = pending.front().cloned() {
+                    if due > Instant::now() {
+                        break;
+                    }
+                    pending.pop_front();
                     last_rv = last_rv.max(ev.rv);
                     if let Some(t) = filter.project(&ev) {
                         if out.send(encode_event(t.as_str(), &ev.object)).await.is_err() {
@@ -160,12 +183,42 @@ pub async fn run_watch(
                         }
                     }
                 }
+            }
+            ev = live.recv() => match ev {
+                Ok(ev) => {
+                    // Subscribed under the store lock: every live event is newer than the
+                    // replayed ones, so nothing repeats.
+                    if !lag.is_active() && pending.is_empty() {
+                        last_rv = last_rv.max(ev.rv);
+                        if let Some(t) = filter.project(&ev) {
+                            if out.send(encode_event(t.as_str(), &ev.object)).await.is_err() {
+                                return;
+                            }
+                        }
+                        continue;
+                    }
+                    // In order: never before an earlier event.
+                    let due = lag.due(ev.committed).max(last_due);
+                    last_due = due;
+                    pending.push_back((due, ev));
+                }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let _ = out.send(error_event(&ApiError::too_old_resource_version(last_rv, last_rv))).await;
                     return;
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
+        }
+    }
+}
+
+/// Sleeps until `due`, and past any stall that covers it.
+async fn wait_until_due(lag: &LagControl, mut due: Instant) {
+    loop {
+        tokio::time::sleep_until(due).await;
+        match lag.stalled_until(Instant::now()) {
+            Some(until) => due = until,
+            None => return,
         }
     }
 }
@@ -200,6 +253,7 @@ pub fn spawn_watch(
     start: WatchStart,
     timing: WatchTiming,
     drops: watch::Receiver<u64>,
+    lag: Arc<LagControl>,
     first: Option<Bytes>,
 ) -> ChannelBody {
     let (tx, rx) = mpsc::channel(256);
@@ -209,7 +263,7 @@ pub fn spawn_watch(
                 return;
             }
         }
-        run_watch(spec, filter, start, timing, drops, tx).await;
+        run_watch(spec, filter, start, timing, drops, lag, tx).await;
     });
     ChannelBody::new(rx)
 }
@@ -228,6 +282,7 @@ mod tests {
     fn event(etype: EventType, old: Option<&str>, new: &str) -> StoredEvent {
         StoredEvent {
             rv: 2,
+            committed: tokio::time::Instant::now(),
             kind: 0,
             namespace: "n".into(),
             etype,

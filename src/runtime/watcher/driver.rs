@@ -323,17 +323,17 @@ impl<L, P, F, H> Reflector<L, P, F, H> {
         match &event {
             Event::Restarted(objects) => {
                 let project = &self.project;
-                self.store.replace_all(
-                    objects
-                        .iter()
-                        .filter_map(|o| Some((ObjectKey::of(o.meta())?, project(o)?))),
-                );
+                self.store.replace_all(objects.iter().filter_map(|o| {
+                    let version = o.meta().resource_version.clone().unwrap_or_default();
+                    Some((ObjectKey::of(o.meta())?, version, project(o)?))
+                }));
                 tracing::debug!(watch = %self.config.name, objects = objects.len(), "listed");
             }
             Event::Applied(obj) => {
                 if let Some(key) = ObjectKey::of(obj.meta()) {
+                    let version = obj.meta().resource_version.clone().unwrap_or_default();
                     match (self.project)(obj) {
-                        Some(p) => self.store.apply(Change::Applied(key, p)),
+                        Some(p) => self.store.apply(Change::Applied(key, version, p)),
                         None => self.store.apply(Change::Deleted(key)),
                     }
                 }
