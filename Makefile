@@ -132,7 +132,7 @@ sbom: $(TOOLS)/bin/cargo-cyclonedx
 	PATH="$(TOOLS)/bin:$$PATH" $(CARGO) cyclonedx --manifest-path Cargo.toml --format json --spec-version 1.5 --override-filename ecr-creds-refresher.cdx
 	mkdir -p $(dir $(SBOM))
 	mv ecr-creds-refresher.cdx.json $(SBOM)
-	rm -f tests/emulators/ecr-creds-refresher.cdx.json   # the dev-only workspace member's
+	rm -f emulators/ecr-creds-refresher.cdx.json   # the dev-only workspace member's
 	@python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["bomFormat"] == "CycloneDX" and d["components"], "empty SBOM"; print(len(d["components"]), "components")' $(SBOM)
 	@echo "SBOM: $(SBOM)"
 

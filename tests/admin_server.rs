@@ -1,47 +1,19 @@
 //! The admin server over real loopback sockets: probes, metrics, separate listeners and
 //! shutdown.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::get;
 use ecr_creds_refresher::admin::{self, Readiness, Routes, Server};
 use ecr_creds_refresher::metrics;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-
-struct Answer {
-    status: u16,
-    content_type: String,
-    body: String,
-}
-
-async fn get(addr: SocketAddr, path: &str) -> Answer {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::get(path)
-        .header("host", "localhost")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    Answer {
-        status,
-        content_type,
-        body: String::from_utf8(body.to_vec()).unwrap(),
-    }
-}
 
 async fn start(routes: Routes) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let server = Server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -60,34 +32,38 @@ async fn readyz_turns_200_only_after_every_component_reports_ready() {
     let leader = readiness.register("leader-election");
     let (addr, stop, task) = start(Routes::probes(readiness.clone())).await;
 
-    let health = get(addr, "/healthz").await;
+    let health = get(addr, "/healthz").await.unwrap();
     assert_eq!(health.status, 200);
 
-    let not_ready = get(addr, "/readyz").await;
+    let not_ready = get(addr, "/readyz").await.unwrap();
     assert_eq!(not_ready.status, 503);
-    assert!(not_ready.body.contains("caches"), "{}", not_ready.body);
+    assert!(not_ready.text().contains("caches"), "{}", not_ready.text());
     assert!(
-        not_ready.body.contains("leader-election"),
+        not_ready.text().contains("leader-election"),
         "{}",
-        not_ready.body
+        not_ready.text()
     );
 
     caches.set_ready(true);
-    let half = get(addr, "/readyz").await;
+    let half = get(addr, "/readyz").await.unwrap();
     assert_eq!(half.status, 503);
     assert!(
-        half.body.contains("readyz check failed: leader-election"),
+        half.text().contains("readyz check failed: leader-election"),
         "{}",
-        half.body
+        half.text()
     );
 
     leader.set_ready(true);
-    let ready = get(addr, "/readyz").await;
-    assert_eq!((ready.status, ready.body.as_str()), (200, "ok\n"));
+    let ready = get(addr, "/readyz").await.unwrap();
+    assert_eq!((ready.status, ready.text().as_str()), (200, "ok\n"));
 
-    let verbose = get(addr, "/readyz?verbose").await;
+    let verbose = get(addr, "/readyz?verbose").await.unwrap();
     assert_eq!(verbose.status, 200);
-    assert!(verbose.body.contains("[+]caches ok"), "{}", verbose.body);
+    assert!(
+        verbose.text().contains("[+]caches ok"),
+        "{}",
+        verbose.text()
+    );
 
     stop.send(()).unwrap();
     task.await.unwrap();
@@ -99,26 +75,26 @@ async fn metrics_listener_serves_the_global_registry_in_prometheus_text() {
     let (metrics_addr, stop_m, task_m) = start(Routes::metrics()).await;
     let (probe_addr, stop_p, task_p) = start(Routes::probes(Readiness::new())).await;
 
-    let m = get(metrics_addr, "/metrics").await;
+    let m = get(metrics_addr, "/metrics").await.unwrap();
     assert_eq!(m.status, 200);
     assert!(
-        m.content_type.starts_with("text/plain; version=0.0.4"),
+        m.content_type().starts_with("text/plain; version=0.0.4"),
         "{}",
-        m.content_type
+        m.content_type()
     );
     assert!(
-        m.body
+        m.text()
             .contains("ecr_creds_refresher_secret_writes_total{op=\"admin-test-op\"} 1"),
         "{}",
-        m.body
+        m.text()
     );
     assert!(m
-        .body
+        .text()
         .contains("# TYPE ecr_creds_refresher_secret_writes_total counter"));
 
     // Each listener serves only its own routes.
-    assert_eq!(get(metrics_addr, "/healthz").await.status, 404);
-    assert_eq!(get(probe_addr, "/metrics").await.status, 404);
+    assert_eq!(get(metrics_addr, "/healthz").await.unwrap().status, 404);
+    assert_eq!(get(probe_addr, "/metrics").await.unwrap().status, 404);
 
     stop_m.send(()).unwrap();
     stop_p.send(()).unwrap();

@@ -1,4 +1,4 @@
-//! The `aws` module against the in-repo fake AWS endpoints (tests/emulators): credential
+//! The `aws` module against the in-repo fake AWS endpoints (emulators/): credential
 //! sources, ECR Public, retries, garbage bodies, the token cache (the reconciler's, fed by
 //! `AwsTokenFetcher`) and proxies.
 

@@ -1,7 +1,7 @@
 //! The hardening findings (issue 9), one test each, named after the finding it pins.
 //! Each was reproduced on c90a83b; each test fails there and passes now.
 
-mod support;
+mod common;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -17,7 +17,7 @@ use emulators::k8s::FaultConfig;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use support::*;
+use common::*;
 
 const UNBOUNDED_CRD: &str = include_str!("fixtures/crd-unbounded.yaml");
 const GRANT: &str = "ecr.creds.dev/allowed-ecrpullsecrets";

@@ -2,10 +2,13 @@
 //! after Retry-After, token-file rotation, failing closed on a wrong CA or token, and no
 //! event lost across dropped watches.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{wait_until, WAIT};
 use ecr_creds_refresher::k8s::auth::{parse_ca, TokenSource};
 use ecr_creds_refresher::k8s::kind::{NAMESPACES, SECRETS};
 use ecr_creds_refresher::k8s::types::{Namespace, Secret};
@@ -17,14 +20,6 @@ use tokio::sync::watch;
 
 fn client(emu: &K8sEmulator) -> Client {
     Client::new(ClientConfig::new(&emu.url()).unwrap()).unwrap()
-}
-
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn temp_file(name: &str, content: &str) -> std::path::PathBuf {
@@ -242,7 +237,7 @@ async fn no_event_is_lost_across_dropped_watches() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    eventually("every created Secret to reach the cache", || {
+    wait_until("every created Secret to reach the cache", WAIT, || {
         store.len() == 60
     })
     .await;

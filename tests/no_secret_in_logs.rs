@@ -9,7 +9,7 @@
 //! the decoded password), AWS secret access keys, STS session tokens, the Kubernetes
 //! bearer token, and the Authorization header values the operator sent.
 
-mod support_soak;
+mod common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -17,11 +17,13 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use common::{
+    apply_cr, apply_namespace, get, ready_condition, secret_auths, start_operator, wait_until,
+    Options, SECRET_ACCESS_KEY,
+};
 use emulators::aws::{AwsEmulator, AwsEmulatorConfig, Fault};
 use emulators::k8s::{EmulatorConfig, K8sEmulator};
 use serde_json::{json, Value};
-use support_soak::{start_operator, wait_until, SECRET_ACCESS_KEY};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing_subscriber::layer::SubscriberExt;
 
 const K8S_TOKEN: &str = "k8s-bearer-eyJhbGciOiJSUzI1NiIsImtpZCI6InNvYWsifQ.do-not-log";
@@ -81,20 +83,6 @@ fn capture_logs() -> (Buffer, Buffer) {
 
 // === helpers ===
 
-fn ns(k8s: &K8sEmulator, name: &str) {
-    k8s.apply("namespaces", json!({"metadata": {"name": name}}))
-        .unwrap();
-}
-
-fn cr(k8s: &K8sEmulator, name: &str, spec: Value) {
-    k8s.apply(
-        "ecrpullsecrets",
-        json!({"apiVersion": "ecr.creds.dev/v1alpha1", "kind": "ECRPullSecret",
-               "metadata": {"name": name}, "spec": spec}),
-    )
-    .unwrap();
-}
-
 fn creds_secret(k8s: &K8sEmulator, name: &str, data: &[(&str, &str)]) {
     let data: serde_json::Map<String, Value> = data
         .iter()
@@ -110,11 +98,7 @@ fn creds_secret(k8s: &K8sEmulator, name: &str, data: &[(&str, &str)]) {
 /// The Ready condition of a CR: (status, reason).
 fn ready(k8s: &K8sEmulator, name: &str) -> Option<(String, String)> {
     let cr = k8s.get("ecrpullsecrets", None, name)?;
-    let c = cr["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready")?
-        .clone();
+    let c = ready_condition(&cr)?;
     Some((
         c["status"].as_str()?.to_string(),
         c["reason"].as_str()?.to_string(),
@@ -131,14 +115,10 @@ async fn wait_ready(k8s: &K8sEmulator, name: &str, want: &str) -> String {
     ready(k8s, name).map(|(_, r)| r).unwrap_or_default()
 }
 
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
+/// The whole answer to a GET, headers included, as text to search.
+async fn answer(addr: Option<std::net::SocketAddr>, path: &str) -> String {
+    let answer = get(addr.expect("served"), path).await.unwrap();
+    format!("{answer:?}")
 }
 
 /// Authorization and security-token headers the operator sent to an AWS endpoint.
@@ -173,15 +153,20 @@ async fn no_secret_reaches_logs_metrics_events_or_status() {
     std::fs::write(&token_file, format!("{K8S_TOKEN}\n")).unwrap();
     let token_path = token_file.to_str().unwrap().to_string();
     for n in ["app-1", "app-2", "app-3", "app-4", "app-5", "app-6", "ops"] {
-        ns(&k8s, n);
+        apply_namespace(&k8s, n);
     }
     let mut sent = Vec::new();
 
     // --- Operator 1: static keys from the environment.
-    let op = start_operator(&k8s, &aws, &["--token-file", &token_path], &[]).await;
+    let options = Options {
+        metrics: true,
+        args: vec!["--token-file".into(), token_path.clone()],
+        ..Options::default()
+    };
+    let op = start_operator(&k8s, &aws, &options).await;
 
     // Success.
-    cr(
+    apply_cr(
         &k8s,
         "ok",
         json!({"secretName": "pull", "namespaces": ["app-1", "app-2"]}),
@@ -190,7 +175,7 @@ async fn no_secret_reaches_logs_metrics_events_or_status() {
     sent_headers(&aws, "ecr", &mut sent);
 
     // AssumeRole: an STS session (secret key and session token) signs the ECR call.
-    cr(
+    apply_cr(
         &k8s,
         "assumed",
         json!({"secretName": "pull-role", "namespaces": ["app-4"],
@@ -203,14 +188,14 @@ async fn no_secret_reaches_logs_metrics_events_or_status() {
 
     // AWS failures: access denied, then throttling past the retries.
     aws.set_fault(Fault::AccessDenied, None);
-    cr(
+    apply_cr(
         &k8s,
         "denied",
         json!({"secretName": "pull", "namespaces": ["app-3"], "region": "eu-west-1"}),
     );
     wait_ready(&k8s, "denied", "False").await;
     aws.set_fault(Fault::Throttle, None);
-    cr(
+    apply_cr(
         &k8s,
         "throttled",
         json!({"secretName": "pull", "namespaces": ["app-3"], "region": "ap-south-1"}),
@@ -227,7 +212,7 @@ async fn no_secret_reaches_logs_metrics_events_or_status() {
                "data": {"k": STANDARD.encode("foreign")}}),
     )
     .unwrap();
-    cr(
+    apply_cr(
         &k8s,
         "conflict",
         json!({"secretName": "taken", "namespaces": ["app-3"]}),
@@ -244,7 +229,7 @@ async fn no_secret_reaches_logs_metrics_events_or_status() {
             ("AWS_SESSION_TOKEN", OPS_SESSION_TOKEN),
         ],
     );
-    cr(
+    apply_cr(
         &k8s,
         "per-cr-secret",
         json!({"secretName": "pull-ops", "namespaces": ["app-5"], "region": "us-east-2",
@@ -260,7 +245,7 @@ async fn no_secret_reaches_logs_metrics_events_or_status() {
             ("aws_secret_access_key", BAD_SECRET_KEY),
         ],
     );
-    cr(
+    apply_cr(
         &k8s,
         "bad-secret",
         json!({"secretName": "pull-bad", "namespaces": ["app-5"], "region": "us-west-1",
@@ -268,8 +253,8 @@ async fn no_secret_reaches_logs_metrics_events_or_status() {
     );
     wait_ready(&k8s, "bad-secret", "False").await;
 
-    let metrics_1 = http_get(op.metrics_addr.expect("metrics served"), "/metrics").await;
-    let probes_1 = http_get(op.probe_addr.expect("probes served"), "/readyz").await;
+    let metrics_1 = answer(op.metrics_addr, "/metrics").await;
+    let probes_1 = answer(op.probe_addr, "/readyz").await;
     op.shutdown(Duration::from_secs(5), std::future::pending())
         .await;
 
@@ -277,12 +262,15 @@ async fn no_secret_reaches_logs_metrics_events_or_status() {
     for name in ["ok", "assumed", "conflict", "per-cr-secret", "bad-secret"] {
         k8s.delete("ecrpullsecrets", None, name).unwrap();
     }
-    let env = [
-        ("AWS_CREDENTIALS_SECRET_NAME", "aws-creds"),
-        ("AWS_CREDENTIALS_SECRET_NAMESPACE", "ops"),
-    ];
-    let op = start_operator(&k8s, &aws, &["--token-file", &token_path], &env).await;
-    cr(
+    let options = Options {
+        env: vec![
+            ("AWS_CREDENTIALS_SECRET_NAME".into(), "aws-creds".into()),
+            ("AWS_CREDENTIALS_SECRET_NAMESPACE".into(), "ops".into()),
+        ],
+        ..options
+    };
+    let op = start_operator(&k8s, &aws, &options).await;
+    apply_cr(
         &k8s,
         "global-secret",
         json!({"secretName": "pull-global", "namespaces": ["app-6"], "region": "ca-central-1"}),
@@ -295,14 +283,14 @@ async fn no_secret_reaches_logs_metrics_events_or_status() {
         "aws-creds",
         &[("AWS_SECRET_ACCESS_KEY", BAD_SECRET_KEY)],
     );
-    cr(
+    apply_cr(
         &k8s,
         "global-bad",
         json!({"secretName": "pull-global", "namespaces": ["app-6"], "region": "sa-east-1"}),
     );
     wait_ready(&k8s, "global-bad", "False").await;
-    let metrics_2 = http_get(op.metrics_addr.expect("metrics served"), "/metrics").await;
-    let probes_2 = http_get(op.probe_addr.expect("probes served"), "/healthz").await;
+    let metrics_2 = answer(op.metrics_addr, "/metrics").await;
+    let probes_2 = answer(op.probe_addr, "/healthz").await;
     op.shutdown(Duration::from_secs(5), std::future::pending())
         .await;
 
@@ -346,7 +334,7 @@ async fn no_secret_reaches_logs_metrics_events_or_status() {
     secrets.extend(sent);
     // The Secrets really hold what ECR issued: the values searched for are the live ones.
     let written = k8s.get("secrets", Some("app-1"), "pull").unwrap();
-    let auths = support_soak::secret_auths(&written);
+    let auths = secret_auths(&written);
     assert!(auths.values().all(|a| issued.contains_key(a)) && !auths.is_empty());
 
     // --- Everywhere they must not be.

@@ -6,13 +6,13 @@
 //! byte-identical copy, checked by tests/chart/test.sh) and the chart's dashboard
 //! (charts/ecr-creds-refresher/dashboards/ecr-creds-refresher.json).
 
-mod support_prod;
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use common::*;
 use serde_json::{json, Value};
-use support_prod::*;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const PREFIX: &str = "ecr_creds_refresher_";
@@ -203,24 +203,22 @@ async fn every_metric_in_the_alerts_and_the_dashboard_is_exported_by_the_binary(
     apply_cr(
         &k8s,
         "main",
-        json!({"secretName": "ecr-pull", "namespaces": ["app-*"], "registries": [registry()]}),
+        json!({"secretName": "ecr-pull", "namespaces": ["app-*"], "registries": [registry(REGION)]}),
     );
-    let op = Instance::spawn(Spawn::new("pod-a", k8s.url(), &aws));
+    let op = operator("pod-a", k8s.url(), &aws).spawn().unwrap();
     // A reconciled CR: every family has samples by now (they are typed before, too).
     wait_until("CR Ready", WAIT, || {
-        k8s.get("ecrpullsecrets", None, "main").filter(is_ready)
+        k8s.get("ecrpullsecrets", None, "main")
+            .is_some_and(|cr| is_ready(&cr))
     })
     .await;
-    let mut exposition = None;
-    for _ in 0..200 {
-        if let Some((200, _, body)) = http_get(op.metrics, "/metrics").await {
-            exposition = Some(body);
-            break;
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    let exposition =
-        exposition.unwrap_or_else(|| panic!("no /metrics from the binary:\n{}", op.stderr()));
+    let metrics = op.metrics_addr.expect("metrics served");
+    let exposition = poll(POLL * 200, POLL, async || {
+        let answer = get(metrics, "/metrics").await.ok()?;
+        (answer.status == 200).then(|| answer.text())
+    })
+    .await
+    .unwrap_or_else(|| panic!("no /metrics from the binary:\n{}", op.log()));
     let fams = families(&exposition);
     assert!(
         fams.keys().all(|n| n.starts_with(PREFIX)) && fams.len() >= 8,

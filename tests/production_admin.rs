@@ -2,18 +2,18 @@
 //! it: probes, the metrics exposition, `--once` exit codes, and exit 2 with a message a
 //! user can act on when the API server cannot be trusted, refuses the token or is down.
 
-mod support_prod;
+mod common;
 
 use std::time::Duration;
 
+use common::*;
 use emulators::k8s::{EmulatorConfig, FaultConfig, K8sEmulator};
 use serde_json::json;
-use support_prod::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
 fn spec(namespaces: &[&str]) -> serde_json::Value {
-    json!({"secretName": "ecr-pull", "namespaces": namespaces, "registries": [registry()]})
+    json!({"secretName": "ecr-pull", "namespaces": namespaces, "registries": [registry(REGION)]})
 }
 
 /// The value of the first sample line starting with `series` (name plus labels).
@@ -30,30 +30,29 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 async fn probes_answer_and_metrics_expose_every_series_after_a_reconcile() {
     let (k8s, aws) = emulators(&["app-1"]).await;
     apply_cr(&k8s, "main", spec(&["app-*"]));
-    let op = Instance::spawn(Spawn::new("pod-a", k8s.url(), &aws));
+    let mut op = operator("pod-a", k8s.url(), &aws).spawn().unwrap();
 
     wait_until("CR Ready", WAIT, || {
-        k8s.get("ecrpullsecrets", None, "main").filter(is_ready)
+        k8s.get("ecrpullsecrets", None, "main")
+            .is_some_and(|cr| is_ready(&cr))
     })
     .await;
 
-    let (code, _, body) = http_get(op.probe, "/healthz").await.unwrap();
-    assert_eq!(code, 200, "{body}");
+    let healthz = get(op.probe_addr, "/healthz").await.unwrap();
+    assert_eq!(healthz.status, 200, "{}", healthz.text());
     // Ready once the caches synced (they did: the CR was reconciled from them; the
     // readiness flag is set by its own task, a moment later at most).
-    let mut last = None;
-    for _ in 0..40 {
-        last = http_get(op.probe, "/readyz").await;
-        if last.as_ref().is_some_and(|(code, _, _)| *code == 200) {
-            break;
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    assert_eq!(last.as_ref().map(|l| l.0), Some(200), "{last:?}");
+    op.wait_ready(POLL * 40).await.unwrap();
 
-    let (code, content_type, m) = http_get(op.metrics, "/metrics").await.unwrap();
-    assert_eq!(code, 200);
-    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    let metrics = get(op.metrics_addr.expect("metrics served"), "/metrics")
+        .await
+        .unwrap();
+    let m = metrics.text();
+    assert_eq!(metrics.status, 200);
+    assert_eq!(
+        metrics.content_type(),
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
     let p = "ecr_creds_refresher_";
     assert_eq!(
         sample(&m, &format!("{p}token_fetches_total{{result=\"success\"}}")),
@@ -101,7 +100,7 @@ async fn probes_answer_and_metrics_expose_every_series_after_a_reconcile() {
     // Without --leader-elect an instance is always the writer.
     assert_eq!(sample(&m, &format!("{p}is_leader")), Some(1.0), "{m}");
     // No secret material in the exposition.
-    assert!(!m.contains("production-test-secret-key") && !m.contains("emulated-"));
+    assert!(!m.contains(SECRET_ACCESS_KEY) && !m.contains("emulated-"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,29 +113,20 @@ async fn readyz_is_503_until_the_caches_sync_while_healthz_is_200() {
         resources: vec!["namespaces".into()],
         ..FaultConfig::default()
     });
-    let started = std::time::Instant::now();
-    let op = Instance::spawn(Spawn::new("slow-sync", k8s.url(), &aws));
+    let mut op = operator("slow-sync", k8s.url(), &aws).spawn().unwrap();
     // The first answer, as soon as the probes listen (startup binds them before the
     // caches list).
-    let first = loop {
-        if let Some(answer) = http_get(op.probe, "/readyz").await {
-            break answer;
-        }
-        assert!(started.elapsed() < WAIT, "probes never listened");
-        tokio::time::sleep(POLL).await;
-    };
-    assert_eq!(first.0, 503, "{first:?}");
-    assert!(first.2.contains("caches"), "{first:?}");
-    assert_eq!(http_get(op.probe, "/healthz").await.unwrap().0, 200);
+    let first = poll(WAIT, POLL, async || {
+        get(op.probe_addr, "/readyz").await.ok()
+    })
+    .await
+    .expect("probes never listened");
+    assert_eq!(first.status, 503, "{first:?}");
+    assert!(first.text().contains("caches"), "{first:?}");
+    assert_eq!(get(op.probe_addr, "/healthz").await.unwrap().status, 200);
 
-    let ready_after = loop {
-        let (code, _, _) = http_get(op.probe, "/readyz").await.unwrap();
-        if code == 200 {
-            break started.elapsed();
-        }
-        assert!(started.elapsed() < WAIT, "never ready");
-        tokio::time::sleep(POLL).await;
-    };
+    // From just before the process started.
+    let ready_after = op.wait_ready(WAIT).await.unwrap();
     assert!(
         ready_after >= Duration::from_secs(2),
         "ready before the namespace list answered: {ready_after:?}"
@@ -144,14 +134,15 @@ async fn readyz_is_503_until_the_caches_sync_while_healthz_is_200() {
 }
 
 async fn run_once(k8s: &K8sEmulator, aws: &emulators::aws::AwsEmulator) -> (Option<i32>, String) {
-    let mut s = Spawn::new("once", k8s.url(), aws);
-    s.extra_args.push("--once".into());
-    let mut op = Instance::spawn(s);
+    let mut op = operator("once", k8s.url(), aws)
+        .args(["--once"])
+        .spawn()
+        .unwrap();
     let status = op
         .wait_exit(WAIT)
         .await
-        .unwrap_or_else(|| panic!("--once did not exit:\n{}", op.stderr()));
-    (status.code(), op.stderr())
+        .unwrap_or_else(|| panic!("--once did not exit:\n{}", op.log()));
+    (status.code(), op.log())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,20 +173,22 @@ async fn exits_2(
     aws: &emulators::aws::AwsEmulator,
     args: Vec<String>,
 ) -> String {
-    let mut s = Spawn::new("bad-config", api_server, aws);
-    s.extra_args = args;
-    let mut op = Instance::spawn(s);
+    let mut op = operator("bad-config", api_server, aws)
+        .args(args)
+        .spawn()
+        .unwrap();
     let status = op
         .wait_exit(Duration::from_secs(15))
         .await
-        .unwrap_or_else(|| panic!("did not exit:\n{}", op.stderr()));
-    let err = op.stderr();
+        .unwrap_or_else(|| panic!("did not exit:\n{}", op.log()));
+    let err = op.log();
     assert_eq!(status.code(), Some(2), "{err}");
     err
 }
 
 fn write_temp(name: &str, content: &str) -> std::path::PathBuf {
-    let p = std::env::temp_dir().join(format!("ecr-creds-refresher-{name}-{}", free_port()));
+    let port = free_port().unwrap().port();
+    let p = std::env::temp_dir().join(format!("ecr-creds-refresher-{name}-{port}"));
     std::fs::write(&p, content).unwrap();
     p
 }
@@ -226,16 +219,13 @@ async fn an_api_server_signed_by_another_ca_exits_2_naming_the_certificate() {
 
     // The right CA works (so the failure above was the CA, nothing else).
     let right_ca = write_temp("right-ca", &k8s.ca_pem().unwrap());
-    let mut s = Spawn::new("good-ca", k8s.url(), &aws);
-    s.extra_args = vec![
-        "--ca-file".into(),
-        right_ca.display().to_string(),
-        "--once".into(),
-    ];
-    let mut op = Instance::spawn(s);
+    let mut op = operator("good-ca", k8s.url(), &aws)
+        .args(["--ca-file", &right_ca.display().to_string(), "--once"])
+        .spawn()
+        .unwrap();
     let status = op.wait_exit(WAIT).await.unwrap();
     std::fs::remove_file(&right_ca).unwrap();
-    assert_eq!(status.code(), Some(0), "{}", op.stderr());
+    assert_eq!(status.code(), Some(0), "{}", op.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,7 +261,7 @@ async fn a_refused_token_exits_2_saying_so_without_printing_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_api_server_exits_2_naming_it() {
     let (_, aws) = emulators(&[]).await;
-    let url = format!("http://127.0.0.1:{}", free_port());
+    let url = format!("http://{}", free_port().unwrap());
     let err = exits_2(url.clone(), &aws, vec![]).await;
     println!("{err}");
     assert!(err.contains(&url), "names the server:\n{err}");

@@ -7,15 +7,15 @@
 //! exits 0 so the standby takes over at once; a second signal during the drain exits
 //! at once.
 
-mod support_prod;
+mod common;
 
 use std::time::{Duration, Instant};
 
+use common::*;
 use ecr_creds_refresher::runtime::leader::{LeaseConfig, JITTER_FACTOR};
 use emulators::aws::Fault;
 use emulators::k8s::K8sEmulator;
 use serde_json::json;
-use support_prod::*;
 
 /// The elector's timings, as the binary runs them (`LeaseConfig::default()`: lease 15 s,
 /// retry 2 s).
@@ -30,7 +30,7 @@ fn max_retry_wait() -> Duration {
 }
 
 fn spec(namespaces: &[&str]) -> serde_json::Value {
-    json!({"secretName": "ecr-pull", "namespaces": namespaces, "registries": [registry()]})
+    json!({"secretName": "ecr-pull", "namespaces": namespaces, "registries": [registry(REGION)]})
 }
 
 /// One instance with leader election, behind a proxy of its own.
@@ -38,23 +38,26 @@ async fn start(
     k8s: &K8sEmulator,
     aws: &emulators::aws::AwsEmulator,
     name: &str,
-) -> (Instance, Proxy) {
+) -> (OperatorChild, Proxy) {
     let proxy = Proxy::start(k8s.addr()).await;
-    let mut s = Spawn::new(name, proxy.url(), aws);
-    s.leader_elect = true;
-    (Instance::spawn(s), proxy)
+    let op = operator(name, proxy.url(), aws)
+        .args(leader_elect_args())
+        .spawn()
+        .unwrap();
+    (op, proxy)
 }
 
 async fn wait_holder(k8s: &K8sEmulator, want: &str, within: Duration) {
-    wait_until(&format!("lease held by {want:?}"), within, || {
-        (lease_holder(k8s) == want).then_some(())
+    wait_until(format!("lease held by {want:?}"), within, || {
+        lease_holder(k8s) == want
     })
     .await
 }
 
 async fn wait_ready(k8s: &K8sEmulator, cr: &str) {
-    wait_until(&format!("CR {cr} Ready"), Duration::from_secs(20), || {
-        k8s.get("ecrpullsecrets", None, cr).filter(is_ready)
+    wait_until(format!("CR {cr} Ready"), Duration::from_secs(20), || {
+        k8s.get("ecrpullsecrets", None, cr)
+            .is_some_and(|cr| is_ready(&cr))
     })
     .await;
 }
@@ -84,7 +87,7 @@ async fn with_two_instances_only_the_lease_holder_writes() {
         s
     });
     wait_until("Secret in app-3", Duration::from_secs(15), || {
-        k8s.get("secrets", Some("app-3"), "ecr-pull")
+        k8s.get("secrets", Some("app-3"), "ecr-pull").is_some()
     })
     .await;
     wait_ready(&k8s, "main").await;
@@ -99,9 +102,9 @@ async fn with_two_instances_only_the_lease_holder_writes() {
     let sw = object_writes(standby.1);
     println!(
         "leader {} wrote {} objects; standby {} wrote {:?}",
-        leader.0.name,
+        leader.0.pod_name,
         lw.len(),
-        standby.0.name,
+        standby.0.pod_name,
         sw
     );
     assert!(
@@ -129,14 +132,14 @@ async fn with_two_instances_only_the_lease_holder_writes() {
         let want = format!(
             "ecr-creds-refresher/{} ({})",
             env!("CARGO_PKG_VERSION"),
-            inst.name
+            inst.pod_name
         );
         let reqs = proxy.requests();
         assert!(!reqs.is_empty());
         assert!(
             reqs.iter().all(|r| r.user_agent == want),
             "{}: {:?}",
-            inst.name,
+            inst.pod_name,
             reqs.iter()
                 .map(|r| &r.user_agent)
                 .collect::<std::collections::BTreeSet<_>>()
@@ -154,11 +157,11 @@ async fn a_killed_leader_is_replaced_within_the_lease_duration() {
     let (b, pb) = start(&k8s, &aws, "pod-b").await;
     // The standby is up (its probes answer) before the leader dies.
     wait_until("pod-b healthz", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(b.probe).ok()
+        std::net::TcpStream::connect(b.probe_addr).is_ok()
     })
     .await;
 
-    a.kill();
+    a.signal("KILL").unwrap();
     let killed = Instant::now();
     a.wait_exit(Duration::from_secs(5)).await.unwrap();
     // Worst case: the standby saw the leader's last renewal up to one (jittered) wait
@@ -177,7 +180,7 @@ async fn a_killed_leader_is_replaced_within_the_lease_duration() {
     // The new leader does the work: a namespace created after the handover is covered.
     apply_namespace(&k8s, "app-late");
     wait_until("Secret in app-late", Duration::from_secs(10), || {
-        k8s.get("secrets", Some("app-late"), "ecr-pull")
+        k8s.get("secrets", Some("app-late"), "ecr-pull").is_some()
     })
     .await;
     assert!(pb
@@ -195,23 +198,23 @@ async fn sigterm_drains_releases_the_lease_and_the_standby_takes_over_at_once() 
     wait_ready(&k8s, "main").await;
     let (b, _pb) = start(&k8s, &aws, "pod-b").await;
     wait_until("pod-b healthz", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(b.probe).ok()
+        std::net::TcpStream::connect(b.probe_addr).is_ok()
     })
     .await;
     // Let the standby see the lease held (its first attempt fails), so the takeover below
     // comes from its retry loop, not from its start.
     wait_until("pod-b tried the lease", Duration::from_secs(10), || {
-        _pb.requests().iter().any(|r| r.is_lease()).then_some(())
+        _pb.requests().iter().any(|r| r.is_lease())
     })
     .await;
 
-    a.signal("TERM");
+    a.signal("TERM").unwrap();
     let status = a
         .wait_exit(Duration::from_secs(10))
         .await
         .expect("exits after SIGTERM");
     let exited = Instant::now();
-    assert_eq!(status.code(), Some(0), "stderr:\n{}", a.stderr());
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", a.log());
 
     // Its last Lease write emptied the holder.
     let last_lease_write = pa
@@ -235,7 +238,7 @@ async fn sigterm_drains_releases_the_lease_and_the_standby_takes_over_at_once() 
     let takeover = exited.elapsed();
     println!("takeover after SIGTERM release took {takeover:?} (bound {bound:?})");
     assert!(takeover <= bound, "took {takeover:?}, bound {bound:?}");
-    let l = k8s.get("leases", Some(OPERATOR_NS), LEASE).unwrap();
+    let l = k8s.get("leases", Some(OPERATOR_NAMESPACE), LEASE).unwrap();
     assert_eq!(l["spec"]["leaseTransitions"], 1);
 }
 
@@ -250,14 +253,14 @@ async fn a_second_sigterm_during_the_drain_exits_at_once() {
     apply_cr(&k8s, "main", spec(&["app-*"]));
     // Wait for the ECR call to be in flight (the fake counts a call when it starts it).
     wait_until("an ECR call", Duration::from_secs(10), || {
-        (aws.calls().ecr > 0).then_some(())
+        aws.calls().ecr > 0
     })
     .await;
 
-    a.signal("TERM");
+    a.signal("TERM").unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(a.try_exit().is_none(), "exited before the drain ended");
-    a.signal("TERM");
+    assert!(a.exited().is_none(), "exited before the drain ended");
+    a.signal("TERM").unwrap();
     let hurried = Instant::now();
     let status = a
         .wait_exit(Duration::from_secs(5))
@@ -269,5 +272,5 @@ async fn a_second_sigterm_during_the_drain_exits_at_once() {
         Some(0),
         "an aborted drain is not a clean stop"
     );
-    assert!(a.stderr().contains("not drained in time"), "{}", a.stderr());
+    assert!(a.log().contains("not drained in time"), "{}", a.log());
 }

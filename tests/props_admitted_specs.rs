@@ -4,11 +4,12 @@
 //! operator does not panic, each reconcile ends within a bounded time, and it makes at
 //! most one ECR call per token group: never a storm.
 
-mod support;
+mod common;
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::*;
 use ecr_creds_refresher::app::Running;
 use ecr_creds_refresher::reconcile::plan::{self, Observed};
 use ecr_creds_refresher::reconcile::select::NamespaceView;
@@ -16,7 +17,6 @@ use ecr_creds_refresher::reconcile::spec::{Spec, SpecPolicy};
 use ecr_creds_refresher::reconcile::state::Owner;
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use support::*;
 
 /// Longer than any reconcile may take: a liveness bound, not a speed target.
 const RECONCILE_BOUND: Duration = Duration::from_secs(10);

@@ -13,14 +13,16 @@
 //! fieldSelector) and a per-CR `aws.credentialsSecretRef`, and a `--once` run (its GET
 //! of each CR).
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use ecr_creds_refresher::app;
-use ecr_creds_refresher::aws::env::AwsEnv;
-use ecr_creds_refresher::config::Config;
+use common::{
+    apply_cr, init_logs, pull_secret_names, registry, start_once, start_operator, wait_for,
+    wait_until, Options,
+};
 use emulators::aws::{AwsEmulator, AwsEmulatorConfig};
 use emulators::k8s::{
     EmulatorConfig, FaultConfig, K8sEmulator, PolicyRule, RbacPolicy, RequestRecord,
@@ -34,10 +36,6 @@ const WAIT: Duration = Duration::from_secs(20);
 /// Grants the scenario does not exercise, each with the reason it is still shipped.
 /// Entries are (verb, resource[/subresource], namespace of the Role or "" for cluster).
 const NOT_EXERCISED: &[(&str, &str, &str, &str)] = &[];
-
-fn registry(region: &str) -> String {
-    format!("123456789012.dkr.ecr.{region}.amazonaws.com")
-}
 
 fn shipped_rbac() -> RbacPolicy {
     let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rbac.yaml")).unwrap();
@@ -66,71 +64,27 @@ fn secret(k8s: &K8sEmulator, ns: &str, name: &str, type_: &str, data: Value) {
     .unwrap();
 }
 
-fn cr(k8s: &K8sEmulator, name: &str, spec: Value) {
-    let mut obj = k8s.get("ecrpullsecrets", None, name).unwrap_or_else(|| {
-        json!({"apiVersion": "ecr.creds.dev/v1alpha1", "kind": "ECRPullSecret",
-               "metadata": {"name": name}})
-    });
-    obj["spec"] = spec;
-    k8s.apply("ecrpullsecrets", obj).unwrap();
-}
-
-async fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 fn pull_secrets(k8s: &K8sEmulator, ns: &str) -> Vec<String> {
     k8s.get("serviceaccounts", Some(ns), "default")
-        .and_then(|sa| sa["imagePullSecrets"].as_array().cloned())
+        .map(|sa| pull_secret_names(&sa))
         .unwrap_or_default()
-        .iter()
-        .filter_map(|e| e["name"].as_str().map(str::to_string))
-        .collect()
 }
 
-fn config(k8s: &K8sEmulator, once: bool) -> Config {
-    let mut args = vec![
-        "--api-server".to_string(),
-        k8s.url(),
-        "--health-probe-bind-address".into(),
-        "0".into(),
-        "--metrics-bind-address".into(),
-        "0".into(),
-        "--min-refresh-interval".into(),
-        "1s".into(),
-        "--aws-credentials-source".into(),
-        "secret".into(),
-        "--leader-elect".into(),
-        "--leader-election-namespace".into(),
-        NS.into(),
-    ];
-    if once {
-        args.push("--once".into());
+/// The operator as the scenario runs it: leader election in its namespace, AWS keys
+/// from the global credentials Secret only.
+fn options() -> Options {
+    Options {
+        leader_election_namespace: Some(NS.into()),
+        args: vec!["--aws-credentials-source".into(), "secret".into()],
+        env: [
+            ("POD_NAMESPACE", NS),
+            ("AWS_CREDENTIALS_SECRET_NAME", "aws-credentials"),
+            ("AWS_CREDENTIALS_SECRET_NAMESPACE", NS),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .to_vec(),
+        ..Options::default()
     }
-    let env: BTreeMap<&str, &str> = [
-        ("AWS_REGION", "us-east-1"),
-        ("POD_NAME", "rbac-by-use"),
-        ("POD_NAMESPACE", NS),
-        ("AWS_CREDENTIALS_SECRET_NAME", "aws-credentials"),
-        ("AWS_CREDENTIALS_SECRET_NAMESPACE", NS),
-    ]
-    .into();
-    Config::parse(args, |k| env.get(k).map(|v| v.to_string())).unwrap()
-}
-
-fn aws_env(aws: &AwsEmulator) -> AwsEnv {
-    AwsEnv::from_pairs(&[
-        ("AWS_ENDPOINT_URL", &aws.url()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ])
 }
 
 /// Whether `rule` authorizes `r` for `verb` on `resource` (the request's own verb and
@@ -156,13 +110,7 @@ fn rule_covers(rule: &PolicyRule, verb: &str, resource: &str, r: &RequestRecord)
 
 /// Runs the whole scenario under enforcement; returns the request log.
 async fn scenario() -> Vec<RequestRecord> {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .try_init();
+    init_logs();
     let k8s = K8sEmulator::start(EmulatorConfig {
         namespaces: [
             "default",
@@ -227,8 +175,8 @@ async fn scenario() -> Vec<RequestRecord> {
                "adoptExisting": true,
                "deletionPolicy": "Delete"})
     };
-    cr(&k8s, "main", main_spec(vec![registry("us-east-1")]));
-    cr(
+    apply_cr(&k8s, "main", main_spec(vec![registry("us-east-1")]));
+    apply_cr(
         &k8s,
         "team",
         json!({"secretName": "team-pull", "namespaces": ["team-a"],
@@ -245,23 +193,19 @@ async fn scenario() -> Vec<RequestRecord> {
         ..FaultConfig::default()
     });
 
-    let running = app::start(&config(&k8s, false), aws_env(&aws))
-        .await
-        .expect("starts under the shipped RBAC");
+    let running = start_operator(&k8s, &aws, &options()).await;
 
-    wait_until("Secret app-1/ecr-pull", || {
-        k8s.get("secrets", Some("app-1"), "ecr-pull")
+    wait_until("Secret app-1/ecr-pull", WAIT, || {
+        k8s.get("secrets", Some("app-1"), "ecr-pull").is_some()
     })
     .await;
-    wait_until("SA app-2/default lists ecr-pull", || {
-        pull_secrets(&k8s, "app-2")
-            .contains(&"ecr-pull".to_string())
-            .then_some(())
+    wait_until("SA app-2/default lists ecr-pull", WAIT, || {
+        pull_secrets(&k8s, "app-2").contains(&"ecr-pull".to_string())
     })
     .await;
-    wait_until("adopted Secret adopt-ns/ecr-pull", || {
+    wait_until("adopted Secret adopt-ns/ecr-pull", WAIT, || {
         k8s.get("secrets", Some("adopt-ns"), "ecr-pull")
-            .filter(|s| {
+            .is_some_and(|s| {
                 s["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "ecr-creds-refresher"
             })
     })
@@ -278,13 +222,14 @@ async fn scenario() -> Vec<RequestRecord> {
         "no team Secret; team status: {}",
         k8s.get("ecrpullsecrets", None, "team").unwrap()["status"]
     );
-    wait_until("an event in default", || {
-        (!k8s.list("events", Some("default")).is_empty()).then_some(())
+    wait_until("an event in default", WAIT, || {
+        !k8s.list("events", Some("default")).is_empty()
     })
     .await;
-    let main = wait_until("main reports its conflict in status", || {
+    let main = wait_for("main reports its conflict in status", WAIT, || {
         k8s.get("ecrpullsecrets", None, "main")
             .filter(|c| c["status"]["conditions"].is_array())
+            .ok_or_else(|| "no conditions yet".to_string())
     })
     .await;
     assert!(main["metadata"]["finalizers"]
@@ -297,26 +242,25 @@ async fn scenario() -> Vec<RequestRecord> {
     );
 
     // A spec change rewrites the Secrets (patch).
-    cr(
+    apply_cr(
         &k8s,
         "main",
         main_spec(vec![registry("us-east-1"), registry("us-west-2")]),
     );
-    wait_until("Secret app-1 holds both registries", || {
-        k8s.get("secrets", Some("app-1"), "ecr-pull").filter(|s| {
-            s["metadata"]["annotations"]["ecr.creds.dev/registries"]
-                .as_str()
-                .is_some_and(|r| r.contains("us-west-2"))
-        })
+    wait_until("Secret app-1 holds both registries", WAIT, || {
+        k8s.get("secrets", Some("app-1"), "ecr-pull")
+            .is_some_and(|s| {
+                s["metadata"]["annotations"]["ecr.creds.dev/registries"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("us-west-2"))
+            })
     })
     .await;
 
     // Deletion with deletionPolicy Delete: Secrets and SA entries go, then the finalizer.
     k8s.delete("ecrpullsecrets", None, "main").unwrap();
-    wait_until("main gone", || {
-        k8s.get("ecrpullsecrets", None, "main")
-            .is_none()
-            .then_some(())
+    wait_until("main gone", WAIT, || {
+        k8s.get("ecrpullsecrets", None, "main").is_none()
     })
     .await;
     assert!(k8s.get("secrets", Some("app-1"), "ecr-pull").is_none());
@@ -335,9 +279,7 @@ async fn scenario() -> Vec<RequestRecord> {
     );
 
     // A one-shot run (a CronJob with the same RBAC) reads each CR back.
-    let once = app::start(&config(&k8s, true), aws_env(&aws))
-        .await
-        .unwrap();
+    let once = start_once(&k8s, &aws, &options()).await;
     let (total, failed) = once.run_once(WAIT).await.unwrap();
     assert_eq!((total, failed), (1, 0));
 

@@ -2,7 +2,7 @@
 //! ServiceAccounts pointed at it, status and events, new namespaces and ServiceAccounts
 //! served at once, one ECR call per credential group, and `--once`.
 
-mod support;
+mod common;
 
 use std::collections::BTreeSet;
 
@@ -12,7 +12,7 @@ use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use support::*;
+use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cr_over_list_glob_selector_and_exclude_gets_a_valid_pull_secret_in_each_namespace() {

@@ -2,13 +2,13 @@
 //! finalizer holds the CR until our Secrets and only our ServiceAccount entries are gone;
 //! with `Retain` (the default) the CR goes at once and everything it made stays.
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use support::*;
+use common::*;
 
 const FINALIZER: &str = "ecr.creds.dev/cleanup";
 

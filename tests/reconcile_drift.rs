@@ -3,14 +3,14 @@
 //! nothing and call no AWS, status is written only when it changes, watches stay
 //! cluster-wide.
 
-mod support;
+mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::json;
 
-use support::*;
+use common::*;
 
 const QUIET: Duration = Duration::from_millis(300);
 

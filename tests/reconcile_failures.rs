@@ -3,7 +3,7 @@
 //! through but the operator cannot serve. Every failure shows in the CR's status, touches
 //! nothing it should not, and heals when its cause goes away.
 
-mod support;
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use emulators::aws::Fault;
 use emulators::k8s::FaultConfig;
 use serde_json::{json, Value};
 
-use support::*;
+use common::*;
 
 /// Recovery waits through the reconcile failure backoff (2 s doubling) and the token
 /// cache's failure memory (5 s).

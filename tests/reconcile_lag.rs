@@ -5,7 +5,7 @@
 //! - no request meets a 409 on an object the operator created, and no write is made twice;
 //! - a reconcile that changes nothing makes no request.
 
-mod support;
+mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use emulators::k8s::WatchLag;
 use serde_json::json;
 
-use support::*;
+use common::*;
 
 const NAMESPACES: usize = 30;
 

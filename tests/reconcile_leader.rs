@@ -1,13 +1,13 @@
 //! End to end with two replicas and leader election: only the leader writes, and when it
 //! shuts down (releasing the Lease) the standby takes over within seconds.
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use support::*;
+use common::*;
 
 fn leading(r: &ecr_creds_refresher::app::Running) -> bool {
     *r.leading.borrow()

@@ -2,14 +2,14 @@
 //! emulator): every request of a full life cycle (leader election, the credentials
 //! Secret, sync, adoption check, events, status, finalizer, cleanup) is allowed.
 
-mod support;
+mod common;
 
 use std::collections::BTreeMap;
 
 use emulators::k8s::RbacPolicy;
 use serde_json::json;
 
-use support::*;
+use common::*;
 
 const OPERATOR_NS: &str = "ecr-creds-refresher";
 

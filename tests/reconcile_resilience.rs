@@ -2,12 +2,12 @@
 //! server restart and a compacted history. The operator converges on the same state and
 //! keeps serving changes made meanwhile.
 
-mod support;
+mod common;
 
 use emulators::k8s::FaultConfig;
 use serde_json::json;
 
-use support::*;
+use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_writes_are_retried_then_reported_until_every_namespace_is_served() {

@@ -2,10 +2,13 @@
 //! real client: pagination, watch, relist after 410 (as an ERROR event and as an HTTP
 //! status), and keys flowing from watch events into reconciles.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{wait_until, WAIT};
 use ecr_creds_refresher::k8s::kind::SECRETS;
 use ecr_creds_refresher::k8s::types::Secret;
 use ecr_creds_refresher::k8s::{Client, ClientConfig};
@@ -75,18 +78,6 @@ fn reflect(emu: &K8sEmulator) -> Reflector {
     }
 }
 
-/// Polls `cond` until it holds, for at most 10 s of real time.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 fn count_named(store: &Store<Projection>, ns: &str) -> usize {
     store
         .keys()
@@ -132,7 +123,7 @@ async fn reflector_lists_in_pages_of_500_then_follows_the_watch() {
     emu.apply("secrets", secret("kube-system", "fresh", "new"))
         .unwrap();
     let key = ObjectKey::namespaced("kube-system", "fresh");
-    eventually("the watch to deliver a new secret", || {
+    wait_until("the watch to deliver a new secret", WAIT, || {
         r.store.get(&key).is_some()
     })
     .await;
@@ -144,13 +135,13 @@ async fn reflector_lists_in_pages_of_500_then_follows_the_watch() {
 
     emu.apply("secrets", secret("kube-system", "fresh", "changed"))
         .unwrap();
-    eventually("the watch to deliver a modification", || {
+    wait_until("the watch to deliver a modification", WAIT, || {
         r.store.get(&key).as_deref() == Some(&Some("changed".to_string()))
     })
     .await;
 
     emu.delete("secrets", Some("kube-system"), "fresh").unwrap();
-    eventually("the watch to deliver a deletion", || {
+    wait_until("the watch to deliver a deletion", WAIT, || {
         r.store.get(&key).is_none()
     })
     .await;
@@ -176,7 +167,7 @@ async fn relist_after_compaction(expired_as_http_status: bool) {
     let mut r = reflect(&emu);
     assert_eq!(next_restart(&mut r.events).await.len(), 2);
     // Let the watch open.
-    eventually("the watch to open", || {
+    wait_until("the watch to open", WAIT, || {
         emu.requests()
             .iter()
             .any(|q| q.verb == "watch" && q.resource == "secrets")
@@ -273,19 +264,20 @@ async fn watch_events_drive_reconciles_of_their_keys() {
             shutdown,
         )
     };
-    eventually("the listed secret to be reconciled", || {
+    wait_until("the listed secret to be reconciled", WAIT, || {
         seen.lock().unwrap().contains_key("default/one:present")
     })
     .await;
     emu.apply("secrets", secret("kube-system", "two", "b"))
         .unwrap();
-    eventually("the watched secret to be reconciled", || {
+    wait_until("the watched secret to be reconciled", WAIT, || {
         seen.lock().unwrap().contains_key("kube-system/two:present")
     })
     .await;
     emu.delete("secrets", Some("default"), "one").unwrap();
-    eventually(
+    wait_until(
         "the deletion to be reconciled with the cache already updated",
+        WAIT,
         || seen.lock().unwrap().contains_key("default/one:absent"),
     )
     .await;

@@ -14,17 +14,17 @@
 //! `SOAK_CYCLES` (default 20) sets the number of refresh cycles; `make soak` runs 1000.
 //! `SOAK_NAMESPACES` (default 200) sets the fan-out.
 
-mod support_soak;
+mod common;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{secret_auths, start_operator, wait_until, Options};
 use emulators::aws::{AwsEmulator, AwsEmulatorConfig, Fault};
 use emulators::k8s::{EmulatorConfig, FaultConfig, K8sEmulator};
 use serde_json::json;
-use support_soak::{rss_kib, secret_auths, start_operator, wait_until};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -272,7 +272,11 @@ async fn secrets_never_expire_and_nothing_leaks_or_storms_under_continuous_fault
         .await
         .unwrap(),
     );
-    let running = start_operator(&k8s, &aws, &[], &[]).await;
+    let options = Options {
+        metrics: true,
+        ..Options::default()
+    };
+    let running = start_operator(&k8s, &aws, &options).await;
     let began = Instant::now();
     k8s.apply(
         "ecrpullsecrets",
@@ -480,4 +484,14 @@ async fn secrets_never_expire_and_nothing_leaks_or_storms_under_continuous_fault
     running
         .shutdown(Duration::from_secs(5), std::future::pending())
         .await;
+}
+
+/// Resident set size of this process in KiB (Linux `/proc/self/status`).
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }

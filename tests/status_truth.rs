@@ -4,7 +4,7 @@
 //! Secret; a failed redundant write does not count, a transient error is retried before
 //! it does, and Events mark real transitions only.
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use support::*;
+use common::*;
 
 const NAMESPACES: usize = 20;
 /// Long enough for several refreshes of the fake 20 s tokens.

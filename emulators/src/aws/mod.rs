@@ -28,6 +28,14 @@ pub const IMDS_CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credenti
 /// Path of the container credentials endpoint (point AWS_CONTAINER_CREDENTIALS_FULL_URI here).
 pub const CONTAINER_PATH: &str = "/v1/credentials";
 
+/// Static keys for a client of these endpoints: they check that a request is signed, not
+/// with which key. The secret has `/` and `+` in it, as real ones do, so a test that
+/// searches for it where it must not be (logs, metrics) searches for the awkward kind.
+pub const ACCESS_KEY_ID: &str = "AKIAEMULATOREXAMPLE1";
+pub const SECRET_ACCESS_KEY: &str = "emulated/Secret+AccessKey/do-not-log-0123456789";
+/// The region a client of these endpoints is configured with by default.
+pub const REGION: &str = "us-east-1";
+
 /// What the fake endpoints answer.
 #[derive(Clone, Debug)]
 pub struct AwsEmulatorConfig {

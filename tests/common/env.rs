@@ -1,29 +1,15 @@
-//! The shared harness for the operator's end-to-end tests: the in-repo Kubernetes emulator
-//! and fake AWS on loopback, the real operator started in-process through
-//! `app::start` (exactly what the binary runs), and helpers to read what it wrote.
-//!
-//! Waiting is always bounded: [`wait_for`] polls every [`POLL`] up to a deadline and panics
-//! with the last observed state, so a broken rule fails in seconds with a reason instead of
-//! hanging. Writes made through the emulator handle (`apply`, `delete`) bypass HTTP and so
-//! never show in the request log: the log holds the operator's requests (plus the few a
-//! test sends with [`http`]), which is what write-counting tests count.
-//!
-//! Use it from a test file with `mod support;`.
-#![allow(dead_code)]
+//! The operator in-process: `app::start`, exactly what the binary runs, over the
+//! emulators. [`Env`] owns both emulators and one operator and knows how to wait for the
+//! operator's results; [`start_operator`] starts one over emulators a test set up itself
+//! (the soak, the log scrubbing, RBAC by use).
 
 use std::collections::BTreeMap;
-use std::fmt::Display;
-use std::net::SocketAddr;
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use bytes::Bytes;
-use emulators::aws::{AwsEmulator, AwsEmulatorConfig};
+use emulators::aws::{AwsEmulator, AwsEmulatorConfig, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
 use emulators::k8s::{EmulatorConfig, K8sEmulator, RequestRecord};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 use ecr_creds_refresher::app::{self, Running};
@@ -31,43 +17,10 @@ use ecr_creds_refresher::aws::env::AwsEnv;
 use ecr_creds_refresher::config::Config;
 use ecr_creds_refresher::runtime::store::ObjectKey;
 
-/// The fake AWS account; registry hosts are `<ACCOUNT>.dkr.ecr.<region>.amazonaws.com`.
-pub const ACCOUNT: &str = "123456789012";
-pub const REGION: &str = "us-east-1";
-/// The operator's own namespace (POD_NAMESPACE): credentials Secrets there need no grant.
-pub const OPERATOR_NAMESPACE: &str = "ops";
-/// How long a condition may take before the test fails. Generous for 2 busy cores; a
-/// passing test returns as soon as the condition holds.
-pub const WAIT: Duration = Duration::from_secs(15);
-pub const POLL: Duration = Duration::from_millis(25);
-/// The managed-by label and annotations the operator puts on its Secrets.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "ecr-creds-refresher");
-pub const OWNER_ANNOTATION: &str = "ecr.creds.dev/owner";
-pub const SA_OWNED_ANNOTATION: &str = "ecr.creds.dev/image-pull-secrets";
-pub const DOCKERCONFIG_TYPE: &str = "kubernetes.io/dockerconfigjson";
-pub const DOCKERCONFIG_KEY: &str = ".dockerconfigjson";
-const CR_RESOURCE: &str = "ecrpullsecrets";
-const CR_API_VERSION: &str = "ecr.creds.dev/v1alpha1";
-
-/// The ECR registry host of the fake account in `region`.
-pub fn registry(region: &str) -> String {
-    format!("{ACCOUNT}.dkr.ecr.{region}.amazonaws.com")
-}
-
-/// Logs to the test's captured output; `RUST_LOG=debug cargo test ... -- --nocapture`
-/// shows the operator's side of a failure.
-pub fn init_logs() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_test_writer()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-            )
-            .try_init();
-    });
-}
+use super::{
+    apply_cr, http, init_logs, is_write, pull_secret_names, ready_condition, wait_for, wait_until,
+    CR_RESOURCE, OPERATOR_NAMESPACE, REGION, WAIT,
+};
 
 /// Watch lag for the whole run from `ECR_TEST_WATCH_LAG_MS` (`make test` runs the
 /// reconcile suites at 0, 200 ms and 2 s): every event trails its write by that much plus
@@ -85,12 +38,12 @@ pub fn watch_lag_from_env() -> emulators::k8s::WatchLag {
     }
 }
 
-/// How to start a test environment.
+/// How to start the operator (and, for [`Env`], the emulators).
 #[derive(Clone, Debug)]
 pub struct Options {
     /// The operator's `AWS_REGION`; `None` leaves it unset.
     pub region: Option<String>,
-    /// Lifetime of the fake ECR's tokens (real ECR: 12 h).
+    /// Lifetime of the fake ECR's tokens (real ECR: 12 h). [`Env`] only.
     pub token_lifetime: Duration,
     /// Extra operator environment (e.g. `AWS_CREDENTIALS_SECRET_NAME`).
     pub env: Vec<(String, String)>,
@@ -98,9 +51,11 @@ pub struct Options {
     pub leader_election_namespace: Option<String>,
     /// `--min-refresh-interval`; `None` keeps the operator's default (30s).
     pub min_refresh_interval: Option<String>,
+    /// Serve `/metrics` on a loopback port (`Running::metrics_addr`); off by default.
+    pub metrics: bool,
     /// More operator flags.
     pub args: Vec<String>,
-    /// The CRD the emulator enforces; `None` is the shipped `crd.yaml`.
+    /// The CRD the emulator enforces; `None` is the shipped `crd.yaml`. [`Env`] only.
     pub crd: Option<String>,
 }
 
@@ -113,10 +68,82 @@ impl Default for Options {
             leader_election_namespace: None,
             // Tests refresh short-lived fake tokens every second or so.
             min_refresh_interval: Some("1s".into()),
+            metrics: false,
             args: Vec::new(),
             crd: None,
         }
     }
+}
+
+// === impl Options ===
+
+impl Options {
+    /// The operator's flags and environment, as the binary would read them, against
+    /// these emulators; AWS gets static keys from the environment.
+    pub fn operator_config(
+        &self,
+        k8s: &K8sEmulator,
+        aws: &AwsEmulator,
+        once: bool,
+    ) -> (Config, AwsEnv) {
+        let mut args = vec![
+            "--api-server".to_string(),
+            k8s.url(),
+            "--health-probe-bind-address".into(),
+            "127.0.0.1:0".into(),
+            "--metrics-bind-address".into(),
+            if self.metrics { "127.0.0.1:0" } else { "0" }.into(),
+        ];
+        if let Some(floor) = &self.min_refresh_interval {
+            args.extend(["--min-refresh-interval".into(), floor.clone()]);
+        }
+        args.extend(self.args.iter().cloned());
+        if once {
+            args.push("--once".into());
+        }
+        if let Some(ns) = &self.leader_election_namespace {
+            args.extend([
+                "--leader-elect".into(),
+                "--leader-election-namespace".into(),
+                ns.clone(),
+            ]);
+        }
+        let mut vars: BTreeMap<String, String> = self.env.iter().cloned().collect();
+        if let Some(region) = &self.region {
+            vars.insert("AWS_REGION".into(), region.clone());
+        }
+        vars.insert("POD_NAME".into(), "ecr-creds-refresher-test".into());
+        // Credentials Secrets in the operator's namespace need no grant.
+        vars.entry("POD_NAMESPACE".into())
+            .or_insert_with(|| OPERATOR_NAMESPACE.into());
+        let cfg = Config::parse(args, |k| vars.get(k).cloned()).expect("valid operator flags");
+        let aws_url = aws.url();
+        // A configured credentials Secret takes precedence over these keys.
+        let mut pairs: Vec<(&str, &str)> = vec![
+            ("AWS_ENDPOINT_URL", &aws_url),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ];
+        if let Some(region) = &self.region {
+            pairs.push(("AWS_REGION", region));
+        }
+        (cfg, AwsEnv::from_pairs(&pairs))
+    }
+}
+
+/// Starts an operator over `k8s` and `aws`; the caller shuts it down.
+pub async fn start_operator(k8s: &K8sEmulator, aws: &AwsEmulator, options: &Options) -> Running {
+    let (cfg, aws_env) = options.operator_config(k8s, aws, false);
+    app::start(&cfg, aws_env).await.expect("operator starts")
+}
+
+/// Starts an operator in `--once` mode over `k8s` and `aws`: call `run_once` on it.
+pub async fn start_once(k8s: &K8sEmulator, aws: &AwsEmulator, options: &Options) -> Running {
+    let (cfg, aws_env) = options.operator_config(k8s, aws, true);
+    app::start(&cfg, aws_env)
+        .await
+        .expect("operator starts in --once mode")
 }
 
 /// Both emulators and (when started) one operator.
@@ -164,57 +191,13 @@ impl Env {
 
     /// The operator's flags and environment, as the binary would read them.
     pub fn operator_config(&self, once: bool) -> (Config, AwsEnv) {
-        let url = self.k8s.url();
-        let mut args = vec![
-            "--api-server".to_string(),
-            url,
-            "--health-probe-bind-address".into(),
-            "127.0.0.1:0".into(),
-            "--metrics-bind-address".into(),
-            "0".into(),
-        ];
-        if let Some(floor) = &self.options.min_refresh_interval {
-            args.extend(["--min-refresh-interval".into(), floor.clone()]);
-        }
-        args.extend(self.options.args.iter().cloned());
-        if once {
-            args.push("--once".into());
-        }
-        if let Some(ns) = &self.options.leader_election_namespace {
-            args.extend([
-                "--leader-elect".into(),
-                "--leader-election-namespace".into(),
-                ns.clone(),
-            ]);
-        }
-        let mut vars: BTreeMap<String, String> = self.options.env.iter().cloned().collect();
-        if let Some(region) = &self.options.region {
-            vars.insert("AWS_REGION".into(), region.clone());
-        }
-        vars.insert("POD_NAME".into(), "ecr-creds-refresher-test".into());
-        // Credentials Secrets in the operator's namespace need no grant.
-        vars.entry("POD_NAMESPACE".into())
-            .or_insert_with(|| OPERATOR_NAMESPACE.into());
-        let cfg = Config::parse(args, |k| vars.get(k).cloned()).expect("valid operator flags");
-        let aws_url = self.aws.url();
-        let mut pairs: Vec<(&str, &str)> = vec![
-            ("AWS_ENDPOINT_URL", &aws_url),
-            ("AWS_ACCESS_KEY_ID", "AKIDOPERATORTEST"),
-            ("AWS_SECRET_ACCESS_KEY", "operator-test-secret-key"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ];
-        if let Some(region) = &self.options.region {
-            pairs.push(("AWS_REGION", region));
-        }
-        (cfg, AwsEnv::from_pairs(&pairs))
+        self.options.operator_config(&self.k8s, &self.aws, once)
     }
 
     /// Starts an operator (the controller runs; no leader election).
     pub async fn start_operator(&mut self) {
         assert!(self.operator.is_none(), "an operator is already running");
-        let (cfg, aws_env) = self.operator_config(false);
-        let running = app::start(&cfg, aws_env).await.expect("operator starts");
-        self.operator = Some(running);
+        self.operator = Some(start_operator(&self.k8s, &self.aws, &self.options).await);
     }
 
     /// Starts one more operator with the same configuration and hands it over (replicas
@@ -227,10 +210,7 @@ impl Env {
 
     /// Starts an operator in `--once` mode: call `run_once` on it.
     pub async fn start_once(&self) -> Running {
-        let (cfg, aws_env) = self.operator_config(true);
-        app::start(&cfg, aws_env)
-            .await
-            .expect("operator starts in --once mode")
+        start_once(&self.k8s, &self.aws, &self.options).await
     }
 
     /// Stops the running operator (drains in-flight work).
@@ -292,13 +272,7 @@ impl Env {
     /// Creates or replaces an ECRPullSecret; a replaced one keeps its status and
     /// finalizers (use [`Env::patch_cr`] for spec edits racing the operator).
     pub fn cr(&self, name: &str, spec: Value) {
-        let mut obj = self.k8s.get(CR_RESOURCE, None, name).unwrap_or_else(|| {
-            json!({"apiVersion": CR_API_VERSION, "kind": "ECRPullSecret", "metadata": {"name": name}})
-        });
-        obj["spec"] = spec;
-        self.k8s
-            .apply(CR_RESOURCE, obj)
-            .expect("CR passes the CRD schema");
+        apply_cr(&self.k8s, name, spec);
     }
 
     /// Creates or replaces a ServiceAccount with these `imagePullSecrets`.
@@ -426,24 +400,20 @@ impl Env {
     /// no write request for `quiet`. Then every reconcile the test triggered has run.
     pub async fn settle(&self, quiet: Duration) {
         let running = self.operator();
-        let deadline = Instant::now() + WAIT;
         let mut last = (usize::MAX, Instant::now());
-        loop {
+        wait_until(format!("the operator quiet for {quiet:?}"), WAIT, || {
             let writes = self.k8s.requests().iter().filter(|r| is_write(r)).count();
             let idle = running.caches.is_synced()
                 && running.queue.is_empty()
                 && running.queue.processing_len() == 0;
             if writes != last.0 || !idle {
                 last = (writes, Instant::now());
-            } else if last.1.elapsed() >= quiet {
-                return;
+                false
+            } else {
+                last.1.elapsed() >= quiet
             }
-            assert!(
-                Instant::now() < deadline,
-                "operator did not settle within {WAIT:?}"
-            );
-            tokio::time::sleep(POLL).await;
-        }
+        })
+        .await;
     }
 
     /// Runs the operator's reconciler for `name` directly, `times` times, each expected
@@ -476,104 +446,4 @@ impl Env {
             .filter(|e| e["involvedObject"]["name"] == name)
             .collect()
     }
-}
-
-/// A write verb (what a "writes nothing" rule counts).
-pub fn is_write(r: &RequestRecord) -> bool {
-    matches!(
-        r.verb.as_str(),
-        "create" | "update" | "patch" | "delete" | "deletecollection"
-    )
-}
-
-/// The Ready condition of a CR object.
-pub fn ready_condition(cr: &Value) -> Option<&Value> {
-    cr["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready")
-}
-
-pub fn pull_secret_names(sa: &Value) -> Vec<String> {
-    sa["imagePullSecrets"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|e| e["name"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The decoded `.dockerconfigjson` of a Secret object.
-pub fn docker_config(secret: &Value) -> Value {
-    let encoded = secret["data"][DOCKERCONFIG_KEY]
-        .as_str()
-        .expect("a .dockerconfigjson key");
-    let bytes = B64.decode(encoded).expect(".dockerconfigjson is base64");
-    serde_json::from_slice(&bytes).expect(".dockerconfigjson is JSON")
-}
-
-/// Polls `probe` until it answers `Ok`, for at most `within`; on timeout panics with the
-/// last `Err` (the state seen), so the failure says what was wrong.
-pub async fn wait_for<T>(
-    what: impl Display,
-    within: Duration,
-    mut probe: impl FnMut() -> Result<T, String>,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        match probe() {
-            Ok(v) => return v,
-            Err(last) if Instant::now() >= deadline => {
-                panic!("timed out after {within:?} waiting for {what}; last seen: {last}")
-            }
-            Err(_) => tokio::time::sleep(POLL).await,
-        }
-    }
-}
-
-/// [`wait_for`] with a yes/no probe.
-pub async fn wait_until(what: impl Display, within: Duration, mut probe: impl FnMut() -> bool) {
-    wait_for(what, within, || {
-        if probe() {
-            Ok(())
-        } else {
-            Err("not yet".to_string())
-        }
-    })
-    .await
-}
-
-/// One HTTP/1.1 request to the emulator (its real API, like another client would):
-/// `(status code, JSON body or Null)`.
-pub async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<(&str, &Value)>,
-) -> (u16, Value) {
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
-    let bytes = match body {
-        Some((content_type, value)) => {
-            req = req.header("content-type", content_type);
-            serde_json::to_vec(value).expect("JSON body")
-        }
-        None => Vec::new(),
-    };
-    let resp = sender
-        .send_request(req.body(Full::new(Bytes::from(bytes))).expect("request"))
-        .await
-        .expect("response");
-    let code = resp.status().as_u16();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    (code, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }

@@ -6,10 +6,6 @@
 //! Usage: demo <path to the ecr-creds-refresher binary>
 #![forbid(unsafe_code)]
 
-// Shared with `bench`, which uses more of it.
-#[allow(dead_code)]
-mod operator_child;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -18,9 +14,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use emulators::aws::{AwsEmulator, AwsEmulatorConfig};
 use emulators::k8s::{EmulatorConfig, K8sEmulator};
+use emulators::operator::Launch;
+use emulators::wait::poll;
 use serde_json::{json, Value};
-
-use operator_child::{poll, Launch, OperatorChild};
 
 /// Every wait is bounded: the demo fails with a message instead of hanging.
 const WAIT: Duration = Duration::from_secs(15);
@@ -127,15 +123,7 @@ async fn run(binary: PathBuf) -> Result<(), String> {
         "team-a/default already pulls from `dockerhub-creds`: the operator must keep that entry",
     );
 
-    let mut operator = OperatorChild::spawn(&Launch {
-        binary: &binary,
-        api_server: &k8s.url(),
-        aws_endpoint: &aws.url(),
-        metrics: false,
-        rust_log: "info",
-        extra_args: &[],
-        extra_env: &[],
-    })?;
+    let mut operator = Launch::new(&binary, k8s.url(), aws.url()).spawn()?;
     let ready = operator.wait_ready(WAIT).await?;
     step(&format!(
         "Started {} (pid {}) --api-server {}: /readyz OK after {}",
@@ -162,14 +150,16 @@ async fn run(binary: PathBuf) -> Result<(), String> {
                 && ready_count(&k8s) >= names.len() as u64
         })
     };
-    poll(WAIT, POLL, || synced(&["team-a", "team-b"]).then_some(()))
-        .await
-        .ok_or_else(|| {
-            format!(
-                "team-a and team-b were not synced within {WAIT:?}; operator log:\n{}",
-                operator.log_tail(20)
-            )
-        })?;
+    poll(WAIT, POLL, async || {
+        synced(&["team-a", "team-b"]).then_some(())
+    })
+    .await
+    .ok_or_else(|| {
+        format!(
+            "team-a and team-b were not synced within {WAIT:?}; operator log:\n{}",
+            operator.log_tail(20)
+        )
+    })?;
     step(&format!(
         "Synced team-a and team-b {} after the CR was applied (Secret written, ServiceAccounts patched, status Ready)",
         ms(applied_at.elapsed())
@@ -178,7 +168,9 @@ async fn run(binary: PathBuf) -> Result<(), String> {
     // A namespace that appears later is covered without waiting for any timer.
     let created_at = Instant::now();
     create_namespace(&k8s, "team-c", json!({"ecr-pull": "enabled"}))?;
-    poll(WAIT, POLL, || synced(&["team-a", "team-b", "team-c"]).then_some(()))
+    poll(WAIT, POLL, async || {
+        synced(&["team-a", "team-b", "team-c"]).then_some(())
+    })
         .await
         .ok_or_else(|| {
             format!(

@@ -493,7 +493,7 @@ async fn the_control_endpoints_list_denials_switch_users_and_turn_admission_off(
     // Policies can be installed over HTTP too.
     let policy = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../deploy/admission-policy.yaml"
+        "/../deploy/admission-policy.yaml"
     ))
     .unwrap();
     let r = api

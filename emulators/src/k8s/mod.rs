@@ -115,10 +115,10 @@ use server::{ServerSettings, Shared};
 use store::Store;
 
 /// The operator's CRD as shipped, so the emulator enforces exactly its schema.
-pub const REPO_CRD: &str = include_str!("../../../../crd.yaml");
+pub const REPO_CRD: &str = include_str!("../../../crd.yaml");
 
 /// The operator's admission policy as shipped, so every test runs the operator under it.
-pub const REPO_ADMISSION_POLICY: &str = include_str!("../../../../deploy/admission-policy.yaml");
+pub const REPO_ADMISSION_POLICY: &str = include_str!("../../../deploy/admission-policy.yaml");
 
 /// The operator's identity in a cluster, and the emulator's default user.
 pub const OPERATOR_USER: &str = "system:serviceaccount:ecr-creds-refresher:ecr-creds-refresher";

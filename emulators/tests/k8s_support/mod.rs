@@ -1,17 +1,16 @@
-//! A tiny HTTP/1.1 client (hyper's low-level conn API) for talking to the emulator in its
-//! own tests, independent of the operator's client.
+//! Requests to the emulator in its own tests, through the crate's loopback client
+//! (`emulators::client`), independent of the operator's client.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use emulators::client;
 use emulators::k8s::EmulatorConfig;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::net::TcpStream;
 
 /// The emulator as these semantics tests need it: requests run as the cluster admin, so
 /// they may write any object. The operator's admission policy (on by default, for the
@@ -59,15 +58,7 @@ impl Api {
         ct: Option<&str>,
         bytes: Vec<u8>,
     ) -> hyper::Response<Incoming> {
-        let stream = TcpStream::connect(self.addr).await.expect("connect");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("handshake");
-        tokio::spawn(conn);
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", self.addr.to_string());
+        let mut req = hyper::Request::builder().method(method).uri(path);
         if let Some(t) = &self.token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
@@ -75,7 +66,7 @@ impl Api {
             req = req.header("content-type", ct);
         }
         let req = req.body(Full::new(Bytes::from(bytes))).unwrap();
-        sender.send_request(req).await.expect("send")
+        client::send(self.addr, req).await.expect("send")
     }
 
     pub async fn call(
@@ -85,38 +76,12 @@ impl Api {
         ct: Option<&str>,
         body: Option<&Value>,
     ) -> Reply {
-        let resp = self.send(method, path, ct, body).await;
-        let code = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).expect("json body")
-        };
-        Reply {
-            code,
-            headers,
-            body,
-        }
+        Reply::read(self.send(method, path, ct, body).await).await
     }
 
     /// A request with a raw (non-JSON) body.
     pub async fn call_raw(&self, method: &str, path: String, ct: &str, body: Vec<u8>) -> Reply {
-        let resp = self.send_bytes(method, &path, Some(ct), body).await;
-        let code = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).expect("json body")
-        };
-        Reply {
-            code,
-            headers,
-            body,
-        }
+        Reply::read(self.send_bytes(method, &path, Some(ct), body).await).await
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -144,6 +109,25 @@ impl Api {
             code: resp.status().as_u16(),
             body: resp.into_body(),
             buf: Vec::new(),
+        }
+    }
+}
+
+impl Reply {
+    /// The whole answer; a non-empty body must be JSON.
+    async fn read(resp: hyper::Response<Incoming>) -> Reply {
+        let code = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("json body")
+        };
+        Reply {
+            code,
+            headers,
+            body,
         }
     }
 }

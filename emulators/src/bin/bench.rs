@@ -13,8 +13,6 @@
 //!              [--cases 10,100,1000,10x1000]
 #![forbid(unsafe_code)]
 
-mod operator_child;
-
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,13 +21,14 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use emulators::aws::{AwsEmulator, AwsEmulatorConfig};
+use emulators::client;
 use emulators::k8s::{EmulatorConfig, K8sEmulator};
+use emulators::operator::{Launch, OperatorChild};
+use emulators::wait::poll;
 use serde::Serialize;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-
-use operator_child::{http_get, poll, Launch, OperatorChild};
 
 const REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 const EXPIRES: &str = "ecr.creds.dev/expires-at";
@@ -370,15 +369,11 @@ async fn run_case(
     }
     k8s.clear_requests();
 
-    let mut op = OperatorChild::spawn(&Launch {
-        binary,
-        api_server: &k8s.url(),
-        aws_endpoint: &aws.url(),
-        metrics: true,
-        rust_log: "warn",
-        extra_args: &[],
-        extra_env: env,
-    })?;
+    let mut op = Launch::new(binary, k8s.url(), aws.url())
+        .metrics(true)
+        .rust_log("warn")
+        .envs(env.iter().cloned())
+        .spawn()?;
     let outcome = measure(&k8s, &aws, &mut op, case, &mut r).await;
     r.rss_peak_kib = proc_status(op.pid, "VmHWM:");
     match op.terminate(Duration::from_secs(25)).await {
@@ -414,12 +409,12 @@ async fn measure(
     }
     let mut watch = SecretWatch::new(case);
     let deadline = Duration::from_secs(60);
-    let secrets_at = poll(deadline, POLL, || {
+    let secrets_at = poll(deadline, POLL, async || {
         watch.all_valid(k8s).then(|| t0.elapsed())
     })
     .await;
     r.sync_secrets_s = secrets_at.map(|d| d.as_secs_f64());
-    let complete_at = poll(deadline, POLL, || {
+    let complete_at = poll(deadline, POLL, async || {
         (sas_complete(k8s, case) && crs_ready(k8s, case)).then(|| t0.elapsed())
     })
     .await;
@@ -464,7 +459,7 @@ async fn measure(
     let ecr1 = aws.calls().ecr;
     let cpu1 = cpu_seconds(op.pid);
     let mut first_renewed = None;
-    let refreshed = poll(Duration::from_secs(30), POLL, || {
+    let refreshed = poll(Duration::from_secs(30), POLL, async || {
         let (any, all) = watch.changed(k8s, &before);
         if any && first_renewed.is_none() {
             first_renewed = Some(Instant::now());
@@ -763,10 +758,15 @@ async fn reconcile_count(op: &OperatorChild) -> u64 {
     let Some(addr) = op.metrics_addr else {
         return 0;
     };
-    let Ok((200, body)) = http_get(addr, "/metrics").await else {
+    let Ok(answer) = client::get(addr, "/metrics").await else {
         return 0;
     };
-    body.lines()
+    if answer.status != 200 {
+        return 0;
+    }
+    answer
+        .text()
+        .lines()
         .filter(|l| l.starts_with("ecr_creds_refresher_reconcile_duration_seconds_count"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64

@@ -1,0 +1,14 @@
+//! Loopback peers for ecr-creds-refresher's tests, demo and benchmarks. Never linked into
+//! the release binary (a dev-dependency only).
+//!
+//! - `k8s`, `aws`: the Kubernetes API server emulator and the fake AWS endpoints.
+//! - `operator`: the operator binary as a child process (demo, bench, process tests).
+//! - `client`: the one HTTP client that talks to the operator's probes and the emulators.
+//! - `wait`: the one bounded polling loop.
+#![forbid(unsafe_code)]
+
+pub mod aws;
+pub mod client;
+pub mod k8s;
+pub mod operator;
+pub mod wait;

@@ -1,0 +1,29 @@
+//! Requests over loopback, through the emulators crate's one client
+//! (`emulators::client`, which the demo and the bench use too).
+
+use std::net::SocketAddr;
+
+use serde_json::Value;
+
+pub use emulators::client::{get, Answer};
+
+/// One request to the Kubernetes emulator's real API, as another client would send it:
+/// `(status code, JSON body or Null)`. `body` is `(content type, JSON)`.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &Value)>,
+) -> (u16, Value) {
+    let body = body.map(|(content_type, value)| {
+        (
+            content_type,
+            serde_json::to_vec(value).expect("a JSON body"),
+        )
+    });
+    let answer = emulators::client::request(addr, method, path, body)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let json = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+    (answer.status, json)
+}
