@@ -8,6 +8,7 @@
 //! - it adds entries only to selected ServiceAccounts, never next to a foreign Secret.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use ecr_creds_refresher::reconcile::plan::{self, change_for, Observed, Plan, SecretStep};
 use ecr_creds_refresher::reconcile::select::{service_account_selected, NamespaceView};
@@ -83,7 +84,7 @@ fn namespaces() -> impl Strategy<Value = Vec<NamespaceView>> {
             .map(|((name, (team, terminating)), _)| NamespaceView {
                 name: name.to_string(),
                 labels: team
-                    .map(|t| BTreeMap::from([("team".to_string(), t.to_string())]))
+                    .map(|t| BTreeMap::from([(Arc::from("team"), Arc::from(t))]))
                     .unwrap_or_default(),
                 terminating: terminating && name.len() % 2 == 0,
             })
@@ -117,7 +118,7 @@ fn secrets() -> impl Strategy<Value = Vec<ManagedSecret>> {
                     uid: format!("uid-{ns}-{name}"),
                     resource_version: "7".into(),
                     owner: owner.into(),
-                    owner_uid: owner_uid.map(str::to_string),
+                    owner_uid: owner_uid.map(Arc::from),
                     expires_at: refresh.map(|r| NOW + time::Duration::seconds(r + 3600)),
                     refresh_at: refresh.map(|r| NOW + time::Duration::seconds(r)),
                     registries: regs.into(),
@@ -147,8 +148,8 @@ fn service_accounts() -> impl Strategy<Value = Vec<SaView>> {
                 name: name.into(),
                 resource_version: "3".into(),
                 has_annotations: !owned.is_empty(),
-                pull_secrets: pulls,
-                owned,
+                pull_secrets: pulls.into_iter().map(Arc::from).collect(),
+                owned: owned.into_iter().map(Arc::from).collect(),
             })
             .collect()
     })
@@ -196,7 +197,7 @@ proptest! {
         let existing: BTreeSet<&str> = namespaces.iter().map(|n| n.name.as_str()).collect();
         let terminating: BTreeSet<&str> =
             namespaces.iter().filter(|n| n.terminating).map(|n| n.name.as_str()).collect();
-        let deleted_in: BTreeSet<&str> = p.deletes.iter().map(|s| s.namespace.as_str()).collect();
+        let deleted_in: BTreeSet<&str> = p.deletes.iter().map(|s| &*s.namespace).collect();
         let conflicted: BTreeSet<&str> = p.conflicts.iter().map(|(ns, _)| ns.as_str()).collect();
 
         if cleanup {
@@ -213,7 +214,7 @@ proptest! {
                 "deletes a Secret it does not own: {:?}", d);
             prop_assert!(secrets.contains(d), "deletes a Secret nobody observed");
             prop_assert!(
-                cleanup || d.name != spec.secret_name || !targets.contains(d.namespace.as_str()),
+                cleanup || *d.name != *spec.secret_name || !targets.contains(&*d.namespace),
                 "deletes a wanted Secret {:?}", d
             );
         }
@@ -223,11 +224,11 @@ proptest! {
             prop_assert!(!conflicted.contains(step.namespace()));
             match step {
                 SecretStep::Update { existing } => {
-                    prop_assert_eq!(&existing.owner, OWNER);
-                    prop_assert_eq!(&existing.name, &spec.secret_name);
+                    prop_assert_eq!(&*existing.owner, OWNER);
+                    prop_assert_eq!(&*existing.name, spec.secret_name.as_str());
                 }
                 SecretStep::Create { namespace } => prop_assert!(
-                    !secrets.iter().any(|s| s.namespace == *namespace && s.name == spec.secret_name),
+                    !secrets.iter().any(|s| *s.namespace == **namespace && *s.name == *spec.secret_name),
                     "creates over an existing Secret in {namespace}"
                 ),
                 SecretStep::Fresh { .. } => {}
@@ -235,8 +236,8 @@ proptest! {
         }
         // A foreign Secret of our name is a conflict, never a write.
         for s in &secrets {
-            if s.owner != OWNER && s.name == spec.secret_name && targets.contains(s.namespace.as_str()) {
-                prop_assert!(conflicted.contains(s.namespace.as_str()));
+            if &*s.owner != OWNER && *s.name == *spec.secret_name && targets.contains(&*s.namespace) {
+                prop_assert!(conflicted.contains(&*s.namespace));
             }
         }
         // ServiceAccount adds: selected accounts, in targets, our Secret name, nothing dropped.
@@ -244,29 +245,29 @@ proptest! {
             prop_assert!(add.add);
             prop_assert!(service_account_selected(&spec.service_accounts, &add.sa.name),
                 "adds to an unselected ServiceAccount {}", add.sa.name);
-            prop_assert!(targets.contains(add.sa.namespace.as_str()));
-            prop_assert!(!conflicted.contains(add.sa.namespace.as_str()));
+            prop_assert!(targets.contains(&*add.sa.namespace));
+            prop_assert!(!conflicted.contains(&*add.sa.namespace));
             prop_assert_eq!(&add.secret, &spec.secret_name);
             let change = change_for(add).expect("a planned add changes something");
             for e in &add.sa.pull_secrets {
                 prop_assert!(change.pull_secrets.contains(e), "an add dropped {e}");
             }
-            prop_assert!(change.pull_secrets.contains(&add.secret));
-            prop_assert!(change.owned.contains(&add.secret));
+            prop_assert!(change.pull_secrets.iter().any(|e| **e == *add.secret));
+            prop_assert!(change.owned.iter().any(|e| **e == *add.secret));
         }
         // ServiceAccount removes: only entries the ownership annotation lists, only that one,
         // and only in targets or where an owned Secret is being deleted.
         for rm in &p.sa_removes {
             prop_assert!(!rm.add);
-            prop_assert!(rm.sa.owned.contains(&rm.secret),
+            prop_assert!(rm.sa.owned.iter().any(|e| **e == *rm.secret),
                 "removes {} which {}'s annotation does not list", rm.secret, rm.sa.name);
-            prop_assert!(targets.contains(rm.sa.namespace.as_str())
-                || deleted_in.contains(rm.sa.namespace.as_str()),
+            prop_assert!(targets.contains(&*rm.sa.namespace)
+                || deleted_in.contains(&*rm.sa.namespace),
                 "removes an entry outside the targets without a delete: {rm:?}");
             let change = change_for(rm).expect("a planned remove changes something");
-            let kept: Vec<&String> =
-                rm.sa.pull_secrets.iter().filter(|e| **e != rm.secret).collect();
-            prop_assert_eq!(change.pull_secrets.iter().collect::<Vec<_>>(), kept);
+            let kept: Vec<&str> =
+                rm.sa.pull_secrets.iter().map(|e| &**e).filter(|e| *e != rm.secret).collect();
+            prop_assert_eq!(change.pull_secrets.iter().map(|e| &**e).collect::<Vec<_>>(), kept);
         }
     }
 }

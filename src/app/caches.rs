@@ -61,7 +61,7 @@ impl ObservedState for Caches {
         secret_name: Option<&str>,
     ) -> Vec<Arc<ManagedSecret>> {
         let mut secrets = self.secrets.list();
-        secrets.retain(|s| s.owner == owner || Some(s.name.as_str()) == secret_name);
+        secrets.retain(|s| *s.owner == *owner || Some(&*s.name) == secret_name);
         secrets
     }
     fn service_accounts(&self) -> Vec<Arc<SaView>> {

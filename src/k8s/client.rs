@@ -28,6 +28,8 @@ pub const FIELD_MANAGER: &str = "ecr-creds-refresher";
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// client-go's limit on Retry-After driven retries.
 pub const MAX_RETRIES: u32 = 10;
+/// Idle connections kept per API server after a burst of writes.
+pub const POOL_MAX_IDLE: usize = 4;
 /// Lists of thousands of objects stay well below this; anything larger is refused.
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
 
@@ -84,8 +86,11 @@ impl Client {
             .enable_http1()
             .enable_http2()
             .wrap_connector(tcp);
+        // A burst of writes opens many HTTP/1.1 connections; after it, a few idle ones
+        // serve the steady trickle, and the rest close rather than keep their buffers.
         let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(POOL_MAX_IDLE)
             .build(https);
         Ok(Client {
             inner: Arc::new(Inner {

@@ -106,7 +106,7 @@ impl Applier {
         let edits: Vec<_> = plan
             .sa_adds
             .iter()
-            .filter(|e| applied.synced.contains(&e.sa.namespace))
+            .filter(|e| applied.synced.contains(&*e.sa.namespace))
             .chain(&plan.sa_removes)
             .cloned()
             .collect();
@@ -136,7 +136,12 @@ impl Applier {
                 let writer = writer.clone();
                 async move {
                     let r = writer.edit_service_account(&edit).await;
-                    (edit.sa.namespace.clone(), edit.sa.name.clone(), edit.add, r)
+                    (
+                        edit.sa.namespace.to_string(),
+                        edit.sa.name.to_string(),
+                        edit.add,
+                        r,
+                    )
                 }
             },
             |joined| match joined {
@@ -165,7 +170,7 @@ impl Applier {
             if write {
                 writes.push(step.clone());
             } else if let Some(existing) = step.existing() {
-                applied.synced.insert(existing.namespace.clone());
+                applied.synced.insert(existing.namespace.to_string());
                 applied.fresh_until(existing.refresh_at, existing.expires_at);
             }
         }
@@ -215,7 +220,7 @@ impl Applier {
                 let writer = writer.clone();
                 async move {
                     let r = writer.delete_secret(&secret).await;
-                    (secret.namespace.clone(), secret.name.clone(), r)
+                    (secret.namespace.to_string(), secret.name.to_string(), r)
                 }
             },
             |joined| match joined {

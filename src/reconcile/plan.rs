@@ -53,8 +53,8 @@ pub struct SaEdit {
 /// The new `imagePullSecrets` and ownership list for a ServiceAccount.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SaChange {
-    pub pull_secrets: Vec<String>,
-    pub owned: Vec<String>,
+    pub pull_secrets: Vec<Arc<str>>,
+    pub owned: Vec<Arc<str>>,
 }
 
 /// Everything one reconcile of one CR intends to do.
@@ -104,7 +104,7 @@ pub fn sync(owner: &Owner, spec: &ValidSpec, observed: &Observed<'_>, now: Offse
     let by_key: BTreeMap<(&str, &str), &Arc<ManagedSecret>> = observed
         .secrets
         .iter()
-        .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
+        .map(|s| ((&*s.namespace, &*s.name), s))
         .collect();
     let sas_by_ns = service_accounts_by_namespace(observed.service_accounts);
 
@@ -149,7 +149,11 @@ pub fn sync(owner: &Owner, spec: &ValidSpec, observed: &Observed<'_>, now: Offse
 
     // Ours, but no longer wanted where they are.
     for s in observed.secrets {
-        let wanted = s.name == spec.secret_name && plan.targets.binary_search(&s.namespace).is_ok();
+        let wanted = *s.name == *spec.secret_name
+            && plan
+                .targets
+                .binary_search_by(|t| t.as_str().cmp(&s.namespace))
+                .is_ok();
         if !wanted && s.ownership(owner) == Ownership::Ours {
             plan_delete(&mut plan, s, &sas_by_ns);
         }
@@ -173,7 +177,7 @@ pub fn cleanup(owner: &Owner, observed: &Observed<'_>) -> Plan {
 fn service_accounts_by_namespace(sas: &[Arc<SaView>]) -> BTreeMap<&str, Vec<&Arc<SaView>>> {
     let mut by_ns: BTreeMap<&str, Vec<&Arc<SaView>>> = BTreeMap::new();
     for sa in sas {
-        by_ns.entry(sa.namespace.as_str()).or_default().push(sa);
+        by_ns.entry(&*sa.namespace).or_default().push(sa);
     }
     by_ns
 }
@@ -184,10 +188,10 @@ fn plan_delete(
     sas_by_ns: &BTreeMap<&str, Vec<&Arc<SaView>>>,
 ) {
     plan.deletes.push(Arc::clone(s));
-    for sa in sas_by_ns.get(s.namespace.as_str()).into_iter().flatten() {
+    for sa in sas_by_ns.get(&*s.namespace).into_iter().flatten() {
         let edit = SaEdit {
             sa: Arc::clone(sa),
-            secret: s.name.clone(),
+            secret: s.name.to_string(),
             add: false,
         };
         if change_for(&edit).is_some() {
@@ -206,7 +210,7 @@ pub fn secret_write(step: &SecretStep, content: &Content, spec: &ValidSpec, owne
             // Annotations hold whole seconds: compare expiries as written.
             let same_token =
                 existing.expires_at.map(format_time) == Some(format_time(content.expires_at));
-            let same_hosts = desired_registries(spec).is_none_or(|r| r == existing.registries);
+            let same_hosts = desired_registries(spec).is_none_or(|r| *r == *existing.registries);
             // An earlier CR's Secret of our name is taken over: rewritten with our uid.
             let same_owner = existing.owner_uid.as_deref() == Some(owner.uid.as_str());
             !(existing.intact && same_token && same_hosts && same_owner)
@@ -226,7 +230,7 @@ pub fn desired_registries(spec: &ValidSpec) -> Option<String> {
 
 fn is_fresh(s: &ManagedSecret, registries: Option<&str>, now: OffsetDateTime) -> bool {
     s.intact
-        && registries.is_none_or(|r| r == s.registries)
+        && registries.is_none_or(|r| *r == *s.registries)
         && s.refresh_at.is_some_and(|at| now < at)
 }
 
@@ -234,17 +238,18 @@ fn is_fresh(s: &ManagedSecret, registries: Option<&str>, now: OffsetDateTime) ->
 /// someone else added is never claimed, and only entries we added are removed.
 pub fn change_for(edit: &SaEdit) -> Option<SaChange> {
     let sa = &edit.sa;
-    let present = sa.pull_secrets.iter().any(|n| n == &edit.secret);
-    let ours = sa.owned.iter().any(|n| n == &edit.secret);
+    let secret = edit.secret.as_str();
+    let present = sa.pull_secrets.iter().any(|n| **n == *secret);
+    let ours = sa.owned.iter().any(|n| **n == *secret);
     if edit.add {
         if present {
             return None;
         }
         let mut pull_secrets = sa.pull_secrets.clone();
-        pull_secrets.push(edit.secret.clone());
+        pull_secrets.push(Arc::from(secret));
         let mut owned = sa.owned.clone();
         if !ours {
-            owned.push(edit.secret.clone());
+            owned.push(Arc::from(secret));
         }
         Some(SaChange {
             pull_secrets,
@@ -254,19 +259,11 @@ pub fn change_for(edit: &SaEdit) -> Option<SaChange> {
         if !ours {
             return None;
         }
+        let without =
+            |list: &[Arc<str>]| list.iter().filter(|n| ***n != *secret).cloned().collect();
         Some(SaChange {
-            pull_secrets: sa
-                .pull_secrets
-                .iter()
-                .filter(|n| *n != &edit.secret)
-                .cloned()
-                .collect(),
-            owned: sa
-                .owned
-                .iter()
-                .filter(|n| *n != &edit.secret)
-                .cloned()
-                .collect(),
+            pull_secrets: without(&sa.pull_secrets),
+            owned: without(&sa.owned),
         })
     }
 }
@@ -312,12 +309,16 @@ mod tests {
             uid: format!("uid-{ns}-{name}"),
             resource_version: "5".into(),
             owner: owner.into(),
-            owner_uid: Some(format!("uid-{owner}")),
+            owner_uid: Some(format!("uid-{owner}").into()),
             expires_at: Some(NOW + Duration::hours(12)),
             refresh_at: Some(NOW + Duration::seconds(refresh_in)),
-            registries: String::new(),
+            registries: "".into(),
             intact: true,
         }
+    }
+
+    fn strs(names: &[Arc<str>]) -> Vec<&str> {
+        names.iter().map(|n| &**n).collect()
     }
 
     fn sa(ns: &str, name: &str, pulls: &[&str], owned: &[&str]) -> SaView {
@@ -325,8 +326,8 @@ mod tests {
             namespace: ns.into(),
             name: name.into(),
             resource_version: "3".into(),
-            pull_secrets: pulls.iter().map(|s| s.to_string()).collect(),
-            owned: owned.iter().map(|s| s.to_string()).collect(),
+            pull_secrets: pulls.iter().map(|s| Arc::from(*s)).collect(),
+            owned: owned.iter().map(|s| Arc::from(*s)).collect(),
             has_annotations: !owned.is_empty(),
         }
     }
@@ -348,7 +349,7 @@ mod tests {
             NOW,
         );
         assert!(
-            matches!(&p.secrets[..], [SecretStep::Fresh { existing }] if existing.namespace == "a")
+            matches!(&p.secrets[..], [SecretStep::Fresh { existing }] if &*existing.namespace == "a")
         );
         assert!(!p.needs_token());
         assert!(p.sa_adds.is_empty() && p.sa_removes.is_empty() && p.deletes.is_empty());
@@ -372,10 +373,10 @@ mod tests {
             NOW,
         );
         assert!(
-            matches!(&p.secrets[0], SecretStep::Update { existing } if existing.namespace == "a")
+            matches!(&p.secrets[0], SecretStep::Update { existing } if &*existing.namespace == "a")
         );
         assert!(
-            matches!(&p.secrets[1], SecretStep::Update { existing } if existing.namespace == "b")
+            matches!(&p.secrets[1], SecretStep::Update { existing } if &*existing.namespace == "b")
         );
         assert_eq!(
             p.secrets[2],
@@ -432,8 +433,8 @@ mod tests {
             "builder already has the entry (not ours: not claimed)"
         );
         let change = change_for(&p.sa_adds[0]).unwrap();
-        assert_eq!(change.pull_secrets, vec!["other", "ecr"]);
-        assert_eq!(change.owned, vec!["ecr"]);
+        assert_eq!(strs(&change.pull_secrets), ["other", "ecr"]);
+        assert_eq!(strs(&change.owned), ["ecr"]);
     }
 
     #[test]
@@ -460,11 +461,11 @@ mod tests {
             NOW,
         );
         assert_eq!(p.deletes.len(), 1);
-        assert_eq!(p.deletes[0].namespace, "gone");
+        assert_eq!(&*p.deletes[0].namespace, "gone");
         assert_eq!(p.sa_removes.len(), 1);
         assert_eq!(
-            change_for(&p.sa_removes[0]).unwrap().pull_secrets,
-            vec!["keep"]
+            strs(&change_for(&p.sa_removes[0]).unwrap().pull_secrets),
+            ["keep"]
         );
     }
 
@@ -492,7 +493,7 @@ mod tests {
         assert!(p.secrets.is_empty());
         assert_eq!(p.deletes.len(), 1);
         assert_eq!(p.sa_removes.len(), 1);
-        assert_eq!(p.sa_removes[0].sa.namespace, "a");
+        assert_eq!(&*p.sa_removes[0].sa.namespace, "a");
     }
 
     #[test]
@@ -525,7 +526,7 @@ mod tests {
             NOW,
         );
         assert_eq!(p.sa_removes.len(), 1);
-        assert_eq!(p.sa_removes[0].sa.name, "builder");
+        assert_eq!(&*p.sa_removes[0].sa.name, "builder");
     }
 
     #[test]
@@ -563,7 +564,7 @@ mod tests {
         };
         let p = sync(&me(), &spec, &observed, NOW);
         assert!(
-            matches!(&p.secrets[..], [SecretStep::Update { existing }] if existing.namespace == "a")
+            matches!(&p.secrets[..], [SecretStep::Update { existing }] if &*existing.namespace == "a")
         );
         assert!(
             p.deletes.is_empty(),

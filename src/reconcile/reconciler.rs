@@ -483,8 +483,8 @@ fn touched_namespaces(plan: &Plan) -> impl Iterator<Item = String> + '_ {
     plan.targets
         .iter()
         .chain(&plan.missing)
-        .chain(plan.deletes.iter().map(|s| &s.namespace))
         .cloned()
+        .chain(plan.deletes.iter().map(|s| s.namespace.to_string()))
 }
 
 /// The status counts of an applied plan: targets include listed namespaces that do not

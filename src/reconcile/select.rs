@@ -7,6 +7,7 @@
 //! patterns (a backtracking matcher is quadratic per pair on `*aaaa…b`).
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use super::spec::{LabelSelector, ValidSpec};
 
@@ -21,9 +22,21 @@ pub const MAX_GLOBS: usize = 32;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NamespaceView {
     pub name: String,
-    pub labels: BTreeMap<String, String>,
+    /// Its labels but `kubernetes.io/metadata.name`, which [`NamespaceView::label`]
+    /// answers from the name.
+    pub labels: BTreeMap<Arc<str>, Arc<str>>,
     /// Being deleted: never a target for new writes.
     pub terminating: bool,
+}
+
+impl NamespaceView {
+    /// The value of label `key`, the API server's name label included.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        if key == super::state::NAME_LABEL {
+            return Some(&self.name);
+        }
+        self.labels.get(key).map(|v| &**v)
+    }
 }
 
 /// The outcome of namespace selection.
@@ -209,7 +222,7 @@ pub fn target_namespaces<'a>(
             || spec
                 .namespace_selector
                 .as_ref()
-                .is_some_and(|sel| selector_matches(sel, &ns.labels));
+                .is_some_and(|sel| selector_matches(sel, ns));
         if wanted && !spec.exclude_namespaces.matches(&ns.name) {
             out.namespaces.push(ns.name.clone());
         }
@@ -231,15 +244,15 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     Glob::compile(pattern).is_ok_and(|g| g.matches(name))
 }
 /// `metav1.LabelSelector` semantics: every clause must hold; `{}` matches everything.
-pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+pub fn selector_matches(sel: &LabelSelector, ns: &NamespaceView) -> bool {
     sel.match_labels
         .iter()
-        .all(|(k, v)| labels.get(k) == Some(v))
+        .all(|(k, v)| ns.label(k) == Some(v.as_str()))
         && sel.match_expressions.iter().all(|req| {
-            let value = labels.get(&req.key);
+            let value = ns.label(&req.key);
             match req.operator.as_str() {
-                "In" => value.is_some_and(|v| req.values.contains(v)),
-                "NotIn" => value.is_none_or(|v| !req.values.contains(v)),
+                "In" => value.is_some_and(|v| req.values.iter().any(|x| x == v)),
+                "NotIn" => value.is_none_or(|v| !req.values.iter().any(|x| x == v)),
                 "Exists" => value.is_some(),
                 "DoesNotExist" => value.is_none(),
                 _ => false,
@@ -314,7 +327,7 @@ mod tests {
             name: name.to_string(),
             labels: labels
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| (Arc::from(*k), Arc::from(*v)))
                 .collect(),
             terminating: false,
         }
@@ -384,11 +397,11 @@ mod tests {
                 },
             ],
         };
-        assert!(selector_matches(&sel, &ns("x", &[("env", "prod")]).labels));
-        assert!(!selector_matches(&sel, &ns("x", &[("env", "dev")]).labels));
+        assert!(selector_matches(&sel, &ns("x", &[("env", "prod")])));
+        assert!(!selector_matches(&sel, &ns("x", &[("env", "dev")])));
         assert!(!selector_matches(
             &sel,
-            &ns("x", &[("env", "prod"), ("skip", "")]).labels
+            &ns("x", &[("env", "prod"), ("skip", "")])
         ));
         assert!(check_selector(&sel).is_ok());
     }

@@ -22,8 +22,9 @@ struct Inner {
     /// The spec last validated per CR, and the result.
     valid: HashMap<String, (Spec, Result<Arc<ValidSpec>, SpecError>)>,
     /// Namespace -> CRs whose last plan targeted it or held a Secret there. Names are
-    /// shared (`Arc<str>`): thousands of namespaces point at a handful of CRs.
-    by_namespace: HashMap<Arc<str>, HashSet<Arc<str>>>,
+    /// shared (`Arc<str>`): thousands of namespaces point at a handful of CRs, so a
+    /// short Vec per namespace costs far less than a set.
+    by_namespace: HashMap<Arc<str>, Vec<Arc<str>>>,
     /// CR -> the namespaces it is indexed under, to replace them on the next plan.
     touched: HashMap<Arc<str>, Vec<Arc<str>>>,
 }
@@ -86,14 +87,18 @@ impl Specs {
             .unwrap_or_default();
         for ns in old {
             if let Some(crs) = inner.by_namespace.get_mut(&ns) {
-                crs.remove(&cr);
+                crs.retain(|c| *c != cr);
                 if crs.is_empty() {
                     inner.by_namespace.remove(&ns);
                 }
             }
         }
         for ns in fresh {
-            inner.by_namespace.entry(ns).or_default().insert(cr.clone());
+            let crs = inner.by_namespace.entry(ns).or_default();
+            if !crs.contains(&cr) {
+                crs.push(cr.clone());
+                crs.shrink_to_fit();
+            }
         }
     }
 
@@ -169,7 +174,7 @@ mod tests {
             name: name.into(),
             labels: labels
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| (Arc::from(*k), Arc::from(*v)))
                 .collect(),
             terminating: false,
         }

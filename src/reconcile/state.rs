@@ -1,12 +1,15 @@
 //! What the operator caches of the objects it watches: only the fields decisions need,
 //! so memory stays proportional to what it manages.
 
+use std::sync::Arc;
+
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::dockerconfig;
 use super::select::NamespaceView;
 use crate::k8s::types::{Namespace, Secret, ServiceAccount};
+use crate::runtime::intern::intern;
 
 /// The label that marks Secrets we manage; the Secret watch selects on it.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -45,34 +48,35 @@ pub enum Ownership {
     Other(String),
 }
 
-/// A managed Secret as cached.
+/// A managed Secret as cached. Values repeated across thousands of Secrets (names, owner,
+/// registries) are shared ([`intern`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManagedSecret {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
     /// The Secret's own uid and version: preconditions of a delete.
     pub uid: String,
     pub resource_version: String,
-    pub owner: String,
-    pub owner_uid: Option<String>,
+    pub owner: Arc<str>,
+    pub owner_uid: Option<Arc<str>>,
     pub expires_at: Option<OffsetDateTime>,
     pub refresh_at: Option<OffsetDateTime>,
     /// Sorted, comma-separated hosts it covers.
-    pub registries: String,
+    pub registries: Arc<str>,
     /// The checksum annotation agrees with the data (nobody edited it by hand) and the
     /// owner's uid is recorded.
     pub intact: bool,
 }
 
-/// A ServiceAccount as cached.
+/// A ServiceAccount as cached, its names shared ([`intern`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SaView {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
     pub resource_version: String,
-    pub pull_secrets: Vec<String>,
+    pub pull_secrets: Vec<Arc<str>>,
     /// Entries we added (from [`SA_OWNED_ANNOTATION`]).
-    pub owned: Vec<String>,
+    pub owned: Vec<Arc<str>>,
     /// Whether `metadata.annotations` exists (a JSON patch must create it first).
     pub has_annotations: bool,
 }
@@ -89,36 +93,34 @@ impl ManagedSecret {
             (Some(d), Some(sum)) => &dockerconfig::checksum(d) == sum,
             _ => false,
         };
-        let owner_uid = annotations.get(OWNER_UID_ANNOTATION).cloned();
+        let owner_uid = annotations.get(OWNER_UID_ANNOTATION).map(|u| intern(u));
         Some(ManagedSecret {
-            namespace: meta.namespace.clone()?,
-            name: meta.name.clone()?,
+            namespace: intern(meta.namespace.as_deref()?),
+            name: intern(meta.name.as_deref()?),
             uid: meta.uid.clone().unwrap_or_default(),
             resource_version: meta.resource_version.clone().unwrap_or_default(),
-            owner: annotations
-                .get(OWNER_ANNOTATION)
-                .cloned()
-                .unwrap_or_default(),
+            owner: intern(annotations.get(OWNER_ANNOTATION).map_or("", String::as_str)),
             intact: intact
                 && owner_uid.is_some()
                 && secret.type_.as_deref() == Some(dockerconfig::SECRET_TYPE),
             owner_uid,
             expires_at: parse_time(annotations.get(EXPIRES_ANNOTATION)),
             refresh_at: parse_time(annotations.get(REFRESH_ANNOTATION)),
-            registries: annotations
-                .get(REGISTRIES_ANNOTATION)
-                .cloned()
-                .unwrap_or_default(),
+            registries: intern(
+                annotations
+                    .get(REGISTRIES_ANNOTATION)
+                    .map_or("", String::as_str),
+            ),
         })
     }
 
     /// Whose this Secret is, seen by `owner`.
     pub fn ownership(&self, owner: &Owner) -> Ownership {
-        if self.owner != owner.name {
-            return Ownership::Other(self.owner.clone());
+        if *self.owner != *owner.name {
+            return Ownership::Other(self.owner.to_string());
         }
         match &self.owner_uid {
-            Some(uid) if *uid != owner.uid => Ownership::Orphan,
+            Some(uid) if **uid != *owner.uid => Ownership::Orphan,
             _ => Ownership::Ours,
         }
     }
@@ -130,26 +132,39 @@ impl SaView {
     pub fn project(sa: &ServiceAccount) -> Option<SaView> {
         let meta = &sa.metadata;
         Some(SaView {
-            owned: split_list(meta.annotations.get(SA_OWNED_ANNOTATION)),
+            owned: split_list(meta.annotations.get(SA_OWNED_ANNOTATION))
+                .iter()
+                .map(|n| intern(n))
+                .collect(),
             has_annotations: !meta.annotations.is_empty(),
-            namespace: meta.namespace.clone()?,
-            name: meta.name.clone()?,
+            namespace: intern(meta.namespace.as_deref()?),
+            name: intern(meta.name.as_deref()?),
             resource_version: meta.resource_version.clone().unwrap_or_default(),
             pull_secrets: sa
                 .image_pull_secrets
                 .iter()
-                .map(|r| r.name.clone())
+                .map(|r| intern(&r.name))
                 .collect(),
         })
     }
 }
 
-/// The Namespace projection.
+/// The label every namespace carries with its own name; selectors see it, the cache
+/// does not store it (see [`NamespaceView::label`]).
+pub const NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// The Namespace projection: its name, and its labels shared ([`intern`]).
 pub fn project_namespace(ns: &Namespace) -> Option<NamespaceView> {
     Some(NamespaceView {
         terminating: ns.metadata.deletion_timestamp.is_some(),
         name: ns.metadata.name.clone()?,
-        labels: ns.metadata.labels.clone(),
+        labels: ns
+            .metadata
+            .labels
+            .iter()
+            .filter(|(k, _)| k.as_str() != NAME_LABEL)
+            .map(|(k, v)| (intern(k), intern(v)))
+            .collect(),
     })
 }
 

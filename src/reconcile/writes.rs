@@ -89,12 +89,18 @@ impl WriteThrough for NoCache {
     }
 }
 
+/// Requests in flight at once through one writer, whatever the number of reconciles:
+/// each is a connection to the API server with its buffers, and a busy server is better
+/// served by a steady stream than by a burst.
+pub const MAX_REQUESTS_IN_FLIGHT: usize = 16;
+
 /// Writes through one client.
 #[derive(Clone)]
 pub struct Writer {
     client: Client,
     cache: Arc<dyn WriteThrough>,
     sa_locks: SaLocks,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -111,7 +117,18 @@ impl Writer {
             client,
             cache: Arc::new(NoCache),
             sa_locks: SaLocks::default(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_REQUESTS_IN_FLIGHT)),
         }
+    }
+
+    /// One request: within the in-flight bound, transient errors retried.
+    async fn send<T, Fut>(&self, request: impl FnMut() -> Fut) -> Result<T, Error>
+    where
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        // The semaphore is never closed, so acquiring cannot fail.
+        let _permit = self.in_flight.acquire().await.ok();
+        retrying(request).await
     }
 
     /// Successful writes go to `cache`, ahead of the watch.
@@ -145,7 +162,10 @@ impl Writer {
             data: BTreeMap::from([(dockerconfig::DATA_KEY.to_string(), content.data.clone())]),
         };
         let collection = SECRETS.collection(Some(namespace));
-        match retrying(|| self.client.create::<_, Secret>(&collection, &body)).await {
+        match self
+            .send(|| self.client.create::<_, Secret>(&collection, &body))
+            .await
+        {
             Ok(created) => {
                 self.cache.secret_written(&created);
                 crate::metrics::secret_written("create");
@@ -168,7 +188,7 @@ impl Writer {
         adopt: bool,
     ) -> Result<SecretOutcome, Error> {
         let path = SECRETS.object(Some(namespace), name);
-        let existing: Secret = retrying(|| self.client.get(&path)).await?;
+        let existing: Secret = self.send(|| self.client.get(&path)).await?;
         let meta = &existing.metadata;
         let rv = meta.resource_version.clone().unwrap_or_default();
         let managed =
@@ -240,7 +260,9 @@ impl Writer {
             "data": { dockerconfig::DATA_KEY: content.data },
         });
         let path = SECRETS.object(Some(namespace), name);
-        let written: Secret = retrying(|| self.client.patch(&path, Patch::Merge(&patch))).await?;
+        let written: Secret = self
+            .send(|| self.client.patch(&path, Patch::Merge(&patch)))
+            .await?;
         self.cache.secret_written(&written);
         crate::metrics::secret_written("update");
         Ok(())
@@ -254,7 +276,10 @@ impl Writer {
             resource_version: Some(secret.resource_version.clone()).filter(|v| !v.is_empty()),
         };
         let path = SECRETS.object(Some(&secret.namespace), &secret.name);
-        match retrying(|| self.client.delete_with(&path, Some(&preconditions))).await {
+        match self
+            .send(|| self.client.delete_with(&path, Some(&preconditions)))
+            .await
+        {
             Err(e) if e.is_not_found() => {
                 self.cache.secret_deleted(&secret.namespace, &secret.name);
                 Ok(())
@@ -292,7 +317,7 @@ impl Writer {
             let mut ops = vec![
                 json!({"op": "test", "path": "/metadata/resourceVersion", "value": edit.sa.resource_version}),
                 json!({"op": "add", "path": "/imagePullSecrets",
-                       "value": change.pull_secrets.iter().map(|n| json!({"name": n})).collect::<Vec<_>>()}),
+                       "value": change.pull_secrets.iter().map(|n| json!({"name": &**n})).collect::<Vec<_>>()}),
             ];
             let owned = change.owned.join(",");
             let key = format!(
@@ -310,11 +335,12 @@ impl Writer {
                 ops.push(json!({"op": "add", "path": key, "value": owned}));
             }
             let patch = serde_json::Value::Array(ops);
-            match retrying(|| {
-                self.client
-                    .patch::<ServiceAccount>(&path, Patch::Json(&patch))
-            })
-            .await
+            match self
+                .send(|| {
+                    self.client
+                        .patch::<ServiceAccount>(&path, Patch::Json(&patch))
+                })
+                .await
             {
                 Ok(written) => {
                     self.cache.service_account_written(&written);
@@ -329,7 +355,7 @@ impl Writer {
                     attempt += 1;
                     tracing::debug!(namespace = %edit.sa.namespace, sa = %edit.sa.name, attempt,
                         "ServiceAccount changed under us; re-reading");
-                    let fresh: ServiceAccount = retrying(|| self.client.get(&path)).await?;
+                    let fresh: ServiceAccount = self.send(|| self.client.get(&path)).await?;
                     match SaView::project(&fresh) {
                         Some(view) => edit.sa = Arc::new(view),
                         None => return Ok(()),

@@ -18,6 +18,7 @@
 
 pub mod backoff;
 pub mod controller;
+pub mod intern;
 pub mod leader;
 pub mod metrics;
 pub mod queue;

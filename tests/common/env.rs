@@ -258,9 +258,13 @@ impl Env {
                         .namespaces
                         .get(&ObjectKey::cluster(name))
                         .is_some_and(|n| {
-                            // The API server adds kubernetes.io/metadata.name itself.
-                            let mut labels = n.labels.clone();
-                            labels.remove("kubernetes.io/metadata.name");
+                            // The cache leaves out kubernetes.io/metadata.name,
+                            // which always equals the name.
+                            let labels: BTreeMap<String, String> = n
+                                .labels
+                                .iter()
+                                .map(|(k, v)| (k.to_string(), v.to_string()))
+                                .collect();
                             labels == wanted
                         })
                 },
