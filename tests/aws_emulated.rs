@@ -71,6 +71,8 @@ fn fetcher(
     let aws = Aws {
         ctx: ctx(emu),
         provider: Arc::new(CredentialProvider::new(default, ctx(emu))),
+        registry: ecr_creds_refresher::aws::RegistryClient::new(ctx(emu).http, None)
+            .expect("no override"),
     };
     AwsTokenFetcher::new(
         aws,
@@ -693,7 +695,7 @@ async fn https_endpoints_are_verified_against_the_trusted_roots() {
         .authorization_token(&static_keys(None), "eu-west-1")
         .await
         .unwrap_err();
-    assert!(matches!(err, AwsError::Connect { .. }), "{err:?}");
+    assert!(matches!(err, AwsError::Tls { .. }), "{err:?}");
     assert!(
         err.to_string().to_lowercase().contains("certificate"),
         "{err}"

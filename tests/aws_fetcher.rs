@@ -26,7 +26,12 @@ fn aws(emu: &AwsEmulator) -> Aws {
         CredentialSource::Environment(keys),
         ctx.clone(),
     ));
-    Aws { ctx, provider }
+    let registry = ecr_creds_refresher::aws::RegistryClient::new(ctx.http.clone(), None).unwrap();
+    Aws {
+        ctx,
+        provider,
+        registry,
+    }
 }
 
 fn fetcher(emu: &AwsEmulator, secrets: Vec<(SecretRef, SecretCredentials)>) -> AwsTokenFetcher {

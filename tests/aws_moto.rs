@@ -231,6 +231,7 @@ async fn moto_assume_role_gives_session_credentials_that_get_a_token() {
             CredentialSource::Environment(base.clone()),
             moto.ctx(),
         )),
+        registry: ecr_creds_refresher::aws::RegistryClient::new(moto.ctx().http, None).unwrap(),
     };
     let auth = AwsAuth {
         role_arn: Some(role_arn.clone()),

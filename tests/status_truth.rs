@@ -49,6 +49,13 @@ async fn ready_once_true_stays_true_under_faults_drops_and_lag() {
         json!({"secretName": "pull", "namespaces": ["truth-*"], "refresh": {"minInterval": "1s"}}),
     );
     env.wait_synced("truth", NAMESPACES).await;
+    // The Ready event is recorded just after the status write that wait_synced saw.
+    wait_until("the first Ready event", WAIT, || {
+        env.events_for("truth")
+            .iter()
+            .any(|e| e["reason"] == "TokenFetched")
+    })
+    .await;
     let events_before = env.events_for("truth").len();
 
     env.k8s.set_watch_lag(WatchLag {

@@ -2,6 +2,7 @@
 //! the release binary (a dev-dependency only).
 //!
 //! - `k8s`, `aws`: the Kubernetes API server emulator and the fake AWS endpoints.
+//! - `registry`: a real container registry (Debian's `docker-registry`) on loopback.
 //! - `operator`: the operator binary as a child process (demo, bench, process tests).
 //! - `client`: the one HTTP client that talks to the operator's probes and the emulators.
 //! - `wait`: the one bounded polling loop.
@@ -11,4 +12,5 @@ pub mod aws;
 pub mod client;
 pub mod k8s;
 pub mod operator;
+pub mod registry;
 pub mod wait;

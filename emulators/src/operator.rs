@@ -35,6 +35,7 @@ pub struct Launch {
     rust_log: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    verify_registries: bool,
 }
 
 /// A running operator process.
@@ -72,7 +73,15 @@ impl Launch {
             rust_log: "info".into(),
             args: Vec::new(),
             env: Vec::new(),
+            verify_registries: false,
         }
+    }
+
+    /// Check tokens at the registries (off by default: the fake account's hosts do not
+    /// resolve; point ECR_REGISTRY_ENDPOINT_URL at a [`crate::registry::Registry`]).
+    pub fn verify_registries(mut self, on: bool) -> Launch {
+        self.verify_registries = on;
+        self
     }
 
     /// POD_NAME: the replica's identity in the Lease and its User-Agent.
@@ -167,6 +176,9 @@ impl Launch {
             // Short-lived fake tokens refresh every few seconds.
             .args(["--min-refresh-interval", "1s"])
             .args(&self.args);
+        if !self.verify_registries {
+            cmd.arg("--verify-registries=false");
+        }
         if let Some(ns) = &self.pod_namespace {
             cmd.env("POD_NAMESPACE", ns);
         }

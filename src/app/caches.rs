@@ -6,12 +6,14 @@ use std::sync::Arc;
 use crate::k8s::types::{Secret, ServiceAccount};
 use crate::reconcile::reconciler::ObservedState;
 use crate::reconcile::select::NamespaceView;
+use crate::reconcile::shared::SharedSecret;
 use crate::reconcile::spec::{EcrPullSecret, SecretRef};
 use crate::reconcile::state::{ManagedSecret, SaView};
 use crate::reconcile::writes::WriteThrough;
 use crate::runtime::store::{ObjectKey, Store};
 
 use super::credentials::CredentialSecrets;
+use super::shared::SharedSecrets;
 
 /// The watch caches the reconciler reads.
 #[derive(Clone)]
@@ -22,6 +24,8 @@ pub struct Caches {
     pub service_accounts: Store<SaView>,
     /// The credentials Secrets CRs name, watched one by one.
     pub credentials: CredentialSecrets,
+    /// The shared pull secrets merge CRs write into, watched by name.
+    pub shared: SharedSecrets,
 }
 
 impl Caches {
@@ -70,6 +74,15 @@ impl ObservedState for Caches {
     async fn credential_grants(&self, secret: &SecretRef) -> Vec<String> {
         self.credentials.grants(secret).await
     }
+    async fn shared_secrets(&self, name: &str) -> Option<Vec<Arc<SharedSecret>>> {
+        self.shared.named(name).await
+    }
+    fn shared_secrets_holding(&self, owner: &str) -> Vec<Arc<SharedSecret>> {
+        self.shared.holding(owner)
+    }
+    fn crs(&self) -> Vec<Arc<EcrPullSecret>> {
+        self.crs.list()
+    }
     fn cr_written(&self, cr: EcrPullSecret) {
         if let Some(name) = cr.metadata.name.clone() {
             self.crs.write_through(ObjectKey::cluster(name), Some(cr));
@@ -98,6 +111,12 @@ impl WriteThrough for Caches {
             self.service_accounts
                 .write_through(key, SaView::project(sa));
         }
+    }
+    fn shared_secret_written(&self, secret: &Secret) {
+        self.shared.written(secret);
+    }
+    fn shared_secret_deleted(&self, namespace: &str, name: &str) {
+        self.shared.deleted(namespace, name);
     }
     fn service_account(&self, namespace: &str, name: &str) -> Option<SaView> {
         self.service_accounts

@@ -118,18 +118,12 @@ impl CredentialSecrets {
     /// Stops the watches no CR refers to and that are not pinned, a moment after CRs
     /// change (an edit storm prunes once).
     pub fn spawn_pruner(&self) -> JoinHandle<()> {
-        let this = self.clone();
-        let mut stop = self.inner.shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = this.inner.changed.notified() => {}
-                    _ = crate::runtime::shutdown_requested(&mut stop) => return,
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                this.prune();
-            }
-        })
+        super::spawn_pruner(
+            self.clone(),
+            |this| &this.inner.changed,
+            Self::prune,
+            self.inner.shutdown.clone(),
+        )
     }
 
     /// Drops the watches of Secrets neither pinned nor named by a cached CR.

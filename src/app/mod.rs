@@ -19,6 +19,7 @@ pub mod controller;
 pub mod credentials;
 mod once;
 pub mod routing;
+pub mod shared;
 pub mod tokens;
 
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{Readiness, Routes, Server};
 use crate::aws::env::AwsEnv;
+use crate::aws::registry::RegistryClient;
 use crate::config::Config;
 use crate::k8s::kind::ECR_PULL_SECRETS;
 use crate::k8s::{Client, ClientConfig, ListParams};
@@ -39,6 +41,7 @@ use crate::reconcile::reconciler::{Reconciler, Settings};
 use crate::reconcile::spec::{EcrPullSecret, SecretRef, SpecPolicy};
 use crate::reconcile::specs::Specs;
 use crate::reconcile::tokens::TokenCache;
+use crate::reconcile::verify::Verifier;
 use crate::runtime::controller::{spawn_controller, Controller, ControllerConfig};
 use crate::runtime::leader::{LeaderElector, LeaseConfig};
 use crate::runtime::queue::WorkQueue;
@@ -46,6 +49,7 @@ use crate::runtime::shutdown_requested;
 
 pub use caches::Caches;
 pub use credentials::CredentialSecrets;
+pub use shared::SharedSecrets;
 
 /// Why the operator could not start. Printed once; the process exits 2.
 #[derive(Debug)]
@@ -111,24 +115,36 @@ pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
     // FAILURE_MAX (2 s to 5 minutes).
     let queue: WorkQueue<String> = WorkQueue::new();
     let creds = CredentialSecrets::new(client.clone(), queue.clone(), shutdown_rx.clone());
-    let tokens = token_cache(cfg, &env, &creds)?;
+    let (tokens, registry) = token_cache(cfg, &env, &creds)?;
+    let verifier = if cfg.verify_registries {
+        tokens::registry_verifier(registry)
+    } else {
+        Verifier::disabled()
+    };
     let specs = Arc::new(Specs::new(spec_policy(cfg)));
-    let (caches, _watches) = routing::start_watches(&client, &queue, &creds, &specs, &shutdown_rx);
+    let shared = SharedSecrets::new(client.clone(), queue.clone(), shutdown_rx.clone());
+    let (caches, _watches) =
+        routing::start_watches(&client, &queue, &creds, &shared, &specs, &shutdown_rx);
     creds.set_crs(caches.crs.clone());
     creds.spawn_pruner();
+    shared.set_crs(caches.crs.clone());
+    shared.spawn_pruner();
     let operator_namespace = cfg.namespace.clone().or_else(service_account_namespace);
-    let reconciler = Arc::new(Reconciler::new(
-        client.clone(),
-        caches.clone(),
-        tokens,
-        EventRecorder::new(client.clone(), cfg.identity.clone()),
-        Settings {
-            operator_namespace: operator_namespace.clone(),
-            default_region: cfg.region.clone(),
-            ..Settings::default()
-        },
-        specs,
-    ));
+    let reconciler = Arc::new(
+        Reconciler::new(
+            client.clone(),
+            caches.clone(),
+            tokens,
+            EventRecorder::new(client.clone(), cfg.identity.clone()),
+            Settings {
+                operator_namespace: operator_namespace.clone(),
+                default_region: cfg.region.clone(),
+                ..Settings::default()
+            },
+            specs,
+        )
+        .with_verifier(Arc::new(verifier)),
+    );
     let readiness = caches_readiness(&caches, &shutdown_rx);
     let (probe_addr, metrics_addr) = serve_admin(cfg, &readiness, &shutdown_rx).await?;
     controller::spawn_queue_gauge(queue.clone(), shutdown_rx.clone());
@@ -197,12 +213,12 @@ async fn connect(cfg: &Config) -> Result<Client, StartError> {
 }
 
 /// The shared token cache over AWS, with the operator-wide credentials Secret watched
-/// for as long as the operator runs.
+/// for as long as the operator runs; and the registry client the checks use.
 fn token_cache(
     cfg: &Config,
     env: &AwsEnv,
     creds: &CredentialSecrets,
-) -> Result<Arc<TokenCache<tokens::AwsTokenFetcher>>, StartError> {
+) -> Result<(Arc<TokenCache<tokens::AwsTokenFetcher>>, RegistryClient), StartError> {
     use crate::aws::credentials::SourceKind;
     use crate::aws::setup::{Aws, AwsSettings};
     let global_secret = cfg.credentials_secret.as_ref().map(|(namespace, name)| {
@@ -230,9 +246,29 @@ fn token_cache(
         .map_err(|e| start_error("cannot configure AWS", e))?;
     let lookup_creds = creds.clone();
     let lookup: tokens::SecretLookup = Arc::new(move |r: &SecretRef| Some(lookup_creds.get(r)));
-    Ok(Arc::new(TokenCache::new(tokens::AwsTokenFetcher::new(
-        aws, lookup,
-    ))))
+    let registry = aws.registry.clone();
+    let cache = Arc::new(TokenCache::new(tokens::AwsTokenFetcher::new(aws, lookup)));
+    Ok((cache, registry))
+}
+
+/// Runs `prune` half a second after each wake-up of `changed` (an edit storm of CRs
+/// prunes once), until shutdown: the watches opened on first use are closed this way.
+fn spawn_pruner<T: Clone + Send + Sync + 'static>(
+    this: T,
+    changed: fn(&T) -> &tokio::sync::Notify,
+    prune: fn(&T),
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = changed(&this).notified() => {}
+                _ = shutdown_requested(&mut stop) => return,
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            prune(&this);
+        }
+    })
 }
 
 /// What the flags say CRs may ask for.

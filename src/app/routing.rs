@@ -25,6 +25,7 @@ use crate::runtime::watcher::{spawn_reflector, Event, KubeListWatch, WatcherConf
 
 use super::caches::Caches;
 use super::credentials::CredentialSecrets;
+use super::shared::SharedSecrets;
 
 /// Enqueues every CR (cheap: the queue collapses dirty keys, and a reconcile that finds
 /// nothing to change writes nothing).
@@ -46,6 +47,7 @@ pub fn start_watches(
     client: &Client,
     queue: &WorkQueue<String>,
     credentials: &CredentialSecrets,
+    shared: &SharedSecrets,
     specs: &Arc<Specs>,
     shutdown: &watch::Receiver<bool>,
 ) -> (Caches, Vec<JoinHandle<()>>) {
@@ -55,12 +57,12 @@ pub fn start_watches(
         label_selector: label_selector.map(str::to_string),
         field_selector: None,
     };
-    let (q, creds) = (queue.clone(), credentials.clone());
+    let (q, creds, sh) = (queue.clone(), credentials.clone(), shared.clone());
     let (crs, cr_task) = spawn_reflector(
         lw(ECR_PULL_SECRETS.collection(None), None),
         WatcherConfig::new("ecrpullsecrets").with_metrics(metrics::runtime()),
         |cr: &EcrPullSecret| Some(cr.clone()),
-        move |event| on_cr(&q, &creds, event),
+        move |event| on_cr(&q, &creds, &sh, event),
         shutdown.clone(),
     );
     let (q, c, s) = (queue.clone(), crs.clone(), specs.clone());
@@ -98,14 +100,22 @@ pub fn start_watches(
         secrets,
         service_accounts,
         credentials: credentials.clone(),
+        shared: shared.clone(),
     };
     (caches, vec![cr_task, ns_task, secret_task, sa_task])
 }
 
-/// A CR changed: reconcile it, and let unreferenced credential watches go.
-fn on_cr(queue: &WorkQueue<String>, credentials: &CredentialSecrets, event: Event<EcrPullSecret>) {
+/// A CR changed: reconcile it, and let unreferenced credential and shared-Secret watches
+/// go.
+fn on_cr(
+    queue: &WorkQueue<String>,
+    credentials: &CredentialSecrets,
+    shared: &SharedSecrets,
+    event: Event<EcrPullSecret>,
+) {
     match event {
         Event::Applied(cr) | Event::Deleted(cr) => {
+            shared.cr_changed(&cr);
             if let Some(name) = cr.metadata.name {
                 queue.add(name);
             }
@@ -117,6 +127,7 @@ fn on_cr(queue: &WorkQueue<String>, credentials: &CredentialSecrets, event: Even
         }
     }
     credentials.references_changed();
+    shared.references_changed();
 }
 
 /// A namespace changed: wake the CRs it can concern (see [`Specs::concerned`]).

@@ -6,12 +6,14 @@
 use crate::aws::credentials::{CredentialProvider, CredentialSource, SecretCredentials};
 use crate::aws::ecr::EcrClient;
 use crate::aws::error::{AwsError, ErrorKind};
+use crate::aws::registry::{CheckError, RegistryClient};
 use crate::aws::setup::Aws;
 use crate::aws::sts::AssumeRoleParams;
 use crate::aws::token::fetch_token;
 use crate::reconcile::spec::{AwsAuth, SecretRef};
 use crate::reconcile::status::Reason;
 use crate::reconcile::tokens::{FetchToken, RegistryToken, TokenError, TokenGroup};
+use crate::reconcile::verify::{CheckFn, Verdict, Verifier};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -144,6 +146,29 @@ impl FetchToken for AwsTokenFetcher {
         key_id.hash(&mut hasher);
         Some(hasher.finish())
     }
+}
+
+/// The reconciler's registry checks over `client` (the `aws` module's `/v2/` call).
+pub fn registry_verifier(client: RegistryClient) -> Verifier {
+    let check: CheckFn = Arc::new(move |host: String, token: Arc<RegistryToken>| {
+        let client = client.clone();
+        Box::pin(async move {
+            match client.check(&host, &token.username, &token.password).await {
+                Ok(()) => (Verdict::Verified, String::new()),
+                Err(e) => {
+                    let verdict = match &e {
+                        CheckError::Unauthorized(_) => Verdict::Unauthorized,
+                        CheckError::Forbidden(_) => Verdict::Forbidden,
+                        CheckError::Unreachable(_) => Verdict::Unreachable,
+                        CheckError::Tls(_) => Verdict::TlsError,
+                        CheckError::UnexpectedAnswer(_) => Verdict::UnexpectedAnswer,
+                    };
+                    (verdict, e.to_string())
+                }
+            }
+        })
+    });
+    Verifier::new(check)
 }
 
 /// Maps to the status condition reasons the reconciler uses. The message is the error's

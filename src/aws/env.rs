@@ -26,6 +26,8 @@ pub const VARIABLES: &[&str] = &[
     "AWS_ENDPOINT_URL_ECR",
     "AWS_ENDPOINT_URL_ECR_PUBLIC",
     "AWS_ENDPOINT_URL_STS",
+    "AWS_CA_BUNDLE",
+    "ECR_REGISTRY_ENDPOINT_URL",
     "HTTPS_PROXY",
     "https_proxy",
     "HTTP_PROXY",

@@ -96,6 +96,8 @@ pub enum AwsError {
     Signing { reason: String },
     /// The connection to the endpoint failed (DNS, TCP, TLS, proxy CONNECT).
     Connect { endpoint: String, reason: String },
+    /// TLS refused the endpoint's certificate (untrusted CA, wrong name, expired).
+    Tls { endpoint: String, reason: String },
     /// No complete answer arrived within the request timeout.
     Timeout { endpoint: String },
     /// AWS answered with an error document we could read.
@@ -180,6 +182,10 @@ impl fmt::Display for AwsError {
             Self::Connect { endpoint, reason } => {
                 write!(f, "connecting to {endpoint} failed: {reason}")
             }
+            Self::Tls { endpoint, reason } => write!(
+                f,
+                "TLS with {endpoint} failed: {reason} (trust its CA with AWS_CA_BUNDLE, or check for a TLS-intercepting proxy)"
+            ),
             Self::Timeout { endpoint } => write!(f, "request to {endpoint} timed out"),
             Self::Service { service, status, code, message, kind } => write!(
                 f,

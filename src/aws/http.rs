@@ -138,10 +138,7 @@ impl AwsHttp {
                 Some(tunnel) => tunnel.request(request).await,
                 None => self.direct.request(request).await,
             }
-            .map_err(|e| AwsError::Connect {
-                endpoint: endpoint.clone(),
-                reason: error_chain(&e),
-            })?;
+            .map_err(|e| connect_error(&endpoint, &e))?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, MAX_BODY)
                 .collect()
@@ -234,6 +231,35 @@ pub fn endpoint_of(uri: &http::Uri) -> String {
         uri.scheme_str().unwrap_or("http"),
         uri.authority().map(|a| a.as_str()).unwrap_or("?")
     )
+}
+
+/// A failed connection, as [`AwsError::Tls`] when TLS refused it (an untrusted CA, a
+/// wrong name, a proxy intercepting): retrying will not help, the trust settings will.
+fn connect_error(endpoint: &str, e: &(dyn std::error::Error + 'static)) -> AwsError {
+    let endpoint = endpoint.to_string();
+    let reason = error_chain(e);
+    if is_tls(e, 0) {
+        AwsError::Tls { endpoint, reason }
+    } else {
+        AwsError::Connect { endpoint, reason }
+    }
+}
+
+/// Whether a rustls error is in `e`'s chain. hyper-rustls wraps tokio-rustls's
+/// `io::Error` in another `io::Error`, whose `source()` skips the wrapped error: look
+/// inside each `io::Error` too.
+fn is_tls(e: &(dyn std::error::Error + 'static), depth: u8) -> bool {
+    if depth > 16 {
+        return false;
+    }
+    if e.downcast_ref::<rustls::Error>().is_some() {
+        return true;
+    }
+    let inner = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        .is_some_and(|inner| is_tls(inner, depth + 1));
+    inner || e.source().is_some_and(|c| is_tls(c, depth + 1))
 }
 
 /// The error and its causes on one line: hyper's top-level message alone ("client error

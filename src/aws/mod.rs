@@ -3,7 +3,7 @@
 //!
 //! Files: `env` (settings snapshot), `endpoint` (region -> URL), `sigv4` (signing),
 //! `http` (transport, proxies, timeouts), `wire` (error documents, XML, timestamps),
-//! `retry` (bounded jittered backoff), `ecr` (GetAuthorizationToken), `sts` (AssumeRole*),
+//! `retry` (bounded jittered backoff), `registry` (the registries' `/v2/` check), `ecr` (GetAuthorizationToken), `sts` (AssumeRole*),
 //! `credentials/` (the sources and the caching provider), `token` (one token with a
 //! provider, reloading expired credentials), `setup` (wiring from the environment).
 //! Nothing here knows of ECRPullSecrets: `app::tokens` adapts it to the reconciler.
@@ -14,6 +14,7 @@ pub mod endpoint;
 pub mod env;
 pub mod error;
 pub mod http;
+pub mod registry;
 pub mod retry;
 pub mod setup;
 pub mod sigv4;
@@ -29,6 +30,7 @@ pub use endpoint::{Endpoint, Endpoints, Partition};
 pub use env::AwsEnv;
 pub use error::{AwsError, ErrorKind};
 pub use http::{AwsHttp, HttpConfig};
+pub use registry::{CheckError, RegistryClient};
 pub use retry::RetryPolicy;
 pub use setup::{Aws, AwsSettings};
 pub use sts::AssumeRoleParams;

@@ -9,7 +9,15 @@ use super::endpoint::{validate_region, Endpoints};
 use super::env::AwsEnv;
 use super::error::AwsError;
 use super::http::{AwsHttp, HttpConfig};
+use super::registry::RegistryClient;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// A registry check is one small GET: a registry that has not answered in this long is
+/// reported unreachable rather than holding a reconcile.
+pub const REGISTRY_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `setup` asks for beyond the environment.
 #[derive(Clone, Debug)]
@@ -25,6 +33,8 @@ pub struct AwsSettings {
 pub struct Aws {
     pub ctx: AwsContext,
     pub provider: Arc<CredentialProvider>,
+    /// The registries' `/v2/` checks, over the same proxies and roots with a short timeout.
+    pub registry: RegistryClient,
 }
 
 // === impl Aws ===
@@ -37,7 +47,20 @@ impl Aws {
         secret: Option<SecretCredentials>,
     ) -> Result<Self, AwsError> {
         validate_region(&settings.region)?;
-        let http = AwsHttp::new(env, settings.http)?;
+        let mut http_config = settings.http;
+        if let Some(path) = env.get("AWS_CA_BUNDLE") {
+            http_config.extra_roots.extend(ca_bundle(path)?);
+        }
+        let registry_http = AwsHttp::new(
+            env,
+            HttpConfig {
+                connect_timeout: http_config.connect_timeout.min(REGISTRY_CHECK_TIMEOUT),
+                request_timeout: REGISTRY_CHECK_TIMEOUT,
+                extra_roots: http_config.extra_roots.clone(),
+            },
+        )?;
+        let registry = RegistryClient::new(registry_http, env.get("ECR_REGISTRY_ENDPOINT_URL"))?;
+        let http = AwsHttp::new(env, http_config)?;
         let endpoints = Endpoints::from_env(env)?;
         let ctx = AwsContext {
             http,
@@ -46,8 +69,29 @@ impl Aws {
         };
         let source = CredentialSource::from_env(settings.source, env, secret)?;
         let provider = Arc::new(CredentialProvider::new(source, ctx.clone()));
-        Ok(Self { ctx, provider })
+        Ok(Self {
+            ctx,
+            provider,
+            registry,
+        })
     }
+}
+
+/// `AWS_CA_BUNDLE`, the AWS SDKs' extra trust: PEM certificates added to the webpki roots
+/// (a TLS-intercepting proxy's CA, a private registry mirror's).
+fn ca_bundle(path: &str) -> Result<Vec<CertificateDer<'static>>, AwsError> {
+    let pem = std::fs::read(path)
+        .map_err(|e| AwsError::config("AWS_CA_BUNDLE", format!("reading {path}: {e}")))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| AwsError::config("AWS_CA_BUNDLE", format!("{path}: invalid PEM: {e:?}")))?;
+    if certs.is_empty() {
+        return Err(AwsError::config(
+            "AWS_CA_BUNDLE",
+            format!("{path} holds no certificate"),
+        ));
+    }
+    Ok(certs)
 }
 
 #[cfg(test)]
@@ -70,6 +114,19 @@ mod tests {
         ]);
         let aws = Aws::setup(&env, settings("eu-west-1"), None).unwrap();
         assert_eq!(aws.provider.identity(), "env:AKIAENV");
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_empty_ca_bundle_stops_setup_with_its_name() {
+        let env = AwsEnv::from_pairs(&[("AWS_CA_BUNDLE", "/nonexistent/ca.pem")]);
+        let err = Aws::setup(&env, settings("eu-west-1"), None).unwrap_err();
+        assert!(err.to_string().contains("AWS_CA_BUNDLE"), "{err}");
+        let empty = std::env::temp_dir().join(format!("empty-ca-{}.pem", std::process::id()));
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let env = AwsEnv::from_pairs(&[("AWS_CA_BUNDLE", empty.to_str().unwrap())]);
+        let err = Aws::setup(&env, settings("eu-west-1"), None).unwrap_err();
+        assert!(err.to_string().contains("no certificate"), "{err}");
+        let _ = std::fs::remove_file(empty);
     }
 
     #[tokio::test]

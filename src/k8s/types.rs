@@ -120,6 +120,9 @@ pub struct Secret {
     pub type_: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub data: BTreeMap<String, String>,
+    /// An immutable Secret cannot be refreshed in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immutable: Option<bool>,
 }
 
 impl std::fmt::Debug for Secret {

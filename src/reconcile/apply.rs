@@ -9,11 +9,12 @@ use time::OffsetDateTime;
 use tokio::task::{JoinError, JoinSet};
 
 use super::content::Content;
-use super::plan::{self, Plan, SaEdit, SecretStep};
+use super::plan::{self, MergeStep, Plan, SaEdit, SecretStep, Unmerge};
+use super::shared::MergeEdit;
 use super::spec::ValidSpec;
 use super::state::ManagedSecret;
 use super::status::{Failure, Reason};
-use super::writes::{SecretContent, SecretOutcome, Writer};
+use super::writes::{MergeOutcome, SecretContent, SecretOutcome, Writer};
 use crate::k8s::Error;
 
 /// What applying a plan came to, per namespace.
@@ -85,17 +86,12 @@ impl Applier {
         payload: Option<Payload<'_>>,
     ) -> Applied {
         let mut applied = Applied::default();
-        for (ns, other) in &plan.conflicts {
-            applied.fail(
-                ns.clone(),
-                Reason::SecretConflict,
-                format!(
-                    "Secret {} is managed for ECRPullSecret {other}",
-                    spec.secret_name
-                ),
-            );
+        for (ns, why) in &plan.conflicts {
+            applied.fail(ns.clone(), Reason::SecretConflict, why.clone());
         }
         self.write_secrets(spec, plan, payload.as_ref(), &mut applied)
+            .await;
+        self.write_merges(spec, plan, payload.as_ref(), &mut applied)
             .await;
         if applied.wrote_token {
             if let Some(p) = &payload {
@@ -112,6 +108,7 @@ impl Applier {
             .collect();
         self.edit_service_accounts(edits, &mut applied).await;
         self.delete(plan.deletes.clone(), &mut applied).await;
+        self.unmerge(plan.unmerges.clone(), &mut applied).await;
         applied
     }
 
@@ -121,7 +118,99 @@ impl Applier {
         self.edit_service_accounts(plan.sa_removes.clone(), &mut applied)
             .await;
         self.delete(plan.deletes.clone(), &mut applied).await;
+        self.unmerge(plan.unmerges.clone(), &mut applied).await;
         applied
+    }
+
+    /// `secretPolicy: Merge`: our entries into each target's shared Secret. Without a
+    /// payload (AWS failed) entries in place stand, and nothing is written.
+    async fn write_merges(
+        &self,
+        spec: &ValidSpec,
+        plan: &Plan,
+        payload: Option<&Payload<'_>>,
+        applied: &mut Applied,
+    ) {
+        let mut writes = Vec::new();
+        for step in &plan.merges {
+            if step.write && payload.is_some() {
+                writes.push(step.clone());
+                continue;
+            }
+            if let Some((refresh_at, expires_at)) = step.in_place {
+                applied.fresh_until(Some(refresh_at), Some(expires_at));
+                if step.conflicts.is_empty() {
+                    applied.synced.insert(step.namespace.clone());
+                }
+            }
+            if !step.conflicts.is_empty() {
+                let why = step.conflicts.join("; ");
+                applied.fail(step.namespace.clone(), Reason::SecretConflict, why);
+            }
+        }
+        let Some(p) = payload else {
+            return;
+        };
+        let writer = &self.writer;
+        let name = &spec.secret_name;
+        for_each_bounded(
+            writes,
+            self.concurrency,
+            |step| {
+                let edit = MergeEdit {
+                    owner: p.secret.owner.clone(),
+                    set: p
+                        .content
+                        .entries
+                        .iter()
+                        .filter(|(host, _)| step.hosts.contains(host))
+                        .map(|(host, entry)| (host.clone(), entry.clone()))
+                        .collect(),
+                    refresh_at: p.content.refresh_at,
+                    expires_at: p.content.expires_at,
+                    remove: step.remove.clone(),
+                    adopt: spec.adopt_existing,
+                };
+                let (writer, name) = (writer.clone(), name.clone());
+                async move {
+                    let result = writer.merge_secret(&step.namespace, &name, &edit).await;
+                    (step, result)
+                }
+            },
+            |joined| record_merge(applied, name, joined),
+        )
+        .await;
+    }
+
+    /// Our entries out of shared Secrets no longer targeted: like a delete, retried but
+    /// no failure of the CR.
+    async fn unmerge(&self, unmerges: Vec<Unmerge>, applied: &mut Applied) {
+        let writer = &self.writer;
+        let now = OffsetDateTime::now_utc();
+        for_each_bounded(
+            unmerges,
+            self.concurrency,
+            |u| {
+                let writer = writer.clone();
+                async move {
+                    let edit = MergeEdit {
+                        owner: u.owner.clone(),
+                        set: Default::default(),
+                        refresh_at: now,
+                        expires_at: now,
+                        remove: u.hosts.clone(),
+                        adopt: false,
+                    };
+                    let r = writer.merge_secret(&u.namespace, &u.name, &edit).await;
+                    (u.namespace, u.name, r.map(|_| ()))
+                }
+            },
+            |joined| match joined {
+                Ok((ns, object, r)) => record_side_write(applied, ns, object, false, r),
+                Err(_) => applied.transient = true,
+            },
+        )
+        .await;
     }
 
     /// A failed add leaves a target without its entry: that counts. A failed removal
@@ -297,7 +386,8 @@ fn record_secret_write(
             ns,
             Reason::SecretConflict,
             format!(
-                "a Secret named {secret_name} exists and was not created by this operator; \
+                "a Secret named {secret_name} exists that this CR may not replace (not created \
+                 by this operator, or a shared pull secret: see spec.secretPolicy Merge); \
                  delete it or set spec.adoptExisting"
             ),
         ),
@@ -305,6 +395,54 @@ fn record_secret_write(
             applied.transient |= e.is_transient() || e.is_conflict();
             applied.fail(ns, Reason::WriteFailed, e.to_string());
         }
+    }
+}
+
+/// Folds one finished merge into `applied`. Conflicts the plan foresaw and those the
+/// write met on the fresh Secret are reported together; a failed write while our valid
+/// entries stay in place is retried but is no failure.
+fn record_merge(
+    applied: &mut Applied,
+    secret_name: &str,
+    joined: Result<(MergeStep, Result<MergeOutcome, Error>), JoinError>,
+) {
+    let Ok((step, result)) = joined else {
+        applied.transient = true;
+        return;
+    };
+    let ns = step.namespace;
+    match result {
+        Ok(MergeOutcome::Merged { conflicts }) => {
+            applied.wrote_token |= !step.hosts.is_empty();
+            let mut all = step.conflicts;
+            for c in conflicts {
+                if !all.contains(&c) {
+                    all.push(c);
+                }
+            }
+            if all.is_empty() {
+                applied.synced.insert(ns);
+            } else {
+                applied.fail(ns, Reason::SecretConflict, all.join("; "));
+            }
+        }
+        Ok(MergeOutcome::Refused(why)) => applied.fail(
+            ns,
+            Reason::SecretConflict,
+            format!("Secret {secret_name} cannot take this CR's entries: {why}"),
+        ),
+        Err(e) => match step.in_place {
+            Some((refresh_at, expires_at)) if step.conflicts.is_empty() => {
+                tracing::debug!(namespace = %ns, error = %e, "merge failed; our entries in place are still valid");
+                applied.transient = true;
+                applied.synced.insert(ns);
+                applied.fresh_until(Some(refresh_at), Some(expires_at));
+            }
+            _ => {
+                applied.transient |= e.is_transient() || e.is_conflict();
+                applied.fail(ns, Reason::WriteFailed, e.to_string());
+            }
+        },
     }
 }
 

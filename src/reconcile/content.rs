@@ -20,6 +20,8 @@ pub struct Content {
     pub data: String,
     /// The hosts it covers, sorted.
     pub hosts: Vec<String>,
+    /// The entries by host, for merging into a shared Secret.
+    pub entries: BTreeMap<String, AuthEntry>,
     pub checksum: String,
     /// Earliest refresh point and expiry over the tokens it holds.
     pub refresh_at: OffsetDateTime,
@@ -79,19 +81,20 @@ pub fn token_groups(spec: &ValidSpec, default_region: Option<&str>) -> Option<Ve
     Some(groups.into_iter().collect())
 }
 
-/// The payload for `spec` from the fetched `tokens`.
-pub fn build(
+/// Each registry host of `spec` with the token that serves it: the spec's registries, or
+/// the token's own registry when it names none.
+pub fn host_tokens<'a>(
     spec: &ValidSpec,
-    tokens: &BTreeMap<TokenGroup, Arc<RegistryToken>>,
-) -> Result<Content, ContentError> {
-    let registries: Vec<(String, &Arc<RegistryToken>)> = if spec.registries.is_empty() {
+    tokens: &'a BTreeMap<TokenGroup, Arc<RegistryToken>>,
+) -> Result<Vec<(String, &'a Arc<RegistryToken>)>, ContentError> {
+    if spec.registries.is_empty() {
         let (_, token) = tokens.iter().next().ok_or(ContentError::NoRegistry)?;
         let host = token
             .registry_host
             .as_deref()
             .and_then(RegistryHost::from_proxy_endpoint)
             .ok_or(ContentError::NoRegistry)?;
-        vec![(host.host, token)]
+        Ok(vec![(host.host, token)])
     } else {
         let mut out = Vec::new();
         for r in &spec.registries {
@@ -101,8 +104,16 @@ pub fn build(
                 .ok_or_else(|| ContentError::NoToken(r.host.clone()))?;
             out.push((r.host.clone(), token));
         }
-        out
-    };
+        Ok(out)
+    }
+}
+
+/// The payload for `spec` from the fetched `tokens`.
+pub fn build(
+    spec: &ValidSpec,
+    tokens: &BTreeMap<TokenGroup, Arc<RegistryToken>>,
+) -> Result<Content, ContentError> {
+    let registries = host_tokens(spec, tokens)?;
     let mut entries = BTreeMap::new();
     let mut earliest: Option<(OffsetDateTime, OffsetDateTime)> = None;
     for (host, token) in &registries {
@@ -124,7 +135,8 @@ pub fn build(
     let data = dockerconfig::encode(&entries);
     Ok(Content {
         checksum: dockerconfig::checksum(&data),
-        hosts: entries.into_keys().collect(),
+        hosts: entries.keys().cloned().collect(),
+        entries,
         data,
         refresh_at,
         expires_at,

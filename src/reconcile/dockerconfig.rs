@@ -2,9 +2,13 @@
 
 use std::collections::BTreeMap;
 
+use std::collections::HashSet;
+
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
+use serde::de::{Error as _, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 
 use super::registry::RegistryHost;
 
@@ -74,6 +78,155 @@ pub fn holds_only(data_value: &str, hosts: &[String]) -> bool {
             .auths
             .keys()
             .all(|k| RegistryHost::parse(k).is_some_and(|h| hosts.contains(&h.host)))
+}
+
+/// Why a `.dockerconfigjson` value cannot be edited.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FormatError {
+    Base64,
+    /// Not a JSON object, `auths` not an object, or a key twice (which one would a
+    /// runtime read?).
+    Json(String),
+}
+
+impl std::fmt::Display for FormatError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FormatError::Base64 => f.write_str("the value is not base64"),
+            FormatError::Json(e) => write!(f, "the value is not a docker config object: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FormatError {}
+
+/// A docker config as someone else wrote it, for editing a few `auths` entries: every
+/// other entry and top-level key keeps its bytes and its place.
+#[derive(Debug)]
+pub struct RawConfig {
+    /// Top-level keys in order; `auths` among them holds a placeholder.
+    fields: Vec<(String, Box<RawValue>)>,
+    auths: Vec<(String, Box<RawValue>)>,
+}
+
+/// A JSON object's members in order, values unparsed.
+struct Ordered(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for Ordered {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Ordered, A::Error> {
+                let mut seen = HashSet::new();
+                let mut out = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, Box<RawValue>>()? {
+                    if !seen.insert(key.clone()) {
+                        return Err(A::Error::custom(format!("key {key:?} appears twice")));
+                    }
+                    out.push((key, value));
+                }
+                Ok(Ordered(out))
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}
+
+// === impl RawConfig ===
+
+impl RawConfig {
+    /// `{"auths":{}}`.
+    pub fn empty() -> RawConfig {
+        RawConfig {
+            fields: Vec::new(),
+            auths: Vec::new(),
+        }
+    }
+
+    /// Reads a base64 `.dockerconfigjson` value.
+    pub fn decode(value: &str) -> Result<RawConfig, FormatError> {
+        let bytes = B64.decode(value.trim()).map_err(|_| FormatError::Base64)?;
+        let json = |e: serde_json::Error| FormatError::Json(e.to_string());
+        let Ordered(fields) = serde_json::from_slice(&bytes).map_err(json)?;
+        let auths = match fields.iter().find(|(k, _)| k == "auths") {
+            Some((_, raw)) => serde_json::from_str::<Ordered>(raw.get()).map_err(json)?.0,
+            None => Vec::new(),
+        };
+        Ok(RawConfig { fields, auths })
+    }
+
+    /// The `auths` entries, raw.
+    pub fn auths(&self) -> &[(String, Box<RawValue>)] {
+        &self.auths
+    }
+
+    /// Whether an entry serves `host` (keyed bare, or with a scheme or trailing slash).
+    pub fn has_entry_for(&self, host: &str) -> bool {
+        self.auths.iter().any(|(k, _)| same_registry(k, host))
+    }
+
+    /// Sets the entry keyed `host`, in place if it exists; `drop_variants` also removes
+    /// entries keyed by another spelling of the host (taken over). Returns the entry's
+    /// JSON as written.
+    pub fn set_entry(&mut self, host: &str, entry: &AuthEntry, drop_variants: bool) -> String {
+        // Serialising a struct of strings cannot fail.
+        let json = serde_json::to_string(entry).unwrap_or_default();
+        if drop_variants {
+            self.auths
+                .retain(|(k, _)| k == host || !same_registry(k, host));
+        }
+        let Ok(raw) = RawValue::from_string(json.clone()) else {
+            return json;
+        };
+        match self.auths.iter_mut().find(|(k, _)| k == host) {
+            Some((_, value)) => *value = raw,
+            None => self.auths.push((host.to_string(), raw)),
+        }
+        json
+    }
+
+    /// Removes the entry keyed exactly `host`.
+    pub fn remove_entry(&mut self, host: &str) {
+        self.auths.retain(|(k, _)| k != host);
+    }
+
+    /// The base64 value, with `auths` where it was (or last when there was none).
+    pub fn encode(&self) -> String {
+        let object = |members: &mut dyn Iterator<Item = (&str, &str)>| {
+            let body: Vec<String> = members
+                .map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k)))
+                .collect();
+            format!("{{{}}}", body.join(","))
+        };
+        let auths = object(&mut self.auths.iter().map(|(k, v)| (k.as_str(), v.get())));
+        let mut top: Vec<(&str, &str)> = self
+            .fields
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    if k == "auths" {
+                        auths.as_str()
+                    } else {
+                        v.get()
+                    },
+                )
+            })
+            .collect();
+        if !self.fields.iter().any(|(k, _)| k == "auths") {
+            top.push(("auths", &auths));
+        }
+        B64.encode(object(&mut top.into_iter()))
+    }
+}
+
+/// Whether auths key `key` names registry `host`.
+fn same_registry(key: &str, host: &str) -> bool {
+    key == host || RegistryHost::parse(key).is_some_and(|h| h.host == host)
 }
 
 #[cfg(test)]

@@ -13,6 +13,9 @@ use super::select::{self, NamespaceView};
 use super::spec::ValidSpec;
 use super::state::{format_time, ManagedSecret, Owner, Ownership, SaView};
 
+mod merge;
+pub use merge::{sync_merge, unmerges_of, MergeObserved, MergeStep, Rival, Unmerge};
+
 /// What to do with the pull Secret in one target namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretStep {
@@ -63,7 +66,7 @@ pub struct Plan {
     pub targets: Vec<String>,
     /// Explicitly listed namespaces that do not exist.
     pub missing: Vec<String>,
-    /// Namespaces whose Secret of that name is managed for another CR.
+    /// Namespaces whose Secret of that name is not the CR's to write, with why.
     pub conflicts: Vec<(String, String)>,
     pub secrets: Vec<SecretStep>,
     /// Secrets of ours no longer wanted (namespace left the selection, name changed, CR
@@ -74,6 +77,10 @@ pub struct Plan {
     /// a foreign Secret.
     pub sa_adds: Vec<SaEdit>,
     pub sa_removes: Vec<SaEdit>,
+    /// `secretPolicy: Merge`: the CR's entries in the shared Secret of each target.
+    pub merges: Vec<MergeStep>,
+    /// The CR's entries to take out of shared Secrets it no longer targets.
+    pub unmerges: Vec<Unmerge>,
 }
 
 impl Plan {
@@ -82,6 +89,7 @@ impl Plan {
         self.secrets
             .iter()
             .any(|s| !matches!(s, SecretStep::Fresh { .. }))
+            || self.merges.iter().any(|m| m.write)
     }
 }
 
@@ -115,7 +123,11 @@ pub fn sync(owner: &Owner, spec: &ValidSpec, observed: &Observed<'_>, now: Offse
             },
             Some(s) => match s.ownership(owner) {
                 Ownership::Other(other) => {
-                    plan.conflicts.push((ns.clone(), other));
+                    let why = format!(
+                        "Secret {} is managed for ECRPullSecret {other}",
+                        spec.secret_name
+                    );
+                    plan.conflicts.push((ns.clone(), why));
                     continue;
                 }
                 Ownership::Ours if is_fresh(s, wanted_registries.as_deref(), now) => {
@@ -129,21 +141,7 @@ pub fn sync(owner: &Owner, spec: &ValidSpec, observed: &Observed<'_>, now: Offse
             },
         };
         plan.secrets.push(step);
-        for sa in sas_by_ns.get(ns.as_str()).into_iter().flatten() {
-            let selected = select::service_account_selected(&spec.service_accounts, &sa.name);
-            let edit = SaEdit {
-                sa: Arc::clone(sa),
-                secret: spec.secret_name.clone(),
-                add: selected,
-            };
-            if change_for(&edit).is_some() {
-                if selected {
-                    plan.sa_adds.push(edit);
-                } else {
-                    plan.sa_removes.push(edit);
-                }
-            }
-        }
+        plan_service_accounts(&mut plan, spec, &sas_by_ns, ns);
     }
     plan.targets = targets.namespaces;
 
@@ -174,7 +172,33 @@ pub fn cleanup(owner: &Owner, observed: &Observed<'_>) -> Plan {
     plan
 }
 
-fn service_accounts_by_namespace(sas: &[Arc<SaView>]) -> BTreeMap<&str, Vec<&Arc<SaView>>> {
+/// Our entry on the selected ServiceAccounts of target `ns`, and off the others.
+pub(super) fn plan_service_accounts(
+    plan: &mut Plan,
+    spec: &ValidSpec,
+    sas_by_ns: &BTreeMap<&str, Vec<&Arc<SaView>>>,
+    ns: &str,
+) {
+    for sa in sas_by_ns.get(ns).into_iter().flatten() {
+        let selected = select::service_account_selected(&spec.service_accounts, &sa.name);
+        let edit = SaEdit {
+            sa: Arc::clone(sa),
+            secret: spec.secret_name.clone(),
+            add: selected,
+        };
+        if change_for(&edit).is_some() {
+            if selected {
+                plan.sa_adds.push(edit);
+            } else {
+                plan.sa_removes.push(edit);
+            }
+        }
+    }
+}
+
+pub(super) fn service_accounts_by_namespace(
+    sas: &[Arc<SaView>],
+) -> BTreeMap<&str, Vec<&Arc<SaView>>> {
     let mut by_ns: BTreeMap<&str, Vec<&Arc<SaView>>> = BTreeMap::new();
     for sa in sas {
         by_ns.entry(&*sa.namespace).or_default().push(sa);
@@ -182,16 +206,26 @@ fn service_accounts_by_namespace(sas: &[Arc<SaView>]) -> BTreeMap<&str, Vec<&Arc
     by_ns
 }
 
-fn plan_delete(
+pub(super) fn plan_delete(
     plan: &mut Plan,
     s: &Arc<ManagedSecret>,
     sas_by_ns: &BTreeMap<&str, Vec<&Arc<SaView>>>,
 ) {
     plan.deletes.push(Arc::clone(s));
-    for sa in sas_by_ns.get(&*s.namespace).into_iter().flatten() {
+    plan_entry_removals(plan, sas_by_ns, &s.namespace, &s.name);
+}
+
+/// Our entries for Secret `secret` off the ServiceAccounts of `ns`.
+pub(super) fn plan_entry_removals(
+    plan: &mut Plan,
+    sas_by_ns: &BTreeMap<&str, Vec<&Arc<SaView>>>,
+    ns: &str,
+    secret: &str,
+) {
+    for sa in sas_by_ns.get(ns).into_iter().flatten() {
         let edit = SaEdit {
             sa: Arc::clone(sa),
-            secret: s.name.to_string(),
+            secret: secret.to_string(),
             add: false,
         };
         if change_for(&edit).is_some() {
@@ -403,7 +437,9 @@ mod tests {
             },
             NOW,
         );
-        assert_eq!(p.conflicts, vec![("a".to_string(), "other".to_string())]);
+        assert_eq!(p.conflicts.len(), 1);
+        assert_eq!(p.conflicts[0].0, "a");
+        assert!(p.conflicts[0].1.contains("ECRPullSecret other"));
         assert!(p.secrets.is_empty() && p.sa_adds.is_empty() && p.deletes.is_empty());
     }
 

@@ -12,13 +12,17 @@ use super::apply::{Applied, Applier, Payload};
 use super::content::{self, Content};
 use super::events::EventRecorder;
 use super::finalizer::{self, Phase};
-use super::plan::{self, Observed, Plan};
-use super::select::NamespaceView;
-use super::spec::{DeletionPolicy, EcrPullSecret, SecretRef, ValidSpec, DEFAULT_TOKEN_LIFETIME};
+use super::plan::{self, MergeObserved, Observed, Plan, Rival};
+use super::select::{self, NamespaceView};
+use super::shared::SharedSecret;
+use super::spec::{
+    DeletionPolicy, EcrPullSecret, SecretPolicy, SecretRef, ValidSpec, DEFAULT_TOKEN_LIFETIME,
+};
 use super::specs::Specs;
 use super::state::{format_time, ManagedSecret, Owner, SaView};
-use super::status::{self, EventType, Failure, Outcome, Reason};
+use super::status::{self, EventType, Failure, Outcome, Reason, Verification};
 use super::tokens::{saturating_add, FetchToken, RegistryToken, TokenCache, TokenGroup};
+use super::verify::Verifier;
 use super::writes::{retrying, SecretContent, WriteThrough, Writer};
 use crate::k8s::kind::ECR_PULL_SECRETS;
 use crate::k8s::{Client, Patch};
@@ -50,6 +54,16 @@ pub trait ObservedState: WriteThrough + Clone + Send + Sync + 'static {
     /// Our write of a CR (status, finalizers), as the server answered it: readers see it
     /// until the watch delivers it.
     fn cr_written(&self, cr: EcrPullSecret);
+    /// The Secrets named `name` in every namespace (shared pull secrets), once listed: the
+    /// watch of that name starts on first use; `None` while it has not listed yet.
+    fn shared_secrets(
+        &self,
+        name: &str,
+    ) -> impl std::future::Future<Output = Option<Vec<Arc<SharedSecret>>>> + Send;
+    /// Every watched shared Secret holding hosts recorded for CR `owner`.
+    fn shared_secrets_holding(&self, owner: &str) -> Vec<Arc<SharedSecret>>;
+    /// Every CR: merge CRs of one `secretName` see each other's claims.
+    fn crs(&self) -> Vec<Arc<EcrPullSecret>>;
 }
 
 /// On a credentials Secret outside the operator's namespace: the ECRPullSecrets that may
@@ -111,7 +125,12 @@ pub struct Reconciler<F, S> {
     settings: Settings,
     /// Validated specs and the namespaces each CR's plan touched, shared with routing.
     specs: Arc<Specs>,
+    /// Registry checks, cached per token and host.
+    verifier: Arc<Verifier>,
 }
+
+/// The tokens a reconcile fetched, by group.
+type Tokens = BTreeMap<TokenGroup, Arc<RegistryToken>>;
 
 // === impl Reconciler ===
 
@@ -133,7 +152,15 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             events,
             settings,
             specs,
+            verifier: Arc::new(Verifier::disabled()),
         }
+    }
+
+    /// Checks each new token at its registries (off unless given).
+    #[must_use]
+    pub fn with_verifier(mut self, verifier: Arc<Verifier>) -> Self {
+        self.verifier = verifier;
+        self
     }
 
     pub fn tokens(&self) -> &Arc<TokenCache<F>> {
@@ -217,23 +244,12 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         spec: &ValidSpec,
         now: OffsetDateTime,
     ) -> Result<Action, ReconcileError> {
-        let namespaces = self.state.namespaces();
-        let secrets = self
-            .state
-            .managed_secrets_for(&owner.name, Some(&spec.secret_name));
-        let sas = self.state.service_accounts();
-        let observed = Observed {
-            namespaces: &namespaces,
-            secrets: &secrets,
-            service_accounts: &sas,
-        };
-        let plan = plan::sync(owner, spec, &observed, now);
-        drop((namespaces, sas));
+        let plan = self.plan(cr, owner, spec, now).await?;
         self.specs.touched(&owner.name, touched_namespaces(&plan));
 
-        let payload = if plan.needs_token() {
+        let (tokens, payload) = if plan.needs_token() {
             match self.payload(owner, spec, now).await {
-                Ok(p) => Some(p),
+                Ok((tokens, content, secret)) => (Some(tokens), Some((content, secret))),
                 Err((reason, message)) => {
                     return Err(self
                         .without_tokens(cr, spec, &plan, reason, message, now)
@@ -241,7 +257,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 }
             }
         } else {
-            None
+            (None, None)
         };
         let applied = self
             .applier
@@ -261,6 +277,9 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             .refresh_at
             .map(|at| at.max(saturating_add(now, spec.min_interval)));
         outcome.next_refresh_time = next.map(format_time);
+        // After the writes: the Secret is written whatever the registry says.
+        let (verification, retry) = self.verify(spec, tokens.as_ref(), now).await;
+        outcome.verification = verification;
         self.report(cr, &outcome, next, now).await;
 
         if applied.transient {
@@ -273,14 +292,116 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             .failures
             .iter()
             .any(|f| f.reason == Reason::SecretConflict);
-        let wait = match (next, conflicts) {
-            // Nothing to refresh and nothing to recheck: a watch event brings it back.
-            (None, false) => return Ok(Action::AwaitChange),
-            (None, true) => self.settings.conflict_recheck,
-            (Some(at), false) => to_std(at - now),
-            (Some(at), true) => to_std(at - now).min(self.settings.conflict_recheck),
+        // The earliest of: the refresh, a conflict's recheck, a failed check's retry.
+        // None of them: a watch event brings the CR back.
+        let wait = [
+            next.map(|at| to_std(at - now)),
+            conflicts.then_some(self.settings.conflict_recheck),
+            retry.map(|at| to_std(at - now)),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        Ok(match wait {
+            None => Action::AwaitChange,
+            Some(wait) => Action::Requeue(jitter(wait.min(MAX_REQUEUE), &owner.name)),
+        })
+    }
+
+    /// The registries' word on the tokens `spec` uses: those just fetched, else those
+    /// the cache holds (no AWS call just to check). Each (host, token) is asked once;
+    /// a failure again after its backoff, whose time comes back to requeue by. `None`
+    /// when no token is at hand: the last result stands.
+    async fn verify(
+        &self,
+        spec: &ValidSpec,
+        fetched: Option<&Tokens>,
+        now: OffsetDateTime,
+    ) -> (Option<Verification>, Option<OffsetDateTime>) {
+        if !spec.verify || !self.verifier.is_enabled() {
+            return (Some(Verification::Disabled), None);
+        }
+        let cached;
+        let tokens = match fetched {
+            Some(tokens) => tokens,
+            None => {
+                let groups = content::token_groups(spec, self.settings.default_region.as_deref());
+                let Some(found) = groups
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|g| Some((g.clone(), self.tokens.cached(&g)?)))
+                    .collect::<Option<Tokens>>()
+                else {
+                    return (None, None);
+                };
+                cached = found;
+                &cached
+            }
         };
-        Ok(Action::Requeue(jitter(wait.min(MAX_REQUEUE), &owner.name)))
+        let Ok(hosts) = content::host_tokens(spec, tokens) else {
+            return (None, None);
+        };
+        // Hosts are checked side by side: one unreachable registry costs one timeout.
+        let mut checks = tokio::task::JoinSet::new();
+        for (host, token) in hosts {
+            let (verifier, token) = (self.verifier.clone(), token.clone());
+            checks.spawn(async move { verifier.verify(&host, &token, now).await });
+        }
+        let mut results = Vec::new();
+        while let Some(done) = checks.join_next().await {
+            if let Ok(Some(check)) = done {
+                results.push(check);
+            }
+        }
+        if results.is_empty() {
+            return (None, None);
+        }
+        results.sort_by(|a, b| a.host.cmp(&b.host));
+        let retry = results.iter().filter_map(|c| c.retry_at).min();
+        (Some(Verification::Checked(results)), retry)
+    }
+
+    /// What `spec` asks of the cluster as the caches see it.
+    async fn plan(
+        &self,
+        cr: &EcrPullSecret,
+        owner: &Owner,
+        spec: &ValidSpec,
+        now: OffsetDateTime,
+    ) -> Result<Plan, ReconcileError> {
+        let namespaces = self.state.namespaces();
+        let secrets = self
+            .state
+            .managed_secrets_for(&owner.name, Some(&spec.secret_name));
+        let sas = self.state.service_accounts();
+        let observed = Observed {
+            namespaces: &namespaces,
+            secrets: &secrets,
+            service_accounts: &sas,
+        };
+        Ok(match spec.secret_policy {
+            SecretPolicy::Own => {
+                let mut plan = plan::sync(owner, spec, &observed, now);
+                // Hosts it merged into shared Secrets before it switched to Own.
+                let shared = self.state.shared_secrets_holding(&owner.name);
+                plan::unmerges_of(&mut plan, owner, &shared, &sas);
+                plan
+            }
+            SecretPolicy::Merge => {
+                let shared = self.shared_secrets(cr, owner, &spec.secret_name).await?;
+                let rivals = self.rivals(&owner.name, spec, &namespaces);
+                let merge = MergeObserved {
+                    shared: &shared,
+                    rivals: &rivals,
+                    created: cr
+                        .metadata
+                        .creation_timestamp
+                        .as_deref()
+                        .unwrap_or_default(),
+                };
+                plan::sync_merge(owner, spec, &observed, &merge, now)
+            }
+        })
     }
 
     /// No token could be had: existing Secrets stay as they are; what needs no token
@@ -305,6 +426,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             .secrets
             .iter()
             .filter_map(|s| s.existing()?.refresh_at)
+            .chain(plan.merges.iter().filter_map(|m| Some(m.in_place?.0)))
             .min();
         self.report(cr, &outcome, due, now).await;
         ReconcileError { reason, message }
@@ -316,12 +438,12 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         owner: &Owner,
         spec: &ValidSpec,
         now: OffsetDateTime,
-    ) -> Result<(Content, SecretContent), (Reason, String)> {
+    ) -> Result<(Tokens, Content, SecretContent), (Reason, String)> {
         let tokens = self.fetch_tokens(&owner.name, spec, now).await?;
         let content =
             content::build(spec, &tokens).map_err(|e| (Reason::AwsError, e.to_string()))?;
         let secret = SecretContent::new(owner, &content);
-        Ok((content, secret))
+        Ok((tokens, content, secret))
     }
 
     /// One token per group the CR needs, from the shared cache, once the CR is known to
@@ -331,7 +453,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         cr: &str,
         spec: &ValidSpec,
         now: OffsetDateTime,
-    ) -> Result<BTreeMap<TokenGroup, Arc<RegistryToken>>, (Reason, String)> {
+    ) -> Result<Tokens, (Reason, String)> {
         let groups =
             content::token_groups(spec, self.settings.default_region.as_deref()).ok_or((
                 Reason::InvalidSpec,
@@ -351,6 +473,64 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             out.insert(group, token);
         }
         Ok(out)
+    }
+
+    /// The shared Secrets a merge CR's plan reads: those of its name, and any other
+    /// still holding its hosts. An error (to retry) while the watch has not listed.
+    async fn shared_secrets(
+        &self,
+        cr: &EcrPullSecret,
+        owner: &Owner,
+        name: &str,
+    ) -> Result<Vec<Arc<SharedSecret>>, ReconcileError> {
+        let Some(mut shared) = self.state.shared_secrets(name).await else {
+            let outcome = Outcome {
+                fatal: Some((
+                    Reason::WriteFailed,
+                    format!("the Secrets named {name} could not be listed yet; retrying"),
+                )),
+                ..Default::default()
+            };
+            self.report(cr, &outcome, None, OffsetDateTime::now_utc())
+                .await;
+            return Err(ReconcileError {
+                reason: Reason::WriteFailed,
+                message: format!("Secrets named {name} not listed yet"),
+            });
+        };
+        for s in self.state.shared_secrets_holding(&owner.name) {
+            if *s.name != *name {
+                shared.push(s);
+            }
+        }
+        Ok(shared)
+    }
+
+    /// The other merge CRs writing into Secrets of `spec`'s name, with what they ask for.
+    fn rivals(&self, me: &str, spec: &ValidSpec, namespaces: &[Arc<NamespaceView>]) -> Vec<Rival> {
+        let mut rivals = Vec::new();
+        for cr in self.state.crs() {
+            let Some(name) = cr.metadata.name.as_deref() else {
+                continue;
+            };
+            let merging = cr.spec.secret_policy == Some(SecretPolicy::Merge)
+                && cr.spec.secret_name == spec.secret_name
+                && cr.metadata.deletion_timestamp.is_none();
+            if name == me || !merging {
+                continue;
+            }
+            let Ok(valid) = self.specs.valid(name, &cr.spec) else {
+                continue;
+            };
+            let targets = select::target_namespaces(&valid, namespaces.iter().map(|n| &**n));
+            rivals.push(Rival {
+                name: name.to_string(),
+                created: cr.metadata.creation_timestamp.clone().unwrap_or_default(),
+                targets: targets.namespaces.into_iter().collect(),
+                hosts: valid.registries.iter().map(|r| r.host.clone()).collect(),
+            });
+        }
+        rivals
     }
 
     /// Whether CR `cr` may sign with `secret`: always in the operator's namespace, else
@@ -385,7 +565,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         if policy == DeletionPolicy::Delete {
             let secrets = self.state.managed_secrets_for(&owner.name, None);
             let sas = self.state.service_accounts();
-            let plan = plan::cleanup(
+            let mut plan = plan::cleanup(
                 owner,
                 &Observed {
                     namespaces: &[],
@@ -393,6 +573,12 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                     service_accounts: &sas,
                 },
             );
+            // Its hosts in shared Secrets: the watch of its name must have listed.
+            if cr.spec.secret_policy == Some(SecretPolicy::Merge) {
+                self.shared_secrets(cr, owner, &cr.spec.secret_name).await?;
+            }
+            let shared = self.state.shared_secrets_holding(&owner.name);
+            plan::unmerges_of(&mut plan, owner, &shared, &sas);
             let applied = self.applier.clean_up(&plan).await;
             if applied.transient || !applied.failures.is_empty() {
                 // The finalizer stays until everything the CR owns is gone.
@@ -446,6 +632,14 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             next.expires_at.as_deref().and_then(unix_time),
             next_refresh.map(|t| t.unix_timestamp() as f64),
         );
+        if status::is_verified(&next) {
+            let last = next
+                .registries
+                .iter()
+                .filter_map(|r| unix_time(&r.checked_at))
+                .fold(f64::MIN, f64::max);
+            crate::metrics::set_registry_verified(name, last);
+        }
         if prev == Some(&next) {
             return;
         }
@@ -463,13 +657,23 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 return;
             }
         }
-        if let Some((kind, reason, message)) = status::transition_event(prev, &next) {
+        for (kind, reason, message) in status::transition_events(prev, &next) {
             match kind {
                 EventType::Warning => {
-                    tracing::warn!(cr = name, reason, message, "ECRPullSecret not ready")
+                    tracing::warn!(
+                        cr = name,
+                        reason,
+                        message,
+                        "ECRPullSecret condition turned False"
+                    )
                 }
                 EventType::Normal => {
-                    tracing::info!(cr = name, reason, message, "ECRPullSecret ready")
+                    tracing::info!(
+                        cr = name,
+                        reason,
+                        message,
+                        "ECRPullSecret condition changed"
+                    )
                 }
             }
             self.events.record(cr, kind, &reason, &message).await;
@@ -485,6 +689,7 @@ fn touched_namespaces(plan: &Plan) -> impl Iterator<Item = String> + '_ {
         .chain(&plan.missing)
         .cloned()
         .chain(plan.deletes.iter().map(|s| s.namespace.to_string()))
+        .chain(plan.unmerges.iter().map(|u| u.namespace.clone()))
 }
 
 /// The status counts of an applied plan: targets include listed namespaces that do not

@@ -80,6 +80,15 @@ pub struct Spec {
     /// registries (the reference operator's). Off by default.
     #[serde(default)]
     pub adopt_existing: bool,
+    /// Whether the Secret is the operator's alone (`Own`, the default) or a pull secret
+    /// shared with other writers, where only this CR's registry entries are maintained
+    /// (`Merge`).
+    #[serde(default)]
+    pub secret_policy: Option<SecretPolicy>,
+    /// Check each new token at its registry (`GET /v2/`) and report `RegistryVerified`.
+    /// Default true; the operator's `--verify-registries=false` turns it off for all.
+    #[serde(default)]
+    pub verify: Option<bool>,
 }
 
 /// Per-CR AWS identity, on top of the operator's default credential chain.
@@ -124,6 +133,18 @@ pub enum DeletionPolicy {
     Delete,
 }
 
+/// Who owns the Secret named `secretName`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SecretPolicy {
+    /// The operator writes the whole Secret and deletes it when no longer wanted.
+    #[default]
+    Own,
+    /// The Secret may hold other registries' entries (a shared pull secret): only this
+    /// CR's registry entries are written, refreshed and removed; the hosts it maintains
+    /// are recorded in the `ecr.creds.dev/merged-hosts` annotation.
+    Merge,
+}
+
 /// A standard `metav1.LabelSelector`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -165,6 +186,23 @@ pub struct Status {
     /// At most [`MAX_REPORTED_FAILURES`], sorted by namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<NamespaceFailure>,
+    /// The last registry check per host, sorted by host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registries: Vec<RegistryCheckStatus>,
+}
+
+/// One registry's answer to the last token checked there.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryCheckStatus {
+    pub host: String,
+    /// `Verified`, or why not: `Unauthorized`, `Forbidden`, `Unreachable`, `TLSError`,
+    /// `UnexpectedAnswer`.
+    pub result: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// When the registry was asked.
+    pub checked_at: String,
 }
 
 /// How many failures the status lists; the count is always complete.

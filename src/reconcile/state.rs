@@ -84,10 +84,15 @@ pub struct SaView {
 // === impl ManagedSecret ===
 
 impl ManagedSecret {
-    /// The projection the Secret watcher keeps. Data is reduced to "intact or not".
+    /// The projection the Secret watcher keeps. Data is reduced to "intact or not". A
+    /// shared pull secret the operator created for a merge CR is not one: the shared
+    /// Secrets' watch keeps it (`shared::SharedSecret`).
     pub fn project(secret: &Secret) -> Option<ManagedSecret> {
         let meta = &secret.metadata;
         let annotations = &meta.annotations;
+        if annotations.contains_key(super::shared::MERGED_HOSTS_ANNOTATION) {
+            return None;
+        }
         let data = secret.data.get(dockerconfig::DATA_KEY);
         let intact = match (data, annotations.get(CHECKSUM_ANNOTATION)) {
             (Some(d), Some(sum)) => &dockerconfig::checksum(d) == sum,

@@ -3,7 +3,11 @@
 
 use std::fmt;
 
-use super::spec::{Condition, NamespaceFailure, Status, MAX_REPORTED_FAILURES};
+use super::spec::{
+    Condition, NamespaceFailure, RegistryCheckStatus, Status, MAX_REPORTED_FAILURES,
+};
+use super::state::format_time;
+use super::verify::{HostCheck, Verdict};
 
 /// The longest message copied into a condition or failure: API servers and AWS answer
 /// with messages of any length, and status is read by every `kubectl describe`.
@@ -56,8 +60,15 @@ impl fmt::Display for Reason {
 /// A condition's status.
 pub const TRUE: &str = "True";
 pub const FALSE: &str = "False";
+pub const UNKNOWN: &str = "Unknown";
 /// The condition type every CR carries.
 pub const READY: &str = "Ready";
+/// Whether the registries accepted the token the Secrets hold (`GET /v2/`). Apart from
+/// Ready: a Secret is written whatever the registry says, since ECR issued the token.
+pub const REGISTRY_VERIFIED: &str = "RegistryVerified";
+/// RegistryVerified's reason when no check is made (`spec.verify: false`, or the
+/// operator's `--verify-registries=false`).
+pub const VERIFY_DISABLED: &str = "Disabled";
 
 /// An Event's type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +105,79 @@ pub struct Outcome {
     pub expires_at: Option<String>,
     pub last_refresh_time: Option<String>,
     pub next_refresh_time: Option<String>,
+    /// This reconcile's registry checks; `None` keeps the last reported ones (no token
+    /// was at hand to check).
+    pub verification: Option<Verification>,
+}
+
+/// What the registries said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verification {
+    Disabled,
+    /// One per host, sorted by host.
+    Checked(Vec<HostCheck>),
+}
+
+/// The RegistryVerified condition's (status, reason, message).
+fn registry_verified(v: &Verification) -> (&'static str, &'static str, String) {
+    let checks = match v {
+        Verification::Disabled => {
+            return (
+                UNKNOWN,
+                VERIFY_DISABLED,
+                "registry verification is turned off".into(),
+            )
+        }
+        Verification::Checked(checks) => checks,
+    };
+    let failed: Vec<&HostCheck> = checks
+        .iter()
+        .filter(|c| c.verdict != Verdict::Verified)
+        .collect();
+    match failed.iter().min_by_key(|c| c.verdict) {
+        None => (
+            TRUE,
+            Verdict::Verified.as_str(),
+            format!(
+                "{} of {} registries accepted the token",
+                checks.len(),
+                checks.len()
+            ),
+        ),
+        Some(first) => (
+            FALSE,
+            first.verdict.as_str(),
+            truncate(&format!(
+                "{} of {} registries refused or did not answer; {}: {}",
+                failed.len(),
+                checks.len(),
+                first.host,
+                first.message
+            )),
+        ),
+    }
+}
+
+/// A condition that keeps its `lastTransitionTime` while its status stays.
+fn condition(
+    prev: Option<&Status>,
+    type_: &str,
+    (status, reason, message): (&str, &str, String),
+    generation: Option<i64>,
+    now: &str,
+) -> Condition {
+    let last_transition_time = match prev.and_then(|p| find_condition(p, type_)) {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => now.to_string(),
+    };
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time,
+        observed_generation: generation,
+    }
 }
 
 /// The Ready condition's (status, reason, message) for an outcome.
@@ -154,10 +238,32 @@ pub fn compute(
     now: &str,
 ) -> Status {
     let (status, reason, message) = ready(outcome);
-    let prev_ready = prev.and_then(ready_condition);
-    let last_transition_time = match prev_ready {
-        Some(c) if c.status == status => c.last_transition_time.clone(),
-        _ => now.to_string(),
+    let mut conditions = vec![condition(
+        prev,
+        READY,
+        (status, reason.as_str(), message),
+        generation,
+        now,
+    )];
+    let registries = match &outcome.verification {
+        Some(v) => {
+            conditions.push(condition(
+                prev,
+                REGISTRY_VERIFIED,
+                registry_verified(v),
+                generation,
+                now,
+            ));
+            registry_statuses(v)
+        }
+        None => {
+            // No check this time: the last one stands, as it was.
+            conditions.extend(
+                prev.and_then(|p| find_condition(p, REGISTRY_VERIFIED))
+                    .cloned(),
+            );
+            prev.map(|p| p.registries.clone()).unwrap_or_default()
+        }
     };
     let mut failures = outcome.failures.clone();
     failures.sort();
@@ -165,14 +271,7 @@ pub fn compute(
     failures.truncate(MAX_REPORTED_FAILURES);
     Status {
         observed_generation: generation,
-        conditions: vec![Condition {
-            type_: READY.into(),
-            status: status.into(),
-            reason: reason.as_str().into(),
-            message,
-            last_transition_time,
-            observed_generation: generation,
-        }],
+        conditions,
         expires_at: outcome
             .expires_at
             .clone()
@@ -193,12 +292,39 @@ pub fn compute(
                 message: truncate(&f.message),
             })
             .collect(),
+        registries,
     }
+}
+
+/// The per-host list of status; hosts come from a validated spec, so it is short.
+fn registry_statuses(v: &Verification) -> Vec<RegistryCheckStatus> {
+    let Verification::Checked(checks) = v else {
+        return Vec::new();
+    };
+    checks
+        .iter()
+        .map(|c| RegistryCheckStatus {
+            host: c.host.clone(),
+            result: c.verdict.as_str().into(),
+            message: truncate(&c.message),
+            checked_at: format_time(c.checked_at),
+        })
+        .collect()
+}
+
+/// The condition of type `type_`, if any.
+pub fn find_condition<'a>(status: &'a Status, type_: &str) -> Option<&'a Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
 }
 
 /// The Ready condition of a status, if any.
 pub fn ready_condition(status: &Status) -> Option<&Condition> {
-    status.conditions.iter().find(|c| c.type_ == READY)
+    find_condition(status, READY)
+}
+
+/// Whether a status says RegistryVerified=True.
+pub fn is_verified(status: &Status) -> bool {
+    find_condition(status, REGISTRY_VERIFIED).is_some_and(|c| c.status == TRUE)
 }
 
 /// Whether a status says Ready=True.
@@ -220,6 +346,7 @@ pub fn patch_body(status: &Status) -> serde_json::Value {
             map.entry(key).or_insert(serde_json::Value::Null);
         }
         map.entry("failures").or_insert(serde_json::json!([]));
+        map.entry("registries").or_insert(serde_json::json!([]));
     }
     serde_json::json!({ "status": value })
 }
@@ -229,15 +356,34 @@ pub fn transition_event(
     prev: Option<&Status>,
     next: &Status,
 ) -> Option<(EventType, String, String)> {
-    let new = ready_condition(next)?;
-    let old = prev.and_then(ready_condition);
+    changed(prev, next, READY)
+}
+
+/// Events for every condition that changed: Ready, then RegistryVerified (a check turned
+/// off is not news).
+pub fn transition_events(prev: Option<&Status>, next: &Status) -> Vec<(EventType, String, String)> {
+    let verified = changed(prev, next, REGISTRY_VERIFIED).filter(|(_, r, _)| r != VERIFY_DISABLED);
+    changed(prev, next, READY)
+        .into_iter()
+        .chain(verified)
+        .collect()
+}
+
+/// (type, reason, message) when condition `type_` changed status or reason.
+fn changed(
+    prev: Option<&Status>,
+    next: &Status,
+    type_: &str,
+) -> Option<(EventType, String, String)> {
+    let new = find_condition(next, type_)?;
+    let old = prev.and_then(|p| find_condition(p, type_));
     if old.is_some_and(|o| o.status == new.status && o.reason == new.reason) {
         return None;
     }
-    let kind = if new.status == TRUE {
-        EventType::Normal
-    } else {
+    let kind = if new.status == FALSE {
         EventType::Warning
+    } else {
+        EventType::Normal
     };
     Some((kind, new.reason.clone(), new.message.clone()))
 }
@@ -297,6 +443,65 @@ mod tests {
         assert_eq!(s.failed_namespaces, 30);
         assert_eq!(s.failures.len(), MAX_REPORTED_FAILURES);
         assert_eq!(s.conditions[0].reason, "NamespaceErrors");
+    }
+
+    fn check(host: &str, verdict: Verdict) -> HostCheck {
+        HostCheck {
+            host: host.into(),
+            verdict,
+            message: format!("{host} said so"),
+            checked_at: time::OffsetDateTime::UNIX_EPOCH,
+            retry_at: None,
+        }
+    }
+
+    #[test]
+    fn registry_verified_is_its_own_condition_and_stays_without_a_check() {
+        let mut o = ok(2);
+        o.verification = Some(Verification::Checked(vec![
+            check("a", Verdict::Verified),
+            check("b", Verdict::Unreachable),
+            check("c", Verdict::Unauthorized),
+        ]));
+        let a = compute(None, Some(1), &o, "t1");
+        assert!(is_ready(&a), "Ready keeps its meaning");
+        let v = find_condition(&a, REGISTRY_VERIFIED).unwrap();
+        assert_eq!(
+            (v.status.as_str(), v.reason.as_str()),
+            (FALSE, "Unauthorized")
+        );
+        assert!(v.message.starts_with("2 of 3 registries"), "{}", v.message);
+        assert_eq!(a.registries.len(), 3);
+        assert_eq!(a.registries[1].result, "Unreachable");
+        let events = transition_events(None, &a);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1].0, EventType::Warning);
+
+        // A reconcile that checked nothing keeps what was reported, so nothing is written.
+        let b = compute(Some(&a), Some(1), &ok(2), "t2");
+        assert_eq!(a, b);
+        assert!(transition_events(Some(&a), &b).is_empty());
+
+        o.verification = Some(Verification::Checked(vec![check("a", Verdict::Verified)]));
+        let c = compute(Some(&b), Some(1), &o, "t3");
+        assert!(is_verified(&c));
+        assert_eq!(transition_events(Some(&b), &c)[0].1, "Verified");
+        o.verification = Some(Verification::Disabled);
+        let d = compute(Some(&c), Some(1), &o, "t4");
+        let v = find_condition(&d, REGISTRY_VERIFIED).unwrap();
+        assert_eq!(
+            (v.status.as_str(), v.reason.as_str()),
+            (UNKNOWN, VERIFY_DISABLED)
+        );
+        assert!(d.registries.is_empty());
+        assert!(
+            transition_events(Some(&c), &d).is_empty(),
+            "turning it off is not news"
+        );
+        assert_eq!(
+            patch_body(&d)["status"]["registries"],
+            serde_json::json!([])
+        );
     }
 
     #[test]

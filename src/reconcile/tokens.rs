@@ -169,6 +169,20 @@ impl<F: FetchToken> TokenCache<F> {
         }
     }
 
+    /// The token cached for `group`, without fetching: `None` when there is none, or
+    /// while a fetch for it is in flight.
+    pub fn cached(&self, group: &TokenGroup) -> Option<Arc<RegistryToken>> {
+        let slot = {
+            let groups = match self.groups.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            groups.get(&cache_key(group))?.clone()
+        };
+        let entry = slot.try_lock().ok()?;
+        entry.token.clone()
+    }
+
     /// GetAuthorizationToken calls made so far (for tests and the benchmark).
     pub fn calls(&self) -> u64 {
         self.calls.load(std::sync::atomic::Ordering::Relaxed)

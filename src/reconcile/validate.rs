@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use super::select::{NamePatterns, PatternError};
 use super::spec::{
-    AwsAuth, DeletionPolicy, LabelSelector, Spec, DEFAULT_MIN_INTERVAL, DEFAULT_TOKEN_LIFETIME,
+    AwsAuth, DeletionPolicy, LabelSelector, SecretPolicy, Spec, DEFAULT_MIN_INTERVAL,
+    DEFAULT_TOKEN_LIFETIME,
 };
 
 /// The lowest `minInterval` a CR may ask for unless the operator lowers it
@@ -57,6 +58,9 @@ pub enum SpecError {
     RoleNotAllowed(String),
     SessionName(String),
     SecretRef(String),
+    /// `secretPolicy: Merge` must know its hosts before it holds a token: they are the
+    /// entries it may touch in someone else's Secret.
+    MergeWithoutRegistries,
 }
 
 impl fmt::Display for SpecError {
@@ -119,6 +123,10 @@ impl fmt::Display for SpecError {
                 shown(a)
             ),
             SpecError::SecretRef(m) => write!(f, "spec.aws.credentialsSecretRef: {m}"),
+            SpecError::MergeWithoutRegistries => f.write_str(
+                "spec.secretPolicy Merge needs spec.registries (or the operator's REGISTRY): \
+                 the registry entries it maintains in a shared Secret must be known",
+            ),
             SpecError::RoleArn(a) => {
                 write!(f, "spec.aws.roleArn {} is not an IAM role ARN", shown(a))
             }
@@ -167,6 +175,9 @@ pub struct ValidSpec {
     pub min_interval: Duration,
     pub deletion_policy: DeletionPolicy,
     pub adopt_existing: bool,
+    pub secret_policy: SecretPolicy,
+    /// Check each token at its registry's `/v2/` (default on).
+    pub verify: bool,
 }
 
 /// What the operator allows beyond the CRD schema: its own settings that bound specs.
@@ -230,6 +241,10 @@ impl Spec {
                 registries.push(parsed);
             }
         }
+        let secret_policy = self.secret_policy.unwrap_or_default();
+        if secret_policy == SecretPolicy::Merge && registries.is_empty() {
+            return Err(SpecError::MergeWithoutRegistries);
+        }
         let aws = self.aws.clone().unwrap_or_default();
         validate_aws(&aws, policy)?;
         let (before_expiry, min_interval) = self.refresh_window(policy)?;
@@ -260,6 +275,8 @@ impl Spec {
             min_interval,
             deletion_policy: self.deletion_policy.unwrap_or_default(),
             adopt_existing: self.adopt_existing,
+            secret_policy,
+            verify: self.verify.unwrap_or(true),
         })
     }
 }

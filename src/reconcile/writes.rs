@@ -21,6 +21,9 @@ use crate::k8s::types::{ObjectMeta, Secret, ServiceAccount};
 use crate::k8s::{Client, Error, Patch, Preconditions};
 use crate::runtime::backoff::{Backoff, TRANSIENT_RETRIES};
 
+mod shared;
+pub use shared::MergeOutcome;
+
 /// How often a ServiceAccount edit is retried after losing a race to another writer.
 pub const SA_CONFLICT_RETRIES: usize = 5;
 
@@ -75,6 +78,10 @@ pub trait WriteThrough: Send + Sync + 'static {
     fn service_account_written(&self, sa: &ServiceAccount);
     /// Our freshest view of a ServiceAccount: our last write of it, else the cache's.
     fn service_account(&self, namespace: &str, name: &str) -> Option<SaView>;
+    /// A shared pull secret as the server answered our write (`secretPolicy: Merge`).
+    fn shared_secret_written(&self, _secret: &Secret) {}
+    /// A shared pull secret we deleted, or found gone.
+    fn shared_secret_deleted(&self, _namespace: &str, _name: &str) {}
 }
 
 /// Keeps nothing: for writers without a cache (tests of single writes).
@@ -160,6 +167,7 @@ impl Writer {
             },
             type_: Some(dockerconfig::SECRET_TYPE.into()),
             data: BTreeMap::from([(dockerconfig::DATA_KEY.to_string(), content.data.clone())]),
+            immutable: None,
         };
         let collection = SECRETS.collection(Some(namespace));
         match self
@@ -191,6 +199,13 @@ impl Writer {
         let existing: Secret = self.send(|| self.client.get(&path)).await?;
         let meta = &existing.metadata;
         let rv = meta.resource_version.clone().unwrap_or_default();
+        if meta
+            .annotations
+            .contains_key(crate::reconcile::shared::MERGED_HOSTS_ANNOTATION)
+        {
+            // A shared pull secret: only merge CRs write there, entry by entry.
+            return Ok(SecretOutcome::Conflict);
+        }
         let managed =
             meta.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE);
         if managed && meta.annotations.get(state::OWNER_ANNOTATION) == Some(&content.owner.name) {

@@ -57,6 +57,12 @@ pub struct Options {
     pub args: Vec<String>,
     /// The CRD the emulator enforces; `None` is the shipped `crd.yaml`. [`Env`] only.
     pub crd: Option<String>,
+    /// Check tokens at the registries. Off by default: the fake account's registry hosts
+    /// do not resolve here; `registry_verify` turns it on against a real registry.
+    pub verify_registries: bool,
+    /// The password of every token the fake ECR issues; `None`: a new one per call.
+    /// [`Env`] only.
+    pub token_password: Option<String>,
 }
 
 impl Default for Options {
@@ -71,6 +77,8 @@ impl Default for Options {
             metrics: false,
             args: Vec::new(),
             crd: None,
+            verify_registries: false,
+            token_password: None,
         }
     }
 }
@@ -98,6 +106,9 @@ impl Options {
             args.extend(["--min-refresh-interval".into(), floor.clone()]);
         }
         args.extend(self.args.iter().cloned());
+        if !self.verify_registries {
+            args.push("--verify-registries=false".into());
+        }
         if once {
             args.push("--once".into());
         }
@@ -128,6 +139,8 @@ impl Options {
         if let Some(region) = &self.region {
             pairs.push(("AWS_REGION", region));
         }
+        // The extra environment reaches the AWS side too (AWS_CA_BUNDLE, endpoints).
+        pairs.extend(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         (cfg, AwsEnv::from_pairs(&pairs))
     }
 }
@@ -177,6 +190,7 @@ impl Env {
             .expect("start the Kubernetes emulator");
         let aws = AwsEmulator::start(AwsEmulatorConfig {
             token_lifetime: options.token_lifetime,
+            token_password: options.token_password.clone(),
             ..Default::default()
         })
         .await

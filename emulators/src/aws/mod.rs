@@ -53,6 +53,9 @@ pub struct AwsEmulatorConfig {
     pub imds_role: String,
     /// The Authorization value the container endpoint requires, if any.
     pub container_token: Option<String>,
+    /// The password of every ECR token issued (user `AWS`), so a real registry can be set
+    /// up to accept it; `None`: a new one per call, as ECR does.
+    pub token_password: Option<String>,
     /// Serve HTTPS with a fresh self-signed certificate for `localhost` and `127.0.0.1`
     /// (trust it through [`AwsEmulator::certificate_der`]).
     pub tls: bool,
@@ -69,6 +72,7 @@ impl Default for AwsEmulatorConfig {
             require_signature: true,
             imds_role: "ecr-node-role".into(),
             container_token: None,
+            token_password: None,
             tls: false,
         }
     }
@@ -523,11 +527,13 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
             }
             let public = endpoint == "ecr-public";
             let expires = OffsetDateTime::now_utc() + config.token_lifetime;
-            let password = format!(
-                "emulated-{}-{}",
-                config.account_id,
-                state.counters.total.load(Ordering::SeqCst)
-            );
+            let password = config.token_password.clone().unwrap_or_else(|| {
+                format!(
+                    "emulated-{}-{}",
+                    config.account_id,
+                    state.counters.total.load(Ordering::SeqCst)
+                )
+            });
             let token = STANDARD.encode(format!("AWS:{password}"));
             let expires_at = expires.unix_timestamp() as f64;
             lock(&state.issued_ecr).insert(token.clone(), expires.unix_timestamp());

@@ -15,6 +15,7 @@ use base64::Engine;
 use emulators::aws::{AwsEmulator, AwsEmulatorConfig};
 use emulators::k8s::{EmulatorConfig, K8sEmulator};
 use emulators::operator::Launch;
+use emulators::registry::Registry;
 use emulators::wait::poll;
 use serde_json::{json, Value};
 
@@ -25,6 +26,8 @@ const POLL: Duration = Duration::from_millis(10);
 const CR_NAME: &str = "team-registry";
 const SECRET_NAME: &str = "ecr-pull";
 const REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+/// The password of the fake ECR's tokens, which the real registry accepts.
+const TOKEN_PASSWORD: &str = "demo-token-issued-by-the-fake-ecr";
 
 /// The example custom resource, as a user would `kubectl apply` it.
 const EXAMPLE_CR: &str = r#"apiVersion: ecr.creds.dev/v1alpha1
@@ -93,13 +96,21 @@ async fn run(binary: PathBuf) -> Result<(), String> {
     let k8s = K8sEmulator::start(EmulatorConfig::default())
         .await
         .map_err(|e| format!("cannot start the Kubernetes emulator: {e}"))?;
-    let aws = AwsEmulator::start(AwsEmulatorConfig::default())
-        .await
-        .map_err(|e| format!("cannot start the fake AWS: {e}"))?;
+    let aws = AwsEmulator::start(AwsEmulatorConfig {
+        token_password: Some(TOKEN_PASSWORD.into()),
+        ..AwsEmulatorConfig::default()
+    })
+    .await
+    .map_err(|e| format!("cannot start the fake AWS: {e}"))?;
+    let registry = Registry::start(TOKEN_PASSWORD)?;
     step(&format!(
         "Kubernetes API emulator at {} (with the ECRPullSecret CRD), fake AWS (ECR, STS) at {}",
         k8s.url(),
         aws.url()
+    ));
+    detail(&format!(
+        "a real registry (docker-registry, htpasswd user AWS, TLS from a demo CA) at {} stands in for {REGISTRY}",
+        registry.url
     ));
 
     // The cluster before the operator: one namespace by name, one by label, one not
@@ -123,7 +134,13 @@ async fn run(binary: PathBuf) -> Result<(), String> {
         "team-a/default already pulls from `dockerhub-creds`: the operator must keep that entry",
     );
 
-    let mut operator = Launch::new(&binary, k8s.url(), aws.url()).spawn()?;
+    let mut operator = Launch::new(&binary, k8s.url(), aws.url())
+        .verify_registries(true)
+        .envs([
+            ("ECR_REGISTRY_ENDPOINT_URL", registry.url.clone()),
+            ("AWS_CA_BUNDLE", registry.ca_file.display().to_string()),
+        ])
+        .spawn()?;
     let ready = operator.wait_ready(WAIT).await?;
     step(&format!(
         "Started {} (pid {}) --api-server {}: /readyz OK after {}",
@@ -189,6 +206,29 @@ async fn run(binary: PathBuf) -> Result<(), String> {
     }
     detail("sandbox (neither listed nor labelled) got nothing");
 
+    let verified = poll(WAIT, POLL, async || {
+        let cr = k8s.get("ecrpullsecrets", None, CR_NAME)?;
+        condition(&cr, "RegistryVerified").filter(|c| c["status"] != "Unknown")
+    })
+    .await
+    .ok_or_else(|| {
+        format!(
+            "no registry check reported within {WAIT:?}; operator log:\n{}",
+            operator.log_tail(20)
+        )
+    })?;
+    if verified["status"] != "True" {
+        return Err(format!(
+            "the registry did not accept the token: {}; registry log:\n{}",
+            verified,
+            registry.log()
+        ));
+    }
+    step(&format!(
+        "The token was verified at the registry: GET /v2/ answered 200 (RegistryVerified=True: {})",
+        verified["message"].as_str().unwrap_or_default()
+    ));
+
     show_secret(&k8s, "team-a")?;
     show_service_accounts(&k8s, "team-a")?;
     show_cr(&k8s)?;
@@ -202,10 +242,12 @@ async fn run(binary: PathBuf) -> Result<(), String> {
     }
     detail("deploy/admission-policy.yaml denied none of the operator's writes");
 
+    merge_into_shared_secret(&k8s, &operator).await?;
+
     let ecr_calls = aws.calls().ecr;
     section("AWS");
     println!(
-        "  ECR GetAuthorizationToken calls: {ecr_calls} for 3 namespaces (one token per region, shared)"
+        "  ECR GetAuthorizationToken calls: {ecr_calls} for 4 namespaces and two CRs (one token per region, shared)"
     );
 
     let stop_at = Instant::now();
@@ -227,6 +269,99 @@ async fn run(binary: PathBuf) -> Result<(), String> {
         println!("  {line}");
     }
     k8s.shutdown().await;
+    Ok(())
+}
+
+/// The platform team's shared pull secret: a Docker Hub entry the operator must keep.
+const SHARED_SECRET: &str = "pull-secret";
+const DOCKER_HUB_ENTRY: &str = r#"{"auth": "ZG9ja2VyOmh1Yg==", "email": "platform@example.com"}"#;
+const MERGE_CR: &str = r#"apiVersion: ecr.creds.dev/v1alpha1
+kind: ECRPullSecret
+metadata:
+  name: shared-registry
+spec:
+  secretName: pull-secret
+  namespaces: [platform]
+  registries: [123456789012.dkr.ecr.us-east-1.amazonaws.com]
+  secretPolicy: Merge     # maintain only this registry's entry in someone else's Secret
+"#;
+
+/// `secretPolicy: Merge`: our ECR entry into a shared pull secret, its Docker Hub entry
+/// kept byte for byte.
+async fn merge_into_shared_secret(
+    k8s: &K8sEmulator,
+    operator: &emulators::operator::OperatorChild,
+) -> Result<(), String> {
+    create_namespace(k8s, "platform", json!({}))?;
+    let config = format!(r#"{{"auths":{{"https://index.docker.io/v1/":{DOCKER_HUB_ENTRY}}}}}"#);
+    k8s.apply(
+        "secrets",
+        json!({"metadata": {"name": SHARED_SECRET, "namespace": "platform",
+                            "annotations": {"owner": "platform-team"}},
+               "type": "kubernetes.io/dockerconfigjson",
+               "data": {".dockerconfigjson": STANDARD.encode(&config)}}),
+    )
+    .map_err(|e| format!("cannot create the shared pull secret: {e}"))?;
+    step("Namespace platform holds a shared pull secret `pull-secret` with a Docker Hub entry;");
+    let cr: Value = serde_yaml::from_str(MERGE_CR)
+        .map_err(|e| format!("the merge CR is not valid YAML: {e}"))?;
+    k8s.apply("ecrpullsecrets", cr)
+        .map_err(|e| format!("the emulator refused the merge ECRPullSecret: {e}"))?;
+    step("Applied this ECRPullSecret:");
+    for line in MERGE_CR.lines() {
+        println!("      {line}");
+    }
+    let merged = poll(WAIT, POLL, async || {
+        let s = k8s.get("secrets", Some("platform"), SHARED_SECRET)?;
+        let d = dockerconfig(&s).ok()?;
+        d["auths"][REGISTRY]["auth"].as_str()?;
+        Some(s)
+    })
+    .await
+    .ok_or_else(|| {
+        format!(
+            "the ECR entry was not merged into platform/pull-secret within {WAIT:?}; operator log:\n{}",
+            operator.log_tail(20)
+        )
+    })?;
+    let raw = STANDARD
+        .decode(
+            merged["data"][".dockerconfigjson"]
+                .as_str()
+                .unwrap_or_default(),
+        )
+        .map_err(|e| format!("the shared pull secret is not base64: {e}"))?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    if !text.contains(DOCKER_HUB_ENTRY) {
+        return Err(format!(
+            "the Docker Hub entry was not kept byte for byte: {text}"
+        ));
+    }
+    section(&format!(
+        "Secret platform/{SHARED_SECRET} after the merge (passwords masked)"
+    ));
+    let mut config = dockerconfig(&merged)?;
+    if let Some(auths) = config["auths"].as_object_mut() {
+        for (host, entry) in auths.iter_mut() {
+            let note = if host == REGISTRY {
+                "added by the operator"
+            } else {
+                "kept byte for byte"
+            };
+            let user = entry["username"].as_str().unwrap_or("");
+            let auth = entry["auth"].as_str().map(mask).unwrap_or_default();
+            println!("  auths[{host}]: username {user:?} auth {auth}   # {note}");
+        }
+    }
+    println!("  annotations:");
+    print_map(&merged["metadata"]["annotations"], "    ");
+    detail("only data[.dockerconfigjson] and ecr.creds.dev/merged-hosts changed; the rest is the owner's");
+    let denials = k8s.admission_denials();
+    if !denials.is_empty() {
+        return Err(format!(
+            "the shipped admission policy denied the merge: {denials:?}"
+        ));
+    }
     Ok(())
 }
 
@@ -374,19 +509,20 @@ fn show_cr(k8s: &K8sEmulator) -> Result<(), String> {
         .get("ecrpullsecrets", None, CR_NAME)
         .ok_or("the ECRPullSecret vanished")?;
     let status = &cr["status"];
-    let ready = status["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-        .and_then(|c| c["status"].as_str())
-        .unwrap_or("");
+    let state = |type_: &str| {
+        condition(&cr, type_)
+            .and_then(|c| c["status"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
     section("kubectl get ecrps");
-    println!("  NAME            SECRET    READY  NAMESPACES  EXPIRES               AGE");
+    println!("  NAME            SECRET    READY  NAMESPACES  VERIFIED  EXPIRES               AGE");
     println!(
-        "  {:<15} {:<9} {:<6} {:<11} {:<21} {}",
+        "  {:<15} {:<9} {:<6} {:<11} {:<9} {:<21} {}",
         CR_NAME,
         cr["spec"]["secretName"].as_str().unwrap_or(""),
-        ready,
+        state("Ready"),
         status["syncedNamespaces"].to_string(),
+        state("RegistryVerified"),
         status["expiresAt"].as_str().unwrap_or(""),
         age(&cr["metadata"]["creationTimestamp"])
     );
@@ -398,6 +534,15 @@ fn show_cr(k8s: &K8sEmulator) -> Result<(), String> {
         println!("  {line}");
     }
     Ok(())
+}
+
+/// The condition of type `type_` in a CR's status.
+fn condition(cr: &Value, type_: &str) -> Option<Value> {
+    cr["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .cloned()
 }
 
 /// `kubectl`'s AGE column, in seconds (the demo is short).

@@ -25,6 +25,9 @@ pub struct FaultConfig {
     pub retry_after_secs: Option<u32>,
     /// Added to every matching request before it is served.
     pub latency_ms: u64,
+    /// Added after a matching request is served, before its answer leaves: the client
+    /// then acts on a read that another writer may already have made stale.
+    pub answer_delay_ms: u64,
     pub seed: u64,
     /// Only requests with these verbs (get, list, watch, create, update, patch, delete);
     /// empty = all.
@@ -54,6 +57,7 @@ pub struct Faults {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaultDecision {
     pub latency: Duration,
+    pub answer_delay: Duration,
     pub error: Option<(ApiError, Option<u32>)>,
 }
 
@@ -107,10 +111,12 @@ impl Faults {
         if !applies {
             return FaultDecision {
                 latency: Duration::ZERO,
+                answer_delay: Duration::ZERO,
                 error: None,
             };
         }
         let latency = Duration::from_millis(cfg.latency_ms);
+        let answer_delay = Duration::from_millis(cfg.answer_delay_ms);
         let code = match cfg.error_codes.len() {
             0 => cfg.error_code,
             n => cfg.error_codes.get(st.injected as usize % n).copied(),
@@ -118,12 +124,14 @@ impl Faults {
         let Some(code) = code else {
             return FaultDecision {
                 latency,
+                answer_delay,
                 error: None,
             };
         };
         if cfg.max_errors.is_some_and(|m| st.injected >= m) {
             return FaultDecision {
                 latency,
+                answer_delay,
                 error: None,
             };
         }
@@ -143,6 +151,7 @@ impl Faults {
         if !fail {
             return FaultDecision {
                 latency,
+                answer_delay,
                 error: None,
             };
         }
@@ -154,6 +163,7 @@ impl Faults {
         }
         FaultDecision {
             latency,
+            answer_delay,
             error: Some((error, retry_after)),
         }
     }

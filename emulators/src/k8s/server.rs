@@ -433,7 +433,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         if !decision.latency.is_zero() {
             tokio::time::sleep(decision.latency).await;
         }
-        match decision.error {
+        let response = match decision.error {
             Some((e, retry_after)) => error_response(&e, retry_after),
             None => match route {
                 Ok(r) => match shared.authorize(&record) {
@@ -442,7 +442,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
                 },
                 Err(e) => non_resource(&path, &shared).unwrap_or_else(|| error_response(&e, None)),
             },
+        };
+        if !decision.answer_delay.is_zero() {
+            tokio::time::sleep(decision.answer_delay).await;
         }
+        response
     };
     record.code = response.status().as_u16();
     shared.log.push(record);
