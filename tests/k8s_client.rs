@@ -215,7 +215,7 @@ async fn no_event_is_lost_across_dropped_watches() {
                 }
                 Event::Restarted(all) => {
                     for s in all {
-                        seen.insert(s.name);
+                        seen.insert(s.name.to_string());
                     }
                 }
                 Event::Deleted(_) => {}

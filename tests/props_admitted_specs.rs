@@ -249,7 +249,7 @@ proptest! {
         let reconciler = &w.operator.reconciler;
         let result = w.runtime.block_on(async {
             wait_until("the CR in the operator's cache", WAIT, || {
-                w.operator.caches.crs.keys().iter().any(|k| k.name == name)
+                w.operator.caches.crs.keys().iter().any(|k| *k.name == *name)
             })
             .await;
             let before = w.env.aws.calls();

@@ -7,7 +7,7 @@
 //!   of their entries);
 //! - it adds entries only to selected ServiceAccounts, never next to a foreign Secret.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use ecr_creds_refresher::reconcile::plan::{self, change_for, Observed, Plan, SecretStep};
@@ -84,7 +84,7 @@ fn namespaces() -> impl Strategy<Value = Vec<NamespaceView>> {
             .map(|((name, (team, terminating)), _)| NamespaceView {
                 name: name.to_string(),
                 labels: team
-                    .map(|t| BTreeMap::from([(Arc::from("team"), Arc::from(t))]))
+                    .map(|t| [(Arc::from("team"), Arc::from(t))].into_iter().collect())
                     .unwrap_or_default(),
                 terminating: terminating && name.len() % 2 == 0,
             })

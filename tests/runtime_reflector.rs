@@ -187,10 +187,15 @@ async fn relist_after_compaction(expired_as_http_status: bool) {
     tokio::join!(outage, changes);
 
     let relisted = next_restart(&mut r.events).await;
-    let mut names: Vec<_> = relisted.iter().map(|k| k.name.clone()).collect();
+    let mut names: Vec<_> = relisted.iter().map(|k| k.name.to_string()).collect();
     names.sort();
     assert_eq!(names, vec!["new", "stays"]);
-    let keys: Vec<_> = r.store.keys().into_iter().map(|k| k.name).collect();
+    let keys: Vec<_> = r
+        .store
+        .keys()
+        .into_iter()
+        .map(|k| k.name.to_string())
+        .collect();
     assert_eq!(
         keys,
         vec!["new", "stays"],

@@ -46,7 +46,11 @@ impl Caches {
 
     /// Every CR name, to enqueue after a change that may concern any of them.
     pub fn cr_names(&self) -> Vec<String> {
-        self.crs.keys().into_iter().map(|k| k.name).collect()
+        self.crs
+            .keys()
+            .into_iter()
+            .map(|k| k.name.to_string())
+            .collect()
     }
 }
 
@@ -85,7 +89,7 @@ impl ObservedState for Caches {
     }
     fn cr_written(&self, cr: EcrPullSecret) {
         if let Some(name) = cr.metadata.name.clone() {
-            self.crs.write_through(ObjectKey::cluster(name), Some(cr));
+            self.crs.write_through(ObjectKey::cluster(&name), Some(cr));
         }
     }
 }

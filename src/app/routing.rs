@@ -31,7 +31,7 @@ use super::shared::SharedSecrets;
 /// nothing to change writes nothing).
 pub(crate) fn enqueue_all(queue: &WorkQueue<String>, crs: &Store<EcrPullSecret>) {
     for key in crs.keys() {
-        queue.add(key.name);
+        queue.add(key.name.to_string());
     }
 }
 
@@ -122,7 +122,7 @@ fn on_cr(
         }
         Event::Restarted(keys) => {
             for key in keys {
-                queue.add(key.name);
+                queue.add(key.name.to_string());
             }
         }
     }

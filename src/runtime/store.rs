@@ -24,43 +24,45 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::intern::intern;
 use crate::k8s::types::ObjectMeta;
 
 /// Identifies an object within one kind: namespace (`None` when cluster-scoped) and name.
+/// Both are interned ([`intern`]): every cache repeats each namespace name, and most
+/// objects of a kind share their name (`default`, the pull secret's name).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {
     /// `None` for cluster-scoped kinds (Namespaces, the operator's CRs).
-    pub namespace: Option<String>,
+    pub namespace: Option<Arc<str>>,
     /// `metadata.name`.
-    pub name: String,
+    pub name: Arc<str>,
 }
 
 // === impl ObjectKey ===
 
 impl ObjectKey {
     /// The key of a cluster-scoped object.
-    pub fn cluster(name: impl Into<String>) -> ObjectKey {
+    pub fn cluster(name: &str) -> ObjectKey {
         ObjectKey {
             namespace: None,
-            name: name.into(),
+            name: intern(name),
         }
     }
 
     /// The key of a namespaced object.
-    pub fn namespaced(namespace: impl Into<String>, name: impl Into<String>) -> ObjectKey {
+    pub fn namespaced(namespace: &str, name: &str) -> ObjectKey {
         ObjectKey {
-            namespace: Some(namespace.into()),
-            name: name.into(),
+            namespace: Some(intern(namespace)),
+            name: intern(name),
         }
     }
 
     /// The key of an object, or `None` when the server sent it without a name (which
     /// a well-formed answer never does; such objects are skipped, not cached).
     pub(crate) fn of(meta: &ObjectMeta) -> Option<ObjectKey> {
-        let name = meta.name.clone()?;
         Some(ObjectKey {
-            namespace: meta.namespace.clone(),
-            name,
+            namespace: meta.namespace.as_deref().map(intern),
+            name: intern(meta.name.as_deref()?),
         })
     }
 }
@@ -272,9 +274,11 @@ impl<P> Store<P> {
 
     /// A change the watch delivered. Our write of that very version (or our delete,
     /// for a deletion) has now been seen: it stops standing in front.
-    pub(crate) fn apply(&self, change: Change<P>) {
+    /// Applies what the watch delivered. `true` when it is the echo of a write of ours
+    /// the store already holds ([`Store::write_through`]): nothing new to react to.
+    pub(crate) fn apply(&self, change: Change<P>) -> bool {
         let mut contents = self.write();
-        match change {
+        let echo = match change {
             Change::Applied(key, version, p) => {
                 let seen = contents
                     .ahead
@@ -284,19 +288,22 @@ impl<P> Store<P> {
                     contents.ahead.remove(&key);
                 }
                 contents.objects.insert(key, Arc::new(p));
+                seen
             }
             Change::Deleted(key) => {
-                if contents
+                let seen = contents
                     .ahead
                     .get(&key)
-                    .is_some_and(|a| a.version.is_none())
-                {
+                    .is_some_and(|a| a.version.is_none());
+                if seen {
                     contents.ahead.remove(&key);
                 }
                 contents.objects.remove(&key);
+                seen
             }
-        }
+        };
         contents.ahead.retain(|_, a| fresh(a));
+        echo
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Contents<P>> {

@@ -14,7 +14,7 @@ use super::{
     Observed, Plan,
 };
 use crate::reconcile::select;
-use crate::reconcile::shared::{Shape, SharedSecret};
+use crate::reconcile::shared::{MergedHost, Shape, SharedSecret};
 use crate::reconcile::spec::ValidSpec;
 use crate::reconcile::state::{Owner, Ownership, SaView};
 
@@ -205,28 +205,7 @@ impl Claims<'_> {
         s: &SharedSecret,
         now: OffsetDateTime,
     ) -> Result<MergeStep, String> {
-        let (created_by, own_policy, hosts, unrecorded) = match &s.shape {
-            Shape::Refused(r) => {
-                return Err(format!(
-                    "Secret {} cannot take this CR's entries: {r}",
-                    s.name
-                ))
-            }
-            Shape::Pull {
-                created_by,
-                own_policy,
-                hosts,
-                unrecorded,
-            } => (created_by, *own_policy, hosts, unrecorded),
-        };
-        let created_by_us = created_by.as_deref() == Some(self.owner.name.as_str());
-        if own_policy && !created_by_us {
-            return Err(format!(
-                "Secret {} is managed for ECRPullSecret {} (secretPolicy Own)",
-                s.name,
-                created_by.as_deref().unwrap_or("?")
-            ));
-        }
+        let (created_by_us, own_policy, hosts, unrecorded) = self.pull_shape(s)?;
         let mut step = self.empty_step();
         // A Secret this CR wrote whole is turned into a shared one.
         let mut due = own_policy;
@@ -292,6 +271,38 @@ impl Claims<'_> {
         step.write = due && (!step.hosts.is_empty() || !step.remove.is_empty());
         step.in_place = in_place.filter(|_| all_in_place);
         Ok(step)
+    }
+
+    /// `s` as a pull secret this CR may merge into: (created by this CR, written whole
+    /// by the operator, its recorded hosts, hosts with entries nobody recorded).
+    #[allow(clippy::type_complexity)]
+    fn pull_shape<'s>(
+        &self,
+        s: &'s SharedSecret,
+    ) -> Result<(bool, bool, &'s [MergedHost], &'s [Arc<str>]), String> {
+        let (created_by, own_policy, hosts, unrecorded) = match &s.shape {
+            Shape::Refused(r) => {
+                return Err(format!(
+                    "Secret {} cannot take this CR's entries: {r}",
+                    s.name
+                ))
+            }
+            Shape::Pull {
+                created_by,
+                own_policy,
+                hosts,
+                unrecorded,
+            } => (created_by, *own_policy, hosts, unrecorded),
+        };
+        let created_by_us = created_by.as_deref() == Some(self.owner.name.as_str());
+        if own_policy && !created_by_us {
+            return Err(format!(
+                "Secret {} is managed for ECRPullSecret {} (secretPolicy Own)",
+                s.name,
+                created_by.as_deref().unwrap_or("?")
+            ));
+        }
+        Ok((created_by_us, own_policy, hosts, unrecorded))
     }
 
     fn empty_step(&self) -> MergeStep {

@@ -366,31 +366,36 @@ impl<L, P, F, H> Reflector<L, P, F, H> {
         (self.on_event)(Event::Restarted(keys));
     }
 
-    /// Store first, then the caller.
+    /// Store first, then the caller, unless the event only echoes a write of ours the
+    /// store already held: the reconcile that wrote it has accounted for it, and waking it
+    /// again for each of its own writes re-planned a 10,000-namespace CR for every few
+    /// hundred echoes of one refresh.
     fn apply<T>(&mut self, event: Event<T>)
     where
         T: Resource,
         F: Fn(&T) -> Option<P>,
         H: FnMut(Event<T>),
     {
-        match &event {
-            Event::Restarted(_) => {}
-            Event::Applied(obj) => {
-                if let Some(key) = ObjectKey::of(obj.meta()) {
+        let echo = match &event {
+            Event::Restarted(_) => false,
+            Event::Applied(obj) => match ObjectKey::of(obj.meta()) {
+                Some(key) => {
                     let version = obj.meta().resource_version.clone().unwrap_or_default();
                     match (self.project)(obj) {
                         Some(p) => self.store.apply(Change::Applied(key, version, p)),
                         None => self.store.apply(Change::Deleted(key)),
                     }
                 }
-            }
-            Event::Deleted(obj) => {
-                if let Some(key) = ObjectKey::of(obj.meta()) {
-                    self.store.apply(Change::Deleted(key));
-                }
-            }
+                None => false,
+            },
+            Event::Deleted(obj) => match ObjectKey::of(obj.meta()) {
+                Some(key) => self.store.apply(Change::Deleted(key)),
+                None => false,
+            },
+        };
+        if !echo {
+            (self.on_event)(event);
         }
-        (self.on_event)(event);
     }
 }
 

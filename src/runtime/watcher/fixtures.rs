@@ -30,7 +30,7 @@ pub(super) fn obj(name: &str, rv: &str, v: u32) -> Obj {
 
 /// The names of listed keys, in order.
 pub(super) fn key_names(keys: &[crate::runtime::store::ObjectKey]) -> Vec<&str> {
-    keys.iter().map(|k| k.name.as_str()).collect()
+    keys.iter().map(|k| &*k.name).collect()
 }
 
 pub(super) fn names(objs: &[Obj]) -> Vec<&str> {

@@ -154,7 +154,7 @@ fn stored(store: &Store<u32>) -> Vec<(String, u32)> {
     store
         .snapshot()
         .into_iter()
-        .map(|(k, v)| (k.name, *v))
+        .map(|(k, v)| (k.name.to_string(), *v))
         .collect()
 }
 

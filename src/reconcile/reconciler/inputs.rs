@@ -1,0 +1,207 @@
+//! What a reconcile reads beyond the caches' plan: the tokens (once the CR may use its
+//! credentials), the shared Secrets and rival claims of a merge, and the registries'
+//! answers to the tokens. Each is a method of [`Reconciler`], kept apart from the
+//! orchestration in `reconciler.rs`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use super::super::content::{self, Content};
+use super::super::plan::Rival;
+use super::super::select::{self, NamespaceView};
+use super::super::shared::SharedSecret;
+use super::super::spec::{EcrPullSecret, SecretPolicy, SecretRef, ValidSpec};
+use super::super::state::Owner;
+use super::super::status::{Outcome, Reason, Verification};
+use super::super::tokens::FetchToken;
+use super::super::writes::SecretContent;
+use super::{ObservedState, ReconcileError, Reconciler, Tokens, GRANT_ANNOTATION};
+
+impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
+    /// The registries' word on the tokens `spec` uses: those just fetched, else those
+    /// the cache holds (no AWS call just to check). Each (host, token) is asked once;
+    /// a failure again after its backoff, whose time comes back to requeue by. `None`
+    /// when no token is at hand: the last result stands.
+    pub(super) async fn verify(
+        &self,
+        spec: &ValidSpec,
+        fetched: Option<&Tokens>,
+        now: OffsetDateTime,
+    ) -> (Option<Verification>, Option<OffsetDateTime>) {
+        if !spec.verify || !self.verifier.is_enabled() {
+            return (Some(Verification::Disabled), None);
+        }
+        let cached;
+        let tokens = match fetched {
+            Some(tokens) => tokens,
+            None => {
+                let groups = content::token_groups(spec, self.settings.default_region.as_deref());
+                let Some(found) = groups
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|g| Some((g.clone(), self.tokens.cached(&g)?)))
+                    .collect::<Option<Tokens>>()
+                else {
+                    return (None, None);
+                };
+                cached = found;
+                &cached
+            }
+        };
+        let Ok(hosts) = content::host_tokens(spec, tokens) else {
+            return (None, None);
+        };
+        // Hosts are checked side by side: one unreachable registry costs one timeout.
+        let mut checks = tokio::task::JoinSet::new();
+        for (host, token) in hosts {
+            let (verifier, token) = (self.verifier.clone(), token.clone());
+            checks.spawn(async move { verifier.verify(&host, &token, now).await });
+        }
+        let mut results = Vec::new();
+        while let Some(done) = checks.join_next().await {
+            if let Ok(Some(check)) = done {
+                results.push(check);
+            }
+        }
+        if results.is_empty() {
+            return (None, None);
+        }
+        results.sort_by(|a, b| a.host.cmp(&b.host));
+        let retry = results.iter().filter_map(|c| c.retry_at).min();
+        (Some(Verification::Checked(results)), retry)
+    }
+
+    /// The tokens and the Secret payload for `spec`, or why there are none.
+    pub(super) async fn payload(
+        &self,
+        owner: &Owner,
+        spec: &ValidSpec,
+        now: OffsetDateTime,
+    ) -> Result<(Tokens, Content, SecretContent), (Reason, String)> {
+        let tokens = self.fetch_tokens(&owner.name, spec, now).await?;
+        let content =
+            content::build(spec, &tokens).map_err(|e| (Reason::AwsError, e.to_string()))?;
+        let secret = SecretContent::new(owner, &content);
+        Ok((tokens, content, secret))
+    }
+
+    /// One token per group the CR needs, from the shared cache, once the CR is known to
+    /// be allowed its credentials.
+    pub(super) async fn fetch_tokens(
+        &self,
+        cr: &str,
+        spec: &ValidSpec,
+        now: OffsetDateTime,
+    ) -> Result<Tokens, (Reason, String)> {
+        let groups =
+            content::token_groups(spec, self.settings.default_region.as_deref()).ok_or((
+                Reason::InvalidSpec,
+                "no region: set spec.region or spec.registries, or AWS_REGION for the operator"
+                    .to_string(),
+            ))?;
+        if let Some(secret) = &spec.aws.credentials_secret_ref {
+            self.check_grant(cr, secret).await?;
+        }
+        let mut out = BTreeMap::new();
+        for group in groups {
+            let token = self
+                .tokens
+                .token(&group, spec.before_expiry, spec.min_interval, now)
+                .await
+                .map_err(|e| (e.reason, e.message))?;
+            out.insert(group, token);
+        }
+        Ok(out)
+    }
+
+    /// The shared Secrets a merge CR's plan reads: those of its name, and any other
+    /// still holding its hosts. An error (to retry) while the watch has not listed.
+    pub(super) async fn shared_secrets(
+        &self,
+        cr: &EcrPullSecret,
+        owner: &Owner,
+        name: &str,
+    ) -> Result<Vec<Arc<SharedSecret>>, ReconcileError> {
+        let Some(mut shared) = self.state.shared_secrets(name).await else {
+            let outcome = Outcome {
+                fatal: Some((
+                    Reason::WriteFailed,
+                    format!("the Secrets named {name} could not be listed yet; retrying"),
+                )),
+                ..Default::default()
+            };
+            self.report(cr, &outcome, None, OffsetDateTime::now_utc())
+                .await;
+            return Err(ReconcileError {
+                reason: Reason::WriteFailed,
+                message: format!("Secrets named {name} not listed yet"),
+            });
+        };
+        for s in self.state.shared_secrets_holding(&owner.name) {
+            if *s.name != *name {
+                shared.push(s);
+            }
+        }
+        Ok(shared)
+    }
+
+    /// The other merge CRs writing into Secrets of `spec`'s name, with what they ask for.
+    pub(super) fn rivals(
+        &self,
+        me: &str,
+        spec: &ValidSpec,
+        namespaces: &[Arc<NamespaceView>],
+    ) -> Vec<Rival> {
+        let mut rivals = Vec::new();
+        for cr in self.state.crs() {
+            let Some(name) = cr.metadata.name.as_deref() else {
+                continue;
+            };
+            let merging = cr.spec.secret_policy == Some(SecretPolicy::Merge)
+                && cr.spec.secret_name == spec.secret_name
+                && cr.metadata.deletion_timestamp.is_none();
+            if name == me || !merging {
+                continue;
+            }
+            let Ok(valid) = self.specs.valid(name, &cr.spec) else {
+                continue;
+            };
+            let targets = select::target_namespaces(&valid, namespaces.iter().map(|n| &**n));
+            rivals.push(Rival {
+                name: name.to_string(),
+                created: cr.metadata.creation_timestamp.clone().unwrap_or_default(),
+                targets: targets.namespaces.into_iter().collect(),
+                hosts: valid.registries.iter().map(|r| r.host.clone()).collect(),
+            });
+        }
+        rivals
+    }
+
+    /// Whether CR `cr` may sign with `secret`: always in the operator's namespace, else
+    /// only when the Secret grants it. The answer is the same whether the Secret is
+    /// missing, unreadable or simply not granting, so a CR learns nothing about Secrets
+    /// it may not use.
+    pub(super) async fn check_grant(
+        &self,
+        cr: &str,
+        secret: &SecretRef,
+    ) -> Result<(), (Reason, String)> {
+        if self.settings.operator_namespace.as_deref() == Some(secret.namespace.as_str()) {
+            return Ok(());
+        }
+        let grants = self.state.credential_grants(secret).await;
+        if grants.iter().any(|g| g == cr || g == "*") {
+            return Ok(());
+        }
+        Err((
+            Reason::CredentialsNotPermitted,
+            format!(
+                "spec.aws.credentialsSecretRef {}/{} is not permitted: a Secret outside the \
+                 operator's namespace must list this ECRPullSecret in its annotation {GRANT_ANNOTATION}",
+                secret.namespace, secret.name
+            ),
+        ))
+    }
+}
