@@ -2,6 +2,7 @@
 //! the release binary (a dev-dependency only).
 //!
 //! - `k8s`, `aws`: the Kubernetes API server emulator and the fake AWS endpoints.
+//! - `ca`: a throwaway CA for the emulators' and the registry's TLS.
 //! - `registry`: a real container registry (Debian's `docker-registry`) on loopback.
 //! - `operator`: the operator binary as a child process (demo, bench, process tests).
 //! - `client`: the one HTTP client that talks to the operator's probes and the emulators.
@@ -9,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aws;
+pub mod ca;
 pub mod client;
 pub mod k8s;
 pub mod operator;

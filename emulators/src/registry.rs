@@ -10,10 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
-
+pub use crate::ca::TestCa;
 use crate::operator::free_port;
 
 /// How long the registry may take to listen.
@@ -42,10 +39,12 @@ impl Registry {
             addr.port()
         ));
         fs::create_dir_all(dir.join("data")).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let ca = TestCa::new("registry-test-ca")?;
-        let (cert, key) = ca.server_cert()?;
-        write(&dir.join("cert.pem"), &cert)?;
-        write(&dir.join("key.pem"), &key)?;
+        let ca = TestCa::new("registry-test-ca").map_err(|e| e.to_string())?;
+        let (cert, key) = ca
+            .issue(&["127.0.0.1", "localhost"], "registry")
+            .map_err(|e| e.to_string())?;
+        write(&dir.join("cert.pem"), &cert.pem())?;
+        write(&dir.join("key.pem"), &key.serialize_pem())?;
         let ca_file = dir.join("ca.pem");
         write(&ca_file, &ca.pem())?;
         htpasswd(&dir.join("htpasswd"), password)?;
@@ -120,47 +119,6 @@ impl Drop for Registry {
     fn drop(&mut self) {
         self.stop();
         let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A throwaway CA.
-pub struct TestCa {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl TestCa {
-    pub fn new(name: &str) -> Result<TestCa, String> {
-        let key = KeyPair::generate().map_err(|e| e.to_string())?;
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let issuer = CertifiedIssuer::self_signed(params, key).map_err(|e| e.to_string())?;
-        Ok(TestCa { issuer })
-    }
-
-    /// The CA certificate, PEM.
-    pub fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// A server certificate for 127.0.0.1 and localhost: (certificate PEM, key PEM).
-    pub fn server_cert(&self) -> Result<(String, String), String> {
-        let key = KeyPair::generate().map_err(|e| e.to_string())?;
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-                .map_err(|e| e.to_string())?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "registry");
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .map_err(|e| e.to_string())?;
-        Ok((cert.pem(), key.serialize_pem()))
     }
 }
 

@@ -194,6 +194,7 @@ impl SharedSecrets {
             return w.store.clone();
         }
         let inner = Arc::downgrade(&self.inner);
+        let secret_name = name.to_string();
         let store: Store<SharedSecret> = Store::new();
         let (_, task) = spawn_reflector_into(
             store.clone(),
@@ -206,9 +207,9 @@ impl SharedSecrets {
             WatcherConfig::new(format!("shared secrets {name}")).with_metrics(metrics::runtime()),
             SharedSecret::project,
             move |event: Event<Secret>| {
-                // Mostly our own writes echoing back: after the debounce, every merge CR
-                // looks (those it does not concern find nothing to do), and so do the
-                // CRs with hosts recorded in it (one that left Merge takes them out).
+                // Mostly someone else's edit (the store drops echoes of our writes): after the
+                // debounce, the merge CRs of this name look, and so do the CRs with
+                // hosts recorded in it (one that left Merge takes them out).
                 let Some(inner) = inner.upgrade() else {
                     return;
                 };
@@ -219,8 +220,10 @@ impl SharedSecrets {
                 }
                 let crs = lock(&inner.crs).clone();
                 for cr in crs.iter().flat_map(|c| c.list()) {
-                    if let (true, Some(name)) = (is_merge(&cr), &cr.metadata.name) {
-                        inner.queue.add_after(name.clone(), ECHO_DEBOUNCE);
+                    if is_merge(&cr) && cr.spec.secret_name == secret_name {
+                        if let Some(cr_name) = &cr.metadata.name {
+                            inner.queue.add_after(cr_name.clone(), ECHO_DEBOUNCE);
+                        }
                     }
                 }
             },

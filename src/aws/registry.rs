@@ -12,6 +12,8 @@ use base64::Engine;
 use bytes::Bytes;
 use http::{header, Request, StatusCode, Uri};
 
+use std::time::Duration;
+
 use super::error::AwsError;
 use super::http::{AwsHttp, HttpResponse};
 
@@ -44,7 +46,11 @@ impl std::fmt::Display for CheckError {
     }
 }
 
-/// Checks registries over the operator's AWS transport (proxies, roots, timeouts).
+/// A check is one small GET (two more for a bearer token): a registry that has not
+/// answered in this long is reported unreachable rather than holding a reconcile.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Checks registries over the operator's AWS transport (its pool, proxies and roots).
 #[derive(Clone, Debug)]
 pub struct RegistryClient {
     http: AwsHttp,
@@ -115,7 +121,12 @@ impl RegistryClient {
             .header(header::AUTHORIZATION, authorization)
             .body(Bytes::new())
             .map_err(|e| CheckError::UnexpectedAnswer(format!("building the request: {e}")))?;
-        self.http.send(request).await.map_err(|e| match e {
+        let answer = tokio::time::timeout(CHECK_TIMEOUT, self.http.send(request))
+            .await
+            .map_err(|_| {
+                CheckError::Unreachable(format!("no answer within {}s", CHECK_TIMEOUT.as_secs()))
+            })?;
+        answer.map_err(|e| match e {
             AwsError::Tls { .. } => CheckError::Tls(e.to_string()),
             AwsError::Config { .. } => CheckError::UnexpectedAnswer(e.to_string()),
             _ => CheckError::Unreachable(e.to_string()),

@@ -13,11 +13,6 @@ use super::registry::RegistryClient;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// A registry check is one small GET: a registry that has not answered in this long is
-/// reported unreachable rather than holding a reconcile.
-pub const REGISTRY_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `setup` asks for beyond the environment.
 #[derive(Clone, Debug)]
@@ -33,7 +28,7 @@ pub struct AwsSettings {
 pub struct Aws {
     pub ctx: AwsContext,
     pub provider: Arc<CredentialProvider>,
-    /// The registries' `/v2/` checks, over the same proxies and roots with a short timeout.
+    /// The registries' `/v2/` checks, over the same transport with a shorter timeout.
     pub registry: RegistryClient,
 }
 
@@ -51,16 +46,8 @@ impl Aws {
         if let Some(path) = env.get("AWS_CA_BUNDLE") {
             http_config.extra_roots.extend(ca_bundle(path)?);
         }
-        let registry_http = AwsHttp::new(
-            env,
-            HttpConfig {
-                connect_timeout: http_config.connect_timeout.min(REGISTRY_CHECK_TIMEOUT),
-                request_timeout: REGISTRY_CHECK_TIMEOUT,
-                extra_roots: http_config.extra_roots.clone(),
-            },
-        )?;
-        let registry = RegistryClient::new(registry_http, env.get("ECR_REGISTRY_ENDPOINT_URL"))?;
         let http = AwsHttp::new(env, http_config)?;
+        let registry = RegistryClient::new(http.clone(), env.get("ECR_REGISTRY_ENDPOINT_URL"))?;
         let endpoints = Endpoints::from_env(env)?;
         let ctx = AwsContext {
             http,

@@ -1,8 +1,6 @@
 //! The `.dockerconfigjson` payload: exactly the format registries and runtimes accept.
 
-use std::collections::BTreeMap;
-
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;

@@ -18,7 +18,7 @@ use super::spec::{
     DeletionPolicy, EcrPullSecret, SecretPolicy, SecretRef, ValidSpec, DEFAULT_TOKEN_LIFETIME,
 };
 use super::specs::Specs;
-use super::state::{format_time, ManagedSecret, Owner, SaView};
+use super::state::{format_time, parse_time, ManagedSecret, Owner, SaView};
 use super::status::{self, EventType, Failure, Outcome, Reason};
 use super::tokens::{saturating_add, FetchToken, RegistryToken, TokenCache, TokenGroup};
 use super::verify::Verifier;
@@ -536,9 +536,7 @@ fn outcome_of(plan: &Plan, applied: &Applied) -> Outcome {
 }
 
 fn unix_time(rfc3339: &str) -> Option<f64> {
-    OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp() as f64)
+    parse_time(rfc3339).map(|t| t.unix_timestamp() as f64)
 }
 
 fn to_std(d: time::Duration) -> Duration {

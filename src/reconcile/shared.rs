@@ -9,12 +9,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::dockerconfig::{self, AuthEntry, RawConfig};
 use super::registry::RegistryHost;
-use super::state::{format_time, Owner, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_ANNOTATION};
+use super::state::{
+    format_time, parse_time, Owner, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_ANNOTATION,
+};
 use crate::k8s::types::Secret;
 use crate::runtime::intern::intern;
 
@@ -246,10 +247,6 @@ fn read_config(secret: &Secret) -> Result<RawConfig, dockerconfig::FormatError> 
         None => Ok(RawConfig::empty()),
         Some(value) => RawConfig::decode(value),
     }
-}
-
-fn parse_time(value: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(value, &Rfc3339).ok()
 }
 
 /// Applies `edit` to `current` (just read from the API server): sets the CR's entries

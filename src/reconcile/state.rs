@@ -109,8 +109,12 @@ impl ManagedSecret {
                 && owner_uid.is_some()
                 && secret.type_.as_deref() == Some(dockerconfig::SECRET_TYPE),
             owner_uid,
-            expires_at: parse_time(annotations.get(EXPIRES_ANNOTATION)),
-            refresh_at: parse_time(annotations.get(REFRESH_ANNOTATION)),
+            expires_at: annotations
+                .get(EXPIRES_ANNOTATION)
+                .and_then(|v| parse_time(v)),
+            refresh_at: annotations
+                .get(REFRESH_ANNOTATION)
+                .and_then(|v| parse_time(v)),
             registries: intern(
                 annotations
                     .get(REGISTRIES_ANNOTATION)
@@ -186,8 +190,9 @@ pub fn split_list(value: Option<&String>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn parse_time(value: Option<&String>) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(value?, &Rfc3339).ok()
+/// An RFC 3339 time as [`format_time`] writes it; `None` when it is not one.
+pub fn parse_time(value: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(value, &Rfc3339).ok()
 }
 
 /// RFC 3339 in UTC with whole seconds, as Kubernetes writes times.

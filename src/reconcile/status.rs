@@ -351,14 +351,6 @@ pub fn patch_body(status: &Status) -> serde_json::Value {
     serde_json::json!({ "status": value })
 }
 
-/// An event worth emitting when Ready changes: (type, reason, message).
-pub fn transition_event(
-    prev: Option<&Status>,
-    next: &Status,
-) -> Option<(EventType, String, String)> {
-    changed(prev, next, READY)
-}
-
 /// Events for every condition that changed: Ready, then RegistryVerified (a check turned
 /// off is not news).
 pub fn transition_events(prev: Option<&Status>, next: &Status) -> Vec<(EventType, String, String)> {
@@ -405,8 +397,8 @@ mod tests {
         let a = compute(None, Some(1), &ok(3), "t1");
         let b = compute(Some(&a), Some(1), &ok(3), "t2");
         assert_eq!(a, b);
-        assert!(transition_event(Some(&a), &b).is_none());
-        assert_eq!(transition_event(None, &a).unwrap().1, "TokenFetched");
+        assert!(transition_events(Some(&a), &b).is_empty());
+        assert_eq!(transition_events(None, &a)[0].1, "TokenFetched");
     }
 
     #[test]
@@ -417,13 +409,10 @@ mod tests {
         let b = compute(Some(&a), Some(1), &bad, "t2");
         assert_eq!(b.conditions[0].status, "False");
         assert_eq!(b.conditions[0].last_transition_time, "t2");
-        assert_eq!(
-            transition_event(Some(&a), &b).unwrap().0,
-            EventType::Warning
-        );
+        assert_eq!(transition_events(Some(&a), &b)[0].0, EventType::Warning);
         let c = compute(Some(&b), Some(1), &bad, "t3");
         assert!(
-            transition_event(Some(&b), &c).is_none(),
+            transition_events(Some(&b), &c).is_empty(),
             "aggregated: no repeat"
         );
     }

@@ -155,20 +155,12 @@ impl Writer {
         content: &SecretContent,
         adopt: bool,
     ) -> Result<SecretOutcome, Error> {
-        let body = Secret {
-            api_version: Some("v1".into()),
-            kind: Some("Secret".into()),
-            metadata: ObjectMeta {
-                name: Some(name.to_string()),
-                namespace: Some(namespace.to_string()),
-                labels: managed_labels(),
-                annotations: content.annotations.clone(),
-                ..Default::default()
-            },
-            type_: Some(dockerconfig::SECRET_TYPE.into()),
-            data: BTreeMap::from([(dockerconfig::DATA_KEY.to_string(), content.data.clone())]),
-            immutable: None,
-        };
+        let body = managed_pull_secret(
+            namespace,
+            name,
+            content.annotations.clone(),
+            content.data.clone(),
+        );
         let collection = SECRETS.collection(Some(namespace));
         match self
             .send(|| self.client.create::<_, Secret>(&collection, &body))
@@ -412,4 +404,27 @@ fn is_lost_race(e: &Error) -> bool {
 
 fn managed_labels() -> BTreeMap<String, String> {
     BTreeMap::from([(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string())])
+}
+
+/// A `kubernetes.io/dockerconfigjson` Secret labelled as ours, as we create one.
+pub(crate) fn managed_pull_secret(
+    namespace: &str,
+    name: &str,
+    annotations: BTreeMap<String, String>,
+    data: String,
+) -> Secret {
+    Secret {
+        api_version: Some("v1".into()),
+        kind: Some("Secret".into()),
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(namespace.to_string()),
+            labels: managed_labels(),
+            annotations,
+            ..Default::default()
+        },
+        type_: Some(dockerconfig::SECRET_TYPE.into()),
+        data: BTreeMap::from([(dockerconfig::DATA_KEY.to_string(), data)]),
+        immutable: None,
+    }
 }

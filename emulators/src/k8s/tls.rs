@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
+use crate::ca::TestCa;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// Why TLS setup failed.
@@ -35,30 +33,13 @@ pub struct TlsMaterial {
 }
 
 pub fn generate() -> Result<TlsMaterial, TlsError> {
-    let ca_key = KeyPair::generate().map_err(TlsError::Generate)?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(TlsError::Generate)?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "k8s-emulator-ca");
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(TlsError::Generate)?;
-
-    let key = KeyPair::generate().map_err(TlsError::Generate)?;
-    let mut params = CertificateParams::new(vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "kubernetes.default.svc".to_string(),
-    ])
-    .map_err(TlsError::Generate)?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "kube-apiserver");
-    let cert = params.signed_by(&key, &ca).map_err(TlsError::Generate)?;
+    let ca = TestCa::new("k8s-emulator-ca").map_err(TlsError::Generate)?;
+    let (cert, key) = ca
+        .issue(
+            &["localhost", "127.0.0.1", "kubernetes.default.svc"],
+            "kube-apiserver",
+        )
+        .map_err(TlsError::Generate)?;
 
     let chain = vec![cert.der().clone(), CertificateDer::from(ca.der().to_vec())];
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));

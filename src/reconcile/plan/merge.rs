@@ -126,6 +126,11 @@ pub fn unmerges_of(
     shared: &[Arc<SharedSecret>],
     service_accounts: &[Arc<SaView>],
 ) {
+    // Called on every reconcile of every CR; most hold no host in any shared Secret,
+    // and indexing every ServiceAccount for nothing showed in the refresh profile.
+    if shared.is_empty() {
+        return;
+    }
     let sas_by_ns = service_accounts_by_namespace(service_accounts);
     for s in shared {
         unmerge(plan, owner, s, &sas_by_ns);

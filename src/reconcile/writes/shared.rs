@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::{managed_labels, Writer, SA_CONFLICT_RETRIES};
+use super::{Writer, SA_CONFLICT_RETRIES};
 use crate::k8s::kind::SECRETS;
-use crate::k8s::types::{ObjectMeta, Secret};
+use crate::k8s::types::Secret;
 use crate::k8s::{Error, Patch, Preconditions};
 use crate::reconcile::dockerconfig;
 use crate::reconcile::shared::{self, MergeEdit, MERGED_HOSTS_ANNOTATION};
@@ -129,20 +129,7 @@ impl Writer {
         if let Some(records) = &merged.records {
             annotations.insert(MERGED_HOSTS_ANNOTATION.to_string(), records.clone());
         }
-        let body = Secret {
-            api_version: Some("v1".into()),
-            kind: Some("Secret".into()),
-            metadata: ObjectMeta {
-                name: Some(name.to_string()),
-                namespace: Some(namespace.to_string()),
-                labels: managed_labels(),
-                annotations,
-                ..Default::default()
-            },
-            type_: Some(dockerconfig::SECRET_TYPE.into()),
-            data: BTreeMap::from([(dockerconfig::DATA_KEY.to_string(), merged.data)]),
-            immutable: None,
-        };
+        let body = super::managed_pull_secret(namespace, name, annotations, merged.data);
         let collection = SECRETS.collection(Some(namespace));
         let created: Secret = self
             .send(|| self.client.create::<_, Secret>(&collection, &body))
