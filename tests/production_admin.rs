@@ -16,6 +16,16 @@ fn spec(namespaces: &[&str]) -> serde_json::Value {
     json!({"secretName": "ecr-pull", "namespaces": namespaces, "registries": [registry(REGION)]})
 }
 
+/// The password inside an ECR `authorizationToken` (base64 of `AWS:<password>`).
+fn token_password(token: &str) -> String {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .expect("the emulator issues base64");
+    let text = String::from_utf8(raw).expect("the emulator issues text");
+    text.strip_prefix("AWS:").expect("user AWS").to_owned()
+}
+
 /// The value of the first sample line starting with `series` (name plus labels).
 fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics
@@ -100,7 +110,13 @@ async fn probes_answer_and_metrics_expose_every_series_after_a_reconcile() {
     // Without --leader-elect an instance is always the writer.
     assert_eq!(sample(&m, &format!("{p}is_leader")), Some(1.0), "{m}");
     // No secret material in the exposition.
-    assert!(!m.contains(SECRET_ACCESS_KEY) && !m.contains("emulated-"));
+    assert!(!m.contains(SECRET_ACCESS_KEY));
+    let issued = aws.issued_ecr_tokens();
+    assert!(!issued.is_empty(), "the reconcile fetched a token");
+    for token in issued.keys() {
+        let password = &token_password(token);
+        assert!(!m.contains(token) && !m.contains(password.as_str()));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,10 @@ use serde_json::{json, Value};
 use common::*;
 use emulators::registry::{Registry, TestCa};
 
-const PASSWORD: &str = "issued-by-the-fake-ecr";
+/// The one password the fake ECR issues here (of ECR's size), so the registry can be set
+/// up to accept it.
+static PASSWORD: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(emulators::aws::ecr_password);
 const CR: &str = "verified";
 
 /// Emulators whose ECR issues [`PASSWORD`], and an operator that checks tokens at
@@ -20,7 +23,7 @@ const CR: &str = "verified";
 async fn env_with(registry_url: &str, ca_file: &str, verify: bool) -> Env {
     let options = Options {
         verify_registries: true,
-        token_password: Some(PASSWORD.into()),
+        token_password: Some(PASSWORD.clone()),
         metrics: true,
         env: vec![
             ("ECR_REGISTRY_ENDPOINT_URL".into(), registry_url.into()),
@@ -74,7 +77,10 @@ async fn assert_written_and_reported(env: &Env, cr: &Value, result: &str) {
         .as_str()
         .is_some_and(|t| t.ends_with('Z')));
     let text = cr["status"].to_string();
-    assert!(!text.contains(PASSWORD), "no token in status: {text}");
+    assert!(
+        !text.contains(PASSWORD.as_str()),
+        "no token in status: {text}"
+    );
 }
 
 /// Events are recorded after the status write; wait for the one the change emits.
@@ -100,7 +106,7 @@ async fn metrics(env: &Env) -> String {
 
 #[tokio::test]
 async fn the_right_token_is_verified_at_the_registry() {
-    let registry_peer = Registry::start(PASSWORD).expect("docker-registry starts");
+    let registry_peer = Registry::start(&PASSWORD).expect("docker-registry starts");
     let env = env_with(
         &registry_peer.url,
         registry_peer.ca_file.to_str().unwrap(),
@@ -150,7 +156,7 @@ async fn a_token_the_registry_refuses_is_unauthorized() {
 
 #[tokio::test]
 async fn a_stopped_registry_is_unreachable() {
-    let mut registry_peer = Registry::start(PASSWORD).expect("docker-registry starts");
+    let mut registry_peer = Registry::start(&PASSWORD).expect("docker-registry starts");
     registry_peer.stop();
     let env = env_with(
         &registry_peer.url,
@@ -165,7 +171,7 @@ async fn a_stopped_registry_is_unreachable() {
 
 #[tokio::test]
 async fn a_registry_behind_an_untrusted_ca_is_a_tls_error() {
-    let registry_peer = Registry::start(PASSWORD).expect("docker-registry starts");
+    let registry_peer = Registry::start(&PASSWORD).expect("docker-registry starts");
     let other = TestCa::new("not-the-registry-ca").unwrap();
     let wrong_ca = std::env::temp_dir().join(format!("wrong-ca-{}.pem", std::process::id()));
     std::fs::write(&wrong_ca, other.pem()).unwrap();

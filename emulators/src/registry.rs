@@ -122,10 +122,18 @@ impl Drop for Registry {
     }
 }
 
+/// bcrypt keys its cipher with the first 72 bytes of a password and ignores the rest,
+/// both in `htpasswd` and in the registry's Go implementation.
+const BCRYPT_KEY_BYTES: usize = 72;
+
 /// `htpasswd -Bbn AWS <password>` into `path`: the bcrypt file the registry reads.
+/// `htpasswd` refuses passwords over 256 bytes, and an ECR-sized one is 2,700, so it is
+/// given the 72 bytes bcrypt uses: the registry then accepts exactly the passwords that
+/// start with them (a wrong token differs from the first byte on).
 fn htpasswd(path: &Path, password: &str) -> Result<(), String> {
+    let key = password.get(..BCRYPT_KEY_BYTES).unwrap_or(password);
     let out = Command::new("htpasswd")
-        .args(["-Bbn", "AWS", password])
+        .args(["-Bbn", "AWS", key])
         .output()
         .map_err(|e| format!("cannot run htpasswd (apt install apache2-utils): {e}"))?;
     if !out.status.success() {

@@ -21,6 +21,9 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+mod password;
+pub use password::{ecr_password, ECR_PASSWORD_LEN};
+
 pub const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
 pub const ECR_PUBLIC_TARGET: &str = "SpencerFrontendService.GetAuthorizationToken";
 pub const IMDS_TOKEN_PATH: &str = "/latest/api/token";
@@ -54,7 +57,8 @@ pub struct AwsEmulatorConfig {
     /// The Authorization value the container endpoint requires, if any.
     pub container_token: Option<String>,
     /// The password of every ECR token issued (user `AWS`), so a real registry can be set
-    /// up to accept it; `None`: a new one per call, as ECR does.
+    /// up to accept it; `None`: a new random one of ECR's size per call, as ECR does
+    /// ([`ecr_password`]).
     pub token_password: Option<String>,
     /// Serve HTTPS with a fresh self-signed certificate for `localhost` and `127.0.0.1`
     /// (trust it through [`AwsEmulator::certificate_der`]).
@@ -527,13 +531,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
             }
             let public = endpoint == "ecr-public";
             let expires = OffsetDateTime::now_utc() + config.token_lifetime;
-            let password = config.token_password.clone().unwrap_or_else(|| {
-                format!(
-                    "emulated-{}-{}",
-                    config.account_id,
-                    state.counters.total.load(Ordering::SeqCst)
-                )
-            });
+            let password = config.token_password.clone().unwrap_or_else(ecr_password);
             let token = STANDARD.encode(format!("AWS:{password}"));
             let expires_at = expires.unix_timestamp() as f64;
             lock(&state.issued_ecr).insert(token.clone(), expires.unix_timestamp());

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use emulators::aws::{AwsEmulator, AwsEmulatorConfig};
+use emulators::aws::{ecr_password, AwsEmulator, AwsEmulatorConfig};
 use emulators::k8s::{EmulatorConfig, K8sEmulator};
 use emulators::operator::Launch;
 use emulators::registry::Registry;
@@ -26,9 +26,6 @@ const POLL: Duration = Duration::from_millis(10);
 const CR_NAME: &str = "team-registry";
 const SECRET_NAME: &str = "ecr-pull";
 const REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
-/// The password of the fake ECR's tokens, which the real registry accepts.
-const TOKEN_PASSWORD: &str = "demo-token-issued-by-the-fake-ecr";
-
 /// The example custom resource, as a user would `kubectl apply` it.
 const EXAMPLE_CR: &str = r#"apiVersion: ecr.creds.dev/v1alpha1
 kind: ECRPullSecret
@@ -96,13 +93,15 @@ async fn run(binary: PathBuf) -> Result<(), String> {
     let k8s = K8sEmulator::start(EmulatorConfig::default())
         .await
         .map_err(|e| format!("cannot start the Kubernetes emulator: {e}"))?;
+    // One password of ECR's size for every token, so the registry can accept it.
+    let token_password = ecr_password();
     let aws = AwsEmulator::start(AwsEmulatorConfig {
-        token_password: Some(TOKEN_PASSWORD.into()),
+        token_password: Some(token_password.clone()),
         ..AwsEmulatorConfig::default()
     })
     .await
     .map_err(|e| format!("cannot start the fake AWS: {e}"))?;
-    let registry = Registry::start(TOKEN_PASSWORD)?;
+    let registry = Registry::start(&token_password)?;
     step(&format!(
         "Kubernetes API emulator at {} (with the ECRPullSecret CRD), fake AWS (ECR, STS) at {}",
         k8s.url(),
