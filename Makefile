@@ -10,8 +10,9 @@ SHELL := /bin/bash
 CARGO ?= cargo
 VENV := .venv
 PY := $(VENV)/bin/python
-# Test peers from PyPI: moto (AWS, verifies SigV4 and IAM) and kubernetes-validate.
-PY_REQS := tests/moto/requirements.txt tests/manifests/requirements.txt
+# Test peers from PyPI: moto (AWS, verifies SigV4 and IAM), kubernetes-validate, and
+# actionlint and check-jsonschema for the GitHub workflows.
+PY_REQS := tests/moto/requirements.txt tests/manifests/requirements.txt tests/workflows/requirements.txt
 export MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 
 # Tools that are not Debian packages, installed into .tools/ (gitignored), pinned.
@@ -29,7 +30,7 @@ CARGO_DENY_VERSION := 0.20.2
 CARGO_CYCLONEDX_VERSION := 0.5.9
 SBOM := target/sbom/ecr-creds-refresher.cdx.json
 
-.PHONY: test deps venv debs tools lint unit lagged manifests chart chart-sync demo bench soak release clean audit sbom
+.PHONY: test deps venv debs tools lint unit lagged manifests chart chart-sync workflows demo bench soak release clean audit sbom
 
 # The venv is rebuilt only when the requirements change.
 $(VENV)/.installed: $(PY_REQS)
@@ -94,16 +95,28 @@ manifests: deps
 chart: deps
 	HELM=$(HELM) KUBECTL=$(KUBECTL) tests/chart/test.sh
 
+# The GitHub workflows: actionlint, the GitHub workflow schema (offline, bundled with
+# check-jsonschema), SHA pins and least-privilege permissions (tests/workflows/check.py);
+# and CHANGELOG.md yields release notes (scripts/release-notes.py, used by release.yml).
+workflows: venv
+	$(VENV)/bin/actionlint .github/workflows/*.yml
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(PY) tests/workflows/check.py .github/workflows/*.yml
+	$(PY) scripts/release-notes.py Unreleased > /dev/null
+	@if $(PY) scripts/release-notes.py 0.0.0-none > /dev/null 2>&1; then \
+	  echo "release-notes.py found notes for a version CHANGELOG.md does not have" >&2; exit 1; fi
+	@echo "workflows: OK"
+
 # The chart holds copies of files it cannot read from outside its folder; tests/chart/test.sh
 # fails when they differ from their sources.
 chart-sync:
-	cp crd.yaml charts/ecr-creds-refresher/crds/crd.yaml
+	cp crd.yaml charts/ecr-creds-refresher/files/crd.yaml
 	cp deploy/prometheusrule.yaml charts/ecr-creds-refresher/files/prometheusrule.yaml
 	if [ -f deploy/admission-policy.yaml ]; then \
 	  cp deploy/admission-policy.yaml charts/ecr-creds-refresher/files/admission-policy.yaml; \
 	else rm -f charts/ecr-creds-refresher/files/admission-policy.yaml; fi
 
-test: deps lint unit lagged manifests chart
+test: deps lint unit lagged manifests chart workflows
 
 demo: debs
 	$(CARGO) build --locked --bin ecr-creds-refresher
