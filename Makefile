@@ -1,6 +1,7 @@
 # ecr-creds-refresher: every entry point a developer or CI needs.
 #   make test   everything CI runs (installs what it needs on a fresh machine)
-#   make demo   the operator's main job against the in-repo emulators, no cluster needed
+#   make demo   the operator's main job against the in-repo emulators, no cluster needed,
+#               then README's --once example as written
 #   make bench  speed and memory figures (prints a table, writes bench/latest.json)
 #   make soak   the long reliability run
 #   make audit  cargo deny (licenses, banned crates, sources); make sbom: CycloneDX SBOM
@@ -118,9 +119,25 @@ chart-sync:
 
 test: deps lint unit lagged manifests chart workflows
 
-demo: debs
-	$(CARGO) build --locked --bin ecr-creds-refresher
-	$(CARGO) run --locked --quiet -p emulators --bin demo -- target/debug/ecr-creds-refresher
+# The demo needs only a registry (Debian's docker-registry, and htpasswd from
+# apache2-utils): installed when missing and apt-get can (as root); otherwise the demo
+# skips its registry step and says so. The operator's path comes from cargo itself, so
+# CARGO_TARGET_DIR (or a target-dir in .cargo/config.toml) is honoured.
+DEMO_DEBS := docker-registry:docker-registry htpasswd:apache2-utils
+demo:
+	@missing=""; for d in $(DEMO_DEBS); do command -v $${d%%:*} >/dev/null || missing="$$missing $${d#*:}"; done; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing \
+	        || echo "demo: could not install$$missing; the registry step will be skipped"; \
+	    else echo "demo: missing$$missing (not root, or no apt-get); the registry step will be skipped"; fi; \
+	  fi
+	@set -euo pipefail; \
+	  bin="$$($(CARGO) build --locked --bin ecr-creds-refresher --message-format=json-render-diagnostics \
+	    | python3 -c 'import json, sys; print(next(m["executable"] for m in map(json.loads, sys.stdin) if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "ecr-creds-refresher" and m.get("executable")))')"; \
+	  $(CARGO) run --locked --quiet -p emulators --bin demo -- "$$bin"
+	@echo; echo "== README's --once example, as written (tests/readme/once.sh)"
+	tests/readme/once.sh
 
 release:
 	$(CARGO) build --release --locked --bin ecr-creds-refresher
