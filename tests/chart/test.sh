@@ -134,6 +134,8 @@ must_fail "ServiceMonitor without Service" "needs metrics.service.enabled" \
     --set serviceMonitor.enabled=true --set metrics.service.enabled=false
 must_fail "two CA bundle sources" "set configMapName or secretName, not both" \
     --set aws.caBundle.configMapName=a --set aws.caBundle.secretName=b
+must_fail "a CA bundle source that is no name" "/aws/caBundle/configMapName" \
+    --set 'aws.caBundle.configMapName=Proxy_CA'
 must_fail "workers out of range" "/workers" --set workers=0
 must_fail "an extra arg that is no flag" "/extraArgs/0" --set 'extraArgs={leader-elect}'
 must_fail "credentials source" "/credentialsSource" --set credentialsSource=profile
