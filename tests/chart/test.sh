@@ -153,6 +153,11 @@ if grep -q 'helm.sh/resource-policy' "$work/nokeep.yaml"; then
     fail "crds.keep=false still keeps the CRD"
 fi
 grep -q 'helm.sh/resource-policy: keep' "$work/default.yaml" || fail "the default CRD is not kept on uninstall"
+# The CRD upgrade path: helm upgrade applies templates and never touches crds/, so the
+# CRD must render as a template (without --include-crds) and crds/ must not exist.
+[ ! -e "$CHART/crds" ] || fail "$CHART/crds exists: helm upgrade would never update what it holds"
+"$HELM" template "$NS" "$CHART" --namespace "$NS" | grep -q '^kind: CustomResourceDefinition' \
+    || fail "the CRD is not a template: helm upgrade would not update it"
 render --set replicaCount=1 --set leaderElection.enabled=false > "$work/single.yaml"
 checks kinds "$work/single.yaml" ClusterRole ClusterRoleBinding CustomResourceDefinition Deployment \
     NetworkPolicy Role Role RoleBinding RoleBinding Service ServiceAccount \
