@@ -32,6 +32,10 @@ RUN set -eux; \
     rustup target add "$target"
 WORKDIR /src
 COPY . .
+# The commit `--version` prints (the release workflow passes github.sha); without it the
+# build reads it from .git when the context has one, else prints `unknown`.
+ARG GIT_COMMIT=""
+ENV ECR_CREDS_REFRESHER_COMMIT=${GIT_COMMIT}
 # ring compiles C and assembly: point the musl target at musl-gcc. The final check
 # refuses a dynamically linked binary, which scratch could not start (no loader).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -1,6 +1,7 @@
 # ecr-creds-refresher: every entry point a developer or CI needs.
 #   make test   everything CI runs (installs what it needs on a fresh machine)
-#   make demo   the operator's main job against the in-repo emulators, no cluster needed
+#   make demo   the operator's main job against the in-repo emulators, no cluster needed,
+#               then README's --once example as written
 #   make bench  speed and memory figures (prints a table, writes bench/latest.json)
 #   make soak   the long reliability run
 #   make audit  cargo deny (licenses, banned crates, sources); make sbom: CycloneDX SBOM
@@ -10,8 +11,9 @@ SHELL := /bin/bash
 CARGO ?= cargo
 VENV := .venv
 PY := $(VENV)/bin/python
-# Test peers from PyPI: moto (AWS, verifies SigV4 and IAM) and kubernetes-validate.
-PY_REQS := tests/moto/requirements.txt tests/manifests/requirements.txt
+# Test peers from PyPI: moto (AWS, verifies SigV4 and IAM), kubernetes-validate, and
+# actionlint and check-jsonschema for the GitHub workflows.
+PY_REQS := tests/moto/requirements.txt tests/manifests/requirements.txt tests/workflows/requirements.txt
 export MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 
 # Tools that are not Debian packages, installed into .tools/ (gitignored), pinned.
@@ -29,7 +31,7 @@ CARGO_DENY_VERSION := 0.20.2
 CARGO_CYCLONEDX_VERSION := 0.5.9
 SBOM := target/sbom/ecr-creds-refresher.cdx.json
 
-.PHONY: test deps venv debs tools lint unit lagged manifests chart chart-sync demo bench soak release clean audit sbom
+.PHONY: test deps venv debs tools lint unit lagged manifests chart chart-sync workflows demo bench soak release clean audit sbom
 
 # The venv is rebuilt only when the requirements change.
 $(VENV)/.installed: $(PY_REQS)
@@ -94,20 +96,48 @@ manifests: deps
 chart: deps
 	HELM=$(HELM) KUBECTL=$(KUBECTL) tests/chart/test.sh
 
+# The GitHub workflows: actionlint, the GitHub workflow schema (offline, bundled with
+# check-jsonschema), SHA pins and least-privilege permissions (tests/workflows/check.py);
+# and CHANGELOG.md yields release notes (scripts/release-notes.py, used by release.yml).
+workflows: venv
+	$(VENV)/bin/actionlint .github/workflows/*.yml
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(PY) tests/workflows/check.py .github/workflows/*.yml
+	$(PY) scripts/release-notes.py Unreleased > /dev/null
+	@if $(PY) scripts/release-notes.py 0.0.0-none > /dev/null 2>&1; then \
+	  echo "release-notes.py found notes for a version CHANGELOG.md does not have" >&2; exit 1; fi
+	@echo "workflows: OK"
+
 # The chart holds copies of files it cannot read from outside its folder; tests/chart/test.sh
 # fails when they differ from their sources.
 chart-sync:
-	cp crd.yaml charts/ecr-creds-refresher/crds/crd.yaml
+	cp crd.yaml charts/ecr-creds-refresher/files/crd.yaml
 	cp deploy/prometheusrule.yaml charts/ecr-creds-refresher/files/prometheusrule.yaml
 	if [ -f deploy/admission-policy.yaml ]; then \
 	  cp deploy/admission-policy.yaml charts/ecr-creds-refresher/files/admission-policy.yaml; \
 	else rm -f charts/ecr-creds-refresher/files/admission-policy.yaml; fi
 
-test: deps lint unit lagged manifests chart
+test: deps lint unit lagged manifests chart workflows
 
-demo: debs
-	$(CARGO) build --locked --bin ecr-creds-refresher
-	$(CARGO) run --locked --quiet -p emulators --bin demo -- target/debug/ecr-creds-refresher
+# The demo needs only a registry (Debian's docker-registry, and htpasswd from
+# apache2-utils): installed when missing and apt-get can (as root); otherwise the demo
+# skips its registry step and says so. The operator's path comes from cargo itself, so
+# CARGO_TARGET_DIR (or a target-dir in .cargo/config.toml) is honoured.
+DEMO_DEBS := docker-registry:docker-registry htpasswd:apache2-utils
+demo:
+	@missing=""; for d in $(DEMO_DEBS); do command -v $${d%%:*} >/dev/null || missing="$$missing $${d#*:}"; done; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing \
+	        || echo "demo: could not install$$missing; the registry step will be skipped"; \
+	    else echo "demo: missing$$missing (not root, or no apt-get); the registry step will be skipped"; fi; \
+	  fi
+	@set -euo pipefail; \
+	  bin="$$($(CARGO) build --locked --bin ecr-creds-refresher --message-format=json-render-diagnostics \
+	    | python3 -c 'import json, sys; print(next(m["executable"] for m in map(json.loads, sys.stdin) if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "ecr-creds-refresher" and m.get("executable")))')"; \
+	  $(CARGO) run --locked --quiet -p emulators --bin demo -- "$$bin"
+	@echo; echo "== README's --once example, as written (tests/readme/once.sh)"
+	tests/readme/once.sh
 
 release:
 	$(CARGO) build --release --locked --bin ecr-creds-refresher

@@ -94,12 +94,23 @@ impl fmt::Display for ConfigError {
                 write!(f, "bad value {value:?} for {flag}: {reason}")
             }
             ConfigError::Help => f.write_str(USAGE),
-            ConfigError::Version => f.write_str(env!("CARGO_PKG_VERSION")),
+            ConfigError::Version => f.write_str(VERSION),
         }
     }
 }
 
 impl std::error::Error for ConfigError {}
+
+/// `--version`: the version, the commit and the target (build.rs), as bug reports need.
+pub const VERSION: &str = concat!(
+    "ecr-creds-refresher ",
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ECR_CREDS_REFRESHER_COMMIT"),
+    ", target ",
+    env!("ECR_CREDS_REFRESHER_TARGET"),
+    ")"
+);
 
 pub const USAGE: &str = "\
 ecr-creds-refresher: keeps Amazon ECR pull secrets fresh in Kubernetes namespaces
@@ -128,13 +139,34 @@ AWS:
   --aws-credentials-source KIND     auto (SDK order), secret, env, web-identity, container, imds
   --use-fips-endpoint               FIPS endpoints (as AWS_USE_FIPS_ENDPOINT=true)
   --verify-registries=false         do not check new tokens at the registries (GET /v2/)
+  -h, --help                        this text
+  -V, --version                     version, commit and target
 Environment:
-  AWS_REGION, REGISTRY, AWS_CREDENTIALS_SECRET_NAME, AWS_CREDENTIALS_SECRET_NAMESPACE,
-  AWS_ENDPOINT_URL_ECR, AWS_ENDPOINT_URL_STS, AWS_USE_FIPS_ENDPOINT, the AWS credential
-  chain (AWS_ACCESS_KEY_ID..., AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE,
-  AWS_CONTAINER_CREDENTIALS_FULL_URI, instance metadata), HTTPS_PROXY/NO_PROXY,
-  AWS_CA_BUNDLE (extra trusted CAs), ECR_REGISTRY_ENDPOINT_URL (where registry checks go),
-  POD_NAMESPACE, POD_NAME, RUST_LOG.
+  AWS_REGION (else AWS_DEFAULT_REGION)  region when no registry names one
+  REGISTRY                          default registry hosts, comma-separated
+  AWS_CREDENTIALS_SECRET_NAME, AWS_CREDENTIALS_SECRET_NAMESPACE
+                                    a Secret with static keys (namespace: the operator's)
+  AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_ECR, AWS_ENDPOINT_URL_ECR_PUBLIC, AWS_ENDPOINT_URL_STS
+                                    endpoint overrides (all services, then per service)
+  AWS_USE_FIPS_ENDPOINT             FIPS endpoints
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
+                                    static credentials
+  AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_SESSION_NAME
+                                    web identity (IRSA)
+  AWS_CONTAINER_CREDENTIALS_FULL_URI, AWS_CONTAINER_CREDENTIALS_RELATIVE_URI,
+  AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, AWS_CONTAINER_AUTHORIZATION_TOKEN
+                                    container credentials (EKS Pod Identity, ECS)
+  AWS_EC2_METADATA_DISABLED, AWS_EC2_METADATA_SERVICE_ENDPOINT
+                                    instance metadata (IMDSv2)
+  AWS_CA_BUNDLE                     extra trusted CAs (PEM) for AWS and registry checks
+  ECR_REGISTRY_ENDPOINT_URL         where registry checks go instead of https://<host>
+  HTTPS_PROXY, HTTP_PROXY, NO_PROXY (or lower case)
+                                    proxy for AWS and registry checks
+  KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT
+                                    the API server in cluster (set by the kubelet)
+  POD_NAMESPACE, POD_NAME (else HOSTNAME)
+                                    own namespace; identity in the Lease and events
+  RUST_LOG                          log levels, e.g. info or info,ecr_creds_refresher=debug
 ";
 
 // === impl Config ===

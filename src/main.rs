@@ -63,10 +63,15 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Startup failures: printed once, exit code 2.
+/// Startup failures: one line, exit code 2. Through the log (text or JSON, as
+/// configured) when it shows errors; on stderr as plain text when RUST_LOG hides them, so
+/// no setting can swallow why the process stopped.
 fn fatal(e: impl std::fmt::Display) -> ExitCode {
-    tracing::error!(error = %e, "cannot start");
-    eprintln!("ecr-creds-refresher: {e}");
+    if tracing::enabled!(tracing::Level::ERROR) {
+        tracing::error!(error = %e, "cannot start");
+    } else {
+        eprintln!("ecr-creds-refresher: cannot start: {e}");
+    }
     ExitCode::from(2)
 }
 

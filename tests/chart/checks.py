@@ -13,9 +13,21 @@ Used by tests/chart/test.sh; each subcommand exits 1 with one line per problem.
   kinds RENDERED.yaml KIND...                   the rendered kinds are exactly these
   configmap RENDERED.yaml DASHBOARD.json        the dashboard ConfigMap holds the file, labelled
                                                 for Grafana's sidecar
-  admission RENDERED.yaml [POLICY.yaml [SA]]    the admissionregistration objects rendered are
+  admission RENDERED.yaml [POLICY.yaml [SA [FULLNAME]]]
+                                                the admissionregistration objects rendered are
                                                 exactly POLICY.yaml's, matching ServiceAccount
-                                                SA (default ecr-creds-refresher); none without it
+                                                SA (default ecr-creds-refresher), named
+                                                FULLNAME-least-privilege; none without it
+  values-doc VALUES.yaml README.md              every value (and its default) is in README's
+                                                table, and every row is a value
+  collide RENDERED.yaml...                      no two releases render an object of the same
+                                                kind, namespace and name
+  notes NOTES.txt CRD.yaml                      NOTES holds `kubectl get ecrps` and an example
+                                                ECRPullSecret the CRD's schema accepts
+  wiring RENDERED.yaml ARG...                   the container's flags end with ARG...; an
+                                                AWS_CA_BUNDLE names a file on a mounted volume
+  readme-helm OUT.sh README.md...               writes each README `helm` command line, as
+                                                `helm template`, into a bash script
 """
 import difflib
 import json
@@ -31,6 +43,8 @@ HELM_LABELS = {
     "app.kubernetes.io/instance",
     "app.kubernetes.io/version",
 }
+# Annotations Helm acts on, absent from the kustomize install.
+HELM_ANNOTATIONS = {"helm.sh/resource-policy"}
 MONITORING_GROUP = "monitoring.coreos.com/"
 PROM_DATASOURCE = "${datasource}"
 METRIC_PREFIX = "ecr_creds_refresher_"
@@ -47,9 +61,18 @@ def key(o):
 
 
 def strip_helm(v):
-    """Removes Helm's labels wherever they appear (labels, selectors, affinity terms)."""
+    """Removes Helm's labels wherever they appear (labels, selectors, affinity terms), and
+    the annotations Helm acts on (an annotations map left empty goes too)."""
     if isinstance(v, dict):
-        return {k: strip_helm(x) for k, x in v.items() if k not in HELM_LABELS}
+        out = {k: strip_helm(x) for k, x in v.items() if k not in HELM_LABELS}
+        ann = out.get("annotations")
+        if isinstance(ann, dict) and set(ann) & HELM_ANNOTATIONS:
+            ann = {k: x for k, x in ann.items() if k not in HELM_ANNOTATIONS}
+            if ann:
+                out["annotations"] = ann
+            else:
+                del out["annotations"]
+        return out
     if isinstance(v, list):
         return [strip_helm(x) for x in v]
     return v
@@ -276,22 +299,184 @@ def configmap(rendered, dashboard_path):
     return []
 
 
-def admission(rendered, policy_path=None, service_account="ecr-creds-refresher"):
+POLICY_NAME = "ecr-creds-refresher-least-privilege"
+
+
+def admission(rendered, policy_path=None, service_account="ecr-creds-refresher",
+              fullname="ecr-creds-refresher"):
     got = [o for o in load(rendered) if o["apiVersion"].startswith("admissionregistration.k8s.io/")]
     want = []
     if policy_path:
-        # The chart points the policy's matchCondition at the release's ServiceAccount.
+        # The chart points the policy's matchCondition at the release's ServiceAccount and
+        # names the policy and its binding after the release; the rules are untouched.
         with open(policy_path) as fh:
-            text = fh.read().replace("endsWith(':ecr-creds-refresher')",
-                                     f"endsWith(':{service_account}')")
-        want = [d for d in yaml.safe_load_all(text) if d]
+            want = [d for d in yaml.safe_load_all(fh) if d]
+        new_name = f"{fullname}-least-privilege"
+        for o in want:
+            if o["metadata"]["name"] == POLICY_NAME:
+                o["metadata"]["name"] = new_name
+            if o["kind"] == "ValidatingAdmissionPolicyBinding" and o["spec"]["policyName"] == POLICY_NAME:
+                o["spec"]["policyName"] = new_name
+            for c in o.get("spec", {}).get("matchConditions", []):
+                c["expression"] = c["expression"].replace(
+                    "endsWith(':ecr-creds-refresher')", f"endsWith(':{service_account}')")
     if got != want:
         return [f"admission: rendered {[key(o) for o in got]}, want {[key(o) for o in want]}"]
     print(f"admission: {len(got)} admission policy objects, as in {policy_path or '(no policy file yet)'}")
     return []
 
 
-COMMANDS = {"configmap": configmap, "admission": admission, "compare": compare, "split": split, "monitoring": monitoring, "rules": rules,
+def value_paths(values, prefix=""):
+    """Leaf paths of values.yaml (an empty map or list is a leaf), with their defaults."""
+    for k, v in values.items():
+        path = prefix + k
+        if isinstance(v, dict) and v:
+            yield from value_paths(v, path + ".")
+        else:
+            yield path, v
+
+
+def values_doc(values_path, readme_path):
+    with open(values_path) as fh:
+        values = yaml.safe_load(fh)
+    with open(readme_path) as fh:
+        rows = re.findall(r"^\| `([A-Za-z0-9_.]+)` \| ([^|]*) \|", fh.read(), re.M)
+    if not rows:
+        return [f"{readme_path}: no value table (| `path` | default | description |)"]
+    documented = dict(rows)
+    leaves = dict(value_paths(values))
+    errors = []
+    for path, default in leaves.items():
+        if path in documented:
+            want = f"`{json.dumps(default)}`"
+            if documented[path].strip() != want:
+                errors.append(f"{readme_path}: `{path}` default says {documented[path].strip()},"
+                              f" values.yaml has {want}")
+        elif not any(path.startswith(row + ".") for row in documented):
+            errors.append(f"{readme_path}: value `{path}` is not documented")
+    for row in documented:
+        if row not in leaves and not any(p.startswith(row + ".") for p in leaves):
+            errors.append(f"{readme_path}: documents `{row}`, which values.yaml does not have")
+    if len(rows) != len(documented):
+        errors.append(f"{readme_path}: a value is listed twice")
+    if not errors:
+        print(f"values-doc: all {len(leaves)} values of {values_path} documented in {readme_path}")
+    return errors
+
+
+def collide(*rendered):
+    seen = {}
+    errors = []
+    for path in rendered:
+        for o in load(path):
+            k = key(o)
+            if k in seen:
+                errors.append(f"{k} rendered by both {seen[k]} and {path}")
+            seen[k] = path
+    if not errors:
+        print(f"collide: {len(seen)} objects from {len(rendered)} releases, no two alike")
+    return errors
+
+
+def notes(notes_path, crd_path):
+    import jsonschema
+    with open(notes_path) as fh:
+        text = fh.read()
+    errors = []
+    if not re.search(r"^\s*kubectl get ecrps\s*$", text, re.M):
+        errors.append(f"{notes_path}: no `kubectl get ecrps` line")
+    m = re.search(r"<<'YAML'\n(.*?)\n\s*YAML\n", text, re.S)
+    if not m:
+        return errors + [f"{notes_path}: no example ECRPullSecret (kubectl apply -f - <<'YAML' ... YAML)"]
+    cr = yaml.safe_load(m.group(1))
+    crd = load(crd_path)[0]
+    version = next(v for v in crd["spec"]["versions"] if v["storage"])
+    want_api = f"{crd['spec']['group']}/{version['name']}"
+    if cr.get("apiVersion") != want_api or cr.get("kind") != crd["spec"]["names"]["kind"]:
+        errors.append(f"{notes_path}: example is {cr.get('apiVersion')} {cr.get('kind')}, want {want_api}")
+    schema = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    for e in jsonschema.Draft7Validator(schema).iter_errors(cr.get("spec")):
+        errors.append(f"{notes_path}: example spec refused by the CRD: {e.message}")
+    if not errors:
+        print(f"notes: `kubectl get ecrps` and an example {cr['kind']} the CRD accepts")
+    return errors
+
+
+def wiring(rendered, *want_tail):
+    deps = [o for o in load(rendered) if o["kind"] == "Deployment"]
+    if len(deps) != 1:
+        return [f"wiring: {len(deps)} Deployments"]
+    pod = deps[0]["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    errors = []
+    args = c.get("args", [])
+    if list(want_tail) and args[-len(want_tail):] != list(want_tail):
+        errors.append(f"wiring: args {args} do not end with {list(want_tail)}")
+    env = {e["name"]: e.get("value") for e in c.get("env", [])}
+    bundle = env.get("AWS_CA_BUNDLE")
+    if bundle:
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        mounts = [m for m in c.get("volumeMounts", []) if bundle.startswith(m["mountPath"].rstrip("/") + "/")]
+        if len(mounts) != 1:
+            errors.append(f"wiring: AWS_CA_BUNDLE={bundle} lies under {len(mounts)} mounts, want 1")
+        else:
+            v = volumes.get(mounts[0]["name"], {})
+            src = v.get("configMap") or v.get("secret") or {}
+            rel = bundle[len(mounts[0]["mountPath"].rstrip("/")) + 1:]
+            if rel not in [i.get("path") for i in src.get("items", [])]:
+                errors.append(f"wiring: volume {mounts[0]['name']} does not project {rel}")
+            if not mounts[0].get("readOnly"):
+                errors.append("wiring: the CA bundle mount is not read-only")
+    if not errors:
+        print(f"wiring: args end with {list(want_tail)}; AWS_CA_BUNDLE {bundle or '(unset)'} is mounted")
+    return errors
+
+
+# A README command line: `helm install|upgrade --install|template ...`, with its `\`
+# continuation lines, inside a ```sh block.
+HELM_LINE = re.compile(r"^helm (install|upgrade|template)\b")
+CHART_OCI = "oci://ghcr.io/ecr-creds-refresher/charts/ecr-creds-refresher"
+
+
+def readme_helm(out_path, *readmes):
+    """Each documented helm command becomes `"$HELM" template` of the local chart, run by
+    bash as written: a quoting mistake fails just as it would for a reader."""
+    commands = []
+    for path in readmes:
+        with open(path) as fh:
+            text = fh.read()
+        for block in re.findall(r"^```(?:sh|bash|shell)\n(.*?)^```", text, re.M | re.S):
+            lines = block.splitlines()
+            i = 0
+            while i < len(lines):
+                if HELM_LINE.match(lines[i]):
+                    cmd = [lines[i]]
+                    while cmd[-1].rstrip().endswith("\\") and i + 1 < len(lines):
+                        i += 1
+                        cmd.append(lines[i])
+                    commands.append((path, "\n".join(cmd)))
+                i += 1
+    if not commands:
+        return ["readme-helm: no helm command lines found"]
+    with open(out_path, "w") as fh:
+        fh.write("set -euo pipefail\n")
+        for n, (path, cmd) in enumerate(commands):
+            first, _, rest = cmd.partition("\n")
+            first = re.sub(r"^helm (install|upgrade --install|upgrade|template)", '"$HELM" template', first)
+            full = first + ("\n" + rest if rest else "")
+            full = full.replace(CHART_OCI, "charts/ecr-creds-refresher")
+            # Flags of install/upgrade that template does not take, or that need a cluster.
+            full = re.sub(r" --(create-namespace|wait|atomic)\b", "", full)
+            full = re.sub(r" --version [^ \n]+", "", full)
+            comment = cmd.splitlines()[0].replace("'", "")
+            fh.write(f"echo 'readme-helm: {path}: {comment[:100]}'\n")
+            fh.write(f"{full} > \"$OUT/readme-helm-{n}.yaml\"\n")
+    print(f"readme-helm: {len(commands)} helm command lines from {', '.join(readmes)}")
+    return []
+
+
+COMMANDS = {"values-doc": values_doc, "collide": collide, "notes": notes, "wiring": wiring,
+            "readme-helm": readme_helm, "configmap": configmap, "admission": admission, "compare": compare, "split": split, "monitoring": monitoring, "rules": rules,
             "dashboard": dashboard, "image": image, "kinds": kinds}
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@
 #    deploy/prometheusrule.yaml, deploy/admission-policy.yaml once it exists);
 #    `make chart-sync` fixes them.
 # 2. No image is referenced as :latest; versions agree (Cargo.toml, Chart.yaml,
-#    kustomization.yaml, deploy/); the Dockerfile's base images carry a version.
+#    kustomization.yaml, deploy/); the chart and the kustomize install default to the
+#    image the release workflow publishes; the Dockerfile's base images carry a version.
 # 3. helm lint --strict, with default values and with every toggle on.
 # 4. Default values render exactly the kustomize install (Helm's own labels aside), and
 #    the monitoring toggles render exactly deploy/servicemonitor.yaml and
@@ -24,6 +25,14 @@
 #    (tests/alerts/alerts_test.yaml).
 # 8. The dashboard: valid JSON, one `datasource` variable used by every panel and query,
 #    every query parsed by promtool; the chart's ConfigMap holds it.
+# 9. Kubernetes 1.29 (k3s at the edge): with admissionPolicy.enabled=false, extraArgs and
+#    aws.caBundle the chart renders and validates strictly against the 1.29 schemas, the
+#    flags and the CA mount are wired; with the policy on, it refuses 1.29 and says why.
+# 10. Two releases (the second with crds.install=false) render side by side without a
+#    name collision, each admission policy naming its own release's ServiceAccount.
+# 11. NOTES: an example ECRPullSecret the CRD accepts, and `kubectl get ecrps`. The
+#    chart README documents every value of values.yaml with its default. Each `helm`
+#    command line of README.md and the chart README runs through bash (as helm template).
 # Metric names used by the rules and the dashboard are checked against a running
 # operator by tests/packaging_metrics.rs (cargo test).
 set -euo pipefail
@@ -49,7 +58,7 @@ checks() { "$PY" tests/chart/checks.py "$@"; }
 render() { "$HELM" template "$NS" "$CHART" --namespace "$NS" --include-crds "$@"; }
 
 step "1. the chart's copies equal their sources"
-cmp crd.yaml "$CHART/crds/crd.yaml" || fail "$CHART/crds/crd.yaml differs from crd.yaml (make chart-sync)"
+cmp crd.yaml "$CHART/files/crd.yaml" || fail "$CHART/files/crd.yaml differs from crd.yaml (make chart-sync)"
 cmp deploy/prometheusrule.yaml "$CHART/files/prometheusrule.yaml" \
     || fail "$CHART/files/prometheusrule.yaml differs from deploy/prometheusrule.yaml (make chart-sync)"
 policy=""
@@ -84,7 +93,12 @@ for line in re.findall(r"^FROM (\S+)", text, re.M):
     if image != "scratch" and not re.search(r":\d+\.\d+\.\d+(-[a-z0-9]+)?(@sha256:[0-9a-f]{64})?$", image):
         sys.exit(f"chart/test.sh: FAIL: Dockerfile: FROM {line} ({image}) is not pinned to a full version")
 PY
-echo "chart/test.sh: version $crate everywhere; no :latest; Dockerfile bases versioned"
+repo="$("$PY" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["image"]["repository"])' "$CHART/values.yaml")"
+kust_repo="$(sed -n 's/^ *newName: \(.*\)$/\1/p' kustomization.yaml)"
+published="$(sed -n 's/^ *IMAGE: \(.*\)$/\1/p' .github/workflows/release.yml)"
+[ -n "$repo" ] && [ "$repo" = "$kust_repo" ] && [ "$repo" = "$published" ] \
+    || fail "default images disagree: chart $repo, kustomization $kust_repo, release.yml IMAGE $published"
+echo "chart/test.sh: version $crate everywhere; default image $repo (what release.yml publishes); no :latest; Dockerfile bases versioned"
 
 step "3. helm lint --strict"
 "$HELM" lint --strict "$CHART" --namespace "$NS"
@@ -96,10 +110,10 @@ render > "$work/default.yaml"
 checks compare "$work/kustomize.yaml" "$work/default.yaml"
 render --set serviceMonitor.enabled=true --set prometheusRule.enabled=true > "$work/monitoring.yaml"
 checks compare "$work/kustomize.yaml" "$work/monitoring.yaml" deploy/servicemonitor.yaml deploy/prometheusrule.yaml
-checks image "$work/default.yaml" "ecr-creds-refresher:$crate"
+checks image "$work/default.yaml" "$repo:$crate"
 render --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef > "$work/digest.yaml"
 checks image "$work/digest.yaml" \
-    "ecr-creds-refresher:$crate@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    "$repo:$crate@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 step "5. the schema and the templates refuse bad values"
 # must_fail WHY EXPECTED-ERROR-PATTERN HELM-ARGS...: the render fails, for that reason.
@@ -118,6 +132,32 @@ must_fail "log format" "/logFormat" --set logFormat=xml
 must_fail "replicas without leader election" "needs leaderElection.enabled" --set leaderElection.enabled=false
 must_fail "ServiceMonitor without Service" "needs metrics.service.enabled" \
     --set serviceMonitor.enabled=true --set metrics.service.enabled=false
+must_fail "two CA bundle sources" "set configMapName or secretName, not both" \
+    --set aws.caBundle.configMapName=a --set aws.caBundle.secretName=b
+must_fail "a CA bundle source that is no name" "/aws/caBundle/configMapName" \
+    --set 'aws.caBundle.configMapName=Proxy_CA'
+must_fail "workers out of range" "/workers" --set workers=0
+must_fail "an extra arg that is no flag" "/extraArgs/0" --set 'extraArgs={leader-elect}'
+must_fail "credentials source" "/credentialsSource" --set credentialsSource=profile
+must_fail "refresh interval" "/minRefreshInterval" --set minRefreshInterval=1d
+if [ -n "$policy" ]; then
+    must_fail "admission policy on 1.29" "admissionPolicy.enabled needs Kubernetes 1.30 or later.*v1.29.5\+k3s1" \
+        --kube-version v1.29.5+k3s1
+fi
+render --set crds.install=false > "$work/nocrd.yaml"
+if grep -q '^kind: CustomResourceDefinition' "$work/nocrd.yaml"; then
+    fail "crds.install=false still renders the CRD"
+fi
+render --set crds.keep=false > "$work/nokeep.yaml"
+if grep -q 'helm.sh/resource-policy' "$work/nokeep.yaml"; then
+    fail "crds.keep=false still keeps the CRD"
+fi
+grep -q 'helm.sh/resource-policy: keep' "$work/default.yaml" || fail "the default CRD is not kept on uninstall"
+# The CRD upgrade path: helm upgrade applies templates and never touches crds/, so the
+# CRD must render as a template (without --include-crds) and crds/ must not exist.
+[ ! -e "$CHART/crds" ] || fail "$CHART/crds exists: helm upgrade would never update what it holds"
+"$HELM" template "$NS" "$CHART" --namespace "$NS" | grep -q '^kind: CustomResourceDefinition' \
+    || fail "the CRD is not a template: helm upgrade would not update it"
 render --set replicaCount=1 --set leaderElection.enabled=false > "$work/single.yaml"
 checks kinds "$work/single.yaml" ClusterRole ClusterRoleBinding CustomResourceDefinition Deployment \
     NetworkPolicy Role Role RoleBinding RoleBinding Service ServiceAccount \
@@ -164,5 +204,36 @@ PY
 step "8. the dashboard"
 checks dashboard "$CHART/dashboards/ecr-creds-refresher.json" "$work/dashboard-rules.yaml"
 "$PROMTOOL" check rules "$work/dashboard-rules.yaml"
+
+step "9. Kubernetes 1.29 without the admission policy, with extraArgs and aws.caBundle"
+render --kube-version 1.29.5 --set admissionPolicy.enabled=false \
+    --set aws.caBundle.configMapName=proxy-ca --set aws.caBundle.key=ca.crt \
+    --set 'extraArgs={--use-fips-endpoint,--shutdown-grace=25}' --set workers=8 \
+    --set 'allowedRoleArns={arn:aws:iam::123456789012:role/ecr-*}' --set verifyRegistries=false \
+    > "$work/edge.yaml"
+checks wiring "$work/edge.yaml" --allowed-role-arns=arn:aws:iam::123456789012:role/ecr-* \
+    --verify-registries=false --workers=8 --use-fips-endpoint --shutdown-grace=25
+checks admission "$work/edge.yaml"
+KUBERNETES_VERSIONS=1.29.0 VENV="$VENV" tests/manifests/validate.sh "$work/edge.yaml"
+render --kube-version v1.29.5+k3s1 --set admissionPolicy.enabled=false \
+    --set aws.caBundle.secretName=proxy-ca > "$work/edge-secret.yaml"
+checks wiring "$work/edge-secret.yaml"
+KUBERNETES_VERSIONS=1.29.0 VENV="$VENV" tests/manifests/validate.sh "$work/edge-secret.yaml"
+
+step "10. two releases side by side"
+"$HELM" template team-b "$CHART" --namespace "$NS" --set crds.install=false > "$work/team-b.yaml"
+"$HELM" template team-c "$CHART" --namespace team-c --set crds.install=false \
+    --set serviceAccount.name=puller > "$work/team-c.yaml"
+checks collide "$work/default.yaml" "$work/team-b.yaml" "$work/team-c.yaml"
+checks admission "$work/team-b.yaml" $policy ${policy:+team-b-ecr-creds-refresher team-b-ecr-creds-refresher}
+checks admission "$work/team-c.yaml" $policy ${policy:+puller team-c-ecr-creds-refresher}
+VENV="$VENV" tests/manifests/validate.sh "$work/team-b.yaml"
+
+step "11. NOTES, the chart README, README's helm command lines"
+"$HELM" install --dry-run=client "$NS" "$CHART" --namespace "$NS" > "$work/notes.txt"
+checks notes "$work/notes.txt" crd.yaml
+checks values-doc "$CHART/values.yaml" "$CHART/README.md"
+checks readme-helm "$work/readme-helm.sh" README.md "$CHART/README.md"
+OUT="$work" HELM="$HELM" bash "$work/readme-helm.sh"
 
 echo "chart/test.sh: OK"
