@@ -305,8 +305,19 @@ impl Env {
         self.k8s.apply("serviceaccounts", obj).expect("valid SA");
     }
 
-    /// A foreign (not operator-made) Secret.
+    /// A foreign (not operator-made) Secret. One that holds AWS keys stands for keys IAM
+    /// issued: the fake AWS learns them (a key id it knows keeps its first secret, so a
+    /// second Secret with another secret for the same id holds a wrong key).
     pub fn foreign_secret(&self, ns: &str, name: &str, type_: &str, data: BTreeMap<&str, String>) {
+        if let (Some(id), Some(secret)) = (
+            data.get("AWS_ACCESS_KEY_ID"),
+            data.get("AWS_SECRET_ACCESS_KEY"),
+        ) {
+            match data.get("AWS_SESSION_TOKEN") {
+                Some(token) => self.aws.add_session_key(id, secret, token),
+                None => self.aws.add_key(id, secret),
+            };
+        }
         let data: BTreeMap<&str, String> =
             data.into_iter().map(|(k, v)| (k, B64.encode(v))).collect();
         self.k8s
