@@ -142,3 +142,125 @@ async fn n2_admin_flood_of_unterminated_headers_keeps_memory_and_probes() {
     );
     op.terminate(WAIT).await.unwrap();
 }
+
+/// N3: under the tightened admission policy (the emulator enforces
+/// deploy/admission-policy.yaml for the operator's identity in every test), everything the
+/// operator really does passes: adopting an ECR-only pull secret, merging into a shared
+/// one, its finalizer in and out, status, ServiceAccounts, cleanup. And with the
+/// operator's own token, the reviewer's attacks answer 403: label-and-rewrite of a
+/// kube-system pull secret, deleting a labelled Secret of another type, re-aiming a CR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n3_admission_policy_passes_the_operator_and_bounds_its_stolen_token() {
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine;
+    use serde_json::json;
+
+    let mut env = Env::emulators(Options::default()).await;
+    for ns in ["adopt", "shared", "kube-system"] {
+        env.namespace(ns, &[]).await;
+    }
+    let ecr_only = format!(
+        r#"{{"auths":{{"https://{}/":{{"auth":"QVdTOm9sZA=="}}}}}}"#,
+        registry(REGION)
+    );
+    env.foreign_secret(
+        "adopt",
+        "ecr-pull",
+        DOCKERCONFIG_TYPE,
+        [(DOCKERCONFIG_KEY, ecr_only.clone())].into(),
+    );
+    env.foreign_secret(
+        "shared",
+        "shared-pull",
+        DOCKERCONFIG_TYPE,
+        [(
+            DOCKERCONFIG_KEY,
+            r#"{"auths":{"docker.io":{"auth":"eDp5"}}}"#.to_string(),
+        )]
+        .into(),
+    );
+    env.start_operator().await;
+    env.cr(
+        "adopter",
+        json!({"secretName": "ecr-pull", "namespaces": ["adopt"], "registries": [registry(REGION)],
+               "adoptExisting": true, "deletionPolicy": "Delete"}),
+    );
+    env.cr(
+        "merger",
+        json!({"secretName": "shared-pull", "namespaces": ["shared"],
+               "registries": [registry(REGION)], "secretPolicy": "Merge"}),
+    );
+    env.wait_ready("adopter").await;
+    env.wait_ready("merger").await;
+    let adopted = env.wait_secret("adopt", "ecr-pull").await;
+    assert_eq!(
+        adopted["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "ecr-creds-refresher"
+    );
+    wait_until("the cleanup finalizer is on", WAIT, || {
+        env.get_cr("adopter")
+            .is_some_and(|cr| cr["metadata"]["finalizers"] == json!(["ecr.creds.dev/cleanup"]))
+    })
+    .await;
+    env.k8s.delete(CR_RESOURCE, None, "adopter").unwrap();
+    wait_until("cleanup done and the CR released", WAIT, || {
+        env.get_cr("adopter").is_none() && env.secret("adopt", "ecr-pull").is_none()
+    })
+    .await;
+    assert_eq!(
+        env.k8s.admission_denials(),
+        vec![],
+        "the operator was denied"
+    );
+    env.stop_operator().await;
+
+    // The operator's token in an attacker's hands (the emulator runs requests as it).
+    let addr = env.k8s.addr();
+    env.foreign_secret(
+        "kube-system",
+        "registry-creds",
+        DOCKERCONFIG_TYPE,
+        [(DOCKERCONFIG_KEY, ecr_only), ("other", "keep".to_string())].into(),
+    );
+    let merge = "application/merge-patch+json";
+    let labelled = json!({"app.kubernetes.io/managed-by": "ecr-creds-refresher"});
+    let rewrite = json!({"metadata": {"labels": labelled,
+                                      "annotations": {"attacker": "x"},
+                                      "finalizers": ["attacker/hold"]},
+                         "data": {DOCKERCONFIG_KEY: B64.encode("{}"), "other": B64.encode("x"),
+                                  "added": B64.encode("x")}});
+    let path = "/api/v1/namespaces/kube-system/secrets/registry-creds";
+    let (code, body) = http(addr, "PATCH", path, Some((merge, &rewrite))).await;
+    assert_eq!(code, 403, "label and rewrite: {body}");
+    let (code, body) = http(addr, "DELETE", path, None).await;
+    assert_eq!(code, 403, "delete an unlabelled Secret: {body}");
+    env.k8s
+        .apply(
+            "secrets",
+            json!({"metadata": {"name": "tls", "namespace": "kube-system", "labels": labelled},
+                   "type": "Opaque", "data": {"k": B64.encode("v")}}),
+        )
+        .unwrap();
+    let (code, body) = http(
+        addr,
+        "DELETE",
+        "/api/v1/namespaces/kube-system/secrets/tls",
+        None,
+    )
+    .await;
+    assert_eq!(code, 403, "delete a labelled Opaque Secret: {body}");
+    let (code, body) = http(
+        addr,
+        "PATCH",
+        "/apis/ecr.creds.dev/v1alpha1/ecrpullsecrets/merger",
+        Some((merge, &json!({"spec": {"namespaces": ["kube-system"]}}))),
+    )
+    .await;
+    assert_eq!(code, 403, "re-aim a CR: {body}");
+    assert_eq!(env.k8s.admission_denials().len(), 4);
+    assert_eq!(
+        env.get_cr("merger").unwrap()["spec"]["namespaces"],
+        json!(["shared"])
+    );
+    env.shutdown().await;
+}

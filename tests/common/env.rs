@@ -18,8 +18,8 @@ use ecr_creds_refresher::config::Config;
 use ecr_creds_refresher::runtime::store::ObjectKey;
 
 use super::{
-    apply_cr, http, init_logs, is_write, pull_secret_names, ready_condition, wait_for, wait_until,
-    CR_RESOURCE, OPERATOR_NAMESPACE, REGION, WAIT,
+    apply_cr, http, http_as_admin, init_logs, is_write, pull_secret_names, ready_condition,
+    wait_for, wait_until, CR_RESOURCE, OPERATOR_NAMESPACE, REGION, WAIT,
 };
 
 /// Watch lag for the whole run from `ECR_TEST_WATCH_LAG_MS` (`make test` runs the
@@ -331,9 +331,9 @@ impl Env {
     }
 
     /// A merge patch of the CR over HTTP, as kubectl does (bumps generation on spec edits,
-    /// never touches status).
+    /// never touches status), by the cluster admin.
     pub async fn patch_cr(&self, name: &str, merge: Value) {
-        let (code, body) = http(
+        let (code, body) = http_as_admin(
             self.k8s.addr(),
             "PATCH",
             &format!("/apis/ecr.creds.dev/v1alpha1/ecrpullsecrets/{name}"),
