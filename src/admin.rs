@@ -10,8 +10,9 @@
 //! component said it is ready (e.g. caches synced) and 503 naming those that are not.
 //!
 //! The server speaks plain HTTP/1.1 (probes and Prometheus need nothing else), bounds
-//! header read time and concurrent connections, and on shutdown stops accepting, lets
-//! open requests finish for a short grace period, then drops the rest.
+//! header size, per-connection buffers, header read time and concurrent connections, and
+//! on shutdown stops accepting, lets open requests finish for a short grace period, then
+//! drops the rest.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -41,6 +42,14 @@ pub const DEFAULT_METRICS_BIND_ADDRESS: &str = ":8080";
 /// requests on a kept-alive one: probes and scrapers send theirs at once, and an idle
 /// connection must not hold a slot (slowloris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// The largest request head (request line and headers) and per-connection buffer, in
+/// bytes: a probe or a scrape sends a few hundred. hyper's default (about 400 KiB per
+/// connection) let a flood of unterminated headers over the connection budget below
+/// take the process past 100 MiB; 8 KiB, hyper's minimum, bounds a full listener to a
+/// few MiB. A longer head gets 431 and the connection closes.
+const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// Headers a request may carry (hyper's default is 100): a probe sends about five.
+const MAX_HEADERS: usize = 32;
 /// Connections one listener keeps at most; the cap bounds memory if something floods
 /// the port. Each listener (probes, metrics) has its own budget.
 const MAX_CONNECTIONS: usize = 256;
@@ -479,6 +488,9 @@ async fn serve_connection(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let result = tokio::select! {

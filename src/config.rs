@@ -65,6 +65,9 @@ pub struct Config {
     /// `--allow-plain-http-token`: send the bearer token over plain http to a host other
     /// than loopback (a network anyone on the path can read).
     pub allow_plain_http_token: bool,
+    /// `--allow-plain-http-registry`: let `ECR_REGISTRY_ENDPOINT_URL` be plain http to a
+    /// host other than loopback (every registry check sends an ECR password there).
+    pub allow_plain_http_registry: bool,
 }
 
 /// Bad flags or environment: reported at startup, before anything runs.
@@ -139,6 +142,7 @@ AWS:
   --aws-credentials-source KIND     auto (SDK order), secret, env, web-identity, container, imds
   --use-fips-endpoint               FIPS endpoints (as AWS_USE_FIPS_ENDPOINT=true)
   --verify-registries=false         do not check new tokens at the registries (GET /v2/)
+  --allow-plain-http-registry       let ECR_REGISTRY_ENDPOINT_URL be http:// to a non-loopback host
   -h, --help                        this text
   -V, --version                     version, commit and target
 Environment:
@@ -255,6 +259,7 @@ impl Config {
             min_refresh_interval: DEFAULT_MIN_REFRESH_INTERVAL,
             allowed_role_arns: vec!["*".to_string()],
             allow_plain_http_token: false,
+            allow_plain_http_registry: false,
         })
     }
 
@@ -310,6 +315,7 @@ impl Config {
                 }
             }
             "--use-fips-endpoint" => self.use_fips = true,
+            "--allow-plain-http-registry" => self.allow_plain_http_registry = true,
             "--aws-credentials-source" => {
                 let v = value()?;
                 if !["auto", "secret", "env", "web-identity", "container", "imds"]
@@ -470,6 +476,14 @@ mod tests {
             .contains("text or json"));
         assert!(Config::parse(["--workers", "0"], env(&[])).is_err());
         assert!(Config::parse(["--metrics-bind-address", "nonsense"], env(&[])).is_err());
+    }
+
+    #[test]
+    fn plain_http_to_the_registry_endpoint_is_opt_in() {
+        let c = Config::parse(Vec::<String>::new(), env(&[])).unwrap();
+        assert!(!c.allow_plain_http_registry);
+        let c = Config::parse(["--allow-plain-http-registry"], env(&[])).unwrap();
+        assert!(c.allow_plain_http_registry);
     }
 
     #[test]

@@ -102,6 +102,39 @@ async fn metrics_listener_serves_the_global_registry_in_prometheus_text() {
     task_p.await.unwrap();
 }
 
+/// A scrape of many series: far more than the 8 KiB the server allows a request head.
+fn large_exposition() -> String {
+    (0..20_000).map(|i| format!("series_{i} {i}\n")).collect()
+}
+
+#[tokio::test]
+async fn request_heads_are_bounded_but_large_answers_are_served_whole() {
+    let (addr, stop, task) = start(Routes::metrics_from(large_exposition)).await;
+    let m = get(addr, "/metrics").await.unwrap();
+    assert_eq!(m.status, 200);
+    assert_eq!(m.text(), large_exposition());
+
+    // A 9 KiB header is refused (431) and the connection closed; the next request works.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(9 * 1024)
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .ok();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert_eq!(get(addr, "/metrics").await.unwrap().status, 200);
+
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
 #[tokio::test]
 async fn shutdown_stops_accepting_and_closes_idle_keepalive_connections() {
     let (addr, stop, task) = start(Routes::probes(Readiness::new())).await;

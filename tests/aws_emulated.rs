@@ -43,14 +43,23 @@ fn ecr(emu: &AwsEmulator) -> EcrClient {
     EcrClient::new(http(), Endpoints::all_at(&emu.url())).with_retry(fast_retry())
 }
 
+const EXAMPLE_KEY_ID: &str = "AKIAEXAMPLE";
+const EXAMPLE_SECRET: &str = "example-secret";
+
 fn static_keys(token: Option<&str>) -> Credentials {
     Credentials::new(
-        "AKIAEXAMPLE",
-        "example-secret",
+        EXAMPLE_KEY_ID,
+        EXAMPLE_SECRET,
         token.map(str::to_string),
         None,
         "test",
     )
+}
+
+/// The emulator learns the example keys, as IAM would have issued them.
+fn knowing_the_example_keys(emu: AwsEmulator) -> AwsEmulator {
+    emu.add_key(EXAMPLE_KEY_ID, EXAMPLE_SECRET);
+    emu
 }
 
 fn header(emu: &AwsEmulator, endpoint: &str, name: &str) -> Option<String> {
@@ -93,9 +102,11 @@ fn group(region: &str, public: bool, auth: AwsAuth) -> TokenGroup {
 const FLOOR: Duration = Duration::from_secs(60);
 
 async fn emulator() -> AwsEmulator {
-    AwsEmulator::start(AwsEmulatorConfig::default())
-        .await
-        .unwrap()
+    knowing_the_example_keys(
+        AwsEmulator::start(AwsEmulatorConfig::default())
+            .await
+            .unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -119,7 +130,10 @@ async fn ecr_token_is_signed_for_the_region_and_names_the_regional_registry() {
 
 #[tokio::test]
 async fn temporary_credentials_send_and_sign_the_session_token() {
-    let emu = emulator().await;
+    let emu = AwsEmulator::start(AwsEmulatorConfig::default())
+        .await
+        .unwrap();
+    emu.add_session_key(EXAMPLE_KEY_ID, EXAMPLE_SECRET, "sess-tok");
     ecr(&emu)
         .authorization_token(&static_keys(Some("sess-tok")), "us-west-2")
         .await
@@ -261,6 +275,132 @@ async fn unsigned_requests_are_refused_by_the_emulator() {
         .unwrap();
     let resp = http().send(req).await.unwrap();
     assert_eq!(resp.status, 400);
+}
+
+/// An ECR GetAuthorizationToken request signed by the operator's signer at `at`.
+async fn ecr_signed_at(
+    emu: &AwsEmulator,
+    credentials: &Credentials,
+    at: std::time::SystemTime,
+) -> ecr_creds_refresher::aws::http::HttpResponse {
+    let mut req = http::Request::post(format!("{}/", emu.url()))
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", emulators::aws::ECR_TARGET)
+        .body(bytes::Bytes::from_static(b"{}"))
+        .unwrap();
+    ecr_creds_refresher::aws::sigv4::sign_request(&mut req, credentials, "ecr", "eu-west-1", at)
+        .unwrap();
+    http().send(req).await.unwrap()
+}
+
+/// The `__type` of a JSON error answer.
+fn json_error_code(body: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    v["__type"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn emulator_refuses_a_wrong_secret_key_as_aws_does() {
+    let emu = emulator().await;
+    let wrong = Credentials::new(EXAMPLE_KEY_ID, "not-the-secret", None, None, "test");
+    let client = ecr(&emu).with_retry(RetryPolicy::none());
+    let err = client
+        .authorization_token(&wrong, "eu-west-1")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::InvalidSignature), "{err}");
+    assert!(
+        matches!(&err, AwsError::Service { status: 403, code, .. } if code == "InvalidSignatureException"),
+        "{err:?}"
+    );
+    // STS speaks the query protocol: SignatureDoesNotMatch.
+    let endpoint = Endpoints::all_at(&emu.url()).sts("us-east-1").unwrap();
+    let params = AssumeRoleParams::new("arn:aws:iam::123456789012:role/pull", None).unwrap();
+    let err = ecr_creds_refresher::aws::sts::assume_role(&http(), &endpoint, &wrong, &params)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AwsError::Service { status: 403, code, .. } if code == "SignatureDoesNotMatch"),
+        "{err:?}"
+    );
+    // The same client with the right key gets a token: the refusal was the key's.
+    client
+        .authorization_token(&static_keys(None), "eu-west-1")
+        .await
+        .unwrap();
+    assert!(ecr_creds_refresher::aws::sts::assume_role(
+        &http(),
+        &endpoint,
+        &static_keys(None),
+        &params
+    )
+    .await
+    .is_ok());
+}
+
+#[tokio::test]
+async fn emulator_refuses_a_request_dated_more_than_five_minutes_off() {
+    let emu = emulator().await;
+    let now = std::time::SystemTime::now();
+    for (at, expired) in [
+        (now - Duration::from_secs(6 * 60), true),
+        (now + Duration::from_secs(6 * 60), true),
+        (now - Duration::from_secs(4 * 60), false),
+    ] {
+        let resp = ecr_signed_at(&emu, &static_keys(None), at).await;
+        if expired {
+            assert_eq!(resp.status, 400);
+            assert_eq!(json_error_code(&resp.body), "RequestExpired");
+        } else {
+            assert_eq!(resp.status, 200, "{:?}", resp.body);
+        }
+    }
+    let err = ecr_creds_refresher::aws::ecr::parse_authorization_response(
+        &ecr_signed_at(&emu, &static_keys(None), now - Duration::from_secs(600)).await,
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::RequestExpired), "{err}");
+}
+
+#[tokio::test]
+async fn emulator_refuses_unknown_keys_and_wrong_session_tokens() {
+    let emu = emulator().await;
+    let now = std::time::SystemTime::now();
+    let unknown = Credentials::new("AKIANEVERISSUED", "x", None, None, "test");
+    let resp = ecr_signed_at(&emu, &unknown, now).await;
+    assert_eq!(resp.status, 403);
+    assert_eq!(json_error_code(&resp.body), "UnrecognizedClientException");
+    let endpoint = Endpoints::all_at(&emu.url()).sts("us-east-1").unwrap();
+    let params = AssumeRoleParams::new("arn:aws:iam::123456789012:role/pull", None).unwrap();
+    let err = ecr_creds_refresher::aws::sts::assume_role(&http(), &endpoint, &unknown, &params)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AwsError::Service { status: 403, code, .. } if code == "InvalidClientTokenId"),
+        "{err:?}"
+    );
+
+    // Temporary keys from the emulator's STS work only with their own session token.
+    let issued =
+        ecr_creds_refresher::aws::sts::assume_role(&http(), &endpoint, &static_keys(None), &params)
+            .await
+            .unwrap();
+    let id = issued.access_key_id().to_string();
+    let secret = issued.secret_access_key().to_string();
+    let token = issued.session_token().unwrap().to_string();
+    for (token, status) in [
+        (None, 403),
+        (Some("emulated-session-token-999".to_string()), 403),
+        (Some(token), 200),
+    ] {
+        let keys = Credentials::new(&id, &secret, token.clone(), None, "test");
+        let resp = ecr_signed_at(&emu, &keys, now).await;
+        assert_eq!(resp.status, status, "token {token:?}: {:?}", resp.body);
+    }
+    // A long-term key sent with a session token it never had.
+    let resp = ecr_signed_at(&emu, &static_keys(Some("made-up")), now).await;
+    assert_eq!(resp.status, 403);
 }
 
 #[tokio::test]
@@ -506,6 +646,9 @@ async fn token_cache_makes_one_call_per_group_for_concurrent_callers() {
 #[tokio::test]
 async fn token_cache_refetches_when_the_secret_key_rotates() {
     let emu = emulator().await;
+    for id in ["AKIAGLOBAL1", "AKIAGLOBAL2", "AKIATEAM1", "AKIATEAM2"] {
+        emu.add_key(id, "s");
+    }
     let keys = |id: &str| Some(Ok(Credentials::new(id, "s", None, None, "t")));
     // The operator's own credentials Secret, and a CR's.
     let (global_tx, global) = SecretCredentials::channel("ops/aws-keys");
@@ -557,12 +700,14 @@ async fn token_cache_refetches_when_the_secret_key_rotates() {
 
 #[tokio::test]
 async fn short_lived_tokens_are_refreshed_but_not_in_a_hot_loop() {
-    let emu = AwsEmulator::start(AwsEmulatorConfig {
-        token_lifetime: Duration::from_secs(10),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let emu = knowing_the_example_keys(
+        AwsEmulator::start(AwsEmulatorConfig {
+            token_lifetime: Duration::from_secs(10),
+            ..Default::default()
+        })
+        .await
+        .unwrap(),
+    );
     let source = CredentialSource::Environment(static_keys(None));
     let cache = TokenCache::new(fetcher(&emu, source, vec![]));
     let eu = group("eu-west-1", false, AwsAuth::default());
@@ -665,12 +810,14 @@ async fn no_proxy_hosts_and_plain_http_endpoints_bypass_the_proxy() {
 }
 
 async fn tls_emulator() -> (AwsEmulator, HttpConfig) {
-    let emu = AwsEmulator::start(AwsEmulatorConfig {
-        tls: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let emu = knowing_the_example_keys(
+        AwsEmulator::start(AwsEmulatorConfig {
+            tls: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap(),
+    );
     let der = emu.certificate_der().unwrap();
     let config = HttpConfig {
         extra_roots: vec![der.into()],

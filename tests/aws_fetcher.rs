@@ -35,6 +35,8 @@ fn aws(emu: &AwsEmulator) -> Aws {
 }
 
 fn fetcher(emu: &AwsEmulator, secrets: Vec<(SecretRef, SecretCredentials)>) -> AwsTokenFetcher {
+    // The keys `aws` signs with, known to the fake AWS as IAM would know them.
+    emu.add_key("AKIADEFAULT", "default-secret");
     let fast = RetryPolicy {
         attempts: 3,
         base: Duration::from_millis(5),
@@ -113,6 +115,7 @@ async fn groups_pick_the_secret_and_role_they_name() {
         name: "aws".into(),
     };
     let (tx, secret) = SecretCredentials::channel("team-a/aws");
+    emu.add_key("AKIATEAMA", "team-secret");
     tx.send_replace(Some(Ok(Credentials::new(
         "AKIATEAMA",
         "team-secret",

@@ -147,6 +147,8 @@ async fn no_secret_reaches_logs_metrics_events_or_status() {
     let aws = AwsEmulator::start(AwsEmulatorConfig::default())
         .await
         .unwrap();
+    // The temporary keys the ops Secret holds, as STS would have issued them.
+    aws.add_session_key("AKIAOPSFROMSECRET001", OPS_SECRET_KEY, OPS_SESSION_TOKEN);
     let dir = std::env::temp_dir().join(format!("no-secret-in-logs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let token_file = dir.join("token");

@@ -132,6 +132,9 @@ async fn scenario() -> Vec<RequestRecord> {
     let aws = AwsEmulator::start(AwsEmulatorConfig::default())
         .await
         .unwrap();
+    for key_id in ["AKIDGLOBAL", "AKIDTEAM"] {
+        aws.add_key(key_id, "rbac-test-secret-key");
+    }
 
     // Credentials: the global Secret and a team's own.
     secret(

@@ -80,7 +80,21 @@ pub async fn request(
     path: &str,
     body: Option<(&str, Vec<u8>)>,
 ) -> Result<Answer, String> {
+    request_with(addr, method, path, body, &[]).await
+}
+
+/// [`request`] with more headers (`Impersonate-User` for the Kubernetes emulator).
+pub async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<(&str, Vec<u8>)>,
+    headers: &[(&str, &str)],
+) -> Result<Answer, String> {
     let mut req = http::Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
     let bytes = match body {
         Some((content_type, bytes)) => {
             req = req.header(http::header::CONTENT_TYPE, content_type);

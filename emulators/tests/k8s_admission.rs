@@ -4,6 +4,8 @@
 
 mod k8s_support;
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
 use emulators::k8s::{EmulatorConfig, K8sEmulator, PolicyRule, RbacPolicy, OPERATOR_USER};
 use k8s_support::{Api, Reply};
 use serde_json::{json, Value};
@@ -48,6 +50,23 @@ fn foreign_pull_secret(name: &str) -> Value {
                         "annotations": {"owner": "team-a"}},
            "type": "kubernetes.io/dockerconfigjson",
            "data": {".dockerconfigjson": DOCKER_EMPTY, "extra": "eA=="}})
+}
+
+/// `.dockerconfigjson` holding only ECR registries, spelled as the reference operator and
+/// `docker login` write them, and whitespace as a person would.
+fn ecr_only_config() -> String {
+    B64.encode(
+        r#"{ "auths": { "https://123456789012.dkr.ecr.us-east-1.amazonaws.com": {"auth": "QVdTOm9sZA=="},
+ "public.ecr.aws": {"username": "AWS", "password": "old", "auth": "QVdTOm9sZA=="} } }"#,
+    )
+}
+
+/// An unlabelled pull secret the operator may adopt: only ECR registries in it (with
+/// someone's label, annotation and an extra data key, which adoption keeps).
+fn ecr_only_pull_secret(name: &str) -> Value {
+    let mut s = foreign_pull_secret(name);
+    s["data"][".dockerconfigjson"] = json!(ecr_only_config());
+    s
 }
 
 fn rv(v: &Value) -> String {
@@ -332,7 +351,9 @@ async fn the_operators_own_secret_lifecycle_is_allowed() {
 #[tokio::test]
 async fn adopting_an_unlabelled_dockerconfigjson_secret_by_a_patch_that_labels_it_is_allowed() {
     let (emu, api) = start().await;
-    let old = emu.apply("secrets", foreign_pull_secret("theirs")).unwrap();
+    let old = emu
+        .apply("secrets", ecr_only_pull_secret("theirs"))
+        .unwrap();
     // Exactly the adoption patch of writes.rs: labels, annotations and data together.
     let r = api
         .patch(
@@ -502,4 +523,264 @@ async fn the_control_endpoints_list_denials_switch_users_and_turn_admission_off(
     assert_eq!(r.code, 200);
     assert_eq!(api.post(SECRETS, &opaque("d")).await.code, 403);
     assert_eq!(emu.admission_denials().len(), 2);
+}
+
+// --- N3 (issue 16): what adoption, a stolen token and the CR may no longer do ---
+
+/// The adoption patch of writes.rs against `name`, plus `extra` merged in.
+fn adoption_patch(old: &Value, extra: Value) -> Value {
+    let mut patch = json!({"metadata": {"resourceVersion": rv(old), "labels": managed_labels(),
+                                        "annotations": {"ecr.creds.dev/owner": "cr"}},
+                           "data": {".dockerconfigjson": DOCKER_ONE}});
+    merge(&mut patch, extra);
+    patch
+}
+
+/// RFC 7386 merge of `extra` into `into`.
+fn merge(into: &mut Value, extra: Value) {
+    match (into, extra) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+#[tokio::test]
+async fn n3_label_and_rewrite_beyond_adoption_is_denied() {
+    let (emu, api) = start().await;
+    let path = format!("{SECRETS}/theirs");
+    let owner_ref = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "c",
+                            "uid": "0d1e2f30-0000-4000-8000-000000000000"}]);
+    for (what, extra) in [
+        (
+            "rewrite another data key",
+            json!({"data": {"extra": "eQ=="}}),
+        ),
+        ("add a data key", json!({"data": {"added": "eQ=="}})),
+        ("remove a data key", json!({"data": {"extra": null}})),
+        (
+            "add an annotation",
+            json!({"metadata": {"annotations": {"new": "x"}}}),
+        ),
+        (
+            "rewrite an annotation",
+            json!({"metadata": {"annotations": {"owner": "us"}}}),
+        ),
+        (
+            "add a finalizer",
+            json!({"metadata": {"finalizers": ["x/y"]}}),
+        ),
+        (
+            "add a label",
+            json!({"metadata": {"labels": {"more": "1"}}}),
+        ),
+        (
+            "change a label",
+            json!({"metadata": {"labels": {"team": "b"}}}),
+        ),
+        (
+            "add ownerReferences",
+            json!({"metadata": {"ownerReferences": owner_ref}}),
+        ),
+        ("make it immutable", json!({"immutable": true})),
+    ] {
+        let old = emu
+            .apply("secrets", ecr_only_pull_secret("theirs"))
+            .unwrap();
+        let r = api.patch(&path, MERGE, &adoption_patch(&old, extra)).await;
+        assert_eq!(r.code, 403, "{what}: {}", r.body);
+        assert_denied(&r, "secrets", "theirs");
+    }
+    // Labelling a pull secret that holds anything but ECR registries (kube-system's
+    // Docker Hub credentials, an empty one, a credential helper) is no adoption.
+    for (what, content) in [
+        (
+            "docker hub",
+            r#"{"auths":{"https://index.docker.io/v1/":{"auth":"eDp5"}}}"#,
+        ),
+        (
+            "ECR and docker hub",
+            r#"{"auths":{"123456789012.dkr.ecr.us-east-1.amazonaws.com":{"auth":"eDp5"},"docker.io":{"auth":"eDp5"}}}"#,
+        ),
+        (
+            "a look-alike host",
+            r#"{"auths":{"123456789012.dkr.ecr.us-east-1.amazonaws.com.evil.example":{"auth":"eDp5"}}}"#,
+        ),
+        ("no entry", r#"{"auths":{}}"#),
+        (
+            "a credential helper",
+            r#"{"auths":{"123456789012.dkr.ecr.us-east-1.amazonaws.com":{"auth":"eDp5"}},"credsStore":"evil"}"#,
+        ),
+    ] {
+        let mut s = foreign_pull_secret("theirs");
+        s["metadata"]["namespace"] = json!("kube-system");
+        s["data"][".dockerconfigjson"] = json!(B64.encode(content));
+        let old = emu.apply("secrets", s).unwrap();
+        let r = api
+            .patch(
+                "/api/v1/namespaces/kube-system/secrets/theirs",
+                MERGE,
+                &adoption_patch(&old, json!({})),
+            )
+            .await;
+        assert_eq!(r.code, 403, "{what}: {}", r.body);
+    }
+    assert_eq!(
+        emu.get("secrets", Some(NS), "theirs").unwrap()["data"],
+        ecr_only_pull_secret("theirs")["data"]
+    );
+}
+
+#[tokio::test]
+async fn n3_owner_references_finalizers_and_immutable_of_a_managed_secret_are_fixed() {
+    let (emu, api) = start().await;
+    let path = format!("{SECRETS}/pull");
+    let owner_ref = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "c",
+                            "uid": "0d1e2f30-0000-4000-8000-000000000000"}]);
+    for extra in [
+        json!({"metadata": {"ownerReferences": owner_ref}}),
+        json!({"metadata": {"finalizers": ["x/y"]}}),
+        json!({"immutable": true}),
+        json!({"immutable": false}),
+        json!({"data": {"other": "eQ=="}}),
+        json!({"metadata": {"annotations": {"not-ours": "x"}}}),
+    ] {
+        emu.apply("secrets", managed_secret("pull")).unwrap();
+        let r = api.patch(&path, MERGE, &extra).await;
+        assert_eq!(r.code, 403, "{extra}: {}", r.body);
+    }
+    // Nor may a create carry them.
+    for extra in [
+        json!({"metadata": {"ownerReferences": owner_ref}}),
+        json!({"metadata": {"finalizers": ["x/y"]}}),
+        json!({"immutable": true}),
+        json!({"data": {"other": "eQ=="}}),
+    ] {
+        let mut s = managed_secret("fresh");
+        merge(&mut s, extra.clone());
+        let r = api.post(SECRETS, &s).await;
+        assert_eq!(r.code, 403, "{extra}: {}", r.body);
+    }
+    // A refresh changing the operator's annotations and the data still passes.
+    let old = emu.apply("secrets", managed_secret("pull")).unwrap();
+    let r = api
+        .patch(
+            &path,
+            MERGE,
+            &json!({"metadata": {"resourceVersion": rv(&old), "labels": managed_labels(),
+                                 "annotations": {"ecr.creds.dev/checksum": "c2",
+                                                 "ecr.creds.dev/expires-at": "2026-12-06T18:00:00Z"}},
+                    "data": {".dockerconfigjson": DOCKER_ONE}}),
+        )
+        .await;
+    assert_eq!(r.code, 200, "{}", r.body);
+}
+
+#[tokio::test]
+async fn n3_deleting_a_labelled_secret_of_another_type_is_denied() {
+    let (emu, api) = start().await;
+    for type_ in [
+        "Opaque",
+        "kubernetes.io/tls",
+        "kubernetes.io/service-account-token",
+    ] {
+        emu.apply(
+            "secrets",
+            json!({"metadata": {"name": "labelled", "namespace": NS, "labels": managed_labels(),
+                                "annotations": {"kubernetes.io/service-account.name": "default"}},
+                   "type": type_, "data": {"k": "dg=="}}),
+        )
+        .unwrap();
+        let r = api.delete(&format!("{SECRETS}/labelled")).await;
+        assert_eq!(r.code, 403, "{type_}: {}", r.body);
+        assert!(emu.get("secrets", Some(NS), "labelled").is_some());
+        emu.delete("secrets", Some(NS), "labelled").unwrap();
+    }
+}
+
+const CRS: &str = "/apis/ecr.creds.dev/v1alpha1/ecrpullsecrets";
+
+fn cr(name: &str) -> Value {
+    json!({"apiVersion": "ecr.creds.dev/v1alpha1", "kind": "ECRPullSecret",
+           "metadata": {"name": name, "finalizers": ["example.com/keep"]},
+           "spec": {"secretName": "pull", "namespaces": ["team-a"]}})
+}
+
+#[tokio::test]
+async fn n3_an_ecrpullsecret_takes_only_status_and_the_cleanup_finalizer() {
+    let (emu, api) = start().await;
+    let path = format!("{CRS}/a");
+    let r = api.post(CRS, &cr("new")).await;
+    assert_eq!(r.code, 403, "create: {}", r.body);
+    assert!(r.body["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("may not create ECRPullSecrets"));
+    for (what, patch) in [
+        (
+            "re-aim it",
+            json!({"spec": {"namespaces": ["kube-system"]}}),
+        ),
+        ("add a label", json!({"metadata": {"labels": {"x": "y"}}})),
+        (
+            "add an annotation",
+            json!({"metadata": {"annotations": {"x": "y"}}}),
+        ),
+        (
+            "drop another finalizer",
+            json!({"metadata": {"finalizers": ["ecr.creds.dev/cleanup"]}}),
+        ),
+        (
+            "add another finalizer",
+            json!({"metadata": {"finalizers": ["example.com/keep", "x/y"]}}),
+        ),
+    ] {
+        emu.apply("ecrpullsecrets", cr("a")).unwrap();
+        let r = api.patch(&path, MERGE, &patch).await;
+        assert_eq!(r.code, 403, "{what}: {}", r.body);
+        assert_eq!(r.body["reason"], "Forbidden");
+        assert!(r.body["message"].as_str().unwrap().starts_with(&format!(
+            "ecrpullsecrets.ecr.creds.dev \"a\" is forbidden: ValidatingAdmissionPolicy '{POLICY}'"
+        )));
+    }
+    assert_eq!(
+        emu.get("ecrpullsecrets", None, "a").unwrap()["spec"]["namespaces"],
+        json!(["team-a"])
+    );
+    let r = api.delete(&path).await;
+    assert_eq!(r.code, 403, "delete: {}", r.body);
+
+    // What the operator does: its finalizer in and out (finalizer.rs's JSON patch), and
+    // status through the subresource.
+    let current = emu.apply("ecrpullsecrets", cr("a")).unwrap();
+    let r = api
+        .patch(
+            &path,
+            JSON_PATCH,
+            &json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv(&current)},
+                    {"op": "add", "path": "/metadata/finalizers",
+                     "value": ["example.com/keep", "ecr.creds.dev/cleanup"]}]),
+        )
+        .await;
+    assert_eq!(r.code, 200, "add the finalizer: {}", r.body);
+    let r = api
+        .patch(
+            &path,
+            JSON_PATCH,
+            &json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv(&r.body)},
+                    {"op": "add", "path": "/metadata/finalizers", "value": ["example.com/keep"]}]),
+        )
+        .await;
+    assert_eq!(r.code, 200, "remove the finalizer: {}", r.body);
+    let r = api
+        .patch(
+            &format!("{path}/status"),
+            MERGE,
+            &json!({"status": {"syncedNamespaces": 1}}),
+        )
+        .await;
+    assert_eq!(r.code, 200, "status: {}", r.body);
 }

@@ -241,6 +241,7 @@ fn token_cache(
             .unwrap_or_else(|| "us-east-1".to_string()),
         source,
         http: crate::aws::http::HttpConfig::default(),
+        allow_plain_http_registry: cfg.allow_plain_http_registry,
     };
     let aws = Aws::setup(env, settings, global_secret)
         .map_err(|e| start_error("cannot configure AWS", e))?;

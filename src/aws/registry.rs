@@ -62,8 +62,20 @@ pub struct RegistryClient {
 // === impl RegistryClient ===
 
 impl RegistryClient {
-    /// `endpoint` must be an absolute `https://` or `http://` URL without a path.
+    /// `endpoint` must be an absolute `https://` URL without a path, or `http://` to a
+    /// loopback host.
     pub fn new(http: AwsHttp, endpoint: Option<&str>) -> Result<Self, AwsError> {
+        Self::configure(http, endpoint, false)
+    }
+
+    /// As [`RegistryClient::new`]; `allow_plain_http` also takes `http://` to any host.
+    /// Every check sends an ECR password as Basic auth, readable by anyone on the path of
+    /// plain http: the same rule as `--token-file`'s token.
+    pub fn configure(
+        http: AwsHttp,
+        endpoint: Option<&str>,
+        allow_plain_http: bool,
+    ) -> Result<Self, AwsError> {
         let endpoint = match endpoint {
             None => None,
             Some(raw) => {
@@ -76,6 +88,13 @@ impl RegistryClient {
                     return Err(AwsError::config(
                         "ECR_REGISTRY_ENDPOINT_URL",
                         "expected http(s)://host[:port] without a path",
+                    ));
+                }
+                if uri.scheme_str() == Some("http") && !allow_plain_http && !is_loopback(&uri) {
+                    // The URL is not repeated: it may carry a user and password.
+                    return Err(AwsError::config(
+                        "ECR_REGISTRY_ENDPOINT_URL",
+                        "plain http:// to a host other than loopback would send every ECR password in cleartext; use https://, a loopback host, or --allow-plain-http-registry",
                     ));
                 }
                 Some(uri)
@@ -135,6 +154,16 @@ impl RegistryClient {
 }
 
 /// 200 is the proof; 401 and 403 are the registry's word on the credential.
+/// `localhost` or a loopback address: plain http there never leaves the machine.
+fn is_loopback(uri: &Uri) -> bool {
+    let host = uri.host().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn verdict(answer: &HttpResponse) -> Result<(), CheckError> {
     match answer.status {
         s if s.is_success() => Ok(()),
@@ -318,6 +347,26 @@ mod tests {
         assert!(RegistryClient::new(http.clone(), Some("https://127.0.0.1:5000/")).is_ok());
         assert!(RegistryClient::new(http.clone(), Some("ftp://x")).is_err());
         assert!(RegistryClient::new(http.clone(), Some("https://x/v2")).is_err());
-        assert!(RegistryClient::new(http, Some("not a url")).is_err());
+        assert!(RegistryClient::new(http.clone(), Some("not a url")).is_err());
+        for loopback in [
+            "http://127.0.0.1:5000",
+            "http://localhost:5000",
+            "http://[::1]:5000",
+        ] {
+            assert!(
+                RegistryClient::new(http.clone(), Some(loopback)).is_ok(),
+                "{loopback}"
+            );
+        }
+        let err = RegistryClient::new(http.clone(), Some("http://u:pw-123@10.0.0.5:5000"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ECR_REGISTRY_ENDPOINT_URL")
+                && err.contains("--allow-plain-http-registry"),
+            "{err}"
+        );
+        assert!(!err.contains("pw-123"), "{err}");
+        assert!(RegistryClient::configure(http, Some("http://10.0.0.5:5000"), true).is_ok());
     }
 }

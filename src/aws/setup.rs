@@ -21,6 +21,8 @@ pub struct AwsSettings {
     pub region: String,
     pub source: SourceKind,
     pub http: HttpConfig,
+    /// `ECR_REGISTRY_ENDPOINT_URL` may be plain http to a non-loopback host.
+    pub allow_plain_http_registry: bool,
 }
 
 /// The ready-to-use AWS side.
@@ -47,7 +49,11 @@ impl Aws {
             http_config.extra_roots.extend(ca_bundle(path)?);
         }
         let http = AwsHttp::new(env, http_config)?;
-        let registry = RegistryClient::new(http.clone(), env.get("ECR_REGISTRY_ENDPOINT_URL"))?;
+        let registry = RegistryClient::configure(
+            http.clone(),
+            env.get("ECR_REGISTRY_ENDPOINT_URL"),
+            settings.allow_plain_http_registry,
+        )?;
         let endpoints = Endpoints::from_env(env)?;
         let ctx = AwsContext {
             http,
@@ -90,6 +96,7 @@ mod tests {
             region: region.into(),
             source: SourceKind::Auto,
             http: HttpConfig::default(),
+            allow_plain_http_registry: false,
         }
     }
 

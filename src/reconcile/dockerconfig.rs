@@ -32,9 +32,18 @@ impl std::fmt::Debug for AuthEntry {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct DockerConfig {
     auths: BTreeMap<String, serde_json::Value>,
+}
+
+/// The registries only: every entry holds a password.
+impl std::fmt::Debug for DockerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerConfig")
+            .field("auths", &self.auths.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Serialize)]
@@ -100,11 +109,24 @@ impl std::error::Error for FormatError {}
 
 /// A docker config as someone else wrote it, for editing a few `auths` entries: every
 /// other entry and top-level key keeps its bytes and its place.
-#[derive(Debug)]
 pub struct RawConfig {
     /// Top-level keys in order; `auths` among them holds a placeholder.
     fields: Vec<(String, Box<RawValue>)>,
     auths: Vec<(String, Box<RawValue>)>,
+}
+
+/// Keys only: `auths` entries hold passwords, and other top-level keys may too
+/// (`credHelpers` configs, proxies with credentials).
+impl std::fmt::Debug for RawConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = |members: &[(String, Box<RawValue>)]| -> Vec<String> {
+            members.iter().map(|(k, _)| k.clone()).collect()
+        };
+        f.debug_struct("RawConfig")
+            .field("fields", &keys(&self.fields))
+            .field("auths", &keys(&self.auths))
+            .finish_non_exhaustive()
+    }
 }
 
 /// A JSON object's members in order, values unparsed.
@@ -276,6 +298,30 @@ mod tests {
         assert!(!holds_only(&other_account, &ours), "ECR, but not this CR's");
         assert!(!holds_only("not base64!", &ours));
         assert!(!holds_only(&B64.encode("{}"), &ours));
+    }
+
+    /// An entry of someone else's (with a password) and a proxy with credentials.
+    const N8_CONFIG: &str = r#"{"auths":{"ghcr.io":{"username":"bot","password":"n8-ghcr-password","auth":"Ym90Om44LWdoY3ItcGFzc3dvcmQ="}},"proxies":{"default":{"httpProxy":"http://u:n8-proxy-password@p"}}}"#;
+
+    fn assert_no_password(shown: &str) {
+        assert!(shown.contains("ghcr.io"), "{shown}");
+        for secret in ["n8-ghcr-password", "Ym90Om44", "n8-proxy-password"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+
+    #[test]
+    fn n8_docker_config_debug_shows_no_password() {
+        let cfg: DockerConfig = serde_json::from_str(N8_CONFIG).unwrap();
+        assert_no_password(&format!("{cfg:?}"));
+        assert_no_password(&format!("{cfg:#?}"));
+    }
+
+    #[test]
+    fn n8_raw_config_debug_shows_no_password() {
+        let raw = RawConfig::decode(&B64.encode(N8_CONFIG)).unwrap();
+        assert_no_password(&format!("{raw:?}"));
+        assert_no_password(&format!("{raw:#?}"));
     }
 
     #[test]

@@ -133,7 +133,7 @@ impl std::fmt::Debug for MergeEdit {
 
 /// The result of an edit: the new data value and record annotation, and the hosts the
 /// CR asked for that are someone else's.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 pub struct Merged {
     /// The base64 `.dockerconfigjson` value.
     pub data: String,
@@ -145,6 +145,19 @@ pub struct Merged {
     pub empty: bool,
     /// Asked-for hosts left alone, each with why.
     pub conflicts: Vec<String>,
+}
+
+/// Everything but `data`, which holds every entry's password.
+impl std::fmt::Debug for Merged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Merged")
+            .field("data", &"<redacted>")
+            .field("records", &self.records)
+            .field("changed", &self.changed)
+            .field("empty", &self.empty)
+            .field("conflicts", &self.conflicts)
+            .finish()
+    }
 }
 
 // === impl SharedSecret ===
@@ -451,6 +464,22 @@ mod tests {
         // The same token again changes nothing.
         let s = applied(s, &again);
         assert!(!edit(&s, &merge_edit("a", &[HOST], "pw2")).unwrap().changed);
+    }
+
+    #[test]
+    fn n8_merged_debug_shows_no_password() {
+        let merged = edit(&secret(FOREIGN, &[]), &merge_edit("a", &[HOST], "n8-pw")).unwrap();
+        assert!(decoded(&merged.data).contains("n8-pw"), "the data holds it");
+        let shown = format!("{merged:?}");
+        assert!(shown.contains("changed: true"), "{shown}");
+        for secret in [
+            merged.data.as_str(),
+            "n8-pw",
+            &B64.encode("AWS:n8-pw"),
+            "Ym90OmdoCg==",
+        ] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 
     #[test]

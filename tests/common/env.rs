@@ -18,8 +18,8 @@ use ecr_creds_refresher::config::Config;
 use ecr_creds_refresher::runtime::store::ObjectKey;
 
 use super::{
-    apply_cr, http, init_logs, is_write, pull_secret_names, ready_condition, wait_for, wait_until,
-    CR_RESOURCE, OPERATOR_NAMESPACE, REGION, WAIT,
+    apply_cr, http, http_as_admin, init_logs, is_write, pull_secret_names, ready_condition,
+    wait_for, wait_until, CR_RESOURCE, OPERATOR_NAMESPACE, REGION, WAIT,
 };
 
 /// Watch lag for the whole run from `ECR_TEST_WATCH_LAG_MS` (`make test` runs the
@@ -305,8 +305,19 @@ impl Env {
         self.k8s.apply("serviceaccounts", obj).expect("valid SA");
     }
 
-    /// A foreign (not operator-made) Secret.
+    /// A foreign (not operator-made) Secret. One that holds AWS keys stands for keys IAM
+    /// issued: the fake AWS learns them (a key id it knows keeps its first secret, so a
+    /// second Secret with another secret for the same id holds a wrong key).
     pub fn foreign_secret(&self, ns: &str, name: &str, type_: &str, data: BTreeMap<&str, String>) {
+        if let (Some(id), Some(secret)) = (
+            data.get("AWS_ACCESS_KEY_ID"),
+            data.get("AWS_SECRET_ACCESS_KEY"),
+        ) {
+            match data.get("AWS_SESSION_TOKEN") {
+                Some(token) => self.aws.add_session_key(id, secret, token),
+                None => self.aws.add_key(id, secret),
+            };
+        }
         let data: BTreeMap<&str, String> =
             data.into_iter().map(|(k, v)| (k, B64.encode(v))).collect();
         self.k8s
@@ -320,9 +331,9 @@ impl Env {
     }
 
     /// A merge patch of the CR over HTTP, as kubectl does (bumps generation on spec edits,
-    /// never touches status).
+    /// never touches status), by the cluster admin.
     pub async fn patch_cr(&self, name: &str, merge: Value) {
-        let (code, body) = http(
+        let (code, body) = http_as_admin(
             self.k8s.addr(),
             "PATCH",
             &format!("/apis/ecr.creds.dev/v1alpha1/ecrpullsecrets/{name}"),

@@ -27,3 +27,34 @@ pub async fn http(
     let json = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
     (answer.status, json)
 }
+
+/// The person at the keyboard in tests: the cluster admin, not the operator's
+/// ServiceAccount the emulator runs every other request as (its admission policy lets
+/// the operator touch no CR but its status and finalizer).
+pub const ADMIN_USER: &str = "kubernetes-admin";
+
+/// [`http`] as [`ADMIN_USER`] (the emulator honours `Impersonate-User`).
+pub async fn http_as_admin(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &Value)>,
+) -> (u16, Value) {
+    let body = body.map(|(content_type, value)| {
+        (
+            content_type,
+            serde_json::to_vec(value).expect("a JSON body"),
+        )
+    });
+    let answer = emulators::client::request_with(
+        addr,
+        method,
+        path,
+        body,
+        &[("impersonate-user", ADMIN_USER)],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let json = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+    (answer.status, json)
+}

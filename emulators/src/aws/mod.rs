@@ -2,6 +2,11 @@
 //! `X-Amz-Target` and the query `Action`): ECR and ECR Public GetAuthorizationToken, STS
 //! AssumeRole / AssumeRoleWithWebIdentity, IMDSv2 and the container credentials endpoint.
 //! Faults (throttling, 500s, XML, HTML, truncated bodies, latency) are settable at runtime.
+//! ECR, ECR Public and STS AssumeRole verify SigV4 as AWS does (`sigv4`), against the keys
+//! the emulator knows (`auth`).
+
+mod auth;
+pub mod sigv4;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -31,9 +36,9 @@ pub const IMDS_CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credenti
 /// Path of the container credentials endpoint (point AWS_CONTAINER_CREDENTIALS_FULL_URI here).
 pub const CONTAINER_PATH: &str = "/v1/credentials";
 
-/// Static keys for a client of these endpoints: they check that a request is signed, not
-/// with which key. The secret has `/` and `+` in it, as real ones do, so a test that
-/// searches for it where it must not be (logs, metrics) searches for the awkward kind.
+/// The long-term key every emulator knows from the start (others: [`AwsEmulator::add_key`]).
+/// The secret has `/` and `+` in it, as real ones do, so a test that searches for it where
+/// it must not be (logs, metrics) searches for the awkward kind.
 pub const ACCESS_KEY_ID: &str = "AKIAEMULATOREXAMPLE1";
 pub const SECRET_ACCESS_KEY: &str = "emulated/Secret+AccessKey/do-not-log-0123456789";
 /// The region a client of these endpoints is configured with by default.
@@ -50,7 +55,8 @@ pub struct AwsEmulatorConfig {
     pub token_lifetime: Duration,
     /// Lifetime of credentials from STS, IMDS and the container endpoint.
     pub credentials_lifetime: Duration,
-    /// ECR/ECR Public/AssumeRole refuse requests without a SigV4 Authorization header.
+    /// ECR/ECR Public/AssumeRole verify each request's SigV4 signature against the keys
+    /// the emulator knows, and refuse it as AWS would; false accepts anything.
     pub require_signature: bool,
     /// The instance profile role IMDS reports.
     pub imds_role: String,
@@ -139,6 +145,8 @@ struct State {
     imds_tokens: Mutex<Vec<String>>,
     /// Every ECR authorizationToken handed out, with its expiresAt (epoch seconds).
     issued_ecr: Mutex<HashMap<String, i64>>,
+    /// The access keys requests may be signed with.
+    keys: auth::Keys,
 }
 
 /// A running emulator; stops when dropped.
@@ -176,7 +184,9 @@ impl AwsEmulator {
             last_sts_form: Mutex::new(HashMap::new()),
             imds_tokens: Mutex::new(Vec::new()),
             issued_ecr: Mutex::new(HashMap::new()),
+            keys: auth::Keys::default(),
         });
+        state.keys.add(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None);
         let serving = state.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -273,6 +283,25 @@ impl AwsEmulator {
         lock(&self.state.issued_ecr).clone()
     }
 
+    /// Teaches the emulator a long-term access key, as IAM issuing it would. A key id it
+    /// knows already keeps its first secret (false): signing with another is refused.
+    pub fn add_key(&self, access_key_id: &str, secret_access_key: &str) -> bool {
+        self.state.keys.add(access_key_id, secret_access_key, None)
+    }
+
+    /// Teaches the emulator temporary credentials issued elsewhere: requests must carry
+    /// this session token.
+    pub fn add_session_key(
+        &self,
+        access_key_id: &str,
+        secret_access_key: &str,
+        token: &str,
+    ) -> bool {
+        self.state
+            .keys
+            .add(access_key_id, secret_access_key, Some(token))
+    }
+
     /// A field of the last STS form body.
     pub fn last_sts_param(&self, name: &str) -> Option<String> {
         lock(&self.state.last_sts_form).get(name).cloned()
@@ -358,18 +387,36 @@ fn take_fault(state: &State) -> Option<Fault> {
     Some(fault)
 }
 
-/// The region from `Credential=AKID/20250101/REGION/service/aws4_request`.
+/// The region from `Credential=AKID/20250101/REGION/service/aws4_request`, unverified
+/// (when signatures are not checked).
 fn signed_region(headers: &HeaderMap) -> Option<String> {
     let auth = headers.get("authorization")?.to_str().ok()?;
     let scope = auth.split("Credential=").nth(1)?.split([',', ' ']).next()?;
     scope.split('/').nth(2).map(str::to_string)
 }
 
-fn is_signed(headers: &HeaderMap) -> bool {
-    headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 Credential=") && v.contains("Signature="))
+/// Verifies the request's signature for `service` when the emulator checks signatures;
+/// the signed region (if any), or why AWS would refuse it.
+fn check_signature(
+    state: &State,
+    parts: &http::request::Parts,
+    body: &[u8],
+    service: &str,
+) -> Result<Option<String>, sigv4::Refusal> {
+    if !lock(&state.config).require_signature {
+        return Ok(signed_region(&parts.headers));
+    }
+    let request = sigv4::SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        body,
+    };
+    sigv4::verify(&request, service, OffsetDateTime::now_utc(), |id| {
+        state.keys.get(id)
+    })
+    .map(|v| Some(v.region))
 }
 
 fn form(body: &[u8]) -> HashMap<String, String> {
@@ -425,12 +472,13 @@ fn issue(state: &State) -> (String, String, String, OffsetDateTime) {
     let n = state.counters.issued.fetch_add(1, Ordering::SeqCst) + 1;
     let lifetime = lock(&state.config).credentials_lifetime;
     let expiry = OffsetDateTime::now_utc() + lifetime;
-    (
+    let (ak, sk, token) = (
         format!("ASIAEMULATOR{n:08}"),
         format!("emulated-secret-{n}"),
         format!("emulated-session-token-{n}"),
-        expiry,
-    )
+    );
+    state.keys.issued(&ak, &sk, &token, expiry);
+    (ak, sk, token, expiry)
 }
 
 async fn handle(state: &State, req: Request<Incoming>) -> Answer {
@@ -522,13 +570,10 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
     let config = lock(&state.config).clone();
     match endpoint {
         "ecr" | "ecr-public" => {
-            if config.require_signature && !is_signed(&parts.headers) {
-                return json_error(
-                    StatusCode::BAD_REQUEST,
-                    "MissingAuthenticationTokenException",
-                    "Missing Authentication Token",
-                );
-            }
+            let region = match check_signature(state, &parts, &body, endpoint) {
+                Ok(region) => region,
+                Err(refusal) => return auth::refused(&refusal, auth::Protocol::Json),
+            };
             let public = endpoint == "ecr-public";
             let expires = OffsetDateTime::now_utc() + config.token_lifetime;
             let password = config.token_password.clone().unwrap_or_else(ecr_password);
@@ -538,7 +583,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
             let body = if public {
                 serde_json::json!({"authorizationData": {"authorizationToken": token, "expiresAt": expires_at}})
             } else {
-                let region = signed_region(&parts.headers).unwrap_or(config.default_region.clone());
+                let region = region.unwrap_or(config.default_region.clone());
                 serde_json::json!({"authorizationData": [{
                     "authorizationToken": token,
                     "expiresAt": expires_at,
@@ -551,13 +596,13 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
                 body.to_string(),
             )
         }
-        "sts" => sts(state, &parts.headers, &body),
+        "sts" => sts(state, &parts, &body),
         "imds" => imds(state, &config, &parts.method, &path, &parts.headers),
         _ => container(state, &config, &parts.headers),
     }
 }
 
-fn sts(state: &State, headers: &HeaderMap, body: &[u8]) -> Answer {
+fn sts(state: &State, parts: &http::request::Parts, body: &[u8]) -> Answer {
     let params = form(body);
     *lock(&state.last_sts_form) = params.clone();
     let action = params.get("Action").map(String::as_str).unwrap_or("");
@@ -568,12 +613,8 @@ fn sts(state: &State, headers: &HeaderMap, body: &[u8]) -> Answer {
                 .counters
                 .sts_assume_role
                 .fetch_add(1, Ordering::SeqCst);
-            if !is_signed(headers) {
-                return xml_error(
-                    StatusCode::FORBIDDEN,
-                    "MissingAuthenticationToken",
-                    "Request is missing Authentication Token",
-                );
+            if let Err(refusal) = check_signature(state, parts, body, "sts") {
+                return auth::refused(&refusal, auth::Protocol::Query);
             }
         }
         "AssumeRoleWithWebIdentity" => {

@@ -1,6 +1,8 @@
 //! `aws-emulator --port N [--account-id ID] [--token-lifetime-secs S] [--no-signature-check]`:
 //! fake ECR, ECR Public, STS, IMDSv2 and container credentials endpoints on loopback, for
 //! `make demo` and `make bench`. First line on stdout: `listening on http://127.0.0.1:PORT`.
+//! Requests must be signed (SigV4, verified) with `emulators::aws::ACCESS_KEY_ID` and its
+//! secret, or with credentials the emulator issued; `--no-signature-check` accepts any.
 
 use emulators::aws::{AwsEmulator, AwsEmulatorConfig};
 use std::time::Duration;

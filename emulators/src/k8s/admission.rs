@@ -10,7 +10,9 @@
 //! (null on DELETE), `oldObject` (null on CREATE), `request` (operation, userInfo, name,
 //! namespace, kind, resource, subResource...), `params` (null: no `paramKind` support) and
 //! `namespaceObject` (null). An expression that fails to evaluate denies under
-//! `failurePolicy: Fail` (the default) and is skipped under `Ignore`.
+//! `failurePolicy: Fail` (the default) and is skipped under `Ignore`. A Secret's `data`
+//! values are `bytes` (decoded), as the API server types them (`format: byte`), so
+//! `string(object.data[k])` reads the content.
 //!
 //! Not emulated, and refused when a policy uses it: `paramKind`/`paramRef`, non-empty
 //! `namespaceSelector`/`objectSelector`, `auditAnnotations`. `Warn` and `Audit` actions are
@@ -398,6 +400,37 @@ fn request_value(a: &Attributes<'_>, user: &str) -> Value {
     r
 }
 
+/// An object as a policy sees it: JSON as CEL, except a Secret's `data` values, which
+/// the API server's schema types as `bytes` (base64 on the wire, decoded in CEL).
+fn typed(kind: &KindSpec, object: Option<&Value>) -> cel::Value {
+    use base64::Engine;
+    let Some(object) = object else {
+        return cel::Value::Null;
+    };
+    let is_secret = kind.group.is_empty() && kind.plural == "secrets";
+    let (Some(members), true) = (object.as_object(), is_secret) else {
+        return to_cel(object);
+    };
+    let mut map: std::collections::HashMap<String, cel::Value> = members
+        .iter()
+        .map(|(k, v)| (k.clone(), to_cel(v)))
+        .collect();
+    if let Some(Value::Object(data)) = object.get("data") {
+        let bytes: std::collections::HashMap<String, cel::Value> = data
+            .iter()
+            .map(|(k, v)| {
+                let text = v.as_str().unwrap_or_default();
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .unwrap_or_else(|_| text.as_bytes().to_vec());
+                (k.clone(), cel::Value::Bytes(std::sync::Arc::new(decoded)))
+            })
+            .collect();
+        map.insert("data".into(), cel::Value::from(bytes));
+    }
+    cel::Value::from(map)
+}
+
 // === impl Bound ===
 
 impl Bound {
@@ -417,8 +450,8 @@ impl Bound {
             return None;
         }
         let bindings = vec![
-            ("object", to_cel(a.object.unwrap_or(&Value::Null))),
-            ("oldObject", to_cel(a.old_object.unwrap_or(&Value::Null))),
+            ("object", typed(a.kind, a.object)),
+            ("oldObject", typed(a.kind, a.old_object)),
             ("request", to_cel(&request_value(a, user))),
             ("params", cel::Value::Null),
             ("namespaceObject", cel::Value::Null),

@@ -10,8 +10,8 @@
 //! the argument through a strict Go parser first ([`go_duration_nanos`]).
 //!
 //! Not emulated: Kubernetes' own libraries (`quantity`, `url`, `ip`, `cidr`, `authorizer`,
-//! `format`), the cost budget, and typed schemas (a Secret's `data` values are base64
-//! strings here, `bytes` there; equality behaves the same).
+//! `format`), the cost budget, and typed schemas, except a Secret's `data`, which
+//! admission hands over as `bytes` as the API server does ([`super::admission`]).
 
 use std::sync::{Arc, Mutex, OnceLock};
 

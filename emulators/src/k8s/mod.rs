@@ -25,7 +25,9 @@
 //! `cel` crate, [`cel`]) are enforced on every API write, by default the repository's
 //! `deploy/admission-policy.yaml` ([`EmulatorConfig::admission_policies`]). Requests run as
 //! [`EmulatorConfig::user`], by default the operator's ServiceAccount, so every test runs the
-//! operator under the policy it ships; a denial answers like kube-apiserver and is recorded
+//! operator under the policy it ships; one request may carry `Impersonate-User: NAME` to run
+//! as NAME instead (a person editing a CR while the operator runs), without the RBAC policy,
+//! which models the operator's role only. A denial answers like kube-apiserver and is recorded
 //! ([`K8sEmulator::admission_denials`]; with `K8S_EMULATOR_DENIALS_LOG=<path>` also appended
 //! to that file as JSON lines, to check a whole test suite). Other admission plugins are not
 //! emulated, except NamespaceLifecycle.
@@ -35,7 +37,7 @@
 //! page through a snapshot rebuilt from that window; lists ignore `resourceVersion`/`resourceVersionMatch`; no `managedFields`; server-side
 //! apply merges without field ownership; DELETE's `propagationPolicy` is ignored (background);
 //! CEL runs without a cost budget and without Kubernetes' own CEL libraries (quantity, url,
-//! ip, authorizer...), and sees untyped JSON (Secret data as strings, not bytes); admission
+//! ip, authorizer...), and sees untyped JSON (except Secret data, bytes as there); admission
 //! policies' `paramKind`, object/namespace selectors and audit annotations are refused, and
 //! their `namespaceObject` is null; no Table output.
 //!

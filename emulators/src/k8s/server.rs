@@ -37,6 +37,17 @@ pub type Body = BoxBody<Bytes, Infallible>;
 /// The username of requests when no user is configured: a member of system:masters.
 pub const ADMIN: &str = "system:admin";
 
+/// The user a request asks to run as (`Impersonate-User`): a test's person at the
+/// keyboard beside the operator's identity. The real server checks `impersonate` RBAC;
+/// here the header is trusted, and the RBAC policy (the operator's role) does not apply.
+fn impersonated(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get("impersonate-user")
+        .and_then(|v| v.to_str().ok())
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+}
+
 /// With `K8S_EMULATOR_DENIALS_LOG=<path>` set, every denial of every emulator in the process
 /// is appended there as a JSON line: how a whole test suite is checked for denials it did
 /// not expect. Best effort: a test tool must not fail a request over its own log.
@@ -436,7 +447,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         let response = match decision.error {
             Some((e, retry_after)) => error_response(&e, retry_after),
             None => match route {
-                Ok(r) => match shared.authorize(&record) {
+                Ok(r) => match impersonated(req.headers())
+                    .map_or_else(|| shared.authorize(&record), |_| Ok(()))
+                {
                     Ok(()) => serve_resource(&shared, req, r, &record.verb, &params).await,
                     Err(e) => error_response(&e, None),
                 },
@@ -524,7 +537,7 @@ async fn serve_resource_inner(
     let ns = r.namespace.as_deref();
     let gate = RequestAdmission {
         shared,
-        user: shared.username(),
+        user: impersonated(req.headers()).unwrap_or_else(|| shared.username()),
         verb,
     };
     let admit: Option<&dyn Admit> = Some(&gate);
