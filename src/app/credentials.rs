@@ -150,18 +150,23 @@ impl CredentialSecrets {
         let (tx, rx) = SecretCredentials::channel(origin.clone());
         let (grants_tx, grants_rx) = watch::channel(None);
         let inner = Arc::downgrade(&self.inner);
+        let secret = r.clone();
         let publish = move |state: SecretState, grants: Vec<String>| {
             // A rotated key changes the fetcher's credentials fingerprint, so the token
             // cache refetches that group at the next reconcile; a changed grant is
-            // judged again at the next reconcile of each CR.
+            // judged at that reconcile, which every CR naming the Secret gets now.
             tx.send_replace(state);
             grants_tx.send_replace(Some(grants));
             let Some(inner) = inner.upgrade() else {
                 return;
             };
             let crs = lock(&inner.crs).clone();
-            if let Some(crs) = crs {
-                enqueue_all(&inner.queue, &crs);
+            let pinned = lock(&inner.pinned).contains(&secret);
+            match crs {
+                // The operator-wide credentials serve every CR.
+                Some(crs) if pinned => enqueue_all(&inner.queue, &crs),
+                Some(crs) => enqueue_naming(&inner.queue, &crs, &secret),
+                None => {}
             }
         };
         let missing = format!("Secret {origin} not found");
@@ -205,6 +210,22 @@ impl CredentialSecrets {
         );
         (rx, grants_rx)
     }
+}
+
+/// Enqueues the CRs whose `credentialsSecretRef` is `secret`.
+fn enqueue_naming(queue: &WorkQueue<String>, crs: &Store<EcrPullSecret>, secret: &SecretRef) {
+    for cr in crs.list() {
+        if credentials_ref(&cr) == Some(secret) {
+            if let Some(name) = &cr.metadata.name {
+                queue.add(name.clone());
+            }
+        }
+    }
+}
+
+/// The credentials Secret a CR names, if any.
+fn credentials_ref(cr: &EcrPullSecret) -> Option<&SecretRef> {
+    cr.spec.aws.as_ref()?.credentials_secret_ref.as_ref()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

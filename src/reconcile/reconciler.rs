@@ -19,7 +19,7 @@ use super::spec::{
 };
 use super::specs::Specs;
 use super::state::{format_time, parse_time, ManagedSecret, Owner, SaView};
-use super::status::{self, EventType, Failure, Outcome, Reason};
+use super::status::{self, EventType, Failure, Outcome, Reason, Verification};
 use super::tokens::{saturating_add, FetchToken, RegistryToken, TokenCache, TokenGroup};
 use super::verify::Verifier;
 use super::writes::{retrying, WriteThrough, Writer};
@@ -248,14 +248,18 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         let plan = self.plan(cr, owner, spec, now).await?;
         self.specs.touched(&owner.name, touched_namespaces(&plan));
 
+        // Every reconcile, whether a token is needed or a cached one would do: a CR not
+        // (or no longer) granted its credentials gets no token and no registry check.
+        if let Err((reason, message)) = self.permitted(&owner.name, spec).await {
+            let withheld = Some(Verification::Withheld);
+            return Err(self
+                .without_tokens(cr, spec, &plan, (reason, message), withheld, now)
+                .await);
+        }
         let (tokens, payload) = if plan.needs_token() {
             match self.payload(owner, spec, now).await {
                 Ok((tokens, content, secret)) => (Some(tokens), Some((content, secret))),
-                Err((reason, message)) => {
-                    return Err(self
-                        .without_tokens(cr, spec, &plan, reason, message, now)
-                        .await)
-                }
+                Err(why) => return Err(self.without_tokens(cr, spec, &plan, why, None, now).await),
             }
         } else {
             (None, None)
@@ -360,14 +364,15 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         cr: &EcrPullSecret,
         spec: &ValidSpec,
         plan: &Plan,
-        reason: Reason,
-        message: String,
+        (reason, message): (Reason, String),
+        verification: Option<Verification>,
         now: OffsetDateTime,
     ) -> ReconcileError {
         let applied = self.applier.apply(spec, plan, None).await;
         let mut outcome = outcome_of(plan, &applied);
         outcome.failures.clear();
         outcome.fatal = Some((reason, message.clone()));
+        outcome.verification = verification;
         // The refresh that is now overdue: the metric keeps it in the past until a
         // refresh succeeds, which is what an alert watches for.
         let due = plan

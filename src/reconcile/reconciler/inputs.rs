@@ -101,9 +101,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 "no region: set spec.region or spec.registries, or AWS_REGION for the operator"
                     .to_string(),
             ))?;
-        if let Some(secret) = &spec.aws.credentials_secret_ref {
-            self.check_grant(cr, secret).await?;
-        }
+        self.permitted(cr, spec).await?;
         let mut out = BTreeMap::new();
         for group in groups {
             let token = self
@@ -177,6 +175,19 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             });
         }
         rivals
+    }
+
+    /// Whether CR `cr` may use the identity `spec` names: its credentials Secret's grant.
+    /// Asked before every use of a token, fetched or cached.
+    pub(super) async fn permitted(
+        &self,
+        cr: &str,
+        spec: &ValidSpec,
+    ) -> Result<(), (Reason, String)> {
+        if let Some(secret) = &spec.aws.credentials_secret_ref {
+            self.check_grant(cr, secret).await?;
+        }
+        Ok(())
     }
 
     /// Whether CR `cr` may sign with `secret`: always in the operator's namespace, else
