@@ -191,3 +191,46 @@ async fn n1_revoked_grant_turns_the_cr_not_permitted_within_one_reconcile() {
     env.wait_ready("a").await;
     env.shutdown().await;
 }
+
+/// N6: any CR author could use any role the operator may assume (`--allowed-role-arns`
+/// defaults to `*`, and `externalId` is readable in every CR). A role is now usable only
+/// by the CRs a cluster admin grants it to, in a ConfigMap of the operator's namespace;
+/// with default settings, CR b naming CR a's role is refused with a reason, and nothing
+/// is fetched (no STS call, no ECR call). A grant applies without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n6_a_role_is_usable_only_by_the_crs_granted_it() {
+    let mut env = Env::emulators(Options::default()).await;
+    for ns in ["apps", OPERATOR_NAMESPACE] {
+        env.namespace(ns, &[]).await;
+    }
+    let role = format!("arn:aws:iam::{ACCOUNT}:role/team-a-pull");
+    grant_roles(&env.k8s, OPERATOR_NAMESPACE, &[("a", &role)]);
+    env.start_operator().await;
+    let with_role = |secret: &str| {
+        json!({"secretName": secret, "namespaces": ["apps"],
+               "aws": {"roleArn": role, "externalId": "team-a-external-id"}})
+    };
+    env.cr("a", with_role("pull-a"));
+    env.wait_ready("a").await;
+    assert!(env.aws.calls().sts_assume_role >= 1);
+    let before = env.aws.calls();
+
+    env.cr("b", with_role("pull-b"));
+    let b = wait_reason(&env, "b", "RoleNotPermitted").await;
+    let message = ready_reason(&b).1;
+    assert!(message.contains(ROLE_GRANTS), "says where: {message}");
+    assert!(env.secret("apps", "pull-b").is_none(), "b got a Secret");
+    let after = env.aws.calls();
+    assert_eq!(
+        after.sts_assume_role, before.sts_assume_role,
+        "STS asked for b"
+    );
+    assert_eq!(after.ecr, before.ecr, "ECR asked for b");
+
+    // The admin grants it: applied without a restart. Then revoked: refused again.
+    grant_roles(&env.k8s, OPERATOR_NAMESPACE, &[("a", &role), ("b", &role)]);
+    env.wait_ready("b").await;
+    grant_roles(&env.k8s, OPERATOR_NAMESPACE, &[("b", &role)]);
+    wait_reason(&env, "a", "RoleNotPermitted").await;
+    env.shutdown().await;
+}

@@ -18,6 +18,7 @@ pub mod caches;
 pub mod controller;
 pub mod credentials;
 mod once;
+pub mod role_grants;
 pub mod routing;
 pub mod shared;
 pub mod tokens;
@@ -123,13 +124,22 @@ pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
     };
     let specs = Arc::new(Specs::new(spec_policy(cfg)));
     let shared = SharedSecrets::new(client.clone(), queue.clone(), shutdown_rx.clone());
-    let (caches, _watches) =
+    let (mut caches, _watches) =
         routing::start_watches(&client, &queue, &creds, &shared, &specs, &shutdown_rx);
     creds.set_crs(caches.crs.clone());
     creds.spawn_pruner();
     shared.set_crs(caches.crs.clone());
     shared.spawn_pruner();
     let operator_namespace = cfg.namespace.clone().or_else(service_account_namespace);
+    if let Some(namespace) = &operator_namespace {
+        caches.role_grants = role_grants::RoleGrants::watch(
+            &client,
+            namespace,
+            queue.clone(),
+            caches.crs.clone(),
+            shutdown_rx.clone(),
+        );
+    }
     let reconciler = Arc::new(
         Reconciler::new(
             client.clone(),

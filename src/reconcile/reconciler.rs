@@ -52,6 +52,9 @@ pub trait ObservedState: WriteThrough + Clone + Send + Sync + 'static {
         &self,
         secret: &SecretRef,
     ) -> impl std::future::Future<Output = Vec<String>> + Send;
+    /// Whether a cluster admin granted CR `cr` the use of IAM role `role` (see
+    /// `app::role_grants`); `false` while the grants have not been read.
+    fn role_granted(&self, cr: &str, role: &str) -> impl std::future::Future<Output = bool> + Send;
     /// Our write of a CR (status, finalizers), as the server answered it: readers see it
     /// until the watch delivers it.
     fn cr_written(&self, cr: EcrPullSecret);
@@ -71,6 +74,11 @@ pub trait ObservedState: WriteThrough + Clone + Send + Sync + 'static {
 /// use it, comma-separated (`*`: any). Like Gateway API's ReferenceGrant, the Secret's
 /// owner opts in; without it, a CR could sign with any team's keys.
 pub const GRANT_ANNOTATION: &str = "ecr.creds.dev/allowed-ecrpullsecrets";
+
+/// In the operator's namespace: the ConfigMap granting IAM roles to ECRPullSecrets
+/// (each key a CR name, each value the role ARNs it may name). Only a cluster admin
+/// writes it: a CR alone can never pick a role.
+pub const ROLE_GRANTS_CONFIGMAP: &str = "ecr-creds-refresher-role-grants";
 
 /// Operator-wide settings.
 #[derive(Clone, Debug)]

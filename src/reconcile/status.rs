@@ -22,6 +22,8 @@ pub enum Reason {
     CredentialsMissing,
     /// The CR named a credentials Secret it may not use.
     CredentialsNotPermitted,
+    /// The CR named an IAM role no cluster admin granted it.
+    RoleNotPermitted,
     NamespaceErrors,
     SecretConflict,
     NamespaceNotFound,
@@ -40,6 +42,7 @@ impl Reason {
             Reason::Throttled => "Throttled",
             Reason::CredentialsMissing => "CredentialsMissing",
             Reason::CredentialsNotPermitted => "CredentialsNotPermitted",
+            Reason::RoleNotPermitted => "RoleNotPermitted",
             Reason::NamespaceErrors => "NamespaceErrors",
             Reason::SecretConflict => "SecretConflict",
             Reason::NamespaceNotFound => "NamespaceNotFound",

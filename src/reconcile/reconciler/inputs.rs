@@ -17,7 +17,9 @@ use super::super::state::Owner;
 use super::super::status::{Outcome, Reason, Verification};
 use super::super::tokens::FetchToken;
 use super::super::writes::SecretContent;
-use super::{ObservedState, ReconcileError, Reconciler, Tokens, GRANT_ANNOTATION};
+use super::{
+    ObservedState, ReconcileError, Reconciler, Tokens, GRANT_ANNOTATION, ROLE_GRANTS_CONFIGMAP,
+};
 
 impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
     /// The registries' word on the tokens `spec` uses: those just fetched, else those
@@ -177,8 +179,8 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         rivals
     }
 
-    /// Whether CR `cr` may use the identity `spec` names: its credentials Secret's grant.
-    /// Asked before every use of a token, fetched or cached.
+    /// Whether CR `cr` may use the identity `spec` names: its credentials Secret's grant
+    /// and its role's. Asked before every use of a token, fetched or cached.
     pub(super) async fn permitted(
         &self,
         cr: &str,
@@ -186,6 +188,22 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
     ) -> Result<(), (Reason, String)> {
         if let Some(secret) = &spec.aws.credentials_secret_ref {
             self.check_grant(cr, secret).await?;
+        }
+        if let Some(role) = &spec.aws.role_arn {
+            if !self.state.role_granted(cr, role).await {
+                let namespace = self
+                    .settings
+                    .operator_namespace
+                    .as_deref()
+                    .unwrap_or("the operator's namespace");
+                return Err((
+                    Reason::RoleNotPermitted,
+                    format!(
+                        "spec.aws.roleArn is not granted to this ECRPullSecret: a cluster admin \
+                         lists the role under the key {cr} of ConfigMap {namespace}/{ROLE_GRANTS_CONFIGMAP}"
+                    ),
+                ));
+            }
         }
         Ok(())
     }
