@@ -4,8 +4,12 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ecr_creds_refresher::k8s::kind::SERVICE_ACCOUNTS;
+use ecr_creds_refresher::k8s::types::{ServiceAccount, WatchEvent};
+use ecr_creds_refresher::k8s::{Client, ClientConfig, WatchParams};
 use emulators::registry::Registry;
 use serde_json::{json, Value};
 
@@ -232,5 +236,147 @@ async fn n6_a_role_is_usable_only_by_the_crs_granted_it() {
     env.wait_ready("b").await;
     grant_roles(&env.k8s, OPERATOR_NAMESPACE, &[("b", &role)]);
     wait_reason(&env, "a", "RoleNotPermitted").await;
+    env.shutdown().await;
+}
+
+/// Every version of ServiceAccount `ns/name` from now on, as a watch delivers it: the
+/// names in its `imagePullSecrets`, one list per version.
+async fn watch_sa(env: &Env, ns: &str, name: &str) -> Arc<Mutex<Vec<Vec<String>>>> {
+    let sa = env.sa(ns, name).expect("the ServiceAccount");
+    let params = WatchParams {
+        field_selector: Some(format!("metadata.name={name}")),
+        resource_version: sa["metadata"]["resourceVersion"]
+            .as_str()
+            .expect("a resourceVersion")
+            .to_string(),
+        timeout_seconds: 290,
+        ..Default::default()
+    };
+    let client = Client::new(ClientConfig::new(&env.k8s.url()).expect("config")).expect("client");
+    let mut stream = client
+        .watch::<ServiceAccount>(&SERVICE_ACCOUNTS.collection(Some(ns)), &params)
+        .await
+        .expect("watch starts");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let versions = seen.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(event)) = stream.next().await {
+            if let WatchEvent::Added(sa) | WatchEvent::Modified(sa) | WatchEvent::Deleted(sa) =
+                event
+            {
+                let names = sa.image_pull_secrets.into_iter().map(|r| r.name).collect();
+                versions.lock().unwrap().push(names);
+            }
+        }
+    });
+    seen
+}
+
+/// Touches the ServiceAccount (a label) and waits for the watch to deliver that version:
+/// proof the watch saw everything before it.
+async fn flush_watch(env: &Env, ns: &str, name: &str, seen: &Mutex<Vec<Vec<String>>>) {
+    let mut sa = env.sa(ns, name).expect("the ServiceAccount");
+    sa["metadata"]["labels"]["flushed"] = json!("yes");
+    let count = seen.lock().unwrap().len();
+    env.k8s.apply("serviceaccounts", sa).expect("valid SA");
+    wait_until("the watch delivers the flush", WAIT, || {
+        seen.lock().unwrap().len() > count
+    })
+    .await;
+}
+
+fn merge_cr(namespace: &str, region: &str) -> Value {
+    json!({"secretName": "shared", "namespaces": [namespace], "registries": [registry(region)],
+           "secretPolicy": "Merge", "deletionPolicy": "Delete"})
+}
+
+/// N4: the ServiceAccount annotation records Secret names, not which CR added them, so
+/// a merge CR leaving a shared pull secret removed the entry another CR still needed
+/// (`imagePullSecrets: []` until that CR re-added it; a pod created then runs without
+/// it). Watched version by version, the entry now never disappears while a CR still
+/// targets that namespace with that name: through a move and through a Delete cleanup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n4_a_merge_cr_leaving_keeps_the_entry_another_still_needs() {
+    let mut env = Env::emulators(Options::default()).await;
+    for ns in ["ns-m", "ns-x"] {
+        env.namespace(ns, &[]).await;
+    }
+    env.service_account("ns-m", "default", &[]);
+    env.start_operator().await;
+    env.cr("m1", merge_cr("ns-m", REGION));
+    env.wait_ready("m1").await;
+    env.cr("m2", merge_cr("ns-m", "eu-west-1"));
+    env.wait_ready("m2").await;
+    env.settle(Duration::from_millis(300)).await;
+    assert_eq!(env.pull_secrets("ns-m", "default"), ["shared"]);
+    let seen = watch_sa(&env, "ns-m", "default").await;
+
+    // m1 moves away: its host leaves ns-m's Secret, m2's stays.
+    env.patch_cr("m1", json!({"spec": {"namespaces": ["ns-x"]}}))
+        .await;
+    wait_until("m1's host out of ns-m/shared", WAIT, || {
+        let auths = env.secret("ns-m", "shared").map(|s| secret_auths(&s));
+        auths.is_some_and(|a| !a.contains_key(&registry(REGION)) && a.len() == 1)
+    })
+    .await;
+    env.wait_ready("m1").await;
+    // Back, then deleted with deletionPolicy Delete: its cleanup leaves m2's entry.
+    env.patch_cr("m1", json!({"spec": {"namespaces": ["ns-m"]}}))
+        .await;
+    env.wait_synced("m1", 1).await;
+    env.k8s
+        .delete("ecrpullsecrets", None, "m1")
+        .expect("delete m1");
+    wait_until("m1 gone", WAIT, || env.get_cr("m1").is_none()).await;
+    env.settle(Duration::from_millis(500)).await;
+    flush_watch(&env, "ns-m", "default", &seen).await;
+
+    let versions = seen.lock().unwrap().clone();
+    for (i, names) in versions.iter().enumerate() {
+        assert!(
+            names.iter().any(|n| n == "shared"),
+            "version {i} of ns-m/default lost the entry m2 needs: {versions:?}"
+        );
+    }
+    env.shutdown().await;
+}
+
+/// N4, Own policy: two CRs share a `secretName` across namespaces; the one leaving a
+/// namespace the other still targets keeps the ServiceAccount entry there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n4_an_own_cr_leaving_keeps_the_entry_another_still_targets() {
+    let mut env = Env::emulators(Options::default()).await;
+    for ns in ["ns-1", "ns-2", "ns-3"] {
+        env.namespace(ns, &[]).await;
+    }
+    env.service_account("ns-1", "default", &[]);
+    env.start_operator().await;
+    let own = |namespaces: Value| json!({"secretName": "pull", "namespaces": namespaces, "deletionPolicy": "Delete"});
+    env.cr("a", own(json!(["ns-1"])));
+    env.wait_ready("a").await;
+    // b targets ns-1 too (a's Secret there: a conflict for b) and ns-2.
+    env.cr("b", own(json!(["ns-1", "ns-2"])));
+    env.wait_secret("ns-2", "pull").await;
+    env.settle(Duration::from_millis(300)).await;
+    assert_eq!(env.pull_secrets("ns-1", "default"), ["pull"]);
+    let seen = watch_sa(&env, "ns-1", "default").await;
+
+    env.patch_cr("a", json!({"spec": {"namespaces": ["ns-3"]}}))
+        .await;
+    env.wait_secret("ns-3", "pull").await;
+    env.k8s
+        .delete("ecrpullsecrets", None, "a")
+        .expect("delete a");
+    wait_until("a gone", WAIT, || env.get_cr("a").is_none()).await;
+    env.settle(Duration::from_millis(500)).await;
+    flush_watch(&env, "ns-1", "default", &seen).await;
+
+    let versions = seen.lock().unwrap().clone();
+    for (i, names) in versions.iter().enumerate() {
+        assert!(
+            names.iter().any(|n| n == "pull"),
+            "version {i} of ns-1/default lost the entry b needs: {versions:?}"
+        );
+    }
     env.shutdown().await;
 }

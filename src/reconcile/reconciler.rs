@@ -253,7 +253,8 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         spec: &ValidSpec,
         now: OffsetDateTime,
     ) -> Result<Action, ReconcileError> {
-        let plan = self.plan(cr, owner, spec, now).await?;
+        let mut plan = self.plan(cr, owner, spec, now).await?;
+        self.keep_entries_others_need(&owner.name, &mut plan);
         self.specs.touched(&owner.name, touched_namespaces(&plan));
 
         // Every reconcile, whether a token is needed or a cached one would do: a CR not
@@ -417,6 +418,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             }
             let shared = self.state.shared_secrets_holding(&owner.name);
             plan::unmerges_of(&mut plan, owner, &shared, &sas);
+            self.keep_entries_others_need(&owner.name, &mut plan);
             let applied = self.applier.clean_up(&plan).await;
             if applied.transient || !applied.failures.is_empty() {
                 // The finalizer stays until everything the CR owns is gone.

@@ -3,13 +3,13 @@
 //! answers to the tokens. Each is a method of [`Reconciler`], kept apart from the
 //! orchestration in `reconciler.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use time::OffsetDateTime;
 
 use super::super::content::{self, Content};
-use super::super::plan::Rival;
+use super::super::plan::{Plan, Rival};
 use super::super::select::{self, NamespaceView};
 use super::super::shared::SharedSecret;
 use super::super::spec::{EcrPullSecret, SecretPolicy, SecretRef, ValidSpec};
@@ -177,6 +177,41 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             });
         }
         rivals
+    }
+
+    /// Drops from `plan` the ServiceAccount entries another CR still needs: the
+    /// annotation records Secret names, not which CR added them, so an entry stays while
+    /// any other live CR targets that namespace with that Secret name and selects that
+    /// ServiceAccount (a pod created meanwhile would run without its pull secret). The
+    /// last CR to leave removes it.
+    pub(super) fn keep_entries_others_need(&self, me: &str, plan: &mut Plan) {
+        if plan.sa_removes.is_empty() {
+            return;
+        }
+        let names: BTreeSet<&str> = plan.sa_removes.iter().map(|e| e.secret.as_str()).collect();
+        let namespaces = self.state.namespaces();
+        let mut others = Vec::new();
+        for cr in self.state.crs() {
+            let Some(name) = cr.metadata.name.as_deref() else {
+                continue;
+            };
+            let live = cr.metadata.deletion_timestamp.is_none();
+            if name == me || !live || !names.contains(cr.spec.secret_name.as_str()) {
+                continue;
+            }
+            let Ok(valid) = self.specs.valid(name, &cr.spec) else {
+                continue;
+            };
+            let targets = select::target_namespaces(&valid, namespaces.iter().map(|n| &**n));
+            others.push((valid, targets.namespaces));
+        }
+        plan.sa_removes.retain(|edit| {
+            !others.iter().any(|(spec, targets)| {
+                spec.secret_name == edit.secret
+                    && targets.iter().any(|t| *t == *edit.sa.namespace)
+                    && select::service_account_selected(&spec.service_accounts, &edit.sa.name)
+            })
+        });
     }
 
     /// Whether CR `cr` may use the identity `spec` names: its credentials Secret's grant
