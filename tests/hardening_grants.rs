@@ -380,3 +380,88 @@ async fn n4_an_own_cr_leaving_keeps_the_entry_another_still_targets() {
     }
     env.shutdown().await;
 }
+
+/// N8: the token cache's groups and the fetcher's providers were never pruned, and are
+/// keyed by CR-controlled fields (region, role, external id): any CR author could grow
+/// them without bound. Both now shrink once no CR uses an entry: on deletion and on edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n8_token_groups_and_providers_shrink_once_no_cr_uses_them() {
+    let mut env = Env::emulators(Options::default()).await;
+    for ns in ["apps", OPERATOR_NAMESPACE] {
+        env.namespace(ns, &[]).await;
+    }
+    let role = |i: usize| format!("arn:aws:iam::{ACCOUNT}:role/pull-{i}");
+    let mut roles: Vec<(String, String)> = (0..4).map(|i| (format!("r{i}"), role(i))).collect();
+    // r0 may also take a fifth role (its edit below).
+    roles[0].1 = format!("{},{}", role(0), role(4));
+    let grants: Vec<(&str, &str)> = roles
+        .iter()
+        .map(|(c, r)| (c.as_str(), r.as_str()))
+        .collect();
+    grant_roles(&env.k8s, OPERATOR_NAMESPACE, &grants);
+    env.start_operator().await;
+    for i in 0..4 {
+        env.cr(
+            &format!("r{i}"),
+            json!({"secretName": format!("pull-{i}"), "namespaces": ["apps"],
+                   "aws": {"roleArn": role(i)}}),
+        );
+    }
+    for i in 0..4 {
+        env.wait_ready(&format!("r{i}")).await;
+    }
+    let tokens = env.operator().reconciler.tokens().clone();
+    assert_eq!(tokens.len(), 4);
+    assert_eq!(tokens.fetcher().providers(), 4);
+
+    for i in 1..4 {
+        env.k8s
+            .delete("ecrpullsecrets", None, &format!("r{i}"))
+            .expect("delete");
+    }
+    wait_until("one group and one provider left", WAIT, || {
+        tokens.len() == 1 && tokens.fetcher().providers() == 1
+    })
+    .await;
+    // An edit to another identity drops the old one too.
+    env.patch_cr("r0", json!({"spec": {"aws": {"roleArn": role(4)}}}))
+        .await;
+    env.wait_ready("r0").await;
+    wait_until("the edited CR's old identity dropped", WAIT, || {
+        tokens.len() == 1 && tokens.fetcher().providers() == 1
+    })
+    .await;
+    env.shutdown().await;
+}
+
+/// N8: a CR naming a credentials Secret it is not granted made the operator watch that
+/// Secret and load its keys. Now its grant is read once, by name, and nothing else is
+/// kept: no watch opens until a grant lets a token be fetched with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n8_an_ungranted_reference_opens_no_watch() {
+    let mut env = Env::emulators(Options::default()).await;
+    for ns in ["apps", "team-x"] {
+        env.namespace(ns, &[]).await;
+    }
+    credentials_secret(&env, "team-x", "keys", None);
+    env.start_operator().await;
+    env.cr(
+        "b",
+        json!({"secretName": "pull-b", "namespaces": ["apps"], "aws": uses_keys("team-x", "keys")}),
+    );
+    wait_reason(&env, "b", "CredentialsNotPermitted").await;
+    env.settle(Duration::from_millis(500)).await;
+    let watches = |env: &Env| {
+        env.requests_where(|r| r.verb == "watch" && r.namespace.as_deref() == Some("team-x"))
+            .len()
+    };
+    assert_eq!(watches(&env), 0, "a watch of team-x's Secret opened");
+    assert_eq!(env.operator().caches.credentials.watched(), 0);
+
+    // Granted: then it is watched (rotations apply at once) and used.
+    set_grant(&env, "team-x", "keys", Some("b"));
+    env.wait_ready("b").await;
+    assert_eq!(env.operator().caches.credentials.watched(), 1);
+    assert!(watches(&env) >= 1);
+    env.shutdown().await;
+}

@@ -155,6 +155,13 @@ pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
         )
         .with_verifier(Arc::new(verifier)),
     );
+    // The token groups and providers are keyed by CR fields: pruned as CRs change.
+    let weak = Arc::downgrade(&reconciler);
+    creds.also_prune(Box::new(move || {
+        if let Some(reconciler) = weak.upgrade() {
+            reconciler.prune_tokens();
+        }
+    }));
     let readiness = caches_readiness(&caches, &shutdown_rx);
     let (probe_addr, metrics_addr) = serve_admin(cfg, &readiness, &shutdown_rx).await?;
     controller::spawn_queue_gauge(queue.clone(), shutdown_rx.clone());

@@ -244,6 +244,23 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
     fn forget(&self, name: &str) {
         self.specs.forget(name);
         crate::metrics::forget_ecrpullsecret(name);
+        self.prune_tokens();
+    }
+
+    /// Drops the token groups (and the fetcher's per-identity state) no cached CR needs.
+    /// Called after CRs change; costs one pass over the CRs' cached specs.
+    pub fn prune_tokens(&self) {
+        let region = self.settings.default_region.as_deref();
+        let mut in_use = std::collections::HashSet::new();
+        for cr in self.state.crs() {
+            let Some(name) = cr.metadata.name.as_deref() else {
+                continue;
+            };
+            if let Ok(spec) = self.specs.valid(name, &cr.spec) {
+                in_use.extend(super::content::token_groups(&spec, region).unwrap_or_default());
+            }
+        }
+        self.tokens.retain(&in_use);
     }
 
     async fn sync(
