@@ -465,3 +465,87 @@ async fn n8_an_ungranted_reference_opens_no_watch() {
     assert!(watches(&env) >= 1);
     env.shutdown().await;
 }
+
+/// N7: registry checks ran inside the reconcile (up to 3 GETs of 10 s each, under a
+/// per-(host, token) lock), so a registry that accepts TCP and never answers held every
+/// worker, and an unrelated CR waited. Checks now run beside the reconciles: six CRs
+/// sharing one token against such a registry delay no other CR's refresh, and the
+/// verdict, when it lands, still reaches their status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n7_a_registry_that_never_answers_delays_no_unrelated_refresh() {
+    // Accepts every connection and holds it, silent.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let holding = held.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            holding.lock().unwrap().push(stream);
+        }
+    });
+    let mut env = Env::emulators(Options {
+        verify_registries: true,
+        env: vec![("ECR_REGISTRY_ENDPOINT_URL".into(), format!("http://{addr}"))],
+        ..Options::default()
+    })
+    .await;
+    for i in 0..6 {
+        env.namespace(&format!("s{i}"), &[]).await;
+    }
+    env.namespace("unrelated", &[]).await;
+    env.start_operator().await;
+    for i in 0..6 {
+        env.cr(
+            &format!("c{i}"),
+            json!({"secretName": "pull", "namespaces": [format!("s{i}")],
+                   "registries": [registry(REGION)]}),
+        );
+    }
+    // The workers (4) have all taken one of the six.
+    wait_until("four of the six Secrets written", WAIT, || {
+        (0..6)
+            .filter(|i| env.secret(&format!("s{i}"), "pull").is_some())
+            .count()
+            >= 4
+    })
+    .await;
+    let started = std::time::Instant::now();
+    env.cr(
+        "u",
+        json!({"secretName": "pull-u", "namespaces": ["unrelated"], "region": "eu-west-1",
+               "verify": false}),
+    );
+    env.wait_ready("u").await;
+    let took = started.elapsed();
+    let lag = Duration::from_millis(watch_lag_from_env().fixed_ms * 6 / 5);
+    let bound = Duration::from_secs(3) + lag;
+    assert!(
+        took < bound,
+        "the unrelated CR waited {took:?} (bound {bound:?})"
+    );
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "the registry was never reached"
+    );
+    for i in 0..6 {
+        env.wait_secret(&format!("s{i}"), "pull").await;
+    }
+
+    // The verdict (no answer within 10 s) lands and requeues the CRs that waited.
+    let cr = wait_for(
+        "c0 RegistryVerified=False Unreachable",
+        Duration::from_secs(40),
+        || {
+            let cr = env.get_cr("c0").ok_or("absent")?;
+            match condition(&cr, "RegistryVerified") {
+                Some(c) if c["status"] == "False" && c["reason"] == "Unreachable" => Ok(cr),
+                _ => Err(format!("status: {}", cr["status"])),
+            }
+        },
+    )
+    .await;
+    assert_eq!(cr["status"]["registries"][0]["result"], "Unreachable");
+    env.shutdown().await;
+}

@@ -122,6 +122,9 @@ pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
     } else {
         Verifier::disabled()
     };
+    // A verdict lands beside the reconciles: the CRs that waited for it report it.
+    let verdict_queue = queue.clone();
+    verifier.on_verdict(Arc::new(move |cr: &str| verdict_queue.add(cr.to_string())));
     let specs = Arc::new(Specs::new(spec_policy(cfg)));
     let shared = SharedSecrets::new(client.clone(), queue.clone(), shutdown_rx.clone());
     let (mut caches, _watches) =

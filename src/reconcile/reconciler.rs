@@ -309,7 +309,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             .map(|at| at.max(saturating_add(now, spec.min_interval)));
         outcome.next_refresh_time = next.map(format_time);
         // After the writes: the Secret is written whatever the registry says.
-        let (verification, retry) = self.verify(spec, tokens.as_ref(), now).await;
+        let (verification, retry) = self.verify(&owner.name, spec, tokens.as_ref(), now);
         outcome.verification = verification;
         self.report(cr, &outcome, next, now).await;
 

@@ -16,6 +16,7 @@ use super::super::spec::{EcrPullSecret, SecretPolicy, SecretRef, ValidSpec};
 use super::super::state::Owner;
 use super::super::status::{Outcome, Reason, Verification};
 use super::super::tokens::FetchToken;
+use super::super::verify::Lookup;
 use super::super::writes::SecretContent;
 use super::{
     ObservedState, ReconcileError, Reconciler, Tokens, GRANT_ANNOTATION, ROLE_GRANTS_CONFIGMAP,
@@ -23,11 +24,13 @@ use super::{
 
 impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
     /// The registries' word on the tokens `spec` uses: those just fetched, else those
-    /// the cache holds (no AWS call just to check). Each (host, token) is asked once;
-    /// a failure again after its backoff, whose time comes back to requeue by. `None`
-    /// when no token is at hand: the last result stands.
-    pub(super) async fn verify(
+    /// the cache holds (no AWS call just to check). Each (host, token) is asked once, on
+    /// a task of its own; a failure again after its backoff, whose time comes back to
+    /// requeue by. `None` while a verdict is pending (the CR is requeued when it lands)
+    /// or no token is at hand: the last result stands.
+    pub(super) fn verify(
         &self,
+        cr: &str,
         spec: &ValidSpec,
         fetched: Option<&Tokens>,
         now: OffsetDateTime,
@@ -55,16 +58,16 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         let Ok(hosts) = content::host_tokens(spec, tokens) else {
             return (None, None);
         };
-        // Hosts are checked side by side: one unreachable registry costs one timeout.
-        let mut checks = tokio::task::JoinSet::new();
-        for (host, token) in hosts {
-            let (verifier, token) = (self.verifier.clone(), token.clone());
-            checks.spawn(async move { verifier.verify(&host, &token, now).await });
-        }
+        // Every host is looked up (starting its check) before any answer is judged.
+        let lookups: Vec<Option<Lookup>> = hosts
+            .into_iter()
+            .map(|(host, token)| self.verifier.lookup(cr, &host, token, now))
+            .collect();
         let mut results = Vec::new();
-        while let Some(done) = checks.join_next().await {
-            if let Ok(Some(check)) = done {
-                results.push(check);
+        for lookup in lookups {
+            match lookup {
+                Some(Lookup::Known(check)) => results.push(check),
+                Some(Lookup::Pending) | None => return (None, None),
             }
         }
         if results.is_empty() {
