@@ -82,7 +82,7 @@ unit:
 # The reconcile suites again against an API server whose watch trails its writes by
 # 200 ms and by 2 s (plus up to a fifth more at random), as a busy one does.
 LAGGED_SUITES := reconcile_basic reconcile_drift reconcile_failures reconcile_deletion merge \
-	reconcile_leader reconcile_rbac reconcile_resilience reconcile_lag status_truth hardening
+	reconcile_leader reconcile_rbac reconcile_resilience reconcile_lag status_truth hardening hardening_grants
 lagged:
 	for ms in 200 2000; do \
 	  echo "== watch lag $$ms ms"; \

@@ -530,6 +530,14 @@ async fn finding_8_metrics_name_crs_only_and_forget_deleted_ones() {
             ("AWS_SECRET_ACCESS_KEY", "metrics-secret".to_string()),
         ]),
     );
+    grant_roles(
+        &env.k8s,
+        OPERATOR_NAMESPACE,
+        &[(
+            "metrics-cr",
+            &format!("arn:aws:iam::{ACCOUNT}:role/ecr-pull"),
+        )],
+    );
     env.start_operator().await;
     env.cr(
         "metrics-cr",

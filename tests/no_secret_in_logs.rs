@@ -18,8 +18,8 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::{
-    apply_cr, apply_namespace, get, ready_condition, secret_auths, start_operator, wait_until,
-    Options, SECRET_ACCESS_KEY,
+    apply_cr, apply_namespace, get, grant_roles, ready_condition, secret_auths, start_operator,
+    wait_until, Options, SECRET_ACCESS_KEY,
 };
 use emulators::aws::{AwsEmulator, AwsEmulatorConfig, Fault};
 use emulators::k8s::{EmulatorConfig, K8sEmulator};
@@ -177,6 +177,11 @@ async fn no_secret_reaches_logs_metrics_events_or_status() {
     sent_headers(&aws, "ecr", &mut sent);
 
     // AssumeRole: an STS session (secret key and session token) signs the ECR call.
+    grant_roles(
+        &k8s,
+        "ops",
+        &[("assumed", "arn:aws:iam::123456789012:role/puller")],
+    );
     apply_cr(
         &k8s,
         "assumed",
