@@ -410,6 +410,11 @@ impl K8sEmulator {
         self.shared.log.all()
     }
 
+    /// Every request with the wall-clock time its answer was ready, oldest first.
+    pub fn requests_timed(&self) -> Vec<(std::time::SystemTime, RequestRecord)> {
+        self.shared.log.timed()
+    }
+
     pub fn clear_requests(&self) {
         self.shared.log.clear();
     }
