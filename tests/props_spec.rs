@@ -84,6 +84,186 @@ fn spec_json() -> impl Strategy<Value = (Value, String)> {
         )
 }
 
+/// A spec that validates under the default policy: every field set to a value it accepts,
+/// so that breaking one field makes that field, and only it, the error.
+fn valid_spec_json() -> impl Strategy<Value = Value> {
+    let name = "[a-z][a-z0-9-]{0,20}[a-z0-9]";
+    let pattern = prop_oneof!["[a-z][a-z0-9-]{0,10}[a-z0-9]", Just("team-*".to_string())];
+    let registry = prop_oneof![
+        "[0-9]{12}\\.dkr\\.ecr\\.(us-east-1|eu-west-1)\\.amazonaws\\.com",
+        Just("public.ecr.aws".to_string()),
+    ];
+    (
+        name,
+        prop::collection::vec(pattern.clone(), 1..4),
+        prop::collection::vec(pattern, 0..3),
+        prop::option::of(prop::collection::vec(
+            prop_oneof!["[a-z][a-z0-9]{0,8}", Just("*".to_string())],
+            1..3,
+        )),
+        prop::collection::vec(registry, 0..3),
+        // beforeExpiry up to 5h, minInterval 30s to 5h: together within a token's 12h.
+        (1u32..=5, 1u32..=300).prop_map(|(h, m)| (format!("{h}h"), format!("{m}m"))),
+        "arn:aws:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_-]{1,20}",
+        "[a-z0-9][a-zA-Z0-9+=,.@_-]{1,30}",
+        "[a-z][a-z0-9-]{0,10}[a-z0-9]",
+    )
+        .prop_map(
+            |(name, nss, excl, sas, regs, (before, min), role, session, ns)| {
+                json!({
+                    "secretName": name,
+                    "namespaces": nss,
+                    "excludeNamespaces": excl,
+                    "serviceAccounts": sas,
+                    "registries": regs,
+                    "region": "us-east-1",
+                    "refresh": {"beforeExpiry": before, "minInterval": min},
+                    "aws": {"roleArn": role, "roleSessionName": session, "externalId": "x",
+                            "credentialsSecretRef": {"name": "aws-keys", "namespace": ns}},
+                    "namespaceSelector": {"matchLabels": {"team": "a"},
+                        "matchExpressions": [{"key": "env", "operator": "In", "values": ["p"]}]},
+                })
+            },
+        )
+}
+
+/// Every field a user could paste a credential into and that validation reads, how to
+/// put the credential there (so that it is the only invalid value), and the words the
+/// error must name the field with.
+const CREDENTIAL_FIELDS: &[(&str, &str)] = &[
+    ("secretName", "spec.secretName"),
+    ("namespaces", "namespace pattern"),
+    ("excludeNamespaces", "namespace pattern"),
+    ("registries", "spec.registries"),
+    ("beforeExpiry", "spec.refresh.beforeExpiry"),
+    ("minInterval", "spec.refresh.minInterval"),
+    ("roleArn", "spec.aws.roleArn"),
+    ("roleSessionName", "spec.aws.roleSessionName"),
+    ("credentialsSecretRef.name", "spec.aws.credentialsSecretRef"),
+    (
+        "credentialsSecretRef.namespace",
+        "spec.aws.credentialsSecretRef",
+    ),
+    ("selector operator", "spec.namespaceSelector"),
+    ("selector key", "spec.namespaceSelector"),
+];
+
+/// `spec` with `secret` in `field` (one of [`CREDENTIAL_FIELDS`]).
+fn with_credential_in(mut spec: Value, field: &str, secret: &str) -> Value {
+    let s = Value::String(secret.to_string());
+    match field {
+        "secretName" => spec["secretName"] = s,
+        "namespaces" => spec["namespaces"] = json!([s]),
+        "excludeNamespaces" => spec["excludeNamespaces"] = json!([s]),
+        "registries" => spec["registries"] = json!([s]),
+        "beforeExpiry" => spec["refresh"]["beforeExpiry"] = s,
+        "minInterval" => spec["refresh"]["minInterval"] = s,
+        "roleArn" => spec["aws"]["roleArn"] = s,
+        "roleSessionName" => spec["aws"]["roleSessionName"] = s,
+        "credentialsSecretRef.name" => spec["aws"]["credentialsSecretRef"]["name"] = s,
+        "credentialsSecretRef.namespace" => spec["aws"]["credentialsSecretRef"]["namespace"] = s,
+        "selector operator" => spec["namespaceSelector"]["matchExpressions"][0]["operator"] = s,
+        "selector key" => {
+            // In with no values is refused, and the refusal names the key.
+            spec["namespaceSelector"]["matchExpressions"][0] =
+                json!({"key": s, "operator": "In", "values": []});
+        }
+        other => panic!("no field {other}"),
+    }
+    spec
+}
+
+/// Credentials as they are pasted: each contains a `/`, so no field accepts it (not even
+/// a roleSessionName), and each looks like a credential to `shown`.
+fn pasted_credential() -> impl Strategy<Value = String> {
+    prop_oneof![
+        // An AWS secret access key: 40 of base64's alphabet.
+        "[A-Za-z0-9]{10}/[A-Za-z0-9+]{9}[0-9][A-Z][A-Za-z0-9/+]{18}",
+        // An STS session token.
+        "FwoGZXIvYXdzE[A-Za-z0-9+]{20}/[A-Za-z0-9/+]{40,100}",
+        // An ECR authorization token (base64 of `AWS:<password>`).
+        "QVdTOmV5[A-Za-z0-9+]{10}/[A-Za-z0-9+/]{70,150}={0,2}",
+    ]
+}
+
+/// What the one-field properties check: the error names the field and withholds the value.
+fn check_error_withholds(
+    spec: &Value,
+    field: &str,
+    names: &str,
+    secret: &str,
+) -> Result<(), String> {
+    let parsed: Spec = serde_json::from_value(spec.clone()).map_err(|e| e.to_string())?;
+    let policy = SpecPolicy::default();
+    let shown = match parsed.validate(&policy) {
+        Ok(_) => return Err(format!("a credential in {field} was accepted: {spec}")),
+        Err(e) => e.to_string(),
+    };
+    if !shown.contains(names) {
+        return Err(format!(
+            "a credential in {field} gave an error about something else: {shown}"
+        ));
+    }
+    if shown.contains(secret) {
+        return Err(format!(
+            "the error repeats the credential in {field}: {shown}"
+        ));
+    }
+    Ok(())
+}
+
+/// Gap 2 of issue 21, deterministically: each field that can carry a credential, alone.
+#[test]
+fn a_credential_in_any_one_field_is_named_but_never_repeated() {
+    const CREDENTIALS: &[&str] = &[
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "FwoGZXIvYXdzEBYaDHhBTk1ZbWx1c3RvbWVyIs8BaL+h/3E8q0QmExAMPLEsessionT0KEN",
+        "QVdTOmV5SnpZWGxzYjJGa0lqb2lNVEl6TkRVMk56ZzVNQ0o5/ZXhhbXBsZQ==",
+    ];
+    let base = json!({
+        "secretName": "pull", "namespaces": ["app"], "excludeNamespaces": ["skip"],
+        "registries": ["123456789012.dkr.ecr.us-east-1.amazonaws.com"],
+        "refresh": {"beforeExpiry": "6h", "minInterval": "1m"},
+        "aws": {"roleArn": "arn:aws:iam::123456789012:role/puller", "roleSessionName": "ecr",
+                "credentialsSecretRef": {"name": "aws-keys", "namespace": "ops"}},
+        "namespaceSelector": {"matchExpressions": [{"key": "env", "operator": "In", "values": ["p"]}]},
+    });
+    let parsed: Spec = serde_json::from_value(base.clone()).unwrap();
+    parsed
+        .validate(&SpecPolicy::default())
+        .expect("the base spec is valid");
+    let mut failures = Vec::new();
+    for (field, names) in CREDENTIAL_FIELDS {
+        for secret in CREDENTIALS {
+            let spec = with_credential_in(base.clone(), field, secret);
+            if let Err(e) = check_error_withholds(&spec, field, names, secret) {
+                failures.push(e);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The generated valid specs are valid, and each field broken alone is the error.
+#[test]
+fn valid_specs_validate_and_each_broken_field_is_reached() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = (valid_spec_json(), pasted_credential());
+    for _ in 0..64 {
+        let (spec, secret) = strategy.new_tree(&mut runner).unwrap().current();
+        let parsed: Spec = serde_json::from_value(spec.clone()).unwrap();
+        if let Err(e) = parsed.validate(&SpecPolicy::default()) {
+            panic!("a generated valid spec is refused ({e}): {spec}");
+        }
+        for (field, names) in CREDENTIAL_FIELDS {
+            let broken = with_credential_in(spec.clone(), field, &secret);
+            check_error_withholds(&broken, field, names, &secret).unwrap();
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -112,6 +292,21 @@ proptest! {
                 || shown.starts_with("namespace pattern") || shown.starts_with("no target"),
                 "error does not name the field: {shown}");
             prop_assert!(!shown.contains(&secret), "error repeats the credential: {shown}");
+        }
+    }
+
+    /// One field at a time carries the credential in an otherwise valid spec, so every
+    /// field's error path is reached (with random words, validation mostly stopped at
+    /// secretName, namespaces or registries first).
+    #[test]
+    fn a_credential_in_one_field_of_a_valid_spec_is_never_repeated(
+        spec in valid_spec_json(),
+        field in prop::sample::select(CREDENTIAL_FIELDS),
+        secret in pasted_credential(),
+    ) {
+        let broken = with_credential_in(spec, field.0, &secret);
+        if let Err(e) = check_error_withholds(&broken, field.0, field.1, &secret) {
+            prop_assert!(false, "{}", e);
         }
     }
 
