@@ -149,8 +149,12 @@ const CREDENTIAL_FIELDS: &[(&str, &str)] = &[
 ];
 
 /// `spec` with `secret` in `field` (one of [`CREDENTIAL_FIELDS`]).
-fn with_credential_in(mut spec: Value, field: &str, secret: &str) -> Value {
-    let s = Value::String(secret.to_string());
+fn with_credential_in(spec: Value, field: &str, secret: &str) -> Value {
+    with_value_in(spec, field, Value::String(secret.to_string()))
+}
+
+/// `spec` with `s` in `field` (one of [`CREDENTIAL_FIELDS`]).
+fn with_value_in(mut spec: Value, field: &str, s: Value) -> Value {
     match field {
         "secretName" => spec["secretName"] = s,
         "namespaces" => spec["namespaces"] = json!([s]),
@@ -264,18 +268,69 @@ fn valid_specs_validate_and_each_broken_field_is_reached() {
     }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+/// Which way a spec went through parsing and validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Arm {
+    NotASpec,
+    Valid,
+    Refused,
+}
 
-    #[test]
-    fn any_json_spec_parses_or_fails_without_panicking(v in any_json()) {
-        if let Ok(spec) = serde_json::from_value::<Spec>(v) {
-            match spec.validate(&SpecPolicy::default()) {
-                Ok(valid) => prop_assert!(!valid.secret_name.is_empty()),
-                Err(e) => prop_assert!(!e.to_string().is_empty()),
-            }
+/// Parses and validates `v`; what a valid spec or a refusal must satisfy.
+fn parse_or_refuse(v: Value) -> Result<Arm, TestCaseError> {
+    let Ok(spec) = serde_json::from_value::<Spec>(v) else {
+        return Ok(Arm::NotASpec);
+    };
+    match spec.validate(&SpecPolicy::default()) {
+        Ok(valid) => {
+            prop_assert!(!valid.secret_name.is_empty());
+            prop_assert_eq!(&valid.secret_name, &spec.secret_name);
+            prop_assert!(valid.min_interval >= SpecPolicy::default().min_interval_floor);
+            Ok(Arm::Valid)
+        }
+        Err(e) => {
+            prop_assert!(!e.to_string().is_empty());
+            Ok(Arm::Refused)
         }
     }
+}
+
+/// Any JSON, and valid specs with one random value anywhere: parsed, validated or
+/// refused, never a panic. Both arms are counted: with arbitrary JSON alone the valid
+/// arm was never reached (0 of 257 cases).
+#[test]
+fn any_json_spec_parses_or_fails_without_panicking() {
+    use proptest::test_runner::{Config, TestRunner};
+    use std::sync::Mutex;
+    let seen = Mutex::new(std::collections::BTreeMap::<Arm, u32>::new());
+    let strategy = prop_oneof![
+        any_json(),
+        valid_spec_json(),
+        (
+            valid_spec_json(),
+            prop::sample::select(CREDENTIAL_FIELDS),
+            any_json()
+        )
+            .prop_map(|(spec, field, junk)| { with_value_in(spec, field.0, junk) }),
+    ];
+    TestRunner::new(Config::with_cases(256))
+        .run(&strategy, |v| {
+            let arm = parse_or_refuse(v)?;
+            *seen.lock().unwrap().entry(arm).or_default() += 1;
+            Ok(())
+        })
+        .unwrap();
+    let seen = seen.into_inner().unwrap();
+    for arm in [Arm::NotASpec, Arm::Valid, Arm::Refused] {
+        assert!(
+            seen.get(&arm).copied().unwrap_or(0) >= 20,
+            "{arm:?} reached too rarely: {seen:?}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn validation_errors_are_readable_and_never_repeat_a_credential(
