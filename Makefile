@@ -10,8 +10,9 @@ SHELL := /bin/bash
 CARGO ?= cargo
 VENV := .venv
 PY := $(VENV)/bin/python
-# Test peers from PyPI: moto (AWS, verifies SigV4 and IAM) and kubernetes-validate.
-PY_REQS := tests/moto/requirements.txt tests/manifests/requirements.txt
+# Test peers from PyPI: moto (AWS, verifies SigV4 and IAM), kubernetes-validate, and
+# cel-expr-python (Google's cel-cpp: a second evaluator of the admission policy).
+PY_REQS := tests/moto/requirements.txt tests/manifests/requirements.txt tests/cel/requirements.txt
 export MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 
 # Tools that are not Debian packages, installed into .tools/ (gitignored), pinned.
