@@ -3,7 +3,7 @@
 //! never panics, and an error never repeats a credential someone pasted into the wrong
 //! field (errors go to the CR's status and to Events, which many can read).
 
-use ecr_creds_refresher::reconcile::spec::{parse_duration, Spec, SpecPolicy};
+use ecr_creds_refresher::reconcile::spec::{parse_duration, shown, Spec, SpecPolicy};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -214,6 +214,31 @@ fn check_error_withholds(
         ));
     }
     Ok(())
+}
+
+/// Redaction withholds what looks like a credential and nothing else: an error that
+/// hides a short bad name, an ARN or a misspelt duration says nothing a user can act on.
+/// (cargo-mutants: three `&&` to `||` mutants in `shown` withheld more and passed.)
+#[test]
+fn values_that_do_not_look_like_credentials_are_shown_as_they_are() {
+    for value in [
+        // Short, with capitals and digits.
+        "Bad1_Name",
+        // An ARN, however long and mixed.
+        "arn:aws:iam::210987654321:role/EcrPull9",
+        // Long, but with spaces: words, not a key.
+        "6 Hours and 30 Minutes 2",
+    ] {
+        assert_eq!(shown(value), format!("{value:?}"));
+    }
+    for credential in [
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "AKIAIOSFODNN7EXAMPLE",
+        "QVdTOmV5SnpZWGxzYjJGa0lqb2lNVEl6TkRVMk56ZzVNQ0o5",
+    ] {
+        let s = shown(credential);
+        assert!(s.contains("withheld") && !s.contains(credential), "{s}");
+    }
 }
 
 /// Gap 2 of issue 21, deterministically: each field that can carry a credential, alone.
