@@ -20,6 +20,7 @@ bytes), else its message; an erroring validation denies under Fail.
 
 Prints a JSON summary on the last line; exits 1 on any disagreement.
 """
+import base64
 import json
 import sys
 
@@ -27,6 +28,14 @@ import yaml
 from cel_expr_python import cel
 
 NAMES = ["object", "oldObject", "request", "params", "namespaceObject", "variables"]
+
+
+def typed(request, obj):
+    """The object as the API server hands it to CEL: a Secret's `data` values have
+    OpenAPI format `byte`, so they are CEL bytes, not the base64 text of the JSON."""
+    if not obj or request["resource"]["resource"] != "secrets" or not obj.get("data"):
+        return obj
+    return dict(obj, data={k: base64.b64decode(v) for k, v in obj["data"].items()})
 
 
 def load_policy(path):
@@ -92,7 +101,8 @@ class Policy:
         req = case["request"]
         if not self.matches(req):
             return None
-        data = {"object": case["object"], "oldObject": case["oldObject"], "request": req,
+        data = {"object": typed(req, case["object"]), "oldObject": typed(req, case["oldObject"]),
+                "request": req,
                 "params": None, "namespaceObject": None, "variables": {}}
         errored = None
         for name, expr in self.conditions:
