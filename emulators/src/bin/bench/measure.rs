@@ -77,6 +77,15 @@ pub async fn run_case(
     outcome.map(|_| r)
 }
 
+/// What a phase measures: the emulators, the running operator, and the case.
+#[derive(Clone, Copy)]
+struct Peers<'a> {
+    k8s: &'a K8sEmulator,
+    aws: &'a AwsEmulator,
+    op: &'a OperatorChild,
+    case: Case,
+}
+
 /// The phases in order; a phase that does not finish leaves a note and ends the case.
 async fn measure(
     k8s: &K8sEmulator,
@@ -90,11 +99,12 @@ async fn measure(
     r.startup_requests = traffic(k8s, case);
     r.rss_after_ready_kib = proc_status(op.pid, "VmRSS:");
     println!("  start -> ready         {:.3} s", r.start_to_ready_s);
+    let peers = Peers { k8s, aws, op, case };
     let mut watch = SecretWatch::new(case);
-    if !initial_sync(k8s, aws, op, case, r, &mut watch).await? {
+    if !initial_sync(peers, r, &mut watch).await? {
         return Ok(());
     }
-    if !one_refresh(k8s, aws, op, case, r, &mut watch).await? {
+    if !one_refresh(peers, r, &mut watch).await? {
         return Ok(());
     }
     noop_reconcile(k8s, op, case, r).await
@@ -103,13 +113,11 @@ async fn measure(
 /// CR created -> every Secret valid -> every ServiceAccount and status done. False when
 /// the sync did not complete in time.
 async fn initial_sync(
-    k8s: &K8sEmulator,
-    aws: &AwsEmulator,
-    op: &OperatorChild,
-    case: Case,
+    peers: Peers<'_>,
     r: &mut CaseResult,
     watch: &mut SecretWatch,
 ) -> Result<bool, String> {
+    let Peers { k8s, aws, op, case } = peers;
     k8s.clear_requests();
     let ecr0 = aws.calls().ecr;
     let cpu0 = cpu_seconds(op.pid);
@@ -159,13 +167,11 @@ async fn initial_sync(
 /// One refresh: the fake ECR's tokens live 30 s, the CR refreshes 20 s before. False when
 /// the refresh did not complete in time.
 async fn one_refresh(
-    k8s: &K8sEmulator,
-    aws: &AwsEmulator,
-    op: &OperatorChild,
-    case: Case,
+    peers: Peers<'_>,
     r: &mut CaseResult,
     watch: &mut SecretWatch,
 ) -> Result<bool, String> {
+    let Peers { k8s, aws, op, case } = peers;
     let before = watch.expiries(k8s);
     let refresh_at =
         earliest_refresh_at(k8s, case).ok_or("no refresh-at annotation on the managed Secrets")?;
