@@ -12,8 +12,10 @@ CARGO ?= cargo
 VENV := .venv
 PY := $(VENV)/bin/python
 # Test peers from PyPI: moto (AWS, verifies SigV4 and IAM), kubernetes-validate, and
-# actionlint and check-jsonschema for the GitHub workflows.
-PY_REQS := tests/moto/requirements.txt tests/manifests/requirements.txt tests/workflows/requirements.txt
+# actionlint and check-jsonschema for the GitHub workflows, and cel-expr-python (Google's
+# cel-cpp: a second evaluator of the admission policy).
+PY_REQS := tests/moto/requirements.txt tests/manifests/requirements.txt tests/workflows/requirements.txt \
+	tests/cel/requirements.txt
 export MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 
 # Tools that are not Debian packages, installed into .tools/ (gitignored), pinned.
@@ -29,9 +31,10 @@ KUBECTL := $(TOOLS)/bin/kubectl
 # Cargo subcommands, built from crates.io with --locked.
 CARGO_DENY_VERSION := 0.20.2
 CARGO_CYCLONEDX_VERSION := 0.5.9
+CARGO_MUTANTS_VERSION := 27.1.0
 SBOM := target/sbom/ecr-creds-refresher.cdx.json
 
-.PHONY: test deps venv debs tools lint unit lagged manifests chart chart-sync workflows demo bench soak release clean audit sbom
+.PHONY: test deps venv debs tools lint unit lagged manifests chart chart-sync workflows demo bench soak release clean audit sbom mutants
 
 # The venv is rebuilt only when the requirements change.
 $(VENV)/.installed: $(PY_REQS)
@@ -82,7 +85,7 @@ unit:
 # The reconcile suites again against an API server whose watch trails its writes by
 # 200 ms and by 2 s (plus up to a fifth more at random), as a busy one does.
 LAGGED_SUITES := reconcile_basic reconcile_drift reconcile_failures reconcile_deletion merge \
-	reconcile_leader reconcile_rbac reconcile_resilience reconcile_lag status_truth hardening
+	reconcile_leader reconcile_rbac reconcile_resilience reconcile_lag status_truth hardening hardening_grants
 lagged:
 	for ms in 200 2000; do \
 	  echo "== watch lag $$ms ms"; \
@@ -157,6 +160,42 @@ $(TOOLS)/bin/cargo-deny:
 
 audit: $(TOOLS)/bin/cargo-deny
 	$(TOOLS)/bin/cargo-deny --locked check bans licenses sources
+
+# Mutation testing (cargo-mutants) over the modules that carry promises, each with the
+# suites that cover it: FILE:SUITE[,SUITE...] (the crate's unit tests always run too).
+# Not part of `make test`: every mutant is a rebuild, and on 2 cores a full run is hours.
+# Narrow it with MUTANTS="FILE:SUITES ..." and MUTANTS_ARGS (e.g. --re 'shown|Display').
+# Mutants are applied in place (a copy of the tree would rebuild every dependency) and
+# reverted after each, so src/ must be clean before and is checked after (a full disk
+# once left a mutant half-written). Builds use cargo-mutants' own flags: expect a few GB
+# more in target/. Results land in target/mutants/<module>/mutants.out/.
+MUTANTS ?= \
+	src/reconcile/validate.rs:props_spec \
+	src/reconcile/plan.rs:props_plan \
+	src/reconcile/status.rs:status_truth \
+	src/reconcile/tokens.rs:reconcile_basic \
+	src/reconcile/content.rs:reconcile_basic \
+	src/reconcile/dockerconfig.rs:reconcile_basic \
+	src/reconcile/reconciler/inputs.rs:aws_emulated,reconcile_failures
+MUTANTS_ARGS ?=
+$(TOOLS)/bin/cargo-mutants:
+	CARGO_TARGET_DIR=$${TMPDIR:-/tmp}/cargo-mutants-build $(CARGO) install --locked --root $(TOOLS) cargo-mutants@$(CARGO_MUTANTS_VERSION)
+
+# Exit codes of cargo-mutants: 0 all caught, 2 some missed, 3 some timed out; anything
+# else (a failing baseline, a usage error) stops the run.
+mutants: $(TOOLS)/bin/cargo-mutants
+	@git diff --quiet -- src || { echo "src/ has uncommitted changes; mutants are applied in place: commit or stash first" >&2; exit 1; }
+	@set -u; for m in $(MUTANTS); do \
+	  file=$${m%%:*}; suites=$${m#*:}; out=target/mutants/$$(basename $$file .rs); mkdir -p $$out; \
+	  echo "== $$file (unit tests + $$suites)"; \
+	  $(TOOLS)/bin/cargo-mutants mutants --in-place --no-shuffle --file $$file --output $$out \
+	    $(MUTANTS_ARGS) -- --locked --lib $$(echo $$suites | sed 's/\([^,]*\)/--test \1/g; s/,/ /g'); \
+	  rc=$$?; [ $$rc -le 3 ] || exit $$rc; \
+	  for k in caught missed timeout unviable; do \
+	    printf '  %-8s %s\n' $$k "$$(cat $$out/mutants.out/$$k.txt 2>/dev/null | wc -l)"; done; \
+	  sed 's/^/  missed: /' $$out/mutants.out/missed.txt 2>/dev/null; \
+	done
+	@git diff --quiet -- src || { echo "src/ differs from HEAD after the run (a mutant left behind?): git checkout src" >&2; exit 1; }
 
 # A CycloneDX 1.5 SBOM of the operator binary's crate graph (runtime dependencies with
 # versions, licenses and crates.io purls; dev-dependencies are not shipped and not listed).

@@ -100,15 +100,44 @@ async fn finding_1_an_absurd_duration_is_an_invalid_spec_not_an_abort() {
 #[test]
 fn finding_1_release_builds_unwind_so_a_panic_stays_in_its_reconcile() {
     let manifest = include_str!("../Cargo.toml");
-    let release = manifest
-        .split("[profile.release]")
-        .nth(1)
-        .and_then(|s| s.split("\n[").next())
-        .expect("a [profile.release] section");
-    assert!(
-        !release.contains("panic = \"abort\""),
-        "release builds abort on panic: one bad reconcile kills every replica"
+    assert_eq!(
+        release_panic_strategy(manifest),
+        Ok(None),
+        "release builds must unwind (the default): one bad reconcile would kill every replica"
     );
+    // The reading itself, on the spellings TOML allows for the same setting.
+    for abort in [
+        "[profile.release]\npanic = \"abort\"",
+        "[profile.release]\npanic=\"abort\"",
+        "[profile.release]\n  panic = 'abort' # comment",
+        "[profile]\nrelease = { panic = \"abort\" }",
+        "profile.release.panic = \"abort\"",
+    ] {
+        let read = release_panic_strategy(abort);
+        assert!(
+            read == Ok(Some("abort".into())) || read.is_err(),
+            "{abort:?} read as {read:?}"
+        );
+    }
+    assert_eq!(
+        release_panic_strategy("[profile.release]\npanic = \"unwind\""),
+        Ok(None)
+    );
+}
+
+/// `[profile.release]`'s `panic`, read by a TOML parser: `None` for unwind (stated or by
+/// default), the strategy otherwise; an error for a manifest that is not TOML.
+fn release_panic_strategy(manifest: &str) -> Result<Option<String>, String> {
+    let doc: toml_edit::DocumentMut = manifest.parse().map_err(|e| format!("{e}"))?;
+    let panic = doc
+        .get("profile")
+        .and_then(|p| p.get("release"))
+        .and_then(|r| r.get("panic"));
+    match panic.map(|v| v.as_str()) {
+        None | Some(Some("unwind")) => Ok(None),
+        Some(Some(other)) => Ok(Some(other.to_string())),
+        Some(None) => Err("profile.release.panic is not a string".into()),
+    }
 }
 
 /// Finding 2: `minInterval: "0s"` removed the storm floor (1442 ECR calls in 2 s for one
@@ -529,6 +558,14 @@ async fn finding_8_metrics_name_crs_only_and_forget_deleted_ones() {
             ("AWS_ACCESS_KEY_ID", "AKIAMETRICS".to_string()),
             ("AWS_SECRET_ACCESS_KEY", "metrics-secret".to_string()),
         ]),
+    );
+    grant_roles(
+        &env.k8s,
+        OPERATOR_NAMESPACE,
+        &[(
+            "metrics-cr",
+            &format!("arn:aws:iam::{ACCOUNT}:role/ecr-pull"),
+        )],
     );
     env.start_operator().await;
     env.cr(

@@ -3,11 +3,16 @@
 //! fails. Every test runs under the emulator's RBAC enforcement loaded from rbac.yaml, so
 //! the elector works with exactly the permissions we ship (a missing grant is a 403).
 //!
-//! The expiry timing itself is pinned on paused time in `src/runtime/leader.rs`; these
-//! tests use the default timings where nothing has to expire, and short ones otherwise.
+//! The expiry timing itself is pinned on paused time in `src/runtime/leader/`; these tests
+//! use the default timings, or short ones where a test waits for attempts or renewals, and
+//! they wait for what they observe (a replica's requests through its logging proxy, the
+//! Lease's renewTime), never for a fixed time.
+
+mod common;
 
 use std::time::Duration;
 
+use common::Proxy;
 use ecr_creds_refresher::k8s::{Client, ClientConfig};
 use ecr_creds_refresher::runtime::leader::{LeaderElector, LeaseConfig};
 use emulators::k8s::rbac::Attributes;
@@ -43,7 +48,21 @@ async fn emulator() -> K8sEmulator {
 }
 
 fn client(emu: &K8sEmulator) -> Client {
-    Client::new(ClientConfig::new(&emu.url()).unwrap()).unwrap()
+    client_to(&emu.url())
+}
+
+fn client_to(url: &str) -> Client {
+    Client::new(ClientConfig::new(url).unwrap()).unwrap()
+}
+
+/// Short timings where nothing has to expire: a candidate retries every 300 to 660 ms, so
+/// a test sees several attempts in a second or two; the lease (4 s) outlives them.
+fn quick() -> LeaseConfig {
+    LeaseConfig {
+        lease_duration: Duration::from_secs(4),
+        renew_deadline: Duration::from_secs(2),
+        retry_period: Duration::from_millis(300),
+    }
 }
 
 struct Running {
@@ -66,7 +85,11 @@ impl Running {
 }
 
 fn spawn(emu: &K8sEmulator, id: &str, cfg: LeaseConfig) -> Running {
-    let elector = LeaderElector::new(client(emu), NS, LEASE, id, cfg);
+    spawn_with(client(emu), id, cfg)
+}
+
+fn spawn_with(client: Client, id: &str, cfg: LeaseConfig) -> Running {
+    let elector = LeaderElector::new(client, NS, LEASE, id, cfg);
     let leading = elector.subscribe();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(elector.run(async move {
@@ -118,11 +141,27 @@ async fn first_replica_creates_the_lease_with_micro_times_and_leads() {
     a.stop().await;
 }
 
-#[tokio::test]
+/// Lease requests a replica sent through its proxy: (GETs, writes that succeeded).
+fn lease_traffic(p: &Proxy) -> (usize, usize) {
+    let lease: Vec<_> = p.requests().into_iter().filter(|r| r.is_lease()).collect();
+    let gets = lease.iter().filter(|r| r.method == "GET").count();
+    let won = lease
+        .iter()
+        .filter(|r| r.is_write() && r.status < 300)
+        .count();
+    (gets, won)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_starting_together_elect_exactly_one() {
     let emu = emulator().await;
-    let mut a = spawn(&emu, "pod-a_1", LeaseConfig::default());
-    let mut b = spawn(&emu, "pod-b_2", LeaseConfig::default());
+    // Each replica behind its own logging proxy: its attempts are seen one by one.
+    let (pa, pb) = (
+        Proxy::start(emu.addr()).await,
+        Proxy::start(emu.addr()).await,
+    );
+    let mut a = spawn_with(client_to(&pa.url()), "pod-a_1", quick());
+    let mut b = spawn_with(client_to(&pb.url()), "pod-b_2", quick());
     tokio::time::timeout(Duration::from_secs(5), async {
         tokio::select! {
             _ = a.leading.wait_for(|v| *v) => {}
@@ -131,10 +170,27 @@ async fn two_replicas_starting_together_elect_exactly_one() {
     })
     .await
     .expect("nobody leads");
-    // Give the loser its next attempt (retry 2 s with jitter up to 4.4 s): it must wait.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let a_won = *a.leading.borrow();
+    let (winner, loser) = if a_won { (&pa, &pb) } else { (&pb, &pa) };
+    // The loser's next three attempts (each a read of the held lease) must leave it
+    // waiting: it never writes the lease, and the winner keeps leading throughout.
+    let (seen, _) = lease_traffic(loser);
+    common::wait_until(
+        "the loser's next three attempts",
+        Duration::from_secs(10),
+        || lease_traffic(loser).0 >= seen + 3,
+    )
+    .await;
     let (la, lb) = (*a.leading.borrow(), *b.leading.borrow());
-    assert!(la ^ lb, "exactly one leader, got a={la} b={lb}");
+    assert!(
+        la ^ lb && la == a_won,
+        "exactly one leader, the first: a={la} b={lb}"
+    );
+    assert_eq!(lease_traffic(loser).1, 0, "the loser wrote the lease");
+    assert!(
+        lease_traffic(winner).1 >= 2,
+        "the winner created and renewed it"
+    );
     let holder = lease(&emu)["spec"]["holderIdentity"].clone();
     assert_eq!(holder, if la { "pod-a_1" } else { "pod-b_2" });
     a.stop().await;
@@ -206,10 +262,16 @@ async fn leader_steps_down_when_the_api_server_refuses_lease_writes() {
 #[tokio::test]
 async fn elector_works_under_the_shipped_rbac_and_uses_only_lease_verbs() {
     let emu = emulator().await;
-    let mut a = spawn(&emu, "pod-a_1", LeaseConfig::default());
+    let mut a = spawn(&emu, "pod-a_1", quick());
     wait_leading(&mut a, true, Duration::from_secs(5)).await;
-    // One renewal round (retry period 2 s), then release.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    // A renewal, seen as one: still ours, renewTime moved past acquireTime. (The release
+    // is an update too, so counting updates could not tell a renewal from it.)
+    let acquired = lease(&emu)["spec"]["acquireTime"].clone();
+    common::wait_until("a renewal", Duration::from_secs(5), || {
+        let spec = &lease(&emu)["spec"];
+        spec["holderIdentity"] == "pod-a_1" && spec["renewTime"] != acquired
+    })
+    .await;
     a.stop().await;
 
     let requests = emu.requests();

@@ -5,7 +5,8 @@
 //! AssumeRole, a Secret conflict, credentials from a Kubernetes Secret (per CR and
 //! operator-wide through AWS_CREDENTIALS_SECRET_NAME), and bad credentials Secrets. Then
 //! every secret value the emulators handed out or were given is searched for in the logs,
-//! in `/metrics`, in every Event and in every CR status: ECR tokens (the base64 `auth` and
+//! in `/metrics`, in every Event and in every CR status (each kept before its CR is
+//! deleted, and counted): ECR tokens (the base64 `auth` and
 //! the decoded password), AWS secret access keys, STS session tokens, the Kubernetes
 //! bearer token, and the Authorization header values the operator sent.
 
@@ -18,8 +19,8 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::{
-    apply_cr, apply_namespace, get, ready_condition, secret_auths, start_operator, wait_until,
-    Options, SECRET_ACCESS_KEY,
+    apply_cr, apply_namespace, get, grant_roles, ready_condition, secret_auths, start_operator,
+    wait_until, Options, SECRET_ACCESS_KEY,
 };
 use emulators::aws::{AwsEmulator, AwsEmulatorConfig, Fault};
 use emulators::k8s::{EmulatorConfig, K8sEmulator};
@@ -115,6 +116,30 @@ async fn wait_ready(k8s: &K8sEmulator, name: &str, want: &str) -> String {
     ready(k8s, name).map(|(_, r)| r).unwrap_or_default()
 }
 
+/// Every CR's last status, kept before the CR is deleted (with no finalizer it is gone at
+/// once), so that every status is searched.
+#[derive(Default)]
+struct Statuses(std::collections::BTreeMap<String, Value>);
+
+impl Statuses {
+    fn keep(&mut self, k8s: &K8sEmulator, name: &str) {
+        let cr = k8s
+            .get("ecrpullsecrets", None, name)
+            .expect("the CR exists");
+        assert!(
+            ready_condition(&cr).is_some(),
+            "{name} has no Ready condition"
+        );
+        self.0.insert(name.to_string(), cr["status"].clone());
+    }
+
+    /// Keeps the status, then deletes the CR.
+    fn keep_and_delete(&mut self, k8s: &K8sEmulator, name: &str) {
+        self.keep(k8s, name);
+        k8s.delete("ecrpullsecrets", None, name).unwrap();
+    }
+}
+
 /// The whole answer to a GET, headers included, as text to search.
 async fn answer(addr: Option<std::net::SocketAddr>, path: &str) -> String {
     let answer = get(addr.expect("served"), path).await.unwrap();
@@ -158,6 +183,7 @@ async fn no_secret_reaches_logs_metrics_events_or_status() {
         apply_namespace(&k8s, n);
     }
     let mut sent = Vec::new();
+    let mut statuses = Statuses::default();
 
     // --- Operator 1: static keys from the environment.
     let options = Options {
@@ -177,6 +203,11 @@ async fn no_secret_reaches_logs_metrics_events_or_status() {
     sent_headers(&aws, "ecr", &mut sent);
 
     // AssumeRole: an STS session (secret key and session token) signs the ECR call.
+    grant_roles(
+        &k8s,
+        "ops",
+        &[("assumed", "arn:aws:iam::123456789012:role/puller")],
+    );
     apply_cr(
         &k8s,
         "assumed",
@@ -204,8 +235,8 @@ async fn no_secret_reaches_logs_metrics_events_or_status() {
     );
     wait_ready(&k8s, "throttled", "False").await;
     aws.clear_fault();
-    k8s.delete("ecrpullsecrets", None, "denied").unwrap();
-    k8s.delete("ecrpullsecrets", None, "throttled").unwrap();
+    statuses.keep_and_delete(&k8s, "denied");
+    statuses.keep_and_delete(&k8s, "throttled");
 
     // Conflict: a Secret of that name that is not ours.
     k8s.apply(
@@ -262,7 +293,7 @@ async fn no_secret_reaches_logs_metrics_events_or_status() {
 
     // --- Operator 2: credentials from AWS_CREDENTIALS_SECRET_NAME/NAMESPACE.
     for name in ["ok", "assumed", "conflict", "per-cr-secret", "bad-secret"] {
-        k8s.delete("ecrpullsecrets", None, name).unwrap();
+        statuses.keep_and_delete(&k8s, name);
     }
     let options = Options {
         env: vec![
@@ -356,10 +387,26 @@ async fn no_secret_reaches_logs_metrics_events_or_status() {
         }
     }
     for c in k8s.list("ecrpullsecrets", None) {
-        places.push((
-            format!("status of {}", c["metadata"]["name"]),
-            c["status"].to_string(),
-        ));
+        statuses.keep(&k8s, c["metadata"]["name"].as_str().unwrap());
+    }
+    let searched: Vec<&String> = statuses.0.keys().collect();
+    assert_eq!(
+        searched,
+        [
+            "assumed",
+            "bad-secret",
+            "conflict",
+            "denied",
+            "global-bad",
+            "global-secret",
+            "ok",
+            "per-cr-secret",
+            "throttled"
+        ],
+        "the status of every CR applied is searched"
+    );
+    for (name, status) in &statuses.0 {
+        places.push((format!("status of {name}"), status.to_string()));
     }
     // The scenario really went through every path, and was logged.
     let text = &places[0].1;

@@ -1,6 +1,8 @@
 //! Every metric the shipped alerts and the Grafana dashboard query exists in the
 //! exposition of a RUNNING operator binary: a renamed or dropped metric fails here
-//! instead of leaving an alert that can never fire or an empty panel.
+//! instead of leaving an alert that can never fire or an empty panel. The same live
+//! scrape passes Prometheus' own parser and linter (`promtool check metrics`), not only
+//! the reader the metrics module's tests wrote for themselves.
 //!
 //! Sources: deploy/prometheusrule.yaml (the chart's files/prometheusrule.yaml is its
 //! byte-identical copy, checked by tests/chart/test.sh) and the chart's dashboard
@@ -155,6 +157,51 @@ fn missing(
         .collect()
 }
 
+/// `promtool check metrics` over `exposition`: Prometheus' text parser and its linter
+/// (HELP on every family, counters named `_total`, ...). Err with promtool's words.
+fn promtool_check_metrics(exposition: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; `make deps` installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() && said.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(format!("promtool check metrics ({}): {said}", out.status))
+    }
+}
+
+#[test]
+fn promtool_refuses_what_prometheus_could_not_scrape_or_would_lint() {
+    let good = "# HELP x_total Things.\n# TYPE x_total counter\nx_total{a=\"b\"} 1\n";
+    assert_eq!(promtool_check_metrics(good), Ok(()));
+    for bad in [
+        // A TYPE after the family's samples: Prometheus' parser refuses the scrape.
+        "# HELP x_total Things.\nx_total 1\n# TYPE x_total counter\n",
+        "# HELP x_total Things.\n# TYPE x_total counter\nx_total{a=\"b} 1\n",
+        "# TYPE x counter\nx 1\n",
+    ] {
+        assert!(promtool_check_metrics(bad).is_err(), "passed: {bad:?}");
+    }
+}
+
 #[test]
 fn metric_names_are_parsed_from_promql() {
     let expr = r#"histogram_quantile(0.9, sum by (le) (rate(ecr_creds_refresher_reconcile_duration_seconds_bucket{job=~"$job", x="ecr_creds_refresher_in_a_string"}[5m])))
@@ -219,6 +266,7 @@ async fn every_metric_in_the_alerts_and_the_dashboard_is_exported_by_the_binary(
     })
     .await
     .unwrap_or_else(|| panic!("no /metrics from the binary:\n{}", op.log()));
+    promtool_check_metrics(&exposition).unwrap_or_else(|e| panic!("{e}\n{exposition}"));
     let fams = families(&exposition);
     assert!(
         fams.keys().all(|n| n.starts_with(PREFIX)) && fams.len() >= 8,

@@ -249,10 +249,14 @@ proptest! {
             prop_assert!(!conflicted.contains(&*add.sa.namespace));
             prop_assert_eq!(&add.secret, &spec.secret_name);
             let change = change_for(add).expect("a planned add changes something");
-            for e in &add.sa.pull_secrets {
-                prop_assert!(change.pull_secrets.contains(e), "an add dropped {e}");
-            }
-            prop_assert!(change.pull_secrets.iter().any(|e| **e == *add.secret));
+            // Every entry already there stays, in its order and ahead of ours: the kubelet
+            // tries imagePullSecrets in order, so their owners' choice comes first.
+            let mut expected: Vec<&str> = add.sa.pull_secrets.iter().map(|e| &**e).collect();
+            expected.push(&add.secret);
+            prop_assert_eq!(
+                change.pull_secrets.iter().map(|e| &**e).collect::<Vec<_>>(), expected,
+                "an add reordered, dropped or duplicated an entry"
+            );
             prop_assert!(change.owned.iter().any(|e| **e == *add.secret));
         }
         // ServiceAccount removes: only entries the ownership annotation lists, only that one,

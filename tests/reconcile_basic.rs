@@ -122,17 +122,33 @@ async fn namespaces_and_service_accounts_that_appear_or_stop_matching_are_follow
     );
     env.wait_ready("dyn").await;
 
-    // A new namespace matching the glob, and one matching the selector.
-    let started = std::time::Instant::now();
-    env.namespace("dyn-one", &[]).await;
-    env.namespace("labelled-x", &[("pull", "ecr")]).await;
-    env.wait_secret("dyn-one", "ecr-pull").await;
-    env.wait_secret("labelled-x", "ecr-pull").await;
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(5),
-        "new namespaces are served within seconds, took {:?}",
-        started.elapsed()
-    );
+    // A new namespace matching the glob, and one matching the selector. Each is served
+    // on its own event, not at a later resync: its Secret's create reaches the API server
+    // within a second of the event reaching the operator (`env.namespace` returns once
+    // the operator's cache has the namespace). Measured on the API server's clock from
+    // there, the watch lag and this test's own polling are not counted.
+    for (ns, labels) in [("dyn-one", vec![]), ("labelled-x", vec![("pull", "ecr")])] {
+        env.namespace(ns, &labels).await;
+        let seen = std::time::SystemTime::now();
+        env.wait_secret(ns, "ecr-pull").await;
+        let created = env
+            .k8s
+            .requests_timed()
+            .into_iter()
+            .find(|(_, r)| {
+                r.verb == "create"
+                    && r.resource == "secrets"
+                    && r.namespace.as_deref() == Some(ns)
+                    && r.code < 300
+            })
+            .map(|(at, _)| at)
+            .expect("the Secret's create is logged");
+        let after = created.duration_since(seen).unwrap_or_default();
+        assert!(
+            after < std::time::Duration::from_secs(1),
+            "{ns} was served {after:?} after the operator saw it"
+        );
+    }
     wait_until("default SAs patched", WAIT, || {
         env.pull_secrets("dyn-one", "default") == ["ecr-pull"]
             && env.pull_secrets("labelled-x", "default") == ["ecr-pull"]
@@ -270,10 +286,15 @@ async fn run_once_counts_crs_and_those_not_ready() {
     env.shutdown().await;
 }
 
+/// The fake ECR's token lifetime in the refresh test: the default `beforeExpiry` is half
+/// of it, 3 s, so a refresh at half-life and one at expiry are 3 s apart, more than any
+/// scheduling delay on a loaded machine.
+const SHORT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(6);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn due_tokens_are_refreshed_before_expiry_without_touching_service_accounts() {
     let mut env = Env::emulators(Options {
-        token_lifetime: std::time::Duration::from_secs(4),
+        token_lifetime: SHORT_LIFETIME,
         ..Options::default()
     })
     .await;
@@ -301,7 +322,7 @@ async fn due_tokens_are_refreshed_before_expiry_without_touching_service_account
     };
     let old_expiry = expires(&first);
 
-    // Half the lifetime (2 s) later the Secret gets a new token, before the old expires.
+    // Half the lifetime (3 s) later the Secret gets a new token, before the old expires.
     let refreshed = wait_for("Secret refreshed", WAIT, || {
         let s = env.secret("rf", "ecr-pull").unwrap();
         if s["data"] != first["data"] {
@@ -311,9 +332,31 @@ async fn due_tokens_are_refreshed_before_expiry_without_touching_service_account
         }
     })
     .await;
+    // When the API server answered the refresh write (its own clock, not this test's
+    // polling): at the default beforeExpiry, half the lifetime before the old expiry. The
+    // fake ECR's expiresAt is whole seconds, so the operator's half-life is 2.5 to 3 s
+    // before `old_expiry`; a refresh at expiry (or at any margin under 1.5 s) fails here.
+    let written = env
+        .k8s
+        .requests_timed()
+        .into_iter()
+        .find(|(_, r)| {
+            matches!(r.verb.as_str(), "update" | "patch")
+                && r.resource == "secrets"
+                && r.name.as_deref() == Some("ecr-pull")
+                && r.code < 300
+        })
+        .map(|(at, _)| OffsetDateTime::from(at))
+        .expect("the refresh was a logged write");
+    let half_life = time::Duration::try_from(SHORT_LIFETIME / 2).unwrap();
+    let earliest = old_expiry - half_life - time::Duration::milliseconds(50);
+    let latest = old_expiry - half_life / 2;
     assert!(
-        OffsetDateTime::now_utc() < old_expiry + time::Duration::seconds(1),
-        "refreshed before the old token expired ({old_expiry})"
+        earliest <= written && written < latest,
+        "refreshed at {written}, {} before the old expiry {old_expiry}: want half the \
+         lifetime ({half_life}) before it, within {}",
+        old_expiry - written,
+        half_life / 2
     );
     assert!(expires(&refreshed) > old_expiry);
     let auths = docker_config(&refreshed)["auths"].clone();

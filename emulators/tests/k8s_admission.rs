@@ -784,3 +784,63 @@ async fn n3_an_ecrpullsecret_takes_only_status_and_the_cleanup_finalizer() {
         .await;
     assert_eq!(r.code, 200, "status: {}", r.body);
 }
+
+/// The emulator's CEL (the cel-rust crate) checked by a second implementation, Google's
+/// cel-cpp (cel-expr-python in the tests' venv, from tests/cel/requirements.txt): every
+/// case the other tests here put to the shipped policy is recorded, then replayed by
+/// tests/cel/second_evaluator.py, which reads deploy/admission-policy.yaml itself and
+/// must reach the same verdict, with the same message, on each.
+#[test]
+fn a_second_cel_evaluator_agrees_with_the_emulator_on_every_case() {
+    const CASES: &str = "K8S_EMULATOR_ADMISSION_CASES";
+    if std::env::var_os(CASES).is_some() {
+        return; // Inside the recording run below.
+    }
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let cases = std::env::temp_dir().join(format!("admission-cases-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&cases);
+    // This test binary again: every other test in it, each admission case recorded.
+    // Their own failures are theirs to report (they run on their own too); the question
+    // here is only whether two evaluators agree on the cases they made.
+    let run = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--skip",
+            "a_second_cel_evaluator",
+            "--test-threads",
+            "2",
+            "-q",
+        ])
+        .env(CASES, &cases)
+        .output()
+        .unwrap();
+    assert!(run.status.code().is_some(), "the recording run was killed");
+    let python = format!("{root}/.venv/bin/python");
+    let out = std::process::Command::new(&python)
+        .arg(format!("{root}/tests/cel/second_evaluator.py"))
+        .arg(format!("{root}/deploy/admission-policy.yaml"))
+        .arg(&cases)
+        .output()
+        .unwrap_or_else(|e| panic!("{python}: {e} (`make venv` installs cel-expr-python)"));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no summary from the second evaluator:\n{said}"));
+    assert!(
+        out.status.success(),
+        "cel-cpp disagrees with the emulator:\n{said}"
+    );
+    assert_eq!(summary["disagreements"], 0, "{said}");
+    // It really replayed the suite: both verdicts, many cases.
+    let n = |k: &str| summary[k].as_u64().unwrap_or(0);
+    assert!(
+        n("checked") >= 40 && n("admitted") >= 10 && n("denied") >= 20,
+        "too few cases replayed: {summary}"
+    );
+    let _ = std::fs::remove_file(&cases);
+}

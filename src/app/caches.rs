@@ -13,6 +13,7 @@ use crate::reconcile::writes::WriteThrough;
 use crate::runtime::store::{ObjectKey, Store};
 
 use super::credentials::CredentialSecrets;
+use super::role_grants::RoleGrants;
 use super::shared::SharedSecrets;
 
 /// The watch caches the reconciler reads.
@@ -26,6 +27,8 @@ pub struct Caches {
     pub credentials: CredentialSecrets,
     /// The shared pull secrets merge CRs write into, watched by name.
     pub shared: SharedSecrets,
+    /// Which CRs may assume which IAM role.
+    pub role_grants: RoleGrants,
 }
 
 impl Caches {
@@ -77,6 +80,9 @@ impl ObservedState for Caches {
     }
     async fn credential_grants(&self, secret: &SecretRef) -> Vec<String> {
         self.credentials.grants(secret).await
+    }
+    async fn role_granted(&self, cr: &str, role: &str) -> bool {
+        self.role_grants.granted(cr, role).await
     }
     async fn shared_secrets(&self, name: &str) -> Option<Vec<Arc<SharedSecret>>> {
         self.shared.named(name).await

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use crate::aws::credentials::{credentials_from_secret_data, SecretCredentials, SecretState};
 use crate::k8s::kind::SECRETS;
 use crate::k8s::types::Secret;
-use crate::k8s::Client;
+use crate::k8s::{Client, ListParams};
 use crate::metrics;
 use crate::reconcile::reconciler::GRANT_ANNOTATION;
 use crate::reconcile::spec::{EcrPullSecret, SecretRef};
@@ -45,7 +45,12 @@ struct CredentialInner {
     pinned: Mutex<HashSet<SecretRef>>,
     /// Set when CRs changed; the pruner then drops unreferenced watches.
     changed: tokio::sync::Notify,
+    /// Run after each prune: other state keyed by CR fields prunes on the same beat.
+    also_prune: Mutex<Vec<PruneHook>>,
 }
+
+/// Something else to prune when CRs change.
+pub type PruneHook = Box<dyn Fn() + Send + Sync>;
 
 /// One watched credentials Secret.
 struct WatchedSecret {
@@ -75,6 +80,7 @@ impl CredentialSecrets {
                 watched: Mutex::new(HashMap::new()),
                 pinned: Mutex::new(HashSet::new()),
                 changed: tokio::sync::Notify::new(),
+                also_prune: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -96,13 +102,41 @@ impl CredentialSecrets {
         self.watch(r).0
     }
 
-    /// The ECRPullSecrets Secret `r` grants its use to, once read (at most
-    /// [`FIRST_READ`] is waited for a new watch); empty when missing or unreadable.
+    /// The ECRPullSecrets Secret `r` grants its use to; empty when missing or
+    /// unreadable. A watched Secret answers from its watch (at most [`FIRST_READ`] is
+    /// waited for its first read). Any other is read once, by name, and only its grant
+    /// is kept: naming a Secret opens no watch and loads no credentials until a token is
+    /// fetched with it, which only a granted CR gets.
     pub async fn grants(&self, r: &SecretRef) -> Vec<String> {
-        let (_, mut grants) = self.watch(r);
+        let watched = lock(&self.inner.watched).get(r).map(|w| w.grants.clone());
+        let Some(mut grants) = watched else {
+            return self.read_grants(r).await;
+        };
         let _ = tokio::time::timeout(FIRST_READ, grants.wait_for(Option::is_some)).await;
         let current = grants.borrow().clone();
         current.unwrap_or_default()
+    }
+
+    /// The grant of an unwatched Secret, by one list with a name fieldSelector (the read
+    /// RBAC grants for credentials Secrets).
+    async fn read_grants(&self, r: &SecretRef) -> Vec<String> {
+        let params = ListParams {
+            field_selector: Some(format!("metadata.name={}", r.name)),
+            ..Default::default()
+        };
+        let collection = SECRETS.collection(Some(&r.namespace));
+        match self.inner.client.list::<Secret>(&collection, &params).await {
+            Ok(list) => list
+                .items
+                .iter()
+                .find(|s| s.metadata.name.as_deref() == Some(r.name.as_str()))
+                .map(|s| split_list(s.metadata.annotations.get(GRANT_ANNOTATION)))
+                .unwrap_or_default(),
+            Err(error) => {
+                tracing::debug!(%error, namespace = r.namespace, "could not read a credentials Secret's grant");
+                Vec::new()
+            }
+        }
     }
 
     /// How many Secrets are watched now.
@@ -139,6 +173,14 @@ impl CredentialSecrets {
                 .and_then(|a| a.credentials_secret_ref.clone())
         }));
         lock(&self.inner.watched).retain(|r, _| keep.contains(r));
+        for hook in lock(&self.inner.also_prune).iter() {
+            hook();
+        }
+    }
+
+    /// Runs `hook` after each prune (a moment after CRs change).
+    pub fn also_prune(&self, hook: PruneHook) {
+        lock(&self.inner.also_prune).push(hook);
     }
 
     fn watch(&self, r: &SecretRef) -> (SecretCredentials, watch::Receiver<Option<Vec<String>>>) {
@@ -150,18 +192,23 @@ impl CredentialSecrets {
         let (tx, rx) = SecretCredentials::channel(origin.clone());
         let (grants_tx, grants_rx) = watch::channel(None);
         let inner = Arc::downgrade(&self.inner);
+        let secret = r.clone();
         let publish = move |state: SecretState, grants: Vec<String>| {
             // A rotated key changes the fetcher's credentials fingerprint, so the token
             // cache refetches that group at the next reconcile; a changed grant is
-            // judged again at the next reconcile of each CR.
+            // judged at that reconcile, which every CR naming the Secret gets now.
             tx.send_replace(state);
             grants_tx.send_replace(Some(grants));
             let Some(inner) = inner.upgrade() else {
                 return;
             };
             let crs = lock(&inner.crs).clone();
-            if let Some(crs) = crs {
-                enqueue_all(&inner.queue, &crs);
+            let pinned = lock(&inner.pinned).contains(&secret);
+            match crs {
+                // The operator-wide credentials serve every CR.
+                Some(crs) if pinned => enqueue_all(&inner.queue, &crs),
+                Some(crs) => enqueue_naming(&inner.queue, &crs, &secret),
+                None => {}
             }
         };
         let missing = format!("Secret {origin} not found");
@@ -205,6 +252,22 @@ impl CredentialSecrets {
         );
         (rx, grants_rx)
     }
+}
+
+/// Enqueues the CRs whose `credentialsSecretRef` is `secret`.
+fn enqueue_naming(queue: &WorkQueue<String>, crs: &Store<EcrPullSecret>, secret: &SecretRef) {
+    for cr in crs.list() {
+        if credentials_ref(&cr) == Some(secret) {
+            if let Some(name) = &cr.metadata.name {
+                queue.add(name.clone());
+            }
+        }
+    }
+}
+
+/// The credentials Secret a CR names, if any.
+fn credentials_ref(cr: &EcrPullSecret) -> Option<&SecretRef> {
+    cr.spec.aws.as_ref()?.credentials_secret_ref.as_ref()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

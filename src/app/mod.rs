@@ -18,6 +18,7 @@ pub mod caches;
 pub mod controller;
 pub mod credentials;
 mod once;
+pub mod role_grants;
 pub mod routing;
 pub mod shared;
 pub mod tokens;
@@ -121,15 +122,27 @@ pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
     } else {
         Verifier::disabled()
     };
+    // A verdict lands beside the reconciles: the CRs that waited for it report it.
+    let verdict_queue = queue.clone();
+    verifier.on_verdict(Arc::new(move |cr: &str| verdict_queue.add(cr.to_string())));
     let specs = Arc::new(Specs::new(spec_policy(cfg)));
     let shared = SharedSecrets::new(client.clone(), queue.clone(), shutdown_rx.clone());
-    let (caches, _watches) =
+    let (mut caches, _watches) =
         routing::start_watches(&client, &queue, &creds, &shared, &specs, &shutdown_rx);
     creds.set_crs(caches.crs.clone());
     creds.spawn_pruner();
     shared.set_crs(caches.crs.clone());
     shared.spawn_pruner();
     let operator_namespace = cfg.namespace.clone().or_else(service_account_namespace);
+    if let Some(namespace) = &operator_namespace {
+        caches.role_grants = role_grants::RoleGrants::watch(
+            &client,
+            namespace,
+            queue.clone(),
+            caches.crs.clone(),
+            shutdown_rx.clone(),
+        );
+    }
     let reconciler = Arc::new(
         Reconciler::new(
             client.clone(),
@@ -145,6 +158,13 @@ pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
         )
         .with_verifier(Arc::new(verifier)),
     );
+    // The token groups and providers are keyed by CR fields: pruned as CRs change.
+    let weak = Arc::downgrade(&reconciler);
+    creds.also_prune(Box::new(move || {
+        if let Some(reconciler) = weak.upgrade() {
+            reconciler.prune_tokens();
+        }
+    }));
     let readiness = caches_readiness(&caches, &shutdown_rx);
     let (probe_addr, metrics_addr) = serve_admin(cfg, &readiness, &shutdown_rx).await?;
     controller::spawn_queue_gauge(queue.clone(), shutdown_rx.clone());

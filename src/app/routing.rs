@@ -101,6 +101,7 @@ pub fn start_watches(
         service_accounts,
         credentials: credentials.clone(),
         shared: shared.clone(),
+        role_grants: super::role_grants::RoleGrants::none(),
     };
     (caches, vec![cr_task, ns_task, secret_task, sa_task])
 }

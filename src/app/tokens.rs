@@ -64,6 +64,14 @@ impl AwsTokenFetcher {
         self
     }
 
+    /// How many credential providers are kept (one per identity in use).
+    pub fn providers(&self) -> usize {
+        self.providers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     /// ECR calls made, retries and reloads included.
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
@@ -135,6 +143,11 @@ impl FetchToken for AwsTokenFetcher {
         if let Ok(provider) = self.provider_for(&group.auth) {
             provider.first_read(SECRET_FIRST_READ).await;
         }
+    }
+
+    fn retain_identities(&self, in_use: &dyn Fn(&AwsAuth) -> bool) {
+        let mut providers = self.providers.lock().unwrap_or_else(|p| p.into_inner());
+        providers.retain(|auth, _| in_use(auth));
     }
 
     /// A hash of the access key id of a credentials Secret (the group's, or the operator's

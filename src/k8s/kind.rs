@@ -15,6 +15,7 @@ pub struct Kind {
 pub const NAMESPACES: Kind = Kind::core("namespaces", false);
 pub const SECRETS: Kind = Kind::core("secrets", true);
 pub const SERVICE_ACCOUNTS: Kind = Kind::core("serviceaccounts", true);
+pub const CONFIG_MAPS: Kind = Kind::core("configmaps", true);
 pub const EVENTS: Kind = Kind::core("events", true);
 pub const LEASES: Kind = Kind {
     group: "coordination.k8s.io",

@@ -151,6 +151,19 @@ pub struct ServiceAccount {
     pub image_pull_secrets: Vec<LocalObjectReference>,
 }
 
+/// A ConfigMap: the operator reads one, its role grants.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigMap {
+    pub metadata: ObjectMeta,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, String>,
+}
+
+impl Resource for ConfigMap {
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+}
 impl Resource for Namespace {
     fn meta(&self) -> &ObjectMeta {
         &self.metadata

@@ -19,7 +19,7 @@ use super::spec::{
 };
 use super::specs::Specs;
 use super::state::{format_time, parse_time, ManagedSecret, Owner, SaView};
-use super::status::{self, EventType, Failure, Outcome, Reason};
+use super::status::{self, EventType, Failure, Outcome, Reason, Verification};
 use super::tokens::{saturating_add, FetchToken, RegistryToken, TokenCache, TokenGroup};
 use super::verify::Verifier;
 use super::writes::{retrying, WriteThrough, Writer};
@@ -52,6 +52,9 @@ pub trait ObservedState: WriteThrough + Clone + Send + Sync + 'static {
         &self,
         secret: &SecretRef,
     ) -> impl std::future::Future<Output = Vec<String>> + Send;
+    /// Whether a cluster admin granted CR `cr` the use of IAM role `role` (see
+    /// `app::role_grants`); `false` while the grants have not been read.
+    fn role_granted(&self, cr: &str, role: &str) -> impl std::future::Future<Output = bool> + Send;
     /// Our write of a CR (status, finalizers), as the server answered it: readers see it
     /// until the watch delivers it.
     fn cr_written(&self, cr: EcrPullSecret);
@@ -71,6 +74,11 @@ pub trait ObservedState: WriteThrough + Clone + Send + Sync + 'static {
 /// use it, comma-separated (`*`: any). Like Gateway API's ReferenceGrant, the Secret's
 /// owner opts in; without it, a CR could sign with any team's keys.
 pub const GRANT_ANNOTATION: &str = "ecr.creds.dev/allowed-ecrpullsecrets";
+
+/// In the operator's namespace: the ConfigMap granting IAM roles to ECRPullSecrets
+/// (each key a CR name, each value the role ARNs it may name). Only a cluster admin
+/// writes it: a CR alone can never pick a role.
+pub const ROLE_GRANTS_CONFIGMAP: &str = "ecr-creds-refresher-role-grants";
 
 /// Operator-wide settings.
 #[derive(Clone, Debug)]
@@ -236,6 +244,23 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
     fn forget(&self, name: &str) {
         self.specs.forget(name);
         crate::metrics::forget_ecrpullsecret(name);
+        self.prune_tokens();
+    }
+
+    /// Drops the token groups (and the fetcher's per-identity state) no cached CR needs.
+    /// Called after CRs change; costs one pass over the CRs' cached specs.
+    pub fn prune_tokens(&self) {
+        let region = self.settings.default_region.as_deref();
+        let mut in_use = std::collections::HashSet::new();
+        for cr in self.state.crs() {
+            let Some(name) = cr.metadata.name.as_deref() else {
+                continue;
+            };
+            if let Ok(spec) = self.specs.valid(name, &cr.spec) {
+                in_use.extend(super::content::token_groups(&spec, region).unwrap_or_default());
+            }
+        }
+        self.tokens.retain(&in_use);
     }
 
     async fn sync(
@@ -245,17 +270,22 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         spec: &ValidSpec,
         now: OffsetDateTime,
     ) -> Result<Action, ReconcileError> {
-        let plan = self.plan(cr, owner, spec, now).await?;
+        let mut plan = self.plan(cr, owner, spec, now).await?;
+        self.keep_entries_others_need(&owner.name, &mut plan);
         self.specs.touched(&owner.name, touched_namespaces(&plan));
 
+        // Every reconcile, whether a token is needed or a cached one would do: a CR not
+        // (or no longer) granted its credentials gets no token and no registry check.
+        if let Err((reason, message)) = self.permitted(&owner.name, spec).await {
+            let withheld = Some(Verification::Withheld);
+            return Err(self
+                .without_tokens(cr, spec, &plan, (reason, message), withheld, now)
+                .await);
+        }
         let (tokens, payload) = if plan.needs_token() {
             match self.payload(owner, spec, now).await {
                 Ok((tokens, content, secret)) => (Some(tokens), Some((content, secret))),
-                Err((reason, message)) => {
-                    return Err(self
-                        .without_tokens(cr, spec, &plan, reason, message, now)
-                        .await)
-                }
+                Err(why) => return Err(self.without_tokens(cr, spec, &plan, why, None, now).await),
             }
         } else {
             (None, None)
@@ -279,7 +309,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             .map(|at| at.max(saturating_add(now, spec.min_interval)));
         outcome.next_refresh_time = next.map(format_time);
         // After the writes: the Secret is written whatever the registry says.
-        let (verification, retry) = self.verify(spec, tokens.as_ref(), now).await;
+        let (verification, retry) = self.verify(&owner.name, spec, tokens.as_ref(), now);
         outcome.verification = verification;
         self.report(cr, &outcome, next, now).await;
 
@@ -360,14 +390,15 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         cr: &EcrPullSecret,
         spec: &ValidSpec,
         plan: &Plan,
-        reason: Reason,
-        message: String,
+        (reason, message): (Reason, String),
+        verification: Option<Verification>,
         now: OffsetDateTime,
     ) -> ReconcileError {
         let applied = self.applier.apply(spec, plan, None).await;
         let mut outcome = outcome_of(plan, &applied);
         outcome.failures.clear();
         outcome.fatal = Some((reason, message.clone()));
+        outcome.verification = verification;
         // The refresh that is now overdue: the metric keeps it in the past until a
         // refresh succeeds, which is what an alert watches for.
         let due = plan
@@ -404,6 +435,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             }
             let shared = self.state.shared_secrets_holding(&owner.name);
             plan::unmerges_of(&mut plan, owner, &shared, &sas);
+            self.keep_entries_others_need(&owner.name, &mut plan);
             let applied = self.applier.clean_up(&plan).await;
             if applied.transient || !applied.failures.is_empty() {
                 // The finalizer stays until everything the CR owns is gone.

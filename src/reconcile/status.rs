@@ -22,6 +22,8 @@ pub enum Reason {
     CredentialsMissing,
     /// The CR named a credentials Secret it may not use.
     CredentialsNotPermitted,
+    /// The CR named an IAM role no cluster admin granted it.
+    RoleNotPermitted,
     NamespaceErrors,
     SecretConflict,
     NamespaceNotFound,
@@ -40,6 +42,7 @@ impl Reason {
             Reason::Throttled => "Throttled",
             Reason::CredentialsMissing => "CredentialsMissing",
             Reason::CredentialsNotPermitted => "CredentialsNotPermitted",
+            Reason::RoleNotPermitted => "RoleNotPermitted",
             Reason::NamespaceErrors => "NamespaceErrors",
             Reason::SecretConflict => "SecretConflict",
             Reason::NamespaceNotFound => "NamespaceNotFound",
@@ -69,6 +72,8 @@ pub const REGISTRY_VERIFIED: &str = "RegistryVerified";
 /// RegistryVerified's reason when no check is made (`spec.verify: false`, or the
 /// operator's `--verify-registries=false`).
 pub const VERIFY_DISABLED: &str = "Disabled";
+/// RegistryVerified's reason while the CR may not use its credentials or role.
+pub const VERIFY_WITHHELD: &str = "NotPermitted";
 
 /// An Event's type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +119,10 @@ pub struct Outcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verification {
     Disabled,
+    /// The CR may not use its credentials or role: nothing is checked for it, and what
+    /// an earlier check said is withdrawn (a CR must learn nothing through a grant it
+    /// lost).
+    Withheld,
     /// One per host, sorted by host.
     Checked(Vec<HostCheck>),
 }
@@ -126,6 +135,13 @@ fn registry_verified(v: &Verification) -> (&'static str, &'static str, String) {
                 UNKNOWN,
                 VERIFY_DISABLED,
                 "registry verification is turned off".into(),
+            )
+        }
+        Verification::Withheld => {
+            return (
+                UNKNOWN,
+                VERIFY_WITHHELD,
+                "no registry is checked with credentials this ECRPullSecret may not use".into(),
             )
         }
         Verification::Checked(checks) => checks,

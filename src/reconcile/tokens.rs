@@ -1,7 +1,7 @@
 //! ECR tokens shared per credential group: one call per (credentials, role, region) per
 //! refresh, however many CRs and namespaces need it, and never a storm.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -83,6 +83,11 @@ pub trait FetchToken: Send + Sync + 'static {
     fn credentials_ready(&self, _group: &TokenGroup) -> impl Future<Output = ()> + Send {
         std::future::ready(())
     }
+
+    /// Drops whatever is kept per identity (credential providers, assumed-role sessions)
+    /// for the identities `in_use` rejects: they are CR-controlled, so what no CR uses
+    /// any more must not stay.
+    fn retain_identities(&self, _in_use: &dyn Fn(&AwsAuth) -> bool) {}
 }
 
 /// How long a failed fetch is remembered, so CRs sharing a failing group make one call
@@ -186,6 +191,38 @@ impl<F: FetchToken> TokenCache<F> {
     /// GetAuthorizationToken calls made so far (for tests and the benchmark).
     pub fn calls(&self) -> u64 {
         self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Keeps only the groups in `in_use` (those some CR needs), and the fetcher's state
+    /// for their identities: groups are keyed by CR-controlled fields (region, role,
+    /// external id, credentials Secret), so a cache that only grows is a memory leak any
+    /// CR author can drive.
+    pub fn retain(&self, in_use: &HashSet<TokenGroup>) {
+        let keys: HashSet<TokenGroup> = in_use.iter().map(cache_key).collect();
+        match self.groups.lock() {
+            Ok(mut groups) => groups.retain(|g, _| keys.contains(g)),
+            Err(p) => p.into_inner().retain(|g, _| keys.contains(g)),
+        }
+        let auths: HashSet<&AwsAuth> = in_use.iter().map(|g| &g.auth).collect();
+        self.fetcher.retain_identities(&|a| auths.contains(a));
+    }
+
+    /// How many groups are cached.
+    pub fn len(&self) -> usize {
+        match self.groups.lock() {
+            Ok(g) => g.len(),
+            Err(p) => p.into_inner().len(),
+        }
+    }
+
+    /// Whether no group is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The fetcher (for its own counters and sizes).
+    pub fn fetcher(&self) -> &F {
+        &self.fetcher
     }
 
     /// Forgets every cached token (credentials changed).
@@ -440,6 +477,29 @@ mod tests {
             ["", "eu-west-1", "us-east-1"],
             "one public call, one per private region"
         );
+    }
+
+    #[tokio::test]
+    async fn groups_no_cr_uses_are_dropped() {
+        let f = fake(time::Duration::hours(12));
+        let cache = TokenCache::new(f.clone());
+        let floor = Duration::from_secs(60);
+        let in_region = |region: &str| TokenGroup {
+            region: region.into(),
+            ..group()
+        };
+        for region in ["us-east-1", "eu-west-1", "ap-south-1"] {
+            cache
+                .token(&in_region(region), None, floor, T0)
+                .await
+                .unwrap();
+        }
+        assert_eq!(cache.len(), 3);
+        cache.retain(&HashSet::from([in_region("eu-west-1")]));
+        assert_eq!(cache.len(), 1);
+        assert!(cache.cached(&in_region("eu-west-1")).is_some());
+        cache.retain(&HashSet::new());
+        assert!(cache.is_empty());
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@
 //! The check itself is the `aws::registry` client, adapted in `app`; here it is only a
 //! function, so the cache and the status are tested without a network.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
@@ -68,20 +68,41 @@ pub type CheckFn = Arc<dyn Fn(String, Arc<RegistryToken>) -> CheckFuture + Send 
 pub const RETRY_BASE: Duration = Duration::from_secs(30);
 pub const RETRY_MAX: Duration = Duration::from_secs(30 * 60);
 
-/// The verification cache, shared by every reconcile.
+/// The verification cache, shared by every reconcile. A check runs beside the
+/// reconciles, never inside one: a registry that accepts and never answers holds no
+/// worker (up to 3 GETs of 10 s each per check). A reconcile that finds no verdict yet
+/// starts the check, goes on, and is requeued when the verdict lands.
 pub struct Verifier {
     check: Option<CheckFn>,
     /// By (host, token fingerprint): the token's expiry (to prune) and its slot.
     slots: Mutex<HashMap<(String, u64), (OffsetDateTime, SharedSlot)>>,
+    /// Told the CRs waiting on a verdict when it lands (the work queue, in the operator).
+    on_verdict: Mutex<Option<VerdictHook>>,
 }
 
-/// One (host, token)'s checks; callers wait on it so one check serves them all.
-type SharedSlot = Arc<tokio::sync::Mutex<Slot>>;
+/// Requeues a CR whose verdict landed.
+pub type VerdictHook = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// One (host, token)'s checks: at most one in flight, whatever the number of CRs.
+type SharedSlot = Arc<Mutex<Slot>>;
 
 #[derive(Default)]
 struct Slot {
     last: Option<HostCheck>,
     failures: u32,
+    in_flight: bool,
+    /// CRs to requeue when the check in flight lands.
+    waiting: BTreeSet<String>,
+}
+
+/// What a registry said of a token so far.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// The verdict, current until its `retry_at`.
+    Known(HostCheck),
+    /// A check is running (started now or earlier); the asking CR is requeued when it
+    /// lands.
+    Pending,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -99,6 +120,7 @@ impl Verifier {
         Verifier {
             check: Some(check),
             slots: Mutex::new(HashMap::new()),
+            on_verdict: Mutex::new(None),
         }
     }
 
@@ -107,6 +129,7 @@ impl Verifier {
         Verifier {
             check: None,
             slots: Mutex::new(HashMap::new()),
+            on_verdict: Mutex::new(None),
         }
     }
 
@@ -114,50 +137,55 @@ impl Verifier {
         self.check.is_some()
     }
 
-    /// `host`'s answer to `token`: asked once per token; after a failure, asked again
-    /// when its backoff has passed. Callers for one (host, token) wait for one check.
-    /// `None` when verification is off.
-    pub async fn verify(
+    /// Calls `hook` with each CR waiting on a verdict, when it lands.
+    pub fn on_verdict(&self, hook: VerdictHook) {
+        *lock(&self.on_verdict) = Some(hook);
+    }
+
+    /// `host`'s answer to `token` for CR `cr`, without waiting: the verdict when one is
+    /// current; else a check is started (unless one is running) and `cr` is requeued
+    /// when it lands. A token is asked once; after a failure, again when its backoff has
+    /// passed. `None` when verification is off.
+    pub fn lookup(
         &self,
+        cr: &str,
         host: &str,
         token: &Arc<RegistryToken>,
         now: OffsetDateTime,
-    ) -> Option<HostCheck> {
+    ) -> Option<Lookup> {
         let check = self.check.as_ref()?;
         let slot = self.slot(host, token, now);
-        let mut slot = slot.lock().await;
-        if let Some(last) = &slot.last {
-            match last.retry_at {
-                None => return Some(last.clone()),
-                Some(at) if now < at => return Some(last.clone()),
-                Some(_) => {}
+        let mut state = lock(&slot);
+        if let Some(last) = &state.last {
+            if last.retry_at.is_none_or(|at| now < at) {
+                return Some(Lookup::Known(last.clone()));
             }
         }
-        let (verdict, message) = check(host.to_string(), token.clone()).await;
-        crate::metrics::registry_check(verdict.as_str());
-        let checked_at = OffsetDateTime::now_utc();
-        let retry_at = if verdict == Verdict::Verified {
-            slot.failures = 0;
-            None
-        } else {
-            slot.failures = slot.failures.saturating_add(1);
-            Some(saturating_add(checked_at, backoff(slot.failures)))
-        };
-        let result = HostCheck {
-            host: host.to_string(),
-            verdict,
-            message,
-            checked_at,
-            retry_at,
-        };
-        slot.last = Some(result.clone());
-        Some(result)
+        state.waiting.insert(cr.to_string());
+        if state.in_flight {
+            return Some(Lookup::Pending);
+        }
+        state.in_flight = true;
+        drop(state);
+        let running = check(host.to_string(), token.clone());
+        let host = host.to_string();
+        let hook = lock(&self.on_verdict).clone();
+        tokio::spawn(async move {
+            let (verdict, message) = running.await;
+            let waiting = land(&slot, host, verdict, message);
+            if let Some(hook) = hook {
+                for cr in &waiting {
+                    hook(cr);
+                }
+            }
+        });
+        Some(Lookup::Pending)
     }
 
     /// The slot of (host, token), dropping those of expired tokens on the way: the map
     /// holds at most hosts x live tokens.
     fn slot(&self, host: &str, token: &RegistryToken, now: OffsetDateTime) -> SharedSlot {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slots = lock(&self.slots);
         slots.retain(|_, (expires_at, _)| *expires_at > now);
         slots
             .entry((host.to_string(), fingerprint(token)))
@@ -165,6 +193,33 @@ impl Verifier {
             .1
             .clone()
     }
+}
+
+/// Records a check's verdict in its slot; the CRs that waited for it.
+fn land(slot: &Mutex<Slot>, host: String, verdict: Verdict, message: String) -> BTreeSet<String> {
+    crate::metrics::registry_check(verdict.as_str());
+    let checked_at = OffsetDateTime::now_utc();
+    let mut state = lock(slot);
+    let retry_at = if verdict == Verdict::Verified {
+        state.failures = 0;
+        None
+    } else {
+        state.failures = state.failures.saturating_add(1);
+        Some(saturating_add(checked_at, backoff(state.failures)))
+    };
+    state.last = Some(HostCheck {
+        host,
+        verdict,
+        message,
+        checked_at,
+        retry_at,
+    });
+    state.in_flight = false;
+    std::mem::take(&mut state.waiting)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Tells tokens apart without keeping a copy of the credential as a key.
@@ -208,19 +263,34 @@ mod tests {
         (Verifier::new(check), calls)
     }
 
+    /// Asks until the verdict is known (the check runs on its own task).
+    async fn settled(
+        v: &Verifier,
+        host: &str,
+        t: &Arc<RegistryToken>,
+        now: OffsetDateTime,
+    ) -> HostCheck {
+        loop {
+            if let Some(Lookup::Known(c)) = v.lookup("cr", host, t, now) {
+                return c;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
     #[tokio::test]
     async fn a_token_is_checked_once_per_host_however_often_asked() {
         let (verifier, calls) = counting(Verdict::Verified);
         let t = token("a");
         let now = OffsetDateTime::now_utc();
         for _ in 0..5 {
-            let c = verifier.verify("h1", &t, now).await.unwrap();
+            let c = settled(&verifier, "h1", &t, now).await;
             assert_eq!(c.verdict, Verdict::Verified);
             assert_eq!(c.retry_at, None);
         }
-        verifier.verify("h2", &t, now).await.unwrap();
+        settled(&verifier, "h2", &t, now).await;
         assert_eq!(calls.load(Ordering::SeqCst), 2);
-        verifier.verify("h1", &token("b"), now).await.unwrap();
+        settled(&verifier, "h1", &token("b"), now).await;
         assert_eq!(
             calls.load(Ordering::SeqCst),
             3,
@@ -233,32 +303,62 @@ mod tests {
         let (verifier, calls) = counting(Verdict::Unreachable);
         let t = token("a");
         let now = OffsetDateTime::now_utc();
-        let first = verifier.verify("h", &t, now).await.unwrap();
+        let first = settled(&verifier, "h", &t, now).await;
         let retry = first.retry_at.unwrap();
         assert!(retry - first.checked_at >= time::Duration::seconds(30));
-        verifier.verify("h", &t, now).await.unwrap();
+        settled(&verifier, "h", &t, now).await;
         assert_eq!(
             calls.load(Ordering::SeqCst),
             1,
             "inside the backoff: cached"
         );
-        let second = verifier.verify("h", &t, retry).await.unwrap();
+        assert_eq!(verifier.lookup("cr", "h", &t, retry), Some(Lookup::Pending));
+        let second = settled(&verifier, "h", &t, retry).await;
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         assert!(second.retry_at.unwrap() - second.checked_at >= time::Duration::seconds(60));
         assert_eq!(backoff(30), RETRY_MAX);
     }
 
     #[tokio::test]
+    async fn a_check_never_blocks_and_requeues_its_waiters_once() {
+        let (gate_tx, gate_rx) = tokio::sync::watch::channel(false);
+        let check: CheckFn = Arc::new(move |_host, _token| {
+            let mut gate = gate_rx.clone();
+            Box::pin(async move {
+                let _ = gate.wait_for(|open| *open).await;
+                (Verdict::Verified, String::new())
+            })
+        });
+        let verifier = Verifier::new(check);
+        let requeued = Arc::new(Mutex::new(Vec::new()));
+        let seen = requeued.clone();
+        verifier.on_verdict(Arc::new(move |cr: &str| {
+            seen.lock().unwrap().push(cr.to_string())
+        }));
+        let t = token("a");
+        let now = OffsetDateTime::now_utc();
+        for cr in ["a", "b", "a"] {
+            assert_eq!(verifier.lookup(cr, "h", &t, now), Some(Lookup::Pending));
+        }
+        gate_tx.send_replace(true);
+        while requeued.lock().unwrap().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(*requeued.lock().unwrap(), ["a", "b"]);
+        let known = verifier.lookup("c", "h", &t, now);
+        assert!(matches!(known, Some(Lookup::Known(c)) if c.verdict == Verdict::Verified));
+    }
+
+    #[tokio::test]
     async fn disabled_checks_nothing_and_expired_tokens_are_forgotten() {
         assert!(Verifier::disabled()
-            .verify("h", &token("a"), OffsetDateTime::now_utc())
-            .await
+            .lookup("cr", "h", &token("a"), OffsetDateTime::now_utc())
             .is_none());
         let (verifier, _) = counting(Verdict::Verified);
         let t = token("a");
-        verifier.verify("h", &t, OffsetDateTime::now_utc()).await;
+        settled(&verifier, "h", &t, OffsetDateTime::now_utc()).await;
         let later = t.expires_at + time::Duration::seconds(1);
-        verifier.verify("h", &token("b"), later).await;
+        verifier.lookup("cr", "h", &token("b"), later);
         assert_eq!(verifier.slots.lock().unwrap().len(), 1);
     }
 }

@@ -28,6 +28,22 @@ pub fn apply_cr(k8s: &K8sEmulator, name: &str, spec: Value) {
         .expect("CR passes the CRD schema");
 }
 
+/// The role grants ConfigMap (in the operator's namespace): which CRs may assume which
+/// IAM role.
+pub const ROLE_GRANTS: &str = "ecr-creds-refresher-role-grants";
+
+/// Replaces the role grants in `namespace` (the operator's) with `grants`, (CR, role
+/// ARNs) pairs, as a cluster admin would.
+pub fn grant_roles(k8s: &K8sEmulator, namespace: &str, grants: &[(&str, &str)]) {
+    let data: BTreeMap<&str, &str> = grants.iter().copied().collect();
+    k8s.apply(
+        "configmaps",
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": ROLE_GRANTS, "namespace": namespace}, "data": data}),
+    )
+    .expect("valid ConfigMap");
+}
+
 /// Creates a namespace without labels.
 pub fn apply_namespace(k8s: &K8sEmulator, name: &str) {
     k8s.apply("namespaces", json!({"metadata": {"name": name}}))

@@ -162,6 +162,22 @@ struct Bound {
 /// The policies in force, compiled once.
 pub struct PolicySet {
     bound: Vec<Bound>,
+    /// Parsed from exactly the shipped `deploy/admission-policy.yaml`.
+    shipped: bool,
+}
+
+/// One write admission evaluated, as a second CEL evaluator replays it
+/// (tests/cel/second_evaluator.py): the inputs the policies saw and the verdict.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionCase {
+    /// The policies in force were exactly the shipped file.
+    pub shipped: bool,
+    pub request: Value,
+    pub object: Value,
+    pub old_object: Value,
+    /// `None` when admitted; else the denial's reason and message.
+    pub denied: Option<(String, String)>,
 }
 
 fn str_at<'v>(v: &'v Value, ptr: &str) -> Option<&'v str> {
@@ -315,7 +331,27 @@ impl PolicySet {
             one.binding_exclude = rules_at(b, "/spec/matchResources/excludeResourceRules")?;
             bound.push(one);
         }
-        Ok(PolicySet { bound })
+        let shipped = matches!(texts, [only] if only.as_str() == super::REPO_ADMISSION_POLICY);
+        Ok(PolicySet { bound, shipped })
+    }
+
+    /// The case a second evaluator replays: what `check` saw and what it answered.
+    pub fn case(
+        &self,
+        a: &Attributes<'_>,
+        user: &str,
+        verdict: &Result<(), Box<Refusal>>,
+    ) -> AdmissionCase {
+        AdmissionCase {
+            shipped: self.shipped,
+            request: request_value(a, user),
+            object: a.object.cloned().unwrap_or(Value::Null),
+            old_object: a.old_object.cloned().unwrap_or(Value::Null),
+            denied: verdict
+                .as_ref()
+                .err()
+                .map(|r| (r.error.reason.to_string(), r.error.message.clone())),
+        }
     }
 
     /// Number of (policy, binding) pairs that can deny.

@@ -107,6 +107,20 @@ pub const SERVICE_ACCOUNTS: KindSpec = KindSpec {
     short_names: &["sa"],
 };
 
+/// The operator reads one, its role grants, in its own namespace.
+pub const CONFIG_MAPS: KindSpec = KindSpec {
+    group: "",
+    version: "v1",
+    plural: "configmaps",
+    kind: "ConfigMap",
+    namespaced: true,
+    has_status: false,
+    tracks_generation: false,
+    custom: false,
+    merge_lists: &[],
+    short_names: &["cm"],
+};
+
 pub const EVENTS: KindSpec = KindSpec {
     group: "",
     version: "v1",
@@ -157,6 +171,7 @@ pub const DEFAULT_KINDS: &[KindSpec] = &[
     NAMESPACES,
     SECRETS,
     SERVICE_ACCOUNTS,
+    CONFIG_MAPS,
     EVENTS,
     EVENTS_V1,
     LEASES,

@@ -29,8 +29,10 @@
 //! as NAME instead (a person editing a CR while the operator runs), without the RBAC policy,
 //! which models the operator's role only. A denial answers like kube-apiserver and is recorded
 //! ([`K8sEmulator::admission_denials`]; with `K8S_EMULATOR_DENIALS_LOG=<path>` also appended
-//! to that file as JSON lines, to check a whole test suite). Other admission plugins are not
-//! emulated, except NamespaceLifecycle.
+//! to that file as JSON lines, to check a whole test suite; with
+//! `K8S_EMULATOR_ADMISSION_CASES=<path>` every evaluated write is appended there, inputs and
+//! verdict ([`AdmissionCase`]), for a second CEL evaluator to replay). Other admission
+//! plugins are not emulated, except NamespaceLifecycle.
 //!
 //! Known differences from a real server, so nobody mistakes them for the oracle's word:
 //! one history window for all kinds (the real watch cache is per resource); continue tokens
@@ -110,7 +112,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-pub use admission::{Denial, PolicySet};
+pub use admission::{AdmissionCase, Denial, PolicySet};
 pub use faults::{FaultConfig, Faults};
 pub use kinds::{KindSpec, DEFAULT_KINDS};
 pub use lag::WatchLag;
@@ -415,6 +417,11 @@ impl K8sEmulator {
 
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.log.all()
+    }
+
+    /// Every request with the wall-clock time its answer was ready, oldest first.
+    pub fn requests_timed(&self) -> Vec<(std::time::SystemTime, RequestRecord)> {
+        self.shared.log.timed()
     }
 
     pub fn clear_requests(&self) {

@@ -1,7 +1,7 @@
 //! The admission gate of one API request: the policies in force, checked as the request's
 //! user, every denial kept for the tests (and optionally appended to a file).
 
-use super::admission::{Admit, Attributes, Denial, Refusal};
+use super::admission::{Admit, Attributes, Denial, PolicySet, Refusal};
 use super::server_state::Shared;
 use super::status::ApiError;
 
@@ -9,11 +9,25 @@ use super::status::ApiError;
 /// is appended there as a JSON line: how a whole test suite is checked for denials it did
 /// not expect. Best effort: a test tool must not fail a request over its own log.
 fn log_denial(d: &Denial) {
+    append_json_line("K8S_EMULATOR_DENIALS_LOG", d);
+}
+
+/// With `K8S_EMULATOR_ADMISSION_CASES=<path>` set, every write admission evaluated is
+/// appended there as a JSON line: the cases a second CEL evaluator replays to check this
+/// one (tests/cel/second_evaluator.py).
+fn log_case(set: &PolicySet, a: &Attributes<'_>, user: &str, verdict: &Result<(), Box<Refusal>>) {
+    if std::env::var_os("K8S_EMULATOR_ADMISSION_CASES").is_some() {
+        append_json_line("K8S_EMULATOR_ADMISSION_CASES", &set.case(a, user, verdict));
+    }
+}
+
+/// Appends `value` as one JSON line to the file the environment variable `var` names.
+fn append_json_line(var: &str, value: &impl serde::Serialize) {
     use std::io::Write;
-    let Some(path) = std::env::var_os("K8S_EMULATOR_DENIALS_LOG") else {
+    let Some(path) = std::env::var_os(var) else {
         return;
     };
-    let Ok(mut line) = serde_json::to_vec(d) else {
+    let Ok(mut line) = serde_json::to_vec(value) else {
         return;
     };
     line.push(b'\n');
@@ -44,7 +58,9 @@ impl Admit for RequestAdmission<'_> {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let Some(set) = set else { return Ok(()) };
-        set.check(a, &self.user).map_err(|refusal| {
+        let verdict = set.check(a, &self.user);
+        log_case(&set, a, &self.user, &verdict);
+        verdict.map_err(|refusal| {
             let Refusal {
                 policy,
                 binding,

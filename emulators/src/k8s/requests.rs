@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Mutex;
+use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -24,9 +25,11 @@ pub struct RequestRecord {
     pub code: u16,
 }
 
-/// A bounded log of requests (oldest dropped first).
+/// A bounded log of requests (oldest dropped first), each with the wall-clock time its
+/// answer was ready: tests compare it with times the operator wrote (an `expires-at`
+/// annotation) and with what the harness saw, without waiting on their own caches.
 pub struct RequestLog {
-    entries: Mutex<VecDeque<RequestRecord>>,
+    entries: Mutex<VecDeque<(SystemTime, RequestRecord)>>,
     capacity: usize,
 }
 
@@ -40,7 +43,7 @@ impl RequestLog {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<RequestRecord>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(SystemTime, RequestRecord)>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -49,10 +52,15 @@ impl RequestLog {
         if e.len() >= self.capacity {
             e.pop_front();
         }
-        e.push_back(r);
+        e.push_back((SystemTime::now(), r));
     }
 
     pub fn all(&self) -> Vec<RequestRecord> {
+        self.lock().iter().map(|(_, r)| r.clone()).collect()
+    }
+
+    /// Every request with the time its answer was ready, oldest first.
+    pub fn timed(&self) -> Vec<(SystemTime, RequestRecord)> {
         self.lock().iter().cloned().collect()
     }
 
@@ -63,7 +71,7 @@ impl RequestLog {
     /// Requests per (verb, resource).
     pub fn counts(&self) -> BTreeMap<(String, String), u64> {
         let mut m = BTreeMap::new();
-        for r in self.lock().iter().filter(|r| !r.verb.is_empty()) {
+        for (_, r) in self.lock().iter().filter(|(_, r)| !r.verb.is_empty()) {
             *m.entry((r.verb.clone(), r.resource.clone())).or_insert(0) += 1;
         }
         m
@@ -74,6 +82,7 @@ impl RequestLog {
     pub fn rbac_used(&self) -> BTreeSet<RbacUse> {
         self.lock()
             .iter()
+            .map(|(_, r)| r)
             .filter(|r| !r.verb.is_empty())
             .map(|r| RbacUse {
                 verb: r.verb.clone(),

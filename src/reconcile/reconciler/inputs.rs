@@ -3,29 +3,34 @@
 //! answers to the tokens. Each is a method of [`Reconciler`], kept apart from the
 //! orchestration in `reconciler.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use time::OffsetDateTime;
 
 use super::super::content::{self, Content};
-use super::super::plan::Rival;
+use super::super::plan::{Plan, Rival};
 use super::super::select::{self, NamespaceView};
 use super::super::shared::SharedSecret;
 use super::super::spec::{EcrPullSecret, SecretPolicy, SecretRef, ValidSpec};
 use super::super::state::Owner;
 use super::super::status::{Outcome, Reason, Verification};
 use super::super::tokens::FetchToken;
+use super::super::verify::Lookup;
 use super::super::writes::SecretContent;
-use super::{ObservedState, ReconcileError, Reconciler, Tokens, GRANT_ANNOTATION};
+use super::{
+    ObservedState, ReconcileError, Reconciler, Tokens, GRANT_ANNOTATION, ROLE_GRANTS_CONFIGMAP,
+};
 
 impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
     /// The registries' word on the tokens `spec` uses: those just fetched, else those
-    /// the cache holds (no AWS call just to check). Each (host, token) is asked once;
-    /// a failure again after its backoff, whose time comes back to requeue by. `None`
-    /// when no token is at hand: the last result stands.
-    pub(super) async fn verify(
+    /// the cache holds (no AWS call just to check). Each (host, token) is asked once, on
+    /// a task of its own; a failure again after its backoff, whose time comes back to
+    /// requeue by. `None` while a verdict is pending (the CR is requeued when it lands)
+    /// or no token is at hand: the last result stands.
+    pub(super) fn verify(
         &self,
+        cr: &str,
         spec: &ValidSpec,
         fetched: Option<&Tokens>,
         now: OffsetDateTime,
@@ -53,16 +58,16 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         let Ok(hosts) = content::host_tokens(spec, tokens) else {
             return (None, None);
         };
-        // Hosts are checked side by side: one unreachable registry costs one timeout.
-        let mut checks = tokio::task::JoinSet::new();
-        for (host, token) in hosts {
-            let (verifier, token) = (self.verifier.clone(), token.clone());
-            checks.spawn(async move { verifier.verify(&host, &token, now).await });
-        }
+        // Every host is looked up (starting its check) before any answer is judged.
+        let lookups: Vec<Option<Lookup>> = hosts
+            .into_iter()
+            .map(|(host, token)| self.verifier.lookup(cr, &host, token, now))
+            .collect();
         let mut results = Vec::new();
-        while let Some(done) = checks.join_next().await {
-            if let Ok(Some(check)) = done {
-                results.push(check);
+        for lookup in lookups {
+            match lookup {
+                Some(Lookup::Known(check)) => results.push(check),
+                Some(Lookup::Pending) | None => return (None, None),
             }
         }
         if results.is_empty() {
@@ -101,9 +106,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 "no region: set spec.region or spec.registries, or AWS_REGION for the operator"
                     .to_string(),
             ))?;
-        if let Some(secret) = &spec.aws.credentials_secret_ref {
-            self.check_grant(cr, secret).await?;
-        }
+        self.permitted(cr, spec).await?;
         let mut out = BTreeMap::new();
         for group in groups {
             let token = self
@@ -177,6 +180,70 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             });
         }
         rivals
+    }
+
+    /// Drops from `plan` the ServiceAccount entries another CR still needs: the
+    /// annotation records Secret names, not which CR added them, so an entry stays while
+    /// any other live CR targets that namespace with that Secret name and selects that
+    /// ServiceAccount (a pod created meanwhile would run without its pull secret). The
+    /// last CR to leave removes it.
+    pub(super) fn keep_entries_others_need(&self, me: &str, plan: &mut Plan) {
+        if plan.sa_removes.is_empty() {
+            return;
+        }
+        let names: BTreeSet<&str> = plan.sa_removes.iter().map(|e| e.secret.as_str()).collect();
+        let namespaces = self.state.namespaces();
+        let mut others = Vec::new();
+        for cr in self.state.crs() {
+            let Some(name) = cr.metadata.name.as_deref() else {
+                continue;
+            };
+            let live = cr.metadata.deletion_timestamp.is_none();
+            if name == me || !live || !names.contains(cr.spec.secret_name.as_str()) {
+                continue;
+            }
+            let Ok(valid) = self.specs.valid(name, &cr.spec) else {
+                continue;
+            };
+            let targets = select::target_namespaces(&valid, namespaces.iter().map(|n| &**n));
+            others.push((valid, targets.namespaces));
+        }
+        plan.sa_removes.retain(|edit| {
+            !others.iter().any(|(spec, targets)| {
+                spec.secret_name == edit.secret
+                    && targets.iter().any(|t| *t == *edit.sa.namespace)
+                    && select::service_account_selected(&spec.service_accounts, &edit.sa.name)
+            })
+        });
+    }
+
+    /// Whether CR `cr` may use the identity `spec` names: its credentials Secret's grant
+    /// and its role's. Asked before every use of a token, fetched or cached.
+    pub(super) async fn permitted(
+        &self,
+        cr: &str,
+        spec: &ValidSpec,
+    ) -> Result<(), (Reason, String)> {
+        if let Some(secret) = &spec.aws.credentials_secret_ref {
+            self.check_grant(cr, secret).await?;
+        }
+        if let Some(role) = &spec.aws.role_arn {
+            if !self.state.role_granted(cr, role).await {
+                let namespace = self
+                    .settings
+                    .operator_namespace
+                    .as_deref()
+                    .unwrap_or("the operator's namespace");
+                return Err((
+                    Reason::RoleNotPermitted,
+                    format!(
+                        "spec.aws.roleArn is not granted to this ECRPullSecret: a cluster admin \
+                         lists the role under the key {cr} of ConfigMap {namespace}/{ROLE_GRANTS_CONFIGMAP}"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Whether CR `cr` may sign with `secret`: always in the operator's namespace, else
