@@ -134,17 +134,10 @@ pub const EVENTS: KindSpec = KindSpec {
     short_names: &["ev"],
 };
 
+/// The same Event kind, served again by events.k8s.io.
 pub const EVENTS_V1: KindSpec = KindSpec {
     group: "events.k8s.io",
-    version: "v1",
-    plural: "events",
-    kind: "Event",
-    namespaced: true,
-    has_status: false,
-    tracks_generation: false,
-    custom: false,
-    merge_lists: &[],
-    short_names: &["ev"],
+    ..EVENTS
 };
 
 pub const LEASES: KindSpec = KindSpec {

@@ -81,18 +81,23 @@
 
 pub mod admin;
 pub mod admission;
+mod body;
 pub mod cel;
 pub mod discovery;
+mod dispatch;
 pub mod faults;
 pub mod kinds;
 pub mod lag;
 pub mod patch;
 pub mod rbac;
+mod request_admission;
 pub mod requests;
+mod resources;
 pub mod route;
 pub mod schema;
 pub mod selector;
 pub mod server;
+pub mod server_state;
 pub mod status;
 pub mod store;
 pub mod tls;
@@ -115,7 +120,7 @@ pub use rbac::{PolicyRule, RbacPolicy};
 pub use requests::{RbacUse, RequestRecord};
 pub use status::ApiError;
 
-use server::{ServerSettings, Shared};
+use server_state::{ServerSettings, Shared};
 use store::Store;
 
 /// The operator's CRD as shipped, so the emulator enforces exactly its schema.

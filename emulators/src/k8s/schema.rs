@@ -203,58 +203,8 @@ fn validate_at(
     }
     match v {
         Value::String(s) => validate_string(s, schema, &shown, out),
-        Value::Number(n) => {
-            let x = n.as_f64().unwrap_or(0.0);
-            if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
-                if x < min {
-                    out.push(cause(
-                        "FieldValueInvalid",
-                        &shown,
-                        Some(n.to_string()),
-                        format!("{shown} in body should be greater than or equal to {min}"),
-                    ));
-                }
-            }
-            if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
-                if x > max {
-                    out.push(cause(
-                        "FieldValueInvalid",
-                        &shown,
-                        Some(n.to_string()),
-                        format!("{shown} in body should be less than or equal to {max}"),
-                    ));
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(max) = schema.get("maxItems").and_then(Value::as_u64) {
-                if items.len() as u64 > max {
-                    out.push(cause(
-                        "FieldValueTooMany",
-                        &shown,
-                        None,
-                        format!("Too many: {}: must have at most {max} items", items.len()),
-                    ));
-                }
-            }
-            if let Some(min) = schema.get("minItems").and_then(Value::as_u64) {
-                if (items.len() as u64) < min {
-                    out.push(cause(
-                        "FieldValueInvalid",
-                        &shown,
-                        None,
-                        format!("{shown} in body should have at least {min} items"),
-                    ));
-                }
-            }
-            if let Some(item_schema) = schema.get("items") {
-                for (i, it) in items.iter().enumerate() {
-                    let old_it = old_item(it, old, schema);
-                    validate_at(it, old_it, item_schema, &format!("{path}[{i}]"), out);
-                }
-            }
-            validate_list_type(items, schema, path, out);
-        }
+        Value::Number(n) => validate_number(n, schema, &shown, out),
+        Value::Array(items) => validate_array(items, old, schema, (path, &shown), out),
         Value::Object(m) => validate_object(m, old, schema, path, out),
         _ => {}
     }
@@ -266,6 +216,67 @@ fn validate_at(
     {
         validate_rule(v, old, rule, path, &shown, out);
     }
+}
+
+fn validate_number(n: &serde_json::Number, schema: &Value, shown: &str, out: &mut Vec<FieldCause>) {
+    let x = n.as_f64().unwrap_or(0.0);
+    if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
+        if x < min {
+            out.push(cause(
+                "FieldValueInvalid",
+                shown,
+                Some(n.to_string()),
+                format!("{shown} in body should be greater than or equal to {min}"),
+            ));
+        }
+    }
+    if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
+        if x > max {
+            out.push(cause(
+                "FieldValueInvalid",
+                shown,
+                Some(n.to_string()),
+                format!("{shown} in body should be less than or equal to {max}"),
+            ));
+        }
+    }
+}
+
+/// Item counts, each item against `items`, and the list type's uniqueness rules.
+fn validate_array(
+    items: &[Value],
+    old: Option<&Value>,
+    schema: &Value,
+    (path, shown): (&str, &str),
+    out: &mut Vec<FieldCause>,
+) {
+    if let Some(max) = schema.get("maxItems").and_then(Value::as_u64) {
+        if items.len() as u64 > max {
+            out.push(cause(
+                "FieldValueTooMany",
+                shown,
+                None,
+                format!("Too many: {}: must have at most {max} items", items.len()),
+            ));
+        }
+    }
+    if let Some(min) = schema.get("minItems").and_then(Value::as_u64) {
+        if (items.len() as u64) < min {
+            out.push(cause(
+                "FieldValueInvalid",
+                shown,
+                None,
+                format!("{shown} in body should have at least {min} items"),
+            ));
+        }
+    }
+    if let Some(item_schema) = schema.get("items") {
+        for (i, it) in items.iter().enumerate() {
+            let old_it = old_item(it, old, schema);
+            validate_at(it, old_it, item_schema, &format!("{path}[{i}]"), out);
+        }
+    }
+    validate_list_type(items, schema, path, out);
 }
 
 /// The old item of a map list with the same keys as `item`; None for other lists, whose

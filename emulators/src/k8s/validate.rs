@@ -215,13 +215,15 @@ fn core_event_causes(ns: &str, obj: &Value) -> Vec<FieldCause> {
             "does not match event.namespace",
         ));
     }
-    for (field, ptr) in [
-        ("reportingComponent", "/reportingComponent"),
-        ("reportingInstance", "/reportingInstance"),
-        ("action", "/action"),
-        ("reason", "/reason"),
-    ] {
-        if str_at(obj, ptr).is_empty() {
+    reporting_causes(obj, "reportingComponent", &mut causes);
+    causes
+}
+
+/// What both Event APIs require: the reporter (`reporter` names its field in each API),
+/// its instance, action and reason, and a type of Normal or Warning.
+fn reporting_causes(obj: &Value, reporter: &str, causes: &mut Vec<FieldCause>) {
+    for field in [reporter, "reportingInstance", "action", "reason"] {
+        if str_at(obj, &format!("/{field}")).is_empty() {
             causes.push(FieldCause::required(field, ""));
         }
     }
@@ -233,7 +235,6 @@ fn core_event_causes(ns: &str, obj: &Value) -> Vec<FieldCause> {
             "has invalid value: must be Normal or Warning",
         ));
     }
-    causes
 }
 
 /// events.k8s.io/v1 Event: eventTime, reportingController, reportingInstance, action, reason
@@ -256,24 +257,7 @@ fn events_v1_causes(ns: &str, obj: &Value) -> Vec<FieldCause> {
             "does not match event.namespace",
         ));
     }
-    for (field, ptr) in [
-        ("reportingController", "/reportingController"),
-        ("reportingInstance", "/reportingInstance"),
-        ("action", "/action"),
-        ("reason", "/reason"),
-    ] {
-        if str_at(obj, ptr).is_empty() {
-            causes.push(FieldCause::required(field, ""));
-        }
-    }
-    let t = str_at(obj, "/type");
-    if t != "Normal" && t != "Warning" {
-        causes.push(FieldCause::invalid(
-            "type",
-            t,
-            "has invalid value: must be Normal or Warning",
-        ));
-    }
+    reporting_causes(obj, "reportingController", &mut causes);
     if str_at(obj, "/note").len() > 1024 {
         causes.push(FieldCause::invalid(
             "note",

@@ -121,19 +121,8 @@ pub async fn run_watch(
         current_rv,
     } = start;
     let mut last_rv = current_rv;
-    for ev in &initial {
-        if let Some(t) = filter.project(ev) {
-            if lag.is_active() {
-                wait_until_due(&lag, lag.due(ev.committed)).await;
-            }
-            if out
-                .send(encode_event(t.as_str(), &ev.object))
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
+    if !replay(&filter, &initial, &lag, &out).await {
+        return;
     }
     if timing.initial_events_end
         && out
@@ -167,21 +156,8 @@ pub async fn run_watch(
                 }
             }
             _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
-                let now = Instant::now();
-                if let Some(until) = lag.stalled_until(now) {
-                    wait_until_due(&lag, until).await;
-                }
-                while let Some((due, ev)) = pending.front().cloned() {
-                    if due > Instant::now() {
-                        break;
-                    }
-                    pending.pop_front();
-                    last_rv = last_rv.max(ev.rv);
-                    if let Some(t) = filter.project(&ev) {
-                        if out.send(encode_event(t.as_str(), &ev.object)).await.is_err() {
-                            return;
-                        }
-                    }
+                if !deliver_due(&filter, &lag, &mut pending, &mut last_rv, &out).await {
+                    return;
                 }
             }
             ev = live.recv() => match ev {
@@ -190,10 +166,8 @@ pub async fn run_watch(
                     // replayed ones, so nothing repeats.
                     if !lag.is_active() && pending.is_empty() {
                         last_rv = last_rv.max(ev.rv);
-                        if let Some(t) = filter.project(&ev) {
-                            if out.send(encode_event(t.as_str(), &ev.object)).await.is_err() {
-                                return;
-                            }
+                        if !send_projected(&filter, &ev, &out).await {
+                            return;
                         }
                         continue;
                     }
@@ -209,6 +183,65 @@ pub async fn run_watch(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         }
+    }
+}
+
+/// Sends the replayed events the filter lets through, each no earlier than its lag says.
+/// False when the client is gone.
+async fn replay(
+    filter: &WatchFilter,
+    initial: &[Arc<StoredEvent>],
+    lag: &LagControl,
+    out: &mpsc::Sender<Bytes>,
+) -> bool {
+    for ev in initial {
+        if let Some(t) = filter.project(ev) {
+            if lag.is_active() {
+                wait_until_due(lag, lag.due(ev.committed)).await;
+            }
+            if out
+                .send(encode_event(t.as_str(), &ev.object))
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Sends every pending event now due, in order, after any stall. False when the client
+/// is gone.
+async fn deliver_due(
+    filter: &WatchFilter,
+    lag: &LagControl,
+    pending: &mut VecDeque<(Instant, Arc<StoredEvent>)>,
+    last_rv: &mut u64,
+    out: &mpsc::Sender<Bytes>,
+) -> bool {
+    let now = Instant::now();
+    if let Some(until) = lag.stalled_until(now) {
+        wait_until_due(lag, until).await;
+    }
+    while let Some((due, ev)) = pending.front().cloned() {
+        if due > Instant::now() {
+            break;
+        }
+        pending.pop_front();
+        *last_rv = (*last_rv).max(ev.rv);
+        if !send_projected(filter, &ev, out).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// Sends the event as this watcher sees it, if it sees it. False when the client is gone.
+async fn send_projected(filter: &WatchFilter, ev: &StoredEvent, out: &mpsc::Sender<Bytes>) -> bool {
+    match filter.project(ev) {
+        Some(t) => out.send(encode_event(t.as_str(), &ev.object)).await.is_ok(),
+        None => true,
     }
 }
 

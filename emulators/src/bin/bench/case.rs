@@ -1,0 +1,140 @@
+//! The bench's scenarios: the sizes of a case, the objects it creates (namespaces, CRs,
+//! the Secrets they name), and the figures it records. Every other bench module speaks
+//! in these terms.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+pub const REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+pub const EXPIRES: &str = "ecr.creds.dev/expires-at";
+pub const REFRESH: &str = "ecr.creds.dev/refresh-at";
+pub const OWNER: &str = "ecr.creds.dev/owner";
+
+/// One scenario.
+#[derive(Clone, Copy, Debug)]
+pub struct Case {
+    pub namespaces: usize,
+    pub crs: usize,
+    /// Watch events trail their writes by this (plus up to half more at random).
+    pub lag_ms: u64,
+}
+
+// === impl Case ===
+
+impl Case {
+    pub fn label(&self) -> String {
+        let size = if self.crs == 1 {
+            format!("{} ns", self.namespaces)
+        } else {
+            format!("{} CRs x {} ns", self.crs, self.namespaces)
+        };
+        format!("{size}, lag {} ms", self.lag_ms)
+    }
+    pub fn targets(&self) -> usize {
+        self.namespaces * self.crs
+    }
+    /// Seconds from a token fetch to its refresh: the fake ECR issues tokens living three
+    /// times this, the CR refreshes when two thirds remain. Long enough that the initial
+    /// sync is over before the refresh starts (about 1000 writes a second, plus the lag).
+    pub fn refresh_after(&self) -> u64 {
+        let sync = (self.targets() / 500) as u64 + 2 * self.lag_ms.div_ceil(1000);
+        if self.crs == 1 {
+            10.max(2 * sync)
+        } else {
+            30.max(2 * sync)
+        }
+    }
+    /// How long the initial sync or a refresh may take before the bench gives up.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_secs(60 + (self.targets() / 100) as u64 + 10 * self.lag_ms.div_ceil(1000))
+    }
+    pub fn token_lifetime(&self) -> Duration {
+        Duration::from_secs(3 * self.refresh_after())
+    }
+    pub fn before_expiry(&self) -> String {
+        format!("{}s", 2 * self.refresh_after())
+    }
+}
+
+/// Requests of one phase, from the emulator's log.
+#[derive(Debug, Default, Serialize, Clone)]
+pub struct Traffic {
+    pub total: u64,
+    pub reads: u64,
+    pub writes: u64,
+    pub watches: u64,
+    /// Non-2xx answers (conflicts, 422 from failed `test` ops, ...).
+    pub errors: u64,
+    /// "verb resource[/subresource]" -> count (watches included).
+    pub by_verb: BTreeMap<String, u64>,
+    /// (reads + writes) / target Secrets.
+    pub per_target: f64,
+    pub writes_per_target: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct CaseResult {
+    pub case: String,
+    pub namespaces: usize,
+    pub crs: usize,
+    pub lag_ms: u64,
+    pub target_secrets: usize,
+    pub start_to_ready_s: f64,
+    pub startup_requests: Traffic,
+    /// CR created -> every target Secret exists and holds a valid dockerconfigjson.
+    pub sync_secrets_s: Option<f64>,
+    /// ... and every ServiceAccount lists every Secret and every CR reports Ready.
+    pub sync_complete_s: Option<f64>,
+    pub initial_sync: Traffic,
+    pub initial_sync_ecr_calls: u64,
+    pub initial_sync_cpu_s: f64,
+    /// Reconciles the operator ran during the initial sync (its /metrics).
+    pub initial_sync_reconciles: u64,
+    /// Seconds from the first Secret holding the new token until every Secret does.
+    pub refresh_s: Option<f64>,
+    pub refresh: Traffic,
+    pub refresh_ecr_calls: u64,
+    pub refresh_cpu_s: f64,
+    pub noop_reconciles_seen: u64,
+    pub noop: Traffic,
+    pub rss_after_ready_kib: u64,
+    pub rss_steady_kib: u64,
+    pub rss_peak_kib: u64,
+    /// VmRSS after sync split: heap and other anonymous memory vs mapped files (the
+    /// binary's own pages, libc).
+    pub rss_steady_anon_kib: u64,
+    pub rss_steady_file_kib: u64,
+    /// Operator threads after sync (tokio workers, blocking pool for DNS lookups...).
+    pub threads_steady: u64,
+    pub operator_exit: String,
+    pub notes: Vec<String>,
+}
+
+pub fn ns_name(i: usize) -> String {
+    format!("bench-{i:04}")
+}
+
+pub fn cr_name(c: usize) -> String {
+    format!("bench-{c}")
+}
+
+pub fn secret_name(c: usize) -> String {
+    format!("ecr-pull-{c}")
+}
+
+pub fn cr(c: usize, case: Case) -> Value {
+    json!({
+        "apiVersion": "ecr.creds.dev/v1alpha1",
+        "kind": "ECRPullSecret",
+        "metadata": {"name": cr_name(c)},
+        "spec": {
+            "secretName": secret_name(c),
+            "namespaceSelector": {"matchLabels": {"bench": "yes"}},
+            "registries": [REGISTRY],
+            "refresh": {"beforeExpiry": case.before_expiry(), "minInterval": "1s"},
+        }
+    })
+}
