@@ -125,7 +125,8 @@ Limits on ECRPullSecrets (who may create one borrows the operator's power):
   --min-refresh-interval DURATION   lowest spec.refresh.minInterval accepted (default 30s)
   --allowed-role-arns LIST          comma-separated globs spec.aws.roleArn must match (default *; empty: none)
 AWS:
-  --aws-credentials-source KIND     auto (SDK order), secret, env, web-identity, container, imds
+  --aws-credentials-source KIND     auto (SDK order), secret, env, web-identity, container, imds,
+                                    roles-anywhere (AWS_ROLESANYWHERE_* below)
   --use-fips-endpoint               FIPS endpoints (as AWS_USE_FIPS_ENDPOINT=true)
   --verify-registries=false         do not check new tokens at the registries (GET /v2/)
 Environment:
@@ -133,6 +134,9 @@ Environment:
   AWS_ENDPOINT_URL_ECR, AWS_ENDPOINT_URL_STS, AWS_USE_FIPS_ENDPOINT, the AWS credential
   chain (AWS_ACCESS_KEY_ID..., AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE,
   AWS_CONTAINER_CREDENTIALS_FULL_URI, instance metadata), HTTPS_PROXY/NO_PROXY,
+  IAM Roles Anywhere: AWS_ROLESANYWHERE_TRUST_ANCHOR_ARN, _PROFILE_ARN, _ROLE_ARN,
+  _CERTIFICATE and _PRIVATE_KEY (PEM files, re-read for each session), _SESSION_DURATION
+  (seconds, default 3600), AWS_ENDPOINT_URL_ROLESANYWHERE,
   AWS_CA_BUNDLE (extra trusted CAs), ECR_REGISTRY_ENDPOINT_URL (where registry checks go),
   POD_NAMESPACE, POD_NAME, RUST_LOG.
 ";
@@ -280,13 +284,20 @@ impl Config {
             "--use-fips-endpoint" => self.use_fips = true,
             "--aws-credentials-source" => {
                 let v = value()?;
-                if !["auto", "secret", "env", "web-identity", "container", "imds"]
-                    .contains(&v.as_str())
-                {
+                let kinds = [
+                    "auto",
+                    "secret",
+                    "env",
+                    "web-identity",
+                    "container",
+                    "imds",
+                    "roles-anywhere",
+                ];
+                if !kinds.contains(&v.as_str()) {
                     return Err(bad(
                         flag,
                         &v,
-                        "auto, secret, env, web-identity, container or imds",
+                        "auto, secret, env, web-identity, container, imds or roles-anywhere",
                     ));
                 }
                 self.aws_credentials_source = v;
