@@ -48,6 +48,9 @@ pub struct DeviceSpec<'a> {
     pub serial: u64,
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
+    /// keyUsage digitalSignature (true), or keyEncipherment only: a certificate that
+    /// must not sign.
+    pub digital_signature: bool,
 }
 
 impl<'a> DeviceSpec<'a> {
@@ -61,6 +64,7 @@ impl<'a> DeviceSpec<'a> {
             serial,
             not_before: now - time::Duration::hours(1),
             not_after: now + time::Duration::days(1),
+            digital_signature: true,
         }
     }
 }
@@ -85,6 +89,17 @@ impl DeviceCa {
         Ok(Self { issuer, chain_pem })
     }
 
+    /// An "intermediate" whose certificate is not a CA's (no basic constraints CA, no
+    /// keyCertSign): what it signs must not chain.
+    pub fn impostor(&self, name: &str) -> Result<Self, rcgen::Error> {
+        let mut params = ca_params(name)?;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let issuer = CertifiedIssuer::signed_by(params, KeyPair::generate()?, &self.issuer)?;
+        let chain_pem = format!("{}{}", issuer.pem(), self.chain_pem);
+        Ok(Self { issuer, chain_pem })
+    }
+
     pub fn pem(&self) -> String {
         self.issuer.pem()
     }
@@ -103,7 +118,11 @@ impl DeviceCa {
         params.serial_number = Some(SerialNumber::from(spec.serial));
         params.not_before = spec.not_before;
         params.not_after = spec.not_after;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![if spec.digital_signature {
+            KeyUsagePurpose::DigitalSignature
+        } else {
+            KeyUsagePurpose::KeyEncipherment
+        }];
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(DeviceCert {
