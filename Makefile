@@ -11,7 +11,7 @@ CARGO ?= cargo
 VENV := .venv
 PY := $(VENV)/bin/python
 # Test peers from PyPI: moto (AWS, verifies SigV4 and IAM) and kubernetes-validate.
-PY_REQS := tests/moto/requirements.txt tests/manifests/requirements.txt
+PY_REQS := tests/moto/requirements.txt tests/manifests/requirements.txt tests/rolesanywhere/requirements.txt
 export MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 
 # Tools that are not Debian packages, installed into .tools/ (gitignored), pinned.
