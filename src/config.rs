@@ -434,6 +434,14 @@ mod tests {
     }
 
     #[test]
+    fn roles_anywhere_is_a_credential_source_flag_value() {
+        let c = Config::parse(["--aws-credentials-source", "roles-anywhere"], env(&[])).unwrap();
+        assert_eq!(c.aws_credentials_source, "roles-anywhere");
+        let err = Config::parse(["--aws-credentials-source", "x509"], env(&[])).unwrap_err();
+        assert!(err.to_string().contains("roles-anywhere"), "{err}");
+    }
+
+    #[test]
     fn bad_flags_are_clear_errors() {
         assert_eq!(
             Config::parse(["--bogus"], env(&[])),

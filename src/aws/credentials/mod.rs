@@ -417,6 +417,37 @@ mod tests {
             SourceKind::WebIdentity
         );
         assert!("ldap".parse::<SourceKind>().is_err());
+        assert_eq!(
+            "roles-anywhere".parse::<SourceKind>().unwrap(),
+            SourceKind::RolesAnywhere
+        );
+        let err = CredentialSource::from_env(SourceKind::RolesAnywhere, &env, None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("AWS_ROLESANYWHERE_TRUST_ANCHOR_ARN"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn auto_never_picks_roles_anywhere() {
+        let env = AwsEnv::from_pairs(&[
+            (
+                "AWS_ROLESANYWHERE_TRUST_ANCHOR_ARN",
+                "arn:aws:rolesanywhere:eu-west-1:1:trust-anchor/t",
+            ),
+            (
+                "AWS_ROLESANYWHERE_PROFILE_ARN",
+                "arn:aws:rolesanywhere:eu-west-1:1:profile/p",
+            ),
+            ("AWS_ROLESANYWHERE_ROLE_ARN", "arn:aws:iam::1:role/r"),
+            ("AWS_ROLESANYWHERE_CERTIFICATE", "/c"),
+            ("AWS_ROLESANYWHERE_PRIVATE_KEY", "/k"),
+        ]);
+        let s = CredentialSource::from_env(SourceKind::Auto, &env, None).unwrap();
+        assert_eq!(s.name(), "imds");
+        let s = CredentialSource::from_env(SourceKind::RolesAnywhere, &env, None).unwrap();
+        assert_eq!(s.name(), "roles-anywhere");
     }
 
     #[test]
