@@ -71,53 +71,12 @@ impl SigningKey {
                 _ => "the PEM is malformed or encrypted".into(),
             },
         })?;
-        let rejected = |e: ring::error::KeyRejected| CertificateError::KeyRejected(e.to_string());
-        let rng = SystemRandom::new();
         let inner = match &key {
             PrivateKeyDer::Pkcs1(k) => {
                 Inner::Rsa(RsaKeyPair::from_der(k.secret_pkcs1_der()).map_err(rejected)?)
             }
-            PrivateKeyDer::Pkcs8(k) => {
-                let der = k.secret_pkcs8_der();
-                match pkcs8_algorithm(der)? {
-                    (OID_RSA, _) => Inner::Rsa(RsaKeyPair::from_pkcs8(der).map_err(rejected)?),
-                    (OID_EC, Some(OID_P256)) => Inner::EcP256(
-                        EcdsaKeyPair::from_pkcs8(
-                            &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
-                            der,
-                            &rng,
-                        )
-                        .map_err(rejected)?,
-                    ),
-                    (OID_EC, Some(curve)) => return Err(unsupported_curve(curve)),
-                    _ => {
-                        return Err(CertificateError::UnsupportedKey(
-                            "neither RSA nor ECDSA".into(),
-                        ))
-                    }
-                }
-            }
-            PrivateKeyDer::Sec1(k) => {
-                let sec1 = k.secret_sec1_der();
-                match sec1_curve(sec1)? {
-                    Some(OID_P256) => {
-                        let pkcs8 = sec1_as_pkcs8(sec1, OID_P256);
-                        Inner::EcP256(
-                            EcdsaKeyPair::from_pkcs8(
-                                &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
-                                &pkcs8,
-                                &rng,
-                            )
-                            .map_err(rejected)?,
-                        )
-                    }
-                    Some(curve) => return Err(unsupported_curve(curve)),
-                    None => return Err(CertificateError::UnsupportedKey(
-                        "an EC PRIVATE KEY without its curve (write it with openssl ec or pkcs8)"
-                            .into(),
-                    )),
-                }
-            }
+            PrivateKeyDer::Pkcs8(k) => from_pkcs8(k.secret_pkcs8_der())?,
+            PrivateKeyDer::Sec1(k) => from_sec1(k.secret_sec1_der())?,
             _ => {
                 return Err(CertificateError::UnsupportedKey(
                     "an unknown PEM key kind".into(),
@@ -165,6 +124,42 @@ impl SigningKey {
                 .map(|s| s.as_ref().to_vec())
                 .map_err(|_| CertificateError::Signing),
         }
+    }
+}
+
+fn rejected(e: ring::error::KeyRejected) -> CertificateError {
+    CertificateError::KeyRejected(e.to_string())
+}
+
+fn p256(pkcs8: &[u8]) -> Result<Inner, CertificateError> {
+    let alg = &signature::ECDSA_P256_SHA256_ASN1_SIGNING;
+    EcdsaKeyPair::from_pkcs8(alg, pkcs8, &SystemRandom::new())
+        .map(Inner::EcP256)
+        .map_err(rejected)
+}
+
+/// PKCS#8: RSA, or EC on the curve its algorithm parameters name.
+fn from_pkcs8(der: &[u8]) -> Result<Inner, CertificateError> {
+    match pkcs8_algorithm(der)? {
+        (OID_RSA, _) => RsaKeyPair::from_pkcs8(der)
+            .map(Inner::Rsa)
+            .map_err(rejected),
+        (OID_EC, Some(OID_P256)) => p256(der),
+        (OID_EC, Some(curve)) => Err(unsupported_curve(curve)),
+        _ => Err(CertificateError::UnsupportedKey(
+            "neither RSA nor ECDSA".into(),
+        )),
+    }
+}
+
+/// SEC1 (`EC PRIVATE KEY`): ring loads it once wrapped in PKCS#8.
+fn from_sec1(sec1: &[u8]) -> Result<Inner, CertificateError> {
+    match sec1_curve(sec1)? {
+        Some(OID_P256) => p256(&sec1_as_pkcs8(sec1, OID_P256)),
+        Some(curve) => Err(unsupported_curve(curve)),
+        None => Err(CertificateError::UnsupportedKey(
+            "an EC PRIVATE KEY without its curve (write it with openssl ec or pkcs8)".into(),
+        )),
     }
 }
 
