@@ -5,7 +5,6 @@ use super::der::DerError;
 use std::fmt;
 use time::OffsetDateTime;
 
-#[derive(Debug)]
 pub enum CertificateError {
     /// A file could not be read (the path and the I/O error, never the content).
     Read { path: String, reason: String },
@@ -36,16 +35,36 @@ impl fmt::Display for CertificateError {
             Self::UnsupportedKey(what) => write!(f, "unsupported private key: {what}"),
             Self::KeyRejected(why) => write!(f, "the private key was refused: {why}"),
             Self::KeyMismatch => f.write_str("the private key does not match the certificate"),
-            Self::Expired { not_after } => write!(f, "the certificate expired at {not_after}"),
+            Self::Expired { not_after } => {
+                write!(f, "the certificate expired at {}", rfc3339(*not_after))
+            }
             Self::NotYetValid { not_before } => {
-                write!(f, "the certificate is not valid before {not_before}")
+                write!(
+                    f,
+                    "the certificate is not valid before {}",
+                    rfc3339(*not_before)
+                )
             }
             Self::Signing => f.write_str("signing with the private key failed"),
         }
     }
 }
 
+/// Debug is the message: no field holds more, and a derived Debug would add code for
+/// every nested type to a binary with a size budget.
+impl fmt::Debug for CertificateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CertificateError({self})")
+    }
+}
+
 impl std::error::Error for CertificateError {}
+
+/// `2026-12-06T04:00:00Z`: the form status messages use elsewhere.
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
 
 impl From<DerError> for CertificateError {
     fn from(e: DerError) -> Self {

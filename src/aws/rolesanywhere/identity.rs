@@ -38,21 +38,12 @@ impl X509Identity {
     }
 
     /// Reads both files now: a certificate renewed on disk is picked up by the next call.
-    pub async fn read(certificate: &Path, key: &Path) -> Result<Self, CertificateError> {
-        let read = |path: &Path| {
-            let path = path.to_path_buf();
-            async move {
-                tokio::fs::read(&path)
-                    .await
-                    .map_err(|e| CertificateError::Read {
-                        path: path.display().to_string(),
-                        reason: e.kind().to_string(),
-                    })
-            }
-        };
-        let certificates = read(certificate).await?;
-        let key_pem = Zeroing(read(key).await?);
-        Self::from_pem(&certificates, &key_pem.0)
+    /// The reads block: two small files of a Secret volume, once per session (as the
+    /// Kubernetes token file is read), cost less than a blocking-pool round trip.
+    pub fn read(certificate: &Path, key: &Path) -> Result<Self, CertificateError> {
+        let certificates = read_pem(certificate)?;
+        let key_pem = Zeroing(read_pem(key)?.into_bytes());
+        Self::from_pem(certificates.as_bytes(), &key_pem.0)
     }
 
     pub fn certificate(&self) -> &Certificate {
@@ -66,6 +57,13 @@ impl X509Identity {
     pub fn key(&self) -> &SigningKey {
         &self.key
     }
+}
+
+fn read_pem(path: &Path) -> Result<String, CertificateError> {
+    std::fs::read_to_string(path).map_err(|e| CertificateError::Read {
+        path: path.display().to_string(),
+        reason: e.kind().to_string(),
+    })
 }
 
 /// Key file bytes, overwritten when dropped so the PEM does not linger in freed memory.

@@ -107,7 +107,6 @@ impl RolesAnywhereSource {
     /// (before AWS is asked), and creates a session.
     pub async fn load(&self, ctx: &AwsContext) -> Result<Credentials, AwsError> {
         let identity = X509Identity::read(&self.certificate, &self.private_key)
-            .await
             .map_err(AwsError::Certificate)?;
         let now = SystemTime::now();
         identity
