@@ -122,7 +122,10 @@ fn validity_is_checked_against_now() {
         .unwrap_err();
     assert!(matches!(err, CertificateError::NotYetValid { .. }), "{err}");
     let shown = format!("{err} {err:?}");
-    assert!(shown.contains("not valid before 20") && shown.contains('Z'), "{shown}");
+    assert!(
+        shown.contains("not valid before 20") && shown.contains('Z'),
+        "{shown}"
+    );
 }
 
 #[test]
