@@ -13,9 +13,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Test peers from PyPI: moto (AWS, verifies SigV4 and IAM), kubernetes-validate, and
 # actionlint and check-jsonschema for the GitHub workflows, and cel-expr-python (Google's
-# cel-cpp: a second evaluator of the admission policy).
+# cel-cpp: a second evaluator of the admission policy), and iam-rolesanywhere-session (an
+# independent IAM Roles Anywhere client).
 PY_REQS := tests/moto/requirements.txt tests/manifests/requirements.txt tests/workflows/requirements.txt \
-	tests/cel/requirements.txt
+	tests/cel/requirements.txt tests/rolesanywhere/requirements.txt
 export MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 
 # Tools that are not Debian packages, installed into .tools/ (gitignored), pinned.

@@ -139,7 +139,8 @@ Limits on ECRPullSecrets (who may create one borrows the operator's power):
   --min-refresh-interval DURATION   lowest spec.refresh.minInterval accepted (default 30s)
   --allowed-role-arns LIST          comma-separated globs spec.aws.roleArn must match (default *; empty: none)
 AWS:
-  --aws-credentials-source KIND     auto (SDK order), secret, env, web-identity, container, imds
+  --aws-credentials-source KIND     auto (SDK order), secret, env, web-identity, container, imds,
+                                    roles-anywhere (AWS_ROLESANYWHERE_* below)
   --use-fips-endpoint               FIPS endpoints (as AWS_USE_FIPS_ENDPOINT=true)
   --verify-registries=false         do not check new tokens at the registries (GET /v2/)
   --allow-plain-http-registry       let ECR_REGISTRY_ENDPOINT_URL be http:// to a non-loopback host
@@ -162,6 +163,13 @@ Environment:
                                     container credentials (EKS Pod Identity, ECS)
   AWS_EC2_METADATA_DISABLED, AWS_EC2_METADATA_SERVICE_ENDPOINT
                                     instance metadata (IMDSv2)
+  AWS_ROLESANYWHERE_TRUST_ANCHOR_ARN, AWS_ROLESANYWHERE_PROFILE_ARN, AWS_ROLESANYWHERE_ROLE_ARN
+                                    IAM Roles Anywhere (--aws-credentials-source roles-anywhere)
+  AWS_ROLESANYWHERE_CERTIFICATE, AWS_ROLESANYWHERE_PRIVATE_KEY
+                                    PEM files (certificate, then chain), re-read per session
+  AWS_ROLESANYWHERE_SESSION_DURATION
+                                    session seconds (default 3600)
+  AWS_ENDPOINT_URL_ROLESANYWHERE    Roles Anywhere endpoint override
   AWS_CA_BUNDLE                     extra trusted CAs (PEM) for AWS and registry checks
   ECR_REGISTRY_ENDPOINT_URL         where registry checks go instead of https://<host>
   HTTPS_PROXY, HTTP_PROXY, NO_PROXY (or lower case)
@@ -318,13 +326,20 @@ impl Config {
             "--allow-plain-http-registry" => self.allow_plain_http_registry = true,
             "--aws-credentials-source" => {
                 let v = value()?;
-                if !["auto", "secret", "env", "web-identity", "container", "imds"]
-                    .contains(&v.as_str())
-                {
+                let kinds = [
+                    "auto",
+                    "secret",
+                    "env",
+                    "web-identity",
+                    "container",
+                    "imds",
+                    "roles-anywhere",
+                ];
+                if !kinds.contains(&v.as_str()) {
                     return Err(bad(
                         flag,
                         &v,
-                        "auto, secret, env, web-identity, container or imds",
+                        "auto, secret, env, web-identity, container, imds or roles-anywhere",
                     ));
                 }
                 self.aws_credentials_source = v;
@@ -458,6 +473,14 @@ mod tests {
             c.credentials_secret,
             Some(("ops".into(), "aws-creds".into()))
         );
+    }
+
+    #[test]
+    fn roles_anywhere_is_a_credential_source_flag_value() {
+        let c = Config::parse(["--aws-credentials-source", "roles-anywhere"], env(&[])).unwrap();
+        assert_eq!(c.aws_credentials_source, "roles-anywhere");
+        let err = Config::parse(["--aws-credentials-source", "x509"], env(&[])).unwrap_err();
+        assert!(err.to_string().contains("roles-anywhere"), "{err}");
     }
 
     #[test]

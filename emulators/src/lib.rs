@@ -3,6 +3,7 @@
 //!
 //! - `k8s`, `aws`: the Kubernetes API server emulator and the fake AWS endpoints.
 //! - `ca`: a throwaway CA for the emulators' and the registry's TLS.
+//! - `device_pki`: device certificates for the IAM Roles Anywhere tests.
 //! - `registry`: a real container registry (Debian's `docker-registry`) on loopback.
 //! - `operator`: the operator binary as a child process (demo, bench, process tests).
 //! - `client`: the one HTTP client that talks to the operator's probes and the emulators.
@@ -12,6 +13,7 @@
 pub mod aws;
 pub mod ca;
 pub mod client;
+pub mod device_pki;
 pub mod k8s;
 pub mod operator;
 pub mod registry;

@@ -86,6 +86,7 @@ pub struct Endpoints {
     pub ecr_url: Option<String>,
     pub ecr_public_url: Option<String>,
     pub sts_url: Option<String>,
+    pub rolesanywhere_url: Option<String>,
     /// AWS_ENDPOINT_URL: applies to every service without its own override.
     pub any_url: Option<String>,
 }
@@ -137,6 +138,10 @@ impl Endpoints {
                 env.get("AWS_ENDPOINT_URL_ECR_PUBLIC"),
             )?,
             sts_url: checked_override("AWS_ENDPOINT_URL_STS", env.get("AWS_ENDPOINT_URL_STS"))?,
+            rolesanywhere_url: checked_override(
+                "AWS_ENDPOINT_URL_ROLESANYWHERE",
+                env.get("AWS_ENDPOINT_URL_ROLESANYWHERE"),
+            )?,
             any_url: checked_override("AWS_ENDPOINT_URL", env.get("AWS_ENDPOINT_URL"))?,
         })
     }
@@ -197,6 +202,26 @@ impl Endpoints {
             url,
             signing_region: region.to_string(),
             signing_service: "sts",
+        })
+    }
+
+    /// IAM Roles Anywhere `https://rolesanywhere.{region}.{suffix}` (FIPS:
+    /// `rolesanywhere-fips`), in the trust anchor's region.
+    pub fn rolesanywhere(&self, region: &str) -> Result<Endpoint, AwsError> {
+        validate_region(region)?;
+        let suffix = Partition::of_region(region).dns_suffix();
+        let url = self.overridden(&self.rolesanywhere_url).unwrap_or_else(|| {
+            let service = if self.use_fips {
+                "rolesanywhere-fips"
+            } else {
+                "rolesanywhere"
+            };
+            format!("https://{service}.{region}.{suffix}")
+        });
+        Ok(Endpoint {
+            url,
+            signing_region: region.to_string(),
+            signing_service: "rolesanywhere",
         })
     }
 }
@@ -326,6 +351,67 @@ mod tests {
             e.ecr("eu-west-1").unwrap().url,
             "https://api.ecr.eu-west-1.amazonaws.com"
         );
+    }
+
+    #[test]
+    fn rolesanywhere_endpoint_per_partition_fips_and_override() {
+        let e = Endpoints::default();
+        let cases = [
+            ("eu-west-1", "https://rolesanywhere.eu-west-1.amazonaws.com"),
+            (
+                "cn-north-1",
+                "https://rolesanywhere.cn-north-1.amazonaws.com.cn",
+            ),
+            (
+                "us-gov-west-1",
+                "https://rolesanywhere.us-gov-west-1.amazonaws.com",
+            ),
+            (
+                "us-iso-east-1",
+                "https://rolesanywhere.us-iso-east-1.c2s.ic.gov",
+            ),
+            (
+                "us-isob-east-1",
+                "https://rolesanywhere.us-isob-east-1.sc2s.sgov.gov",
+            ),
+            (
+                "eu-isoe-west-1",
+                "https://rolesanywhere.eu-isoe-west-1.cloud.adc-e.uk",
+            ),
+            (
+                "us-isof-south-1",
+                "https://rolesanywhere.us-isof-south-1.csp.hci.ic.gov",
+            ),
+        ];
+        for (region, url) in cases {
+            let ep = e.rolesanywhere(region).unwrap();
+            assert_eq!(ep.url, url);
+            assert_eq!(
+                (ep.signing_region.as_str(), ep.signing_service),
+                (region, "rolesanywhere")
+            );
+        }
+        let fips =
+            Endpoints::from_env(&AwsEnv::from_pairs(&[("AWS_USE_FIPS_ENDPOINT", "true")])).unwrap();
+        assert_eq!(
+            fips.rolesanywhere("us-gov-east-1").unwrap().url,
+            "https://rolesanywhere-fips.us-gov-east-1.amazonaws.com"
+        );
+        let env = AwsEnv::from_pairs(&[
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
+            ("AWS_ENDPOINT_URL_ROLESANYWHERE", "https://localhost:8443/"),
+        ]);
+        let e = Endpoints::from_env(&env).unwrap();
+        assert_eq!(
+            e.rolesanywhere("eu-west-1").unwrap().url,
+            "https://localhost:8443"
+        );
+        assert_eq!(e.sts("eu-west-1").unwrap().url, "http://127.0.0.1:1");
+        assert!(Endpoints::default()
+            .rolesanywhere("eu-west-1.evil.com")
+            .is_err());
+        let bad = AwsEnv::from_pairs(&[("AWS_ENDPOINT_URL_ROLESANYWHERE", "ftp://x")]);
+        assert!(Endpoints::from_env(&bad).is_err());
     }
 
     #[test]

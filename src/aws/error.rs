@@ -116,6 +116,9 @@ pub enum AwsError {
         reason: String,
         what: String,
     },
+    /// The Roles Anywhere certificate or key is unusable (unreadable, mismatched,
+    /// expired, not yet valid): found before AWS is asked.
+    Certificate(super::rolesanywhere::CertificateError),
     /// A credential source could not produce credentials.
     Credentials {
         source: &'static str,
@@ -197,6 +200,7 @@ impl fmt::Display for AwsError {
                 f,
                 "{service} answered HTTP {status} with a body that is not a valid answer ({what}): {reason}"
             ),
+            Self::Certificate(e) => write!(f, "the IAM Roles Anywhere certificate: {e}"),
             Self::Credentials { source, reason } => {
                 write!(f, "loading AWS credentials from {source} failed: {reason}")
             }

@@ -4,7 +4,8 @@
 //! Files: `env` (settings snapshot), `endpoint` (region -> URL), `sigv4` (signing),
 //! `http` (transport, proxies, timeouts), `wire` (error documents, XML, timestamps),
 //! `retry` (bounded jittered backoff), `registry` (the registries' `/v2/` check), `ecr` (GetAuthorizationToken), `sts` (AssumeRole*),
-//! `credentials/` (the sources and the caching provider), `token` (one token with a
+//! `credentials/` (the sources and the caching provider), `rolesanywhere/` (X.509
+//! certificates, the X.509 SigV4 variant and CreateSession), `token` (one token with a
 //! provider, reloading expired credentials), `setup` (wiring from the environment).
 //! Nothing here knows of ECRPullSecrets: `app::tokens` adapts it to the reconciler.
 
@@ -16,6 +17,7 @@ pub mod error;
 pub mod http;
 pub mod registry;
 pub mod retry;
+pub mod rolesanywhere;
 pub mod setup;
 pub mod sigv4;
 pub mod sts;

@@ -27,7 +27,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 mod password;
+mod rolesanywhere;
 pub use password::{ecr_password, ECR_PASSWORD_LEN};
+pub use rolesanywhere::RolesAnywhereConfig;
 
 pub const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
 pub const ECR_PUBLIC_TARGET: &str = "SpencerFrontendService.GetAuthorizationToken";
@@ -69,6 +71,8 @@ pub struct AwsEmulatorConfig {
     /// Serve HTTPS with a fresh self-signed certificate for `localhost` and `127.0.0.1`
     /// (trust it through [`AwsEmulator::certificate_der`]).
     pub tls: bool,
+    /// IAM Roles Anywhere's CreateSession (`POST /sessions`) and its trust anchor.
+    pub roles_anywhere: Option<RolesAnywhereConfig>,
 }
 
 impl Default for AwsEmulatorConfig {
@@ -84,6 +88,7 @@ impl Default for AwsEmulatorConfig {
             container_token: None,
             token_password: None,
             tls: false,
+            roles_anywhere: None,
         }
     }
 }
@@ -502,6 +507,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
         (&Method::POST, "/", ECR_TARGET) => "ecr",
         (&Method::POST, "/", ECR_PUBLIC_TARGET) => "ecr-public",
         (&Method::POST, "/", "") => "sts",
+        (&Method::POST, "/sessions", _) => "rolesanywhere",
         _ => {
             return answer(
                 StatusCode::NOT_FOUND,
@@ -598,6 +604,15 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
         }
         "sts" => sts(state, &parts, &body),
         "imds" => imds(state, &config, &parts.method, &path, &parts.headers),
+        "rolesanywhere" => {
+            let arrived = rolesanywhere::Arrived {
+                method: &parts.method,
+                uri: &parts.uri,
+                headers: &parts.headers,
+                body: &body,
+            };
+            rolesanywhere::create_session(state, config.roles_anywhere.as_ref(), &arrived)
+        }
         _ => container(state, &config, &parts.headers),
     }
 }

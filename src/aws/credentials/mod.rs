@@ -3,8 +3,9 @@
 //! shared by every concurrent caller.
 //!
 //! Sources: a Kubernetes Secret (fed by the caller), the environment, IRSA web identity,
-//! the container endpoint (EKS Pod Identity / ECS), EC2 IMDSv2; and role chaining with
-//! AssumeRole on top of any of them.
+//! the container endpoint (EKS Pod Identity / ECS), EC2 IMDSv2, IAM Roles Anywhere (only
+//! when chosen: the SDKs' chain does not have it); and role chaining with AssumeRole on
+//! top of any of them.
 
 pub mod container;
 pub mod imds;
@@ -18,6 +19,7 @@ use super::endpoint::Endpoints;
 use super::env::AwsEnv;
 use super::error::AwsError;
 use super::http::AwsHttp;
+use super::rolesanywhere::RolesAnywhereSource;
 use super::sts::{self, AssumeRoleParams, DEFAULT_SESSION_NAME};
 use aws_credential_types::Credentials;
 use std::path::PathBuf;
@@ -56,6 +58,8 @@ pub enum CredentialSource {
     WebIdentity(WebIdentitySource),
     Container(ContainerSource),
     Imds(ImdsSource),
+    /// A CreateSession signed with a device certificate's key.
+    RolesAnywhere(RolesAnywhereSource),
     /// Role chaining: AssumeRole signed with the base provider's credentials.
     AssumeRole {
         base: Arc<CredentialProvider>,
@@ -73,6 +77,7 @@ pub enum SourceKind {
     WebIdentity,
     Container,
     Imds,
+    RolesAnywhere,
 }
 
 impl FromStr for SourceKind {
@@ -85,9 +90,10 @@ impl FromStr for SourceKind {
             "web-identity" | "irsa" => Ok(Self::WebIdentity),
             "container" | "pod-identity" => Ok(Self::Container),
             "imds" | "instance-profile" => Ok(Self::Imds),
+            "roles-anywhere" => Ok(Self::RolesAnywhere),
             other => Err(AwsError::config(
                 "credential source",
-                format!("{other:?} is not one of auto, secret, env, web-identity, container, imds"),
+                format!("{other:?} is not one of auto, secret, env, web-identity, container, imds, roles-anywhere"),
             )),
         }
     }
@@ -116,6 +122,9 @@ impl CredentialSource {
                 .map(Self::Container)
                 .ok_or_else(|| missing("AWS_CONTAINER_CREDENTIALS_FULL_URI is not set (is EKS Pod Identity associated?)")),
             SourceKind::Imds => ImdsSource::from_env(env).map(Self::Imds).ok_or_else(|| missing("AWS_EC2_METADATA_DISABLED is true")),
+            SourceKind::RolesAnywhere => RolesAnywhereSource::from_env(env)?
+                .map(Self::RolesAnywhere)
+                .ok_or_else(|| missing("AWS_ROLESANYWHERE_TRUST_ANCHOR_ARN, _PROFILE_ARN, _ROLE_ARN, _CERTIFICATE and _PRIVATE_KEY are not set")),
             SourceKind::Auto => {
                 if let Some(s) = secret {
                     return Ok(Self::Secret(s));
@@ -145,6 +154,7 @@ impl CredentialSource {
             Self::WebIdentity(w) => format!("web-identity:{}", w.role_arn),
             Self::Container(c) => format!("container:{}", c.uri),
             Self::Imds(i) => format!("imds:{}", i.endpoint),
+            Self::RolesAnywhere(r) => r.identity(),
             Self::AssumeRole { base, params } => {
                 format!("{}>assume-role:{}", base.identity(), params.role_arn)
             }
@@ -159,6 +169,7 @@ impl CredentialSource {
             Self::WebIdentity(_) => "web-identity",
             Self::Container(_) => "container",
             Self::Imds(_) => "imds",
+            Self::RolesAnywhere(_) => "roles-anywhere",
             Self::AssumeRole { .. } => "assume-role",
         }
     }
@@ -195,6 +206,7 @@ impl CredentialSource {
             }
             Self::Container(c) => c.load(&ctx.http).await,
             Self::Imds(i) => i.load(&ctx.http).await,
+            Self::RolesAnywhere(r) => r.load(ctx).await,
             Self::AssumeRole { base, params } => {
                 let base_credentials = base.credentials().await?;
                 let endpoint = ctx.endpoints.sts(&ctx.region)?;
@@ -405,6 +417,37 @@ mod tests {
             SourceKind::WebIdentity
         );
         assert!("ldap".parse::<SourceKind>().is_err());
+        assert_eq!(
+            "roles-anywhere".parse::<SourceKind>().unwrap(),
+            SourceKind::RolesAnywhere
+        );
+        let err = CredentialSource::from_env(SourceKind::RolesAnywhere, &env, None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("AWS_ROLESANYWHERE_TRUST_ANCHOR_ARN"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn auto_never_picks_roles_anywhere() {
+        let env = AwsEnv::from_pairs(&[
+            (
+                "AWS_ROLESANYWHERE_TRUST_ANCHOR_ARN",
+                "arn:aws:rolesanywhere:eu-west-1:1:trust-anchor/t",
+            ),
+            (
+                "AWS_ROLESANYWHERE_PROFILE_ARN",
+                "arn:aws:rolesanywhere:eu-west-1:1:profile/p",
+            ),
+            ("AWS_ROLESANYWHERE_ROLE_ARN", "arn:aws:iam::1:role/r"),
+            ("AWS_ROLESANYWHERE_CERTIFICATE", "/c"),
+            ("AWS_ROLESANYWHERE_PRIVATE_KEY", "/k"),
+        ]);
+        let s = CredentialSource::from_env(SourceKind::Auto, &env, None).unwrap();
+        assert_eq!(s.name(), "imds");
+        let s = CredentialSource::from_env(SourceKind::RolesAnywhere, &env, None).unwrap();
+        assert_eq!(s.name(), "roles-anywhere");
     }
 
     #[test]
