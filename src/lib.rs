@@ -4,11 +4,14 @@
 //! Layout: `app` wires the parts into the operator, `k8s` owns the Kubernetes wire, `aws`
 //! owns credentials, SigV4 and the ECR/STS calls, `runtime` owns the watch/queue/leader
 //! machinery, `reconcile` owns the business decisions, `admin` serves probes and metrics.
+//! `backoff` is the one retry policy, on the lowest floor so that every module may wait
+//! by it (the Kubernetes client too) without importing upwards.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod app;
 pub mod aws;
+pub mod backoff;
 pub mod config;
 pub mod k8s;
 pub mod metrics;

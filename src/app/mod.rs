@@ -112,7 +112,7 @@ pub enum Stopped {
 pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
     let client = connect(cfg).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    // Failures back off by the one default: runtime::backoff::FAILURE_BASE doubling to
+    // Failures back off by the one default: backoff::FAILURE_BASE doubling to
     // FAILURE_MAX (2 s to 5 minutes).
     let queue: WorkQueue<String> = WorkQueue::new();
     let creds = CredentialSecrets::new(client.clone(), queue.clone(), shutdown_rx.clone());

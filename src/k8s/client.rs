@@ -356,7 +356,7 @@ impl Client {
             let retryable = code == 429 || code == 503 || (code >= 500 && retry_after.is_some());
             if retryable && retries < self.inner.max_retries {
                 retries += 1;
-                let wait = crate::runtime::backoff::retry_after_delay(retry_after);
+                let wait = crate::backoff::retry_after_delay(retry_after);
                 tracing::debug!(
                     verb,
                     path,

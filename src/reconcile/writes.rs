@@ -19,7 +19,7 @@ use super::state::{
 use crate::k8s::kind::{SECRETS, SERVICE_ACCOUNTS};
 use crate::k8s::types::{ObjectMeta, Secret, ServiceAccount};
 use crate::k8s::{Client, Error, Patch, Preconditions};
-use crate::runtime::backoff::{Backoff, TRANSIENT_RETRIES};
+use crate::backoff::{Backoff, TRANSIENT_RETRIES};
 
 mod shared;
 pub use shared::MergeOutcome;

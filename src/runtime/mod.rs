@@ -1,4 +1,5 @@
-//! The controller machinery: list+watch, stores, the work queue, backoff, leader election.
+//! The controller machinery: list+watch, stores, the work queue, leader election
+//! (the retry policy they wait by is [`crate::backoff`]).
 //!
 //! How the pieces fit (one controller):
 //!
@@ -16,7 +17,6 @@
 //! sending `true` (or dropping the sender) asks them to stop, and their join handles
 //! resolve once they have (the controller after draining its reconciles in flight).
 
-pub mod backoff;
 pub mod controller;
 pub mod intern;
 pub mod leader;

@@ -37,7 +37,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::runtime::backoff::{Backoff, FAILURE_BASE, FAILURE_MAX};
+use crate::backoff::{Backoff, FAILURE_BASE, FAILURE_MAX};
 
 /// A cheap-to-clone handle on a shared work queue; see the module docs for the contract.
 pub struct WorkQueue<K> {

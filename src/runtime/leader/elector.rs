@@ -15,7 +15,7 @@ use crate::k8s::kind::LEASES;
 use crate::k8s::lease::{Lease, LeaseSpec};
 use crate::k8s::types::ObjectMeta;
 use crate::k8s::Client;
-use crate::runtime::backoff::SplitMix64;
+use crate::backoff::SplitMix64;
 use crate::runtime::metrics::MetricsHandle;
 
 /// Reads and writes the one Lease of the election. The seam exists so the timing of
