@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod queue;
 pub mod store;
 pub(crate) mod unwind;
+pub(crate) mod watch_set;
 pub mod watcher;
 
 pub use metrics::{MetricsHandle, RuntimeMetrics};

@@ -11,11 +11,11 @@ use tokio::time::Instant;
 
 use super::decide::{decide, observe, released, Decision, Observed};
 use super::{Error, LeaseConfig, JITTER_FACTOR};
+use crate::backoff::SplitMix64;
 use crate::k8s::kind::LEASES;
 use crate::k8s::lease::{Lease, LeaseSpec};
 use crate::k8s::types::ObjectMeta;
 use crate::k8s::Client;
-use crate::backoff::SplitMix64;
 use crate::runtime::metrics::MetricsHandle;
 
 /// Reads and writes the one Lease of the election. The seam exists so the timing of

@@ -14,9 +14,9 @@ use tokio::time::Instant;
 
 use super::machine::{step, Event, Input, Io, Output, State};
 use super::{IDLE_SLACK, PAGE_SIZE, WATCH_TIMEOUT_JITTER, WATCH_TIMEOUT_SECS};
+use crate::backoff::{ResetAfterHealthy, SplitMix64};
 use crate::k8s::types::{ObjectList, Resource, WatchEvent};
 use crate::k8s::{self, Client, ListParams, WatchParams, WatchStream};
-use crate::backoff::{ResetAfterHealthy, SplitMix64};
 use crate::runtime::metrics::MetricsHandle;
 use crate::runtime::shutdown_requested;
 use crate::runtime::store::{Change, ObjectKey, Store};
