@@ -19,6 +19,7 @@
 pub mod caches;
 pub mod controller;
 pub mod credentials;
+mod error;
 mod once;
 pub mod role_grants;
 pub mod routing;
@@ -55,29 +56,8 @@ use crate::runtime::watch_set;
 
 pub use caches::Caches;
 pub use credentials::CredentialSecrets;
+pub use error::StartError;
 pub use shared::SharedSecrets;
-
-/// Why the operator could not start. Printed once; the process exits 2.
-#[derive(Debug)]
-pub struct StartError {
-    pub what: String,
-    pub cause: String,
-}
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.what, self.cause)
-    }
-}
-
-impl std::error::Error for StartError {}
-
-fn start_error(what: impl Into<String>, cause: impl std::fmt::Display) -> StartError {
-    StartError {
-        what: what.into(),
-        cause: cause.to_string(),
-    }
-}
 
 /// The reconciler as the binary runs it.
 pub type OperatorReconciler = Reconciler<tokens::AwsTokenFetcher, Caches>;
@@ -220,27 +200,19 @@ async fn connect(cfg: &Config) -> Result<Client, StartError> {
     let client = client_cfg
         .map(|c| c.with_identity(&cfg.identity))
         .and_then(Client::new)
-        .map_err(|e| start_error("cannot configure the Kubernetes client", e))?
+        .map_err(StartError::ClientConfig)?
         .with_observer(Arc::new(metrics::api_request));
     let first = ListParams {
         limit: Some(1),
         ..Default::default()
     };
-    if let Err(e) = client
+    client
         .list::<EcrPullSecret>(&ECR_PULL_SECRETS.collection(None), &first)
         .await
-    {
-        let hint = match e.code() {
-            Some(404) => " (is the CRD installed? kubectl apply -f crd.yaml)",
-            Some(401) => " (the token was refused)",
-            Some(403) => " (RBAC: apply rbac.yaml)",
-            _ => "",
-        };
-        return Err(start_error(
-            format!("cannot list ECRPullSecrets at {}{hint}", client.url()),
-            e,
-        ));
-    }
+        .map_err(|source| StartError::FirstList {
+            url: client.url().to_string(),
+            source,
+        })?;
     Ok(client)
 }
 
@@ -257,7 +229,7 @@ fn token_cache(
     let source: SourceKind = cfg
         .aws_credentials_source
         .parse()
-        .map_err(|e| start_error("bad --aws-credentials-source", e))?;
+        .map_err(StartError::CredentialsSource)?;
     if cfg.region.is_none() {
         tracing::info!("AWS_REGION is unset: STS uses us-east-1 and every ECRPullSecret must name its region or registries");
     }
@@ -270,8 +242,7 @@ fn token_cache(
         http: crate::aws::http::HttpConfig::default(),
         allow_plain_http_registry: cfg.allow_plain_http_registry,
     };
-    let aws = Aws::setup(env, settings, global_secret)
-        .map_err(|e| start_error("cannot configure AWS", e))?;
+    let aws = Aws::setup(env, settings, global_secret).map_err(StartError::Aws)?;
     let lookup_creds = creds.clone();
     let lookup: tokens::SecretLookup = Arc::new(move |r: &SecretRef| Some(lookup_creds.get(r)));
     let registry = aws.registry.clone();
@@ -360,7 +331,7 @@ async fn serve_admin(
         };
         let server = Server::bind(addr)
             .await
-            .map_err(|e| start_error(format!("cannot serve {what} on {addr}"), e))?;
+            .map_err(|source| StartError::Serve { what, addr, source })?;
         let local = server.local_addr();
         tracing::info!(addr = ?local, "serving {what}");
         bound.push(local);
@@ -404,12 +375,7 @@ impl Running {
             .leader_election_namespace
             .clone()
             .or(operator_namespace)
-            .ok_or_else(|| {
-                start_error(
-                    "leader election needs a namespace",
-                    "set --leader-election-namespace or POD_NAMESPACE",
-                )
-            })?;
+            .ok_or(StartError::LeaderElectionNamespace)?;
         let elector = LeaderElector::new(
             self.client.clone(),
             &namespace,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
-use super::error::ConfigError;
+use super::error::{CaError, ClientConfigError};
 
 /// Where a pod's service-account files are mounted.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -40,7 +40,7 @@ struct TokenState {
 
 impl TokenSource {
     /// Reads the file once now: a missing or empty token at startup is an error.
-    pub fn from_file(path: impl Into<PathBuf>) -> Result<Self, ConfigError> {
+    pub fn from_file(path: impl Into<PathBuf>) -> Result<Self, ClientConfigError> {
         let path = path.into();
         let token = read_token(&path)?;
         Ok(TokenSource {
@@ -112,14 +112,14 @@ impl std::fmt::Debug for TokenSource {
     }
 }
 
-fn read_token(path: &Path) -> Result<String, ConfigError> {
-    let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+fn read_token(path: &Path) -> Result<String, ClientConfigError> {
+    let raw = std::fs::read_to_string(path).map_err(|source| ClientConfigError::ReadFile {
         path: path.display().to_string(),
         source,
     })?;
     let token = raw.trim();
     if token.is_empty() {
-        return Err(ConfigError::EmptyToken {
+        return Err(ClientConfigError::EmptyToken {
             path: path.display().to_string(),
         });
     }
@@ -128,31 +128,33 @@ fn read_token(path: &Path) -> Result<String, ConfigError> {
 
 /// Parses every certificate in a PEM file; none is an error (we never fall back to
 /// trusting anything else for the API server).
-pub fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-    let pem = std::fs::read(path).map_err(|source| ConfigError::ReadFile {
+pub fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientConfigError> {
+    let pem = std::fs::read(path).map_err(|source| ClientConfigError::ReadFile {
         path: path.display().to_string(),
         source,
     })?;
-    parse_ca(&pem).map_err(|reason| ConfigError::BadCa {
+    parse_ca(&pem).map_err(|source| ClientConfigError::BadCa {
         path: path.display().to_string(),
-        reason,
+        source,
     })
 }
 
 /// Parses PEM certificates from memory.
-pub fn parse_ca(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn parse_ca(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CaError> {
     let mut certs = Vec::new();
     for cert in CertificateDer::pem_slice_iter(pem) {
-        certs.push(cert.map_err(|e| format!("invalid PEM: {e:?}"))?);
+        certs.push(cert.map_err(CaError::InvalidPem)?);
     }
     if certs.is_empty() {
-        return Err("no certificate found".to_string());
+        return Err(CaError::NoCertificate);
     }
     Ok(certs)
 }
 
 /// The in-cluster API server URL from KUBERNETES_SERVICE_HOST/PORT, bracketing IPv6.
-pub fn in_cluster_url(lookup: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+pub fn in_cluster_url(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, ClientConfigError> {
     let host = lookup("KUBERNETES_SERVICE_HOST").filter(|h| !h.is_empty());
     let port = lookup("KUBERNETES_SERVICE_PORT").filter(|p| !p.is_empty());
     match (host, port) {
@@ -164,7 +166,7 @@ pub fn in_cluster_url(lookup: impl Fn(&str) -> Option<String>) -> Result<String,
             };
             Ok(format!("https://{host}:{port}"))
         }
-        _ => Err(ConfigError::NotInCluster),
+        _ => Err(ClientConfigError::NotInCluster),
     }
 }
 
@@ -199,7 +201,7 @@ mod tests {
     fn missing_service_env_is_not_in_cluster() {
         assert!(matches!(
             in_cluster_url(env(&[("KUBERNETES_SERVICE_HOST", "10.0.0.1")])),
-            Err(ConfigError::NotInCluster)
+            Err(ClientConfigError::NotInCluster)
         ));
     }
 
@@ -234,7 +236,7 @@ mod tests {
         std::fs::write(&path, "\n").unwrap();
         assert!(matches!(
             TokenSource::from_file(&path),
-            Err(ConfigError::EmptyToken { .. })
+            Err(ClientConfigError::EmptyToken { .. })
         ));
         std::fs::remove_file(&path).unwrap();
     }

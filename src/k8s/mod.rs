@@ -13,7 +13,7 @@ pub mod watch;
 
 pub use client::{Client, WatchStream};
 pub use config::ClientConfig;
-pub use error::{ConfigError, Error};
+pub use error::{CaError, ClientConfigError, Error};
 pub use params::{ListParams, Patch, Preconditions, WatchParams};
 
 /// The API group of the operator's custom resource.

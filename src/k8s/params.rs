@@ -3,7 +3,8 @@
 
 use serde::Serialize;
 
-use super::client::FIELD_MANAGER;
+/// The field manager recorded on every write, so `managedFields` names us.
+pub const FIELD_MANAGER: &str = "ecr-creds-refresher";
 
 /// Query parameters of a list.
 #[derive(Clone, Debug, Default)]

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::decide::{decide, observe, released, Decision, Observed};
+use super::decide::{decide, observe, released, Decision, ObservedLease};
 use super::{Error, LeaseConfig, JITTER_FACTOR};
 use crate::backoff::SplitMix64;
 use crate::k8s::kind::LEASES;
@@ -104,7 +104,7 @@ pub struct LeaderElector<A = KubeLease> {
     identity: String,
     cfg: LeaseConfig,
     tx: watch::Sender<bool>,
-    observed: Option<Observed>,
+    observed: Option<ObservedLease>,
     /// Spreads the retries of candidates, so standbys do not hit the API in lockstep.
     rng: SplitMix64,
     metrics: MetricsHandle,
