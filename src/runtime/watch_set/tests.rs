@@ -2,13 +2,12 @@ use super::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::mpsc;
 
+/// Per key started, a receiver whose sender the watch task holds.
+type Alive = Arc<Mutex<Vec<(String, mpsc::Receiver<()>)>>>;
+
 /// A set whose watches do nothing but hold a sender: a closed receiver means the watch
 /// task is gone. Counts the starts.
-fn counting_set() -> (
-    WatchSet<String, usize>,
-    Arc<AtomicUsize>,
-    Arc<Mutex<Vec<(String, mpsc::Receiver<()>)>>>,
-) {
+fn counting_set() -> (WatchSet<String, usize>, Arc<AtomicUsize>, Alive) {
     let starts = Arc::new(AtomicUsize::new(0));
     let alive = Arc::new(Mutex::new(Vec::new()));
     let (s, a) = (starts.clone(), alive.clone());
