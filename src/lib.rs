@@ -6,6 +6,11 @@
 //! machinery, `reconcile` owns the business decisions, `admin` serves probes and metrics.
 //! `backoff` is the one retry policy, on the lowest floor so that every module may wait
 //! by it (the Kubernetes client too) without importing upwards.
+//!
+//! The binary needs only the façade below: [`Config`] from flags and environment,
+//! [`AwsEnv`], [`start`], and the [`Running`] operator it returns. The modules stay
+//! public for the white-box suites under `tests/`; inside them, what only the crate uses
+//! is `pub(crate)`.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -17,3 +22,7 @@ pub mod k8s;
 pub mod metrics;
 pub mod reconcile;
 pub mod runtime;
+
+pub use app::{start, Running, StartError, Stopped};
+pub use aws::AwsEnv;
+pub use config::{Config, ConfigError, LogFormat};

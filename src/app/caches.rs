@@ -55,7 +55,7 @@ impl Caches {
     }
 
     /// Stops the watches started on demand that no cached CR refers to any more.
-    pub fn prune_watches(&self) {
+    pub(crate) fn prune_watches(&self) {
         self.credentials.prune();
         self.shared.prune();
     }
@@ -76,7 +76,7 @@ impl Caches {
     }
 
     /// Every CR name, to enqueue after a change that may concern any of them.
-    pub fn cr_names(&self) -> Vec<String> {
+    pub(crate) fn cr_names(&self) -> Vec<String> {
         self.crs
             .keys()
             .into_iter()

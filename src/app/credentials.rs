@@ -136,7 +136,7 @@ impl CredentialSecrets {
     }
 
     /// Drops the watches of Secrets neither operator-wide nor named by a cached CR.
-    pub fn prune(&self) {
+    pub(crate) fn prune(&self) {
         let mut keep: HashSet<SecretRef> = self.operator_wide.iter().cloned().collect();
         keep.extend(
             self.crs

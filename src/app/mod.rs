@@ -16,14 +16,14 @@
 //! `tokens` (the AWS token adapter), `controller` (reconciles as the operator runs them),
 //! `once` (`--once`). Every part is built before any watch starts: nothing is wired late.
 
-pub mod caches;
-pub mod controller;
-pub mod credentials;
+pub(crate) mod caches;
+pub(crate) mod controller;
+pub(crate) mod credentials;
 mod error;
 mod once;
-pub mod role_grants;
-pub mod routing;
-pub mod shared;
+pub(crate) mod role_grants;
+pub(crate) mod routing;
+pub(crate) mod shared;
 pub mod tokens;
 mod wake;
 

@@ -29,7 +29,7 @@ use super::wake::{enqueue_all, ECHO_DEBOUNCE};
 /// Starts the four reflectors, each filling its store in `caches`. Handlers run after the
 /// cache took the change, so the reconcile they trigger sees it. Every CR event wakes
 /// `crs_changed`, on which the watches started on demand are pruned.
-pub fn start_watches(
+pub(crate) fn start_watches(
     client: &Client,
     queue: &WorkQueue<String>,
     caches: &Caches,

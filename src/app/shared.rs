@@ -115,7 +115,7 @@ impl SharedSecrets {
 
     /// A merge CR was created, changed or deleted: the other merge CRs of its
     /// `secretName` look again, since a claim on a host is reported by both sides.
-    pub fn cr_changed(&self, cr: &EcrPullSecret) {
+    pub(crate) fn cr_changed(&self, cr: &EcrPullSecret) {
         if !is_merge(cr) {
             return;
         }
@@ -133,7 +133,7 @@ impl SharedSecrets {
 
     /// Keeps the watch of a name while a merge CR uses it, or while its Secrets still
     /// hold hosts of a CR that exists (to take them out when that CR moved on).
-    pub fn prune(&self) {
+    pub(crate) fn prune(&self) {
         let crs = self.crs.list();
         let used: HashSet<&str> = crs
             .iter()

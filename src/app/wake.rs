@@ -11,7 +11,7 @@ use crate::runtime::store::Store;
 /// object written. Enqueued after this delay, a burst of echoes costs one reconcile per
 /// CR (the queue keeps the earliest pending time) instead of one per echo; a hand edit or
 /// a deleted Secret is still repaired within a fraction of a second.
-pub const ECHO_DEBOUNCE: Duration = Duration::from_millis(250);
+pub(super) const ECHO_DEBOUNCE: Duration = Duration::from_millis(250);
 
 /// Enqueues every CR (cheap: the queue collapses dirty keys, and a reconcile that finds
 /// nothing to change writes nothing).

@@ -11,10 +11,10 @@ use rustls_pki_types::CertificateDer;
 use super::error::{CaError, ClientConfigError};
 
 /// Where a pod's service-account files are mounted.
-pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+pub(crate) const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// Bound tokens rotate about hourly; client-go re-reads once a minute.
-pub const TOKEN_REREAD_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const TOKEN_REREAD_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A bearer token, re-read from its file about once a minute and after a 401.
 ///
@@ -96,7 +96,7 @@ impl TokenSource {
     }
 
     /// After a 401: the token may have rotated under us; re-read before the next use.
-    pub fn invalidate(&self) {
+    pub(crate) fn invalidate(&self) {
         if let Ok(mut state) = self.inner.state.lock() {
             state.stale = true;
         }
@@ -128,7 +128,7 @@ fn read_token(path: &Path) -> Result<String, ClientConfigError> {
 
 /// Parses every certificate in a PEM file; none is an error (we never fall back to
 /// trusting anything else for the API server).
-pub fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientConfigError> {
+pub(crate) fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientConfigError> {
     let pem = std::fs::read(path).map_err(|source| ClientConfigError::ReadFile {
         path: path.display().to_string(),
         source,
@@ -152,7 +152,7 @@ pub fn parse_ca(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CaError> {
 }
 
 /// The in-cluster API server URL from KUBERNETES_SERVICE_HOST/PORT, bracketing IPv6.
-pub fn in_cluster_url(
+pub(crate) fn in_cluster_url(
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<String, ClientConfigError> {
     let host = lookup("KUBERNETES_SERVICE_HOST").filter(|h| !h.is_empty());

@@ -23,12 +23,12 @@ use super::types::{ApiStatus, ObjectList, WatchEvent};
 use super::watch::{decode_event, LineDecoder};
 
 /// Idle connections kept per API server after a burst of writes.
-pub const POOL_MAX_IDLE: usize = 4;
+pub(crate) const POOL_MAX_IDLE: usize = 4;
 /// Lists of thousands of objects stay well below this; anything larger is refused.
-pub const MAX_BODY: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024 * 1024;
 
 /// Called for every answer with (verb, HTTP code), for the requests-by-verb metric.
-pub type RequestObserver = Arc<dyn Fn(&'static str, u16) + Send + Sync>;
+pub(crate) type RequestObserver = Arc<dyn Fn(&'static str, u16) + Send + Sync>;
 
 /// A Kubernetes API client. Cheap to clone: clones share one connection pool.
 #[derive(Clone)]
@@ -101,7 +101,7 @@ impl Client {
 
     /// Reports every answer's (verb, code) to `observer`.
     #[must_use]
-    pub fn with_observer(self, observer: RequestObserver) -> Self {
+    pub(crate) fn with_observer(self, observer: RequestObserver) -> Self {
         let inner = &self.inner;
         Client {
             inner: Arc::new(Inner {
@@ -231,17 +231,8 @@ impl Client {
         .await
     }
 
-    /// PUT to the status subresource of the object at `path`.
-    pub async fn replace_status<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T, Error> {
-        self.replace(&format!("{path}/status"), body).await
-    }
-
     /// PATCH to the status subresource of the object at `path`.
-    pub async fn patch_status<T: DeserializeOwned>(
+    pub(crate) async fn patch_status<T: DeserializeOwned>(
         &self,
         path: &str,
         patch: Patch<'_>,
@@ -257,7 +248,7 @@ impl Client {
 
     /// DELETE only the object we saw: the server answers 409 when its uid or
     /// resourceVersion differ (replaced or changed since we looked), instead of deleting it.
-    pub async fn delete_with(
+    pub(crate) async fn delete_with(
         &self,
         path: &str,
         preconditions: Option<&Preconditions>,

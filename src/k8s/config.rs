@@ -10,12 +10,13 @@ use super::auth::{self, TokenSource};
 use super::error::ClientConfigError;
 
 /// Default per-request timeout (connect, send, read the whole answer).
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// client-go's limit on Retry-After driven retries.
-pub const MAX_RETRIES: u32 = 10;
+pub(crate) const MAX_RETRIES: u32 = 10;
 
 /// `User-Agent` of every request; [`ClientConfig::with_identity`] appends the replica.
-pub const DEFAULT_USER_AGENT: &str = concat!("ecr-creds-refresher/", env!("CARGO_PKG_VERSION"));
+pub(crate) const DEFAULT_USER_AGENT: &str =
+    concat!("ecr-creds-refresher/", env!("CARGO_PKG_VERSION"));
 
 /// How to reach and authenticate to the API server.
 #[derive(Clone, Debug)]
@@ -71,7 +72,7 @@ impl ClientConfig {
     /// `ecr-creds-refresher/<version> (<identity>)`: which replica sent a request, in
     /// the audit log. An identity that cannot go in a header keeps the plain agent.
     #[must_use]
-    pub fn with_identity(mut self, identity: &str) -> Self {
+    pub(crate) fn with_identity(mut self, identity: &str) -> Self {
         if let Ok(v) = http::HeaderValue::from_str(&format!("{DEFAULT_USER_AGENT} ({identity})")) {
             self.user_agent = v;
         }
@@ -79,7 +80,7 @@ impl ClientConfig {
     }
 
     /// In a pod: KUBERNETES_SERVICE_HOST/PORT and the mounted service-account files.
-    pub fn in_cluster() -> Result<Self, ClientConfigError> {
+    pub(crate) fn in_cluster() -> Result<Self, ClientConfigError> {
         let url = auth::in_cluster_url(|k| std::env::var(k).ok())?;
         let dir = Path::new(auth::SERVICE_ACCOUNT_DIR);
         let mut cfg = ClientConfig::new(&url)?;

@@ -43,21 +43,21 @@ impl Error {
     }
 
     /// 410 Gone / Expired: the resourceVersion or continue token is too old; relist.
-    pub fn is_gone(&self) -> bool {
+    pub(crate) fn is_gone(&self) -> bool {
         self.code() == Some(410)
     }
 
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         self.code() == Some(404)
     }
 
     /// 409 with reason Conflict: our resourceVersion was stale.
-    pub fn is_conflict(&self) -> bool {
+    pub(crate) fn is_conflict(&self) -> bool {
         matches!(self, Error::Api { status } if status.code == 409 && status.reason != "AlreadyExists")
     }
 
     /// 409 with reason AlreadyExists: a create met an existing object.
-    pub fn is_already_exists(&self) -> bool {
+    pub(crate) fn is_already_exists(&self) -> bool {
         matches!(self, Error::Api { status } if status.code == 409 && status.reason == "AlreadyExists")
     }
 

@@ -9,7 +9,7 @@ use super::error::Error;
 use super::types::{ApiStatus, WatchEvent};
 
 /// The largest watch line we accept; a real event is far smaller (Secrets cap at 1 MiB).
-pub const MAX_LINE: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_LINE: usize = 16 * 1024 * 1024;
 
 /// Splits a byte stream into complete lines, whatever the chunking.
 ///

@@ -18,9 +18,9 @@
 //! resolve once they have (the controller after draining its reconciles in flight).
 
 pub mod controller;
-pub mod intern;
+pub(crate) mod intern;
 pub mod leader;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod queue;
 pub mod store;
 pub(crate) mod unwind;

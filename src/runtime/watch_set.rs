@@ -29,10 +29,10 @@ use super::shutdown_requested;
 
 /// Starts the watch of one key: what its callers get, and the task to abort when the
 /// key is pruned.
-pub type StartWatch<K, V> = dyn Fn(&K) -> (V, JoinHandle<()>) + Send + Sync;
+pub(crate) type StartWatch<K, V> = dyn Fn(&K) -> (V, JoinHandle<()>) + Send + Sync;
 
 /// The watches of a set of keys, started on demand; cheap to clone (one set, shared).
-pub struct WatchSet<K, V> {
+pub(crate) struct WatchSet<K, V> {
     inner: Arc<Inner<K, V>>,
 }
 
@@ -67,7 +67,7 @@ impl<K, V> Clone for WatchSet<K, V> {
 
 impl<K: Eq + Hash + Clone, V: Clone> WatchSet<K, V> {
     /// An empty set whose watches `start` starts.
-    pub fn new(start: impl Fn(&K) -> (V, JoinHandle<()>) + Send + Sync + 'static) -> Self {
+    pub(crate) fn new(start: impl Fn(&K) -> (V, JoinHandle<()>) + Send + Sync + 'static) -> Self {
         WatchSet {
             inner: Arc::new(Inner {
                 watched: Mutex::new(HashMap::new()),
@@ -77,7 +77,7 @@ impl<K: Eq + Hash + Clone, V: Clone> WatchSet<K, V> {
     }
 
     /// What `key`'s watch publishes, starting the watch on first use.
-    pub fn get(&self, key: &K) -> V {
+    pub(crate) fn get(&self, key: &K) -> V {
         let mut watched = self.lock();
         if let Some(w) = watched.get(key) {
             return w.value.clone();
@@ -94,22 +94,22 @@ impl<K: Eq + Hash + Clone, V: Clone> WatchSet<K, V> {
     }
 
     /// What `key`'s watch publishes, if it is watched; starts nothing.
-    pub fn peek(&self, key: &K) -> Option<V> {
+    pub(crate) fn peek(&self, key: &K) -> Option<V> {
         self.lock().get(key).map(|w| w.value.clone())
     }
 
     /// What every watch publishes now.
-    pub fn values(&self) -> Vec<V> {
+    pub(crate) fn values(&self) -> Vec<V> {
         self.lock().values().map(|w| w.value.clone()).collect()
     }
 
     /// How many keys are watched now.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
 
     /// Stops the watches of the keys `keep` refuses.
-    pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
+    pub(crate) fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         self.lock().retain(|k, w| keep(k, &w.value));
     }
 
@@ -122,7 +122,7 @@ impl<K: Eq + Hash + Clone, V: Clone> WatchSet<K, V> {
 
 /// Runs `prune` `delay` after each wake-up of `changed`, until shutdown. Wake-ups while
 /// it waits collapse into one prune (a [`Notify`] stores one permit).
-pub fn spawn_pruner(
+pub(crate) fn spawn_pruner(
     changed: Arc<Notify>,
     delay: Duration,
     prune: impl Fn() + Send + 'static,

@@ -140,7 +140,7 @@ impl<A: LeaseApi> LeaderElector<A> {
 
     /// Reports every change of leadership to `metrics`.
     #[must_use]
-    pub fn with_metrics(self, metrics: MetricsHandle) -> Self {
+    pub(crate) fn with_metrics(self, metrics: MetricsHandle) -> Self {
         Self { metrics, ..self }
     }
 

@@ -199,7 +199,7 @@ impl WatcherConfig {
 
     /// Reports to `metrics` as well as to [`WatcherConfig::stats`].
     #[must_use]
-    pub fn with_metrics(self, metrics: MetricsHandle) -> WatcherConfig {
+    pub(crate) fn with_metrics(self, metrics: MetricsHandle) -> WatcherConfig {
         WatcherConfig { metrics, ..self }
     }
 
