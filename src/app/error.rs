@@ -79,3 +79,48 @@ impl std::error::Error for StartError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k8s::types::ApiStatus;
+
+    /// Issue 18, item 7: `StartError` was `{ what: String, cause: String }`. Each step
+    /// is a variant now, and the line the binary prints is the one it printed before.
+    #[test]
+    fn item_7_start_errors_name_their_step_and_print_as_before() {
+        let not_found = StartError::FirstList {
+            url: "https://10.0.0.1".to_string(),
+            source: ApiError::Api {
+                status: ApiStatus {
+                    code: 404,
+                    message: "not found".to_string(),
+                    ..ApiStatus::default()
+                },
+            },
+        };
+        let line = not_found.to_string();
+        assert!(
+            line.starts_with(
+                "cannot list ECRPullSecrets at https://10.0.0.1 (is the CRD installed? kubectl apply -f crd.yaml): "
+            ),
+            "{line}"
+        );
+        assert!(std::error::Error::source(&not_found).is_some());
+        assert_eq!(
+            StartError::LeaderElectionNamespace.to_string(),
+            "leader election needs a namespace: set --leader-election-namespace or POD_NAMESPACE"
+        );
+        assert_eq!(
+            StartError::CachesNotSynced {
+                within: Duration::from_secs(60)
+            }
+            .to_string(),
+            "--once: the watch caches did not fill within 60s"
+        );
+        let tls = StartError::ClientConfig(ClientConfigError::NotInCluster);
+        assert!(tls
+            .to_string()
+            .starts_with("cannot configure the Kubernetes client: not running in a cluster"));
+    }
+}

@@ -245,4 +245,17 @@ mod tests {
     fn ca_without_certificates_is_rejected() {
         assert!(parse_ca(b"not a pem").is_err());
     }
+
+    /// Issue 18, item 7: `parse_ca` said why in a String; the caller can now tell an
+    /// empty file from a broken one, and the message is the same.
+    #[test]
+    fn item_7_parse_ca_says_which_way_it_failed() {
+        let none = parse_ca(b"not a pem").unwrap_err();
+        assert!(matches!(none, CaError::NoCertificate));
+        assert_eq!(none.to_string(), "no certificate found");
+        let broken = b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n";
+        let broken = parse_ca(broken).unwrap_err();
+        assert!(matches!(broken, CaError::InvalidPem(_)), "{broken:?}");
+        assert!(broken.to_string().starts_with("invalid PEM: "), "{broken}");
+    }
 }

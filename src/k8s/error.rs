@@ -7,7 +7,7 @@ use super::types::ApiStatus;
 /// Errors of the Kubernetes client. Messages never carry a token or a Secret's data.
 #[derive(Debug)]
 pub enum Error {
-    /// The server answered non-2xx; `status` is its `metav1.ApiStatus` (synthesised from the
+    /// The server answered non-2xx; `status` is its `metav1.Status` (synthesised from the
     /// HTTP code when the body was not one).
     Api { status: ApiStatus },
     /// The request could not be sent or its answer not read (connect, TLS, reset).
