@@ -4,9 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ecr_creds_refresher::app::{self, Stopped};
-use ecr_creds_refresher::aws::env::AwsEnv;
-use ecr_creds_refresher::config::{Config, ConfigError, LogFormat};
+use ecr_creds_refresher::{start, AwsEnv, Config, ConfigError, LogFormat, Stopped};
 use tokio::signal::unix::{signal, SignalKind};
 
 /// `--once` gives up if the caches are not filled by then.
@@ -90,7 +88,7 @@ async fn run(cfg: Config) -> ExitCode {
         }
         std::env::var(k).ok()
     });
-    let running = match app::start(&cfg, env).await {
+    let running = match start(&cfg, env).await {
         Ok(r) => r,
         Err(e) => return fatal(e),
     };

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ecr_creds_refresher::admin::{Readiness, Routes, Server};
 use ecr_creds_refresher::k8s::types::Secret;
 use ecr_creds_refresher::k8s::watch::LineDecoder;
-use ecr_creds_refresher::k8s::{Client, ClientConfig, ConfigError};
+use ecr_creds_refresher::k8s::{Client, ClientConfig, ClientConfigError};
 use ecr_creds_refresher::reconcile::state::ManagedSecret;
 use ecr_creds_refresher::reconcile::writes::Writer;
 use emulators::k8s::FaultConfig;
@@ -627,7 +627,10 @@ async fn finding_10_no_secret_by_accident() {
     std::fs::write(&token, "bearer-token-value").unwrap();
     let err = ClientConfig::out_of_cluster("http://192.0.2.10:8080", Some(&token), None, false)
         .unwrap_err();
-    assert!(matches!(err, ConfigError::PlainHttpToken { .. }), "{err}");
+    assert!(
+        matches!(err, ClientConfigError::PlainHttpToken { .. }),
+        "{err}"
+    );
 
     let mut env = Env::emulators(Options::default()).await;
     env.namespace("long", &[]).await;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ecr_creds_refresher::aws::retry::RetryPolicy;
-use ecr_creds_refresher::runtime::backoff::{
+use ecr_creds_refresher::backoff::{
     Backoff, ResetAfterHealthy, FAILURE_BASE, FAILURE_MAX, WATCH_INITIAL, WATCH_MAX,
     WATCH_RESET_AFTER,
 };

@@ -31,7 +31,35 @@ pub struct Caches {
     pub role_grants: RoleGrants,
 }
 
+// === impl Caches ===
+
 impl Caches {
+    /// The caches around `crs`, the others empty until their reflectors fill them
+    /// ([`super::routing::start_watches`]). Every part exists before any watch starts,
+    /// so no handler ever finds one missing.
+    pub fn new(
+        crs: Store<EcrPullSecret>,
+        credentials: CredentialSecrets,
+        shared: SharedSecrets,
+        role_grants: RoleGrants,
+    ) -> Self {
+        Caches {
+            crs,
+            namespaces: Store::new(),
+            secrets: Store::new(),
+            service_accounts: Store::new(),
+            credentials,
+            shared,
+            role_grants,
+        }
+    }
+
+    /// Stops the watches started on demand that no cached CR refers to any more.
+    pub(crate) fn prune_watches(&self) {
+        self.credentials.prune();
+        self.shared.prune();
+    }
+
     /// Resolves once every cache has its first full list.
     pub async fn synced(&self) {
         self.crs.wait_synced().await;
@@ -48,7 +76,7 @@ impl Caches {
     }
 
     /// Every CR name, to enqueue after a change that may concern any of them.
-    pub fn cr_names(&self) -> Vec<String> {
+    pub(crate) fn cr_names(&self) -> Vec<String> {
         self.crs
             .keys()
             .into_iter()

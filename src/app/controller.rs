@@ -14,7 +14,7 @@ use crate::runtime::queue::WorkQueue;
 use crate::runtime::unwind::{self, catch_panic};
 
 /// Keeps the queue-depth gauge current.
-pub fn spawn_queue_gauge(
+pub(crate) fn spawn_queue_gauge(
     queue: WorkQueue<String>,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
@@ -32,7 +32,7 @@ pub fn spawn_queue_gauge(
 /// Runs one reconcile and records its duration and result. A panic (a bug) fails only
 /// this reconcile: it is logged, counted and written into the CR's status, and the
 /// controller retries it with backoff.
-pub async fn timed_reconcile<F: FetchToken, S: ObservedState>(
+pub(crate) async fn timed_reconcile<F: FetchToken, S: ObservedState>(
     reconciler: &Reconciler<F, S>,
     name: &str,
 ) -> Result<crate::runtime::controller::Action, ReconcileError> {

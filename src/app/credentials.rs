@@ -2,8 +2,7 @@
 //! every version is published to the AWS side's channel, so rotated keys apply at once,
 //! and each Secret's grant annotation says which CRs may use it.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -19,87 +18,80 @@ use crate::reconcile::spec::{EcrPullSecret, SecretRef};
 use crate::reconcile::state::split_list;
 use crate::runtime::queue::WorkQueue;
 use crate::runtime::store::Store;
+use crate::runtime::watch_set::WatchSet;
 use crate::runtime::watcher::{spawn_reflector_into, Event, KubeListWatch, WatcherConfig};
+
+use super::wake::enqueue_all;
 
 /// What a credentials Secret says: its credentials (or why there are none) and the
 /// ECRPullSecrets its grant annotation names.
 type Read = (SecretState, Vec<String>);
 
-use super::routing::enqueue_all;
-
 /// Watches the credentials Secrets (the operator-wide one and those CRs name) and
 /// publishes each version into the AWS side's channel, so rotated keys apply at once.
-/// Watches start on first use and stop once no CR refers to their Secret.
+/// Watches start on first use and stop, at [`CredentialSecrets::prune`], once no CR
+/// refers to their Secret (the operator-wide one is never pruned).
 #[derive(Clone)]
 pub struct CredentialSecrets {
-    inner: Arc<CredentialInner>,
-}
-
-struct CredentialInner {
     client: Client,
-    queue: WorkQueue<String>,
-    crs: Mutex<Option<Store<EcrPullSecret>>>,
-    shutdown: watch::Receiver<bool>,
-    watched: Mutex<HashMap<SecretRef, WatchedSecret>>,
-    /// Secrets watched whatever the CRs say (the operator-wide credentials).
-    pinned: Mutex<HashSet<SecretRef>>,
-    /// Set when CRs changed; the pruner then drops unreferenced watches.
-    changed: tokio::sync::Notify,
-    /// Run after each prune: other state keyed by CR fields prunes on the same beat.
-    also_prune: Mutex<Vec<PruneHook>>,
+    crs: Store<EcrPullSecret>,
+    /// The operator-wide credentials, watched whatever the CRs say.
+    operator_wide: Option<SecretRef>,
+    watches: WatchSet<SecretRef, WatchedSecret>,
 }
 
-/// Something else to prune when CRs change.
-pub type PruneHook = Box<dyn Fn() + Send + Sync>;
-
-/// One watched credentials Secret.
+/// What one watched credentials Secret publishes.
+#[derive(Clone)]
 struct WatchedSecret {
     credentials: SecretCredentials,
     /// The CRs its grant annotation names; `None` until first read.
     grants: watch::Receiver<Option<Vec<String>>>,
-    task: JoinHandle<()>,
 }
 
-impl Drop for WatchedSecret {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+/// What a credentials Secret's watch needs to start and to wake CRs.
+#[derive(Clone)]
+struct Context {
+    client: Client,
+    queue: WorkQueue<String>,
+    crs: Store<EcrPullSecret>,
+    operator_wide: Option<SecretRef>,
+    shutdown: watch::Receiver<bool>,
 }
 
 /// How long a new watch gets to read its Secret once before a caller goes on without it.
 const FIRST_READ: Duration = Duration::from_secs(5);
 
+// === impl CredentialSecrets ===
+
 impl CredentialSecrets {
-    pub fn new(client: Client, queue: WorkQueue<String>, shutdown: watch::Receiver<bool>) -> Self {
+    /// A change of a Secret enqueues the CRs of `crs` naming it (every CR, for the
+    /// `operator_wide` one, which is watched for as long as the operator runs).
+    pub fn new(
+        client: Client,
+        queue: WorkQueue<String>,
+        crs: Store<EcrPullSecret>,
+        operator_wide: Option<SecretRef>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let context = Context {
+            client: client.clone(),
+            queue,
+            crs: crs.clone(),
+            operator_wide: operator_wide.clone(),
+            shutdown,
+        };
         CredentialSecrets {
-            inner: Arc::new(CredentialInner {
-                client,
-                queue,
-                crs: Mutex::new(None),
-                shutdown,
-                watched: Mutex::new(HashMap::new()),
-                pinned: Mutex::new(HashSet::new()),
-                changed: tokio::sync::Notify::new(),
-                also_prune: Mutex::new(Vec::new()),
-            }),
+            client,
+            crs,
+            operator_wide,
+            watches: WatchSet::new(move |r: &SecretRef| start_watch(&context, r)),
         }
-    }
-
-    /// Lets a change of credentials enqueue every CR, and tells which Secrets CRs name.
-    pub fn set_crs(&self, crs: Store<EcrPullSecret>) {
-        *lock(&self.inner.crs) = Some(crs);
-    }
-
-    /// Watches `r` for as long as the operator runs.
-    pub fn pin(&self, r: &SecretRef) -> SecretCredentials {
-        lock(&self.inner.pinned).insert(r.clone());
-        self.get(r)
     }
 
     /// The channel for a Secret, starting its watch on first use. Until the first list
     /// lands the credentials read as "not read yet" (CredentialsMissing, retried).
     pub fn get(&self, r: &SecretRef) -> SecretCredentials {
-        self.watch(r).0
+        self.watches.get(r).credentials
     }
 
     /// The ECRPullSecrets Secret `r` grants its use to; empty when missing or
@@ -108,8 +100,7 @@ impl CredentialSecrets {
     /// is kept: naming a Secret opens no watch and loads no credentials until a token is
     /// fetched with it, which only a granted CR gets.
     pub async fn grants(&self, r: &SecretRef) -> Vec<String> {
-        let watched = lock(&self.inner.watched).get(r).map(|w| w.grants.clone());
-        let Some(mut grants) = watched else {
+        let Some(WatchedSecret { mut grants, .. }) = self.watches.peek(r) else {
             return self.read_grants(r).await;
         };
         let _ = tokio::time::timeout(FIRST_READ, grants.wait_for(Option::is_some)).await;
@@ -125,7 +116,7 @@ impl CredentialSecrets {
             ..Default::default()
         };
         let collection = SECRETS.collection(Some(&r.namespace));
-        match self.inner.client.list::<Secret>(&collection, &params).await {
+        match self.client.list::<Secret>(&collection, &params).await {
             Ok(list) => list
                 .items
                 .iter()
@@ -141,117 +132,79 @@ impl CredentialSecrets {
 
     /// How many Secrets are watched now.
     pub fn watched(&self) -> usize {
-        lock(&self.inner.watched).len()
+        self.watches.len()
     }
 
-    /// CRs changed: prune soon (see [`CredentialSecrets::spawn_pruner`]).
-    pub fn references_changed(&self) {
-        self.inner.changed.notify_one();
+    /// Drops the watches of Secrets neither operator-wide nor named by a cached CR.
+    pub(crate) fn prune(&self) {
+        let mut keep: HashSet<SecretRef> = self.operator_wide.iter().cloned().collect();
+        keep.extend(
+            self.crs
+                .list()
+                .iter()
+                .filter_map(|cr| credentials_ref(cr).cloned()),
+        );
+        self.watches.retain(|r, _| keep.contains(r));
     }
+}
 
-    /// Stops the watches no CR refers to and that are not pinned, a moment after CRs
-    /// change (an edit storm prunes once).
-    pub fn spawn_pruner(&self) -> JoinHandle<()> {
-        super::spawn_pruner(
-            self.clone(),
-            |this| &this.inner.changed,
-            Self::prune,
-            self.inner.shutdown.clone(),
-        )
-    }
-
-    /// Drops the watches of Secrets neither pinned nor named by a cached CR.
-    pub fn prune(&self) {
-        let Some(crs) = lock(&self.inner.crs).clone() else {
-            return;
-        };
-        let mut keep: HashSet<SecretRef> = lock(&self.inner.pinned).clone();
-        keep.extend(crs.list().iter().filter_map(|cr| {
-            cr.spec
-                .aws
-                .as_ref()
-                .and_then(|a| a.credentials_secret_ref.clone())
-        }));
-        lock(&self.inner.watched).retain(|r, _| keep.contains(r));
-        for hook in lock(&self.inner.also_prune).iter() {
-            hook();
+/// Starts the watch of credentials Secret `r`: each version goes to its channel, and
+/// wakes the CRs that use it.
+fn start_watch(context: &Context, r: &SecretRef) -> (WatchedSecret, JoinHandle<()>) {
+    let origin = format!("{}/{}", r.namespace, r.name);
+    let (tx, rx) = SecretCredentials::channel(origin.clone());
+    let (grants_tx, grants_rx) = watch::channel(None);
+    let (queue, crs) = (context.queue.clone(), context.crs.clone());
+    let operator_wide = context.operator_wide.as_ref() == Some(r);
+    let secret = r.clone();
+    let publish = move |state: SecretState, grants: Vec<String>| {
+        // A rotated key changes the fetcher's credentials fingerprint, so the token
+        // cache refetches that group at the next reconcile; a changed grant is
+        // judged at that reconcile, which every CR naming the Secret gets now.
+        tx.send_replace(state);
+        grants_tx.send_replace(Some(grants));
+        if operator_wide {
+            // The operator-wide credentials serve every CR.
+            enqueue_all(&queue, &crs);
+        } else {
+            enqueue_naming(&queue, &crs, &secret);
         }
-    }
-
-    /// Runs `hook` after each prune (a moment after CRs change).
-    pub fn also_prune(&self, hook: PruneHook) {
-        lock(&self.inner.also_prune).push(hook);
-    }
-
-    fn watch(&self, r: &SecretRef) -> (SecretCredentials, watch::Receiver<Option<Vec<String>>>) {
-        let mut watched = lock(&self.inner.watched);
-        if let Some(w) = watched.get(r) {
-            return (w.credentials.clone(), w.grants.clone());
-        }
-        let origin = format!("{}/{}", r.namespace, r.name);
-        let (tx, rx) = SecretCredentials::channel(origin.clone());
-        let (grants_tx, grants_rx) = watch::channel(None);
-        let inner = Arc::downgrade(&self.inner);
-        let secret = r.clone();
-        let publish = move |state: SecretState, grants: Vec<String>| {
-            // A rotated key changes the fetcher's credentials fingerprint, so the token
-            // cache refetches that group at the next reconcile; a changed grant is
-            // judged at that reconcile, which every CR naming the Secret gets now.
-            tx.send_replace(state);
-            grants_tx.send_replace(Some(grants));
-            let Some(inner) = inner.upgrade() else {
-                return;
-            };
-            let crs = lock(&inner.crs).clone();
-            let pinned = lock(&inner.pinned).contains(&secret);
-            match crs {
-                // The operator-wide credentials serve every CR.
-                Some(crs) if pinned => enqueue_all(&inner.queue, &crs),
-                Some(crs) => enqueue_naming(&inner.queue, &crs, &secret),
-                None => {}
-            }
-        };
-        let missing = format!("Secret {origin} not found");
-        // The projection is what the Secret says: its credentials and its grant.
-        let read = |s: &Secret| -> Option<Read> {
-            let grants = split_list(s.metadata.annotations.get(GRANT_ANNOTATION));
-            Some((Some(credentials_from_secret_data(&s.data)), grants))
-        };
-        let store: Store<Read> = Store::new();
-        let listed = store.clone();
-        let (_, task) = spawn_reflector_into(
-            store,
-            KubeListWatch {
-                client: self.inner.client.clone(),
-                collection: SECRETS.collection(Some(&r.namespace)),
-                label_selector: None,
-                field_selector: Some(format!("metadata.name={}", r.name)),
-            },
-            WatcherConfig::new(format!("credentials secret {origin}"))
-                .with_metrics(metrics::runtime()),
-            read,
-            move |event: Event<Secret>| {
-                let key = event.keys().into_iter().next();
-                match (&event, key.and_then(|k| listed.get(&k))) {
-                    (Event::Applied(_) | Event::Restarted(_), Some(read)) => {
-                        let (state, grants) = (*read).clone();
-                        publish(state, grants)
-                    }
-                    _ => publish(Some(Err(missing.clone())), Vec::new()),
+    };
+    let missing = format!("Secret {origin} not found");
+    // The projection is what the Secret says: its credentials and its grant.
+    let read = |s: &Secret| -> Option<Read> {
+        let grants = split_list(s.metadata.annotations.get(GRANT_ANNOTATION));
+        Some((Some(credentials_from_secret_data(&s.data)), grants))
+    };
+    let store: Store<Read> = Store::new();
+    let listed = store.clone();
+    let (_, task) = spawn_reflector_into(
+        store,
+        KubeListWatch {
+            client: context.client.clone(),
+            collection: SECRETS.collection(Some(&r.namespace)),
+            label_selector: None,
+            field_selector: Some(format!("metadata.name={}", r.name)),
+        },
+        WatcherConfig::new(format!("credentials secret {origin}")).with_metrics(metrics::runtime()),
+        read,
+        move |event: Event<Secret>| {
+            let key = event.keys().into_iter().next();
+            match (&event, key.and_then(|k| listed.get(&k))) {
+                (Event::Applied(_) | Event::Restarted(_), Some(read)) => {
+                    let (state, grants) = (*read).clone();
+                    publish(state, grants)
                 }
-            },
-            self.inner.shutdown.clone(),
-        );
-        watched.insert(
-            r.clone(),
-            WatchedSecret {
-                credentials: rx.clone(),
-                grants: grants_rx.clone(),
-                task,
-            },
-        );
-        (rx, grants_rx)
-    }
+                _ => publish(Some(Err(missing.clone())), Vec::new()),
+            }
+        },
+        context.shutdown.clone(),
+    );
+    let watched = WatchedSecret {
+        credentials: rx,
+        grants: grants_rx,
+    };
+    (watched, task)
 }
 
 /// Enqueues the CRs whose `credentialsSecretRef` is `secret`.
@@ -268,8 +221,4 @@ fn enqueue_naming(queue: &WorkQueue<String>, crs: &Store<EcrPullSecret>, secret:
 /// The credentials Secret a CR names, if any.
 fn credentials_ref(cr: &EcrPullSecret) -> Option<&SecretRef> {
     cr.spec.aws.as_ref()?.credentials_secret_ref.as_ref()
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

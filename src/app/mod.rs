@@ -11,23 +11,27 @@
 //! ```
 //!
 //! Files: `caches` (the stores and the reconciler's view of them), `routing` (event to
-//! CR), `credentials` (watched credentials Secrets), `tokens` (the AWS token adapter),
-//! `controller` (reconciles as the operator runs them), `once` (`--once`).
+//! CR), `wake` (whom a change enqueues), `credentials` (watched credentials Secrets),
+//! `shared` (watched shared pull secrets), `role_grants` (the role grants ConfigMap),
+//! `tokens` (the AWS token adapter), `controller` (reconciles as the operator runs them),
+//! `once` (`--once`). Every part is built before any watch starts: nothing is wired late.
 
-pub mod caches;
-pub mod controller;
-pub mod credentials;
+pub(crate) mod caches;
+pub(crate) mod controller;
+pub(crate) mod credentials;
+mod error;
 mod once;
-pub mod role_grants;
-pub mod routing;
-pub mod shared;
+pub(crate) mod role_grants;
+pub(crate) mod routing;
+pub(crate) mod shared;
 pub mod tokens;
+mod wake;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::admin::{Readiness, Routes, Server};
@@ -47,32 +51,13 @@ use crate::runtime::controller::{spawn_controller, Controller, ControllerConfig}
 use crate::runtime::leader::{LeaderElector, LeaseConfig};
 use crate::runtime::queue::WorkQueue;
 use crate::runtime::shutdown_requested;
+use crate::runtime::store::Store;
+use crate::runtime::watch_set;
 
 pub use caches::Caches;
 pub use credentials::CredentialSecrets;
+pub use error::StartError;
 pub use shared::SharedSecrets;
-
-/// Why the operator could not start. Printed once; the process exits 2.
-#[derive(Debug)]
-pub struct StartError {
-    pub what: String,
-    pub cause: String,
-}
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.what, self.cause)
-    }
-}
-
-impl std::error::Error for StartError {}
-
-fn start_error(what: impl Into<String>, cause: impl std::fmt::Display) -> StartError {
-    StartError {
-        what: what.into(),
-        cause: cause.to_string(),
-    }
-}
 
 /// The reconciler as the binary runs it.
 pub type OperatorReconciler = Reconciler<tokens::AwsTokenFetcher, Caches>;
@@ -112,10 +97,19 @@ pub enum Stopped {
 pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
     let client = connect(cfg).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    // Failures back off by the one default: runtime::backoff::FAILURE_BASE doubling to
+    // Failures back off by the one default: backoff::FAILURE_BASE doubling to
     // FAILURE_MAX (2 s to 5 minutes).
     let queue: WorkQueue<String> = WorkQueue::new();
-    let creds = CredentialSecrets::new(client.clone(), queue.clone(), shutdown_rx.clone());
+    // The CR cache exists before the parts that read it; its reflector starts with the
+    // others, once every part is wired.
+    let crs: Store<EcrPullSecret> = Store::new();
+    let creds = CredentialSecrets::new(
+        client.clone(),
+        queue.clone(),
+        crs.clone(),
+        operator_credentials(cfg),
+        shutdown_rx.clone(),
+    );
     let (tokens, registry) = token_cache(cfg, &env, &creds)?;
     let verifier = if cfg.verify_registries {
         tokens::registry_verifier(registry)
@@ -126,23 +120,27 @@ pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
     let verdict_queue = queue.clone();
     verifier.on_verdict(Arc::new(move |cr: &str| verdict_queue.add(cr.to_string())));
     let specs = Arc::new(Specs::new(spec_policy(cfg)));
-    let shared = SharedSecrets::new(client.clone(), queue.clone(), shutdown_rx.clone());
-    let (mut caches, _watches) =
-        routing::start_watches(&client, &queue, &creds, &shared, &specs, &shutdown_rx);
-    creds.set_crs(caches.crs.clone());
-    creds.spawn_pruner();
-    shared.set_crs(caches.crs.clone());
-    shared.spawn_pruner();
+    let shared = SharedSecrets::new(
+        client.clone(),
+        queue.clone(),
+        crs.clone(),
+        shutdown_rx.clone(),
+    );
     let operator_namespace = cfg.namespace.clone().or_else(service_account_namespace);
-    if let Some(namespace) = &operator_namespace {
-        caches.role_grants = role_grants::RoleGrants::watch(
+    let role_grants = match &operator_namespace {
+        Some(namespace) => role_grants::RoleGrants::watch(
             &client,
             namespace,
             queue.clone(),
-            caches.crs.clone(),
+            crs.clone(),
             shutdown_rx.clone(),
-        );
-    }
+        ),
+        None => role_grants::RoleGrants::none(),
+    };
+    let caches = Caches::new(crs, creds, shared, role_grants);
+    let crs_changed = Arc::new(Notify::new());
+    let _watches =
+        routing::start_watches(&client, &queue, &caches, &specs, &crs_changed, &shutdown_rx);
     let reconciler = Arc::new(
         Reconciler::new(
             client.clone(),
@@ -158,13 +156,7 @@ pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
         )
         .with_verifier(Arc::new(verifier)),
     );
-    // The token groups and providers are keyed by CR fields: pruned as CRs change.
-    let weak = Arc::downgrade(&reconciler);
-    creds.also_prune(Box::new(move || {
-        if let Some(reconciler) = weak.upgrade() {
-            reconciler.prune_tokens();
-        }
-    }));
+    spawn_pruner(&caches, &reconciler, crs_changed, &shutdown_rx);
     let readiness = caches_readiness(&caches, &shutdown_rx);
     let (probe_addr, metrics_addr) = serve_admin(cfg, &readiness, &shutdown_rx).await?;
     controller::spawn_queue_gauge(queue.clone(), shutdown_rx.clone());
@@ -208,27 +200,19 @@ async fn connect(cfg: &Config) -> Result<Client, StartError> {
     let client = client_cfg
         .map(|c| c.with_identity(&cfg.identity))
         .and_then(Client::new)
-        .map_err(|e| start_error("cannot configure the Kubernetes client", e))?
+        .map_err(StartError::ClientConfig)?
         .with_observer(Arc::new(metrics::api_request));
     let first = ListParams {
         limit: Some(1),
         ..Default::default()
     };
-    if let Err(e) = client
+    client
         .list::<EcrPullSecret>(&ECR_PULL_SECRETS.collection(None), &first)
         .await
-    {
-        let hint = match e.code() {
-            Some(404) => " (is the CRD installed? kubectl apply -f crd.yaml)",
-            Some(401) => " (the token was refused)",
-            Some(403) => " (RBAC: apply rbac.yaml)",
-            _ => "",
-        };
-        return Err(start_error(
-            format!("cannot list ECRPullSecrets at {}{hint}", client.url()),
-            e,
-        ));
-    }
+        .map_err(|source| StartError::FirstList {
+            url: client.url().to_string(),
+            source,
+        })?;
     Ok(client)
 }
 
@@ -241,16 +225,11 @@ fn token_cache(
 ) -> Result<(Arc<TokenCache<tokens::AwsTokenFetcher>>, RegistryClient), StartError> {
     use crate::aws::credentials::SourceKind;
     use crate::aws::setup::{Aws, AwsSettings};
-    let global_secret = cfg.credentials_secret.as_ref().map(|(namespace, name)| {
-        creds.pin(&SecretRef {
-            name: name.clone(),
-            namespace: namespace.clone(),
-        })
-    });
+    let global_secret = operator_credentials(cfg).map(|r| creds.get(&r));
     let source: SourceKind = cfg
         .aws_credentials_source
         .parse()
-        .map_err(|e| start_error("bad --aws-credentials-source", e))?;
+        .map_err(StartError::CredentialsSource)?;
     if cfg.region.is_none() {
         tracing::info!("AWS_REGION is unset: STS uses us-east-1 and every ECRPullSecret must name its region or registries");
     }
@@ -263,8 +242,7 @@ fn token_cache(
         http: crate::aws::http::HttpConfig::default(),
         allow_plain_http_registry: cfg.allow_plain_http_registry,
     };
-    let aws = Aws::setup(env, settings, global_secret)
-        .map_err(|e| start_error("cannot configure AWS", e))?;
+    let aws = Aws::setup(env, settings, global_secret).map_err(StartError::Aws)?;
     let lookup_creds = creds.clone();
     let lookup: tokens::SecretLookup = Arc::new(move |r: &SecretRef| Some(lookup_creds.get(r)));
     let registry = aws.registry.clone();
@@ -272,24 +250,37 @@ fn token_cache(
     Ok((cache, registry))
 }
 
-/// Runs `prune` half a second after each wake-up of `changed` (an edit storm of CRs
-/// prunes once), until shutdown: the watches opened on first use are closed this way.
-fn spawn_pruner<T: Clone + Send + Sync + 'static>(
-    this: T,
-    changed: fn(&T) -> &tokio::sync::Notify,
-    prune: fn(&T),
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = changed(&this).notified() => {}
-                _ = shutdown_requested(&mut stop) => return,
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            prune(&this);
-        }
+/// The operator-wide credentials Secret, watched for as long as the operator runs.
+fn operator_credentials(cfg: &Config) -> Option<SecretRef> {
+    let (namespace, name) = cfg.credentials_secret.as_ref()?;
+    Some(SecretRef {
+        name: name.clone(),
+        namespace: namespace.clone(),
     })
+}
+
+/// How long after a CR event the watches and token groups no CR needs are dropped: an
+/// edit storm of CRs prunes once.
+const PRUNE_DELAY: Duration = Duration::from_millis(500);
+
+/// Prunes, [`PRUNE_DELAY`] after CRs change, the watches started on demand and the
+/// token groups (and per-identity providers), all keyed by CR fields.
+fn spawn_pruner(
+    caches: &Caches,
+    reconciler: &Arc<OperatorReconciler>,
+    crs_changed: Arc<Notify>,
+    shutdown: &watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let caches = caches.clone();
+    // Weak: the pruner must not keep the reconciler (and its caches) alive.
+    let reconciler = Arc::downgrade(reconciler);
+    let prune = move || {
+        caches.prune_watches();
+        if let Some(reconciler) = reconciler.upgrade() {
+            reconciler.prune_tokens();
+        }
+    };
+    watch_set::spawn_pruner(crs_changed, PRUNE_DELAY, prune, shutdown.clone())
 }
 
 /// What the flags say CRs may ask for.
@@ -340,7 +331,7 @@ async fn serve_admin(
         };
         let server = Server::bind(addr)
             .await
-            .map_err(|e| start_error(format!("cannot serve {what} on {addr}"), e))?;
+            .map_err(|source| StartError::Serve { what, addr, source })?;
         let local = server.local_addr();
         tracing::info!(addr = ?local, "serving {what}");
         bound.push(local);
@@ -384,12 +375,7 @@ impl Running {
             .leader_election_namespace
             .clone()
             .or(operator_namespace)
-            .ok_or_else(|| {
-                start_error(
-                    "leader election needs a namespace",
-                    "set --leader-election-namespace or POD_NAMESPACE",
-                )
-            })?;
+            .ok_or(StartError::LeaderElectionNamespace)?;
         let elector = LeaderElector::new(
             self.client.clone(),
             &namespace,

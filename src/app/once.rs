@@ -7,7 +7,7 @@ use crate::reconcile::spec::EcrPullSecret;
 use crate::reconcile::status;
 
 use super::controller::timed_reconcile;
-use super::{start_error, Running, StartError};
+use super::{Running, StartError};
 
 // === impl Running ===
 
@@ -19,10 +19,9 @@ impl Running {
             .is_err()
         {
             let _ = self.shutdown_tx.send(true);
-            return Err(start_error(
-                "--once",
-                format!("the watch caches did not fill within {sync_timeout:?}"),
-            ));
+            return Err(StartError::CachesNotSynced {
+                within: sync_timeout,
+            });
         }
         let names = self.caches.cr_names();
         let mut failed = 0;

@@ -4,9 +4,8 @@
 //! a relist. The echoes of our own writes are debounced.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::k8s::kind::{ECR_PULL_SECRETS, NAMESPACES, SECRETS, SERVICE_ACCOUNTS};
@@ -21,60 +20,50 @@ use crate::reconcile::state::{
 };
 use crate::runtime::queue::WorkQueue;
 use crate::runtime::store::{ObjectKey, Store};
-use crate::runtime::watcher::{spawn_reflector, Event, KubeListWatch, WatcherConfig};
+use crate::runtime::watcher::{spawn_reflector_into, Event, KubeListWatch, WatcherConfig};
 
 use super::caches::Caches;
-use super::credentials::CredentialSecrets;
 use super::shared::SharedSecrets;
+use super::wake::{enqueue_all, ECHO_DEBOUNCE};
 
-/// Enqueues every CR (cheap: the queue collapses dirty keys, and a reconcile that finds
-/// nothing to change writes nothing).
-pub(crate) fn enqueue_all(queue: &WorkQueue<String>, crs: &Store<EcrPullSecret>) {
-    for key in crs.keys() {
-        queue.add(key.name.to_string());
-    }
-}
-
-/// Secret and ServiceAccount events are mostly our own writes echoing back, one per
-/// object written. Enqueued after this delay, a burst of echoes costs one reconcile per
-/// CR (the queue keeps the earliest pending time) instead of one per echo; a hand edit or
-/// a deleted Secret is still repaired within a fraction of a second.
-pub const ECHO_DEBOUNCE: Duration = Duration::from_millis(250);
-
-/// Starts the four reflectors. Handlers run after the cache took the change, so the
-/// reconcile they trigger sees it.
-pub fn start_watches(
+/// Starts the four reflectors, each filling its store in `caches`. Handlers run after the
+/// cache took the change, so the reconcile they trigger sees it. Every CR event wakes
+/// `crs_changed`, on which the watches started on demand are pruned.
+pub(crate) fn start_watches(
     client: &Client,
     queue: &WorkQueue<String>,
-    credentials: &CredentialSecrets,
-    shared: &SharedSecrets,
+    caches: &Caches,
     specs: &Arc<Specs>,
+    crs_changed: &Arc<Notify>,
     shutdown: &watch::Receiver<bool>,
-) -> (Caches, Vec<JoinHandle<()>>) {
+) -> Vec<JoinHandle<()>> {
     let lw = |collection: String, label_selector: Option<&str>| KubeListWatch {
         client: client.clone(),
         collection,
         label_selector: label_selector.map(str::to_string),
         field_selector: None,
     };
-    let (q, creds, sh) = (queue.clone(), credentials.clone(), shared.clone());
-    let (crs, cr_task) = spawn_reflector(
+    let (q, sh, changed) = (queue.clone(), caches.shared.clone(), crs_changed.clone());
+    let (_, cr_task) = spawn_reflector_into(
+        caches.crs.clone(),
         lw(ECR_PULL_SECRETS.collection(None), None),
         WatcherConfig::new("ecrpullsecrets").with_metrics(metrics::runtime()),
         |cr: &EcrPullSecret| Some(cr.clone()),
-        move |event| on_cr(&q, &creds, &sh, event),
+        move |event| on_cr(&q, &sh, &changed, event),
         shutdown.clone(),
     );
-    let (q, c, s) = (queue.clone(), crs.clone(), specs.clone());
-    let (namespaces, ns_task) = spawn_reflector(
+    let (q, c, s) = (queue.clone(), caches.crs.clone(), specs.clone());
+    let (_, ns_task) = spawn_reflector_into(
+        caches.namespaces.clone(),
         lw(NAMESPACES.collection(None), None),
         WatcherConfig::new("namespaces").with_metrics(metrics::runtime()),
         project_namespace,
         move |event| on_namespace(&q, &c, &s, event),
         shutdown.clone(),
     );
-    let (q, c) = (queue.clone(), crs.clone());
-    let (secrets, secret_task) = spawn_reflector(
+    let (q, c) = (queue.clone(), caches.crs.clone());
+    let (_, secret_task) = spawn_reflector_into(
+        caches.secrets.clone(),
         lw(SECRETS.collection(None), Some(MANAGED_SELECTOR)),
         WatcherConfig::new("managed secrets").with_metrics(metrics::runtime()),
         ManagedSecret::project,
@@ -83,35 +72,27 @@ pub fn start_watches(
     );
     let (q, c, s, n) = (
         queue.clone(),
-        crs.clone(),
+        caches.crs.clone(),
         specs.clone(),
-        namespaces.clone(),
+        caches.namespaces.clone(),
     );
-    let (service_accounts, sa_task) = spawn_reflector(
+    let (_, sa_task) = spawn_reflector_into(
+        caches.service_accounts.clone(),
         lw(SERVICE_ACCOUNTS.collection(None), None),
         WatcherConfig::new("serviceaccounts").with_metrics(metrics::runtime()),
         SaView::project,
         move |event| on_service_account(&q, &c, &s, &n, event),
         shutdown.clone(),
     );
-    let caches = Caches {
-        crs,
-        namespaces,
-        secrets,
-        service_accounts,
-        credentials: credentials.clone(),
-        shared: shared.clone(),
-        role_grants: super::role_grants::RoleGrants::none(),
-    };
-    (caches, vec![cr_task, ns_task, secret_task, sa_task])
+    vec![cr_task, ns_task, secret_task, sa_task]
 }
 
 /// A CR changed: reconcile it, and let unreferenced credential and shared-Secret watches
-/// go.
+/// go (at the prune `crs_changed` wakes).
 fn on_cr(
     queue: &WorkQueue<String>,
-    credentials: &CredentialSecrets,
     shared: &SharedSecrets,
+    crs_changed: &Notify,
     event: Event<EcrPullSecret>,
 ) {
     match event {
@@ -127,8 +108,7 @@ fn on_cr(
             }
         }
     }
-    credentials.references_changed();
-    shared.references_changed();
+    crs_changed.notify_one();
 }
 
 /// A namespace changed: wake the CRs it can concern (see [`Specs::concerned`]).

@@ -4,8 +4,8 @@
 //! and kept as a small projection (never the credentials). Watches start on first use
 //! and stop once no CR uses the name and no CR's hosts remain in its Secrets.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -19,66 +19,59 @@ use crate::reconcile::shared::{self, SharedSecret};
 use crate::reconcile::spec::{EcrPullSecret, SecretPolicy};
 use crate::runtime::queue::WorkQueue;
 use crate::runtime::store::{ObjectKey, Store};
+use crate::runtime::watch_set::WatchSet;
 use crate::runtime::watcher::{spawn_reflector_into, Event, KubeListWatch, WatcherConfig};
 
-use super::routing::ECHO_DEBOUNCE;
+use super::wake::ECHO_DEBOUNCE;
 
 /// How long a reconcile waits for a new watch's first list before it retries later.
 const FIRST_LIST: Duration = Duration::from_secs(5);
 
-/// The watches of shared pull secrets, one per name.
+/// The watches of shared pull secrets, one per name, started on first use and stopped
+/// at [`SharedSecrets::prune`].
 #[derive(Clone)]
 pub struct SharedSecrets {
-    inner: Arc<Inner>,
+    queue: WorkQueue<String>,
+    crs: Store<EcrPullSecret>,
+    watches: WatchSet<String, Store<SharedSecret>>,
 }
 
-struct Inner {
+/// What a name's watch needs to start and to wake CRs.
+#[derive(Clone)]
+struct Context {
     client: Client,
     queue: WorkQueue<String>,
-    crs: Mutex<Option<Store<EcrPullSecret>>>,
+    crs: Store<EcrPullSecret>,
     shutdown: watch::Receiver<bool>,
-    watched: Mutex<HashMap<String, Watched>>,
-    /// Set when CRs changed; the pruner then drops unused watches.
-    changed: tokio::sync::Notify,
-}
-
-/// One name's watch and what it holds.
-struct Watched {
-    store: Store<SharedSecret>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 // === impl SharedSecrets ===
 
 impl SharedSecrets {
-    pub fn new(client: Client, queue: WorkQueue<String>, shutdown: watch::Receiver<bool>) -> Self {
+    /// A change of a shared Secret enqueues the merge CRs of `crs` writing into it.
+    pub fn new(
+        client: Client,
+        queue: WorkQueue<String>,
+        crs: Store<EcrPullSecret>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let context = Context {
+            client,
+            queue: queue.clone(),
+            crs: crs.clone(),
+            shutdown,
+        };
         SharedSecrets {
-            inner: Arc::new(Inner {
-                client,
-                queue,
-                crs: Mutex::new(None),
-                shutdown,
-                watched: Mutex::new(HashMap::new()),
-                changed: tokio::sync::Notify::new(),
-            }),
+            queue,
+            crs,
+            watches: WatchSet::new(move |name: &String| start_watch(&context, name)),
         }
-    }
-
-    /// Lets a shared Secret's change enqueue the merge CRs.
-    pub fn set_crs(&self, crs: Store<EcrPullSecret>) {
-        *lock(&self.inner.crs) = Some(crs);
     }
 
     /// The Secrets named `name` in every namespace, once the watch of that name (started
     /// here on first use) has listed them; `None` while it has not.
     pub async fn named(&self, name: &str) -> Option<Vec<Arc<SharedSecret>>> {
-        let store = self.watch(name);
+        let store = self.watches.get(&name.to_string());
         if !store.is_synced() {
             let _ = tokio::time::timeout(FIRST_LIST, store.wait_synced()).await;
         }
@@ -87,11 +80,8 @@ impl SharedSecrets {
 
     /// Every watched Secret holding hosts recorded for CR `owner`.
     pub fn holding(&self, owner: &str) -> Vec<Arc<SharedSecret>> {
-        let stores: Vec<Store<SharedSecret>> = lock(&self.inner.watched)
+        self.watches
             .values()
-            .map(|w| w.store.clone())
-            .collect();
-        stores
             .iter()
             .flat_map(|s| s.list())
             .filter(|s| s.hosts_of(owner).next().is_some())
@@ -102,7 +92,7 @@ impl SharedSecrets {
     pub fn written(&self, secret: &Secret) {
         let meta = &secret.metadata;
         if let (Some(ns), Some(name)) = (&meta.namespace, &meta.name) {
-            if let Some(store) = self.store(name) {
+            if let Some(store) = self.watches.peek(name) {
                 store.write_through(
                     ObjectKey::namespaced(ns.as_str(), name.as_str()),
                     SharedSecret::project(secret),
@@ -113,59 +103,38 @@ impl SharedSecrets {
 
     /// A Secret we deleted or found gone.
     pub fn deleted(&self, namespace: &str, name: &str) {
-        if let Some(store) = self.store(name) {
+        if let Some(store) = self.watches.peek(&name.to_string()) {
             store.write_through(ObjectKey::namespaced(namespace, name), None);
         }
     }
 
     /// How many names are watched now.
     pub fn watched(&self) -> usize {
-        lock(&self.inner.watched).len()
+        self.watches.len()
     }
 
     /// A merge CR was created, changed or deleted: the other merge CRs of its
     /// `secretName` look again, since a claim on a host is reported by both sides.
-    pub fn cr_changed(&self, cr: &EcrPullSecret) {
+    pub(crate) fn cr_changed(&self, cr: &EcrPullSecret) {
         if !is_merge(cr) {
             return;
         }
-        let Some(crs) = lock(&self.inner.crs).clone() else {
-            return;
-        };
-        for other in crs.list() {
+        for other in self.crs.list() {
             if let Some(name) = &other.metadata.name {
                 if is_merge(&other)
                     && other.spec.secret_name == cr.spec.secret_name
                     && Some(name) != cr.metadata.name.as_ref()
                 {
-                    self.inner.queue.add(name.clone());
+                    self.queue.add(name.clone());
                 }
             }
         }
     }
 
-    /// CRs changed: prune soon (see [`SharedSecrets::spawn_pruner`]).
-    pub fn references_changed(&self) {
-        self.inner.changed.notify_one();
-    }
-
-    /// Drops unused watches a moment after CRs change (an edit storm prunes once).
-    pub fn spawn_pruner(&self) -> JoinHandle<()> {
-        super::spawn_pruner(
-            self.clone(),
-            |this| &this.inner.changed,
-            Self::prune,
-            self.inner.shutdown.clone(),
-        )
-    }
-
     /// Keeps the watch of a name while a merge CR uses it, or while its Secrets still
     /// hold hosts of a CR that exists (to take them out when that CR moved on).
-    pub fn prune(&self) {
-        let Some(crs) = lock(&self.inner.crs).clone() else {
-            return;
-        };
-        let crs = crs.list();
+    pub(crate) fn prune(&self) {
+        let crs = self.crs.list();
         let used: HashSet<&str> = crs
             .iter()
             .filter(|cr| is_merge(cr))
@@ -175,75 +144,54 @@ impl SharedSecrets {
             .iter()
             .filter_map(|cr| cr.metadata.name.as_deref())
             .collect();
-        lock(&self.inner.watched).retain(|name, w| {
+        self.watches.retain(|name, store| {
             used.contains(name.as_str())
-                || w.store
+                || store
                     .list()
                     .iter()
                     .any(|s| existing.iter().any(|cr| s.hosts_of(cr).next().is_some()))
         });
     }
+}
 
-    fn store(&self, name: &str) -> Option<Store<SharedSecret>> {
-        lock(&self.inner.watched).get(name).map(|w| w.store.clone())
-    }
-
-    fn watch(&self, name: &str) -> Store<SharedSecret> {
-        let mut watched = lock(&self.inner.watched);
-        if let Some(w) = watched.get(name) {
-            return w.store.clone();
-        }
-        let inner = Arc::downgrade(&self.inner);
-        let secret_name = name.to_string();
-        let store: Store<SharedSecret> = Store::new();
-        let (_, task) = spawn_reflector_into(
-            store.clone(),
-            KubeListWatch {
-                client: self.inner.client.clone(),
-                collection: SECRETS.collection(None),
-                label_selector: None,
-                field_selector: Some(format!("metadata.name={name}")),
-            },
-            WatcherConfig::new(format!("shared secrets {name}")).with_metrics(metrics::runtime()),
-            SharedSecret::project,
-            move |event: Event<Secret>| {
-                // Mostly someone else's edit (the store drops echoes of our writes): after the
-                // debounce, the merge CRs of this name look, and so do the CRs with
-                // hosts recorded in it (one that left Merge takes them out).
-                let Some(inner) = inner.upgrade() else {
-                    return;
-                };
-                if let Event::Applied(s) | Event::Deleted(s) = &event {
-                    for owner in shared::owners(s).into_values() {
-                        inner.queue.add_after(owner, ECHO_DEBOUNCE);
+/// Starts the watch of the Secrets named `name`, cluster-wide: a change wakes the merge
+/// CRs of that name and the CRs with hosts recorded in it.
+fn start_watch(context: &Context, name: &String) -> (Store<SharedSecret>, JoinHandle<()>) {
+    let (queue, crs) = (context.queue.clone(), context.crs.clone());
+    let secret_name = name.clone();
+    let store: Store<SharedSecret> = Store::new();
+    let (_, task) = spawn_reflector_into(
+        store.clone(),
+        KubeListWatch {
+            client: context.client.clone(),
+            collection: SECRETS.collection(None),
+            label_selector: None,
+            field_selector: Some(format!("metadata.name={name}")),
+        },
+        WatcherConfig::new(format!("shared secrets {name}")).with_metrics(metrics::runtime()),
+        SharedSecret::project,
+        move |event: Event<Secret>| {
+            // Mostly someone else's edit (the store drops echoes of our writes): after the
+            // debounce, the merge CRs of this name look, and so do the CRs with
+            // hosts recorded in it (one that left Merge takes them out).
+            if let Event::Applied(s) | Event::Deleted(s) = &event {
+                for owner in shared::owners(s).into_values() {
+                    queue.add_after(owner, ECHO_DEBOUNCE);
+                }
+            }
+            for cr in crs.list() {
+                if is_merge(&cr) && cr.spec.secret_name == secret_name {
+                    if let Some(cr_name) = &cr.metadata.name {
+                        queue.add_after(cr_name.clone(), ECHO_DEBOUNCE);
                     }
                 }
-                let crs = lock(&inner.crs).clone();
-                for cr in crs.iter().flat_map(|c| c.list()) {
-                    if is_merge(&cr) && cr.spec.secret_name == secret_name {
-                        if let Some(cr_name) = &cr.metadata.name {
-                            inner.queue.add_after(cr_name.clone(), ECHO_DEBOUNCE);
-                        }
-                    }
-                }
-            },
-            self.inner.shutdown.clone(),
-        );
-        watched.insert(
-            name.to_string(),
-            Watched {
-                store: store.clone(),
-                task,
-            },
-        );
-        store
-    }
+            }
+        },
+        context.shutdown.clone(),
+    );
+    (store, task)
 }
 
 fn is_merge(cr: &EcrPullSecret) -> bool {
     cr.spec.secret_policy == Some(SecretPolicy::Merge)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

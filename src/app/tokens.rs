@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 
 /// How long a fetch waits for a just-watched credentials Secret to be read once.
-pub const SECRET_FIRST_READ: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const SECRET_FIRST_READ: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Finds the watched credentials Secret a CR names (the Kubernetes side owns the watch).
 pub type SecretLookup = Arc<dyn Fn(&SecretRef) -> Option<SecretCredentials> + Send + Sync>;
@@ -162,7 +162,7 @@ impl FetchToken for AwsTokenFetcher {
 }
 
 /// The reconciler's registry checks over `client` (the `aws` module's `/v2/` call).
-pub fn registry_verifier(client: RegistryClient) -> Verifier {
+pub(crate) fn registry_verifier(client: RegistryClient) -> Verifier {
     let check: CheckFn = Arc::new(move |host: String, token: Arc<RegistryToken>| {
         let client = client.clone();
         Box::pin(async move {
@@ -186,7 +186,7 @@ pub fn registry_verifier(client: RegistryClient) -> Verifier {
 
 /// Maps to the status condition reasons the reconciler uses. The message is the error's
 /// Display, which never holds a secret.
-pub fn token_error(e: &AwsError) -> TokenError {
+pub(crate) fn token_error(e: &AwsError) -> TokenError {
     let reason = match e {
         AwsError::Credentials { .. } => Reason::CredentialsMissing,
         // A bad role ARN, session name or region in the CR.

@@ -2,7 +2,7 @@
 //! caller (the reconcile loop) has its own longer backoff; this only rides out blips.
 
 use super::error::AwsError;
-use crate::runtime::backoff::Backoff;
+use crate::backoff::Backoff;
 use std::future::Future;
 use std::time::Duration;
 

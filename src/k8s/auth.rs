@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
-use super::error::ConfigError;
+use super::error::{CaError, ClientConfigError};
 
 /// Where a pod's service-account files are mounted.
-pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+pub(crate) const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// Bound tokens rotate about hourly; client-go re-reads once a minute.
-pub const TOKEN_REREAD_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const TOKEN_REREAD_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A bearer token, re-read from its file about once a minute and after a 401.
 ///
@@ -40,7 +40,7 @@ struct TokenState {
 
 impl TokenSource {
     /// Reads the file once now: a missing or empty token at startup is an error.
-    pub fn from_file(path: impl Into<PathBuf>) -> Result<Self, ConfigError> {
+    pub fn from_file(path: impl Into<PathBuf>) -> Result<Self, ClientConfigError> {
         let path = path.into();
         let token = read_token(&path)?;
         Ok(TokenSource {
@@ -96,7 +96,7 @@ impl TokenSource {
     }
 
     /// After a 401: the token may have rotated under us; re-read before the next use.
-    pub fn invalidate(&self) {
+    pub(crate) fn invalidate(&self) {
         if let Ok(mut state) = self.inner.state.lock() {
             state.stale = true;
         }
@@ -112,14 +112,14 @@ impl std::fmt::Debug for TokenSource {
     }
 }
 
-fn read_token(path: &Path) -> Result<String, ConfigError> {
-    let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+fn read_token(path: &Path) -> Result<String, ClientConfigError> {
+    let raw = std::fs::read_to_string(path).map_err(|source| ClientConfigError::ReadFile {
         path: path.display().to_string(),
         source,
     })?;
     let token = raw.trim();
     if token.is_empty() {
-        return Err(ConfigError::EmptyToken {
+        return Err(ClientConfigError::EmptyToken {
             path: path.display().to_string(),
         });
     }
@@ -128,31 +128,33 @@ fn read_token(path: &Path) -> Result<String, ConfigError> {
 
 /// Parses every certificate in a PEM file; none is an error (we never fall back to
 /// trusting anything else for the API server).
-pub fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-    let pem = std::fs::read(path).map_err(|source| ConfigError::ReadFile {
+pub(crate) fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientConfigError> {
+    let pem = std::fs::read(path).map_err(|source| ClientConfigError::ReadFile {
         path: path.display().to_string(),
         source,
     })?;
-    parse_ca(&pem).map_err(|reason| ConfigError::BadCa {
+    parse_ca(&pem).map_err(|source| ClientConfigError::BadCa {
         path: path.display().to_string(),
-        reason,
+        source,
     })
 }
 
 /// Parses PEM certificates from memory.
-pub fn parse_ca(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn parse_ca(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CaError> {
     let mut certs = Vec::new();
     for cert in CertificateDer::pem_slice_iter(pem) {
-        certs.push(cert.map_err(|e| format!("invalid PEM: {e:?}"))?);
+        certs.push(cert.map_err(CaError::InvalidPem)?);
     }
     if certs.is_empty() {
-        return Err("no certificate found".to_string());
+        return Err(CaError::NoCertificate);
     }
     Ok(certs)
 }
 
 /// The in-cluster API server URL from KUBERNETES_SERVICE_HOST/PORT, bracketing IPv6.
-pub fn in_cluster_url(lookup: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+pub(crate) fn in_cluster_url(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, ClientConfigError> {
     let host = lookup("KUBERNETES_SERVICE_HOST").filter(|h| !h.is_empty());
     let port = lookup("KUBERNETES_SERVICE_PORT").filter(|p| !p.is_empty());
     match (host, port) {
@@ -164,7 +166,7 @@ pub fn in_cluster_url(lookup: impl Fn(&str) -> Option<String>) -> Result<String,
             };
             Ok(format!("https://{host}:{port}"))
         }
-        _ => Err(ConfigError::NotInCluster),
+        _ => Err(ClientConfigError::NotInCluster),
     }
 }
 
@@ -199,7 +201,7 @@ mod tests {
     fn missing_service_env_is_not_in_cluster() {
         assert!(matches!(
             in_cluster_url(env(&[("KUBERNETES_SERVICE_HOST", "10.0.0.1")])),
-            Err(ConfigError::NotInCluster)
+            Err(ClientConfigError::NotInCluster)
         ));
     }
 
@@ -234,7 +236,7 @@ mod tests {
         std::fs::write(&path, "\n").unwrap();
         assert!(matches!(
             TokenSource::from_file(&path),
-            Err(ConfigError::EmptyToken { .. })
+            Err(ClientConfigError::EmptyToken { .. })
         ));
         std::fs::remove_file(&path).unwrap();
     }
@@ -242,5 +244,18 @@ mod tests {
     #[test]
     fn ca_without_certificates_is_rejected() {
         assert!(parse_ca(b"not a pem").is_err());
+    }
+
+    /// Issue 18, item 7: `parse_ca` said why in a String; the caller can now tell an
+    /// empty file from a broken one, and the message is the same.
+    #[test]
+    fn item_7_parse_ca_says_which_way_it_failed() {
+        let none = parse_ca(b"not a pem").unwrap_err();
+        assert!(matches!(none, CaError::NoCertificate));
+        assert_eq!(none.to_string(), "no certificate found");
+        let broken = b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n";
+        let broken = parse_ca(broken).unwrap_err();
+        assert!(matches!(broken, CaError::InvalidPem(_)), "{broken:?}");
+        assert!(broken.to_string().starts_with("invalid PEM: "), "{broken}");
     }
 }

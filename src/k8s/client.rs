@@ -1,5 +1,5 @@
 //! A raw-HTTP Kubernetes client: one hyper connection pool (HTTP/2 where the server offers
-//! it through ALPN), bearer-token auth, typed errors carrying the server's Status, retries
+//! it through ALPN), bearer-token auth, typed errors carrying the server's ApiStatus, retries
 //! after Retry-After for 429/503, and a timeout on every request.
 
 use std::sync::Arc;
@@ -17,24 +17,18 @@ use serde::Serialize;
 
 use super::auth::TokenSource;
 use super::config::ClientConfig;
-use super::error::{ConfigError, Error};
+use super::error::{ClientConfigError, Error};
 use super::params::{managed, ListParams, Patch, Preconditions, Query, WatchParams};
-use super::types::{ObjectList, Status, WatchEvent};
+use super::types::{ApiStatus, ObjectList, WatchEvent};
 use super::watch::{decode_event, LineDecoder};
 
-/// The field manager recorded on every write, so `managedFields` names us.
-pub const FIELD_MANAGER: &str = "ecr-creds-refresher";
-/// Default per-request timeout (connect, send, read the whole answer).
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// client-go's limit on Retry-After driven retries.
-pub const MAX_RETRIES: u32 = 10;
 /// Idle connections kept per API server after a burst of writes.
-pub const POOL_MAX_IDLE: usize = 4;
+pub(crate) const POOL_MAX_IDLE: usize = 4;
 /// Lists of thousands of objects stay well below this; anything larger is refused.
-pub const MAX_BODY: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024 * 1024;
 
 /// Called for every answer with (verb, HTTP code), for the requests-by-verb metric.
-pub type RequestObserver = Arc<dyn Fn(&'static str, u16) + Send + Sync>;
+pub(crate) type RequestObserver = Arc<dyn Fn(&'static str, u16) + Send + Sync>;
 
 /// A Kubernetes API client. Cheap to clone: clones share one connection pool.
 #[derive(Clone)]
@@ -56,13 +50,13 @@ struct Inner {
 
 impl Client {
     /// Builds the TLS stack and the pool. Verification is always on for https.
-    pub fn new(cfg: ClientConfig) -> Result<Self, ConfigError> {
+    pub fn new(cfg: ClientConfig) -> Result<Self, ClientConfigError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         match cfg.ca {
             Some(certs) => {
                 for cert in certs {
-                    roots.add(cert).map_err(|e| ConfigError::Tls {
+                    roots.add(cert).map_err(|e| ClientConfigError::Tls {
                         reason: format!("CA certificate rejected: {e}"),
                     })?;
                 }
@@ -71,7 +65,7 @@ impl Client {
         }
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| ConfigError::Tls {
+            .map_err(|e| ClientConfigError::Tls {
                 reason: e.to_string(),
             })?
             .with_root_certificates(roots)
@@ -107,7 +101,7 @@ impl Client {
 
     /// Reports every answer's (verb, code) to `observer`.
     #[must_use]
-    pub fn with_observer(self, observer: RequestObserver) -> Self {
+    pub(crate) fn with_observer(self, observer: RequestObserver) -> Self {
         let inner = &self.inner;
         Client {
             inner: Arc::new(Inner {
@@ -237,17 +231,8 @@ impl Client {
         .await
     }
 
-    /// PUT to the status subresource of the object at `path`.
-    pub async fn replace_status<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T, Error> {
-        self.replace(&format!("{path}/status"), body).await
-    }
-
     /// PATCH to the status subresource of the object at `path`.
-    pub async fn patch_status<T: DeserializeOwned>(
+    pub(crate) async fn patch_status<T: DeserializeOwned>(
         &self,
         path: &str,
         patch: Patch<'_>,
@@ -263,7 +248,7 @@ impl Client {
 
     /// DELETE only the object we saw: the server answers 409 when its uid or
     /// resourceVersion differ (replaced or changed since we looked), instead of deleting it.
-    pub async fn delete_with(
+    pub(crate) async fn delete_with(
         &self,
         path: &str,
         preconditions: Option<&Preconditions>,
@@ -307,7 +292,7 @@ impl Client {
         })
     }
 
-    /// Turns a non-2xx answer into [`Error::Api`] with the server's Status.
+    /// Turns a non-2xx answer into [`Error::Api`] with the server's ApiStatus.
     async fn check(&self, resp: Response<Incoming>) -> Result<Response<Incoming>, Error> {
         let code = resp.status();
         if code.is_success() {
@@ -356,7 +341,7 @@ impl Client {
             let retryable = code == 429 || code == 503 || (code >= 500 && retry_after.is_some());
             if retryable && retries < self.inner.max_retries {
                 retries += 1;
-                let wait = crate::runtime::backoff::retry_after_delay(retry_after);
+                let wait = crate::backoff::retry_after_delay(retry_after);
                 tracing::debug!(
                     verb,
                     path,
@@ -485,20 +470,20 @@ async fn read_body(body: Incoming, timeout: Duration) -> Result<Bytes, Error> {
     }
 }
 
-/// The server's Status if the body is one, else one made from the HTTP code. A body that
-/// is not a Status is not echoed: it could be anything.
-fn status_from(code: StatusCode, body: &[u8]) -> Status {
-    match serde_json::from_slice::<Status>(body) {
+/// The server's ApiStatus if the body is one, else one made from the HTTP code. A body that
+/// is not a ApiStatus is not echoed: it could be anything.
+fn status_from(code: StatusCode, body: &[u8]) -> ApiStatus {
+    match serde_json::from_slice::<ApiStatus>(body) {
         Ok(mut status) if !status.status.is_empty() || status.code != 0 => {
             if status.code == 0 {
                 status.code = code.as_u16();
             }
             status
         }
-        _ => Status {
+        _ => ApiStatus {
             status: "Failure".to_string(),
             message: format!(
-                "HTTP {} with a body that is not a Kubernetes Status",
+                "HTTP {} with a body that is not a Kubernetes ApiStatus",
                 code.as_u16()
             ),
             reason: code.canonical_reason().unwrap_or("").replace(' ', ""),
@@ -539,7 +524,7 @@ mod tests {
         assert!(!s.message.contains("secret-ish"));
         let s = status_from(
             StatusCode::NOT_FOUND,
-            br#"{"kind":"Status","status":"Failure","reason":"NotFound","code":404,"message":"secrets \"x\" not found"}"#,
+            br#"{"kind":"ApiStatus","status":"Failure","reason":"NotFound","code":404,"message":"secrets \"x\" not found"}"#,
         );
         assert_eq!(s.reason, "NotFound");
     }

@@ -7,11 +7,16 @@ use std::time::Duration;
 use rustls_pki_types::CertificateDer;
 
 use super::auth::{self, TokenSource};
-use super::client::{DEFAULT_REQUEST_TIMEOUT, MAX_RETRIES};
-use super::error::ConfigError;
+use super::error::ClientConfigError;
+
+/// Default per-request timeout (connect, send, read the whole answer).
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// client-go's limit on Retry-After driven retries.
+pub(crate) const MAX_RETRIES: u32 = 10;
 
 /// `User-Agent` of every request; [`ClientConfig::with_identity`] appends the replica.
-pub const DEFAULT_USER_AGENT: &str = concat!("ecr-creds-refresher/", env!("CARGO_PKG_VERSION"));
+pub(crate) const DEFAULT_USER_AGENT: &str =
+    concat!("ecr-creds-refresher/", env!("CARGO_PKG_VERSION"));
 
 /// How to reach and authenticate to the API server.
 #[derive(Clone, Debug)]
@@ -31,25 +36,25 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     /// A config for `url` with no auth and the defaults.
-    pub fn new(url: &str) -> Result<Self, ConfigError> {
+    pub fn new(url: &str) -> Result<Self, ClientConfigError> {
         let url = url.trim_end_matches('/').to_string();
         let uri: http::Uri =
             url.parse()
-                .map_err(|e: http::uri::InvalidUri| ConfigError::BadUrl {
+                .map_err(|e: http::uri::InvalidUri| ClientConfigError::BadUrl {
                     url: url.clone(),
                     reason: e.to_string(),
                 })?;
         match uri.scheme_str() {
             Some("http") | Some("https") => {}
             _ => {
-                return Err(ConfigError::BadUrl {
+                return Err(ClientConfigError::BadUrl {
                     url,
                     reason: "the scheme must be http or https".to_string(),
                 })
             }
         }
         if uri.host().is_none() {
-            return Err(ConfigError::BadUrl {
+            return Err(ClientConfigError::BadUrl {
                 url,
                 reason: "no host".to_string(),
             });
@@ -67,7 +72,7 @@ impl ClientConfig {
     /// `ecr-creds-refresher/<version> (<identity>)`: which replica sent a request, in
     /// the audit log. An identity that cannot go in a header keeps the plain agent.
     #[must_use]
-    pub fn with_identity(mut self, identity: &str) -> Self {
+    pub(crate) fn with_identity(mut self, identity: &str) -> Self {
         if let Ok(v) = http::HeaderValue::from_str(&format!("{DEFAULT_USER_AGENT} ({identity})")) {
             self.user_agent = v;
         }
@@ -75,7 +80,7 @@ impl ClientConfig {
     }
 
     /// In a pod: KUBERNETES_SERVICE_HOST/PORT and the mounted service-account files.
-    pub fn in_cluster() -> Result<Self, ConfigError> {
+    pub(crate) fn in_cluster() -> Result<Self, ClientConfigError> {
         let url = auth::in_cluster_url(|k| std::env::var(k).ok())?;
         let dir = Path::new(auth::SERVICE_ACCOUNT_DIR);
         let mut cfg = ClientConfig::new(&url)?;
@@ -93,10 +98,10 @@ impl ClientConfig {
         token_file: Option<&Path>,
         ca_file: Option<&Path>,
         allow_plain_http_token: bool,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, ClientConfigError> {
         let mut cfg = ClientConfig::new(api_server)?;
         if token_file.is_some() && !allow_plain_http_token && !cfg.is_private_transport() {
-            return Err(ConfigError::PlainHttpToken { url: cfg.url });
+            return Err(ClientConfigError::PlainHttpToken { url: cfg.url });
         }
         if let Some(path) = token_file {
             cfg.token = Some(TokenSource::from_file(path)?);
@@ -156,7 +161,10 @@ mod tests {
         }
         let err = ClientConfig::out_of_cluster("http://10.0.0.1:8080", Some(&token), None, false)
             .unwrap_err();
-        assert!(matches!(err, ConfigError::PlainHttpToken { .. }), "{err}");
+        assert!(
+            matches!(err, ClientConfigError::PlainHttpToken { .. }),
+            "{err}"
+        );
         assert!(!err.to_string().contains("t0ken"));
         assert!(
             ClientConfig::out_of_cluster("http://10.0.0.1:8080", Some(&token), None, true).is_ok()

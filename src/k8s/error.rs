@@ -2,14 +2,14 @@
 
 use std::fmt;
 
-use super::types::Status;
+use super::types::ApiStatus;
 
 /// Errors of the Kubernetes client. Messages never carry a token or a Secret's data.
 #[derive(Debug)]
 pub enum Error {
     /// The server answered non-2xx; `status` is its `metav1.Status` (synthesised from the
     /// HTTP code when the body was not one).
-    Api { status: Status },
+    Api { status: ApiStatus },
     /// The request could not be sent or its answer not read (connect, TLS, reset).
     Transport {
         source: hyper_util::client::legacy::Error,
@@ -43,21 +43,21 @@ impl Error {
     }
 
     /// 410 Gone / Expired: the resourceVersion or continue token is too old; relist.
-    pub fn is_gone(&self) -> bool {
+    pub(crate) fn is_gone(&self) -> bool {
         self.code() == Some(410)
     }
 
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         self.code() == Some(404)
     }
 
     /// 409 with reason Conflict: our resourceVersion was stale.
-    pub fn is_conflict(&self) -> bool {
+    pub(crate) fn is_conflict(&self) -> bool {
         matches!(self, Error::Api { status } if status.code == 409 && status.reason != "AlreadyExists")
     }
 
     /// 409 with reason AlreadyExists: a create met an existing object.
-    pub fn is_already_exists(&self) -> bool {
+    pub(crate) fn is_already_exists(&self) -> bool {
         matches!(self, Error::Api { status } if status.code == 409 && status.reason == "AlreadyExists")
     }
 
@@ -116,7 +116,7 @@ impl std::error::Error for Error {
 
 /// Errors building the client's configuration at startup.
 #[derive(Debug)]
-pub enum ConfigError {
+pub enum ClientConfigError {
     /// Not in a pod: KUBERNETES_SERVICE_HOST/PORT are unset.
     NotInCluster,
     /// `--api-server` is not an http(s) URL.
@@ -127,7 +127,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The CA file holds no usable certificate.
-    BadCa { path: String, reason: String },
+    BadCa { path: String, source: CaError },
     /// The token file is empty.
     EmptyToken { path: String },
     /// TLS could not be set up.
@@ -136,20 +136,20 @@ pub enum ConfigError {
     PlainHttpToken { url: String },
 }
 
-impl fmt::Display for ConfigError {
+impl fmt::Display for ClientConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::NotInCluster => write!(
+            ClientConfigError::NotInCluster => write!(
                 f,
                 "not running in a cluster (KUBERNETES_SERVICE_HOST/PORT unset); pass --api-server URL, \
                  for example http://127.0.0.1:8001 with `kubectl proxy`"
             ),
-            ConfigError::BadUrl { url, reason } => write!(f, "bad --api-server {url:?}: {reason}"),
-            ConfigError::ReadFile { path, source } => write!(f, "cannot read {path}: {source}"),
-            ConfigError::BadCa { path, reason } => write!(f, "bad CA file {path}: {reason}"),
-            ConfigError::EmptyToken { path } => write!(f, "token file {path} is empty"),
-            ConfigError::Tls { reason } => write!(f, "TLS setup failed: {reason}"),
-            ConfigError::PlainHttpToken { url } => write!(
+            ClientConfigError::BadUrl { url, reason } => write!(f, "bad --api-server {url:?}: {reason}"),
+            ClientConfigError::ReadFile { path, source } => write!(f, "cannot read {path}: {source}"),
+            ClientConfigError::BadCa { path, source } => write!(f, "bad CA file {path}: {source}"),
+            ClientConfigError::EmptyToken { path } => write!(f, "token file {path} is empty"),
+            ClientConfigError::Tls { reason } => write!(f, "TLS setup failed: {reason}"),
+            ClientConfigError::PlainHttpToken { url } => write!(
                 f,
                 "refusing to send the --token-file token over plain http to {url}: use https \
                  with --ca-file, `kubectl proxy` on loopback, or --allow-plain-http-token"
@@ -158,11 +158,32 @@ impl fmt::Display for ConfigError {
     }
 }
 
-impl std::error::Error for ConfigError {
+impl std::error::Error for ClientConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ConfigError::ReadFile { source, .. } => Some(source),
+            ClientConfigError::ReadFile { source, .. } => Some(source),
+            ClientConfigError::BadCa { source, .. } => Some(source),
             _ => None,
         }
     }
 }
+
+/// Why PEM bytes gave no CA certificate.
+#[derive(Debug)]
+pub enum CaError {
+    /// A PEM section could not be read.
+    InvalidPem(rustls_pki_types::pem::Error),
+    /// The bytes hold no certificate at all.
+    NoCertificate,
+}
+
+impl fmt::Display for CaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CaError::InvalidPem(e) => write!(f, "invalid PEM: {e:?}"),
+            CaError::NoCertificate => f.write_str("no certificate found"),
+        }
+    }
+}
+
+impl std::error::Error for CaError {}

@@ -15,16 +15,16 @@ pub struct Kind {
 pub const NAMESPACES: Kind = Kind::core("namespaces", false);
 pub const SECRETS: Kind = Kind::core("secrets", true);
 pub const SERVICE_ACCOUNTS: Kind = Kind::core("serviceaccounts", true);
-pub const CONFIG_MAPS: Kind = Kind::core("configmaps", true);
-pub const EVENTS: Kind = Kind::core("events", true);
-pub const LEASES: Kind = Kind {
+pub(crate) const CONFIG_MAPS: Kind = Kind::core("configmaps", true);
+pub(crate) const EVENTS: Kind = Kind::core("events", true);
+pub(crate) const LEASES: Kind = Kind {
     group: "coordination.k8s.io",
     version: "v1",
     plural: "leases",
     namespaced: true,
 };
 /// The operator's own custom resource (see crd.yaml).
-pub const ECR_PULL_SECRETS: Kind = Kind {
+pub(crate) const ECR_PULL_SECRETS: Kind = Kind {
     group: crate::k8s::CRD_GROUP,
     version: crate::k8s::CRD_VERSION,
     plural: "ecrpullsecrets",
@@ -44,7 +44,7 @@ impl Kind {
     }
 
     /// `apiVersion` as written in objects: `v1` or `group/version`.
-    pub fn api_version(&self) -> String {
+    pub(crate) fn api_version(&self) -> String {
         if self.group.is_empty() {
             self.version.to_string()
         } else {

@@ -3,7 +3,8 @@
 
 use serde::Serialize;
 
-use super::client::FIELD_MANAGER;
+/// The field manager recorded on every write, so `managedFields` names us.
+pub(crate) const FIELD_MANAGER: &str = "ecr-creds-refresher";
 
 /// Query parameters of a list.
 #[derive(Clone, Debug, Default)]
@@ -96,7 +97,7 @@ impl Query {
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn encode_component(s: &str) -> String {
+pub(crate) fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {

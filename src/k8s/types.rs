@@ -74,7 +74,7 @@ pub struct ObjectList<T> {
 /// A `metav1.Status`, as returned with non-2xx answers and in watch ERROR events.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Status {
+pub struct ApiStatus {
     #[serde(default)]
     pub status: String,
     #[serde(default)]
@@ -92,7 +92,7 @@ pub enum WatchEvent<T> {
     Modified(T),
     Deleted(T),
     Bookmark { resource_version: String },
-    Error(Status),
+    Error(ApiStatus),
 }
 
 /// Anything with `metadata`, so generic machinery can key and version it.

@@ -6,10 +6,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::error::Error;
-use super::types::{Status, WatchEvent};
+use super::types::{ApiStatus, WatchEvent};
 
 /// The largest watch line we accept; a real event is far smaller (Secrets cap at 1 MiB).
-pub const MAX_LINE: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_LINE: usize = 16 * 1024 * 1024;
 
 /// Splits a byte stream into complete lines, whatever the chunking.
 ///
@@ -113,7 +113,7 @@ pub fn decode_event<T: DeserializeOwned>(line: &[u8]) -> Result<WatchEvent<T>, E
             }
         }
         "ERROR" => WatchEvent::Error(
-            serde_json::from_str::<Status>(object).map_err(decode("watch error status"))?,
+            serde_json::from_str::<ApiStatus>(object).map_err(decode("watch error status"))?,
         ),
         _ => {
             return Err(Error::Request {
@@ -133,7 +133,7 @@ mod tests {
         "\n",
         r#"{"type":"BOOKMARK","object":{"kind":"Namespace","metadata":{"resourceVersion":"7"}}}"#,
         "\r\n\n",
-        r#"{"type":"ERROR","object":{"kind":"Status","status":"Failure","code":410,"reason":"Expired","message":"too old"}}"#,
+        r#"{"type":"ERROR","object":{"kind":"ApiStatus","status":"Failure","code":410,"reason":"Expired","message":"too old"}}"#,
         "\n",
     );
 

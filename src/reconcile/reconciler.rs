@@ -578,5 +578,5 @@ fn to_std(d: time::Duration) -> Duration {
 /// Up to 5% earlier, fixed per CR name, so CRs sharing a schedule do not fire together
 /// and a CR's own schedule does not wander.
 pub fn jitter(d: Duration, name: &str) -> Duration {
-    crate::runtime::backoff::SplitMix64::fixed_for(name).shave(d, 0.05)
+    crate::backoff::SplitMix64::fixed_for(name).shave(d, 0.05)
 }

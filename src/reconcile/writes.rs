@@ -16,10 +16,10 @@ use super::sa_locks::SaLocks;
 use super::state::{
     self, ManagedSecret, Owner, SaView, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SA_OWNED_ANNOTATION,
 };
+use crate::backoff::{Backoff, TRANSIENT_RETRIES};
 use crate::k8s::kind::{SECRETS, SERVICE_ACCOUNTS};
 use crate::k8s::types::{ObjectMeta, Secret, ServiceAccount};
 use crate::k8s::{Client, Error, Patch, Preconditions};
-use crate::runtime::backoff::{Backoff, TRANSIENT_RETRIES};
 
 mod shared;
 pub use shared::MergeOutcome;

@@ -66,7 +66,8 @@ impl ControllerStats {
     }
 
     /// Reconciles running right now.
-    pub fn in_flight(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
     }
 
@@ -104,7 +105,7 @@ impl ControllerConfig {
 
     /// Reports every reconcile to `metrics` as well.
     #[must_use]
-    pub fn with_metrics(self, metrics: MetricsHandle) -> ControllerConfig {
+    pub(crate) fn with_metrics(self, metrics: MetricsHandle) -> ControllerConfig {
         ControllerConfig { metrics, ..self }
     }
 }

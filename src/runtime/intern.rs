@@ -23,7 +23,7 @@ fn table() -> &'static Mutex<Table> {
 }
 
 /// The one shared copy of `s`.
-pub fn intern(s: &str) -> Arc<str> {
+pub(crate) fn intern(s: &str) -> Arc<str> {
     let mut t = table().lock().unwrap_or_else(|p| p.into_inner());
     if let Some(shared) = t.strings.get(s) {
         return Arc::clone(shared);
@@ -37,8 +37,9 @@ pub fn intern(s: &str) -> Arc<str> {
     shared
 }
 
-/// Strings the table holds now (for tests and memory figures).
-pub fn interned() -> usize {
+/// Strings the table holds now.
+#[cfg(test)]
+fn interned() -> usize {
     table()
         .lock()
         .unwrap_or_else(|p| p.into_inner())

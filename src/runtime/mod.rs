@@ -1,4 +1,5 @@
-//! The controller machinery: list+watch, stores, the work queue, backoff, leader election.
+//! The controller machinery: list+watch, stores, the work queue, leader election
+//! (the retry policy they wait by is [`crate::backoff`]).
 //!
 //! How the pieces fit (one controller):
 //!
@@ -16,14 +17,14 @@
 //! sending `true` (or dropping the sender) asks them to stop, and their join handles
 //! resolve once they have (the controller after draining its reconciles in flight).
 
-pub mod backoff;
 pub mod controller;
-pub mod intern;
+pub(crate) mod intern;
 pub mod leader;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod queue;
 pub mod store;
 pub(crate) mod unwind;
+pub(crate) mod watch_set;
 pub mod watcher;
 
 pub use metrics::{MetricsHandle, RuntimeMetrics};

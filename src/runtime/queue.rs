@@ -37,7 +37,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::runtime::backoff::{Backoff, FAILURE_BASE, FAILURE_MAX};
+use crate::backoff::{Backoff, FAILURE_BASE, FAILURE_MAX};
 
 /// A cheap-to-clone handle on a shared work queue; see the module docs for the contract.
 pub struct WorkQueue<K> {
@@ -45,14 +45,14 @@ pub struct WorkQueue<K> {
 }
 
 struct Shared<K> {
-    state: Mutex<State<K>>,
+    state: Mutex<QueueState<K>>,
     /// Woken when a key becomes ready, when a key is done, and at shutdown.
     changed: Notify,
     failure_base: Duration,
     failure_max: Duration,
 }
 
-struct State<K> {
+struct QueueState<K> {
     queue: VecDeque<K>,
     dirty: HashSet<K>,
     processing: HashSet<K>,
@@ -92,7 +92,7 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
     pub(crate) fn with_failure_backoff(base: Duration, max: Duration) -> WorkQueue<K> {
         WorkQueue {
             shared: Arc::new(Shared {
-                state: Mutex::new(State {
+                state: Mutex::new(QueueState {
                     queue: VecDeque::new(),
                     dirty: HashSet::new(),
                     processing: HashSet::new(),
@@ -247,7 +247,7 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<K>> {
+    fn lock(&self) -> MutexGuard<'_, QueueState<K>> {
         // A panic while holding this lock cannot leave the sets half-updated in a way
         // that breaks the contract worse than losing the queue, so poison is ignored.
         self.shared
@@ -257,9 +257,9 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
     }
 }
 
-// === impl State ===
+// === impl QueueState ===
 
-impl<K: Clone + Eq + Hash + Ord> State<K> {
+impl<K: Clone + Eq + Hash + Ord> QueueState<K> {
     /// Returns whether the key became ready for a worker.
     fn add(&mut self, key: K) -> bool {
         if self.shutting_down {

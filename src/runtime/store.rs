@@ -95,7 +95,7 @@ pub trait Versioned {
 /// How long a write stays in front of the cache at most, whatever the watch does: far
 /// longer than any watch lag or stall seen, short enough that a missed event (a relist
 /// that skipped it) cannot hide later changes for long.
-pub const AHEAD_FOR: Duration = Duration::from_secs(60);
+pub(crate) const AHEAD_FOR: Duration = Duration::from_secs(60);
 
 /// Our write, ahead of the watch.
 struct Ahead<P> {
@@ -224,8 +224,9 @@ impl<P> Store<P> {
         self.keys().len()
     }
 
-    /// Writes of ours the watch has not delivered yet (for tests and memory figures).
-    pub fn ahead_of_watch(&self) -> usize {
+    /// Writes of ours the watch has not delivered yet.
+    #[cfg(test)]
+    pub(crate) fn ahead_of_watch(&self) -> usize {
         self.read().ahead.values().filter(|a| fresh(a)).count()
     }
 
@@ -325,7 +326,7 @@ impl<P: Versioned> Store<P> {
     /// Our write of `key` succeeded and the server answered with `value` (`None`: we
     /// deleted it). Until the watch delivers it, readers see it. A write the watch has
     /// already delivered (its event outran the answer) changes nothing.
-    pub fn write_through(&self, key: ObjectKey, value: Option<P>) {
+    pub(crate) fn write_through(&self, key: ObjectKey, value: Option<P>) {
         let mut contents = self.write();
         let caught_up = match &value {
             Some(v) => contents

@@ -13,16 +13,20 @@ use crate::k8s::lease::{micro_time, LeaseSpec};
 
 /// The last lease record this process saw, and when it first saw it in this form.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Observed {
+pub(crate) struct ObservedLease {
     pub(crate) spec: LeaseSpec,
     pub(crate) at: Instant,
 }
 
 /// Updates what we observed: the clock restarts only when the record changed.
-pub(crate) fn observe(prev: Option<Observed>, current: &LeaseSpec, now: Instant) -> Observed {
+pub(crate) fn observe(
+    prev: Option<ObservedLease>,
+    current: &LeaseSpec,
+    now: Instant,
+) -> ObservedLease {
     match prev {
         Some(prev) if prev.spec == *current => prev,
-        _ => Observed {
+        _ => ObservedLease {
             spec: current.clone(),
             at: now,
         },

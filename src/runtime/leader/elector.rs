@@ -9,13 +9,13 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::decide::{decide, observe, released, Decision, Observed};
+use super::decide::{decide, observe, released, Decision, ObservedLease};
 use super::{Error, LeaseConfig, JITTER_FACTOR};
+use crate::backoff::SplitMix64;
 use crate::k8s::kind::LEASES;
 use crate::k8s::lease::{Lease, LeaseSpec};
 use crate::k8s::types::ObjectMeta;
 use crate::k8s::Client;
-use crate::runtime::backoff::SplitMix64;
 use crate::runtime::metrics::MetricsHandle;
 
 /// Reads and writes the one Lease of the election. The seam exists so the timing of
@@ -104,7 +104,7 @@ pub struct LeaderElector<A = KubeLease> {
     identity: String,
     cfg: LeaseConfig,
     tx: watch::Sender<bool>,
-    observed: Option<Observed>,
+    observed: Option<ObservedLease>,
     /// Spreads the retries of candidates, so standbys do not hit the API in lockstep.
     rng: SplitMix64,
     metrics: MetricsHandle,
@@ -140,7 +140,7 @@ impl<A: LeaseApi> LeaderElector<A> {
 
     /// Reports every change of leadership to `metrics`.
     #[must_use]
-    pub fn with_metrics(self, metrics: MetricsHandle) -> Self {
+    pub(crate) fn with_metrics(self, metrics: MetricsHandle) -> Self {
         Self { metrics, ..self }
     }
 

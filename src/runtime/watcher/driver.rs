@@ -1,4 +1,4 @@
-//! The driver: performs the I/O a [`State`] asks for, feeds the answers to [`step`],
+//! The driver: performs the I/O a [`WatchState`] asks for, feeds the answers to [`step`],
 //! applies the outputs to the store and the caller's callback, and backs off after
 //! failures. Backoff wraps the machine from outside.
 
@@ -12,11 +12,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::machine::{step, Event, Input, Io, Output, State};
+use super::machine::{step, Event, Input, Io, Output, WatchState};
 use super::{IDLE_SLACK, PAGE_SIZE, WATCH_TIMEOUT_JITTER, WATCH_TIMEOUT_SECS};
+use crate::backoff::{ResetAfterHealthy, SplitMix64};
 use crate::k8s::types::{ObjectList, Resource, WatchEvent};
 use crate::k8s::{self, Client, ListParams, WatchParams, WatchStream};
-use crate::runtime::backoff::{ResetAfterHealthy, SplitMix64};
 use crate::runtime::metrics::MetricsHandle;
 use crate::runtime::shutdown_requested;
 use crate::runtime::store::{Change, ObjectKey, Store};
@@ -199,7 +199,7 @@ impl WatcherConfig {
 
     /// Reports to `metrics` as well as to [`WatcherConfig::stats`].
     #[must_use]
-    pub fn with_metrics(self, metrics: MetricsHandle) -> WatcherConfig {
+    pub(crate) fn with_metrics(self, metrics: MetricsHandle) -> WatcherConfig {
         WatcherConfig { metrics, ..self }
     }
 
@@ -288,13 +288,13 @@ impl<L, P, F, H> Reflector<L, P, F, H> {
         F: Fn(&T) -> Option<P>,
         H: FnMut(Event<T>),
     {
-        let mut state = State::Empty;
+        let mut state = WatchState::Empty;
         let mut stream: Option<OpenWatch<L::Stream>> = None;
         let mut rng = SplitMix64::from_entropy();
         // The projections of the list in progress, swapped into the store at its end.
         let mut listed: Vec<(ObjectKey, String, P)> = Vec::new();
         loop {
-            if state == State::Empty {
+            if state == WatchState::Empty {
                 // A list starts (or starts over): whatever a failed one left goes.
                 listed = Vec::new();
             }
@@ -305,7 +305,7 @@ impl<L, P, F, H> Reflector<L, P, F, H> {
             };
             let (next, output) = step(state, input);
             state = next;
-            if !matches!(state, State::Watching { .. }) {
+            if !matches!(state, WatchState::Watching { .. }) {
                 // Dropping the stream closes its connection.
                 stream = None;
             }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::k8s::types::{ListMeta, ObjectList, ObjectMeta, Resource, Status};
+use crate::k8s::types::{ApiStatus, ListMeta, ObjectList, ObjectMeta, Resource};
 
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct Obj {
@@ -60,8 +60,8 @@ impl fmt::Display for FakeError {
 
 impl std::error::Error for FakeError {}
 
-pub(super) fn status(code: u16, reason: &str) -> Status {
-    Status {
+pub(super) fn status(code: u16, reason: &str) -> ApiStatus {
+    ApiStatus {
         status: "Failure".into(),
         message: "m".into(),
         reason: reason.into(),

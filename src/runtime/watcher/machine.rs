@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::MIN_WATCH_DURATION;
-use crate::k8s::types::{ObjectList, Resource, Status, WatchEvent};
+use crate::k8s::types::{ApiStatus, ObjectList, Resource, WatchEvent};
 use crate::runtime::store::ObjectKey;
 
 // === the state machine ===
@@ -15,7 +15,7 @@ use crate::runtime::store::ObjectKey;
 /// projects each as it lands, so a list of thousands of objects never sits whole in
 /// memory); the store is swapped only once the last page is in.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum State {
+pub(crate) enum WatchState {
     /// Nothing listed: list from the first page.
     Empty,
     /// Listing: fetch the page after `continue_token`.
@@ -103,7 +103,7 @@ pub(crate) enum WatcherError<E> {
     /// The stream failed mid-way (`expired`: relist).
     WatchFailed { source: E, expired: bool },
     /// The server sent an ERROR event.
-    WatchErrorEvent { status: Status },
+    WatchErrorEvent { status: ApiStatus },
     /// No event, not even a bookmark, for this long.
     WatchIdle { after: Duration },
     /// The stream ended cleanly, without an event, right after it opened.
@@ -192,7 +192,7 @@ impl<E: std::error::Error + 'static> std::error::Error for WatcherError<E> {
 
 /// An ERROR event's Status meaning "too old": code 410, or reason Expired (Gone on old
 /// servers).
-fn is_gone_status(status: &Status) -> bool {
+fn is_gone_status(status: &ApiStatus) -> bool {
     status.code == 410 || status.reason == "Expired" || status.reason == "Gone"
 }
 
@@ -211,21 +211,21 @@ impl<T: Resource> Event<T> {
     }
 }
 
-// === impl State ===
+// === impl WatchState ===
 
-impl State {
+impl WatchState {
     pub(crate) fn next_io(&self) -> Io {
         match self {
-            State::Empty => Io::List {
+            WatchState::Empty => Io::List {
                 continue_token: None,
             },
-            State::InitPage { continue_token, .. } => Io::List {
+            WatchState::InitPage { continue_token, .. } => Io::List {
                 continue_token: Some(continue_token.clone()),
             },
-            State::InitListed { resource_version } => Io::OpenWatch {
+            WatchState::InitListed { resource_version } => Io::OpenWatch {
                 resource_version: resource_version.clone(),
             },
-            State::Watching { .. } => Io::NextEvent,
+            WatchState::Watching { .. } => Io::NextEvent,
         }
     }
 }
@@ -233,9 +233,12 @@ impl State {
 /// The pure transition: given where we are and the answer to the IO this state asked
 /// for, where we go and what comes out. An answer that does not fit the state (a driver
 /// bug) leaves the state as it is and produces nothing.
-pub(crate) fn step<T: Resource, E>(state: State, input: Input<T, E>) -> (State, Output<T, E>) {
+pub(crate) fn step<T: Resource, E>(
+    state: WatchState,
+    input: Input<T, E>,
+) -> (WatchState, Output<T, E>) {
     use Input as I;
-    use State as S;
+    use WatchState as S;
     match (state, input) {
         (S::Empty | S::InitPage { .. }, I::Page(page)) => on_page(page),
         (state @ (S::Empty | S::InitPage { .. }), I::ListFailed { error, gone }) => {
@@ -291,9 +294,9 @@ pub(crate) fn step<T: Resource, E>(state: State, input: Input<T, E>) -> (State, 
     }
 }
 
-fn on_page<T, E>(page: ObjectList<T>) -> (State, Output<T, E>) {
+fn on_page<T, E>(page: ObjectList<T>) -> (WatchState, Output<T, E>) {
     if let Some(token) = page.metadata.continue_token.filter(|t| !t.is_empty()) {
-        let next = State::InitPage {
+        let next = WatchState::InitPage {
             continue_token: token,
         };
         let items = page.items;
@@ -301,20 +304,20 @@ fn on_page<T, E>(page: ObjectList<T>) -> (State, Output<T, E>) {
     }
     match page.metadata.resource_version.filter(|rv| !rv.is_empty()) {
         Some(resource_version) => (
-            State::InitListed { resource_version },
+            WatchState::InitListed { resource_version },
             Output::Page {
                 items: page.items,
                 last: true,
             },
         ),
         None => (
-            State::Empty,
+            WatchState::Empty,
             Output::Failed(WatcherError::ListWithoutResourceVersion),
         ),
     }
 }
 
-fn on_event<T: Resource, E>(rv: String, event: WatchEvent<T>) -> (State, Output<T, E>) {
+fn on_event<T: Resource, E>(rv: String, event: WatchEvent<T>) -> (WatchState, Output<T, E>) {
     // An empty version would mean "from now" to the server and skip events: keep ours.
     let advanced = |obj: &T, rv: String| {
         obj.meta()
@@ -326,12 +329,12 @@ fn on_event<T: Resource, E>(rv: String, event: WatchEvent<T>) -> (State, Output<
     match event {
         WatchEvent::Added(obj) | WatchEvent::Modified(obj) => {
             let resource_version = advanced(&obj, rv);
-            let next = State::Watching { resource_version };
+            let next = WatchState::Watching { resource_version };
             (next, Output::Emit(Event::Applied(obj)))
         }
         WatchEvent::Deleted(obj) => {
             let resource_version = advanced(&obj, rv);
-            let next = State::Watching { resource_version };
+            let next = WatchState::Watching { resource_version };
             (next, Output::Emit(Event::Deleted(obj)))
         }
         WatchEvent::Bookmark { resource_version } => {
@@ -340,14 +343,14 @@ fn on_event<T: Resource, E>(rv: String, event: WatchEvent<T>) -> (State, Output<
             } else {
                 resource_version
             };
-            (State::Watching { resource_version }, Output::Nothing)
+            (WatchState::Watching { resource_version }, Output::Nothing)
         }
         WatchEvent::Error(status) => {
             // After an ERROR event the server ends the stream; do not wait for that.
             let next = if is_gone_status(&status) {
-                State::Empty
+                WatchState::Empty
             } else {
-                State::InitListed {
+                WatchState::InitListed {
                     resource_version: rv,
                 }
             };

@@ -2,7 +2,7 @@ use super::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::k8s::types::Status;
+use crate::k8s::types::ApiStatus;
 use crate::runtime::leader::fixtures::*;
 use crate::runtime::metrics::recording::Recording;
 
@@ -21,7 +21,7 @@ struct MemLease {
 
 fn api_error(code: u16, reason: &str) -> crate::k8s::Error {
     crate::k8s::Error::Api {
-        status: Status {
+        status: ApiStatus {
             status: "Failure".into(),
             message: String::new(),
             reason: reason.into(),

@@ -2,24 +2,24 @@ use super::*;
 use crate::runtime::watcher::fixtures::*;
 use proptest::prelude::*;
 
-fn rv(state: &State) -> Option<&str> {
+fn rv(state: &WatchState) -> Option<&str> {
     match state {
-        State::InitListed { resource_version } | State::Watching { resource_version } => {
+        WatchState::InitListed { resource_version } | WatchState::Watching { resource_version } => {
             Some(resource_version)
         }
         _ => None,
     }
 }
 
-type Step = (State, Output<Obj, FakeError>);
+type Step = (WatchState, Output<Obj, FakeError>);
 
-fn watching(rv: &str) -> State {
-    State::Watching {
+fn watching(rv: &str) -> WatchState {
+    WatchState::Watching {
         resource_version: rv.into(),
     }
 }
 
-fn ev(state: State, e: WatchEvent<Obj>) -> Step {
+fn ev(state: WatchState, e: WatchEvent<Obj>) -> Step {
     step(state, Input::Event(e))
 }
 
@@ -28,7 +28,7 @@ fn ev(state: State, e: WatchEvent<Obj>) -> Step {
 #[test]
 fn empty_lists_from_the_first_page() {
     assert_eq!(
-        State::Empty.next_io(),
+        WatchState::Empty.next_io(),
         Io::List {
             continue_token: None
         }
@@ -38,7 +38,7 @@ fn empty_lists_from_the_first_page() {
 #[test]
 fn pages_accumulate_until_continue_is_absent() {
     let (s, out) = step::<_, FakeError>(
-        State::Empty,
+        WatchState::Empty,
         Input::Page(page(vec![obj("a", "1", 0)], Some("9"), Some("c1"))),
     );
     // Each page is handed out as it lands, not buffered.
@@ -79,8 +79,10 @@ fn pages_accumulate_until_continue_is_absent() {
 
 #[test]
 fn empty_continue_token_ends_the_list() {
-    let (s, out) =
-        step::<_, FakeError>(State::Empty, Input::Page(page(vec![], Some("3"), Some(""))));
+    let (s, out) = step::<_, FakeError>(
+        WatchState::Empty,
+        Input::Page(page(vec![], Some("3"), Some(""))),
+    );
     assert!(matches!(out, Output::Page { ref items, last: true } if items.is_empty()));
     assert_eq!(rv(&s), Some("3"));
 }
@@ -88,7 +90,7 @@ fn empty_continue_token_ends_the_list() {
 #[test]
 fn expired_continue_token_restarts_the_list_from_scratch() {
     let (s, _) = step::<_, FakeError>(
-        State::Empty,
+        WatchState::Empty,
         Input::Page(page(vec![obj("a", "1", 0)], None, Some("c1"))),
     );
     let (s, out) = step::<Obj, _>(
@@ -101,13 +103,13 @@ fn expired_continue_token_restarts_the_list_from_scratch() {
     assert!(
         matches!(out, Output::Failed(ref e @ WatcherError::InitialListFailed { .. }) if e.is_expired())
     );
-    assert_eq!(s, State::Empty, "the stale list was not started over");
+    assert_eq!(s, WatchState::Empty, "the stale list was not started over");
 }
 
 #[test]
 fn list_error_retries_the_same_page() {
     let (s, _) = step::<_, FakeError>(
-        State::Empty,
+        WatchState::Empty,
         Input::Page(page(vec![obj("a", "1", 0)], None, Some("c1"))),
     );
     let (s, out) = step::<Obj, _>(
@@ -132,19 +134,19 @@ fn list_error_retries_the_same_page() {
 #[test]
 fn list_without_resource_version_fails_and_relists() {
     let (s, out) = step::<_, FakeError>(
-        State::Empty,
+        WatchState::Empty,
         Input::Page(page(vec![obj("a", "1", 0)], None, None)),
     );
     assert!(matches!(
         out,
         Output::Failed(WatcherError::ListWithoutResourceVersion)
     ));
-    assert_eq!(s, State::Empty);
+    assert_eq!(s, WatchState::Empty);
 }
 
 #[test]
 fn watch_opens_at_the_list_version() {
-    let s = State::InitListed {
+    let s = WatchState::InitListed {
         resource_version: "7".into(),
     };
     let (s, out) = step::<Obj, FakeError>(s, Input::WatchOpened);
@@ -155,7 +157,7 @@ fn watch_opens_at_the_list_version() {
 
 #[test]
 fn watch_start_410_relists_and_other_errors_retry_the_watch() {
-    let listed = || State::InitListed {
+    let listed = || WatchState::InitListed {
         resource_version: "7".into(),
     };
     let (s, out) = step::<Obj, _>(
@@ -165,7 +167,7 @@ fn watch_start_410_relists_and_other_errors_retry_the_watch() {
             gone: true,
         },
     );
-    assert_eq!(s, State::Empty);
+    assert_eq!(s, WatchState::Empty);
     assert!(
         matches!(out, Output::Failed(ref e @ WatcherError::WatchStartFailed { .. }) if e.is_expired())
     );
@@ -264,7 +266,7 @@ fn very_short_empty_watch_is_a_failure() {
     let (s, out) = step::<Obj, FakeError>(watching("42"), ended);
     assert_eq!(
         s,
-        State::InitListed {
+        WatchState::InitListed {
             resource_version: "42".into()
         }
     );
@@ -290,7 +292,7 @@ fn gone_error_event_relists() {
         status(410, ""),
     ] {
         let (s, out) = ev(watching("1"), WatchEvent::Error(st.clone()));
-        assert_eq!(s, State::Empty, "{st:?} did not relist");
+        assert_eq!(s, WatchState::Empty, "{st:?} did not relist");
         assert!(
             matches!(out, Output::Failed(ref e @ WatcherError::WatchErrorEvent { .. }) if e.is_expired())
         );
@@ -305,7 +307,7 @@ fn other_error_event_rewatches_from_the_last_version() {
     );
     assert_eq!(
         s,
-        State::InitListed {
+        WatchState::InitListed {
             resource_version: "8".into()
         }
     );
@@ -331,7 +333,7 @@ fn stream_failure_410_relists_and_others_rewatch() {
             gone: true,
         },
     );
-    assert_eq!(s, State::Empty);
+    assert_eq!(s, WatchState::Empty);
     let (s, out) = step::<Obj, _>(
         watching("3"),
         Input::StreamFailed {
@@ -341,7 +343,7 @@ fn stream_failure_410_relists_and_others_rewatch() {
     );
     assert_eq!(
         s,
-        State::InitListed {
+        WatchState::InitListed {
             resource_version: "3".into()
         }
     );
@@ -361,7 +363,7 @@ fn idle_stream_rewatches_with_a_failure() {
     );
     assert_eq!(
         s,
-        State::InitListed {
+        WatchState::InitListed {
             resource_version: "3".into()
         }
     );
@@ -373,8 +375,8 @@ fn idle_stream_rewatches_with_a_failure() {
 
 #[test]
 fn mismatched_input_changes_nothing() {
-    let (s, out) = step::<Obj, FakeError>(State::Empty, Input::WatchOpened);
-    assert_eq!(s, State::Empty);
+    let (s, out) = step::<Obj, FakeError>(WatchState::Empty, Input::WatchOpened);
+    assert_eq!(s, WatchState::Empty);
     assert!(matches!(out, Output::Nothing));
 }
 
@@ -457,18 +459,18 @@ fn is_gone_input(input: &Input<Obj, FakeError>) -> bool {
 proptest! {
     #[test]
     fn machine_invariants_hold_for_any_answers(inputs in proptest::collection::vec(arb_input(), 1..60)) {
-        let mut state = State::Empty;
+        let mut state = WatchState::Empty;
         let mut listed_once = false;
         for input in inputs {
-            let was_watching = matches!(state, State::Watching { .. });
-            let was_listing = matches!(state, State::Empty | State::InitPage { .. });
+            let was_watching = matches!(state, WatchState::Watching { .. });
+            let was_listing = matches!(state, WatchState::Empty | WatchState::InitPage { .. });
             let gone = is_gone_input(&input);
             let fits = matches!(
                 (&state, &input),
-                (State::Empty | State::InitPage { .. }, Input::Page(_) | Input::ListFailed { .. })
-                    | (State::InitListed { .. }, Input::WatchOpened | Input::WatchOpenFailed { .. })
+                (WatchState::Empty | WatchState::InitPage { .. }, Input::Page(_) | Input::ListFailed { .. })
+                    | (WatchState::InitListed { .. }, Input::WatchOpened | Input::WatchOpenFailed { .. })
                     | (
-                        State::Watching { .. },
+                        WatchState::Watching { .. },
                         Input::Event(_) | Input::StreamEnded { .. } | Input::StreamFailed { .. } | Input::StreamIdle { .. }
                     )
             );
@@ -481,7 +483,7 @@ proptest! {
                 Output::Page { last, .. } => {
                     prop_assert!(was_listing);
                     if *last {
-                        let listed = matches!(next, State::InitListed { .. });
+                        let listed = matches!(next, WatchState::InitListed { .. });
                         prop_assert!(listed, "a complete list without a version to watch from");
                         listed_once = true;
                     }
@@ -494,7 +496,7 @@ proptest! {
             }
             // A 410 anywhere means starting over with a list.
             if gone && fits {
-                prop_assert_eq!(&next, &State::Empty);
+                prop_assert_eq!(&next, &WatchState::Empty);
             }
             state = next;
         }
