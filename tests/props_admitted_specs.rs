@@ -14,7 +14,7 @@ use ecr_creds_refresher::app::Running;
 use ecr_creds_refresher::reconcile::plan::{self, Observed};
 use ecr_creds_refresher::reconcile::select::NamespaceView;
 use ecr_creds_refresher::reconcile::spec::{Spec, SpecPolicy};
-use ecr_creds_refresher::reconcile::state::Owner;
+use ecr_creds_refresher::reconcile::vocab::Owner;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use ecr_creds_refresher::reconcile::plan::{self, change_for, Observed, Plan, SecretStep};
 use ecr_creds_refresher::reconcile::select::{service_account_selected, NamespaceView};
 use ecr_creds_refresher::reconcile::spec::{Spec, SpecPolicy, ValidSpec};
-use ecr_creds_refresher::reconcile::state::{ManagedSecret, Owner, Ownership, SaView};
+use ecr_creds_refresher::reconcile::state::{ManagedSecret, Ownership, SaView};
+use ecr_creds_refresher::reconcile::vocab::Owner;
 use proptest::prelude::*;
 use time::OffsetDateTime;
 

@@ -13,7 +13,8 @@ use super::plan::{self, MergeStep, Plan, SaEdit, SecretStep, Unmerge};
 use super::shared::MergeEdit;
 use super::spec::ValidSpec;
 use super::state::ManagedSecret;
-use super::status::{Failure, Reason};
+use super::status::Failure;
+use super::vocab::Reason;
 use super::writes::{MergeOutcome, SecretContent, SecretOutcome, Writer};
 use crate::k8s::Error;
 

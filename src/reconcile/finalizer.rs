@@ -5,11 +5,9 @@
 use serde_json::json;
 
 use super::spec::EcrPullSecret;
+use super::vocab::FINALIZER;
 use crate::k8s::kind::ECR_PULL_SECRETS;
 use crate::k8s::{Client, Error, Patch};
-
-/// The finalizer that holds a CR with `deletionPolicy: Delete` until cleanup is done.
-pub const FINALIZER: &str = "ecr.creds.dev/cleanup";
 
 /// What a reconcile of a CR must do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -23,4 +23,5 @@ pub mod status;
 pub mod tokens;
 pub mod validate;
 pub mod verify;
+pub mod vocab;
 pub mod writes;

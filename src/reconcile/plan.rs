@@ -11,7 +11,8 @@ use time::OffsetDateTime;
 use super::content::Content;
 use super::select::{self, NamespaceView};
 use super::spec::ValidSpec;
-use super::state::{format_time, ManagedSecret, Owner, Ownership, SaView};
+use super::state::{ManagedSecret, Ownership, SaView};
+use super::vocab::{format_time, Owner};
 
 mod merge;
 pub use merge::{sync_merge, unmerges_of, MergeObserved, MergeStep, Rival, Unmerge};

@@ -18,10 +18,11 @@ use super::spec::{
     DeletionPolicy, EcrPullSecret, SecretPolicy, SecretRef, ValidSpec, DEFAULT_TOKEN_LIFETIME,
 };
 use super::specs::Specs;
-use super::state::{format_time, parse_time, ManagedSecret, Owner, SaView};
-use super::status::{self, EventType, Failure, Outcome, Reason, Verification};
-use super::tokens::{saturating_add, FetchToken, RegistryToken, TokenCache, TokenGroup};
+use super::state::{ManagedSecret, SaView};
+use super::status::{self, EventType, Failure, Outcome, Verification};
+use super::tokens::{FetchToken, RegistryToken, TokenCache, TokenGroup};
 use super::verify::Verifier;
+use super::vocab::{format_time, parse_time, saturating_add, Owner, Reason};
 use super::writes::{retrying, WriteThrough, Writer};
 use crate::k8s::kind::ECR_PULL_SECRETS;
 use crate::k8s::{Client, Patch};
@@ -69,16 +70,6 @@ pub trait ObservedState: WriteThrough + Clone + Send + Sync + 'static {
     /// Every CR: merge CRs of one `secretName` see each other's claims.
     fn crs(&self) -> Vec<Arc<EcrPullSecret>>;
 }
-
-/// On a credentials Secret outside the operator's namespace: the ECRPullSecrets that may
-/// use it, comma-separated (`*`: any). Like Gateway API's ReferenceGrant, the Secret's
-/// owner opts in; without it, a CR could sign with any team's keys.
-pub const GRANT_ANNOTATION: &str = "ecr.creds.dev/allowed-ecrpullsecrets";
-
-/// In the operator's namespace: the ConfigMap granting IAM roles to ECRPullSecrets
-/// (each key a CR name, each value the role ARNs it may name). Only a cluster admin
-/// writes it: a CR alone can never pick a role.
-pub const ROLE_GRANTS_CONFIGMAP: &str = "ecr-creds-refresher-role-grants";
 
 /// Operator-wide settings.
 #[derive(Clone, Debug)]

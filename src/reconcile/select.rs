@@ -63,7 +63,7 @@ impl FromIterator<(Arc<str>, Arc<str>)> for Labels {
 impl NamespaceView {
     /// The value of label `key`, the API server's name label included.
     pub fn label(&self, key: &str) -> Option<&str> {
-        if key == super::state::NAME_LABEL {
+        if key == super::vocab::NAME_LABEL {
             return Some(&self.name);
         }
         self.labels.get(key)

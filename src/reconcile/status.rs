@@ -1,64 +1,15 @@
 //! The CR's status and events: computed from a reconcile's outcome, written only when
 //! they change. Reasons are typed here and become strings only on the wire.
 
-use std::fmt;
-
 use super::spec::{
     Condition, NamespaceFailure, RegistryCheckStatus, Status, MAX_REPORTED_FAILURES,
 };
-use super::state::format_time;
 use super::verify::{HostCheck, Verdict};
+use super::vocab::{format_time, Reason};
 
 /// The longest message copied into a condition or failure: API servers and AWS answer
 /// with messages of any length, and status is read by every `kubectl describe`.
 pub const MAX_MESSAGE: usize = 512;
-
-/// Condition and failure reasons, CamelCase as Kubernetes expects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Reason {
-    TokenFetched,
-    AwsError,
-    Throttled,
-    CredentialsMissing,
-    /// The CR named a credentials Secret it may not use.
-    CredentialsNotPermitted,
-    /// The CR named an IAM role no cluster admin granted it.
-    RoleNotPermitted,
-    NamespaceErrors,
-    SecretConflict,
-    NamespaceNotFound,
-    InvalidSpec,
-    WriteFailed,
-    ServiceAccountFailed,
-    /// A bug: the reconcile panicked; the operator went on with the other CRs.
-    ReconcilePanicked,
-}
-
-impl Reason {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Reason::TokenFetched => "TokenFetched",
-            Reason::AwsError => "AwsError",
-            Reason::Throttled => "Throttled",
-            Reason::CredentialsMissing => "CredentialsMissing",
-            Reason::CredentialsNotPermitted => "CredentialsNotPermitted",
-            Reason::RoleNotPermitted => "RoleNotPermitted",
-            Reason::NamespaceErrors => "NamespaceErrors",
-            Reason::SecretConflict => "SecretConflict",
-            Reason::NamespaceNotFound => "NamespaceNotFound",
-            Reason::InvalidSpec => "InvalidSpec",
-            Reason::WriteFailed => "WriteFailed",
-            Reason::ServiceAccountFailed => "ServiceAccountFailed",
-            Reason::ReconcilePanicked => "ReconcilePanicked",
-        }
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A condition's status.
 pub const TRUE: &str = "True";

@@ -9,7 +9,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::spec::AwsAuth;
-use super::status::Reason;
+use super::vocab::{saturating_add, Reason};
 
 /// What one token serves: every registry the principal reaches in one region.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -263,21 +263,10 @@ pub fn refresh_at(
     due.max(saturating_add(token.fetched_at, min_interval))
 }
 
-/// `t + d`, or the latest representable time: a far-future point means "not soon", which
-/// is what an absurd duration asks for, where `+` would panic.
-pub fn saturating_add(t: OffsetDateTime, d: Duration) -> OffsetDateTime {
-    time::Duration::try_from(d)
-        .ok()
-        .and_then(|d| t.checked_add(d))
-        .unwrap_or(LATEST)
-}
-
-/// The latest time `time` represents (year 9999), for saturating arithmetic.
-pub const LATEST: OffsetDateTime = time::macros::datetime!(9999-12-31 23:59:59 UTC);
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reconcile::vocab::LATEST;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     const T0: OffsetDateTime = time::macros::datetime!(2026-11-26 12:00 UTC);

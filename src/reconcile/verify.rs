@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::tokens::{saturating_add, RegistryToken};
+use super::tokens::RegistryToken;
+use super::vocab::saturating_add;
 
 /// A registry's answer to a token. The strings are condition reasons and metric labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -13,8 +13,9 @@ use super::content::{self, Content};
 use super::dockerconfig;
 use super::plan::{change_for, SaEdit};
 use super::sa_locks::SaLocks;
-use super::state::{
-    self, ManagedSecret, Owner, SaView, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SA_OWNED_ANNOTATION,
+use super::state::{ManagedSecret, SaView};
+use super::vocab::{
+    self, Owner, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MERGED_HOSTS_ANNOTATION, SA_OWNED_ANNOTATION,
 };
 use crate::k8s::kind::{SECRETS, SERVICE_ACCOUNTS};
 use crate::k8s::types::{ObjectMeta, Secret, ServiceAccount};
@@ -191,18 +192,15 @@ impl Writer {
         let existing: Secret = self.send(|| self.client.get(&path)).await?;
         let meta = &existing.metadata;
         let rv = meta.resource_version.clone().unwrap_or_default();
-        if meta
-            .annotations
-            .contains_key(crate::reconcile::shared::MERGED_HOSTS_ANNOTATION)
-        {
+        if meta.annotations.contains_key(MERGED_HOSTS_ANNOTATION) {
             // A shared pull secret: only merge CRs write there, entry by entry.
             return Ok(SecretOutcome::Conflict);
         }
         let managed =
             meta.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE);
-        if managed && meta.annotations.get(state::OWNER_ANNOTATION) == Some(&content.owner.name) {
+        if managed && meta.annotations.get(vocab::OWNER_ANNOTATION) == Some(&content.owner.name) {
             // Same payload, and not edited by hand since (the data matches it too).
-            let same = [state::CHECKSUM_ANNOTATION, state::OWNER_UID_ANNOTATION]
+            let same = [vocab::CHECKSUM_ANNOTATION, vocab::OWNER_UID_ANNOTATION]
                 .iter()
                 .all(|k| meta.annotations.get(*k) == content.annotations.get(*k))
                 && existing.data.get(dockerconfig::DATA_KEY) == Some(&content.data);

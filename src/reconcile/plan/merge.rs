@@ -16,7 +16,8 @@ use super::{
 use crate::reconcile::select;
 use crate::reconcile::shared::{MergedHost, Shape, SharedSecret};
 use crate::reconcile::spec::ValidSpec;
-use crate::reconcile::state::{Owner, Ownership, SaView};
+use crate::reconcile::state::{Ownership, SaView};
+use crate::reconcile::vocab::Owner;
 
 /// A merge CR's step in one target namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,14 +13,12 @@ use super::super::plan::{Plan, Rival};
 use super::super::select::{self, NamespaceView};
 use super::super::shared::SharedSecret;
 use super::super::spec::{EcrPullSecret, SecretPolicy, SecretRef, ValidSpec};
-use super::super::state::Owner;
-use super::super::status::{Outcome, Reason, Verification};
+use super::super::status::{Outcome, Verification};
 use super::super::tokens::FetchToken;
 use super::super::verify::Lookup;
+use super::super::vocab::{Owner, Reason, GRANT_ANNOTATION, ROLE_GRANTS_CONFIGMAP};
 use super::super::writes::SecretContent;
-use super::{
-    ObservedState, ReconcileError, Reconciler, Tokens, GRANT_ANNOTATION, ROLE_GRANTS_CONFIGMAP,
-};
+use super::{ObservedState, ReconcileError, Reconciler, Tokens};
 
 impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
     /// The registries' word on the tokens `spec` uses: those just fetched, else those
