@@ -8,12 +8,12 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::task::{JoinError, JoinSet};
 
-use super::content::Content;
-use super::plan::{self, MergeStep, Plan, SaEdit, SecretStep, Unmerge};
-use super::shared::MergeEdit;
-use super::spec::ValidSpec;
-use super::state::ManagedSecret;
-use super::status::Failure;
+use super::decide::content::Content;
+use super::decide::plan::{self, MergeStep, Plan, SaEdit, SecretStep, Unmerge};
+use super::decide::shared::MergeEdit;
+use super::decide::spec::ValidSpec;
+use super::decide::state::ManagedSecret;
+use super::decide::status::Failure;
 use super::vocab::Reason;
 use super::writes::{MergeOutcome, SecretContent, SecretOutcome, Writer};
 use crate::k8s::Error;

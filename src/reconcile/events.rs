@@ -4,8 +4,8 @@
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::spec::EcrPullSecret;
-use super::status::EventType;
+use super::decide::spec::EcrPullSecret;
+use super::decide::status::EventType;
 use super::vocab::format_time;
 use crate::k8s::kind::{ECR_PULL_SECRETS, EVENTS};
 use crate::k8s::Client;

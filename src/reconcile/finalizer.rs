@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::spec::EcrPullSecret;
+use super::decide::spec::EcrPullSecret;
 use super::vocab::FINALIZER;
 use crate::k8s::kind::ECR_PULL_SECRETS;
 use crate::k8s::{Client, Error, Patch};

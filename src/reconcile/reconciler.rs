@@ -9,17 +9,17 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::apply::{Applied, Applier, Payload};
-use super::events::EventRecorder;
-use super::finalizer::{self, Phase};
-use super::plan::{self, MergeObserved, Observed, Plan};
-use super::select::NamespaceView;
-use super::shared::SharedSecret;
-use super::spec::{
+use super::decide::plan::{self, MergeObserved, Observed, Plan};
+use super::decide::select::NamespaceView;
+use super::decide::shared::SharedSecret;
+use super::decide::spec::{
     DeletionPolicy, EcrPullSecret, SecretPolicy, SecretRef, ValidSpec, DEFAULT_TOKEN_LIFETIME,
 };
+use super::decide::state::{ManagedSecret, SaView};
+use super::decide::status::{self, EventType, Failure, Outcome, Verification};
+use super::events::EventRecorder;
+use super::finalizer::{self, Phase};
 use super::specs::Specs;
-use super::state::{ManagedSecret, SaView};
-use super::status::{self, EventType, Failure, Outcome, Verification};
 use super::tokens::{FetchToken, RegistryToken, TokenCache, TokenGroup};
 use super::verify::Verifier;
 use super::vocab::{format_time, parse_time, saturating_add, Owner, Reason};
@@ -248,7 +248,9 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 continue;
             };
             if let Ok(spec) = self.specs.valid(name, &cr.spec) {
-                in_use.extend(super::content::token_groups(&spec, region).unwrap_or_default());
+                in_use.extend(
+                    super::decide::content::token_groups(&spec, region).unwrap_or_default(),
+                );
             }
         }
         self.tokens.retain(&in_use);

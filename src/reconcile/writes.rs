@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::content::{self, Content};
-use super::dockerconfig;
-use super::plan::{change_for, SaEdit};
+use super::decide::content::{self, Content};
+use super::decide::dockerconfig;
+use super::decide::plan::{change_for, SaEdit};
+use super::decide::state::{ManagedSecret, SaView};
 use super::sa_locks::SaLocks;
-use super::state::{ManagedSecret, SaView};
 use super::vocab::{
     self, Owner, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MERGED_HOSTS_ANNOTATION, SA_OWNED_ANNOTATION,
 };

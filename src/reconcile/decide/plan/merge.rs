@@ -13,10 +13,10 @@ use super::{
     plan_delete, plan_entry_removals, plan_service_accounts, service_accounts_by_namespace,
     Observed, Plan,
 };
-use crate::reconcile::select;
-use crate::reconcile::shared::{MergedHost, Shape, SharedSecret};
-use crate::reconcile::spec::ValidSpec;
-use crate::reconcile::state::{Ownership, SaView};
+use crate::reconcile::decide::select;
+use crate::reconcile::decide::shared::{MergedHost, Shape, SharedSecret};
+use crate::reconcile::decide::spec::ValidSpec;
+use crate::reconcile::decide::state::{Ownership, SaView};
 use crate::reconcile::vocab::Owner;
 
 /// A merge CR's step in one target namespace.
@@ -334,9 +334,9 @@ fn claimed_first(r: &Rival, host: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::select::NamespaceView;
-    use crate::reconcile::shared::{MergedHost, Refusal};
-    use crate::reconcile::spec::{Spec, SpecPolicy};
+    use crate::reconcile::decide::select::NamespaceView;
+    use crate::reconcile::decide::shared::{MergedHost, Refusal};
+    use crate::reconcile::decide::spec::{Spec, SpecPolicy};
     use time::macros::datetime;
     use time::Duration;
 

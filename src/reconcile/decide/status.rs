@@ -4,8 +4,8 @@
 use super::spec::{
     Condition, NamespaceFailure, RegistryCheckStatus, Status, MAX_REPORTED_FAILURES,
 };
-use super::verify::{HostCheck, Verdict};
-use super::vocab::{format_time, Reason};
+use super::verdict::{HostCheck, Verdict};
+use crate::reconcile::vocab::{format_time, Reason};
 
 /// The longest message copied into a condition or failure: API servers and AWS answer
 /// with messages of any length, and status is read by every `kubectl describe`.

@@ -12,7 +12,7 @@ use super::content::Content;
 use super::select::{self, NamespaceView};
 use super::spec::ValidSpec;
 use super::state::{ManagedSecret, Ownership, SaView};
-use super::vocab::{format_time, Owner};
+use crate::reconcile::vocab::{format_time, Owner};
 
 mod merge;
 pub use merge::{sync_merge, unmerges_of, MergeObserved, MergeStep, Rival, Unmerge};
@@ -306,7 +306,7 @@ pub fn change_for(edit: &SaEdit) -> Option<SaChange> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::spec::Spec;
+    use crate::reconcile::decide::spec::Spec;
     use time::Duration;
 
     const NOW: OffsetDateTime = time::macros::datetime!(2026-11-26 12:00 UTC);
@@ -314,7 +314,7 @@ mod tests {
     fn spec(json: serde_json::Value) -> ValidSpec {
         serde_json::from_value::<Spec>(json)
             .unwrap()
-            .validate(&crate::reconcile::spec::SpecPolicy::default())
+            .validate(&crate::reconcile::decide::spec::SpecPolicy::default())
             .unwrap()
     }
 

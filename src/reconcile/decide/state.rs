@@ -7,12 +7,12 @@ use time::OffsetDateTime;
 
 use super::dockerconfig;
 use super::select::NamespaceView;
-use super::vocab::{
+use crate::k8s::types::{Namespace, Secret, ServiceAccount};
+use crate::reconcile::vocab::{
     parse_time, split_list, Owner, CHECKSUM_ANNOTATION, EXPIRES_ANNOTATION,
     MERGED_HOSTS_ANNOTATION, NAME_LABEL, OWNER_ANNOTATION, OWNER_UID_ANNOTATION,
     REFRESH_ANNOTATION, REGISTRIES_ANNOTATION, SA_OWNED_ANNOTATION,
 };
-use crate::k8s::types::{Namespace, Secret, ServiceAccount};
 use crate::runtime::intern::intern;
 
 /// Whose a managed Secret is, from a CR's point of view.

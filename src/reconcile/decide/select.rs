@@ -63,7 +63,7 @@ impl FromIterator<(Arc<str>, Arc<str>)> for Labels {
 impl NamespaceView {
     /// The value of label `key`, the API server's name label included.
     pub fn label(&self, key: &str) -> Option<&str> {
-        if key == super::vocab::NAME_LABEL {
+        if key == crate::reconcile::vocab::NAME_LABEL {
             return Some(&self.name);
         }
         self.labels.get(key)
@@ -310,7 +310,7 @@ pub fn check_selector(sel: &LabelSelector) -> Result<(), String> {
         if req.values.len() > MAX_SELECTOR_VALUES {
             return Err(format!(
                 "key {} has more than {MAX_SELECTOR_VALUES} values",
-                crate::reconcile::spec::shown(&req.key)
+                crate::reconcile::decide::spec::shown(&req.key)
             ));
         }
         match req.operator.as_str() {
@@ -318,21 +318,21 @@ pub fn check_selector(sel: &LabelSelector) -> Result<(), String> {
                 return Err(format!(
                     "operator {} on key {} needs at least one value",
                     req.operator,
-                    crate::reconcile::spec::shown(&req.key)
+                    crate::reconcile::decide::spec::shown(&req.key)
                 ))
             }
             "Exists" | "DoesNotExist" if !req.values.is_empty() => {
                 return Err(format!(
                     "operator {} on key {} takes no values",
                     req.operator,
-                    crate::reconcile::spec::shown(&req.key)
+                    crate::reconcile::decide::spec::shown(&req.key)
                 ))
             }
             "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
             other => {
                 return Err(format!(
                     "unknown operator {} (In, NotIn, Exists, DoesNotExist)",
-                    crate::reconcile::spec::shown(other)
+                    crate::reconcile::decide::spec::shown(other)
                 ))
             }
         }
@@ -351,7 +351,7 @@ pub fn service_account_selected(selected: &Option<Vec<String>>, name: &str) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::spec::{LabelSelectorRequirement, Spec};
+    use crate::reconcile::decide::spec::{LabelSelectorRequirement, Spec};
 
     #[test]
     fn labels_are_found_by_key_and_the_last_duplicate_wins() {
@@ -382,7 +382,7 @@ mod tests {
     fn valid(json: serde_json::Value) -> ValidSpec {
         serde_json::from_value::<Spec>(json)
             .unwrap()
-            .validate(&crate::reconcile::spec::SpecPolicy::default())
+            .validate(&crate::reconcile::decide::spec::SpecPolicy::default())
             .unwrap()
     }
 

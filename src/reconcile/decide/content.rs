@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 use super::dockerconfig::{self, AuthEntry};
 use super::registry::RegistryHost;
 use super::spec::ValidSpec;
-use super::tokens::{refresh_at, RegistryToken, TokenGroup};
-use super::vocab::{self, Owner};
+use super::token::{refresh_at, RegistryToken, TokenGroup};
+use crate::reconcile::vocab::{self, Owner};
 
 /// The payload of one CR's Secrets for the tokens at hand.
 #[derive(Clone)]
@@ -170,7 +170,7 @@ pub fn annotations(owner: &Owner, content: &Content) -> BTreeMap<String, String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::spec::{Spec, SpecPolicy};
+    use crate::reconcile::decide::spec::{Spec, SpecPolicy};
 
     const T0: OffsetDateTime = time::macros::datetime!(2026-11-26 12:00 UTC);
 

@@ -13,11 +13,11 @@ use time::OffsetDateTime;
 
 use super::dockerconfig::{self, AuthEntry, RawConfig};
 use super::registry::RegistryHost;
-use super::vocab::{
+use crate::k8s::types::Secret;
+use crate::reconcile::vocab::{
     format_time, parse_time, Owner, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MERGED_HOSTS_ANNOTATION,
     OWNER_ANNOTATION,
 };
-use crate::k8s::types::Secret;
 use crate::runtime::intern::intern;
 
 /// One host the operator maintains in a shared Secret.
