@@ -9,6 +9,7 @@
 
 pub mod content;
 pub mod dockerconfig;
+pub mod existing;
 pub mod plan;
 pub mod registry;
 pub mod select;
