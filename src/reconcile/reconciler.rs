@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::apply::{Applied, Applier, Payload};
+use super::decide::phase::{self, Phase};
 use super::decide::plan::{self, MergeObserved, Observed, Plan};
 use super::decide::select::NamespaceView;
 use super::decide::shared::SharedSecret;
@@ -17,13 +17,14 @@ use super::decide::spec::{
 };
 use super::decide::state::{ManagedSecret, SaView};
 use super::decide::status::{self, EventType, Failure, Outcome, Verification};
-use super::events::EventRecorder;
-use super::finalizer::{self, Phase};
+use super::execute::apply::{Applied, Applier, Payload};
+use super::execute::events::EventRecorder;
+use super::execute::finalizer;
+use super::execute::writes::{retrying, WriteThrough, Writer};
 use super::specs::Specs;
 use super::tokens::{FetchToken, RegistryToken, TokenCache, TokenGroup};
 use super::verify::Verifier;
 use super::vocab::{format_time, parse_time, saturating_add, Owner, Reason};
-use super::writes::{retrying, WriteThrough, Writer};
 use crate::k8s::kind::ECR_PULL_SECRETS;
 use crate::k8s::{Client, Patch};
 pub use crate::runtime::controller::Action;
@@ -187,7 +188,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         };
         let now = OffsetDateTime::now_utc();
         let spec = self.specs.valid(name, &cr.spec);
-        match finalizer::phase(&cr) {
+        match phase::phase(&cr) {
             Phase::Released => Ok(Action::AwaitChange),
             Phase::Cleanup => {
                 // A spec that no longer validates still carried our finalizer: it asked

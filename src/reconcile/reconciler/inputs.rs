@@ -14,10 +14,10 @@ use super::super::decide::select::{self, NamespaceView};
 use super::super::decide::shared::SharedSecret;
 use super::super::decide::spec::{EcrPullSecret, SecretPolicy, SecretRef, ValidSpec};
 use super::super::decide::status::{Outcome, Verification};
+use super::super::execute::writes::SecretContent;
 use super::super::tokens::FetchToken;
 use super::super::verify::Lookup;
 use super::super::vocab::{Owner, Reason, GRANT_ANNOTATION, ROLE_GRANTS_CONFIGMAP};
-use super::super::writes::SecretContent;
 use super::{ObservedState, ReconcileError, Reconciler, Tokens};
 
 impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {

@@ -8,15 +8,15 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::task::{JoinError, JoinSet};
 
-use super::decide::content::Content;
-use super::decide::plan::{self, MergeStep, Plan, SaEdit, SecretStep, Unmerge};
-use super::decide::shared::MergeEdit;
-use super::decide::spec::ValidSpec;
-use super::decide::state::ManagedSecret;
-use super::decide::status::Failure;
-use super::vocab::Reason;
 use super::writes::{MergeOutcome, SecretContent, SecretOutcome, Writer};
 use crate::k8s::Error;
+use crate::reconcile::decide::content::Content;
+use crate::reconcile::decide::plan::{self, MergeStep, Plan, SaEdit, SecretStep, Unmerge};
+use crate::reconcile::decide::shared::MergeEdit;
+use crate::reconcile::decide::spec::ValidSpec;
+use crate::reconcile::decide::state::ManagedSecret;
+use crate::reconcile::decide::status::Failure;
+use crate::reconcile::vocab::Reason;
 
 /// What applying a plan came to, per namespace.
 #[derive(Debug, Default)]

@@ -9,20 +9,20 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::decide::content::{self, Content};
-use super::decide::dockerconfig;
-use super::decide::existing::{self, Existing};
-use super::decide::plan::{change_for, SaEdit};
-use super::decide::state::{ManagedSecret, SaView};
 use super::sa_locks::SaLocks;
-use super::vocab::{Owner, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SA_OWNED_ANNOTATION};
 use crate::k8s::kind::{SECRETS, SERVICE_ACCOUNTS};
 use crate::k8s::types::{ObjectMeta, Secret, ServiceAccount};
 use crate::k8s::{Client, Error, Patch, Preconditions};
+use crate::reconcile::decide::content::{self, Content};
+use crate::reconcile::decide::dockerconfig;
+use crate::reconcile::decide::existing::{self, Existing};
+use crate::reconcile::decide::plan::{change_for, SaEdit};
+use crate::reconcile::decide::state::{ManagedSecret, SaView};
+use crate::reconcile::vocab::{Owner, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SA_OWNED_ANNOTATION};
 use crate::runtime::backoff::{Backoff, TRANSIENT_RETRIES};
 
-mod shared;
-pub use shared::MergeOutcome;
+mod merges;
+pub use merges::MergeOutcome;
 
 /// How often a ServiceAccount edit is retried after losing a race to another writer.
 pub const SA_CONFLICT_RETRIES: usize = 5;
