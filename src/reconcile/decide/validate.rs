@@ -39,7 +39,7 @@ pub enum SpecError {
         field: &'static str,
         value: String,
     },
-    Selector(String),
+    Selector(crate::reconcile::decide::select::SelectorError),
     Glob(PatternError),
     TooMany {
         field: &'static str,

@@ -14,7 +14,7 @@ use super::{
     Observed, Plan,
 };
 use crate::reconcile::decide::select;
-use crate::reconcile::decide::shared::{MergedHost, Shape, SharedSecret};
+use crate::reconcile::decide::shared::{MergedHost, Refusal, Shape, SharedSecret};
 use crate::reconcile::decide::spec::ValidSpec;
 use crate::reconcile::decide::state::{Ownership, SaView};
 use crate::reconcile::vocab::Owner;
@@ -94,7 +94,7 @@ pub fn sync_merge(
             Some(s) => match claims.step(spec, &wanted, s, now) {
                 Ok(step) => step,
                 Err(why) => {
-                    plan.conflicts.push((ns.clone(), why));
+                    plan.conflicts.push((ns.clone(), why.to_string()));
                     continue;
                 }
             },
@@ -210,7 +210,7 @@ impl Claims<'_> {
         wanted: &[&str],
         s: &SharedSecret,
         now: OffsetDateTime,
-    ) -> Result<MergeStep, String> {
+    ) -> Result<MergeStep, MergeRefused> {
         let (created_by_us, own_policy, hosts, unrecorded) = self.pull_shape(s)?;
         let mut step = self.empty_step();
         // A Secret this CR wrote whole is turned into a shared one.
@@ -285,13 +285,13 @@ impl Claims<'_> {
     fn pull_shape<'s>(
         &self,
         s: &'s SharedSecret,
-    ) -> Result<(bool, bool, &'s [MergedHost], &'s [Arc<str>]), String> {
+    ) -> Result<(bool, bool, &'s [MergedHost], &'s [Arc<str>]), MergeRefused> {
         let (created_by, own_policy, hosts, unrecorded) = match &s.shape {
             Shape::Refused(r) => {
-                return Err(format!(
-                    "Secret {} cannot take this CR's entries: {r}",
-                    s.name
-                ))
+                return Err(MergeRefused::Refused {
+                    secret: s.name.to_string(),
+                    why: r.clone(),
+                })
             }
             Shape::Pull {
                 created_by,
@@ -302,11 +302,10 @@ impl Claims<'_> {
         };
         let created_by_us = created_by.as_deref() == Some(self.owner.name.as_str());
         if own_policy && !created_by_us {
-            return Err(format!(
-                "Secret {} is managed for ECRPullSecret {} (secretPolicy Own)",
-                s.name,
-                created_by.as_deref().unwrap_or("?")
-            ));
+            return Err(MergeRefused::OwnedWhole {
+                secret: s.name.to_string(),
+                owner: created_by.as_deref().unwrap_or("?").to_string(),
+            });
         }
         Ok((created_by_us, own_policy, hosts, unrecorded))
     }
@@ -322,6 +321,31 @@ impl Claims<'_> {
         }
     }
 }
+
+/// Why nothing of this CR's may be written into an existing Secret; shown as a conflict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MergeRefused {
+    /// The Secret is of a shape that is never merged into.
+    Refused { secret: String, why: Refusal },
+    /// Another CR owns the whole Secret (`secretPolicy: Own`).
+    OwnedWhole { secret: String, owner: String },
+}
+
+impl std::fmt::Display for MergeRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MergeRefused::Refused { secret, why } => {
+                write!(f, "Secret {secret} cannot take this CR's entries: {why}")
+            }
+            MergeRefused::OwnedWhole { secret, owner } => write!(
+                f,
+                "Secret {secret} is managed for ECRPullSecret {owner} (secretPolicy Own)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for MergeRefused {}
 
 fn claimed_first(r: &Rival, host: &str) -> String {
     format!(
