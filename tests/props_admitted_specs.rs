@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use ecr_creds_refresher::app::Running;
-use ecr_creds_refresher::reconcile::plan::{self, Observed};
+use ecr_creds_refresher::reconcile::plan::{self, ObservedCluster};
 use ecr_creds_refresher::reconcile::select::NamespaceView;
 use ecr_creds_refresher::reconcile::spec::{Spec, SpecPolicy};
 use ecr_creds_refresher::reconcile::vocab::Owner;
@@ -228,7 +228,7 @@ proptest! {
                 .map(|(n, _)| NamespaceView { name: n, labels: Default::default(), terminating: false }.into())
                 .collect();
             let owner = Owner { name: name.clone(), uid: "u".into() };
-            let observed = Observed { namespaces: &namespaces, secrets: &[], service_accounts: &[] };
+            let observed = ObservedCluster { namespaces: &namespaces, secrets: &[], service_accounts: &[] };
             let p = plan::sync(&owner, valid, &observed, time::OffsetDateTime::now_utc());
             prop_assert!(p.targets.len() <= namespaces.len());
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::decide::phase::{self, Phase};
-use super::decide::plan::{self, MergeObserved, Observed, Plan};
+use super::decide::plan::{self, MergeObserved, ObservedCluster, Plan};
 use super::decide::select::NamespaceView;
 use super::decide::shared::SharedSecret;
 use super::decide::spec::{
@@ -346,7 +346,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             .state
             .managed_secrets_for(&owner.name, Some(&spec.secret_name));
         let sas = self.state.service_accounts();
-        let observed = Observed {
+        let observed = ObservedCluster {
             namespaces: &namespaces,
             secrets: &secrets,
             service_accounts: &sas,
@@ -417,7 +417,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             let sas = self.state.service_accounts();
             let mut plan = plan::cleanup(
                 owner,
-                &Observed {
+                &ObservedCluster {
                     namespaces: &[],
                     secrets: &secrets,
                     service_accounts: &sas,

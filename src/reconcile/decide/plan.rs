@@ -96,7 +96,7 @@ impl Plan {
 
 /// The observed state the planner reads: the watch caches' own values, shared, never
 /// copied (a plan over thousands of namespaces holds pointers, not copies).
-pub struct Observed<'a> {
+pub struct ObservedCluster<'a> {
     pub namespaces: &'a [Arc<NamespaceView>],
     /// The managed Secrets this CR's plan can concern (any owner).
     pub secrets: &'a [Arc<ManagedSecret>],
@@ -104,7 +104,12 @@ pub struct Observed<'a> {
 }
 
 /// Plans the writes that bring CR `owner` with `spec` about.
-pub fn sync(owner: &Owner, spec: &ValidSpec, observed: &Observed<'_>, now: OffsetDateTime) -> Plan {
+pub fn sync(
+    owner: &Owner,
+    spec: &ValidSpec,
+    observed: &ObservedCluster<'_>,
+    now: OffsetDateTime,
+) -> Plan {
     let mut plan = Plan::default();
     let targets = select::target_namespaces(spec, observed.namespaces.iter().map(|n| &**n));
     plan.missing = targets.missing;
@@ -162,7 +167,7 @@ pub fn sync(owner: &Owner, spec: &ValidSpec, observed: &Observed<'_>, now: Offse
 
 /// Plans the removal of everything CR `owner` owns (deletion with `deletionPolicy:
 /// Delete`). It needs no spec: ownership is recorded on the objects.
-pub fn cleanup(owner: &Owner, observed: &Observed<'_>) -> Plan {
+pub fn cleanup(owner: &Owner, observed: &ObservedCluster<'_>) -> Plan {
     let mut plan = Plan::default();
     let sas_by_ns = service_accounts_by_namespace(observed.service_accounts);
     for s in observed.secrets {
@@ -376,7 +381,7 @@ mod tests {
         let p = sync(
             &me(),
             &spec,
-            &Observed {
+            &ObservedCluster {
                 namespaces: &arcs(&nss),
                 secrets: &arcs(&secrets),
                 service_accounts: &arcs(&sas),
@@ -400,7 +405,7 @@ mod tests {
         let p = sync(
             &me(),
             &spec,
-            &Observed {
+            &ObservedCluster {
                 namespaces: &arcs(&nss),
                 secrets: &arcs(&secrets),
                 service_accounts: &[],
@@ -431,7 +436,7 @@ mod tests {
         let p = sync(
             &me(),
             &spec,
-            &Observed {
+            &ObservedCluster {
                 namespaces: &arcs(&nss),
                 secrets: &arcs(&secrets),
                 service_accounts: &arcs(&sas),
@@ -457,7 +462,7 @@ mod tests {
         let p = sync(
             &me(),
             &spec,
-            &Observed {
+            &ObservedCluster {
                 namespaces: &arcs(&nss),
                 secrets: &[],
                 service_accounts: &arcs(&sas),
@@ -490,7 +495,7 @@ mod tests {
         let p = sync(
             &me(),
             &spec,
-            &Observed {
+            &ObservedCluster {
                 namespaces: &arcs(&nss),
                 secrets: &arcs(&secrets),
                 service_accounts: &arcs(&sas),
@@ -521,7 +526,7 @@ mod tests {
         let _ = spec;
         let p = cleanup(
             &me(),
-            &Observed {
+            &ObservedCluster {
                 namespaces: &arcs(&nss),
                 secrets: &arcs(&secrets),
                 service_accounts: &arcs(&sas),
@@ -555,7 +560,7 @@ mod tests {
         let p = sync(
             &me(),
             &spec,
-            &Observed {
+            &ObservedCluster {
                 namespaces: &arcs(&nss),
                 secrets: &arcs(&secrets),
                 service_accounts: &arcs(&sas),
@@ -575,7 +580,7 @@ mod tests {
         let p = sync(
             &me(),
             &spec,
-            &Observed {
+            &ObservedCluster {
                 namespaces: &arcs(&nss),
                 secrets: &arcs(&secrets),
                 service_accounts: &[],
@@ -594,7 +599,7 @@ mod tests {
         elsewhere.owner_uid = Some("uid-deleted".into());
         let secrets = [earlier, elsewhere];
         let nss = [ns("a"), ns("b")];
-        let observed = Observed {
+        let observed = ObservedCluster {
             namespaces: &arcs(&nss),
             secrets: &arcs(&secrets),
             service_accounts: &[],
@@ -621,7 +626,7 @@ mod tests {
         let p = sync(
             &me(),
             &spec,
-            &Observed {
+            &ObservedCluster {
                 namespaces: &arcs(&nss),
                 secrets: &arcs(&secrets),
                 service_accounts: &[],

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use super::{
     plan_delete, plan_entry_removals, plan_service_accounts, service_accounts_by_namespace,
-    Observed, Plan,
+    ObservedCluster, Plan,
 };
 use crate::reconcile::decide::select;
 use crate::reconcile::decide::shared::{MergedHost, Refusal, Shape, SharedSecret};
@@ -55,7 +55,7 @@ pub struct Rival {
     pub hosts: Vec<String>,
 }
 
-/// What merge planning reads beyond [`Observed`].
+/// What merge planning reads beyond [`ObservedCluster`].
 pub struct MergeObserved<'a> {
     /// The Secrets named as the CR's `secretName`, and any other holding its hosts.
     pub shared: &'a [Arc<SharedSecret>],
@@ -68,7 +68,7 @@ pub struct MergeObserved<'a> {
 pub fn sync_merge(
     owner: &Owner,
     spec: &ValidSpec,
-    observed: &Observed<'_>,
+    observed: &ObservedCluster<'_>,
     merge: &MergeObserved<'_>,
     now: OffsetDateTime,
 ) -> Plan {
@@ -431,7 +431,7 @@ mod tests {
 
     fn plan(spec: &ValidSpec, shared: &[Arc<SharedSecret>], rivals: &[Rival]) -> Plan {
         let namespaces = namespaces();
-        let observed = Observed {
+        let observed = ObservedCluster {
             namespaces: &namespaces,
             secrets: &[],
             service_accounts: &[],
