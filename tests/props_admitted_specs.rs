@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use common::*;
 use ecr_creds_refresher::app::Running;
-use ecr_creds_refresher::reconcile::plan::{self, Observed};
-use ecr_creds_refresher::reconcile::reconciler::GRANT_ANNOTATION;
+use ecr_creds_refresher::reconcile::plan::{self, ObservedCluster};
 use ecr_creds_refresher::reconcile::select::NamespaceView;
 use ecr_creds_refresher::reconcile::spec::{Spec, SpecPolicy};
-use ecr_creds_refresher::reconcile::state::Owner;
+use ecr_creds_refresher::reconcile::vocab::Owner;
+use ecr_creds_refresher::reconcile::vocab::GRANT_ANNOTATION;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Value};
@@ -332,7 +332,7 @@ fn check_case(mut spec: Value) -> Result<Verdict, TestCaseError> {
             name: name.clone(),
             uid: "u".into(),
         };
-        let observed = Observed {
+        let observed = ObservedCluster {
             namespaces: &namespaces,
             secrets: &[],
             service_accounts: &[],

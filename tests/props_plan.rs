@@ -10,10 +10,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use ecr_creds_refresher::reconcile::plan::{self, change_for, Observed, Plan, SecretStep};
+use ecr_creds_refresher::reconcile::plan::{self, change_for, ObservedCluster, Plan, SecretStep};
 use ecr_creds_refresher::reconcile::select::{service_account_selected, NamespaceView};
 use ecr_creds_refresher::reconcile::spec::{Spec, SpecPolicy, ValidSpec};
-use ecr_creds_refresher::reconcile::state::{ManagedSecret, Owner, Ownership, SaView};
+use ecr_creds_refresher::reconcile::state::{ManagedSecret, Ownership, SaView};
+use ecr_creds_refresher::reconcile::vocab::Owner;
 use proptest::prelude::*;
 use time::OffsetDateTime;
 
@@ -167,7 +168,7 @@ fn owner() -> Owner {
     }
 }
 
-fn plan_for(spec: &ValidSpec, observed: &Observed<'_>, cleanup: bool) -> Plan {
+fn plan_for(spec: &ValidSpec, observed: &ObservedCluster<'_>, cleanup: bool) -> Plan {
     if cleanup {
         plan::cleanup(&owner(), observed)
     } else {
@@ -187,7 +188,7 @@ proptest! {
         cleanup in any::<bool>(),
     ) {
         let (namespaces, secrets, sas) = (arcs(namespaces), arcs(secrets), arcs(sas));
-        let observed = Observed {
+        let observed = ObservedCluster {
             namespaces: &namespaces,
             secrets: &secrets,
             service_accounts: &sas,
@@ -294,7 +295,7 @@ fn generated_states_exercise_every_kind_of_step() {
         let (spec, namespaces, secrets, sas, cleanup) =
             all.new_tree(&mut runner).unwrap().current();
         let (namespaces, secrets, sas) = (arcs(namespaces), arcs(secrets), arcs(sas));
-        let observed = Observed {
+        let observed = ObservedCluster {
             namespaces: &namespaces,
             secrets: &secrets,
             service_accounts: &sas,

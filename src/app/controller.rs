@@ -8,8 +8,8 @@ use tokio::task::JoinHandle;
 
 use crate::metrics;
 use crate::reconcile::reconciler::{ObservedState, ReconcileError, Reconciler};
-use crate::reconcile::status::Reason;
 use crate::reconcile::tokens::FetchToken;
+use crate::reconcile::vocab::Reason;
 use crate::runtime::queue::WorkQueue;
 use crate::runtime::unwind::{self, catch_panic};
 

@@ -15,9 +15,8 @@ use crate::metrics;
 use crate::reconcile::select::NamespaceView;
 use crate::reconcile::spec::EcrPullSecret;
 use crate::reconcile::specs::Specs;
-use crate::reconcile::state::{
-    project_namespace, ManagedSecret, SaView, MANAGED_SELECTOR, OWNER_ANNOTATION,
-};
+use crate::reconcile::state::{project_namespace, ManagedSecret, SaView};
+use crate::reconcile::vocab::{MANAGED_SELECTOR, OWNER_ANNOTATION};
 use crate::runtime::queue::WorkQueue;
 use crate::runtime::store::{ObjectKey, Store};
 use crate::runtime::watcher::{spawn_reflector_into, Event, KubeListWatch, WatcherConfig};

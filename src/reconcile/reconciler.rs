@@ -8,21 +8,23 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::apply::{Applied, Applier, Payload};
-use super::events::EventRecorder;
-use super::finalizer::{self, Phase};
-use super::plan::{self, MergeObserved, Observed, Plan};
-use super::select::NamespaceView;
-use super::shared::SharedSecret;
-use super::spec::{
+use super::decide::phase::{self, Phase};
+use super::decide::plan::{self, MergeObserved, ObservedCluster, Plan};
+use super::decide::select::NamespaceView;
+use super::decide::shared::SharedSecret;
+use super::decide::spec::{
     DeletionPolicy, EcrPullSecret, SecretPolicy, SecretRef, ValidSpec, DEFAULT_TOKEN_LIFETIME,
 };
+use super::decide::state::{ManagedSecret, SaView};
+use super::decide::status::{self, EventType, Failure, Outcome, Verification};
+use super::execute::apply::{Applied, Applier, Payload};
+use super::execute::events::EventRecorder;
+use super::execute::finalizer;
+use super::execute::writes::{retrying, WriteThrough, Writer};
 use super::specs::Specs;
-use super::state::{format_time, parse_time, ManagedSecret, Owner, SaView};
-use super::status::{self, EventType, Failure, Outcome, Reason, Verification};
-use super::tokens::{saturating_add, FetchToken, RegistryToken, TokenCache, TokenGroup};
+use super::tokens::{FetchToken, RegistryToken, TokenCache, TokenGroup};
 use super::verify::Verifier;
-use super::writes::{retrying, WriteThrough, Writer};
+use super::vocab::{format_time, parse_time, saturating_add, Owner, Reason};
 use crate::k8s::kind::ECR_PULL_SECRETS;
 use crate::k8s::{Client, Patch};
 pub use crate::runtime::controller::Action;
@@ -69,16 +71,6 @@ pub trait ObservedState: WriteThrough + Clone + Send + Sync + 'static {
     /// Every CR: merge CRs of one `secretName` see each other's claims.
     fn crs(&self) -> Vec<Arc<EcrPullSecret>>;
 }
-
-/// On a credentials Secret outside the operator's namespace: the ECRPullSecrets that may
-/// use it, comma-separated (`*`: any). Like Gateway API's ReferenceGrant, the Secret's
-/// owner opts in; without it, a CR could sign with any team's keys.
-pub const GRANT_ANNOTATION: &str = "ecr.creds.dev/allowed-ecrpullsecrets";
-
-/// In the operator's namespace: the ConfigMap granting IAM roles to ECRPullSecrets
-/// (each key a CR name, each value the role ARNs it may name). Only a cluster admin
-/// writes it: a CR alone can never pick a role.
-pub const ROLE_GRANTS_CONFIGMAP: &str = "ecr-creds-refresher-role-grants";
 
 /// Operator-wide settings.
 #[derive(Clone, Debug)]
@@ -196,7 +188,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         };
         let now = OffsetDateTime::now_utc();
         let spec = self.specs.valid(name, &cr.spec);
-        match finalizer::phase(&cr) {
+        match phase::phase(&cr) {
             Phase::Released => Ok(Action::AwaitChange),
             Phase::Cleanup => {
                 // A spec that no longer validates still carried our finalizer: it asked
@@ -257,7 +249,9 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 continue;
             };
             if let Ok(spec) = self.specs.valid(name, &cr.spec) {
-                in_use.extend(super::content::token_groups(&spec, region).unwrap_or_default());
+                in_use.extend(
+                    super::decide::content::token_groups(&spec, region).unwrap_or_default(),
+                );
             }
         }
         self.tokens.retain(&in_use);
@@ -352,7 +346,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             .state
             .managed_secrets_for(&owner.name, Some(&spec.secret_name));
         let sas = self.state.service_accounts();
-        let observed = Observed {
+        let observed = ObservedCluster {
             namespaces: &namespaces,
             secrets: &secrets,
             service_accounts: &sas,
@@ -423,7 +417,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             let sas = self.state.service_accounts();
             let mut plan = plan::cleanup(
                 owner,
-                &Observed {
+                &ObservedCluster {
                     namespaces: &[],
                     secrets: &secrets,
                     service_accounts: &sas,

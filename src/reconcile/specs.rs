@@ -6,9 +6,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::select::{self, NamespaceView};
-use super::spec::Spec;
-use super::validate::{SpecError, SpecPolicy, ValidSpec};
+use super::decide::select::{self, NamespaceView};
+use super::decide::spec::Spec;
+use super::decide::validate::{SpecError, SpecPolicy, ValidSpec};
 
 /// Validated specs by CR name, and the namespaces each CR's last plan touched.
 #[derive(Debug)]

@@ -8,42 +8,9 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::spec::AwsAuth;
-use super::status::Reason;
-
-/// What one token serves: every registry the principal reaches in one region.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TokenGroup {
-    pub region: String,
-    /// ECR Public's token comes from another API.
-    pub public: bool,
-    /// The per-CR identity on top of the operator's default credentials.
-    pub auth: AwsAuth,
-}
-
-/// A fetched ECR token.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RegistryToken {
-    pub username: String,
-    pub password: String,
-    /// base64("username:password"), as ECR returns it.
-    pub auth: String,
-    pub expires_at: OffsetDateTime,
-    pub fetched_at: OffsetDateTime,
-    /// The registry of the caller's own account (`proxyEndpoint`), if given.
-    pub registry_host: Option<String>,
-}
-
-impl std::fmt::Debug for RegistryToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistryToken")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .field("expires_at", &self.expires_at)
-            .field("registry_host", &self.registry_host)
-            .finish()
-    }
-}
+use super::decide::spec::AwsAuth;
+pub use super::decide::token::{refresh_at, RegistryToken, TokenGroup};
+use super::vocab::{saturating_add, Reason};
 
 /// Why a token could not be had; `reason` is a status condition reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -244,40 +211,10 @@ fn cache_key(group: &TokenGroup) -> TokenGroup {
     key
 }
 
-/// When a token should be replaced: `margin` before expiry (default half the lifetime),
-/// but never sooner than `min_interval` after it was fetched. Saturating throughout: the
-/// expiry comes from AWS and the durations from a CR, so no value may overflow.
-pub fn refresh_at(
-    token: &RegistryToken,
-    margin: Option<Duration>,
-    min_interval: Duration,
-) -> OffsetDateTime {
-    let margin = match margin {
-        Some(m) => time::Duration::try_from(m).unwrap_or(time::Duration::MAX),
-        None => (token.expires_at - token.fetched_at) / 2,
-    };
-    let due = token
-        .expires_at
-        .checked_sub(margin)
-        .unwrap_or(token.fetched_at);
-    due.max(saturating_add(token.fetched_at, min_interval))
-}
-
-/// `t + d`, or the latest representable time: a far-future point means "not soon", which
-/// is what an absurd duration asks for, where `+` would panic.
-pub fn saturating_add(t: OffsetDateTime, d: Duration) -> OffsetDateTime {
-    time::Duration::try_from(d)
-        .ok()
-        .and_then(|d| t.checked_add(d))
-        .unwrap_or(LATEST)
-}
-
-/// The latest time `time` represents (year 9999), for saturating arithmetic.
-pub const LATEST: OffsetDateTime = time::macros::datetime!(9999-12-31 23:59:59 UTC);
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reconcile::vocab::LATEST;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     const T0: OffsetDateTime = time::macros::datetime!(2026-11-26 12:00 UTC);

@@ -15,49 +15,9 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::tokens::{saturating_add, RegistryToken};
-
-/// A registry's answer to a token. The strings are condition reasons and metric labels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Verdict {
-    /// 200 to `GET /v2/`: pulls will authenticate.
-    Verified,
-    /// 401: the registry refused the token.
-    Unauthorized,
-    /// 403: the token is valid, the principal may not pull.
-    Forbidden,
-    /// The registry's certificate is not trusted.
-    TlsError,
-    /// No answer (DNS, TCP, proxy, timeout).
-    Unreachable,
-    /// An answer no registry gives.
-    UnexpectedAnswer,
-}
-
-impl Verdict {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Verified => "Verified",
-            Verdict::Unauthorized => "Unauthorized",
-            Verdict::Forbidden => "Forbidden",
-            Verdict::TlsError => "TLSError",
-            Verdict::Unreachable => "Unreachable",
-            Verdict::UnexpectedAnswer => "UnexpectedAnswer",
-        }
-    }
-}
-
-/// One host's last check.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HostCheck {
-    pub host: String,
-    pub verdict: Verdict,
-    /// Safe to show: never holds the token.
-    pub message: String,
-    pub checked_at: OffsetDateTime,
-    /// When a failed check will be made again; `None` after a success.
-    pub retry_at: Option<OffsetDateTime>,
-}
+use super::decide::token::RegistryToken;
+pub use super::decide::verdict::{HostCheck, Verdict};
+use super::vocab::saturating_add;
 
 /// What a check answers: the verdict and a message.
 pub type CheckFuture = Pin<Box<dyn Future<Output = (Verdict, String)> + Send>>;

@@ -8,19 +8,17 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::super::content::{self, Content};
-use super::super::plan::{Plan, Rival};
-use super::super::select::{self, NamespaceView};
-use super::super::shared::SharedSecret;
-use super::super::spec::{EcrPullSecret, SecretPolicy, SecretRef, ValidSpec};
-use super::super::state::Owner;
-use super::super::status::{Outcome, Reason, Verification};
+use super::super::decide::content::{self, Content};
+use super::super::decide::plan::{Plan, Rival};
+use super::super::decide::select::{self, NamespaceView};
+use super::super::decide::shared::SharedSecret;
+use super::super::decide::spec::{EcrPullSecret, SecretPolicy, SecretRef, ValidSpec};
+use super::super::decide::status::{Outcome, Verification};
+use super::super::execute::writes::SecretContent;
 use super::super::tokens::FetchToken;
 use super::super::verify::Lookup;
-use super::super::writes::SecretContent;
-use super::{
-    ObservedState, ReconcileError, Reconciler, Tokens, GRANT_ANNOTATION, ROLE_GRANTS_CONFIGMAP,
-};
+use super::super::vocab::{Owner, Reason, GRANT_ANNOTATION, ROLE_GRANTS_CONFIGMAP};
+use super::{ObservedState, ReconcileError, Reconciler, Tokens};
 
 impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
     /// The registries' word on the tokens `spec` uses: those just fetched, else those

@@ -11,12 +11,13 @@ use time::OffsetDateTime;
 
 use super::{
     plan_delete, plan_entry_removals, plan_service_accounts, service_accounts_by_namespace,
-    Observed, Plan,
+    ObservedCluster, Plan,
 };
-use crate::reconcile::select;
-use crate::reconcile::shared::{MergedHost, Shape, SharedSecret};
-use crate::reconcile::spec::ValidSpec;
-use crate::reconcile::state::{Owner, Ownership, SaView};
+use crate::reconcile::decide::select;
+use crate::reconcile::decide::shared::{MergedHost, Refusal, Shape, SharedSecret};
+use crate::reconcile::decide::spec::ValidSpec;
+use crate::reconcile::decide::state::{Ownership, SaView};
+use crate::reconcile::vocab::Owner;
 
 /// A merge CR's step in one target namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +55,7 @@ pub struct Rival {
     pub hosts: Vec<String>,
 }
 
-/// What merge planning reads beyond [`Observed`].
+/// What merge planning reads beyond [`ObservedCluster`].
 pub struct MergeObserved<'a> {
     /// The Secrets named as the CR's `secretName`, and any other holding its hosts.
     pub shared: &'a [Arc<SharedSecret>],
@@ -67,7 +68,7 @@ pub struct MergeObserved<'a> {
 pub fn sync_merge(
     owner: &Owner,
     spec: &ValidSpec,
-    observed: &Observed<'_>,
+    observed: &ObservedCluster<'_>,
     merge: &MergeObserved<'_>,
     now: OffsetDateTime,
 ) -> Plan {
@@ -93,7 +94,7 @@ pub fn sync_merge(
             Some(s) => match claims.step(spec, &wanted, s, now) {
                 Ok(step) => step,
                 Err(why) => {
-                    plan.conflicts.push((ns.clone(), why));
+                    plan.conflicts.push((ns.clone(), why.to_string()));
                     continue;
                 }
             },
@@ -209,7 +210,7 @@ impl Claims<'_> {
         wanted: &[&str],
         s: &SharedSecret,
         now: OffsetDateTime,
-    ) -> Result<MergeStep, String> {
+    ) -> Result<MergeStep, MergeRefused> {
         let (created_by_us, own_policy, hosts, unrecorded) = self.pull_shape(s)?;
         let mut step = self.empty_step();
         // A Secret this CR wrote whole is turned into a shared one.
@@ -284,13 +285,13 @@ impl Claims<'_> {
     fn pull_shape<'s>(
         &self,
         s: &'s SharedSecret,
-    ) -> Result<(bool, bool, &'s [MergedHost], &'s [Arc<str>]), String> {
+    ) -> Result<(bool, bool, &'s [MergedHost], &'s [Arc<str>]), MergeRefused> {
         let (created_by, own_policy, hosts, unrecorded) = match &s.shape {
             Shape::Refused(r) => {
-                return Err(format!(
-                    "Secret {} cannot take this CR's entries: {r}",
-                    s.name
-                ))
+                return Err(MergeRefused::Refused {
+                    secret: s.name.to_string(),
+                    why: r.clone(),
+                })
             }
             Shape::Pull {
                 created_by,
@@ -301,11 +302,10 @@ impl Claims<'_> {
         };
         let created_by_us = created_by.as_deref() == Some(self.owner.name.as_str());
         if own_policy && !created_by_us {
-            return Err(format!(
-                "Secret {} is managed for ECRPullSecret {} (secretPolicy Own)",
-                s.name,
-                created_by.as_deref().unwrap_or("?")
-            ));
+            return Err(MergeRefused::OwnedWhole {
+                secret: s.name.to_string(),
+                owner: created_by.as_deref().unwrap_or("?").to_string(),
+            });
         }
         Ok((created_by_us, own_policy, hosts, unrecorded))
     }
@@ -322,6 +322,31 @@ impl Claims<'_> {
     }
 }
 
+/// Why nothing of this CR's may be written into an existing Secret; shown as a conflict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MergeRefused {
+    /// The Secret is of a shape that is never merged into.
+    Refused { secret: String, why: Refusal },
+    /// Another CR owns the whole Secret (`secretPolicy: Own`).
+    OwnedWhole { secret: String, owner: String },
+}
+
+impl std::fmt::Display for MergeRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MergeRefused::Refused { secret, why } => {
+                write!(f, "Secret {secret} cannot take this CR's entries: {why}")
+            }
+            MergeRefused::OwnedWhole { secret, owner } => write!(
+                f,
+                "Secret {secret} is managed for ECRPullSecret {owner} (secretPolicy Own)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for MergeRefused {}
+
 fn claimed_first(r: &Rival, host: &str) -> String {
     format!(
         "ECRPullSecret {} asks for host {host} in this Secret too, and claims it first (it \
@@ -333,9 +358,9 @@ fn claimed_first(r: &Rival, host: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::select::NamespaceView;
-    use crate::reconcile::shared::{MergedHost, Refusal};
-    use crate::reconcile::spec::{Spec, SpecPolicy};
+    use crate::reconcile::decide::select::NamespaceView;
+    use crate::reconcile::decide::shared::{MergedHost, Refusal};
+    use crate::reconcile::decide::spec::{Spec, SpecPolicy};
     use time::macros::datetime;
     use time::Duration;
 
@@ -406,7 +431,7 @@ mod tests {
 
     fn plan(spec: &ValidSpec, shared: &[Arc<SharedSecret>], rivals: &[Rival]) -> Plan {
         let namespaces = namespaces();
-        let observed = Observed {
+        let observed = ObservedCluster {
             namespaces: &namespaces,
             secrets: &[],
             service_accounts: &[],

@@ -11,7 +11,8 @@ use time::OffsetDateTime;
 use super::content::Content;
 use super::select::{self, NamespaceView};
 use super::spec::ValidSpec;
-use super::state::{format_time, ManagedSecret, Owner, Ownership, SaView};
+use super::state::{ManagedSecret, Ownership, SaView};
+use crate::reconcile::vocab::{format_time, Owner};
 
 mod merge;
 pub use merge::{sync_merge, unmerges_of, MergeObserved, MergeStep, Rival, Unmerge};
@@ -95,7 +96,7 @@ impl Plan {
 
 /// The observed state the planner reads: the watch caches' own values, shared, never
 /// copied (a plan over thousands of namespaces holds pointers, not copies).
-pub struct Observed<'a> {
+pub struct ObservedCluster<'a> {
     pub namespaces: &'a [Arc<NamespaceView>],
     /// The managed Secrets this CR's plan can concern (any owner).
     pub secrets: &'a [Arc<ManagedSecret>],
@@ -103,7 +104,12 @@ pub struct Observed<'a> {
 }
 
 /// Plans the writes that bring CR `owner` with `spec` about.
-pub fn sync(owner: &Owner, spec: &ValidSpec, observed: &Observed<'_>, now: OffsetDateTime) -> Plan {
+pub fn sync(
+    owner: &Owner,
+    spec: &ValidSpec,
+    observed: &ObservedCluster<'_>,
+    now: OffsetDateTime,
+) -> Plan {
     let mut plan = Plan::default();
     let targets = select::target_namespaces(spec, observed.namespaces.iter().map(|n| &**n));
     plan.missing = targets.missing;
@@ -161,7 +167,7 @@ pub fn sync(owner: &Owner, spec: &ValidSpec, observed: &Observed<'_>, now: Offse
 
 /// Plans the removal of everything CR `owner` owns (deletion with `deletionPolicy:
 /// Delete`). It needs no spec: ownership is recorded on the objects.
-pub fn cleanup(owner: &Owner, observed: &Observed<'_>) -> Plan {
+pub fn cleanup(owner: &Owner, observed: &ObservedCluster<'_>) -> Plan {
     let mut plan = Plan::default();
     let sas_by_ns = service_accounts_by_namespace(observed.service_accounts);
     for s in observed.secrets {
@@ -305,7 +311,7 @@ pub fn change_for(edit: &SaEdit) -> Option<SaChange> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::spec::Spec;
+    use crate::reconcile::decide::spec::Spec;
     use time::Duration;
 
     const NOW: OffsetDateTime = time::macros::datetime!(2026-11-26 12:00 UTC);
@@ -313,7 +319,7 @@ mod tests {
     fn spec(json: serde_json::Value) -> ValidSpec {
         serde_json::from_value::<Spec>(json)
             .unwrap()
-            .validate(&crate::reconcile::spec::SpecPolicy::default())
+            .validate(&crate::reconcile::decide::spec::SpecPolicy::default())
             .unwrap()
     }
 
@@ -375,7 +381,7 @@ mod tests {
         let p = sync(
             &me(),
             &spec,
-            &Observed {
+            &ObservedCluster {
                 namespaces: &arcs(&nss),
                 secrets: &arcs(&secrets),
                 service_accounts: &arcs(&sas),
@@ -399,7 +405,7 @@ mod tests {
         let p = sync(
             &me(),
             &spec,
-            &Observed {
+            &ObservedCluster {
                 namespaces: &arcs(&nss),
                 secrets: &arcs(&secrets),
                 service_accounts: &[],
@@ -430,7 +436,7 @@ mod tests {
         let p = sync(
             &me(),
             &spec,
-            &Observed {
+            &ObservedCluster {
                 namespaces: &arcs(&nss),
                 secrets: &arcs(&secrets),
                 service_accounts: &arcs(&sas),
@@ -456,7 +462,7 @@ mod tests {
         let p = sync(
             &me(),
             &spec,
-            &Observed {
+            &ObservedCluster {
                 namespaces: &arcs(&nss),
                 secrets: &[],
                 service_accounts: &arcs(&sas),
@@ -489,7 +495,7 @@ mod tests {
         let p = sync(
             &me(),
             &spec,
-            &Observed {
+            &ObservedCluster {
                 namespaces: &arcs(&nss),
                 secrets: &arcs(&secrets),
                 service_accounts: &arcs(&sas),
@@ -520,7 +526,7 @@ mod tests {
         let _ = spec;
         let p = cleanup(
             &me(),
-            &Observed {
+            &ObservedCluster {
                 namespaces: &arcs(&nss),
                 secrets: &arcs(&secrets),
                 service_accounts: &arcs(&sas),
@@ -554,7 +560,7 @@ mod tests {
         let p = sync(
             &me(),
             &spec,
-            &Observed {
+            &ObservedCluster {
                 namespaces: &arcs(&nss),
                 secrets: &arcs(&secrets),
                 service_accounts: &arcs(&sas),
@@ -574,7 +580,7 @@ mod tests {
         let p = sync(
             &me(),
             &spec,
-            &Observed {
+            &ObservedCluster {
                 namespaces: &arcs(&nss),
                 secrets: &arcs(&secrets),
                 service_accounts: &[],
@@ -593,7 +599,7 @@ mod tests {
         elsewhere.owner_uid = Some("uid-deleted".into());
         let secrets = [earlier, elsewhere];
         let nss = [ns("a"), ns("b")];
-        let observed = Observed {
+        let observed = ObservedCluster {
             namespaces: &arcs(&nss),
             secrets: &arcs(&secrets),
             service_accounts: &[],
@@ -620,7 +626,7 @@ mod tests {
         let p = sync(
             &me(),
             &spec,
-            &Observed {
+            &ObservedCluster {
                 namespaces: &arcs(&nss),
                 secrets: &arcs(&secrets),
                 service_accounts: &[],

@@ -1,15 +1,11 @@
-//! The cleanup finalizer of `deletionPolicy: Delete`: which phase a CR is in, and adding
-//! or removing our finalizer. As in kube-runtime's `finalizer`, the reconciler is handed
-//! either an Apply or a Cleanup, never a flag to interpret.
+//! Which phase a CR is in for the cleanup finalizer of `deletionPolicy: Delete`, and the
+//! patch that adds or removes our finalizer. As in kube-runtime's `finalizer`, the
+//! reconciler is handed either an Apply or a Cleanup, never a flag to interpret.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::spec::EcrPullSecret;
-use crate::k8s::kind::ECR_PULL_SECRETS;
-use crate::k8s::{Client, Error, Patch};
-
-/// The finalizer that holds a CR with `deletionPolicy: Delete` until cleanup is done.
-pub const FINALIZER: &str = "ecr.creds.dev/cleanup";
+use crate::reconcile::vocab::FINALIZER;
 
 /// What a reconcile of a CR must do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,16 +31,12 @@ pub fn has_finalizer(cr: &EcrPullSecret) -> bool {
     cr.metadata.finalizers.iter().any(|f| f == FINALIZER)
 }
 
-/// Adds (`want`) or removes our finalizer with a JSON patch guarded by resourceVersion, so
-/// another writer's finalizers are never lost. Does nothing when already as wanted; else
-/// the CR as the server answered.
-pub async fn set(
-    client: &Client,
-    cr: &EcrPullSecret,
-    want: bool,
-) -> Result<Option<EcrPullSecret>, Error> {
+/// The JSON patch that adds (`want`) or removes our finalizer, guarded by
+/// resourceVersion so another writer's finalizers are never lost; `None` when the CR is
+/// already as wanted.
+pub fn finalizer_patch(cr: &EcrPullSecret, want: bool) -> Option<Value> {
     if has_finalizer(cr) == want {
-        return Ok(None);
+        return None;
     }
     let mut finalizers: Vec<&str> = cr
         .metadata
@@ -56,15 +48,10 @@ pub async fn set(
     if want {
         finalizers.push(FINALIZER);
     }
-    let patch = json!([
+    Some(json!([
         {"op": "test", "path": "/metadata/resourceVersion", "value": cr.metadata.resource_version},
         {"op": "add", "path": "/metadata/finalizers", "value": finalizers},
-    ]);
-    let name = cr.metadata.name.as_deref().unwrap_or_default();
-    client
-        .patch::<EcrPullSecret>(&ECR_PULL_SECRETS.object(None, name), Patch::Json(&patch))
-        .await
-        .map(Some)
+    ]))
 }
 
 #[cfg(test)]

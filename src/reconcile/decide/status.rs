@@ -1,64 +1,15 @@
 //! The CR's status and events: computed from a reconcile's outcome, written only when
 //! they change. Reasons are typed here and become strings only on the wire.
 
-use std::fmt;
-
 use super::spec::{
-    Condition, NamespaceFailure, RegistryCheckStatus, Status, MAX_REPORTED_FAILURES,
+    Condition, EcrPullSecretStatus, NamespaceFailure, RegistryCheckStatus, MAX_REPORTED_FAILURES,
 };
-use super::state::format_time;
-use super::verify::{HostCheck, Verdict};
+use super::verdict::{HostCheck, Verdict};
+use crate::reconcile::vocab::{format_time, Reason};
 
 /// The longest message copied into a condition or failure: API servers and AWS answer
 /// with messages of any length, and status is read by every `kubectl describe`.
 pub const MAX_MESSAGE: usize = 512;
-
-/// Condition and failure reasons, CamelCase as Kubernetes expects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Reason {
-    TokenFetched,
-    AwsError,
-    Throttled,
-    CredentialsMissing,
-    /// The CR named a credentials Secret it may not use.
-    CredentialsNotPermitted,
-    /// The CR named an IAM role no cluster admin granted it.
-    RoleNotPermitted,
-    NamespaceErrors,
-    SecretConflict,
-    NamespaceNotFound,
-    InvalidSpec,
-    WriteFailed,
-    ServiceAccountFailed,
-    /// A bug: the reconcile panicked; the operator went on with the other CRs.
-    ReconcilePanicked,
-}
-
-impl Reason {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Reason::TokenFetched => "TokenFetched",
-            Reason::AwsError => "AwsError",
-            Reason::Throttled => "Throttled",
-            Reason::CredentialsMissing => "CredentialsMissing",
-            Reason::CredentialsNotPermitted => "CredentialsNotPermitted",
-            Reason::RoleNotPermitted => "RoleNotPermitted",
-            Reason::NamespaceErrors => "NamespaceErrors",
-            Reason::SecretConflict => "SecretConflict",
-            Reason::NamespaceNotFound => "NamespaceNotFound",
-            Reason::InvalidSpec => "InvalidSpec",
-            Reason::WriteFailed => "WriteFailed",
-            Reason::ServiceAccountFailed => "ServiceAccountFailed",
-            Reason::ReconcilePanicked => "ReconcilePanicked",
-        }
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A condition's status.
 pub const TRUE: &str = "True";
@@ -176,7 +127,7 @@ fn registry_verified(v: &Verification) -> (&'static str, &'static str, String) {
 
 /// A condition that keeps its `lastTransitionTime` while its status stays.
 fn condition(
-    prev: Option<&Status>,
+    prev: Option<&EcrPullSecretStatus>,
     type_: &str,
     (status, reason, message): (&str, &str, String),
     generation: Option<i64>,
@@ -248,11 +199,11 @@ pub fn truncate(s: &str) -> String {
 
 /// The new status; `lastTransitionTime` moves only when the condition's status does.
 pub fn compute(
-    prev: Option<&Status>,
+    prev: Option<&EcrPullSecretStatus>,
     generation: Option<i64>,
     outcome: &Outcome,
     now: &str,
-) -> Status {
+) -> EcrPullSecretStatus {
     let (status, reason, message) = ready(outcome);
     let mut conditions = vec![condition(
         prev,
@@ -285,7 +236,7 @@ pub fn compute(
     failures.sort();
     let failed = failures.len() as u32;
     failures.truncate(MAX_REPORTED_FAILURES);
-    Status {
+    EcrPullSecretStatus {
         observed_generation: generation,
         conditions,
         expires_at: outcome
@@ -329,28 +280,28 @@ fn registry_statuses(v: &Verification) -> Vec<RegistryCheckStatus> {
 }
 
 /// The condition of type `type_`, if any.
-pub fn find_condition<'a>(status: &'a Status, type_: &str) -> Option<&'a Condition> {
+pub fn find_condition<'a>(status: &'a EcrPullSecretStatus, type_: &str) -> Option<&'a Condition> {
     status.conditions.iter().find(|c| c.type_ == type_)
 }
 
 /// The Ready condition of a status, if any.
-pub fn ready_condition(status: &Status) -> Option<&Condition> {
+pub fn ready_condition(status: &EcrPullSecretStatus) -> Option<&Condition> {
     find_condition(status, READY)
 }
 
 /// Whether a status says RegistryVerified=True.
-pub fn is_verified(status: &Status) -> bool {
+pub fn is_verified(status: &EcrPullSecretStatus) -> bool {
     find_condition(status, REGISTRY_VERIFIED).is_some_and(|c| c.status == TRUE)
 }
 
 /// Whether a status says Ready=True.
-pub fn is_ready(status: &Status) -> bool {
+pub fn is_ready(status: &EcrPullSecretStatus) -> bool {
     ready_condition(status).is_some_and(|c| c.status == TRUE)
 }
 
 /// The merge patch that sets `status` whole: absent optional fields become explicit
 /// nulls so stale values are removed, lists are replaced.
-pub fn patch_body(status: &Status) -> serde_json::Value {
+pub fn patch_body(status: &EcrPullSecretStatus) -> serde_json::Value {
     let mut value = serde_json::to_value(status).unwrap_or_default();
     if let Some(map) = value.as_object_mut() {
         for key in [
@@ -369,7 +320,10 @@ pub fn patch_body(status: &Status) -> serde_json::Value {
 
 /// Events for every condition that changed: Ready, then RegistryVerified (a check turned
 /// off is not news).
-pub fn transition_events(prev: Option<&Status>, next: &Status) -> Vec<(EventType, String, String)> {
+pub fn transition_events(
+    prev: Option<&EcrPullSecretStatus>,
+    next: &EcrPullSecretStatus,
+) -> Vec<(EventType, String, String)> {
     let verified = changed(prev, next, REGISTRY_VERIFIED).filter(|(_, r, _)| r != VERIFY_DISABLED);
     changed(prev, next, READY)
         .into_iter()
@@ -379,8 +333,8 @@ pub fn transition_events(prev: Option<&Status>, next: &Status) -> Vec<(EventType
 
 /// (type, reason, message) when condition `type_` changed status or reason.
 fn changed(
-    prev: Option<&Status>,
-    next: &Status,
+    prev: Option<&EcrPullSecretStatus>,
+    next: &EcrPullSecretStatus,
     type_: &str,
 ) -> Option<(EventType, String, String)> {
     let new = find_condition(next, type_)?;

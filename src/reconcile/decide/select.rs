@@ -63,7 +63,7 @@ impl FromIterator<(Arc<str>, Arc<str>)> for Labels {
 impl NamespaceView {
     /// The value of label `key`, the API server's name label included.
     pub fn label(&self, key: &str) -> Option<&str> {
-        if key == super::state::NAME_LABEL {
+        if key == crate::reconcile::vocab::NAME_LABEL {
             return Some(&self.name);
         }
         self.labels.get(key)
@@ -296,44 +296,78 @@ pub const MAX_SELECTOR_TERMS: usize = 32;
 /// Most `values` in one term (as the CRD's `maxItems`).
 pub const MAX_SELECTOR_VALUES: usize = 64;
 
+/// Why a label selector is rejected. Keys and unknown operators are held as
+/// [`shown`](crate::reconcile::decide::spec::shown) made them, so neither the message nor
+/// `Debug` can carry a credential pasted into a selector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SelectorError {
+    /// More than [`MAX_SELECTOR_TERMS`] matchLabels or matchExpressions.
+    TooManyTerms,
+    /// A term with more than [`MAX_SELECTOR_VALUES`] values.
+    TooManyValues { key: String },
+    /// `In` or `NotIn` without a value.
+    NeedsValues { operator: String, key: String },
+    /// `Exists` or `DoesNotExist` with values.
+    TakesNoValues { operator: String, key: String },
+    /// An operator the API server does not know.
+    UnknownOperator { operator: String },
+}
+
+impl std::fmt::Display for SelectorError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SelectorError::TooManyTerms => write!(
+                f,
+                "at most {MAX_SELECTOR_TERMS} matchLabels and {MAX_SELECTOR_TERMS} matchExpressions"
+            ),
+            SelectorError::TooManyValues { key } => {
+                write!(f, "key {key} has more than {MAX_SELECTOR_VALUES} values")
+            }
+            SelectorError::NeedsValues { operator, key } => write!(
+                f,
+                "operator {operator} on key {key} needs at least one value"
+            ),
+            SelectorError::TakesNoValues { operator, key } => {
+                write!(f, "operator {operator} on key {key} takes no values")
+            }
+            SelectorError::UnknownOperator { operator } => write!(
+                f,
+                "unknown operator {operator} (In, NotIn, Exists, DoesNotExist)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SelectorError {}
+
 /// Rejects operators and value lists the API server would reject, and selectors larger
 /// than the CRD admits (each namespace event evaluates every term).
-pub fn check_selector(sel: &LabelSelector) -> Result<(), String> {
+pub fn check_selector(sel: &LabelSelector) -> Result<(), SelectorError> {
+    use crate::reconcile::decide::spec::shown;
     if sel.match_labels.len() > MAX_SELECTOR_TERMS
         || sel.match_expressions.len() > MAX_SELECTOR_TERMS
     {
-        return Err(format!(
-            "at most {MAX_SELECTOR_TERMS} matchLabels and {MAX_SELECTOR_TERMS} matchExpressions"
-        ));
+        return Err(SelectorError::TooManyTerms);
     }
     for req in &sel.match_expressions {
         if req.values.len() > MAX_SELECTOR_VALUES {
-            return Err(format!(
-                "key {} has more than {MAX_SELECTOR_VALUES} values",
-                crate::reconcile::spec::shown(&req.key)
-            ));
+            return Err(SelectorError::TooManyValues {
+                key: shown(&req.key),
+            });
         }
+        let (operator, key) = (req.operator.clone(), shown(&req.key));
         match req.operator.as_str() {
             "In" | "NotIn" if req.values.is_empty() => {
-                return Err(format!(
-                    "operator {} on key {} needs at least one value",
-                    req.operator,
-                    crate::reconcile::spec::shown(&req.key)
-                ))
+                return Err(SelectorError::NeedsValues { operator, key })
             }
             "Exists" | "DoesNotExist" if !req.values.is_empty() => {
-                return Err(format!(
-                    "operator {} on key {} takes no values",
-                    req.operator,
-                    crate::reconcile::spec::shown(&req.key)
-                ))
+                return Err(SelectorError::TakesNoValues { operator, key })
             }
             "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
             other => {
-                return Err(format!(
-                    "unknown operator {} (In, NotIn, Exists, DoesNotExist)",
-                    crate::reconcile::spec::shown(other)
-                ))
+                return Err(SelectorError::UnknownOperator {
+                    operator: shown(other),
+                })
             }
         }
     }
@@ -351,7 +385,7 @@ pub fn service_account_selected(selected: &Option<Vec<String>>, name: &str) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::spec::{LabelSelectorRequirement, Spec};
+    use crate::reconcile::decide::spec::{LabelSelectorRequirement, Spec};
 
     #[test]
     fn labels_are_found_by_key_and_the_last_duplicate_wins() {
@@ -382,7 +416,7 @@ mod tests {
     fn valid(json: serde_json::Value) -> ValidSpec {
         serde_json::from_value::<Spec>(json)
             .unwrap()
-            .validate(&crate::reconcile::spec::SpecPolicy::default())
+            .validate(&crate::reconcile::decide::spec::SpecPolicy::default())
             .unwrap()
     }
 
@@ -507,5 +541,45 @@ mod tests {
                 .collect(),
         };
         assert!(check_selector(&sel).is_err());
+    }
+
+    #[test]
+    fn finding_7_selector_errors_are_typed_and_keep_their_messages() {
+        let term = |key: &str, operator: &str, values: &[&str]| LabelSelector {
+            match_labels: Default::default(),
+            match_expressions: vec![LabelSelectorRequirement {
+                key: key.into(),
+                operator: operator.into(),
+                values: values.iter().map(|v| v.to_string()).collect(),
+            }],
+        };
+        let err = |sel: LabelSelector| check_selector(&sel).unwrap_err();
+        let e = err(term("team", "In", &[]));
+        assert_eq!(
+            e,
+            SelectorError::NeedsValues {
+                operator: "In".into(),
+                key: "\"team\"".into()
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            r#"operator In on key "team" needs at least one value"#
+        );
+        let e = err(term("team", "Exists", &["a"]));
+        assert_eq!(
+            e.to_string(),
+            r#"operator Exists on key "team" takes no values"#
+        );
+        let e = err(term("team", "Near", &[]));
+        assert_eq!(
+            e.to_string(),
+            r#"unknown operator "Near" (In, NotIn, Exists, DoesNotExist)"#
+        );
+        // A credential pasted as a key reaches neither the message nor Debug.
+        let secret = "AKIAABCDEFGHIJKLMNOP1234/xyz";
+        let e = err(term(secret, "In", &[]));
+        assert!(!e.to_string().contains(secret), "{e}");
+        assert!(!format!("{e:?}").contains(secret), "{e:?}");
     }
 }

@@ -3,38 +3,17 @@
 
 use std::sync::Arc;
 
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::dockerconfig;
 use super::select::NamespaceView;
 use crate::k8s::types::{Namespace, Secret, ServiceAccount};
+use crate::reconcile::vocab::{
+    parse_time, split_list, Owner, CHECKSUM_ANNOTATION, EXPIRES_ANNOTATION,
+    MERGED_HOSTS_ANNOTATION, NAME_LABEL, OWNER_ANNOTATION, OWNER_UID_ANNOTATION,
+    REFRESH_ANNOTATION, REGISTRIES_ANNOTATION, SA_OWNED_ANNOTATION,
+};
 use crate::runtime::intern::intern;
-
-/// The label that marks Secrets we manage; the Secret watch selects on it.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-pub const MANAGED_BY_VALUE: &str = "ecr-creds-refresher";
-/// `MANAGED_BY_LABEL=MANAGED_BY_VALUE`, for watches.
-pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=ecr-creds-refresher";
-/// The owning CR's name (an annotation: CR names may exceed a label value's 63 chars).
-pub const OWNER_ANNOTATION: &str = "ecr.creds.dev/owner";
-/// The owning CR's uid: a later CR that reuses a deleted CR's name is another owner.
-pub const OWNER_UID_ANNOTATION: &str = "ecr.creds.dev/owner-uid";
-pub const EXPIRES_ANNOTATION: &str = "ecr.creds.dev/expires-at";
-pub const REFRESH_ANNOTATION: &str = "ecr.creds.dev/refresh-at";
-pub const REGISTRIES_ANNOTATION: &str = "ecr.creds.dev/registries";
-pub const CHECKSUM_ANNOTATION: &str = "ecr.creds.dev/checksum";
-/// On a ServiceAccount: the `imagePullSecrets` entries we added (comma-separated), so we
-/// only ever remove our own.
-pub const SA_OWNED_ANNOTATION: &str = "ecr.creds.dev/image-pull-secrets";
-
-/// The CR a reconcile acts for: its name, and its uid, which tells it apart from an
-/// earlier CR of the same name.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Owner {
-    pub name: String,
-    pub uid: String,
-}
 
 /// Whose a managed Secret is, from a CR's point of view.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,7 +69,7 @@ impl ManagedSecret {
     pub fn project(secret: &Secret) -> Option<ManagedSecret> {
         let meta = &secret.metadata;
         let annotations = &meta.annotations;
-        if annotations.contains_key(super::shared::MERGED_HOSTS_ANNOTATION) {
+        if annotations.contains_key(MERGED_HOSTS_ANNOTATION) {
             return None;
         }
         let data = secret.data.get(dockerconfig::DATA_KEY);
@@ -158,10 +137,6 @@ impl SaView {
     }
 }
 
-/// The label every namespace carries with its own name; selectors see it, the cache
-/// does not store it (see [`NamespaceView::label`]).
-pub const NAME_LABEL: &str = "kubernetes.io/metadata.name";
-
 /// The Namespace projection: its name, and its labels shared ([`intern`]).
 pub fn project_namespace(ns: &Namespace) -> Option<NamespaceView> {
     Some(NamespaceView {
@@ -175,32 +150,6 @@ pub fn project_namespace(ns: &Namespace) -> Option<NamespaceView> {
             .map(|(k, v)| (intern(k), intern(v)))
             .collect(),
     })
-}
-
-/// Parses a comma-separated annotation into names.
-pub fn split_list(value: Option<&String>) -> Vec<String> {
-    value
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// An RFC 3339 time as [`format_time`] writes it; `None` when it is not one.
-pub fn parse_time(value: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(value, &Rfc3339).ok()
-}
-
-/// RFC 3339 in UTC with whole seconds, as Kubernetes writes times.
-pub fn format_time(t: OffsetDateTime) -> String {
-    let t = t.replace_nanosecond(0).unwrap_or(t);
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
-        .unwrap_or_default()
 }
 
 impl crate::runtime::store::Versioned for ManagedSecret {

@@ -12,9 +12,9 @@ use super::{Writer, SA_CONFLICT_RETRIES};
 use crate::k8s::kind::SECRETS;
 use crate::k8s::types::Secret;
 use crate::k8s::{Error, Patch, Preconditions};
-use crate::reconcile::dockerconfig;
-use crate::reconcile::shared::{self, MergeEdit, MERGED_HOSTS_ANNOTATION};
-use crate::reconcile::state::{OWNER_ANNOTATION, OWNER_UID_ANNOTATION};
+use crate::reconcile::decide::dockerconfig;
+use crate::reconcile::decide::shared::{self, MergeEdit};
+use crate::reconcile::vocab::{MERGED_HOSTS_ANNOTATION, OWNER_ANNOTATION, OWNER_UID_ANNOTATION};
 
 /// What a merge write came to.
 #[derive(Debug, PartialEq, Eq)]

@@ -4,11 +4,11 @@
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::spec::EcrPullSecret;
-use super::state::format_time;
-use super::status::EventType;
 use crate::k8s::kind::{ECR_PULL_SECRETS, EVENTS};
 use crate::k8s::Client;
+use crate::reconcile::decide::spec::EcrPullSecret;
+use crate::reconcile::decide::status::EventType;
+use crate::reconcile::vocab::format_time;
 
 /// Where events about cluster-scoped objects are written.
 pub const EVENT_NAMESPACE: &str = "default";

@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 use super::dockerconfig::{self, AuthEntry};
 use super::registry::RegistryHost;
 use super::spec::ValidSpec;
-use super::state::{self, Owner};
-use super::tokens::{refresh_at, RegistryToken, TokenGroup};
+use super::token::{refresh_at, RegistryToken, TokenGroup};
+use crate::reconcile::vocab::{self, Owner};
 
 /// The payload of one CR's Secrets for the tokens at hand.
 #[derive(Clone)]
@@ -146,22 +146,22 @@ pub fn build(
 /// The annotations a managed Secret carries: who owns it, and what it holds until when.
 pub fn annotations(owner: &Owner, content: &Content) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (state::OWNER_ANNOTATION.to_string(), owner.name.clone()),
-        (state::OWNER_UID_ANNOTATION.to_string(), owner.uid.clone()),
+        (vocab::OWNER_ANNOTATION.to_string(), owner.name.clone()),
+        (vocab::OWNER_UID_ANNOTATION.to_string(), owner.uid.clone()),
         (
-            state::EXPIRES_ANNOTATION.to_string(),
-            state::format_time(content.expires_at),
+            vocab::EXPIRES_ANNOTATION.to_string(),
+            vocab::format_time(content.expires_at),
         ),
         (
-            state::REFRESH_ANNOTATION.to_string(),
-            state::format_time(content.refresh_at),
+            vocab::REFRESH_ANNOTATION.to_string(),
+            vocab::format_time(content.refresh_at),
         ),
         (
-            state::REGISTRIES_ANNOTATION.to_string(),
+            vocab::REGISTRIES_ANNOTATION.to_string(),
             content.hosts.join(","),
         ),
         (
-            state::CHECKSUM_ANNOTATION.to_string(),
+            vocab::CHECKSUM_ANNOTATION.to_string(),
             content.checksum.clone(),
         ),
     ])
@@ -170,7 +170,7 @@ pub fn annotations(owner: &Owner, content: &Content) -> BTreeMap<String, String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::spec::{Spec, SpecPolicy};
+    use crate::reconcile::decide::spec::{Spec, SpecPolicy};
 
     const T0: OffsetDateTime = time::macros::datetime!(2026-11-26 12:00 UTC);
 

@@ -8,14 +8,15 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::task::{JoinError, JoinSet};
 
-use super::content::Content;
-use super::plan::{self, MergeStep, Plan, SaEdit, SecretStep, Unmerge};
-use super::shared::MergeEdit;
-use super::spec::ValidSpec;
-use super::state::ManagedSecret;
-use super::status::{Failure, Reason};
 use super::writes::{MergeOutcome, SecretContent, SecretOutcome, Writer};
 use crate::k8s::Error;
+use crate::reconcile::decide::content::Content;
+use crate::reconcile::decide::plan::{self, MergeStep, Plan, SaEdit, SecretStep, Unmerge};
+use crate::reconcile::decide::shared::MergeEdit;
+use crate::reconcile::decide::spec::ValidSpec;
+use crate::reconcile::decide::state::ManagedSecret;
+use crate::reconcile::decide::status::Failure;
+use crate::reconcile::vocab::Reason;
 
 /// What applying a plan came to, per namespace.
 #[derive(Debug, Default)]

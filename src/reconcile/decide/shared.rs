@@ -13,16 +13,12 @@ use time::OffsetDateTime;
 
 use super::dockerconfig::{self, AuthEntry, RawConfig};
 use super::registry::RegistryHost;
-use super::state::{
-    format_time, parse_time, Owner, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_ANNOTATION,
-};
 use crate::k8s::types::Secret;
+use crate::reconcile::vocab::{
+    format_time, parse_time, Owner, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MERGED_HOSTS_ANNOTATION,
+    OWNER_ANNOTATION,
+};
 use crate::runtime::intern::intern;
-
-/// On a shared pull secret: the hosts the operator maintains there, as a JSON object
-/// `{host: {owner, ownerUid, refreshAt, expiresAt, checksum}}`. The only annotation the
-/// admission policy lets the operator change on a Secret it does not manage.
-pub const MERGED_HOSTS_ANNOTATION: &str = "ecr.creds.dev/merged-hosts";
 
 /// One host the operator maintains in a shared Secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -39,7 +39,7 @@ pub enum SpecError {
         field: &'static str,
         value: String,
     },
-    Selector(String),
+    Selector(crate::reconcile::decide::select::SelectorError),
     Glob(PatternError),
     TooMany {
         field: &'static str,
@@ -94,12 +94,12 @@ impl fmt::Display for SpecError {
                 f,
                 "namespace pattern {} has more than {} wildcards",
                 shown(g),
-                crate::reconcile::select::MAX_WILDCARDS
+                crate::reconcile::decide::select::MAX_WILDCARDS
             ),
             SpecError::Glob(PatternError::TooManyGlobs(n)) => write!(
                 f,
                 "namespace patterns: {n} globs in one list, at most {} allowed",
-                crate::reconcile::select::MAX_GLOBS
+                crate::reconcile::decide::select::MAX_GLOBS
             ),
             SpecError::TooMany { field, max } => {
                 write!(f, "{field}: more than {max} entries")
@@ -168,7 +168,7 @@ pub struct ValidSpec {
     pub exclude_namespaces: NamePatterns,
     /// `None` means every ServiceAccount (`"*"`).
     pub service_accounts: Option<Vec<String>>,
-    pub registries: Vec<crate::reconcile::registry::RegistryHost>,
+    pub registries: Vec<crate::reconcile::decide::registry::RegistryHost>,
     pub region: Option<String>,
     pub aws: AwsAuth,
     pub before_expiry: Option<Duration>,
@@ -208,7 +208,7 @@ impl Spec {
     /// defaults: a spec that passes can be served without an overflow, a storm or a
     /// quadratic blow-up.
     pub fn validate(&self, policy: &SpecPolicy) -> Result<ValidSpec, SpecError> {
-        use crate::reconcile::registry::RegistryHost;
+        use crate::reconcile::decide::registry::RegistryHost;
         if !is_dns_subdomain(&self.secret_name) {
             return Err(SpecError::SecretName(self.secret_name.clone()));
         }
@@ -225,7 +225,7 @@ impl Spec {
         let exclude_namespaces =
             NamePatterns::compile(&self.exclude_namespaces).map_err(SpecError::Glob)?;
         if let Some(sel) = &self.namespace_selector {
-            crate::reconcile::select::check_selector(sel).map_err(SpecError::Selector)?;
+            crate::reconcile::decide::select::check_selector(sel).map_err(SpecError::Selector)?;
         }
         let hosts: &[String] = if self.registries.is_empty() {
             &policy.default_registries

@@ -9,20 +9,20 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::content::{self, Content};
-use super::dockerconfig;
-use super::plan::{change_for, SaEdit};
 use super::sa_locks::SaLocks;
-use super::state::{
-    self, ManagedSecret, Owner, SaView, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SA_OWNED_ANNOTATION,
-};
 use crate::backoff::{Backoff, TRANSIENT_RETRIES};
 use crate::k8s::kind::{SECRETS, SERVICE_ACCOUNTS};
 use crate::k8s::types::{ObjectMeta, Secret, ServiceAccount};
 use crate::k8s::{Client, Error, Patch, Preconditions};
+use crate::reconcile::decide::content::{self, Content};
+use crate::reconcile::decide::dockerconfig;
+use crate::reconcile::decide::existing::{self, Existing};
+use crate::reconcile::decide::plan::{change_for, SaEdit};
+use crate::reconcile::decide::state::{ManagedSecret, SaView};
+use crate::reconcile::vocab::{Owner, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SA_OWNED_ANNOTATION};
 
-mod shared;
-pub use shared::MergeOutcome;
+mod merges;
+pub use merges::MergeOutcome;
 
 /// How often a ServiceAccount edit is retried after losing a race to another writer.
 pub const SA_CONFLICT_RETRIES: usize = 5;
@@ -176,10 +176,8 @@ impl Writer {
         }
     }
 
-    /// A create met an existing Secret. It may be ours (our watch has not yet seen our
-    /// own earlier write, or an earlier CR of our name wrote it), adoptable (no manager,
-    /// the CR opted in, and every host it holds is one of the CR's), or foreign: then it
-    /// is left alone and reported.
+    /// A create met an existing Secret: it is read, and [`existing::decide`] says whether
+    /// it is ours, adoptable, or foreign (left alone and reported).
     async fn adopt(
         &self,
         namespace: &str,
@@ -189,41 +187,31 @@ impl Writer {
     ) -> Result<SecretOutcome, Error> {
         let path = SECRETS.object(Some(namespace), name);
         let existing: Secret = self.send(|| self.client.get(&path)).await?;
-        let meta = &existing.metadata;
-        let rv = meta.resource_version.clone().unwrap_or_default();
-        if meta
-            .annotations
-            .contains_key(crate::reconcile::shared::MERGED_HOSTS_ANNOTATION)
-        {
-            // A shared pull secret: only merge CRs write there, entry by entry.
-            return Ok(SecretOutcome::Conflict);
-        }
-        let managed =
-            meta.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE);
-        if managed && meta.annotations.get(state::OWNER_ANNOTATION) == Some(&content.owner.name) {
-            // Same payload, and not edited by hand since (the data matches it too).
-            let same = [state::CHECKSUM_ANNOTATION, state::OWNER_UID_ANNOTATION]
-                .iter()
-                .all(|k| meta.annotations.get(*k) == content.annotations.get(*k))
-                && existing.data.get(dockerconfig::DATA_KEY) == Some(&content.data);
-            if !same {
+        let rv = existing
+            .metadata
+            .resource_version
+            .clone()
+            .unwrap_or_default();
+        let wanted = existing::Wanted {
+            owner_name: &content.owner.name,
+            data: &content.data,
+            annotations: &content.annotations,
+            hosts: &content.hosts,
+            adopt,
+        };
+        match existing::decide(&existing, &wanted) {
+            Existing::Conflict => Ok(SecretOutcome::Conflict),
+            Existing::Current => Ok(SecretOutcome::Written),
+            Existing::Stale => {
                 self.update_secret(namespace, name, &rv, content).await?;
+                Ok(SecretOutcome::Written)
             }
-            return Ok(SecretOutcome::Written);
+            Existing::Adopt => {
+                tracing::info!(namespace, name, "adopting an unmanaged ECR pull secret");
+                self.update_secret(namespace, name, &rv, content).await?;
+                Ok(SecretOutcome::Written)
+            }
         }
-        let adoptable = adopt
-            && !meta.labels.contains_key(MANAGED_BY_LABEL)
-            && existing.type_.as_deref() == Some(dockerconfig::SECRET_TYPE)
-            && existing
-                .data
-                .get(dockerconfig::DATA_KEY)
-                .is_some_and(|d| dockerconfig::holds_only(d, &content.hosts));
-        if !adoptable {
-            return Ok(SecretOutcome::Conflict);
-        }
-        tracing::info!(namespace, name, "adopting an unmanaged ECR pull secret");
-        self.update_secret(namespace, name, &rv, content).await?;
-        Ok(SecretOutcome::Written)
     }
 
     /// Refreshes our Secret from the version the cache showed. A 409 means the cache lagged

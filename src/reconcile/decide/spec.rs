@@ -26,7 +26,7 @@ pub struct EcrPullSecret {
     #[serde(default)]
     pub spec: Spec,
     #[serde(default)]
-    pub status: Option<Status>,
+    pub status: Option<EcrPullSecretStatus>,
 }
 
 impl Resource for EcrPullSecret {
@@ -166,7 +166,7 @@ pub struct LabelSelectorRequirement {
 /// What we report.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Status {
+pub struct EcrPullSecretStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default)]
