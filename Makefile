@@ -171,12 +171,12 @@ audit: $(TOOLS)/bin/cargo-deny
 # once left a mutant half-written). Builds use cargo-mutants' own flags: expect a few GB
 # more in target/. Results land in target/mutants/<module>/mutants.out/.
 MUTANTS ?= \
-	src/reconcile/validate.rs:props_spec \
-	src/reconcile/plan.rs:props_plan \
-	src/reconcile/status.rs:status_truth \
+	src/reconcile/decide/validate.rs:props_spec \
+	src/reconcile/decide/plan.rs:props_plan \
+	src/reconcile/decide/status.rs:status_truth \
 	src/reconcile/tokens.rs:reconcile_basic \
-	src/reconcile/content.rs:reconcile_basic \
-	src/reconcile/dockerconfig.rs:reconcile_basic \
+	src/reconcile/decide/content.rs:reconcile_basic \
+	src/reconcile/decide/dockerconfig.rs:reconcile_basic \
 	src/reconcile/reconciler/inputs.rs:aws_emulated,reconcile_failures
 MUTANTS_ARGS ?=
 $(TOOLS)/bin/cargo-mutants:

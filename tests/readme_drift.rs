@@ -2,8 +2,8 @@
 //! from a copy here, so a reason, flag or environment variable added anywhere (by any
 //! change) fails these tests until README and `--help` name it:
 //!
-//! - condition reasons: the `Reason` enum (src/reconcile/status.rs), the registry
-//!   `Verdict` (src/reconcile/verify.rs) and `VERIFY_DISABLED`;
+//! - condition reasons: the `Reason` enum (src/reconcile/vocab.rs), the registry
+//!   `Verdict` (src/reconcile/decide/verdict.rs) and `VERIFY_DISABLED`;
 //! - flags: every `"--flag" =>` arm of src/config.rs;
 //! - environment: `aws::env::VARIABLES` (all the `aws` module reads) and every
 //!   `var("…")`, `nonempty("…")` and `lookup("…")` outside tests under src/.
@@ -130,10 +130,10 @@ fn enum_strings(rel: &str, name: &str) -> BTreeSet<String> {
 
 #[test]
 fn readme_names_every_ready_and_registry_verified_reason() {
-    let mut reasons = enum_strings("src/reconcile/status.rs", "Reason");
-    reasons.extend(enum_strings("src/reconcile/verify.rs", "Verdict"));
+    let mut reasons = enum_strings("src/reconcile/vocab.rs", "Reason");
+    reasons.extend(enum_strings("src/reconcile/decide/verdict.rs", "Verdict"));
     reasons.extend(literals_after(
-        &source("src/reconcile/status.rs"),
+        &source("src/reconcile/decide/status.rs"),
         "VERIFY_DISABLED: &str = \"",
     ));
     assert!(reasons.contains("TokenFetched") && reasons.contains("Disabled"));
