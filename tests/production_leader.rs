@@ -183,10 +183,18 @@ async fn a_killed_leader_is_replaced_within_the_lease_duration() {
         k8s.get("secrets", Some("app-late"), "ecr-pull").is_some()
     })
     .await;
-    assert!(pb
-        .writes()
-        .iter()
-        .any(|r| r.path.ends_with("/namespaces/app-late/secrets")));
+    // ...by pod-b: its proxy records a request when the answer has passed through, which
+    // can be a moment after the emulator stored the Secret.
+    wait_until(
+        "pod-b's write of app-late's Secret",
+        Duration::from_secs(5),
+        || {
+            pb.writes()
+                .iter()
+                .any(|r| r.path.ends_with("/namespaces/app-late/secrets"))
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
