@@ -168,7 +168,9 @@ audit: $(TOOLS)/bin/cargo-deny
 # Mutants are applied in place (a copy of the tree would rebuild every dependency) and
 # reverted after each, so src/ must be clean before and is checked after (a full disk
 # once left a mutant half-written). Builds use cargo-mutants' own flags: expect a few GB
-# more in target/. Results land in target/mutants/<module>/mutants.out/.
+# more in target/. Results land in target/mutants/<module>/mutants.out/. The suites go in
+# as --cargo-arg so the build is limited to them too: after `--` they reach only the
+# test run, and every mutant rebuilt all 40-odd test targets.
 MUTANTS ?= \
 	src/reconcile/validate.rs:props_spec \
 	src/reconcile/plan.rs:props_plan \
@@ -189,7 +191,8 @@ mutants: $(TOOLS)/bin/cargo-mutants
 	  file=$${m%%:*}; suites=$${m#*:}; out=target/mutants/$$(basename $$file .rs); mkdir -p $$out; \
 	  echo "== $$file (unit tests + $$suites)"; \
 	  $(TOOLS)/bin/cargo-mutants mutants --in-place --no-shuffle --file $$file --output $$out \
-	    $(MUTANTS_ARGS) -- --locked --lib $$(echo $$suites | sed 's/\([^,]*\)/--test \1/g; s/,/ /g'); \
+	    $(MUTANTS_ARGS) --cargo-arg=--locked --cargo-arg=--lib \
+	    $$(echo $$suites | sed 's/\([^,]*\)/--cargo-arg=--test --cargo-arg=\1/g; s/,/ /g'); \
 	  rc=$$?; [ $$rc -le 3 ] || exit $$rc; \
 	  for k in caught missed timeout unviable; do \
 	    printf '  %-8s %s\n' $$k "$$(cat $$out/mutants.out/$$k.txt 2>/dev/null | wc -l)"; done; \
