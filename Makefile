@@ -173,12 +173,13 @@ audit: $(TOOLS)/bin/cargo-deny
 # test run, and every mutant rebuilt all 40-odd test targets.
 MUTANTS ?= \
 	src/reconcile/validate.rs:props_spec \
-	src/reconcile/plan.rs:props_plan \
+	src/reconcile/plan.rs:props_plan,hardening_grants \
 	src/reconcile/status.rs:status_truth \
 	src/reconcile/tokens.rs:reconcile_basic \
 	src/reconcile/content.rs:reconcile_basic \
 	src/reconcile/dockerconfig.rs:reconcile_basic \
-	src/reconcile/reconciler/inputs.rs:aws_emulated,reconcile_failures
+	src/reconcile/reconciler/inputs.rs:aws_emulated,reconcile_failures,hardening_grants,hardening \
+	src/app/role_grants.rs:hardening_grants,hardening
 MUTANTS_ARGS ?=
 $(TOOLS)/bin/cargo-mutants:
 	CARGO_TARGET_DIR=$${TMPDIR:-/tmp}/cargo-mutants-build $(CARGO) install --locked --root $(TOOLS) cargo-mutants@$(CARGO_MUTANTS_VERSION)
