@@ -169,15 +169,18 @@ audit: $(TOOLS)/bin/cargo-deny
 # Mutants are applied in place (a copy of the tree would rebuild every dependency) and
 # reverted after each, so src/ must be clean before and is checked after (a full disk
 # once left a mutant half-written). Builds use cargo-mutants' own flags: expect a few GB
-# more in target/. Results land in target/mutants/<module>/mutants.out/.
+# more in target/. Results land in target/mutants/<module>/mutants.out/. The suites go in
+# as --cargo-arg so the build is limited to them too: after `--` they reach only the
+# test run, and every mutant rebuilt all 40-odd test targets.
 MUTANTS ?= \
 	src/reconcile/decide/validate.rs:props_spec \
-	src/reconcile/decide/plan.rs:props_plan \
+	src/reconcile/decide/plan.rs:props_plan,hardening_grants \
 	src/reconcile/decide/status.rs:status_truth \
 	src/reconcile/tokens.rs:reconcile_basic \
 	src/reconcile/decide/content.rs:reconcile_basic \
 	src/reconcile/decide/dockerconfig.rs:reconcile_basic \
-	src/reconcile/reconciler/inputs.rs:aws_emulated,reconcile_failures
+	src/reconcile/reconciler/inputs.rs:aws_emulated,reconcile_failures,hardening_grants,hardening \
+	src/app/role_grants.rs:hardening_grants,hardening
 MUTANTS_ARGS ?=
 $(TOOLS)/bin/cargo-mutants:
 	CARGO_TARGET_DIR=$${TMPDIR:-/tmp}/cargo-mutants-build $(CARGO) install --locked --root $(TOOLS) cargo-mutants@$(CARGO_MUTANTS_VERSION)
@@ -190,7 +193,8 @@ mutants: $(TOOLS)/bin/cargo-mutants
 	  file=$${m%%:*}; suites=$${m#*:}; out=target/mutants/$$(basename $$file .rs); mkdir -p $$out; \
 	  echo "== $$file (unit tests + $$suites)"; \
 	  $(TOOLS)/bin/cargo-mutants mutants --in-place --no-shuffle --file $$file --output $$out \
-	    $(MUTANTS_ARGS) -- --locked --lib $$(echo $$suites | sed 's/\([^,]*\)/--test \1/g; s/,/ /g'); \
+	    $(MUTANTS_ARGS) --cargo-arg=--locked --cargo-arg=--lib \
+	    $$(echo $$suites | sed 's/\([^,]*\)/--cargo-arg=--test --cargo-arg=\1/g; s/,/ /g'); \
 	  rc=$$?; [ $$rc -le 3 ] || exit $$rc; \
 	  for k in caught missed timeout unviable; do \
 	    printf '  %-8s %s\n' $$k "$$(cat $$out/mutants.out/$$k.txt 2>/dev/null | wc -l)"; done; \

@@ -381,6 +381,75 @@ async fn n4_an_own_cr_leaving_keeps_the_entry_another_still_targets() {
     env.shutdown().await;
 }
 
+/// N4, the other side: the last CR to leave removes the entry. Another CR of the same
+/// `secretName` keeps it only while it lives, targets that namespace and selects that
+/// ServiceAccount: here c targets another namespace and e is being deleted (held by a
+/// finalizer not ours), so when a leaves, ns-1's entry goes, and c's in ns-2 stays.
+/// `make mutants` found this side untested: counting a CR being deleted as live, or
+/// keeping the entry for a CR of that name in another namespace, left it behind for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n4_the_last_cr_needing_an_entry_removes_it() {
+    let mut env = Env::emulators(Options::default()).await;
+    for ns in ["ns-1", "ns-2"] {
+        env.namespace(ns, &[]).await;
+        env.service_account(ns, "default", &[]);
+    }
+    env.start_operator().await;
+    let own = |namespaces: Value| json!({"secretName": "pull", "namespaces": namespaces, "deletionPolicy": "Delete"});
+    env.cr("a", own(json!(["ns-1"])));
+    env.wait_ready("a").await;
+    env.cr("c", own(json!(["ns-2"])));
+    env.wait_ready("c").await;
+    // e targets ns-1 too (a's Secret there: a conflict for e), then is deleted while
+    // another finalizer holds it: it lingers with a deletionTimestamp.
+    let hold = "test.example/hold";
+    env.k8s
+        .apply(
+            CR_RESOURCE,
+            json!({"apiVersion": CR_API_VERSION, "kind": "ECRPullSecret",
+                   "metadata": {"name": "e", "finalizers": [hold]}, "spec": own(json!(["ns-1"]))}),
+        )
+        .expect("CR passes the CRD schema");
+    env.settle(Duration::from_millis(300)).await;
+    env.k8s
+        .delete("ecrpullsecrets", None, "e")
+        .expect("delete e");
+    wait_until(
+        "e released by the operator, held by the other finalizer",
+        WAIT,
+        || {
+            env.get_cr("e").is_some_and(|e| {
+                e["metadata"]["deletionTimestamp"].is_string()
+                    && e["metadata"]["finalizers"] == json!([hold])
+            })
+        },
+    )
+    .await;
+    assert_eq!(env.pull_secrets("ns-1", "default"), ["pull"]);
+    assert_eq!(env.pull_secrets("ns-2", "default"), ["pull"]);
+
+    env.k8s
+        .delete("ecrpullsecrets", None, "a")
+        .expect("delete a");
+    wait_until("a gone", WAIT, || env.get_cr("a").is_none()).await;
+    wait_for(
+        "ns-1/default without the entry no live CR needs",
+        WAIT,
+        || match env.pull_secrets("ns-1", "default") {
+            names if names.is_empty() => Ok(()),
+            names => Err(format!("{names:?}")),
+        },
+    )
+    .await;
+    assert_eq!(
+        env.pull_secrets("ns-2", "default"),
+        ["pull"],
+        "c's entry kept"
+    );
+    assert!(env.get_cr("e").is_some(), "e still being deleted");
+    env.shutdown().await;
+}
+
 /// N8: the token cache's groups and the fetcher's providers were never pruned, and are
 /// keyed by CR-controlled fields (region, role, external id): any CR author could grow
 /// them without bound. Both now shrink once no CR uses an entry: on deletion and on edit.
