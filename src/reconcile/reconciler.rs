@@ -210,7 +210,16 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 Ok(spec) => {
                     let want = spec.deletion_policy == DeletionPolicy::Delete;
                     self.set_finalizer(&cr, want).await?;
-                    self.sync(&cr, &owner, &spec, now).await
+                    let synced = self.sync(&cr, &owner, &spec, now).await;
+                    // The CR was edited while this reconcile fetched for its old spec: the
+                    // pruner ran on the edit, before this reconcile's token group was in,
+                    // and nothing else would drop it.
+                    if self.state.cr(name).map(|c| c.metadata.generation)
+                        != Some(cr.metadata.generation)
+                    {
+                        self.prune_tokens();
+                    }
+                    synced
                 }
             },
         }
