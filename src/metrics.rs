@@ -65,6 +65,19 @@ pub fn set_registry_verified(name: &str, at: f64) {
     global().set_registry_verified(name, at);
 }
 
+/// The notAfter (unix seconds) of the Roles Anywhere certificate ECRPullSecret `name`
+/// signs with (`source` `roles-anywhere`), or of the operator's own (`name` empty,
+/// `source` `operator`). Neither the Secret nor the subject is a label: a device's
+/// name can be sensitive, and the CR names the Secret for whoever may read it.
+pub fn set_certificate_expiry(name: &str, source: &str, not_after: f64) {
+    global().set_certificate_expiry(name, source, not_after);
+}
+
+/// ECRPullSecret `name` signs with no certificate (any more).
+pub fn forget_certificate_expiry(name: &str) {
+    global().forget_certificate_expiry(name);
+}
+
 /// ECRPullSecret `name` is gone: drop every series labelled with it.
 pub fn forget_ecrpullsecret(name: &str) {
     global().forget_ecrpullsecret(name);
@@ -138,6 +151,7 @@ pub struct Registry {
     api_requests: Family<Counter>,
     registry_checks: Family<Counter>,
     registry_verified: Family<Gauge>,
+    certificate_expiry: Family<Gauge>,
     leader: Gauge,
 }
 
@@ -201,6 +215,11 @@ impl Registry {
                 "Unix time at which every registry of an ECRPullSecret last accepted its token.",
                 &["ecrpullsecret"],
             ),
+            certificate_expiry: Family::new(
+                "certificate_expiry_timestamp_seconds",
+                "Unix time at which the IAM Roles Anywhere certificate an ECRPullSecret signs with (source roles-anywhere), or the operator's own (source operator), expires.",
+                &["ecrpullsecret", "source"],
+            ),
             leader: Gauge::default(),
         }
     }
@@ -233,7 +252,16 @@ impl Registry {
         self.registry_verified.with(&[name]).set(at);
     }
 
+    pub fn set_certificate_expiry(&self, name: &str, source: &str, not_after: f64) {
+        self.certificate_expiry.with(&[name, source]).set(not_after);
+    }
+
+    pub fn forget_certificate_expiry(&self, name: &str) {
+        self.certificate_expiry.remove(&[name, "roles-anywhere"]);
+    }
+
     pub fn forget_ecrpullsecret(&self, name: &str) {
+        self.forget_certificate_expiry(name);
         self.registry_verified.remove(&[name]);
         self.ready.remove(&[name]);
         self.token_expiry.remove(&[name]);
@@ -283,6 +311,7 @@ impl Registry {
         self.token_expiry.render(&mut out);
         self.ready.render(&mut out);
         self.next_refresh.render(&mut out);
+        self.certificate_expiry.render(&mut out);
         self.reconcile_duration.render(&mut out);
         write_header(
             &mut out,

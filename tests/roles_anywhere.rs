@@ -169,8 +169,9 @@ async fn an_expired_certificate_stops_before_aws_and_keeps_the_secret_in_place()
     lapsed.not_before = now - time::Duration::days(30);
     lapsed.not_after = now - time::Duration::hours(1);
     mount.write(&root.issue(&lapsed).unwrap());
-    // CertificateExpired is the per-CR reason of a later change; today it is AwsError.
-    let cr = env.wait_condition("edge", "False", "AwsError").await;
+    let cr = env
+        .wait_condition("edge", "False", "CertificateExpired")
+        .await;
     let message = ready_condition(&cr).unwrap()["message"]
         .as_str()
         .unwrap()

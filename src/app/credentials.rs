@@ -1,14 +1,20 @@
 //! The credentials Secrets CRs name (and the operator-wide one), each watched on its own:
-//! every version is published to the AWS side's channel, so rotated keys apply at once,
-//! and each Secret's grant annotation says which CRs may use it.
+//! every version is published to the AWS side's channels, so rotated keys and renewed
+//! certificates apply at once, and each Secret's grant annotation says which CRs may use
+//! it. A Secret is one of two kinds by what a CR names it as: `credentialsSecretRef`
+//! (access keys) or `rolesAnywhere.certificateSecretRef` (`tls.crt` and `tls.key`).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::aws::credentials::{credentials_from_secret_data, SecretCredentials, SecretState};
+use crate::aws::rolesanywhere::secret::{
+    identity_from_secret_data, CertificateState, SecretCertificate, Unusable,
+};
 use crate::k8s::kind::SECRETS;
 use crate::k8s::types::Secret;
 use crate::k8s::{Client, ListParams};
@@ -22,9 +28,9 @@ use crate::runtime::watcher::{spawn_reflector_into, Event, KubeListWatch, Watche
 
 use super::wake::enqueue_all;
 
-/// What a credentials Secret says: its credentials (or why there are none) and the
-/// ECRPullSecrets its grant annotation names.
-type Read = (SecretState, Vec<String>);
+/// What a credentials Secret says: its credentials (or why there are none), its
+/// certificate (or why none), and the ECRPullSecrets its grant annotation names.
+type Read = (SecretState, CertificateState, Vec<String>);
 
 /// Watches the credentials Secrets (the operator-wide one and those CRs name) and
 /// publishes each version into the AWS side's channel, so rotated keys apply at once.
@@ -43,6 +49,7 @@ pub struct CredentialSecrets {
 #[derive(Clone)]
 struct WatchedSecret {
     credentials: SecretCredentials,
+    certificate: SecretCertificate,
     /// The CRs its grant annotation names; `None` until first read.
     grants: watch::Receiver<Option<Vec<String>>>,
 }
@@ -93,6 +100,11 @@ impl CredentialSecrets {
         self.watches.get(r).credentials
     }
 
+    /// The certificate channel for a Secret, starting its watch on first use.
+    pub fn certificate(&self, r: &SecretRef) -> SecretCertificate {
+        self.watches.get(r).certificate
+    }
+
     /// The ECRPullSecrets Secret `r` grants its use to; empty when missing or
     /// unreadable. A watched Secret answers from its watch (at most [`FIRST_READ`] is
     /// waited for its first read). Any other is read once, by name, and only its grant
@@ -141,7 +153,7 @@ impl CredentialSecrets {
             self.crs
                 .list()
                 .iter()
-                .filter_map(|cr| credentials_ref(cr).cloned()),
+                .flat_map(|cr| secret_refs(cr).into_iter().cloned().collect::<Vec<_>>()),
         );
         self.watches.retain(|r, _| keep.contains(r));
     }
@@ -152,15 +164,17 @@ impl CredentialSecrets {
 fn start_watch(context: &Context, r: &SecretRef) -> (WatchedSecret, JoinHandle<()>) {
     let origin = format!("{}/{}", r.namespace, r.name);
     let (tx, rx) = SecretCredentials::channel(origin.clone());
+    let (cert_tx, cert_rx) = SecretCertificate::channel(origin.clone());
     let (grants_tx, grants_rx) = watch::channel(None);
     let (queue, crs) = (context.queue.clone(), context.crs.clone());
     let operator_wide = context.operator_wide.as_ref() == Some(r);
     let secret = r.clone();
-    let publish = move |state: SecretState, grants: Vec<String>| {
+    let publish = move |state: SecretState, certificate: CertificateState, grants: Vec<String>| {
         // A rotated key changes the fetcher's credentials fingerprint, so the token
         // cache refetches that group at the next reconcile; a changed grant is
         // judged at that reconcile, which every CR naming the Secret gets now.
         tx.send_replace(state);
+        cert_tx.send_replace(certificate);
         grants_tx.send_replace(Some(grants));
         if operator_wide {
             // The operator-wide credentials serve every CR.
@@ -170,10 +184,18 @@ fn start_watch(context: &Context, r: &SecretRef) -> (WatchedSecret, JoinHandle<(
         }
     };
     let missing = format!("Secret {origin} not found");
-    // The projection is what the Secret says: its credentials and its grant.
+    // The projection is what the Secret says: its credentials, its certificate (parsed
+    // and matched with its key once per version, not per session) and its grant.
     let read = |s: &Secret| -> Option<Read> {
         let grants = split_list(s.metadata.annotations.get(GRANT_ANNOTATION));
-        Some((Some(credentials_from_secret_data(&s.data)), grants))
+        let certificate = identity_from_secret_data(&s.data)
+            .map(Arc::new)
+            .map_err(Unusable::Invalid);
+        Some((
+            Some(credentials_from_secret_data(&s.data)),
+            Some(certificate),
+            grants,
+        ))
     };
     let store: Store<Read> = Store::new();
     let listed = store.clone();
@@ -191,25 +213,30 @@ fn start_watch(context: &Context, r: &SecretRef) -> (WatchedSecret, JoinHandle<(
             let key = event.keys().into_iter().next();
             match (&event, key.and_then(|k| listed.get(&k))) {
                 (Event::Applied(_) | Event::Restarted(_), Some(read)) => {
-                    let (state, grants) = (*read).clone();
-                    publish(state, grants)
+                    let (state, certificate, grants) = (*read).clone();
+                    publish(state, certificate, grants)
                 }
-                _ => publish(Some(Err(missing.clone())), Vec::new()),
+                _ => publish(
+                    Some(Err(missing.clone())),
+                    Some(Err(Unusable::Missing(missing.clone()))),
+                    Vec::new(),
+                ),
             }
         },
         context.shutdown.clone(),
     );
     let watched = WatchedSecret {
         credentials: rx,
+        certificate: cert_rx,
         grants: grants_rx,
     };
     (watched, task)
 }
 
-/// Enqueues the CRs whose `credentialsSecretRef` is `secret`.
+/// Enqueues the CRs whose `credentialsSecretRef` or certificate Secret is `secret`.
 fn enqueue_naming(queue: &WorkQueue<String>, crs: &Store<EcrPullSecret>, secret: &SecretRef) {
     for cr in crs.list() {
-        if credentials_ref(&cr) == Some(secret) {
+        if secret_refs(&cr).contains(&secret) {
             if let Some(name) = &cr.metadata.name {
                 queue.add(name.clone());
             }
@@ -217,7 +244,17 @@ fn enqueue_naming(queue: &WorkQueue<String>, crs: &Store<EcrPullSecret>, secret:
     }
 }
 
-/// The credentials Secret a CR names, if any.
-fn credentials_ref(cr: &EcrPullSecret) -> Option<&SecretRef> {
-    cr.spec.aws.as_ref()?.credentials_secret_ref.as_ref()
+/// The Secrets a CR signs with: its credentials Secret and its certificate Secret.
+fn secret_refs(cr: &EcrPullSecret) -> Vec<&SecretRef> {
+    let Some(aws) = cr.spec.aws.as_ref() else {
+        return Vec::new();
+    };
+    let certificate = aws
+        .roles_anywhere
+        .as_ref()
+        .map(|ra| &ra.certificate_secret_ref);
+    aws.credentials_secret_ref
+        .iter()
+        .chain(certificate)
+        .collect()
 }

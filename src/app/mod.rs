@@ -245,8 +245,12 @@ fn token_cache(
     let aws = Aws::setup(env, settings, global_secret).map_err(StartError::Aws)?;
     let lookup_creds = creds.clone();
     let lookup: tokens::SecretLookup = Arc::new(move |r: &SecretRef| Some(lookup_creds.get(r)));
+    let certificate_creds = creds.clone();
+    let certificates: tokens::CertificateLookup =
+        Arc::new(move |r: &SecretRef| Some(certificate_creds.certificate(r)));
     let registry = aws.registry.clone();
-    let cache = Arc::new(TokenCache::new(tokens::AwsTokenFetcher::new(aws, lookup)));
+    let fetcher = tokens::AwsTokenFetcher::new(aws, lookup).with_certificates(certificates);
+    let cache = Arc::new(TokenCache::new(fetcher));
     Ok((cache, registry))
 }
 

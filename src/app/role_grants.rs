@@ -68,7 +68,11 @@ impl RoleGrants {
             |cm: &ConfigMap| Some(parse(&cm.data)),
             move |_: Event<ConfigMap>| {
                 for cr in crs.list() {
-                    let names_role = cr.spec.aws.as_ref().is_some_and(|a| a.role_arn.is_some());
+                    let names_role = cr
+                        .spec
+                        .aws
+                        .as_ref()
+                        .is_some_and(|a| a.role_arn.is_some() || a.roles_anywhere.is_some());
                     if let (true, Some(name)) = (names_role, &cr.metadata.name) {
                         queue.add(name.clone());
                     }

@@ -7,11 +7,17 @@ use crate::aws::credentials::{CredentialProvider, CredentialSource, SecretCreden
 use crate::aws::ecr::EcrClient;
 use crate::aws::error::{AwsError, ErrorKind};
 use crate::aws::registry::{CheckError, RegistryClient};
+use crate::aws::rolesanywhere::{
+    CertificateError, SecretCertificate, SecretRolesAnywhere, SessionParams,
+};
 use crate::aws::setup::Aws;
 use crate::aws::sts::AssumeRoleParams;
 use crate::aws::token::fetch_token;
-use crate::reconcile::spec::{AwsAuth, SecretRef};
-use crate::reconcile::tokens::{FetchToken, RegistryToken, TokenError, TokenGroup};
+use crate::reconcile::decide::rolesanywhere;
+use crate::reconcile::spec::{AwsAuth, RolesAnywhereSpec, SecretRef};
+use crate::reconcile::tokens::{
+    describe_source, FetchToken, RegistryToken, TokenError, TokenGroup,
+};
 use crate::reconcile::verify::{CheckFn, Verdict, Verifier};
 use crate::reconcile::vocab::Reason;
 use std::collections::HashMap;
@@ -25,6 +31,8 @@ pub(crate) const SECRET_FIRST_READ: std::time::Duration = std::time::Duration::f
 
 /// Finds the watched credentials Secret a CR names (the Kubernetes side owns the watch).
 pub type SecretLookup = Arc<dyn Fn(&SecretRef) -> Option<SecretCredentials> + Send + Sync>;
+/// Finds the watched certificate Secret a CR's `rolesAnywhere` names.
+pub type CertificateLookup = Arc<dyn Fn(&SecretRef) -> Option<SecretCertificate> + Send + Sync>;
 
 /// Implements [`FetchToken`]; providers are built once per distinct `AwsAuth` and kept, so
 /// assumed-role credentials are cached across refreshes.
@@ -32,6 +40,7 @@ pub struct AwsTokenFetcher {
     aws: Aws,
     ecr: EcrClient,
     secrets: SecretLookup,
+    certificates: CertificateLookup,
     providers: Mutex<HashMap<AwsAuth, Arc<CredentialProvider>>>,
     calls: AtomicU64,
 }
@@ -53,9 +62,17 @@ impl AwsTokenFetcher {
             aws,
             ecr,
             secrets,
+            certificates: Arc::new(|_: &SecretRef| None),
             providers: Mutex::new(HashMap::new()),
             calls: AtomicU64::new(0),
         }
+    }
+
+    /// Where per-CR Roles Anywhere certificates come from (none by default).
+    #[must_use]
+    pub fn with_certificates(mut self, certificates: CertificateLookup) -> Self {
+        self.certificates = certificates;
+        self
     }
 
     #[must_use]
@@ -83,9 +100,13 @@ impl AwsTokenFetcher {
         if let Some(p) = providers.get(auth) {
             return Ok(p.clone());
         }
-        let base = match &auth.credentials_secret_ref {
-            None => self.aws.provider.clone(),
-            Some(r) => {
+        let base = match (&auth.credentials_secret_ref, &auth.roles_anywhere) {
+            (_, Some(ra)) => Arc::new(CredentialProvider::new(
+                CredentialSource::RolesAnywhereSecret(self.roles_anywhere(ra)?),
+                self.aws.ctx.clone(),
+            )),
+            (None, None) => self.aws.provider.clone(),
+            (Some(r), None) => {
                 let secret = (self.secrets)(r).ok_or_else(|| TokenError {
                     reason: Reason::CredentialsMissing,
                     message: format!(
@@ -111,6 +132,34 @@ impl AwsTokenFetcher {
         };
         providers.insert(auth.clone(), provider.clone());
         Ok(provider)
+    }
+
+    /// The per-CR Roles Anywhere source: the session the spec asks for, signed with its
+    /// watched certificate Secret.
+    fn roles_anywhere(&self, ra: &RolesAnywhereSpec) -> Result<SecretRolesAnywhere, TokenError> {
+        // The spec was validated with the operator's role rules; this only reads it.
+        let valid = rolesanywhere::validate(ra, |_| Ok(())).map_err(|e| TokenError {
+            reason: Reason::InvalidSpec,
+            message: e.to_string(),
+        })?;
+        let r = &ra.certificate_secret_ref;
+        let certificate = (self.certificates)(r).ok_or_else(|| TokenError {
+            reason: Reason::CredentialsMissing,
+            message: format!(
+                "certificate Secret {}/{} is not known to the operator",
+                r.namespace, r.name
+            ),
+        })?;
+        Ok(SecretRolesAnywhere {
+            params: SessionParams {
+                trust_anchor_arn: ra.trust_anchor_arn.clone(),
+                profile_arn: ra.profile_arn.clone(),
+                role_arn: ra.role_arn.clone(),
+                duration_seconds: u32::try_from(valid.session.as_secs()).unwrap_or(u32::MAX),
+            },
+            region: valid.region,
+            certificate,
+        })
     }
 }
 
@@ -145,14 +194,25 @@ impl FetchToken for AwsTokenFetcher {
         }
     }
 
+    fn credential_source(&self, auth: &AwsAuth) -> String {
+        let operator = format!("operator ({})", self.aws.provider.source().name());
+        describe_source(auth, &operator)
+    }
+
+    fn certificate_not_after(&self, auth: &AwsAuth) -> Option<OffsetDateTime> {
+        let ra = auth.roles_anywhere.as_ref()?;
+        (self.certificates)(&ra.certificate_secret_ref)?.not_after()
+    }
+
     fn retain_identities(&self, in_use: &dyn Fn(&AwsAuth) -> bool) {
         let mut providers = self.providers.lock().unwrap_or_else(|p| p.into_inner());
         providers.retain(|auth, _| in_use(auth));
     }
 
     /// A hash of the access key id of a credentials Secret (the group's, or the operator's
-    /// default one), so the cache notices a rotated key. Other sources do not rotate under
-    /// us; a role on top of a Secret keeps its session until it expires.
+    /// default one), or of a Roles Anywhere Secret's certificate, so the cache notices a
+    /// rotated key or a renewed certificate. Other sources do not rotate under us; a role
+    /// on top of either keeps its session until it expires.
     fn credentials_fingerprint(&self, group: &TokenGroup) -> Option<u64> {
         let key_id = self.provider_for(&group.auth).ok()?.rotating_key()?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -189,6 +249,14 @@ pub(crate) fn registry_verifier(client: RegistryClient) -> Verifier {
 pub(crate) fn token_error(e: &AwsError) -> TokenError {
     let reason = match e {
         AwsError::Credentials { .. } => Reason::CredentialsMissing,
+        AwsError::Certificate(CertificateError::Expired { .. }) => Reason::CertificateExpired,
+        AwsError::Certificate(CertificateError::NotYetValid { .. }) => {
+            Reason::CertificateNotYetValid
+        }
+        // The operator-wide files could not be read: like a missing Secret.
+        AwsError::Certificate(CertificateError::Read { .. }) => Reason::CredentialsMissing,
+        // Unreadable, unsupported or mismatched: the message names what, never a byte.
+        AwsError::Certificate(_) => Reason::CertificateInvalid,
         // A bad role ARN, session name or region in the CR.
         AwsError::Config { .. } => Reason::InvalidSpec,
         _ if e.kind() == Some(ErrorKind::Throttling) => Reason::Throttled,

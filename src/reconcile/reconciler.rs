@@ -280,17 +280,22 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         // Every reconcile, whether a token is needed or a cached one would do: a CR not
         // (or no longer) granted its credentials gets no token and no registry check.
         if let Err((reason, message)) = self.permitted(&owner.name, spec).await {
+            crate::metrics::forget_certificate_expiry(&owner.name);
             let withheld = Some(Verification::Withheld);
             return Err(self
                 .without_tokens(cr, spec, &plan, (reason, message), withheld, now)
                 .await);
         }
         let (tokens, payload) = if plan.needs_token() {
-            match self.payload(owner, spec, now).await {
+            let payload = self.payload(owner, spec, now).await;
+            // After the fetch: a certificate Secret watched from it has been read.
+            self.report_certificate(&owner.name, spec);
+            match payload {
                 Ok((tokens, content, secret)) => (Some(tokens), Some((content, secret))),
                 Err(why) => return Err(self.without_tokens(cr, spec, &plan, why, None, now).await),
             }
         } else {
+            self.report_certificate(&owner.name, spec);
             (None, None)
         };
         let applied = self
@@ -304,6 +309,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             )
             .await;
         let mut outcome = outcome_of(&plan, &applied);
+        outcome.credential_sources = tokens.as_ref().map(|t| self.credential_sources(spec, t));
         if applied.wrote_token {
             outcome.last_refresh_time = Some(format_time(now));
         }

@@ -55,6 +55,34 @@ pub trait FetchToken: Send + Sync + 'static {
     /// for the identities `in_use` rejects: they are CR-controlled, so what no CR uses
     /// any more must not stay.
     fn retain_identities(&self, _in_use: &dyn Fn(&AwsAuth) -> bool) {}
+
+    /// Which credentials `auth` is served with, for the CR's status; never a secret.
+    fn credential_source(&self, auth: &AwsAuth) -> String {
+        describe_source(auth, "operator")
+    }
+
+    /// The notAfter of the Roles Anywhere certificate `auth` signs with, if it has one
+    /// and it has been read (for the expiry metric).
+    fn certificate_not_after(&self, _auth: &AwsAuth) -> Option<OffsetDateTime> {
+        None
+    }
+}
+
+/// `operator`, `credentialsSecretRef <ns>/<name>` or `rolesAnywhere <ns>/<name>`, then
+/// `> roleArn <arn>` for a chained role: names the CR itself holds, nothing more.
+pub fn describe_source(auth: &AwsAuth, operator: &str) -> String {
+    let base = match (&auth.credentials_secret_ref, &auth.roles_anywhere) {
+        (_, Some(ra)) => format!(
+            "rolesAnywhere {}/{}",
+            ra.certificate_secret_ref.namespace, ra.certificate_secret_ref.name
+        ),
+        (Some(r), None) => format!("credentialsSecretRef {}/{}", r.namespace, r.name),
+        (None, None) => operator.to_string(),
+    };
+    match &auth.role_arn {
+        Some(role) => format!("{base} > roleArn {role}"),
+        None => base,
+    }
 }
 
 /// How long a failed fetch is remembered, so CRs sharing a failing group make one call

@@ -73,6 +73,12 @@ pub enum Reason {
     CredentialsNotPermitted,
     /// The CR named an IAM role no cluster admin granted it.
     RoleNotPermitted,
+    /// The Roles Anywhere certificate's notAfter has passed (AWS is not asked).
+    CertificateExpired,
+    /// The Roles Anywhere certificate's notBefore is still ahead (AWS is not asked).
+    CertificateNotYetValid,
+    /// The Roles Anywhere certificate or key is unreadable, unsupported or mismatched.
+    CertificateInvalid,
     NamespaceErrors,
     SecretConflict,
     NamespaceNotFound,
@@ -92,6 +98,9 @@ impl Reason {
             Reason::CredentialsMissing => "CredentialsMissing",
             Reason::CredentialsNotPermitted => "CredentialsNotPermitted",
             Reason::RoleNotPermitted => "RoleNotPermitted",
+            Reason::CertificateExpired => "CertificateExpired",
+            Reason::CertificateNotYetValid => "CertificateNotYetValid",
+            Reason::CertificateInvalid => "CertificateInvalid",
             Reason::NamespaceErrors => "NamespaceErrors",
             Reason::SecretConflict => "SecretConflict",
             Reason::NamespaceNotFound => "NamespaceNotFound",

@@ -19,7 +19,7 @@ use super::endpoint::Endpoints;
 use super::env::AwsEnv;
 use super::error::AwsError;
 use super::http::AwsHttp;
-use super::rolesanywhere::RolesAnywhereSource;
+use super::rolesanywhere::{RolesAnywhereSource, SecretRolesAnywhere};
 use super::sts::{self, AssumeRoleParams, DEFAULT_SESSION_NAME};
 use aws_credential_types::Credentials;
 use std::path::PathBuf;
@@ -60,6 +60,8 @@ pub enum CredentialSource {
     Imds(ImdsSource),
     /// A CreateSession signed with a device certificate's key.
     RolesAnywhere(RolesAnywhereSource),
+    /// The same, with the certificate of a watched `kubernetes.io/tls` Secret (per CR).
+    RolesAnywhereSecret(SecretRolesAnywhere),
     /// Role chaining: AssumeRole signed with the base provider's credentials.
     AssumeRole {
         base: Arc<CredentialProvider>,
@@ -155,6 +157,7 @@ impl CredentialSource {
             Self::Container(c) => format!("container:{}", c.uri),
             Self::Imds(i) => format!("imds:{}", i.endpoint),
             Self::RolesAnywhere(r) => r.identity(),
+            Self::RolesAnywhereSecret(r) => r.identity(),
             Self::AssumeRole { base, params } => {
                 format!("{}>assume-role:{}", base.identity(), params.role_arn)
             }
@@ -169,7 +172,7 @@ impl CredentialSource {
             Self::WebIdentity(_) => "web-identity",
             Self::Container(_) => "container",
             Self::Imds(_) => "imds",
-            Self::RolesAnywhere(_) => "roles-anywhere",
+            Self::RolesAnywhere(_) | Self::RolesAnywhereSecret(_) => "roles-anywhere",
             Self::AssumeRole { .. } => "assume-role",
         }
     }
@@ -207,6 +210,7 @@ impl CredentialSource {
             Self::Container(c) => c.load(&ctx.http).await,
             Self::Imds(i) => i.load(&ctx.http).await,
             Self::RolesAnywhere(r) => r.load(ctx).await,
+            Self::RolesAnywhereSecret(r) => r.load(ctx).await,
             Self::AssumeRole { base, params } => {
                 let base_credentials = base.credentials().await?;
                 let endpoint = ctx.endpoints.sts(&ctx.region)?;
@@ -266,7 +270,8 @@ fn web_identity(env: &AwsEnv) -> Result<Option<WebIdentitySource>, AwsError> {
 pub struct CredentialProvider {
     source: CredentialSource,
     ctx: AwsContext,
-    cache: tokio::sync::Mutex<Option<Credentials>>,
+    /// The credentials, and the [`CredentialProvider::rotating_key`] they were had with.
+    cache: tokio::sync::Mutex<Option<(Credentials, Option<String>)>>,
     loads: AtomicU64,
 }
 
@@ -296,11 +301,13 @@ impl CredentialProvider {
         self.source.identity()
     }
 
-    /// The access key id of a Secret source right now, so token caches notice a rotated
-    /// key; None for other sources (their identity does not change under us).
+    /// The access key id of a Secret source right now, or the fingerprint of a Roles
+    /// Anywhere Secret's certificate, so caches notice a rotated key or a renewed
+    /// certificate; None for other sources (their identity does not change under us).
     pub fn rotating_key(&self) -> Option<String> {
         match &self.source {
             CredentialSource::Secret(s) => s.access_key_id(),
+            CredentialSource::RolesAnywhereSecret(r) => r.certificate.fingerprint(),
             _ => None,
         }
     }
@@ -310,6 +317,7 @@ impl CredentialProvider {
     pub async fn first_read(&self, within: std::time::Duration) {
         match &self.source {
             CredentialSource::Secret(s) => s.first_version(within).await,
+            CredentialSource::RolesAnywhereSecret(r) => r.certificate.first_version(within).await,
             CredentialSource::AssumeRole { base, .. } => Box::pin(base.first_read(within)).await,
             _ => {}
         }
@@ -320,7 +328,8 @@ impl CredentialProvider {
         self.loads.load(Ordering::Relaxed)
     }
 
-    /// Current credentials, from cache while they have more than [`REFRESH_MARGIN`] left.
+    /// Current credentials, from cache while they have more than [`REFRESH_MARGIN`] left
+    /// and the source's rotating key (a renewed certificate) has not changed since.
     pub async fn credentials(&self) -> Result<Credentials, AwsError> {
         if let CredentialSource::Secret(s) = &self.source {
             // Always the latest published version: a rotated key applies at once.
@@ -328,12 +337,16 @@ impl CredentialProvider {
             return s.current();
         }
         let mut cache = self.cache.lock().await;
-        if let Some(c) = cache.as_ref().filter(|c| is_fresh(c, SystemTime::now())) {
+        let key = self.rotating_key();
+        if let Some((c, _)) = cache
+            .as_ref()
+            .filter(|(c, k)| *k == key && is_fresh(c, SystemTime::now()))
+        {
             return Ok(c.clone());
         }
         self.loads.fetch_add(1, Ordering::Relaxed);
         let fresh = Box::pin(self.source.load(&self.ctx)).await?;
-        *cache = Some(fresh.clone());
+        *cache = Some((fresh.clone(), key));
         Ok(fresh)
     }
 

@@ -120,10 +120,12 @@ impl Certificate {
         if now < self.not_before {
             return Err(CertificateError::NotYetValid {
                 not_before: self.not_before,
+                not_after: self.not_after,
             });
         }
         if now > self.not_after {
             return Err(CertificateError::Expired {
+                not_before: self.not_before,
                 not_after: self.not_after,
             });
         }

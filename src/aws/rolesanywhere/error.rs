@@ -5,6 +5,7 @@ use super::der::DerError;
 use std::fmt;
 use time::OffsetDateTime;
 
+#[derive(Clone)]
 pub enum CertificateError {
     /// A file could not be read (the path and the I/O error, never the content).
     Read { path: String, reason: String },
@@ -19,9 +20,15 @@ pub enum CertificateError {
     /// The private key is not the one the certificate certifies.
     KeyMismatch,
     /// The certificate's notAfter has passed: AWS would refuse it.
-    Expired { not_after: OffsetDateTime },
+    Expired {
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    },
     /// The certificate's notBefore is still ahead (a clock or an issuer problem).
-    NotYetValid { not_before: OffsetDateTime },
+    NotYetValid {
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    },
     /// ring could not make the signature.
     Signing,
 }
@@ -35,16 +42,24 @@ impl fmt::Display for CertificateError {
             Self::UnsupportedKey(what) => write!(f, "unsupported private key: {what}"),
             Self::KeyRejected(why) => write!(f, "the private key was refused: {why}"),
             Self::KeyMismatch => f.write_str("the private key does not match the certificate"),
-            Self::Expired { not_after } => {
-                write!(f, "the certificate expired at {}", rfc3339(*not_after))
-            }
-            Self::NotYetValid { not_before } => {
-                write!(
-                    f,
-                    "the certificate is not valid before {}",
-                    rfc3339(*not_before)
-                )
-            }
+            Self::Expired {
+                not_before,
+                not_after,
+            } => write!(
+                f,
+                "the certificate expired at {} (valid from {})",
+                rfc3339(*not_after),
+                rfc3339(*not_before)
+            ),
+            Self::NotYetValid {
+                not_before,
+                not_after,
+            } => write!(
+                f,
+                "the certificate is not valid before {} (valid until {})",
+                rfc3339(*not_before),
+                rfc3339(*not_after)
+            ),
             Self::Signing => f.write_str("signing with the private key failed"),
         }
     }

@@ -5,8 +5,7 @@
 
 use super::identity::X509Identity;
 use super::session::{
-    create_session, SessionParams, DEFAULT_DURATION_SECONDS, MAX_DURATION_SECONDS,
-    MIN_DURATION_SECONDS,
+    SessionParams, DEFAULT_DURATION_SECONDS, MAX_DURATION_SECONDS, MIN_DURATION_SECONDS,
 };
 use crate::aws::credentials::AwsContext;
 use crate::aws::endpoint::validate_region;
@@ -15,7 +14,6 @@ use crate::aws::error::AwsError;
 use crate::aws::sts::validate_role_arn;
 use aws_credential_types::Credentials;
 use std::path::PathBuf;
-use std::time::SystemTime;
 
 pub const TRUST_ANCHOR_ARN: &str = "AWS_ROLESANYWHERE_TRUST_ANCHOR_ARN";
 pub const PROFILE_ARN: &str = "AWS_ROLESANYWHERE_PROFILE_ARN";
@@ -108,13 +106,12 @@ impl RolesAnywhereSource {
     pub async fn load(&self, ctx: &AwsContext) -> Result<Credentials, AwsError> {
         let identity = X509Identity::read(&self.certificate, &self.private_key)
             .map_err(AwsError::Certificate)?;
-        let now = SystemTime::now();
-        identity
-            .certificate()
-            .check_validity(now.into())
-            .map_err(AwsError::Certificate)?;
-        let endpoint = ctx.endpoints.rolesanywhere(&self.region)?;
-        create_session(&ctx.http, &endpoint, &identity, &self.params, now).await
+        crate::metrics::set_certificate_expiry(
+            "",
+            "operator",
+            identity.certificate().not_after().unix_timestamp() as f64,
+        );
+        super::secret::session(ctx, &identity, &self.params, &self.region).await
     }
 }
 

@@ -13,6 +13,7 @@ pub mod existing;
 pub mod phase;
 pub mod plan;
 pub mod registry;
+pub mod rolesanywhere;
 pub mod select;
 pub mod shared;
 pub mod spec;

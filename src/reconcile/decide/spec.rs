@@ -103,6 +103,26 @@ pub struct AwsAuth {
     pub external_id: Option<String>,
     #[serde(default)]
     pub role_session_name: Option<String>,
+    /// IAM Roles Anywhere: a device certificate Secret instead of an access key. The
+    /// base identity, like `credentialsSecretRef` (never both); `roleArn` chains on top.
+    #[serde(default)]
+    pub roles_anywhere: Option<RolesAnywhereSpec>,
+}
+
+/// A CreateSession signed with the key of a `kubernetes.io/tls` Secret (cert-manager's
+/// shape: `tls.crt` leaf then intermediates, `tls.key`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolesAnywhereSpec {
+    pub trust_anchor_arn: String,
+    pub profile_arn: String,
+    /// The role the session is for; granted like `roleArn` (the role grants ConfigMap).
+    pub role_arn: String,
+    /// Granted like `credentialsSecretRef` (the Secret's grant annotation).
+    pub certificate_secret_ref: SecretRef,
+    /// Go-style, 15m to 12h; default 1h.
+    #[serde(default)]
+    pub session_duration: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -189,6 +209,17 @@ pub struct EcrPullSecretStatus {
     /// The last registry check per host, sorted by host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub registries: Vec<RegistryCheckStatus>,
+    /// Which credentials served each registry's token at the last refresh, by host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credential_sources: Vec<CredentialSourceStatus>,
+}
+
+/// The credentials one registry's token was fetched with.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialSourceStatus {
+    pub host: String,
+    /// See `reconcile::tokens::describe_source`: names from the CR, never a secret.
+    pub source: String,
 }
 
 /// One registry's answer to the last token checked there.

@@ -2,7 +2,8 @@
 //! they change. Reasons are typed here and become strings only on the wire.
 
 use super::spec::{
-    Condition, EcrPullSecretStatus, NamespaceFailure, RegistryCheckStatus, MAX_REPORTED_FAILURES,
+    Condition, CredentialSourceStatus, EcrPullSecretStatus, NamespaceFailure, RegistryCheckStatus,
+    MAX_REPORTED_FAILURES,
 };
 use super::verdict::{HostCheck, Verdict};
 use crate::reconcile::vocab::{format_time, Reason};
@@ -61,6 +62,9 @@ pub struct Outcome {
     pub expires_at: Option<String>,
     pub last_refresh_time: Option<String>,
     pub next_refresh_time: Option<String>,
+    /// The credentials each host's token came from, when this reconcile fetched tokens;
+    /// `None` keeps the last reported ones (cleared when the identity is withheld).
+    pub credential_sources: Option<Vec<CredentialSourceStatus>>,
     /// This reconcile's registry checks; `None` keeps the last reported ones (no token
     /// was at hand to check).
     pub verification: Option<Verification>,
@@ -232,6 +236,13 @@ pub fn compute(
             prev.map(|p| p.registries.clone()).unwrap_or_default()
         }
     };
+    let credential_sources = match (&outcome.credential_sources, &outcome.verification) {
+        (Some(sources), _) => sources.clone(),
+        (None, Some(Verification::Withheld)) => Vec::new(),
+        (None, _) => prev
+            .map(|p| p.credential_sources.clone())
+            .unwrap_or_default(),
+    };
     let mut failures = outcome.failures.clone();
     failures.sort();
     let failed = failures.len() as u32;
@@ -260,6 +271,7 @@ pub fn compute(
             })
             .collect(),
         registries,
+        credential_sources,
     }
 }
 
@@ -314,6 +326,8 @@ pub fn patch_body(status: &EcrPullSecretStatus) -> serde_json::Value {
         }
         map.entry("failures").or_insert(serde_json::json!([]));
         map.entry("registries").or_insert(serde_json::json!([]));
+        map.entry("credentialSources")
+            .or_insert(serde_json::json!([]));
     }
     serde_json::json!({ "status": value })
 }

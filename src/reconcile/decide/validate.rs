@@ -58,6 +58,10 @@ pub enum SpecError {
     RoleNotAllowed(String),
     SessionName(String),
     SecretRef(String),
+    /// `spec.aws.rolesAnywhere.<field>`: what is wrong with it.
+    RolesAnywhere(String),
+    /// `credentialsSecretRef` and `rolesAnywhere` both name the base identity.
+    TwoBaseIdentities,
     /// `secretPolicy: Merge` must know its hosts before it holds a token: they are the
     /// entries it may touch in someone else's Secret.
     MergeWithoutRegistries,
@@ -123,6 +127,10 @@ impl fmt::Display for SpecError {
                 shown(a)
             ),
             SpecError::SecretRef(m) => write!(f, "spec.aws.credentialsSecretRef: {m}"),
+            SpecError::RolesAnywhere(m) => write!(f, "spec.aws.rolesAnywhere.{m}"),
+            SpecError::TwoBaseIdentities => f.write_str(
+                "spec.aws: credentialsSecretRef and rolesAnywhere both name the credentials; set one",
+            ),
             SpecError::MergeWithoutRegistries => f.write_str(
                 "spec.secretPolicy Merge needs spec.registries (or the operator's REGISTRY): \
                  the registry entries it maintains in a shared Secret must be known",
@@ -366,17 +374,27 @@ fn validate_aws(aws: &AwsAuth, policy: &SpecPolicy) -> Result<(), SpecError> {
             )));
         }
     }
-    if let Some(arn) = &aws.role_arn {
+    let role_ok = |arn: &str| {
         if !is_role_arn(arn) {
-            return Err(SpecError::RoleArn(arn.clone()));
+            return Err(SpecError::RoleArn(arn.to_string()));
         }
         if !policy
             .allowed_role_arns
             .iter()
             .any(|p| wildcard_match(p, arn))
         {
-            return Err(SpecError::RoleNotAllowed(arn.clone()));
+            return Err(SpecError::RoleNotAllowed(arn.to_string()));
         }
+        Ok(())
+    };
+    if let Some(ra) = &aws.roles_anywhere {
+        if aws.credentials_secret_ref.is_some() {
+            return Err(SpecError::TwoBaseIdentities);
+        }
+        super::rolesanywhere::validate(ra, role_ok)?;
+    }
+    if let Some(arn) = &aws.role_arn {
+        role_ok(arn)?;
     }
     if let Some(name) = &aws.role_session_name {
         if !is_session_name(name) {

@@ -12,6 +12,7 @@ use super::super::decide::content::{self, Content};
 use super::super::decide::plan::{Plan, Rival};
 use super::super::decide::select::{self, NamespaceView};
 use super::super::decide::shared::SharedSecret;
+use super::super::decide::spec::CredentialSourceStatus;
 use super::super::decide::spec::{EcrPullSecret, SecretPolicy, SecretRef, ValidSpec};
 use super::super::decide::status::{Outcome, Verification};
 use super::super::execute::writes::SecretContent;
@@ -74,6 +75,38 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         results.sort_by(|a, b| a.host.cmp(&b.host));
         let retry = results.iter().filter_map(|c| c.retry_at).min();
         (Some(Verification::Checked(results)), retry)
+    }
+
+    /// Which credentials served each host's token, for the status.
+    pub(super) fn credential_sources(
+        &self,
+        spec: &ValidSpec,
+        tokens: &Tokens,
+    ) -> Vec<CredentialSourceStatus> {
+        let source = self.tokens.fetcher().credential_source(&spec.aws);
+        let mut out: Vec<CredentialSourceStatus> = content::host_tokens(spec, tokens)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(host, _)| CredentialSourceStatus {
+                host,
+                source: source.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.host.cmp(&b.host));
+        out
+    }
+
+    /// The expiry metric of the certificate CR `cr` signs with, once it may use it (an
+    /// expired one included: that is what the alert is for).
+    pub(super) fn report_certificate(&self, cr: &str, spec: &ValidSpec) {
+        match self.tokens.fetcher().certificate_not_after(&spec.aws) {
+            Some(t) => crate::metrics::set_certificate_expiry(
+                cr,
+                "roles-anywhere",
+                t.unix_timestamp() as f64,
+            ),
+            None => crate::metrics::forget_certificate_expiry(cr),
+        }
     }
 
     /// The tokens and the Secret payload for `spec`, or why there are none.
@@ -215,17 +248,28 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         });
     }
 
-    /// Whether CR `cr` may use the identity `spec` names: its credentials Secret's grant
-    /// and its role's. Asked before every use of a token, fetched or cached.
+    /// Whether CR `cr` may use the identity `spec` names: its credentials (or
+    /// certificate) Secret's grant and its roles' (the Roles Anywhere session's and the
+    /// chained one). Asked before every use of a token, fetched or cached.
     pub(super) async fn permitted(
         &self,
         cr: &str,
         spec: &ValidSpec,
     ) -> Result<(), (Reason, String)> {
         if let Some(secret) = &spec.aws.credentials_secret_ref {
-            self.check_grant(cr, secret).await?;
+            self.check_grant(cr, "credentialsSecretRef", secret).await?;
         }
-        if let Some(role) = &spec.aws.role_arn {
+        let session_role = match &spec.aws.roles_anywhere {
+            Some(ra) => {
+                let secret = &ra.certificate_secret_ref;
+                self.check_grant(cr, "rolesAnywhere.certificateSecretRef", secret)
+                    .await?;
+                Some(("rolesAnywhere.roleArn", &ra.role_arn))
+            }
+            None => None,
+        };
+        let chained = spec.aws.role_arn.as_ref().map(|r| ("roleArn", r));
+        for (field, role) in session_role.into_iter().chain(chained) {
             if !self.state.role_granted(cr, role).await {
                 let namespace = self
                     .settings
@@ -235,7 +279,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 return Err((
                     Reason::RoleNotPermitted,
                     format!(
-                        "spec.aws.roleArn is not granted to this ECRPullSecret: a cluster admin \
+                        "spec.aws.{field} is not granted to this ECRPullSecret: a cluster admin \
                          lists the role under the key {cr} of ConfigMap {namespace}/{ROLE_GRANTS_CONFIGMAP}"
                     ),
                 ));
@@ -251,6 +295,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
     pub(super) async fn check_grant(
         &self,
         cr: &str,
+        field: &str,
         secret: &SecretRef,
     ) -> Result<(), (Reason, String)> {
         if self.settings.operator_namespace.as_deref() == Some(secret.namespace.as_str()) {
@@ -263,7 +308,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         Err((
             Reason::CredentialsNotPermitted,
             format!(
-                "spec.aws.credentialsSecretRef {}/{} is not permitted: a Secret outside the \
+                "spec.aws.{field} {}/{} is not permitted: a Secret outside the \
                  operator's namespace must list this ECRPullSecret in its annotation {GRANT_ANNOTATION}",
                 secret.namespace, secret.name
             ),

@@ -1,0 +1,216 @@
+//! What `spec.aws.rolesAnywhere` may hold beyond the CRD schema: ARNs of the right kind
+//! (the trust anchor's region is where CreateSession is called, so the profile must be
+//! there too), a role the operator allows, a Secret name Kubernetes accepts, and a
+//! session CreateSession grants (15m to 12h).
+
+use std::time::Duration;
+
+use super::spec::{RolesAnywhereSpec, SecretRef};
+use super::validate::{
+    format_duration, is_dns_label, is_dns_subdomain, parse_duration, shown, SpecError,
+};
+
+/// CreateSession's bounds on `durationSeconds`.
+pub const MIN_SESSION: Duration = Duration::from_secs(900);
+pub const MAX_SESSION: Duration = Duration::from_secs(43_200);
+/// The session asked for when the CR names none.
+pub const DEFAULT_SESSION: Duration = Duration::from_secs(3_600);
+
+/// The checked spec: the region CreateSession is called in, and the session's length.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidRolesAnywhere {
+    pub region: String,
+    pub session: Duration,
+}
+
+/// Checks `ra`; `role_ok` is the role rule shared with `spec.aws.roleArn` (well formed
+/// and allowed by the operator).
+pub fn validate(
+    ra: &RolesAnywhereSpec,
+    role_ok: impl Fn(&str) -> Result<(), SpecError>,
+) -> Result<ValidRolesAnywhere, SpecError> {
+    let region = arn_region(&ra.trust_anchor_arn, "trust-anchor").ok_or_else(|| {
+        invalid(format!(
+            "trustAnchorArn {} is not arn:aws:rolesanywhere:<region>:<account>:trust-anchor/<id>",
+            shown(&ra.trust_anchor_arn)
+        ))
+    })?;
+    let profile_region = arn_region(&ra.profile_arn, "profile").ok_or_else(|| {
+        invalid(format!(
+            "profileArn {} is not arn:aws:rolesanywhere:<region>:<account>:profile/<id>",
+            shown(&ra.profile_arn)
+        ))
+    })?;
+    if profile_region != region {
+        return Err(invalid(format!(
+            "profileArn is in {profile_region} but trustAnchorArn is in {region}"
+        )));
+    }
+    role_ok(&ra.role_arn).map_err(|e| match e {
+        SpecError::RoleNotAllowed(a) => invalid(format!(
+            "roleArn {} is not permitted by the operator's allowed role ARNs",
+            shown(&a)
+        )),
+        _ => invalid(format!(
+            "roleArn {} is not an IAM role ARN",
+            shown(&ra.role_arn)
+        )),
+    })?;
+    check_secret_ref(&ra.certificate_secret_ref)?;
+    let session = match &ra.session_duration {
+        None => DEFAULT_SESSION,
+        Some(v) => parse_duration(v)
+            .filter(|d| (MIN_SESSION..=MAX_SESSION).contains(d))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "sessionDuration {} is not a duration from {} to {}",
+                    shown(v),
+                    format_duration(MIN_SESSION),
+                    format_duration(MAX_SESSION)
+                ))
+            })?,
+    };
+    Ok(ValidRolesAnywhere { region, session })
+}
+
+fn invalid(message: String) -> SpecError {
+    SpecError::RolesAnywhere(message)
+}
+
+fn check_secret_ref(r: &SecretRef) -> Result<(), SpecError> {
+    if !is_dns_subdomain(&r.name) {
+        return Err(invalid(format!(
+            "certificateSecretRef name {} is not a valid Secret name",
+            shown(&r.name)
+        )));
+    }
+    if !is_dns_label(&r.namespace) {
+        return Err(invalid(format!(
+            "certificateSecretRef namespace {} is not a valid namespace name",
+            shown(&r.namespace)
+        )));
+    }
+    Ok(())
+}
+
+/// `arn:<partition>:rolesanywhere:<region>:<12 digits>:<kind>/<id>`: its region.
+pub fn arn_region(arn: &str, kind: &str) -> Option<String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let region_ok = |r: &str| {
+        !r.is_empty()
+            && r.len() <= 32
+            && r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !r.starts_with('-')
+            && !r.ends_with('-')
+    };
+    let id_ok = |id: &str| {
+        !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[1].len() <= 16
+        && parts[2] == "rolesanywhere"
+        && region_ok(parts[3])
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && parts[5]
+            .strip_prefix(kind)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(id_ok);
+    ok.then(|| parts[3].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ANCHOR: &str = "arn:aws:rolesanywhere:eu-west-1:123456789012:trust-anchor/7e2b6a1c-0000-4000-8000-000000000001";
+    const PROFILE: &str = "arn:aws:rolesanywhere:eu-west-1:123456789012:profile/p-1";
+
+    fn spec() -> RolesAnywhereSpec {
+        RolesAnywhereSpec {
+            trust_anchor_arn: ANCHOR.into(),
+            profile_arn: PROFILE.into(),
+            role_arn: "arn:aws:iam::123456789012:role/edge".into(),
+            certificate_secret_ref: SecretRef {
+                name: "device-cert".into(),
+                namespace: "ecr-creds-refresher".into(),
+            },
+            session_duration: None,
+        }
+    }
+
+    fn any_role(_: &str) -> Result<(), SpecError> {
+        Ok(())
+    }
+
+    #[test]
+    fn a_valid_spec_gives_the_anchor_region_and_the_session() {
+        let v = validate(&spec(), any_role).unwrap();
+        assert_eq!(v.region, "eu-west-1");
+        assert_eq!(v.session, DEFAULT_SESSION);
+        let mut s = spec();
+        s.session_duration = Some("15m".into());
+        assert_eq!(
+            validate(&s, any_role).unwrap().session,
+            Duration::from_secs(900)
+        );
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        type Edit = fn(&mut RolesAnywhereSpec);
+        let cases: &[(Edit, &str)] = &[
+            (|s| s.trust_anchor_arn = PROFILE.into(), "trustAnchorArn"),
+            (
+                |s| {
+                    s.trust_anchor_arn =
+                        "arn:aws:rolesanywhere:evil.com/x:123456789012:trust-anchor/a".into()
+                },
+                "trustAnchorArn",
+            ),
+            (|s| s.profile_arn = ANCHOR.into(), "profileArn"),
+            (
+                |s| s.profile_arn = "arn:aws:rolesanywhere:us-east-1:123456789012:profile/p".into(),
+                "profileArn is in us-east-1",
+            ),
+            (
+                |s| s.certificate_secret_ref.name = "Not_A_Name".into(),
+                "certificateSecretRef name",
+            ),
+            (
+                |s| s.certificate_secret_ref.namespace = "a.b".into(),
+                "certificateSecretRef namespace",
+            ),
+            (
+                |s| s.session_duration = Some("14m".into()),
+                "sessionDuration",
+            ),
+            (
+                |s| s.session_duration = Some("12h1s".into()),
+                "sessionDuration",
+            ),
+            (
+                |s| s.session_duration = Some("soon".into()),
+                "sessionDuration",
+            ),
+        ];
+        for (edit, named) in cases {
+            let mut s = spec();
+            edit(&mut s);
+            let err = validate(&s, any_role).unwrap_err().to_string();
+            assert!(err.starts_with("spec.aws.rolesAnywhere."), "{err}");
+            assert!(err.contains(named), "{named}: {err}");
+        }
+        let err = validate(&spec(), |_| Err(SpecError::RoleArn("x".into())))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rolesAnywhere.roleArn"), "{err}");
+    }
+}
