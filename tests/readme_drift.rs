@@ -315,3 +315,131 @@ fn a_startup_error_is_printed_once() {
         );
     }
 }
+
+/// The fenced blocks of `lang` in `text`, dedented (README nests them in a list).
+fn fenced(text: &str, lang: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        match &mut current {
+            None if trimmed == format!("```{lang}") => current = Some((indent, String::new())),
+            Some(_) if trimmed == "```" => blocks.extend(current.take().map(|(_, b)| b)),
+            Some((cut, block)) => {
+                block.push_str(line.get(*cut..).unwrap_or_default());
+                block.push('\n');
+            }
+            None => {}
+        }
+    }
+    blocks
+}
+
+/// "Edge clusters outside AWS": the CR passes the operator's validator and the CRD the
+/// emulated API server enforces; the cert-manager Certificate writes the Secret the CR
+/// names, grants it to that CR, and asks for a key and usages the signer supports; the
+/// role grants name the CR's role; the trust policy trusts Roles Anywhere for the three
+/// actions, pinned to the CR's trust anchor.
+#[tokio::test]
+async fn readme_edge_cluster_examples_validate_and_agree() {
+    use ecr_creds_refresher::reconcile::spec::{EcrPullSecret, SpecPolicy};
+    use serde_json::Value;
+
+    let section = readme_section("Edge clusters outside AWS");
+    let mut docs: Vec<Value> = Vec::new();
+    for block in fenced(&section, "yaml") {
+        for doc in serde_yaml::Deserializer::from_str(&block) {
+            docs.push(serde::Deserialize::deserialize(doc).expect("README YAML parses"));
+        }
+    }
+    let kind = |k: &str| -> &Value {
+        docs.iter()
+            .find(|d| d["kind"] == k)
+            .unwrap_or_else(|| panic!("README shows no {k}"))
+    };
+    let (cr_doc, certificate, grants) = (
+        kind("ECRPullSecret"),
+        kind("Certificate"),
+        kind("ConfigMap"),
+    );
+
+    let cr: EcrPullSecret = serde_json::from_value(cr_doc.clone()).expect("an ECRPullSecret");
+    let valid = cr
+        .spec
+        .validate(&SpecPolicy::default())
+        .expect("the validator accepts it");
+    let ra = valid
+        .aws
+        .roles_anywhere
+        .clone()
+        .expect("spec.aws.rolesAnywhere");
+    let k8s = emulators::k8s::K8sEmulator::start(emulators::k8s::EmulatorConfig::default())
+        .await
+        .unwrap();
+    k8s.apply("ecrpullsecrets", cr_doc.clone())
+        .expect("the CRD's schema admits it");
+    // And the schema is really checked: a malformed trust anchor is refused.
+    let mut bad = cr_doc.clone();
+    bad["metadata"]["name"] = "edge-bad".into();
+    bad["spec"]["aws"]["rolesAnywhere"]["trustAnchorArn"] = "arn:aws:iam::1:role/x".into();
+    assert!(
+        k8s.apply("ecrpullsecrets", bad).is_err(),
+        "the schema is enforced"
+    );
+
+    let name = cr.metadata.name.clone().unwrap();
+    let spec = &certificate["spec"];
+    assert_eq!(spec["secretName"], ra.certificate_secret_ref.name.as_str());
+    assert_eq!(
+        certificate["metadata"]["namespace"],
+        ra.certificate_secret_ref.namespace.as_str()
+    );
+    let granted = spec["secretTemplate"]["annotations"]["ecr.creds.dev/allowed-ecrpullsecrets"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(granted.split(',').any(|g| g.trim() == name), "{granted}");
+    let key = &spec["privateKey"];
+    let supported = (key["algorithm"] == "ECDSA" && key["size"] == 256)
+        || (key["algorithm"] == "RSA" && key["size"].as_u64().is_some_and(|s| s >= 2048));
+    assert!(supported, "a key the signer supports: {key}");
+    for usage in ["digital signature", "client auth"] {
+        assert!(
+            spec["usages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|u| u == usage),
+            "usage {usage}"
+        );
+    }
+
+    assert_eq!(
+        grants["metadata"]["name"],
+        "ecr-creds-refresher-role-grants"
+    );
+    let roles = grants["data"][&name].as_str().unwrap_or_default();
+    assert!(roles.split(',').any(|r| r.trim() == ra.role_arn), "{roles}");
+
+    let policies = fenced(&section, "json");
+    let policy: Value = serde_json::from_str(&policies[0]).expect("the trust policy is JSON");
+    let statement = &policy["Statement"][0];
+    assert_eq!(
+        statement["Principal"]["Service"],
+        "rolesanywhere.amazonaws.com"
+    );
+    let actions: BTreeSet<&str> = statement["Action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        actions,
+        BTreeSet::from(["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"])
+    );
+    assert_eq!(
+        statement["Condition"]["ArnEquals"]["aws:SourceArn"],
+        ra.trust_anchor_arn.as_str()
+    );
+}
