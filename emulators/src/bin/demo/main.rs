@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod cluster;
+mod edge;
 mod merge;
 mod say;
 mod show;
@@ -25,6 +26,7 @@ use serde_json::{json, Value};
 use cluster::{
     create_namespace, ready_count, sa_has, secret_ok, POLL, REGISTRY, SECRET_NAME, WAIT,
 };
+use edge::{edge_device_pulls_with_a_certificate, OPERATOR_NAMESPACE};
 use merge::merge_into_shared_secret;
 use say::{detail, ms, section, step};
 use show::{show_cr, show_secret, show_service_accounts, show_verification};
@@ -122,6 +124,8 @@ async fn run(binary: PathBuf) -> Result<(), String> {
         "  ECR GetAuthorizationToken calls: {ecr_calls} for 4 namespaces and two CRs (one token per region, shared)"
     );
 
+    edge_device_pulls_with_a_certificate(&k8s, &aws, &operator).await?;
+
     stop_operator(&mut operator).await?;
     run_once(&launch, &k8s).await?;
 
@@ -177,6 +181,7 @@ fn prepare_cluster(k8s: &K8sEmulator) -> Result<(), String> {
     create_namespace(k8s, "team-a", json!({}))?;
     create_namespace(k8s, "team-b", json!({"ecr-pull": "enabled"}))?;
     create_namespace(k8s, "sandbox", json!({}))?;
+    create_namespace(k8s, OPERATOR_NAMESPACE, json!({}))?;
     k8s.apply(
         "serviceaccounts",
         json!({"metadata": {"name": "default", "namespace": "team-a"},
@@ -212,6 +217,7 @@ async fn start_operator(
         })
         .collect();
     let launch = Launch::new(binary, k8s.url(), aws.url())
+        .pod_namespace(OPERATOR_NAMESPACE)
         .verify_registries(registry.is_some())
         .envs(registry_env);
     let mut operator = launch.spawn()?;
