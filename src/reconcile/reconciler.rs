@@ -286,16 +286,13 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 .without_tokens(cr, spec, &plan, (reason, message), withheld, now)
                 .await);
         }
+        self.report_certificate(&owner.name, spec);
         let (tokens, payload) = if plan.needs_token() {
-            let payload = self.payload(owner, spec, now).await;
-            // After the fetch: a certificate Secret watched from it has been read.
-            self.report_certificate(&owner.name, spec);
-            match payload {
+            match self.payload(owner, spec, now).await {
                 Ok((tokens, content, secret)) => (Some(tokens), Some((content, secret))),
                 Err(why) => return Err(self.without_tokens(cr, spec, &plan, why, None, now).await),
             }
         } else {
-            self.report_certificate(&owner.name, spec);
             (None, None)
         };
         let applied = self

@@ -213,4 +213,37 @@ mod tests {
             .to_string();
         assert!(err.contains("rolesAnywhere.roleArn"), "{err}");
     }
+
+    #[test]
+    fn the_spec_validator_applies_the_operator_role_rules_and_one_base_identity() {
+        use super::super::spec::{AwsAuth, Spec};
+        use super::super::validate::SpecPolicy;
+        let mut cr = Spec {
+            secret_name: "pull".into(),
+            namespaces: vec!["apps".into()],
+            region: Some("us-east-1".into()),
+            aws: Some(AwsAuth {
+                roles_anywhere: Some(spec()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(cr.validate(&SpecPolicy::default()).is_ok());
+        let strict = SpecPolicy {
+            allowed_role_arns: vec!["arn:aws:iam::123456789012:role/other".into()],
+            ..Default::default()
+        };
+        let err = cr.validate(&strict).unwrap_err().to_string();
+        assert!(
+            err.contains("rolesAnywhere.roleArn") && err.contains("not permitted"),
+            "{err}"
+        );
+        if let Some(aws) = cr.aws.as_mut() {
+            aws.credentials_secret_ref = Some(spec().certificate_secret_ref);
+        }
+        assert_eq!(
+            cr.validate(&SpecPolicy::default()).unwrap_err(),
+            SpecError::TwoBaseIdentities
+        );
+    }
 }

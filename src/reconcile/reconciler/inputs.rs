@@ -116,7 +116,10 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         spec: &ValidSpec,
         now: OffsetDateTime,
     ) -> Result<(Tokens, Content, SecretContent), (Reason, String)> {
-        let tokens = self.fetch_tokens(&owner.name, spec, now).await?;
+        let tokens = self.fetch_tokens(&owner.name, spec, now).await;
+        // After the fetch: a certificate Secret first watched by it has been read now.
+        self.report_certificate(&owner.name, spec);
+        let tokens = tokens?;
         let content =
             content::build(spec, &tokens).map_err(|e| (Reason::AwsError, e.to_string()))?;
         let secret = SecretContent::new(owner, &content);

@@ -7,7 +7,7 @@ use std::time::Instant;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use emulators::aws::{AwsEmulator, RolesAnywhereConfig, ACCESS_KEY_ID};
-use emulators::device_pki::{self, DeviceCa, DeviceSpec};
+use emulators::device_pki::{self, DeviceCa, DeviceCert, DeviceSpec};
 use emulators::k8s::K8sEmulator;
 use emulators::operator::OperatorChild;
 use emulators::wait::poll;
@@ -57,32 +57,7 @@ pub async fn edge_device_pulls_with_a_certificate(
         ))
         .map_err(|e| format!("device certificate: {e}"))?;
     step("The fake AWS trusts a demo CA (the trust anchor) for role edge-ecr-pull.");
-    for ns in ["edge-system", "edge-apps"] {
-        create_namespace(k8s, ns, json!({}))?;
-    }
-    k8s.apply(
-        "secrets",
-        json!({"metadata": {"name": "device-cert", "namespace": "edge-system",
-                            "annotations": {"ecr.creds.dev/allowed-ecrpullsecrets": "edge-device"}},
-               "type": "kubernetes.io/tls",
-               "data": {"tls.crt": STANDARD.encode(&device.cert_pem),
-                        "tls.key": STANDARD.encode(&device.key_pem),
-                        "ca.crt": STANDARD.encode(root.pem())}}),
-    )
-    .map_err(|e| format!("cannot create the device certificate Secret: {e}"))?;
-    step(&format!(
-        "edge-system/device-cert: a kubernetes.io/tls Secret as cert-manager writes it (ECDSA P-256, serial {}), granted to edge-device",
-        device.serial
-    ));
-    k8s.apply(
-        "configmaps",
-        json!({"metadata": {"name": "ecr-creds-refresher-role-grants", "namespace": OPERATOR_NAMESPACE},
-               "data": {"edge-device": ROLE}}),
-    )
-    .map_err(|e| format!("cannot grant the role: {e}"))?;
-    detail(
-        "a cluster admin granted edge-device the role (ConfigMap ecr-creds-refresher-role-grants)",
-    );
+    device_secret_and_grants(k8s, &root, &device)?;
     let cr: Value =
         serde_yaml::from_str(EDGE_CR).map_err(|e| format!("the edge CR is not valid YAML: {e}"))?;
     let applied_at = Instant::now();
@@ -132,6 +107,41 @@ pub async fn edge_device_pulls_with_a_certificate(
         "status.credentialSources: {}",
         cr["status"]["credentialSources"]
     ));
+    Ok(())
+}
+
+/// The device's certificate Secret (granted to the CR) and the role granted to the CR.
+fn device_secret_and_grants(
+    k8s: &K8sEmulator,
+    root: &DeviceCa,
+    device: &DeviceCert,
+) -> Result<(), String> {
+    for ns in ["edge-system", "edge-apps"] {
+        create_namespace(k8s, ns, json!({}))?;
+    }
+    k8s.apply(
+        "secrets",
+        json!({"metadata": {"name": "device-cert", "namespace": "edge-system",
+                            "annotations": {"ecr.creds.dev/allowed-ecrpullsecrets": "edge-device"}},
+               "type": "kubernetes.io/tls",
+               "data": {"tls.crt": STANDARD.encode(&device.cert_pem),
+                        "tls.key": STANDARD.encode(&device.key_pem),
+                        "ca.crt": STANDARD.encode(root.pem())}}),
+    )
+    .map_err(|e| format!("cannot create the device certificate Secret: {e}"))?;
+    step(&format!(
+        "edge-system/device-cert: a kubernetes.io/tls Secret as cert-manager writes it (ECDSA P-256, serial {}), granted to edge-device",
+        device.serial
+    ));
+    k8s.apply(
+        "configmaps",
+        json!({"metadata": {"name": "ecr-creds-refresher-role-grants", "namespace": OPERATOR_NAMESPACE},
+               "data": {"edge-device": ROLE}}),
+    )
+    .map_err(|e| format!("cannot grant the role: {e}"))?;
+    detail(
+        "a cluster admin granted edge-device the role (ConfigMap ecr-creds-refresher-role-grants)",
+    );
     Ok(())
 }
 
