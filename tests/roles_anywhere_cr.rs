@@ -189,15 +189,15 @@ async fn rsa_certificate_secret_gives_pull_secrets_and_a_renewed_one_signs_the_n
     let root = DeviceCa::root("edge fleet CA").unwrap();
     let (env, ra) = edge_env(&root).await;
     let first = rsa(&root, 7001);
-    tls_secret(&env, "device-cert", &first, &root, Some("edge"));
-    grant_roles(&env.k8s, OPERATOR_NAMESPACE, &[("edge", ROLE)]);
+    tls_secret(&env, "device-cert", &first, &root, Some("renewing"));
+    grant_roles(&env.k8s, OPERATOR_NAMESPACE, &[("renewing", ROLE)]);
     edge_cr(
         &env,
-        "edge",
+        "renewing",
         json!({"rolesAnywhere": roles_anywhere("device-cert")}),
     );
-    let cr = env.wait_ready("edge").await;
-    let auth = secret_auth(&env, "edge").expect("a pull secret for the registry");
+    let cr = env.wait_ready("renewing").await;
+    let auth = secret_auth(&env, "renewing").expect("a pull secret for the registry");
     assert!(
         env.aws.issued_ecr_tokens().contains_key(&auth),
         "a token ECR issued"
@@ -217,7 +217,7 @@ async fn rsa_certificate_secret_gives_pull_secrets_and_a_renewed_one_signs_the_n
         json!([{"host": registry(REGION), "source": "rolesAnywhere edge-certs/device-cert"}])
     );
     let not_after = time::OffsetDateTime::now_utc() + time::Duration::days(1);
-    let metric = certificate_metric("edge").expect("the certificate expiry metric");
+    let metric = certificate_metric("renewing").expect("the certificate expiry metric");
     let value: f64 = metric.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(
         (value - not_after.unix_timestamp() as f64).abs() < 120.0,
@@ -228,13 +228,13 @@ async fn rsa_certificate_secret_gives_pull_secrets_and_a_renewed_one_signs_the_n
     // place has an hour to go, yet the next token is fetched with a session the renewed
     // certificate signed.
     let renewed = p256(&root, 7002);
-    tls_secret(&env, "device-cert", &renewed, &root, Some("edge"));
+    tls_secret(&env, "device-cert", &renewed, &root, Some("renewing"));
     wait_until("a session with the renewed certificate", WAIT, || {
         ra.accepted_serials().iter().any(|s| s == "7002")
     })
     .await;
     wait_until("a pull secret from the new session", WAIT, || {
-        secret_auth(&env, "edge")
+        secret_auth(&env, "renewing")
             .is_some_and(|a| a != auth && env.aws.issued_ecr_tokens().contains_key(&a))
     })
     .await;
@@ -246,14 +246,20 @@ async fn rsa_certificate_secret_gives_pull_secrets_and_a_renewed_one_signs_the_n
 async fn expired_ecdsa_certificate_gives_certificate_expired_and_keeps_the_secrets() {
     let root = DeviceCa::root("edge fleet CA").unwrap();
     let (env, ra) = edge_env(&root).await;
-    tls_secret(&env, "device-cert", &p256(&root, 7101), &root, Some("edge"));
-    grant_roles(&env.k8s, OPERATOR_NAMESPACE, &[("edge", ROLE)]);
+    tls_secret(
+        &env,
+        "device-cert",
+        &p256(&root, 7101),
+        &root,
+        Some("lapsing"),
+    );
+    grant_roles(&env.k8s, OPERATOR_NAMESPACE, &[("lapsing", ROLE)]);
     edge_cr(
         &env,
-        "edge",
+        "lapsing",
         json!({"rolesAnywhere": roles_anywhere("device-cert")}),
     );
-    env.wait_ready("edge").await;
+    env.wait_ready("lapsing").await;
 
     let now = time::OffsetDateTime::now_utc();
     let mut lapsed = DeviceSpec::new(device_pki::P256_PKCS8, device_pki::P256_PKCS8, 7102);
@@ -264,10 +270,10 @@ async fn expired_ecdsa_certificate_gives_certificate_expired_and_keeps_the_secre
         "device-cert",
         &root.issue(&lapsed).unwrap(),
         &root,
-        Some("edge"),
+        Some("lapsing"),
     );
     let cr = env
-        .wait_condition("edge", "False", "CertificateExpired")
+        .wait_condition("lapsing", "False", "CertificateExpired")
         .await;
     let message = ready_message(&cr);
     let date = |t: time::OffsetDateTime| {
@@ -279,7 +285,7 @@ async fn expired_ecdsa_certificate_gives_certificate_expired_and_keeps_the_secre
     assert!(message.contains(&date(lapsed.not_after)), "{message}");
     assert!(message.contains(&date(lapsed.not_before)), "{message}");
     let kept = env
-        .secret("edge-apps", "pull-edge")
+        .secret("edge-apps", "pull-lapsing")
         .expect("the Secret is kept");
     let auth = secret_auths(&kept)[&registry(REGION)].clone();
     let expiry = env.aws.issued_ecr_tokens()[&auth];
@@ -290,7 +296,7 @@ async fn expired_ecdsa_certificate_gives_certificate_expired_and_keeps_the_secre
     // Two more refreshes are due meanwhile; each is refused before AWS.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(
-        env.secret("edge-apps", "pull-edge"),
+        env.secret("edge-apps", "pull-lapsing"),
         Some(kept),
         "the valid Secret is kept byte for byte"
     );
@@ -299,7 +305,7 @@ async fn expired_ecdsa_certificate_gives_certificate_expired_and_keeps_the_secre
         ["7101"],
         "no session with the expired one"
     );
-    let metric = certificate_metric("edge").expect("the metric shows the lapsed date");
+    let metric = certificate_metric("lapsing").expect("the metric shows the lapsed date");
     assert!(
         metric.ends_with(&format!(" {}", lapsed.not_after.unix_timestamp())),
         "{metric}"
@@ -366,20 +372,26 @@ async fn ungranted_cr_gets_the_same_answer_whether_the_certificate_secret_exists
 async fn roles_anywhere_role_needs_a_grant_and_a_role_chains_on_top() {
     let root = DeviceCa::root("edge fleet CA").unwrap();
     let (env, ra) = edge_env(&root).await;
-    tls_secret(&env, "device-cert", &rsa(&root, 7301), &root, Some("edge"));
+    tls_secret(
+        &env,
+        "device-cert",
+        &rsa(&root, 7301),
+        &root,
+        Some("chained"),
+    );
     edge_cr(
         &env,
-        "edge",
+        "chained",
         json!({"rolesAnywhere": roles_anywhere("device-cert"), "roleArn": CROSS_ACCOUNT_ROLE}),
     );
     // Only the chained role granted: the session's role is not.
     grant_roles(
         &env.k8s,
         OPERATOR_NAMESPACE,
-        &[("edge", CROSS_ACCOUNT_ROLE)],
+        &[("chained", CROSS_ACCOUNT_ROLE)],
     );
     let cr = env
-        .wait_condition("edge", "False", "RoleNotPermitted")
+        .wait_condition("chained", "False", "RoleNotPermitted")
         .await;
     assert!(
         ready_message(&cr).contains("spec.aws.rolesAnywhere.roleArn"),
@@ -391,9 +403,9 @@ async fn roles_anywhere_role_needs_a_grant_and_a_role_chains_on_top() {
     grant_roles(
         &env.k8s,
         OPERATOR_NAMESPACE,
-        &[("edge", &format!("{ROLE},{CROSS_ACCOUNT_ROLE}"))],
+        &[("chained", &format!("{ROLE},{CROSS_ACCOUNT_ROLE}"))],
     );
-    let cr = env.wait_ready("edge").await;
+    let cr = env.wait_ready("chained").await;
     assert_eq!(ra.accepted_serials(), ["7301"]);
     assert_eq!(
         env.aws.calls().sts_assume_role,
@@ -418,15 +430,15 @@ async fn mismatched_key_is_certificate_invalid_and_no_key_byte_reaches_logs_stat
     // A P-256 certificate with the RSA key in tls.key.
     let mut wrong = p256(&root, 7401);
     wrong.key_pem = device_pki::RSA_2048_PKCS1.to_string();
-    tls_secret(&env, "device-cert", &wrong, &root, Some("edge"));
-    grant_roles(&env.k8s, OPERATOR_NAMESPACE, &[("edge", ROLE)]);
+    tls_secret(&env, "device-cert", &wrong, &root, Some("mismatched"));
+    grant_roles(&env.k8s, OPERATOR_NAMESPACE, &[("mismatched", ROLE)]);
     edge_cr(
         &env,
-        "edge",
+        "mismatched",
         json!({"rolesAnywhere": roles_anywhere("device-cert")}),
     );
     let cr = env
-        .wait_condition("edge", "False", "CertificateInvalid")
+        .wait_condition("mismatched", "False", "CertificateInvalid")
         .await;
     assert!(
         ready_message(&cr).contains("does not match"),
@@ -437,9 +449,9 @@ async fn mismatched_key_is_certificate_invalid_and_no_key_byte_reaches_logs_stat
     let mut garbage = p256(&root, 7402);
     garbage.key_pem =
         "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n".into();
-    tls_secret(&env, "device-cert", &garbage, &root, Some("edge"));
+    tls_secret(&env, "device-cert", &garbage, &root, Some("mismatched"));
     wait_for("the unreadable key in status", WAIT, || {
-        let cr = env.get_cr("edge").ok_or("absent")?;
+        let cr = env.get_cr("mismatched").ok_or("absent")?;
         let m = ready_message(&cr);
         if ready_condition(&cr).unwrap()["reason"] == "CertificateInvalid"
             && !m.contains("does not match")
