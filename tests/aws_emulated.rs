@@ -11,7 +11,7 @@ use ecr_creds_refresher::aws::{
     fetch_token, AssumeRoleParams, Aws, AwsContext, AwsEnv, AwsError, AwsHttp, CredentialProvider,
     CredentialSource, EcrClient, Endpoints, ErrorKind, HttpConfig, RetryPolicy, SecretCredentials,
 };
-use ecr_creds_refresher::reconcile::spec::{AwsAuth, SecretRef};
+use ecr_creds_refresher::reconcile::decide::spec::{AwsAuth, SecretRef};
 use ecr_creds_refresher::reconcile::tokens::{FetchToken, TokenCache, TokenGroup};
 use emulators::aws::{AwsEmulator, AwsEmulatorConfig, Fault, CONTAINER_PATH};
 use std::sync::atomic::AtomicU64;

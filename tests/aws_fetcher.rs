@@ -7,7 +7,7 @@ use ecr_creds_refresher::aws::{
     Aws, AwsContext, AwsEnv, AwsHttp, CredentialProvider, CredentialSource, EcrClient, Endpoints,
     HttpConfig, RetryPolicy, SecretCredentials,
 };
-use ecr_creds_refresher::reconcile::spec::{AwsAuth, SecretRef};
+use ecr_creds_refresher::reconcile::decide::spec::{AwsAuth, SecretRef};
 use ecr_creds_refresher::reconcile::tokens::{FetchToken, TokenCache, TokenGroup};
 use emulators::aws::{AwsEmulator, AwsEmulatorConfig, Fault};
 use std::sync::Arc;

@@ -15,7 +15,7 @@ use ecr_creds_refresher::aws::{
     AssumeRoleParams, Aws, AwsContext, AwsEnv, AwsHttp, CredentialProvider, CredentialSource,
     EcrClient, Endpoints, ErrorKind, HttpConfig, RetryPolicy,
 };
-use ecr_creds_refresher::reconcile::spec::AwsAuth;
+use ecr_creds_refresher::reconcile::decide::spec::AwsAuth;
 use ecr_creds_refresher::reconcile::tokens::{TokenCache, TokenGroup};
 use std::net::TcpStream;
 use std::path::PathBuf;

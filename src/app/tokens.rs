@@ -10,7 +10,7 @@ use crate::aws::registry::{CheckError, RegistryClient};
 use crate::aws::setup::Aws;
 use crate::aws::sts::AssumeRoleParams;
 use crate::aws::token::fetch_token;
-use crate::reconcile::spec::{AwsAuth, SecretRef};
+use crate::reconcile::decide::spec::{AwsAuth, SecretRef};
 use crate::reconcile::tokens::{FetchToken, RegistryToken, TokenError, TokenGroup};
 use crate::reconcile::verify::{CheckFn, Verdict, Verifier};
 use crate::reconcile::vocab::Reason;

@@ -14,10 +14,3 @@ pub mod specs;
 pub mod tokens;
 pub mod verify;
 pub mod vocab;
-
-// The old paths of the decisions and writers, kept for app/ and the white-box suites
-// until the crate's façade narrows what leaves reconcile/.
-pub use decide::{
-    content, dockerconfig, plan, registry, select, shared, spec, state, status, validate,
-};
-pub use execute::{events, writes};

@@ -13,10 +13,11 @@ use super::decide::plan::{self, MergeObserved, ObservedCluster, Plan};
 use super::decide::select::NamespaceView;
 use super::decide::shared::SharedSecret;
 use super::decide::spec::{
-    DeletionPolicy, EcrPullSecret, SecretPolicy, SecretRef, ValidSpec, DEFAULT_TOKEN_LIFETIME,
+    DeletionPolicy, EcrPullSecret, SecretPolicy, SecretRef, DEFAULT_TOKEN_LIFETIME,
 };
 use super::decide::state::{ManagedSecret, SaView};
 use super::decide::status::{self, EventType, Failure, Outcome, Verification};
+use super::decide::validate::ValidSpec;
 use super::execute::apply::{Applied, Applier, Payload};
 use super::execute::events::EventRecorder;
 use super::execute::finalizer;
@@ -484,15 +485,20 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
     ) {
         let name = cr.metadata.name.as_deref().unwrap_or_default();
         // `cr` comes from the cache, which holds our last status write ahead of the watch.
-        let prev = cr.status.as_ref();
-        let next = status::compute(prev, cr.metadata.generation, outcome, &format_time(now));
+        let report = status::report(
+            cr.status.as_ref(),
+            cr.metadata.generation,
+            outcome,
+            &format_time(now),
+        );
+        let next = &report.status;
         crate::metrics::set_ecrpullsecret(
             name,
-            status::is_ready(&next),
+            report.ready,
             next.expires_at.as_deref().and_then(unix_time),
             next_refresh.map(|t| t.unix_timestamp() as f64),
         );
-        if status::is_verified(&next) {
+        if report.verified {
             let last = next
                 .registries
                 .iter()
@@ -500,10 +506,9 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 .fold(f64::MIN, f64::max);
             crate::metrics::set_registry_verified(name, last);
         }
-        if prev == Some(&next) {
+        let Some((body, events)) = report.change else {
             return;
-        }
-        let body = status::patch_body(&next);
+        };
         let path = ECR_PULL_SECRETS.object(None, name);
         match retrying(|| {
             self.client
@@ -517,7 +522,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 return;
             }
         }
-        for (kind, reason, message) in status::transition_events(prev, &next) {
+        for (kind, reason, message) in events {
             match kind {
                 EventType::Warning => {
                     tracing::warn!(

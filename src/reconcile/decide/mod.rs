@@ -10,6 +10,7 @@
 pub mod content;
 pub mod dockerconfig;
 pub mod existing;
+pub mod patterns;
 pub mod phase;
 pub mod plan;
 pub mod registry;

@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 
 use super::content::Content;
 use super::select::{self, NamespaceView};
-use super::spec::ValidSpec;
 use super::state::{ManagedSecret, Ownership, SaView};
+use super::validate::ValidSpec;
 use crate::reconcile::vocab::{format_time, Owner};
 
 mod merge;
@@ -319,7 +319,7 @@ mod tests {
     fn spec(json: serde_json::Value) -> ValidSpec {
         serde_json::from_value::<Spec>(json)
             .unwrap()
-            .validate(&crate::reconcile::decide::spec::SpecPolicy::default())
+            .validate(&crate::reconcile::decide::validate::SpecPolicy::default())
             .unwrap()
     }
 
