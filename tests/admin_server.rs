@@ -177,6 +177,6 @@ async fn binding_a_taken_port_fails_with_an_error_naming_the_address() {
         Ok(()) => panic!("second bind on {addr} succeeded"),
         Err(e) => e,
     };
-    assert!(matches!(err, admin::Error::Bind { .. }));
+    assert!(matches!(err, admin::AdminError::Bind { .. }));
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
 }

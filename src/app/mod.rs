@@ -77,7 +77,7 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     shutdown_tx: watch::Sender<bool>,
     elector_stop: watch::Sender<bool>,
-    elector: Option<JoinHandle<Result<(), crate::runtime::leader::Error>>>,
+    elector: Option<JoinHandle<Result<(), crate::runtime::leader::LeaderError>>>,
     controller: Option<Controller>,
     _keep_leading: Option<watch::Sender<bool>>,
 }

@@ -30,7 +30,10 @@ use crate::k8s::kind::ECR_PULL_SECRETS;
 use crate::k8s::{Client, Patch};
 pub use crate::runtime::controller::Action;
 
+mod error;
 mod inputs;
+
+pub use error::ReconcileError;
 
 /// Read access to the watch caches, so the reconciler sees no wire.
 /// The caches also take our writes' answers ([`WriteThrough`]), ahead of the watch.
@@ -97,21 +100,6 @@ impl Default for Settings {
         }
     }
 }
-
-/// A reconcile that must be retried with backoff. The status already says why.
-#[derive(Debug)]
-pub struct ReconcileError {
-    pub reason: Reason,
-    pub message: String,
-}
-
-impl std::fmt::Display for ReconcileError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.reason, self.message)
-    }
-}
-
-impl std::error::Error for ReconcileError {}
 
 /// The longest a reconciled CR waits for its next look: a token lives 12 hours, and a
 /// requeue computed from an absurd expiry must not park a CR for centuries.
@@ -318,9 +306,8 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         self.report(cr, &outcome, next, now).await;
 
         if applied.transient {
-            return Err(ReconcileError {
-                reason: Reason::NamespaceErrors,
-                message: format!("{} namespaces failed", outcome.failures.len()),
+            return Err(ReconcileError::NamespacesFailed {
+                count: outcome.failures.len(),
             });
         }
         let conflicts = outcome
@@ -412,7 +399,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             .chain(plan.merges.iter().filter_map(|m| Some(m.in_place?.0)))
             .min();
         self.report(cr, &outcome, due, now).await;
-        ReconcileError { reason, message }
+        ReconcileError::NoToken { reason, message }
     }
 
     /// Deletion: with `Delete`, remove what the CR owns; then release the CR.
@@ -443,10 +430,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             let applied = self.applier.clean_up(&plan).await;
             if applied.transient || !applied.failures.is_empty() {
                 // The finalizer stays until everything the CR owns is gone.
-                return Err(ReconcileError {
-                    reason: Reason::WriteFailed,
-                    message: "cleanup incomplete; retrying".to_string(),
-                });
+                return Err(ReconcileError::CleanupIncomplete);
             }
             tracing::info!(
                 cr = owner.name,
@@ -467,10 +451,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 }
                 Ok(())
             }
-            Err(e) => Err(ReconcileError {
-                reason: Reason::WriteFailed,
-                message: format!("updating the finalizer: {e}"),
-            }),
+            Err(e) => Err(ReconcileError::Finalizer(e)),
         }
     }
 

@@ -136,9 +136,8 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             };
             self.report(cr, &outcome, None, OffsetDateTime::now_utc())
                 .await;
-            return Err(ReconcileError {
-                reason: Reason::WriteFailed,
-                message: format!("Secrets named {name} not listed yet"),
+            return Err(ReconcileError::SharedNotListed {
+                name: name.to_string(),
             });
         };
         for s in self.state.shared_secrets_holding(&owner.name) {
