@@ -44,10 +44,16 @@ fn rust_files(dir: &str, out: &mut Vec<String>) {
         let rel = format!("{dir}/{}", e.file_name().to_string_lossy());
         if e.path().is_dir() {
             rust_files(&rel, out);
-        } else if rel.ends_with(".rs") && !rel.ends_with("/tests.rs") {
+        } else if rel.ends_with(".rs") && !rel.ends_with("/tests.rs") && !is_props(&rel) {
             out.push(rel);
         }
     }
+}
+
+/// A property suite (`props.rs`, `props_*.rs`): test code, like `tests.rs`.
+fn is_props(rel: &str) -> bool {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    name == "props.rs" || name.starts_with("props_")
 }
 
 /// The string literal right after each `prefix` in `text`.

@@ -27,6 +27,9 @@ pub mod token;
 pub mod wire;
 pub mod x509;
 
+#[cfg(test)]
+mod props;
+
 pub use context::AwsContext;
 pub use credentials::{CredentialProvider, CredentialSource, SecretCredentials, SourceKind};
 pub use ecr::{AuthorizationToken, EcrClient};

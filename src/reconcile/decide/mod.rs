@@ -22,3 +22,8 @@ pub mod status;
 pub mod token;
 pub mod validate;
 pub mod verdict;
+
+#[cfg(test)]
+mod props_plan;
+#[cfg(test)]
+mod props_spec;

@@ -10,14 +10,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use ecr_creds_refresher::reconcile::decide::plan::{
-    self, change_for, ObservedCluster, Plan, SecretStep,
-};
-use ecr_creds_refresher::reconcile::decide::select::{service_account_selected, NamespaceView};
-use ecr_creds_refresher::reconcile::decide::spec::Spec;
-use ecr_creds_refresher::reconcile::decide::state::{ManagedSecret, Ownership, SaView};
-use ecr_creds_refresher::reconcile::decide::validate::{SpecPolicy, ValidSpec};
-use ecr_creds_refresher::reconcile::vocab::Owner;
+use crate::reconcile::decide::plan::{self, change_for, ObservedCluster, Plan, SecretStep};
+use crate::reconcile::decide::select::{service_account_selected, NamespaceView};
+use crate::reconcile::decide::spec::Spec;
+use crate::reconcile::decide::state::{ManagedSecret, Ownership, SaView};
+use crate::reconcile::decide::validate::{SpecPolicy, ValidSpec};
+use crate::reconcile::vocab::Owner;
 use proptest::prelude::*;
 use time::OffsetDateTime;
 
