@@ -50,10 +50,11 @@ fn rust_files(dir: &str, out: &mut Vec<String>) {
     }
 }
 
-/// A property suite (`props.rs`, `props_*.rs`): test code, like `tests.rs`.
+/// Test code besides `tests.rs`: a property suite (`props.rs`, `props_*.rs`) or a file
+/// under a `tests/` folder.
 fn is_props(rel: &str) -> bool {
     let name = rel.rsplit('/').next().unwrap_or(rel);
-    name == "props.rs" || name.starts_with("props_")
+    name == "props.rs" || name.starts_with("props_") || rel.contains("/tests/")
 }
 
 /// The string literal right after each `prefix` in `text`.

@@ -27,6 +27,9 @@ pub(crate) mod shared;
 pub mod tokens;
 mod wake;
 
+#[cfg(test)]
+mod tests;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
