@@ -4,8 +4,9 @@
 //! `decide/` holds the pure decisions (which namespaces, which writes, what a Secret
 //! holds, what to report); `execute/` writes, carrying a plan out through single-object
 //! requests; `reconciler` orchestrates one reconcile (and still sends the status patch
-//! itself). `vocab` is the ground floor: the labels, annotations, finalizer and reasons
-//! everything else shares.
+//! itself). `vocab` is the ground floor: the labels, annotations, finalizer, reasons and
+//! the redaction of user values (`shown`) everything else shares. Every file imports
+//! only from its own floor or below: `decide/` never from `execute/` or `reconciler`.
 
 pub mod decide;
 pub mod execute;
