@@ -1,5 +1,6 @@
-//! Which namespaces a CR targets, and which ServiceAccounts in them, from the patterns
-//! and selector that `validate` compiled (see `patterns` for why matching is linear).
+//! Which namespaces a CR targets, from the patterns and selector that `validate`
+//! compiled (see `patterns` for why matching is linear). Which ServiceAccounts in them
+//! get our entry is the planner's rule (`plan::service_account_selected`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -117,14 +118,6 @@ pub fn selector_matches(sel: &LabelSelector, ns: &NamespaceView) -> bool {
                 _ => false,
             }
         })
-}
-
-/// Whether the ServiceAccount `name` is selected (`None` = every ServiceAccount).
-pub fn service_account_selected(selected: &Option<Vec<String>>, name: &str) -> bool {
-    match selected {
-        None => true,
-        Some(list) => list.iter().any(|s| s == name),
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::super::decide::content::{self, Content};
-use super::super::decide::plan::{Plan, Rival};
+use super::super::decide::plan::{self, Plan, Rival};
 use super::super::decide::select::{self, NamespaceView};
 use super::super::decide::shared::SharedSecret;
 use super::super::decide::spec::{EcrPullSecret, SecretPolicy, SecretRef};
@@ -210,7 +210,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             !others.iter().any(|(spec, targets)| {
                 spec.secret_name == edit.secret
                     && targets.iter().any(|t| *t == *edit.sa.namespace)
-                    && select::service_account_selected(&spec.service_accounts, &edit.sa.name)
+                    && plan::service_account_selected(&spec.service_accounts, &edit.sa.name)
             })
         });
     }
