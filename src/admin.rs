@@ -511,6 +511,9 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 #[cfg(test)]
+mod server_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use http_body_util::BodyExt;

@@ -1,15 +1,13 @@
 //! The admin server over real loopback sockets: probes, metrics, separate listeners and
 //! shutdown.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::admin::{self, Readiness, Routes, Server};
+use crate::metrics;
 use bytes::Bytes;
-use common::get;
-use ecr_creds_refresher::admin::{self, Readiness, Routes, Server};
-use ecr_creds_refresher::metrics;
+use emulators::client::get;
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
