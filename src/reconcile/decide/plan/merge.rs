@@ -324,7 +324,7 @@ impl Claims<'_> {
 
 /// Why nothing of this CR's may be written into an existing Secret; shown as a conflict.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MergeRefused {
+pub(super) enum MergeRefused {
     /// The Secret is of a shape that is never merged into.
     Refused { secret: String, why: Refusal },
     /// Another CR owns the whole Secret (`secretPolicy: Own`).
