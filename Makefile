@@ -163,7 +163,8 @@ audit: $(TOOLS)/bin/cargo-deny
 	$(TOOLS)/bin/cargo-deny --locked check bans licenses sources
 
 # Mutation testing (cargo-mutants) over the modules that carry promises, each with the
-# suites that cover it: FILE:SUITE[,SUITE...] (the crate's unit tests always run too).
+# suites that cover it: FILE:SUITE[,SUITE...] (the crate's unit tests always run too,
+# the property suites among them: FILE: alone runs only those).
 # Not part of `make test`: every mutant is a rebuild, and on 2 cores a full run is hours.
 # Narrow it with MUTANTS="FILE:SUITES ..." and MUTANTS_ARGS (e.g. --re 'shown|Display').
 # Mutants are applied in place (a copy of the tree would rebuild every dependency) and
@@ -173,13 +174,13 @@ audit: $(TOOLS)/bin/cargo-deny
 # as --cargo-arg so the build is limited to them too: after `--` they reach only the
 # test run, and every mutant rebuilt all 40-odd test targets.
 MUTANTS ?= \
-	src/reconcile/decide/validate.rs:props_spec \
-	src/reconcile/decide/plan.rs:props_plan,hardening_grants \
+	src/reconcile/decide/validate.rs: \
+	src/reconcile/decide/plan.rs:hardening_grants \
 	src/reconcile/decide/status.rs:status_truth \
 	src/reconcile/tokens.rs:reconcile_basic \
 	src/reconcile/decide/content.rs:reconcile_basic \
 	src/reconcile/decide/dockerconfig.rs:reconcile_basic \
-	src/reconcile/reconciler/inputs.rs:aws_emulated,reconcile_failures,hardening_grants,hardening \
+	src/reconcile/reconciler/inputs.rs:reconcile_failures,hardening_grants,hardening \
 	src/app/role_grants.rs:hardening_grants,hardening
 MUTANTS_ARGS ?=
 $(TOOLS)/bin/cargo-mutants:
@@ -191,7 +192,7 @@ mutants: $(TOOLS)/bin/cargo-mutants
 	@git diff --quiet -- src || { echo "src/ has uncommitted changes; mutants are applied in place: commit or stash first" >&2; exit 1; }
 	@set -u; for m in $(MUTANTS); do \
 	  file=$${m%%:*}; suites=$${m#*:}; out=target/mutants/$$(basename $$file .rs); mkdir -p $$out; \
-	  echo "== $$file (unit tests + $$suites)"; \
+	  echo "== $$file (unit tests$${suites:+ + $$suites})"; \
 	  $(TOOLS)/bin/cargo-mutants mutants --in-place --no-shuffle --file $$file --output $$out \
 	    $(MUTANTS_ARGS) --cargo-arg=--locked --cargo-arg=--lib \
 	    $$(echo $$suites | sed 's/\([^,]*\)/--cargo-arg=--test --cargo-arg=\1/g; s/,/ /g'); \

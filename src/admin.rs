@@ -62,12 +62,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Content type of the Prometheus text exposition format.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-// === Error ===
+// === AdminError ===
 
 /// What went wrong setting up the admin server. Serving errors of single connections
 /// are logged, never returned: one bad client must not stop the probes.
 #[derive(Debug)]
-pub enum Error {
+pub enum AdminError {
     /// A bind address flag could not be read.
     InvalidBindAddress { value: String, reason: String },
     /// The listener could not be opened (port in use, no permission).
@@ -77,25 +77,25 @@ pub enum Error {
     },
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for AdminError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidBindAddress { value, reason } => write!(
+            AdminError::InvalidBindAddress { value, reason } => write!(
                 f,
                 "invalid bind address {value:?}: {reason} (use \":PORT\", \"IP:PORT\", \"[IPv6]:PORT\" or \"0\" to disable)"
             ),
-            Error::Bind { addr, source } => {
+            AdminError::Bind { addr, source } => {
                 write!(f, "cannot listen on {addr}: {source} (is the port already in use?)")
             }
         }
     }
 }
 
-impl std::error::Error for Error {
+impl std::error::Error for AdminError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Bind { source, .. } => Some(source),
-            Error::InvalidBindAddress { .. } => None,
+            AdminError::Bind { source, .. } => Some(source),
+            AdminError::InvalidBindAddress { .. } => None,
         }
     }
 }
@@ -103,12 +103,12 @@ impl std::error::Error for Error {
 /// Reads a bind address flag, Go style: `:8080` listens on every IPv4 interface,
 /// `127.0.0.1:8080` or `[::]:8080` on the given one, and `0` (or an empty value)
 /// disables the listener (`Ok(None)`).
-pub fn parse_bind_address(value: &str) -> Result<Option<SocketAddr>, Error> {
+pub fn parse_bind_address(value: &str) -> Result<Option<SocketAddr>, AdminError> {
     let v = value.trim();
     if v.is_empty() || v == "0" {
         return Ok(None);
     }
-    let invalid = |reason: &str| Error::InvalidBindAddress {
+    let invalid = |reason: &str| AdminError::InvalidBindAddress {
         value: value.to_string(),
         reason: reason.to_string(),
     };
@@ -360,10 +360,10 @@ pub struct Server {
 }
 
 impl Server {
-    pub async fn bind(addr: SocketAddr) -> Result<Self, Error> {
+    pub async fn bind(addr: SocketAddr) -> Result<Self, AdminError> {
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| Error::Bind { addr, source })?;
+            .map_err(|source| AdminError::Bind { addr, source })?;
         Ok(Self { listener })
     }
 
@@ -468,7 +468,7 @@ pub async fn serve(
     addr: SocketAddr,
     routes: Routes,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), Error> {
+) -> Result<(), AdminError> {
     Server::bind(addr).await?.serve(routes, shutdown).await;
     Ok(())
 }
@@ -509,6 +509,9 @@ async fn serve_connection(
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
+
+#[cfg(test)]
+mod server_tests;
 
 #[cfg(test)]
 mod tests {

@@ -68,7 +68,7 @@ fn quick() -> LeaseConfig {
 struct Running {
     leading: watch::Receiver<bool>,
     stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), ecr_creds_refresher::runtime::leader::Error>>,
+    task: tokio::task::JoinHandle<Result<(), ecr_creds_refresher::runtime::leader::LeaderError>>,
 }
 
 impl Running {

@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use common::*;
 use ecr_creds_refresher::app::Running;
-use ecr_creds_refresher::reconcile::plan::{self, ObservedCluster};
-use ecr_creds_refresher::reconcile::select::NamespaceView;
-use ecr_creds_refresher::reconcile::spec::{Spec, SpecPolicy};
+use ecr_creds_refresher::reconcile::decide::plan::{self, ObservedCluster};
+use ecr_creds_refresher::reconcile::decide::select::NamespaceView;
+use ecr_creds_refresher::reconcile::decide::spec::Spec;
+use ecr_creds_refresher::reconcile::decide::validate::SpecPolicy;
 use ecr_creds_refresher::reconcile::vocab::Owner;
 use ecr_creds_refresher::reconcile::vocab::GRANT_ANNOTATION;
 use proptest::prelude::*;

@@ -44,10 +44,17 @@ fn rust_files(dir: &str, out: &mut Vec<String>) {
         let rel = format!("{dir}/{}", e.file_name().to_string_lossy());
         if e.path().is_dir() {
             rust_files(&rel, out);
-        } else if rel.ends_with(".rs") && !rel.ends_with("/tests.rs") {
+        } else if rel.ends_with(".rs") && !rel.ends_with("/tests.rs") && !is_props(&rel) {
             out.push(rel);
         }
     }
+}
+
+/// Test code besides `tests.rs`: a property suite (`props.rs`, `props_*.rs`) or a file
+/// under a `tests/` folder.
+fn is_props(rel: &str) -> bool {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    name == "props.rs" || name.starts_with("props_") || rel.contains("/tests/")
 }
 
 /// The string literal right after each `prefix` in `text`.
@@ -343,7 +350,8 @@ fn fenced(text: &str, lang: &str) -> Vec<String> {
 /// actions, pinned to the CR's trust anchor.
 #[tokio::test]
 async fn readme_edge_cluster_examples_validate_and_agree() {
-    use ecr_creds_refresher::reconcile::spec::{EcrPullSecret, SpecPolicy};
+    use ecr_creds_refresher::reconcile::decide::spec::EcrPullSecret;
+    use ecr_creds_refresher::reconcile::decide::validate::SpecPolicy;
     use serde_json::Value;
 
     let section = readme_section("Edge clusters outside AWS");

@@ -9,9 +9,8 @@ use ecr_creds_refresher::aws::credentials::is_fresh;
 use ecr_creds_refresher::aws::rolesanywhere::source::{
     CERTIFICATE, PRIVATE_KEY, PROFILE_ARN, ROLE_ARN, TRUST_ANCHOR_ARN,
 };
-use ecr_creds_refresher::aws::rolesanywhere::{
-    create_session, sign_request, CertificateError, SessionParams, X509Identity,
-};
+use ecr_creds_refresher::aws::rolesanywhere::{create_session, sign_request, SessionParams};
+use ecr_creds_refresher::aws::x509::{CertificateError, X509Identity};
 use ecr_creds_refresher::aws::{
     AssumeRoleParams, AwsContext, AwsEnv, AwsError, AwsHttp, CredentialProvider, CredentialSource,
     EcrClient, Endpoints, HttpConfig, SourceKind,

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use crate::k8s::types::{Secret, ServiceAccount};
+use crate::reconcile::decide::select::NamespaceView;
+use crate::reconcile::decide::shared::SharedSecret;
+use crate::reconcile::decide::spec::{EcrPullSecret, SecretRef};
+use crate::reconcile::decide::state::{ManagedSecret, SaView};
+use crate::reconcile::execute::writes::WriteThrough;
 use crate::reconcile::reconciler::ObservedState;
-use crate::reconcile::select::NamespaceView;
-use crate::reconcile::shared::SharedSecret;
-use crate::reconcile::spec::{EcrPullSecret, SecretRef};
-use crate::reconcile::state::{ManagedSecret, SaView};
-use crate::reconcile::writes::WriteThrough;
 use crate::runtime::store::{ObjectKey, Store};
 
 use super::credentials::CredentialSecrets;

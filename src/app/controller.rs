@@ -9,7 +9,6 @@ use tokio::task::JoinHandle;
 use crate::metrics;
 use crate::reconcile::reconciler::{ObservedState, ReconcileError, Reconciler};
 use crate::reconcile::tokens::FetchToken;
-use crate::reconcile::vocab::Reason;
 use crate::runtime::queue::WorkQueue;
 use crate::runtime::unwind::{self, catch_panic};
 
@@ -47,10 +46,7 @@ pub(crate) async fn timed_reconcile<F: FetchToken, S: ObservedState>(
             );
             metrics::observe_reconcile(started.elapsed().as_secs_f64(), "panic");
             reconciler.report_panic(name).await;
-            return Err(ReconcileError {
-                reason: Reason::ReconcilePanicked,
-                message: "the reconcile panicked".to_string(),
-            });
+            return Err(ReconcileError::Panicked);
         }
     };
     let label = if result.is_ok() { "success" } else { "error" };

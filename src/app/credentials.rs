@@ -19,7 +19,7 @@ use crate::k8s::kind::SECRETS;
 use crate::k8s::types::Secret;
 use crate::k8s::{Client, ListParams};
 use crate::metrics;
-use crate::reconcile::spec::{EcrPullSecret, SecretRef};
+use crate::reconcile::decide::spec::{EcrPullSecret, SecretRef};
 use crate::reconcile::vocab::{split_list, GRANT_ANNOTATION};
 use crate::runtime::queue::WorkQueue;
 use crate::runtime::store::Store;

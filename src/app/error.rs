@@ -30,7 +30,7 @@ pub enum StartError {
         /// "health probes" or "metrics".
         what: &'static str,
         addr: SocketAddr,
-        source: crate::admin::Error,
+        source: crate::admin::AdminError,
     },
     /// `--leader-elect` without a namespace to hold the Lease in.
     LeaderElectionNamespace,

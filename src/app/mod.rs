@@ -27,6 +27,9 @@ pub(crate) mod shared;
 pub mod tokens;
 mod wake;
 
+#[cfg(test)]
+mod tests;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,9 +44,10 @@ use crate::config::Config;
 use crate::k8s::kind::ECR_PULL_SECRETS;
 use crate::k8s::{Client, ClientConfig, ListParams};
 use crate::metrics;
-use crate::reconcile::events::EventRecorder;
+use crate::reconcile::decide::spec::{EcrPullSecret, SecretRef};
+use crate::reconcile::decide::validate::SpecPolicy;
+use crate::reconcile::execute::events::EventRecorder;
 use crate::reconcile::reconciler::{Reconciler, Settings};
-use crate::reconcile::spec::{EcrPullSecret, SecretRef, SpecPolicy};
 use crate::reconcile::specs::Specs;
 use crate::reconcile::tokens::TokenCache;
 use crate::reconcile::verify::Verifier;
@@ -76,7 +80,7 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     shutdown_tx: watch::Sender<bool>,
     elector_stop: watch::Sender<bool>,
-    elector: Option<JoinHandle<Result<(), crate::runtime::leader::Error>>>,
+    elector: Option<JoinHandle<Result<(), crate::runtime::leader::LeaderError>>>,
     controller: Option<Controller>,
     _keep_leading: Option<watch::Sender<bool>>,
 }

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use crate::k8s::kind::ECR_PULL_SECRETS;
-use crate::reconcile::spec::EcrPullSecret;
-use crate::reconcile::status;
+use crate::reconcile::decide::spec::EcrPullSecret;
+use crate::reconcile::decide::status;
 
 use super::controller::timed_reconcile;
 use super::{Running, StartError};

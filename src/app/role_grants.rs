@@ -16,7 +16,7 @@ use crate::k8s::kind::CONFIG_MAPS;
 use crate::k8s::types::ConfigMap;
 use crate::k8s::Client;
 use crate::metrics;
-use crate::reconcile::spec::EcrPullSecret;
+use crate::reconcile::decide::spec::EcrPullSecret;
 use crate::reconcile::vocab::ROLE_GRANTS_CONFIGMAP;
 use crate::runtime::queue::WorkQueue;
 use crate::runtime::store::{ObjectKey, Store};

@@ -7,14 +7,13 @@ use crate::aws::credentials::{CredentialProvider, CredentialSource, SecretCreden
 use crate::aws::ecr::EcrClient;
 use crate::aws::error::{AwsError, ErrorKind};
 use crate::aws::registry::{CheckError, RegistryClient};
-use crate::aws::rolesanywhere::{
-    CertificateError, SecretCertificate, SecretRolesAnywhere, SessionParams,
-};
+use crate::aws::rolesanywhere::{SecretCertificate, SecretRolesAnywhere, SessionParams};
 use crate::aws::setup::Aws;
 use crate::aws::sts::AssumeRoleParams;
 use crate::aws::token::fetch_token;
+use crate::aws::x509::CertificateError;
 use crate::reconcile::decide::rolesanywhere;
-use crate::reconcile::spec::{AwsAuth, RolesAnywhereSpec, SecretRef};
+use crate::reconcile::decide::spec::{AwsAuth, RolesAnywhereSpec, SecretRef};
 use crate::reconcile::tokens::{
     describe_source, FetchToken, RegistryToken, TokenError, TokenGroup,
 };

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::reconcile::spec::EcrPullSecret;
+use crate::reconcile::decide::spec::EcrPullSecret;
 use crate::runtime::queue::WorkQueue;
 use crate::runtime::store::Store;
 

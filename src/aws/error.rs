@@ -118,7 +118,7 @@ pub enum AwsError {
     },
     /// The Roles Anywhere certificate or key is unusable (unreadable, mismatched,
     /// expired, not yet valid): found before AWS is asked.
-    Certificate(super::rolesanywhere::CertificateError),
+    Certificate(super::x509::CertificateError),
     /// A credential source could not produce credentials.
     Credentials {
         source: &'static str,

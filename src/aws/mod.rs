@@ -4,11 +4,13 @@
 //! Files: `env` (settings snapshot), `endpoint` (region -> URL), `sigv4` (signing),
 //! `http` (transport, proxies, timeouts), `wire` (error documents, XML, timestamps),
 //! `retry` (bounded jittered backoff), `registry` (the registries' `/v2/` check), `ecr` (GetAuthorizationToken), `sts` (AssumeRole*),
-//! `credentials/` (the sources and the caching provider), `rolesanywhere/` (X.509
-//! certificates, the X.509 SigV4 variant and CreateSession), `token` (one token with a
+//! `context` (what every networked source is handed), `credentials/` (the sources and the
+//! caching provider), `x509/` (certificates and keys, read and matched), `rolesanywhere/`
+//! (the X.509 SigV4 variant and CreateSession), `token` (one token with a
 //! provider, reloading expired credentials), `setup` (wiring from the environment).
 //! Nothing here knows of ECRPullSecrets: `app::tokens` adapts it to the reconciler.
 
+pub mod context;
 pub mod credentials;
 pub mod ecr;
 pub mod endpoint;
@@ -23,10 +25,13 @@ pub mod sigv4;
 pub mod sts;
 pub mod token;
 pub mod wire;
+pub mod x509;
 
-pub use credentials::{
-    AwsContext, CredentialProvider, CredentialSource, SecretCredentials, SourceKind,
-};
+#[cfg(test)]
+mod props;
+
+pub use context::AwsContext;
+pub use credentials::{CredentialProvider, CredentialSource, SecretCredentials, SourceKind};
 pub use ecr::{AuthorizationToken, EcrClient};
 pub use endpoint::{Endpoint, Endpoints, Partition};
 pub use env::AwsEnv;

@@ -2,9 +2,8 @@
 //! transport, endpoints and default credential provider the operator needs. Roles are
 //! chained per ECRPullSecret on top of this provider (`app::tokens`).
 
-use super::credentials::{
-    AwsContext, CredentialProvider, CredentialSource, SecretCredentials, SourceKind,
-};
+use super::context::AwsContext;
+use super::credentials::{CredentialProvider, CredentialSource, SecretCredentials, SourceKind};
 use super::endpoint::{validate_region, Endpoints};
 use super::env::AwsEnv;
 use super::error::AwsError;

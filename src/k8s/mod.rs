@@ -11,6 +11,9 @@ pub(crate) mod params;
 pub mod types;
 pub mod watch;
 
+#[cfg(test)]
+mod props_watch;
+
 pub use client::{Client, WatchStream};
 pub use config::ClientConfig;
 pub use error::{CaError, ClientConfigError, Error};

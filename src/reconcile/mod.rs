@@ -4,8 +4,9 @@
 //! `decide/` holds the pure decisions (which namespaces, which writes, what a Secret
 //! holds, what to report); `execute/` writes, carrying a plan out through single-object
 //! requests; `reconciler` orchestrates one reconcile (and still sends the status patch
-//! itself). `vocab` is the ground floor: the labels, annotations, finalizer and reasons
-//! everything else shares.
+//! itself). `vocab` is the ground floor: the labels, annotations, finalizer, reasons and
+//! the redaction of user values (`shown`) everything else shares. Every file imports
+//! only from its own floor or below: `decide/` never from `execute/` or `reconciler`.
 
 pub mod decide;
 pub mod execute;
@@ -14,10 +15,3 @@ pub mod specs;
 pub mod tokens;
 pub mod verify;
 pub mod vocab;
-
-// The old paths of the decisions and writers, kept for app/ and the white-box suites
-// until the crate's façade narrows what leaves reconcile/.
-pub use decide::{
-    content, dockerconfig, plan, registry, select, shared, spec, state, status, validate,
-};
-pub use execute::{events, writes};

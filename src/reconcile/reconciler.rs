@@ -13,10 +13,11 @@ use super::decide::plan::{self, MergeObserved, ObservedCluster, Plan};
 use super::decide::select::NamespaceView;
 use super::decide::shared::SharedSecret;
 use super::decide::spec::{
-    DeletionPolicy, EcrPullSecret, SecretPolicy, SecretRef, ValidSpec, DEFAULT_TOKEN_LIFETIME,
+    DeletionPolicy, EcrPullSecret, SecretPolicy, SecretRef, DEFAULT_TOKEN_LIFETIME,
 };
 use super::decide::state::{ManagedSecret, SaView};
 use super::decide::status::{self, EventType, Failure, Outcome, Verification};
+use super::decide::validate::ValidSpec;
 use super::execute::apply::{Applied, Applier, Payload};
 use super::execute::events::EventRecorder;
 use super::execute::finalizer;
@@ -29,7 +30,10 @@ use crate::k8s::kind::ECR_PULL_SECRETS;
 use crate::k8s::{Client, Patch};
 pub use crate::runtime::controller::Action;
 
+mod error;
 mod inputs;
+
+pub use error::ReconcileError;
 
 /// Read access to the watch caches, so the reconciler sees no wire.
 /// The caches also take our writes' answers ([`WriteThrough`]), ahead of the watch.
@@ -96,21 +100,6 @@ impl Default for Settings {
         }
     }
 }
-
-/// A reconcile that must be retried with backoff. The status already says why.
-#[derive(Debug)]
-pub struct ReconcileError {
-    pub reason: Reason,
-    pub message: String,
-}
-
-impl std::fmt::Display for ReconcileError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.reason, self.message)
-    }
-}
-
-impl std::error::Error for ReconcileError {}
 
 /// The longest a reconciled CR waits for its next look: a token lives 12 hours, and a
 /// requeue computed from an absurd expiry must not park a CR for centuries.
@@ -320,9 +309,8 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         self.report(cr, &outcome, next, now).await;
 
         if applied.transient {
-            return Err(ReconcileError {
-                reason: Reason::NamespaceErrors,
-                message: format!("{} namespaces failed", outcome.failures.len()),
+            return Err(ReconcileError::NamespacesFailed {
+                count: outcome.failures.len(),
             });
         }
         let conflicts = outcome
@@ -414,7 +402,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             .chain(plan.merges.iter().filter_map(|m| Some(m.in_place?.0)))
             .min();
         self.report(cr, &outcome, due, now).await;
-        ReconcileError { reason, message }
+        ReconcileError::NoToken { reason, message }
     }
 
     /// Deletion: with `Delete`, remove what the CR owns; then release the CR.
@@ -445,10 +433,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             let applied = self.applier.clean_up(&plan).await;
             if applied.transient || !applied.failures.is_empty() {
                 // The finalizer stays until everything the CR owns is gone.
-                return Err(ReconcileError {
-                    reason: Reason::WriteFailed,
-                    message: "cleanup incomplete; retrying".to_string(),
-                });
+                return Err(ReconcileError::CleanupIncomplete);
             }
             tracing::info!(
                 cr = owner.name,
@@ -469,10 +454,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 }
                 Ok(())
             }
-            Err(e) => Err(ReconcileError {
-                reason: Reason::WriteFailed,
-                message: format!("updating the finalizer: {e}"),
-            }),
+            Err(e) => Err(ReconcileError::Finalizer(e)),
         }
     }
 
@@ -487,15 +469,20 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
     ) {
         let name = cr.metadata.name.as_deref().unwrap_or_default();
         // `cr` comes from the cache, which holds our last status write ahead of the watch.
-        let prev = cr.status.as_ref();
-        let next = status::compute(prev, cr.metadata.generation, outcome, &format_time(now));
+        let report = status::report(
+            cr.status.as_ref(),
+            cr.metadata.generation,
+            outcome,
+            &format_time(now),
+        );
+        let next = &report.status;
         crate::metrics::set_ecrpullsecret(
             name,
-            status::is_ready(&next),
+            report.ready,
             next.expires_at.as_deref().and_then(unix_time),
             next_refresh.map(|t| t.unix_timestamp() as f64),
         );
-        if status::is_verified(&next) {
+        if report.verified {
             let last = next
                 .registries
                 .iter()
@@ -503,10 +490,9 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 .fold(f64::MIN, f64::max);
             crate::metrics::set_registry_verified(name, last);
         }
-        if prev == Some(&next) {
+        let Some((body, events)) = report.change else {
             return;
-        }
-        let body = status::patch_body(&next);
+        };
         let path = ECR_PULL_SECRETS.object(None, name);
         match retrying(|| {
             self.client
@@ -520,7 +506,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 return;
             }
         }
-        for (kind, reason, message) in status::transition_events(prev, &next) {
+        for (kind, reason, message) in events {
             match kind {
                 EventType::Warning => {
                     tracing::warn!(

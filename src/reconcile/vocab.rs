@@ -157,3 +157,23 @@ pub fn split_list(value: Option<&String>) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+// === values in messages ===
+
+/// An invalid value as an error shows it: quoted when it looks like the name, host or
+/// duration it should be; only its length when it looks like a credential pasted into the
+/// wrong field, since errors reach the CR's status and Events, which many can read.
+pub fn shown(value: &str) -> String {
+    let n = value.chars().count();
+    let upper = value.chars().any(|c| c.is_ascii_uppercase());
+    let digit = value.chars().any(|c| c.is_ascii_digit());
+    let credential_like = n >= 16
+        && !value.starts_with("arn:")
+        && !value.contains(char::is_whitespace)
+        && ((upper && digit) || value.contains('+') || (upper && value.contains('/')));
+    if credential_like {
+        format!("<{n} characters, withheld: it looks like a credential>")
+    } else {
+        format!("{value:?}")
+    }
+}

@@ -27,6 +27,9 @@ pub(crate) mod unwind;
 pub(crate) mod watch_set;
 pub mod watcher;
 
+#[cfg(test)]
+mod props;
+
 pub use metrics::{MetricsHandle, RuntimeMetrics};
 
 /// Resolves once shutdown is requested: `true` was sent, or the sender is gone (nobody

@@ -19,18 +19,18 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-pub use emulators::operator::{free_port, Launch, OperatorChild};
+pub(crate) use emulators::operator::{free_port, Launch, OperatorChild};
 
 use super::OPERATOR_NAMESPACE;
 
 /// The operator binary of this test profile.
-pub const BINARY: &str = env!("CARGO_BIN_EXE_ecr-creds-refresher");
+pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_ecr-creds-refresher");
 /// The Lease's name (the operator's default), in [`OPERATOR_NAMESPACE`].
-pub const LEASE: &str = "ecr-creds-refresher";
+pub(crate) const LEASE: &str = "ecr-creds-refresher";
 
 /// Both emulators; the Kubernetes one with these namespaces (plus `default` and the
 /// operator's).
-pub async fn emulators(namespaces: &[&str]) -> (K8sEmulator, AwsEmulator) {
+pub(crate) async fn emulators(namespaces: &[&str]) -> (K8sEmulator, AwsEmulator) {
     let mut ns = vec!["default".to_string(), OPERATOR_NAMESPACE.to_string()];
     ns.extend(namespaces.iter().map(|s| s.to_string()));
     let k8s = K8sEmulator::start(EmulatorConfig {
@@ -47,7 +47,7 @@ pub async fn emulators(namespaces: &[&str]) -> (K8sEmulator, AwsEmulator) {
 
 /// The test binary as replica `name` against `api_server` and `aws`: POD_NAMESPACE is
 /// [`OPERATOR_NAMESPACE`], metrics are served, logs at `info`. Add flags, then `spawn`.
-pub fn operator(name: &str, api_server: String, aws: &AwsEmulator) -> Launch {
+pub(crate) fn operator(name: &str, api_server: String, aws: &AwsEmulator) -> Launch {
     Launch::new(BINARY, api_server, aws.url())
         .pod_name(name)
         .pod_namespace(OPERATOR_NAMESPACE)
@@ -55,7 +55,7 @@ pub fn operator(name: &str, api_server: String, aws: &AwsEmulator) -> Launch {
 }
 
 /// The flags of a replica that takes part in leader election.
-pub fn leader_elect_args() -> [&'static str; 3] {
+pub(crate) fn leader_elect_args() -> [&'static str; 3] {
     [
         "--leader-elect",
         "--leader-election-namespace",
@@ -64,7 +64,7 @@ pub fn leader_elect_args() -> [&'static str; 3] {
 }
 
 /// The Lease's current holder ("" when released or absent).
-pub fn lease_holder(k8s: &K8sEmulator) -> String {
+pub(crate) fn lease_holder(k8s: &K8sEmulator) -> String {
     k8s.get("leases", Some(OPERATOR_NAMESPACE), LEASE)
         .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
         .unwrap_or_default()
@@ -74,7 +74,7 @@ pub fn lease_holder(k8s: &K8sEmulator) -> String {
 
 /// One request a replica sent, as its proxy saw it.
 #[derive(Clone, Debug)]
-pub struct Logged {
+pub(crate) struct Logged {
     pub method: String,
     pub path: String,
     pub query: String,
@@ -85,10 +85,10 @@ pub struct Logged {
 
 impl Logged {
     /// Anything but a read: create, update, patch, delete.
-    pub fn is_write(&self) -> bool {
+    pub(crate) fn is_write(&self) -> bool {
         self.method != "GET"
     }
-    pub fn is_lease(&self) -> bool {
+    pub(crate) fn is_lease(&self) -> bool {
         self.path.contains("/leases")
     }
 }
@@ -96,7 +96,7 @@ impl Logged {
 /// A reverse proxy in front of the emulator that records every request (bodies included)
 /// and streams answers back unchanged, watches too.
 #[derive(Clone)]
-pub struct Proxy {
+pub(crate) struct Proxy {
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<Logged>>>,
 }
@@ -107,7 +107,7 @@ type Upstream = HttpClient<HttpConnector, Full<Bytes>>;
 // === impl Proxy ===
 
 impl Proxy {
-    pub async fn start(upstream: SocketAddr) -> Proxy {
+    pub(crate) async fn start(upstream: SocketAddr) -> Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -135,15 +135,15 @@ impl Proxy {
         Proxy { addr, log }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    pub fn requests(&self) -> Vec<Logged> {
+    pub(crate) fn requests(&self) -> Vec<Logged> {
         self.log.lock().unwrap().clone()
     }
 
-    pub fn writes(&self) -> Vec<Logged> {
+    pub(crate) fn writes(&self) -> Vec<Logged> {
         self.requests()
             .into_iter()
             .filter(Logged::is_write)

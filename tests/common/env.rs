@@ -25,7 +25,7 @@ use super::{
 /// Watch lag for the whole run from `ECR_TEST_WATCH_LAG_MS` (`make test` runs the
 /// reconcile suites at 0, 200 ms and 2 s): every event trails its write by that much plus
 /// up to a fifth more at random, as a busy API server's watch cache does.
-pub fn watch_lag_from_env() -> emulators::k8s::WatchLag {
+pub(crate) fn watch_lag_from_env() -> emulators::k8s::WatchLag {
     let ms: u64 = std::env::var("ECR_TEST_WATCH_LAG_MS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -40,7 +40,7 @@ pub fn watch_lag_from_env() -> emulators::k8s::WatchLag {
 
 /// How to start the operator (and, for [`Env`], the emulators).
 #[derive(Clone, Debug)]
-pub struct Options {
+pub(crate) struct Options {
     /// The operator's `AWS_REGION`; `None` leaves it unset.
     pub region: Option<String>,
     /// Lifetime of the fake ECR's tokens (real ECR: 12 h). [`Env`] only.
@@ -88,7 +88,7 @@ impl Default for Options {
 impl Options {
     /// The operator's flags and environment, as the binary would read them, against
     /// these emulators; AWS gets static keys from the environment.
-    pub fn operator_config(
+    pub(crate) fn operator_config(
         &self,
         k8s: &K8sEmulator,
         aws: &AwsEmulator,
@@ -146,13 +146,17 @@ impl Options {
 }
 
 /// Starts an operator over `k8s` and `aws`; the caller shuts it down.
-pub async fn start_operator(k8s: &K8sEmulator, aws: &AwsEmulator, options: &Options) -> Running {
+pub(crate) async fn start_operator(
+    k8s: &K8sEmulator,
+    aws: &AwsEmulator,
+    options: &Options,
+) -> Running {
     let (cfg, aws_env) = options.operator_config(k8s, aws, false);
     app::start(&cfg, aws_env).await.expect("operator starts")
 }
 
 /// Starts an operator in `--once` mode over `k8s` and `aws`: call `run_once` on it.
-pub async fn start_once(k8s: &K8sEmulator, aws: &AwsEmulator, options: &Options) -> Running {
+pub(crate) async fn start_once(k8s: &K8sEmulator, aws: &AwsEmulator, options: &Options) -> Running {
     let (cfg, aws_env) = options.operator_config(k8s, aws, true);
     app::start(&cfg, aws_env)
         .await
@@ -160,7 +164,7 @@ pub async fn start_once(k8s: &K8sEmulator, aws: &AwsEmulator, options: &Options)
 }
 
 /// Both emulators and (when started) one operator.
-pub struct Env {
+pub(crate) struct Env {
     pub k8s: K8sEmulator,
     pub aws: AwsEmulator,
     pub options: Options,
@@ -171,14 +175,14 @@ pub struct Env {
 
 impl Env {
     /// Emulators with default options and a running operator.
-    pub async fn start() -> Env {
+    pub(crate) async fn start() -> Env {
         let mut env = Env::emulators(Options::default()).await;
         env.start_operator().await;
         env
     }
 
     /// Emulators only: set up state first, then [`Env::start_operator`].
-    pub async fn emulators(options: Options) -> Env {
+    pub(crate) async fn emulators(options: Options) -> Env {
         init_logs();
         let mut config = EmulatorConfig::default();
         if let Some(crd) = &options.crd {
@@ -204,31 +208,31 @@ impl Env {
     }
 
     /// The operator's flags and environment, as the binary would read them.
-    pub fn operator_config(&self, once: bool) -> (Config, AwsEnv) {
+    pub(crate) fn operator_config(&self, once: bool) -> (Config, AwsEnv) {
         self.options.operator_config(&self.k8s, &self.aws, once)
     }
 
     /// Starts an operator (the controller runs; no leader election).
-    pub async fn start_operator(&mut self) {
+    pub(crate) async fn start_operator(&mut self) {
         assert!(self.operator.is_none(), "an operator is already running");
         self.operator = Some(start_operator(&self.k8s, &self.aws, &self.options).await);
     }
 
     /// Starts one more operator with the same configuration and hands it over (replicas
     /// for leader election); the caller shuts it down.
-    pub async fn spawn_operator(&self, identity: &str) -> Running {
+    pub(crate) async fn spawn_operator(&self, identity: &str) -> Running {
         let (mut cfg, aws_env) = self.operator_config(false);
         cfg.identity = identity.to_string();
         app::start(&cfg, aws_env).await.expect("operator starts")
     }
 
     /// Starts an operator in `--once` mode: call `run_once` on it.
-    pub async fn start_once(&self) -> Running {
+    pub(crate) async fn start_once(&self) -> Running {
         start_once(&self.k8s, &self.aws, &self.options).await
     }
 
     /// Stops the running operator (drains in-flight work).
-    pub async fn stop_operator(&mut self) {
+    pub(crate) async fn stop_operator(&mut self) {
         if let Some(running) = self.operator.take() {
             running
                 .shutdown(Duration::from_secs(5), std::future::pending())
@@ -236,11 +240,11 @@ impl Env {
         }
     }
 
-    pub fn operator(&self) -> &Running {
+    pub(crate) fn operator(&self) -> &Running {
         self.operator.as_ref().expect("operator running")
     }
 
-    pub async fn shutdown(mut self) {
+    pub(crate) async fn shutdown(mut self) {
         self.stop_operator().await;
         self.k8s.shutdown().await;
     }
@@ -250,7 +254,7 @@ impl Env {
     /// Creates or replaces a namespace with these labels. With an operator running, waits
     /// until its cache has the change, so the next step of the test builds on it (a CR
     /// applied next sees the namespace, as it would after a `kubectl apply` minutes ago).
-    pub async fn namespace(&self, name: &str, labels: &[(&str, &str)]) {
+    pub(crate) async fn namespace(&self, name: &str, labels: &[(&str, &str)]) {
         let wanted: BTreeMap<String, String> = labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -289,12 +293,12 @@ impl Env {
 
     /// Creates or replaces an ECRPullSecret; a replaced one keeps its status and
     /// finalizers (use [`Env::patch_cr`] for spec edits racing the operator).
-    pub fn cr(&self, name: &str, spec: Value) {
+    pub(crate) fn cr(&self, name: &str, spec: Value) {
         apply_cr(&self.k8s, name, spec);
     }
 
     /// Creates or replaces a ServiceAccount with these `imagePullSecrets`.
-    pub fn service_account(&self, ns: &str, name: &str, pull_secrets: &[&str]) {
+    pub(crate) fn service_account(&self, ns: &str, name: &str, pull_secrets: &[&str]) {
         let mut obj = self.k8s.get("serviceaccounts", Some(ns), name).unwrap_or_else(
             || json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns}}),
         );
@@ -308,7 +312,13 @@ impl Env {
     /// A foreign (not operator-made) Secret. One that holds AWS keys stands for keys IAM
     /// issued: the fake AWS learns them (a key id it knows keeps its first secret, so a
     /// second Secret with another secret for the same id holds a wrong key).
-    pub fn foreign_secret(&self, ns: &str, name: &str, type_: &str, data: BTreeMap<&str, String>) {
+    pub(crate) fn foreign_secret(
+        &self,
+        ns: &str,
+        name: &str,
+        type_: &str,
+        data: BTreeMap<&str, String>,
+    ) {
         if let (Some(id), Some(secret)) = (
             data.get("AWS_ACCESS_KEY_ID"),
             data.get("AWS_SECRET_ACCESS_KEY"),
@@ -332,7 +342,7 @@ impl Env {
 
     /// A merge patch of the CR over HTTP, as kubectl does (bumps generation on spec edits,
     /// never touches status), by the cluster admin.
-    pub async fn patch_cr(&self, name: &str, merge: Value) {
+    pub(crate) async fn patch_cr(&self, name: &str, merge: Value) {
         let (code, body) = http_as_admin(
             self.k8s.addr(),
             "PATCH",
@@ -345,39 +355,39 @@ impl Env {
 
     // --- reading what the operator wrote ---
 
-    pub fn secret(&self, ns: &str, name: &str) -> Option<Value> {
+    pub(crate) fn secret(&self, ns: &str, name: &str) -> Option<Value> {
         self.k8s.get("secrets", Some(ns), name)
     }
 
-    pub fn sa(&self, ns: &str, name: &str) -> Option<Value> {
+    pub(crate) fn sa(&self, ns: &str, name: &str) -> Option<Value> {
         self.k8s.get("serviceaccounts", Some(ns), name)
     }
 
     /// The names in a ServiceAccount's `imagePullSecrets`, in order.
-    pub fn pull_secrets(&self, ns: &str, sa: &str) -> Vec<String> {
+    pub(crate) fn pull_secrets(&self, ns: &str, sa: &str) -> Vec<String> {
         self.sa(ns, sa)
             .map(|sa| pull_secret_names(&sa))
             .unwrap_or_default()
     }
 
-    pub fn get_cr(&self, name: &str) -> Option<Value> {
+    pub(crate) fn get_cr(&self, name: &str) -> Option<Value> {
         self.k8s.get(CR_RESOURCE, None, name)
     }
 
     /// The CR's Ready condition.
-    pub fn ready(&self, name: &str) -> Option<Value> {
+    pub(crate) fn ready(&self, name: &str) -> Option<Value> {
         let cr = self.get_cr(name)?;
         ready_condition(&cr).cloned()
     }
 
     /// Waits for Ready=True observed at the CR's current generation; returns the CR.
-    pub async fn wait_ready(&self, name: &str) -> Value {
+    pub(crate) async fn wait_ready(&self, name: &str) -> Value {
         self.wait_condition(name, "True", "TokenFetched").await
     }
 
     /// Waits for the Ready condition to have this status and reason at the current
     /// generation; returns the CR.
-    pub async fn wait_condition(&self, name: &str, status: &str, reason: &str) -> Value {
+    pub(crate) async fn wait_condition(&self, name: &str, status: &str, reason: &str) -> Value {
         wait_for(format!("CR {name} Ready={status} {reason}"), WAIT, || {
             let cr = self.get_cr(name).ok_or("CR absent")?;
             let generation = cr["metadata"]["generation"].clone();
@@ -397,7 +407,7 @@ impl Env {
 
     /// Waits for Ready=True with exactly `synced` namespaces synced and none failed (a
     /// CR can be Ready over fewer namespaces while new ones reach the cache); the CR.
-    pub async fn wait_synced(&self, name: &str, synced: usize) -> Value {
+    pub(crate) async fn wait_synced(&self, name: &str, synced: usize) -> Value {
         wait_for(
             format!("CR {name} Ready over {synced} namespaces"),
             WAIT,
@@ -418,7 +428,7 @@ impl Env {
     }
 
     /// Waits until the operator's Secret `name` exists in `ns`; returns it.
-    pub async fn wait_secret(&self, ns: &str, name: &str) -> Value {
+    pub(crate) async fn wait_secret(&self, ns: &str, name: &str) -> Value {
         wait_for(format!("Secret {ns}/{name}"), WAIT, || {
             self.secret(ns, name).ok_or("absent".to_string())
         })
@@ -427,7 +437,7 @@ impl Env {
 
     /// Waits until the operator settles: caches synced, nothing queued or in flight, and
     /// no write request for `quiet`. Then every reconcile the test triggered has run.
-    pub async fn settle(&self, quiet: Duration) {
+    pub(crate) async fn settle(&self, quiet: Duration) {
         let running = self.operator();
         let mut last = (usize::MAX, Instant::now());
         wait_until(format!("the operator quiet for {quiet:?}"), WAIT, || {
@@ -447,7 +457,7 @@ impl Env {
 
     /// Runs the operator's reconciler for `name` directly, `times` times, each expected
     /// to succeed: a deterministic way to drive reconciles that should be no-ops.
-    pub async fn reconcile_directly(&self, name: &str, times: usize) {
+    pub(crate) async fn reconcile_directly(&self, name: &str, times: usize) {
         for _ in 0..times {
             self.operator()
                 .reconciler
@@ -458,17 +468,17 @@ impl Env {
     }
 
     /// Requests (logged since the last `clear_requests`) matching `f`.
-    pub fn requests_where(&self, f: impl Fn(&RequestRecord) -> bool) -> Vec<RequestRecord> {
+    pub(crate) fn requests_where(&self, f: impl Fn(&RequestRecord) -> bool) -> Vec<RequestRecord> {
         self.k8s.requests().into_iter().filter(|r| f(r)).collect()
     }
 
     /// Creates, updates, patches and deletes of `resource` (plural) in the log.
-    pub fn writes_of(&self, resource: &str) -> Vec<RequestRecord> {
+    pub(crate) fn writes_of(&self, resource: &str) -> Vec<RequestRecord> {
         self.requests_where(|r| r.resource == resource && is_write(r))
     }
 
     /// Events the operator recorded about CR `name`, in every namespace.
-    pub fn events_for(&self, name: &str) -> Vec<Value> {
+    pub(crate) fn events_for(&self, name: &str) -> Vec<Value> {
         self.k8s
             .list("events", None)
             .into_iter()

@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 
 use serde_json::Value;
 
-pub use emulators::client::{get, Answer};
+pub(crate) use emulators::client::{get, Answer};
 
 /// One request to the Kubernetes emulator's real API, as another client would send it:
 /// `(status code, JSON body or Null)`. `body` is `(content type, JSON)`.
-pub async fn http(
+pub(crate) async fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -31,10 +31,10 @@ pub async fn http(
 /// The person at the keyboard in tests: the cluster admin, not the operator's
 /// ServiceAccount the emulator runs every other request as (its admission policy lets
 /// the operator touch no CR but its status and finalizer).
-pub const ADMIN_USER: &str = "kubernetes-admin";
+pub(crate) const ADMIN_USER: &str = "kubernetes-admin";
 
 /// [`http`] as [`ADMIN_USER`] (the emulator honours `Impersonate-User`).
-pub async fn http_as_admin(
+pub(crate) async fn http_as_admin(
     addr: SocketAddr,
     method: &str,
     path: &str,

@@ -24,32 +24,32 @@ mod wait;
 use std::sync::Once;
 use std::time::Duration;
 
-pub use child::*;
-pub use env::*;
-pub use http::*;
-pub use objects::*;
-pub use wait::*;
+pub(crate) use child::*;
+pub(crate) use env::*;
+pub(crate) use http::*;
+pub(crate) use objects::*;
+pub(crate) use wait::*;
 
 /// The fake AWS account; registry hosts are `<ACCOUNT>.dkr.ecr.<region>.amazonaws.com`.
-pub const ACCOUNT: &str = "123456789012";
-pub use emulators::aws::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
+pub(crate) const ACCOUNT: &str = "123456789012";
+pub(crate) use emulators::aws::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
 /// The operator's own namespace (POD_NAMESPACE): credentials Secrets there need no grant,
 /// and a child process keeps its Lease there.
-pub const OPERATOR_NAMESPACE: &str = "ops";
+pub(crate) const OPERATOR_NAMESPACE: &str = "ops";
 /// How long a condition may take before the test fails. Generous for 2 busy cores; a
 /// passing test returns as soon as the condition holds.
-pub const WAIT: Duration = Duration::from_secs(15);
+pub(crate) const WAIT: Duration = Duration::from_secs(15);
 /// The pause between two looks at a condition.
-pub const POLL: Duration = Duration::from_millis(25);
+pub(crate) const POLL: Duration = Duration::from_millis(25);
 
 /// The ECR registry host of the fake account in `region`.
-pub fn registry(region: &str) -> String {
+pub(crate) fn registry(region: &str) -> String {
     format!("{ACCOUNT}.dkr.ecr.{region}.amazonaws.com")
 }
 
 /// Logs to the test's captured output; `RUST_LOG=debug cargo test ... -- --nocapture`
 /// shows the operator's side of a failure.
-pub fn init_logs() {
+pub(crate) fn init_logs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = tracing_subscriber::fmt()

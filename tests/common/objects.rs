@@ -10,16 +10,16 @@ use emulators::k8s::{K8sEmulator, RequestRecord};
 use serde_json::{json, Value};
 
 /// The managed-by label and annotations the operator puts on its Secrets.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "ecr-creds-refresher");
-pub const OWNER_ANNOTATION: &str = "ecr.creds.dev/owner";
-pub const SA_OWNED_ANNOTATION: &str = "ecr.creds.dev/image-pull-secrets";
-pub const DOCKERCONFIG_TYPE: &str = "kubernetes.io/dockerconfigjson";
-pub const DOCKERCONFIG_KEY: &str = ".dockerconfigjson";
-pub const CR_RESOURCE: &str = "ecrpullsecrets";
-pub const CR_API_VERSION: &str = "ecr.creds.dev/v1alpha1";
+pub(crate) const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "ecr-creds-refresher");
+pub(crate) const OWNER_ANNOTATION: &str = "ecr.creds.dev/owner";
+pub(crate) const SA_OWNED_ANNOTATION: &str = "ecr.creds.dev/image-pull-secrets";
+pub(crate) const DOCKERCONFIG_TYPE: &str = "kubernetes.io/dockerconfigjson";
+pub(crate) const DOCKERCONFIG_KEY: &str = ".dockerconfigjson";
+pub(crate) const CR_RESOURCE: &str = "ecrpullsecrets";
+pub(crate) const CR_API_VERSION: &str = "ecr.creds.dev/v1alpha1";
 
 /// Creates or replaces an ECRPullSecret; a replaced one keeps its status and finalizers.
-pub fn apply_cr(k8s: &K8sEmulator, name: &str, spec: Value) {
+pub(crate) fn apply_cr(k8s: &K8sEmulator, name: &str, spec: Value) {
     let mut obj = k8s.get(CR_RESOURCE, None, name).unwrap_or_else(|| {
         json!({"apiVersion": CR_API_VERSION, "kind": "ECRPullSecret", "metadata": {"name": name}})
     });
@@ -30,11 +30,11 @@ pub fn apply_cr(k8s: &K8sEmulator, name: &str, spec: Value) {
 
 /// The role grants ConfigMap (in the operator's namespace): which CRs may assume which
 /// IAM role.
-pub const ROLE_GRANTS: &str = "ecr-creds-refresher-role-grants";
+pub(crate) const ROLE_GRANTS: &str = "ecr-creds-refresher-role-grants";
 
 /// Replaces the role grants in `namespace` (the operator's) with `grants`, (CR, role
 /// ARNs) pairs, as a cluster admin would.
-pub fn grant_roles(k8s: &K8sEmulator, namespace: &str, grants: &[(&str, &str)]) {
+pub(crate) fn grant_roles(k8s: &K8sEmulator, namespace: &str, grants: &[(&str, &str)]) {
     let data: BTreeMap<&str, &str> = grants.iter().copied().collect();
     k8s.apply(
         "configmaps",
@@ -45,13 +45,13 @@ pub fn grant_roles(k8s: &K8sEmulator, namespace: &str, grants: &[(&str, &str)]) 
 }
 
 /// Creates a namespace without labels.
-pub fn apply_namespace(k8s: &K8sEmulator, name: &str) {
+pub(crate) fn apply_namespace(k8s: &K8sEmulator, name: &str) {
     k8s.apply("namespaces", json!({"metadata": {"name": name}}))
         .expect("valid namespace");
 }
 
 /// A write verb (what a "writes nothing" rule counts).
-pub fn is_write(r: &RequestRecord) -> bool {
+pub(crate) fn is_write(r: &RequestRecord) -> bool {
     matches!(
         r.verb.as_str(),
         "create" | "update" | "patch" | "delete" | "deletecollection"
@@ -59,7 +59,7 @@ pub fn is_write(r: &RequestRecord) -> bool {
 }
 
 /// The Ready condition of a CR object.
-pub fn ready_condition(cr: &Value) -> Option<&Value> {
+pub(crate) fn ready_condition(cr: &Value) -> Option<&Value> {
     cr["status"]["conditions"]
         .as_array()?
         .iter()
@@ -67,13 +67,13 @@ pub fn ready_condition(cr: &Value) -> Option<&Value> {
 }
 
 /// Whether the CR reports Ready=True for its current generation.
-pub fn is_ready(cr: &Value) -> bool {
+pub(crate) fn is_ready(cr: &Value) -> bool {
     ready_condition(cr).is_some_and(|c| c["status"] == "True")
         && cr["status"]["observedGeneration"] == cr["metadata"]["generation"]
 }
 
 /// The names in a ServiceAccount's `imagePullSecrets`, in order.
-pub fn pull_secret_names(sa: &Value) -> Vec<String> {
+pub(crate) fn pull_secret_names(sa: &Value) -> Vec<String> {
     sa["imagePullSecrets"]
         .as_array()
         .map(|a| {
@@ -85,7 +85,7 @@ pub fn pull_secret_names(sa: &Value) -> Vec<String> {
 }
 
 /// The decoded `.dockerconfigjson` of a Secret object, if it has one.
-pub fn try_docker_config(secret: &Value) -> Option<Value> {
+pub(crate) fn try_docker_config(secret: &Value) -> Option<Value> {
     let bytes = B64
         .decode(secret["data"][DOCKERCONFIG_KEY].as_str()?)
         .ok()?;
@@ -93,13 +93,13 @@ pub fn try_docker_config(secret: &Value) -> Option<Value> {
 }
 
 /// The decoded `.dockerconfigjson` of a Secret object.
-pub fn docker_config(secret: &Value) -> Value {
+pub(crate) fn docker_config(secret: &Value) -> Value {
     try_docker_config(secret).expect("a .dockerconfigjson key holding base64 JSON")
 }
 
 /// The `auth` values (base64 "AWS:password") of a dockerconfigjson Secret, by host;
 /// empty for any other Secret.
-pub fn secret_auths(secret: &Value) -> BTreeMap<String, String> {
+pub(crate) fn secret_auths(secret: &Value) -> BTreeMap<String, String> {
     let Some(config) = try_docker_config(secret) else {
         return BTreeMap::new();
     };

@@ -6,14 +6,14 @@
 use std::fmt::Display;
 use std::time::Duration;
 
-pub use emulators::wait::poll;
+pub(crate) use emulators::wait::poll;
 
 use super::POLL;
 
 /// Polls `probe` until it answers `Ok`, for at most `within`; returns the value. On
 /// timeout panics with the last `Err` (the state seen), so the failure says what was
 /// wrong.
-pub async fn wait_for<T>(
+pub(crate) async fn wait_for<T>(
     what: impl Display,
     within: Duration,
     mut probe: impl FnMut() -> Result<T, String>,
@@ -33,7 +33,11 @@ pub async fn wait_for<T>(
 }
 
 /// [`wait_for`] with a yes/no probe.
-pub async fn wait_until(what: impl Display, within: Duration, mut probe: impl FnMut() -> bool) {
+pub(crate) async fn wait_until(
+    what: impl Display,
+    within: Duration,
+    mut probe: impl FnMut() -> bool,
+) {
     wait_for(what, within, || {
         if probe() {
             Ok(())

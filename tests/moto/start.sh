@@ -1,6 +1,6 @@
 #!/bin/sh
 # Starts moto's server for manual runs: tests/moto/start.sh [PORT] [NO_AUTH_COUNT]
-# Tests start their own instance (see tests/aws_moto.rs); this is for poking by hand.
+# Tests start their own instance (see src/app/tests/aws_moto.rs); this is for poking by hand.
 # With INITIAL_NO_AUTH_ACTION_COUNT=N the first N requests skip IAM checks (setup), then
 # every request's SigV4 signature and IAM policy is enforced.
 set -eu

@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use http::StatusCode;
 use time::OffsetDateTime;
 
+use super::answers::{json_error, lock, xml_error, Answer};
 use super::sigv4::{Key, Refusal};
-use super::{json_error, lock, xml_error, Answer};
 
 /// The access keys the emulator accepts: long-term ones given to it (as IAM would have
 /// issued them) and the temporary ones it issued itself (STS, IMDS, container endpoint).

@@ -25,6 +25,9 @@ use super::cel::{to_cel, Evaluation, Expr};
 use super::kinds::KindSpec;
 use super::status::ApiError;
 
+/// The operator's admission policy as shipped, so every test runs the operator under it.
+pub const REPO_ADMISSION_POLICY: &str = include_str!("../../../deploy/admission-policy.yaml");
+
 /// The admission operations the emulator produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -331,7 +334,7 @@ impl PolicySet {
             one.binding_exclude = rules_at(b, "/spec/matchResources/excludeResourceRules")?;
             bound.push(one);
         }
-        let shipped = matches!(texts, [only] if only.as_str() == super::REPO_ADMISSION_POLICY);
+        let shipped = matches!(texts, [only] if only.as_str() == REPO_ADMISSION_POLICY);
         Ok(PolicySet { bound, shipped })
     }
 
@@ -660,7 +663,7 @@ spec: {policyName: p, validationActions: [Deny]}
 
     #[test]
     fn the_shipped_policy_compiles() {
-        let set = PolicySet::parse(&[crate::k8s::REPO_ADMISSION_POLICY.to_string()]).unwrap();
+        let set = PolicySet::parse(&[REPO_ADMISSION_POLICY.to_string()]).unwrap();
         assert_eq!(set.len(), 1);
     }
 }

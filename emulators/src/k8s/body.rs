@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::status::ApiError;
 
-pub type Body = BoxBody<Bytes, Infallible>;
+pub(super) type Body = BoxBody<Bytes, Infallible>;
 
 pub(super) fn json_response(code: u16, body: &Value) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();

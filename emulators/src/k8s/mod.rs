@@ -126,8 +126,7 @@ use store::Store;
 /// The operator's CRD as shipped, so the emulator enforces exactly its schema.
 pub const REPO_CRD: &str = include_str!("../../../crd.yaml");
 
-/// The operator's admission policy as shipped, so every test runs the operator under it.
-pub const REPO_ADMISSION_POLICY: &str = include_str!("../../../deploy/admission-policy.yaml");
+pub use admission::REPO_ADMISSION_POLICY;
 
 /// The operator's identity in a cluster, and the emulator's default user.
 pub const OPERATOR_USER: &str = "system:serviceaccount:ecr-creds-refresher:ecr-creds-refresher";

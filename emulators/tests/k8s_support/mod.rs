@@ -15,26 +15,26 @@ use serde_json::Value;
 /// The emulator as these semantics tests need it: requests run as the cluster admin, so
 /// they may write any object. The operator's admission policy (on by default, for the
 /// operator's identity) has its own tests in k8s_admission.rs.
-pub fn admin_config() -> EmulatorConfig {
+pub(crate) fn admin_config() -> EmulatorConfig {
     EmulatorConfig {
         user: None,
         ..EmulatorConfig::default()
     }
 }
 
-pub struct Api {
+pub(crate) struct Api {
     pub addr: SocketAddr,
     pub token: Option<String>,
 }
 
-pub struct Reply {
+pub(crate) struct Reply {
     pub code: u16,
     pub headers: http::HeaderMap,
     pub body: Value,
 }
 
 impl Api {
-    pub fn new(addr: SocketAddr) -> Self {
+    pub(crate) fn new(addr: SocketAddr) -> Self {
         Api { addr, token: None }
     }
 
@@ -69,7 +69,7 @@ impl Api {
         client::send(self.addr, req).await.expect("send")
     }
 
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
         method: &str,
         path: &str,
@@ -80,30 +80,36 @@ impl Api {
     }
 
     /// A request with a raw (non-JSON) body.
-    pub async fn call_raw(&self, method: &str, path: String, ct: &str, body: Vec<u8>) -> Reply {
+    pub(crate) async fn call_raw(
+        &self,
+        method: &str,
+        path: String,
+        ct: &str,
+        body: Vec<u8>,
+    ) -> Reply {
         Reply::read(self.send_bytes(method, &path, Some(ct), body).await).await
     }
 
-    pub async fn get(&self, path: &str) -> Reply {
+    pub(crate) async fn get(&self, path: &str) -> Reply {
         self.call("GET", path, None, None).await
     }
-    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> Reply {
         self.call("POST", path, Some("application/json"), Some(body))
             .await
     }
-    pub async fn put(&self, path: &str, body: &Value) -> Reply {
+    pub(crate) async fn put(&self, path: &str, body: &Value) -> Reply {
         self.call("PUT", path, Some("application/json"), Some(body))
             .await
     }
-    pub async fn patch(&self, path: &str, ct: &str, body: &Value) -> Reply {
+    pub(crate) async fn patch(&self, path: &str, ct: &str, body: &Value) -> Reply {
         self.call("PATCH", path, Some(ct), Some(body)).await
     }
-    pub async fn delete(&self, path: &str) -> Reply {
+    pub(crate) async fn delete(&self, path: &str) -> Reply {
         self.call("DELETE", path, None, None).await
     }
 
     /// Opens a watch; `path` includes the query.
-    pub async fn watch(&self, path: &str) -> Watch {
+    pub(crate) async fn watch(&self, path: &str) -> Watch {
         let resp = self.send("GET", path, None, None).await;
         Watch {
             code: resp.status().as_u16(),
@@ -132,7 +138,7 @@ impl Reply {
     }
 }
 
-pub struct Watch {
+pub(crate) struct Watch {
     pub code: u16,
     body: Incoming,
     buf: Vec<u8>,
@@ -140,7 +146,7 @@ pub struct Watch {
 
 impl Watch {
     /// Next event, or None at a clean end of stream (or an error).
-    pub async fn next(&mut self) -> Option<Value> {
+    pub(crate) async fn next(&mut self) -> Option<Value> {
         loop {
             if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=i).collect();
@@ -158,14 +164,14 @@ impl Watch {
     }
 
     /// Next event within `d`, panicking on timeout.
-    pub async fn next_within(&mut self, d: Duration) -> Option<Value> {
+    pub(crate) async fn next_within(&mut self, d: Duration) -> Option<Value> {
         tokio::time::timeout(d, self.next())
             .await
             .expect("watch event in time")
     }
 
     /// Next non-BOOKMARK event.
-    pub async fn next_change(&mut self) -> Option<Value> {
+    pub(crate) async fn next_change(&mut self) -> Option<Value> {
         loop {
             let ev = self.next_within(Duration::from_secs(5)).await?;
             if ev["type"] != "BOOKMARK" {
@@ -175,7 +181,7 @@ impl Watch {
     }
 }
 
-pub fn ev(e: &Value) -> (String, String) {
+pub(crate) fn ev(e: &Value) -> (String, String) {
     (
         e["type"].as_str().unwrap_or("").to_string(),
         e["object"]["metadata"]["name"]

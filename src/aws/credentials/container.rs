@@ -118,7 +118,7 @@ impl ContainerSource {
             ));
         }
         parse_credentials_json(&response.body, "container-credentials")
-            .map_err(|r| AwsError::credentials(SOURCE, r))
+            .map_err(|r| AwsError::credentials(SOURCE, r.to_string()))
     }
 }
 
@@ -152,14 +152,40 @@ fn check_full_uri(uri: &str) -> Result<(), AwsError> {
     }
 }
 
-/// `{"AccessKeyId","SecretAccessKey","Token","Expiration"}`, shared with IMDS. Errors name
-/// the missing field, never a value.
+/// Why a credentials answer (container endpoint or IMDS) was not usable. No variant
+/// holds a field's value: only its name, the answer's size, or its `Code`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CredentialsJsonError {
+    /// The body is not JSON.
+    NotJson { bytes: usize },
+    /// The answer reports a failure `Code` (anything but `Success`).
+    Code(String),
+    /// A required field is missing or empty.
+    Missing(&'static str),
+    /// `Expiration` is not an RFC 3339 time.
+    BadExpiration,
+}
+
+impl std::fmt::Display for CredentialsJsonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotJson { bytes } => write!(f, "answer is not JSON ({bytes} bytes)"),
+            Self::Code(code) => write!(f, "answer has Code {code}"),
+            Self::Missing(name) => write!(f, "answer has no {name}"),
+            Self::BadExpiration => f.write_str("Expiration is not an RFC 3339 time"),
+        }
+    }
+}
+
+impl std::error::Error for CredentialsJsonError {}
+
+/// `{"AccessKeyId","SecretAccessKey","Token","Expiration"}`, shared with IMDS.
 pub fn parse_credentials_json(
     body: &[u8],
     provider_name: &'static str,
-) -> Result<Credentials, String> {
+) -> Result<Credentials, CredentialsJsonError> {
     let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|_| format!("answer is not JSON ({} bytes)", body.len()))?;
+        .map_err(|_| CredentialsJsonError::NotJson { bytes: body.len() })?;
     let field = |name: &str| {
         value
             .get(name)
@@ -167,16 +193,16 @@ pub fn parse_credentials_json(
             .filter(|v| !v.is_empty())
     };
     if let Some(code) = field("Code").filter(|c| *c != "Success") {
-        return Err(format!("answer has Code {code}"));
+        return Err(CredentialsJsonError::Code(code.to_string()));
     }
-    let need = |name: &str| {
+    let need = |name: &'static str| {
         field(name)
             .map(str::to_string)
-            .ok_or_else(|| format!("answer has no {name}"))
+            .ok_or(CredentialsJsonError::Missing(name))
     };
     let expiry = match field("Expiration") {
         Some(e) => Some(SystemTime::from(
-            parse_timestamp(e).ok_or("Expiration is not an RFC 3339 time")?,
+            parse_timestamp(e).ok_or(CredentialsJsonError::BadExpiration)?,
         )),
         None => None,
     };
@@ -248,12 +274,15 @@ mod tests {
         assert_eq!(c.session_token(), Some("t"));
         assert!(c.expiry().is_some());
         assert_eq!(
-            parse_credentials_json(br#"{"AccessKeyId":"A"}"#, "x").unwrap_err(),
+            parse_credentials_json(br#"{"AccessKeyId":"A"}"#, "x")
+                .unwrap_err()
+                .to_string(),
             "answer has no SecretAccessKey"
         );
         assert!(
             parse_credentials_json(br#"{"Code":"Failure","AccessKeyId":"A"}"#, "x")
                 .unwrap_err()
+                .to_string()
                 .contains("Failure")
         );
         assert!(parse_credentials_json(b"<html>", "x").is_err());

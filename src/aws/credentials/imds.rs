@@ -107,7 +107,7 @@ impl ImdsSource {
             )
             .await?;
         parse_credentials_json(body.as_bytes(), "imds")
-            .map_err(|r| AwsError::credentials(SOURCE, r))
+            .map_err(|r| AwsError::credentials(SOURCE, r.to_string()))
     }
 }
 

@@ -15,10 +15,9 @@ pub use container::{ContainerSource, ContainerToken};
 pub use imds::ImdsSource;
 pub use secret::{credentials_from_secret_data, SecretCredentials, SecretState};
 
-use super::endpoint::Endpoints;
+use super::context::AwsContext;
 use super::env::AwsEnv;
 use super::error::AwsError;
-use super::http::AwsHttp;
 use super::rolesanywhere::{RolesAnywhereSource, SecretRolesAnywhere};
 use super::sts::{self, AssumeRoleParams, DEFAULT_SESSION_NAME};
 use aws_credential_types::Credentials;
@@ -31,15 +30,6 @@ use std::time::{Duration, SystemTime};
 /// Refresh this long before expiry: a token fetched with credentials that expire during
 /// the call fails, and STS credentials last at least 15 minutes.
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
-
-/// What the transport-using sources need: the HTTP client, endpoints, and the region
-/// STS is called in.
-#[derive(Clone, Debug)]
-pub struct AwsContext {
-    pub http: AwsHttp,
-    pub endpoints: Endpoints,
-    pub region: String,
-}
 
 /// IRSA: AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE (+ AWS_ROLE_SESSION_NAME).
 #[derive(Clone, Debug, PartialEq, Eq)]

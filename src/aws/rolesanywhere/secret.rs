@@ -14,11 +14,11 @@ use base64::Engine;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use super::error::CertificateError;
-use super::identity::{X509Identity, Zeroing};
 use super::session::{create_session, SessionParams};
-use crate::aws::credentials::AwsContext;
+use crate::aws::context::AwsContext;
 use crate::aws::error::AwsError;
+use crate::aws::x509::error::CertificateError;
+use crate::aws::x509::identity::{X509Identity, Zeroing};
 
 /// The Secret keys cert-manager writes (`ca.crt`, the issuer, is not sent: the trust
 /// anchor holds it).

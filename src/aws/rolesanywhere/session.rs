@@ -2,12 +2,12 @@
 //! with a credential set. The answer holds live credentials, so no part of it is logged
 //! or repeated in an error.
 
-use super::identity::X509Identity;
 use super::signer::sign_request;
 use crate::aws::endpoint::Endpoint;
 use crate::aws::error::AwsError;
 use crate::aws::http::AwsHttp;
 use crate::aws::wire::{describe_body, error_from_response, parse_timestamp};
+use crate::aws::x509::X509Identity;
 use aws_credential_types::Credentials;
 use bytes::Bytes;
 use std::time::SystemTime;

@@ -9,8 +9,8 @@
 //! else is refused rather than canonicalised, which keeps the signer small (the binary
 //! has a size budget) and leaves no canonicalisation rule untested.
 
-use super::identity::X509Identity;
 use crate::aws::error::AwsError;
+use crate::aws::x509::X509Identity;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;

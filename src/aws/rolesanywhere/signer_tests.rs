@@ -1,5 +1,5 @@
 use super::*;
-use crate::aws::rolesanywhere::X509Identity;
+use crate::aws::x509::X509Identity;
 use emulators::device_pki::{self, DeviceCa, DeviceSpec};
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1, RSA_PKCS1_2048_8192_SHA256};
 use std::time::Duration;

@@ -3,15 +3,15 @@
 //! The files are read again for every new session, so a renewed certificate is used as
 //! soon as the kubelet has updated the mount, with no restart.
 
-use super::identity::X509Identity;
 use super::session::{
     SessionParams, DEFAULT_DURATION_SECONDS, MAX_DURATION_SECONDS, MIN_DURATION_SECONDS,
 };
-use crate::aws::credentials::AwsContext;
+use crate::aws::context::AwsContext;
 use crate::aws::endpoint::validate_region;
 use crate::aws::env::AwsEnv;
 use crate::aws::error::AwsError;
 use crate::aws::sts::validate_role_arn;
+use crate::aws::x509::X509Identity;
 use aws_credential_types::Credentials;
 use std::path::PathBuf;
 

@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 
 use super::dockerconfig::{self, AuthEntry};
 use super::registry::RegistryHost;
-use super::spec::ValidSpec;
 use super::token::{refresh_at, RegistryToken, TokenGroup};
+use super::validate::ValidSpec;
 use crate::reconcile::vocab::{self, Owner};
 
 /// The payload of one CR's Secrets for the tokens at hand.
@@ -170,7 +170,8 @@ pub fn annotations(owner: &Owner, content: &Content) -> BTreeMap<String, String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::decide::spec::{Spec, SpecPolicy};
+    use crate::reconcile::decide::spec::Spec;
+    use crate::reconcile::decide::validate::SpecPolicy;
 
     const T0: OffsetDateTime = time::macros::datetime!(2026-11-26 12:00 UTC);
 

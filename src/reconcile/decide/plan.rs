@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 
 use super::content::Content;
 use super::select::{self, NamespaceView};
-use super::spec::ValidSpec;
 use super::state::{ManagedSecret, Ownership, SaView};
+use super::validate::ValidSpec;
 use crate::reconcile::vocab::{format_time, Owner};
 
 mod merge;
@@ -178,6 +178,14 @@ pub fn cleanup(owner: &Owner, observed: &ObservedCluster<'_>) -> Plan {
     plan
 }
 
+/// Whether the ServiceAccount `name` is selected (`None` = every ServiceAccount).
+pub fn service_account_selected(selected: &Option<Vec<String>>, name: &str) -> bool {
+    match selected {
+        None => true,
+        Some(list) => list.iter().any(|s| s == name),
+    }
+}
+
 /// Our entry on the selected ServiceAccounts of target `ns`, and off the others.
 pub(super) fn plan_service_accounts(
     plan: &mut Plan,
@@ -186,7 +194,7 @@ pub(super) fn plan_service_accounts(
     ns: &str,
 ) {
     for sa in sas_by_ns.get(ns).into_iter().flatten() {
-        let selected = select::service_account_selected(&spec.service_accounts, &sa.name);
+        let selected = service_account_selected(&spec.service_accounts, &sa.name);
         let edit = SaEdit {
             sa: Arc::clone(sa),
             secret: spec.secret_name.clone(),
@@ -319,7 +327,7 @@ mod tests {
     fn spec(json: serde_json::Value) -> ValidSpec {
         serde_json::from_value::<Spec>(json)
             .unwrap()
-            .validate(&crate::reconcile::decide::spec::SpecPolicy::default())
+            .validate(&crate::reconcile::decide::validate::SpecPolicy::default())
             .unwrap()
     }
 

@@ -6,9 +6,8 @@
 use std::time::Duration;
 
 use super::spec::{RolesAnywhereSpec, SecretRef};
-use super::validate::{
-    format_duration, is_dns_label, is_dns_subdomain, parse_duration, shown, SpecError,
-};
+use super::validate::{format_duration, is_dns_label, is_dns_subdomain, parse_duration, SpecError};
+use crate::reconcile::vocab::shown;
 
 /// CreateSession's bounds on `durationSeconds`.
 pub const MIN_SESSION: Duration = Duration::from_secs(900);

@@ -8,11 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::k8s::types::{ObjectMeta, Resource};
 
-pub use super::validate::{
-    format_duration, is_dns_label, is_dns_subdomain, parse_duration, shown, wildcard_match,
-    SpecError, SpecPolicy, ValidSpec,
-};
-
 /// ECR tokens live 12 hours; by default we refresh when half remains.
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// Never refresh one group more often than this, whatever the expiry says (a token

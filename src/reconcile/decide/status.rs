@@ -276,6 +276,39 @@ pub fn compute(
 }
 
 /// The per-host list of status; hosts come from a validated spec, so it is short.
+/// What one reconcile reports, decided in one place: the next status, what the CR's
+/// metrics read from it, and, when it changed, the patch that writes it and the events
+/// its transitions raise (sent only once the patch is written).
+#[derive(Debug)]
+pub struct Report {
+    pub status: EcrPullSecretStatus,
+    pub ready: bool,
+    pub verified: bool,
+    /// `None` when the status is unchanged: nothing to write, nothing to announce.
+    pub change: Option<(serde_json::Value, Vec<TransitionEvent>)>,
+}
+
+/// An event a condition's transition raises: its type, reason and message.
+pub type TransitionEvent = (EventType, String, String);
+
+/// The [`Report`] of an `outcome` against the status the CR carries now.
+pub fn report(
+    prev: Option<&EcrPullSecretStatus>,
+    generation: Option<i64>,
+    outcome: &Outcome,
+    now: &str,
+) -> Report {
+    let status = compute(prev, generation, outcome, now);
+    let change =
+        (prev != Some(&status)).then(|| (patch_body(&status), transition_events(prev, &status)));
+    Report {
+        ready: is_ready(&status),
+        verified: is_verified(&status),
+        status,
+        change,
+    }
+}
+
 fn registry_statuses(v: &Verification) -> Vec<RegistryCheckStatus> {
     let Verification::Checked(checks) = v else {
         return Vec::new();

@@ -6,11 +6,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::select::{NamePatterns, PatternError};
+use super::patterns::{NamePatterns, PatternError};
 use super::spec::{
     AwsAuth, DeletionPolicy, LabelSelector, SecretPolicy, Spec, DEFAULT_MIN_INTERVAL,
     DEFAULT_TOKEN_LIFETIME,
 };
+use crate::reconcile::vocab::shown;
 
 /// The lowest `minInterval` a CR may ask for unless the operator lowers it
 /// (`--min-refresh-interval`): ECR's quota is per account and region, so one CR refreshing
@@ -39,7 +40,7 @@ pub enum SpecError {
         field: &'static str,
         value: String,
     },
-    Selector(crate::reconcile::decide::select::SelectorError),
+    Selector(crate::reconcile::decide::patterns::SelectorError),
     Glob(PatternError),
     TooMany {
         field: &'static str,
@@ -98,12 +99,12 @@ impl fmt::Display for SpecError {
                 f,
                 "namespace pattern {} has more than {} wildcards",
                 shown(g),
-                crate::reconcile::decide::select::MAX_WILDCARDS
+                crate::reconcile::decide::patterns::MAX_WILDCARDS
             ),
             SpecError::Glob(PatternError::TooManyGlobs(n)) => write!(
                 f,
                 "namespace patterns: {n} globs in one list, at most {} allowed",
-                crate::reconcile::decide::select::MAX_GLOBS
+                crate::reconcile::decide::patterns::MAX_GLOBS
             ),
             SpecError::TooMany { field, max } => {
                 write!(f, "{field}: more than {max} entries")
@@ -148,24 +149,6 @@ impl fmt::Display for SpecError {
 }
 
 impl std::error::Error for SpecError {}
-
-/// An invalid value as an error shows it: quoted when it looks like the name, host or
-/// duration it should be; only its length when it looks like a credential pasted into the
-/// wrong field, since errors reach the CR's status and Events, which many can read.
-pub fn shown(value: &str) -> String {
-    let n = value.chars().count();
-    let upper = value.chars().any(|c| c.is_ascii_uppercase());
-    let digit = value.chars().any(|c| c.is_ascii_digit());
-    let credential_like = n >= 16
-        && !value.starts_with("arn:")
-        && !value.contains(char::is_whitespace)
-        && ((upper && digit) || value.contains('+') || (upper && value.contains('/')));
-    if credential_like {
-        format!("<{n} characters, withheld: it looks like a credential>")
-    } else {
-        format!("{value:?}")
-    }
-}
 
 /// A validated spec, with defaults applied: what the planner works from.
 #[derive(Clone, Debug, PartialEq)]
@@ -233,7 +216,7 @@ impl Spec {
         let exclude_namespaces =
             NamePatterns::compile(&self.exclude_namespaces).map_err(SpecError::Glob)?;
         if let Some(sel) = &self.namespace_selector {
-            crate::reconcile::decide::select::check_selector(sel).map_err(SpecError::Selector)?;
+            crate::reconcile::decide::patterns::check_selector(sel).map_err(SpecError::Selector)?;
         }
         let hosts: &[String] = if self.registries.is_empty() {
             &policy.default_registries

@@ -13,9 +13,9 @@ use crate::k8s::Error;
 use crate::reconcile::decide::content::Content;
 use crate::reconcile::decide::plan::{self, MergeStep, Plan, SaEdit, SecretStep, Unmerge};
 use crate::reconcile::decide::shared::MergeEdit;
-use crate::reconcile::decide::spec::ValidSpec;
 use crate::reconcile::decide::state::ManagedSecret;
 use crate::reconcile::decide::status::Failure;
+use crate::reconcile::decide::validate::ValidSpec;
 use crate::reconcile::vocab::Reason;
 
 /// What applying a plan came to, per namespace.

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::super::decide::content::{self, Content};
-use super::super::decide::plan::{Plan, Rival};
+use super::super::decide::plan::{self, Plan, Rival};
 use super::super::decide::select::{self, NamespaceView};
 use super::super::decide::shared::SharedSecret;
-use super::super::decide::spec::CredentialSourceStatus;
-use super::super::decide::spec::{EcrPullSecret, SecretPolicy, SecretRef, ValidSpec};
+use super::super::decide::spec::{CredentialSourceStatus, EcrPullSecret, SecretPolicy, SecretRef};
 use super::super::decide::status::{Outcome, Verification};
+use super::super::decide::validate::ValidSpec;
 use super::super::execute::writes::SecretContent;
 use super::super::tokens::FetchToken;
 use super::super::verify::Lookup;
@@ -171,9 +171,8 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             };
             self.report(cr, &outcome, None, OffsetDateTime::now_utc())
                 .await;
-            return Err(ReconcileError {
-                reason: Reason::WriteFailed,
-                message: format!("Secrets named {name} not listed yet"),
+            return Err(ReconcileError::SharedNotListed {
+                name: name.to_string(),
             });
         };
         for s in self.state.shared_secrets_holding(&owner.name) {
@@ -246,7 +245,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             !others.iter().any(|(spec, targets)| {
                 spec.secret_name == edit.secret
                     && targets.iter().any(|t| *t == *edit.sa.namespace)
-                    && select::service_account_selected(&spec.service_accounts, &edit.sa.name)
+                    && plan::service_account_selected(&spec.service_accounts, &edit.sa.name)
             })
         });
     }

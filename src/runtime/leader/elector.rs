@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::decide::{decide, observe, released, Decision, ObservedLease};
-use super::{Error, LeaseConfig, JITTER_FACTOR};
+use super::{LeaderError, LeaseConfig, JITTER_FACTOR};
 use crate::backoff::SplitMix64;
 use crate::k8s::kind::LEASES;
 use crate::k8s::lease::{Lease, LeaseSpec};
@@ -155,7 +155,7 @@ impl<A: LeaseApi> LeaderElector<A> {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> (
         watch::Receiver<bool>,
-        tokio::task::JoinHandle<Result<(), Error>>,
+        tokio::task::JoinHandle<Result<(), LeaderError>>,
     )
     where
         A: 'static,
@@ -167,7 +167,7 @@ impl<A: LeaseApi> LeaderElector<A> {
     /// Campaigns, leads and renews until `shutdown` completes; then stops leading and
     /// releases the lease if held. Returns an error only for invalid settings or a
     /// failed release; API failures along the way are logged and retried.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), LeaderError> {
         self.cfg.validate()?;
         tokio::pin!(shutdown);
         loop {
@@ -248,22 +248,22 @@ impl<A: LeaseApi> LeaderElector<A> {
     }
 
     /// One read-decide-write round, bounded by `limit`.
-    async fn attempt(&mut self, limit: Duration) -> Result<Attempt, Error> {
+    async fn attempt(&mut self, limit: Duration) -> Result<Attempt, LeaderError> {
         match tokio::time::timeout(limit, self.try_acquire_or_renew()).await {
             Ok(r) => r,
-            Err(_) => Err(Error::Timeout {
+            Err(_) => Err(LeaderError::Timeout {
                 phase: "acquiring or renewing",
                 after: limit,
             }),
         }
     }
 
-    async fn try_acquire_or_renew(&mut self) -> Result<Attempt, Error> {
+    async fn try_acquire_or_renew(&mut self) -> Result<Attempt, LeaderError> {
         let current = self
             .api
             .get()
             .await
-            .map_err(|source| Error::Get { source })?;
+            .map_err(|source| LeaderError::Get { source })?;
         let now = Instant::now();
         let wall = OffsetDateTime::now_utc();
         let observed_at = match &current {
@@ -289,7 +289,7 @@ impl<A: LeaseApi> LeaderElector<A> {
                 .api
                 .create(&spec)
                 .await
-                .map_err(|source| Error::Create { source })?,
+                .map_err(|source| LeaderError::Create { source })?,
             (Decision::Renew(spec) | Decision::Acquire(spec), Some(mut lease)) => {
                 let takeover = lease.spec.holder() != Some(self.identity.as_str());
                 lease.spec = spec;
@@ -297,7 +297,7 @@ impl<A: LeaseApi> LeaderElector<A> {
                     .api
                     .replace(&lease)
                     .await
-                    .map_err(|source| Error::Update { source })?;
+                    .map_err(|source| LeaderError::Update { source })?;
                 if takeover {
                     tracing::info!(
                         identity = %self.identity,
@@ -309,7 +309,7 @@ impl<A: LeaseApi> LeaderElector<A> {
             }
             // decide() only renews or acquires a lease that exists.
             (Decision::Renew(_) | Decision::Acquire(_), None) => {
-                return Err(Error::InvalidConfig {
+                return Err(LeaderError::InvalidConfig {
                     reason: "internal: renew decided without a lease".into(),
                 })
             }
@@ -319,14 +319,14 @@ impl<A: LeaseApi> LeaderElector<A> {
     }
 
     /// Empties the holder if the lease still names us. Bounded by the renew deadline.
-    async fn release(&mut self) -> Result<(), Error> {
+    async fn release(&mut self) -> Result<(), LeaderError> {
         let limit = self.cfg.renew_deadline;
         let result = tokio::time::timeout(limit, async {
             let Some(mut lease) = self
                 .api
                 .get()
                 .await
-                .map_err(|source| Error::Release { source })?
+                .map_err(|source| LeaderError::Release { source })?
             else {
                 return Ok(());
             };
@@ -337,14 +337,14 @@ impl<A: LeaseApi> LeaderElector<A> {
             self.api
                 .replace(&lease)
                 .await
-                .map_err(|source| Error::Release { source })?;
+                .map_err(|source| LeaderError::Release { source })?;
             tracing::info!(identity = %self.identity, "leader election: released the lease");
             Ok(())
         })
         .await;
         match result {
             Ok(r) => r,
-            Err(_) => Err(Error::Timeout {
+            Err(_) => Err(LeaderError::Timeout {
                 phase: "releasing",
                 after: limit,
             }),

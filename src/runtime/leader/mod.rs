@@ -60,8 +60,8 @@ impl Default for LeaseConfig {
 impl LeaseConfig {
     /// client-go's checks: the leader must give up (renew deadline) before a standby may
     /// take over (lease duration), and must get more than one jittered try before that.
-    pub(crate) fn validate(&self) -> Result<(), Error> {
-        let invalid = |reason: String| Err(Error::InvalidConfig { reason });
+    pub(crate) fn validate(&self) -> Result<(), LeaderError> {
+        let invalid = |reason: String| Err(LeaderError::InvalidConfig { reason });
         if self.retry_period.is_zero() {
             return invalid("the retry period must be positive".into());
         }
@@ -100,10 +100,10 @@ pub fn identity(hostname: &str) -> String {
     )
 }
 
-/// What went wrong in one election step. Only [`Error::InvalidConfig`] and a failed
+/// What went wrong in one election step. Only [`LeaderError::InvalidConfig`] and a failed
 /// release are returned from [`LeaderElector::run`]; the others are logged and retried.
 #[derive(Debug)]
-pub enum Error {
+pub enum LeaderError {
     /// The timing settings break [`LeaseConfig`]'s rules; nothing was written.
     InvalidConfig {
         /// Which rule, with the values that break it.
@@ -138,24 +138,26 @@ pub enum Error {
     },
 }
 
-// === impl Error ===
+// === impl LeaderError ===
 
-impl fmt::Display for Error {
+impl fmt::Display for LeaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidConfig { reason } => {
+            LeaderError::InvalidConfig { reason } => {
                 write!(f, "invalid leader election settings: {reason}")
             }
-            Error::Get { source } => write!(f, "reading the leader Lease failed: {source}"),
-            Error::Create { source } => write!(f, "creating the leader Lease failed: {source}"),
-            Error::Update { source } => {
+            LeaderError::Get { source } => write!(f, "reading the leader Lease failed: {source}"),
+            LeaderError::Create { source } => {
+                write!(f, "creating the leader Lease failed: {source}")
+            }
+            LeaderError::Update { source } => {
                 write!(f, "renewing or acquiring the leader Lease failed: {source}")
             }
-            Error::Release { source } => write!(
+            LeaderError::Release { source } => write!(
                 f,
                 "releasing the leader Lease failed (a standby takes over when it expires): {source}"
             ),
-            Error::Timeout { phase, after } => {
+            LeaderError::Timeout { phase, after } => {
                 write!(
                     f,
                     "{phase} of the leader Lease got no answer within {after:?}"
@@ -165,14 +167,14 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
+impl std::error::Error for LeaderError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Get { source }
-            | Error::Create { source }
-            | Error::Update { source }
-            | Error::Release { source } => Some(source),
-            Error::InvalidConfig { .. } | Error::Timeout { .. } => None,
+            LeaderError::Get { source }
+            | LeaderError::Create { source }
+            | LeaderError::Update { source }
+            | LeaderError::Release { source } => Some(source),
+            LeaderError::InvalidConfig { .. } | LeaderError::Timeout { .. } => None,
         }
     }
 }

@@ -15,8 +15,8 @@ use super::{
 };
 use crate::reconcile::decide::select;
 use crate::reconcile::decide::shared::{MergedHost, Refusal, Shape, SharedSecret};
-use crate::reconcile::decide::spec::ValidSpec;
 use crate::reconcile::decide::state::{Ownership, SaView};
+use crate::reconcile::decide::validate::ValidSpec;
 use crate::reconcile::vocab::Owner;
 
 /// A merge CR's step in one target namespace.
@@ -324,7 +324,7 @@ impl Claims<'_> {
 
 /// Why nothing of this CR's may be written into an existing Secret; shown as a conflict.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MergeRefused {
+pub(super) enum MergeRefused {
     /// The Secret is of a shape that is never merged into.
     Refused { secret: String, why: Refusal },
     /// Another CR owns the whole Secret (`secretPolicy: Own`).
@@ -360,7 +360,8 @@ mod tests {
     use super::*;
     use crate::reconcile::decide::select::NamespaceView;
     use crate::reconcile::decide::shared::{MergedHost, Refusal};
-    use crate::reconcile::decide::spec::{Spec, SpecPolicy};
+    use crate::reconcile::decide::spec::Spec;
+    use crate::reconcile::decide::validate::SpecPolicy;
     use time::macros::datetime;
     use time::Duration;
 

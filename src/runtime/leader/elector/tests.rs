@@ -86,7 +86,7 @@ impl LeaseApi for MemLease {
 struct Running {
     leading: watch::Receiver<bool>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), Error>>,
+    task: tokio::task::JoinHandle<Result<(), LeaderError>>,
 }
 
 fn spawn(api: &MemLease, id: &str) -> Running {
@@ -268,7 +268,7 @@ async fn invalid_settings_are_refused_before_touching_the_api() {
     };
     let elector = LeaderElector::with_api(api.clone(), ME, cfg);
     let err = elector.run(std::future::pending()).await.unwrap_err();
-    assert!(matches!(err, Error::InvalidConfig { .. }), "{err}");
+    assert!(matches!(err, LeaderError::InvalidConfig { .. }), "{err}");
     assert!(api.spec().is_none());
 }
 

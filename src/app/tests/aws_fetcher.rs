@@ -1,14 +1,14 @@
 //! The reconciler's token cache fed by the AWS fetcher, against the fake AWS endpoints:
 //! groups map to the right credentials and roles, and errors to condition reasons.
 
-use aws_credential_types::Credentials;
-use ecr_creds_refresher::app::tokens::AwsTokenFetcher;
-use ecr_creds_refresher::aws::{
+use crate::app::tokens::AwsTokenFetcher;
+use crate::aws::{
     Aws, AwsContext, AwsEnv, AwsHttp, CredentialProvider, CredentialSource, EcrClient, Endpoints,
     HttpConfig, RetryPolicy, SecretCredentials,
 };
-use ecr_creds_refresher::reconcile::spec::{AwsAuth, SecretRef};
-use ecr_creds_refresher::reconcile::tokens::{FetchToken, TokenCache, TokenGroup};
+use crate::reconcile::decide::spec::{AwsAuth, SecretRef};
+use crate::reconcile::tokens::{FetchToken, TokenCache, TokenGroup};
+use aws_credential_types::Credentials;
 use emulators::aws::{AwsEmulator, AwsEmulatorConfig, Fault};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +26,7 @@ fn aws(emu: &AwsEmulator) -> Aws {
         CredentialSource::Environment(keys),
         ctx.clone(),
     ));
-    let registry = ecr_creds_refresher::aws::RegistryClient::new(ctx.http.clone(), None).unwrap();
+    let registry = crate::aws::RegistryClient::new(ctx.http.clone(), None).unwrap();
     Aws {
         ctx,
         provider,

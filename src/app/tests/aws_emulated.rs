@@ -2,17 +2,15 @@
 //! sources, ECR Public, retries, garbage bodies, the token cache (the reconciler's, fed by
 //! `AwsTokenFetcher`) and proxies.
 
-use aws_credential_types::Credentials;
-use ecr_creds_refresher::app::tokens::AwsTokenFetcher;
-use ecr_creds_refresher::aws::credentials::{
-    ContainerSource, ContainerToken, ImdsSource, WebIdentitySource,
-};
-use ecr_creds_refresher::aws::{
+use crate::app::tokens::AwsTokenFetcher;
+use crate::aws::credentials::{ContainerSource, ContainerToken, ImdsSource, WebIdentitySource};
+use crate::aws::{
     fetch_token, AssumeRoleParams, Aws, AwsContext, AwsEnv, AwsError, AwsHttp, CredentialProvider,
     CredentialSource, EcrClient, Endpoints, ErrorKind, HttpConfig, RetryPolicy, SecretCredentials,
 };
-use ecr_creds_refresher::reconcile::spec::{AwsAuth, SecretRef};
-use ecr_creds_refresher::reconcile::tokens::{FetchToken, TokenCache, TokenGroup};
+use crate::reconcile::decide::spec::{AwsAuth, SecretRef};
+use crate::reconcile::tokens::{FetchToken, TokenCache, TokenGroup};
+use aws_credential_types::Credentials;
 use emulators::aws::{AwsEmulator, AwsEmulatorConfig, Fault, CONTAINER_PATH};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -80,8 +78,7 @@ fn fetcher(
     let aws = Aws {
         ctx: ctx(emu),
         provider: Arc::new(CredentialProvider::new(default, ctx(emu))),
-        registry: ecr_creds_refresher::aws::RegistryClient::new(ctx(emu).http, None)
-            .expect("no override"),
+        registry: crate::aws::RegistryClient::new(ctx(emu).http, None).expect("no override"),
     };
     AwsTokenFetcher::new(
         aws,
@@ -282,14 +279,13 @@ async fn ecr_signed_at(
     emu: &AwsEmulator,
     credentials: &Credentials,
     at: std::time::SystemTime,
-) -> ecr_creds_refresher::aws::http::HttpResponse {
+) -> crate::aws::http::HttpResponse {
     let mut req = http::Request::post(format!("{}/", emu.url()))
         .header("content-type", "application/x-amz-json-1.1")
         .header("x-amz-target", emulators::aws::ECR_TARGET)
         .body(bytes::Bytes::from_static(b"{}"))
         .unwrap();
-    ecr_creds_refresher::aws::sigv4::sign_request(&mut req, credentials, "ecr", "eu-west-1", at)
-        .unwrap();
+    crate::aws::sigv4::sign_request(&mut req, credentials, "ecr", "eu-west-1", at).unwrap();
     http().send(req).await.unwrap()
 }
 
@@ -316,7 +312,7 @@ async fn emulator_refuses_a_wrong_secret_key_as_aws_does() {
     // STS speaks the query protocol: SignatureDoesNotMatch.
     let endpoint = Endpoints::all_at(&emu.url()).sts("us-east-1").unwrap();
     let params = AssumeRoleParams::new("arn:aws:iam::123456789012:role/pull", None).unwrap();
-    let err = ecr_creds_refresher::aws::sts::assume_role(&http(), &endpoint, &wrong, &params)
+    let err = crate::aws::sts::assume_role(&http(), &endpoint, &wrong, &params)
         .await
         .unwrap_err();
     assert!(
@@ -328,14 +324,11 @@ async fn emulator_refuses_a_wrong_secret_key_as_aws_does() {
         .authorization_token(&static_keys(None), "eu-west-1")
         .await
         .unwrap();
-    assert!(ecr_creds_refresher::aws::sts::assume_role(
-        &http(),
-        &endpoint,
-        &static_keys(None),
-        &params
-    )
-    .await
-    .is_ok());
+    assert!(
+        crate::aws::sts::assume_role(&http(), &endpoint, &static_keys(None), &params)
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -355,7 +348,7 @@ async fn emulator_refuses_a_request_dated_more_than_five_minutes_off() {
             assert_eq!(resp.status, 200, "{:?}", resp.body);
         }
     }
-    let err = ecr_creds_refresher::aws::ecr::parse_authorization_response(
+    let err = crate::aws::ecr::parse_authorization_response(
         &ecr_signed_at(&emu, &static_keys(None), now - Duration::from_secs(600)).await,
         false,
     )
@@ -373,7 +366,7 @@ async fn emulator_refuses_unknown_keys_and_wrong_session_tokens() {
     assert_eq!(json_error_code(&resp.body), "UnrecognizedClientException");
     let endpoint = Endpoints::all_at(&emu.url()).sts("us-east-1").unwrap();
     let params = AssumeRoleParams::new("arn:aws:iam::123456789012:role/pull", None).unwrap();
-    let err = ecr_creds_refresher::aws::sts::assume_role(&http(), &endpoint, &unknown, &params)
+    let err = crate::aws::sts::assume_role(&http(), &endpoint, &unknown, &params)
         .await
         .unwrap_err();
     assert!(
@@ -382,10 +375,9 @@ async fn emulator_refuses_unknown_keys_and_wrong_session_tokens() {
     );
 
     // Temporary keys from the emulator's STS work only with their own session token.
-    let issued =
-        ecr_creds_refresher::aws::sts::assume_role(&http(), &endpoint, &static_keys(None), &params)
-            .await
-            .unwrap();
+    let issued = crate::aws::sts::assume_role(&http(), &endpoint, &static_keys(None), &params)
+        .await
+        .unwrap();
     let id = issued.access_key_id().to_string();
     let secret = issued.secret_access_key().to_string();
     let token = issued.session_token().unwrap().to_string();

@@ -10,11 +10,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use ecr_creds_refresher::reconcile::plan::{self, change_for, ObservedCluster, Plan, SecretStep};
-use ecr_creds_refresher::reconcile::select::{service_account_selected, NamespaceView};
-use ecr_creds_refresher::reconcile::spec::{Spec, SpecPolicy, ValidSpec};
-use ecr_creds_refresher::reconcile::state::{ManagedSecret, Ownership, SaView};
-use ecr_creds_refresher::reconcile::vocab::Owner;
+use crate::reconcile::decide::plan::{self, change_for, ObservedCluster, Plan, SecretStep};
+use crate::reconcile::decide::select::NamespaceView;
+use crate::reconcile::decide::spec::Spec;
+use crate::reconcile::decide::state::{ManagedSecret, Ownership, SaView};
+use crate::reconcile::decide::validate::{SpecPolicy, ValidSpec};
+use crate::reconcile::vocab::Owner;
 use proptest::prelude::*;
 use time::OffsetDateTime;
 
@@ -244,7 +245,7 @@ proptest! {
         // ServiceAccount adds: selected accounts, in targets, our Secret name, nothing dropped.
         for add in &p.sa_adds {
             prop_assert!(add.add);
-            prop_assert!(service_account_selected(&spec.service_accounts, &add.sa.name),
+            prop_assert!(plan::service_account_selected(&spec.service_accounts, &add.sa.name),
                 "adds to an unselected ServiceAccount {}", add.sa.name);
             prop_assert!(targets.contains(&*add.sa.namespace));
             prop_assert!(!conflicted.contains(&*add.sa.namespace));

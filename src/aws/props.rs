@@ -2,16 +2,16 @@
 //! helpers take whatever bytes a server, proxy or load balancer sends without panicking,
 //! and an answer they cannot use never brings its credentials into the error.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use bytes::Bytes;
-use ecr_creds_refresher::aws::ecr::{decode_token, parse_authorization_response};
-use ecr_creds_refresher::aws::http::HttpResponse;
-use ecr_creds_refresher::aws::sts::parse_credentials_response;
-use ecr_creds_refresher::aws::wire::{
+use crate::aws::ecr::{decode_token, parse_authorization_response};
+use crate::aws::http::HttpResponse;
+use crate::aws::sts::parse_credentials_response;
+use crate::aws::wire::{
     epoch_seconds, error_from_response, form_encode, parse_timestamp, sanitize_error_code, xml_tag,
     xml_unescape,
 };
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use proptest::prelude::*;
 

@@ -1,15 +1,13 @@
 //! The admin server over real loopback sockets: probes, metrics, separate listeners and
 //! shutdown.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::admin::{self, Readiness, Routes, Server};
+use crate::metrics;
 use bytes::Bytes;
-use common::get;
-use ecr_creds_refresher::admin::{self, Readiness, Routes, Server};
-use ecr_creds_refresher::metrics;
+use emulators::client::get;
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -177,6 +175,6 @@ async fn binding_a_taken_port_fails_with_an_error_naming_the_address() {
         Ok(()) => panic!("second bind on {addr} succeeded"),
         Err(e) => e,
     };
-    assert!(matches!(err, admin::Error::Bind { .. }));
+    assert!(matches!(err, admin::AdminError::Bind { .. }));
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::aws::rolesanywhere::{key::SigningKey, X509Identity};
+use crate::aws::x509::{key::SigningKey, X509Identity};
 use emulators::device_pki::{self, DeviceCa, DeviceSpec};
 use time::macros::datetime;
 

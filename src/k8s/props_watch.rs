@@ -2,8 +2,8 @@
 //! the events decoded from a stream must not depend on how the bytes were split, and no
 //! byte sequence a server or proxy might send makes the decoder panic.
 
-use ecr_creds_refresher::k8s::types::{Namespace, WatchEvent};
-use ecr_creds_refresher::k8s::watch::{decode_event, LineDecoder};
+use crate::k8s::types::{Namespace, WatchEvent};
+use crate::k8s::watch::{decode_event, LineDecoder};
 use proptest::prelude::*;
 
 /// One decoded line: the event, or the error rendered (errors are not comparable).

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ecr_creds_refresher::aws::retry::RetryPolicy;
-use ecr_creds_refresher::backoff::{
+use crate::aws::retry::RetryPolicy;
+use crate::backoff::{
     Backoff, ResetAfterHealthy, FAILURE_BASE, FAILURE_MAX, WATCH_INITIAL, WATCH_MAX,
     WATCH_RESET_AFTER,
 };
-use ecr_creds_refresher::runtime::queue::WorkQueue;
+use crate::runtime::queue::WorkQueue;
 use proptest::prelude::*;
 
 const KEYS: u8 = 6;

@@ -4,19 +4,19 @@
 //! moto is found at $MOTO_SERVER, else `.venv/bin/moto_server` at the repository root
 //! (created by `make test`). A missing moto FAILS the tests: skipping would hide them.
 
-use aws_credential_types::Credentials;
-use bytes::Bytes;
-use ecr_creds_refresher::app::tokens::AwsTokenFetcher;
-use ecr_creds_refresher::aws::credentials::WebIdentitySource;
-use ecr_creds_refresher::aws::sigv4::sign_request;
-use ecr_creds_refresher::aws::sts::assume_role;
-use ecr_creds_refresher::aws::wire::{form_encode, xml_tag};
-use ecr_creds_refresher::aws::{
+use crate::app::tokens::AwsTokenFetcher;
+use crate::aws::credentials::WebIdentitySource;
+use crate::aws::sigv4::sign_request;
+use crate::aws::sts::assume_role;
+use crate::aws::wire::{form_encode, xml_tag};
+use crate::aws::{
     AssumeRoleParams, Aws, AwsContext, AwsEnv, AwsHttp, CredentialProvider, CredentialSource,
     EcrClient, Endpoints, ErrorKind, HttpConfig, RetryPolicy,
 };
-use ecr_creds_refresher::reconcile::spec::AwsAuth;
-use ecr_creds_refresher::reconcile::tokens::{TokenCache, TokenGroup};
+use crate::reconcile::decide::spec::AwsAuth;
+use crate::reconcile::tokens::{TokenCache, TokenGroup};
+use aws_credential_types::Credentials;
+use bytes::Bytes;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -231,7 +231,7 @@ async fn moto_assume_role_gives_session_credentials_that_get_a_token() {
             CredentialSource::Environment(base.clone()),
             moto.ctx(),
         )),
-        registry: ecr_creds_refresher::aws::RegistryClient::new(moto.ctx().http, None).unwrap(),
+        registry: crate::aws::RegistryClient::new(moto.ctx().http, None).unwrap(),
     };
     let auth = AwsAuth {
         role_arn: Some(role_arn.clone()),

@@ -67,7 +67,7 @@ fn read_pem(path: &Path) -> Result<String, CertificateError> {
 }
 
 /// Key file bytes, overwritten when dropped so the PEM does not linger in freed memory.
-pub(super) struct Zeroing(pub(super) Vec<u8>);
+pub(crate) struct Zeroing(pub(crate) Vec<u8>);
 
 impl Drop for Zeroing {
     fn drop(&mut self) {
