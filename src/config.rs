@@ -371,7 +371,7 @@ impl Config {
         match flag {
             "--min-refresh-interval" => {
                 let v = value()?;
-                self.min_refresh_interval = crate::reconcile::decide::validate::parse_duration(&v)
+                self.min_refresh_interval = crate::reconcile::decide::fields::parse_duration(&v)
                     .filter(|d| (1..=12 * 3600).contains(&d.as_secs()))
                     .ok_or_else(|| bad(flag, &v, "a duration from 1s to 12h, like 30s"))?;
             }

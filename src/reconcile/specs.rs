@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::decide::select::{self, NamespaceView};
 use super::decide::spec::Spec;
-use super::decide::validate::{SpecError, SpecPolicy, ValidSpec};
+use super::decide::spec_error::SpecError;
+use super::decide::validate::{SpecPolicy, ValidSpec};
 
 /// Validated specs by CR name, and the namespaces each CR's last plan touched.
 #[derive(Debug)]

@@ -1,9 +1,10 @@
 //! What the emulator is told: where its endpoints are, the key it knows from the start,
 //! its settings, and the faults a test may switch on.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::rolesanywhere::RolesAnywhereConfig;
+use super::answers::lock;
 
 pub const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
 pub const ECR_PUBLIC_TARGET: &str = "SpencerFrontendService.GetAuthorizationToken";
@@ -84,4 +85,43 @@ pub enum Fault {
     Truncated,
     /// The normal answer, after this delay.
     Latency(Duration),
+}
+
+/// What the emulated account has configured.
+#[derive(Clone, Debug)]
+pub struct RolesAnywhereConfig {
+    pub trust_anchor_arn: String,
+    pub profile_arn: String,
+    /// Roles the profile lists.
+    pub role_arns: Vec<String>,
+    /// DER of the CA certificate the trust anchor holds.
+    pub anchor_der: Vec<u8>,
+    /// How far `X-Amz-Date` may be from the emulator's clock.
+    pub max_skew: Duration,
+    /// Serials of the certificates sessions were created for, oldest first (shared by
+    /// clones, so a test reads what the running emulator accepted).
+    pub accepted: Arc<Mutex<Vec<String>>>,
+}
+
+impl RolesAnywhereConfig {
+    pub fn new(
+        trust_anchor_arn: &str,
+        profile_arn: &str,
+        role_arn: &str,
+        anchor_der: Vec<u8>,
+    ) -> Self {
+        Self {
+            trust_anchor_arn: trust_anchor_arn.into(),
+            profile_arn: profile_arn.into(),
+            role_arns: vec![role_arn.into()],
+            anchor_der,
+            max_skew: Duration::from_secs(300),
+            accepted: Arc::default(),
+        }
+    }
+
+    /// The serials accepted so far.
+    pub fn accepted_serials(&self) -> Vec<String> {
+        lock(&self.accepted).clone()
+    }
 }

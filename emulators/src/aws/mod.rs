@@ -33,15 +33,15 @@ use tokio::task::JoinHandle;
 use dispatch::handle;
 use state::Counters;
 // What `rolesanywhere` takes from here.
-use answers::{answer, json_error, lock, Answer};
-use state::{issue, rfc3339, State};
+use answers::{answer, lock};
+use state::State;
 
 pub use config::{
-    AwsEmulatorConfig, Fault, ACCESS_KEY_ID, CONTAINER_PATH, ECR_PUBLIC_TARGET, ECR_TARGET,
-    IMDS_CREDENTIALS_PATH, IMDS_TOKEN_PATH, REGION, SECRET_ACCESS_KEY,
+    AwsEmulatorConfig, Fault, RolesAnywhereConfig, ACCESS_KEY_ID, CONTAINER_PATH,
+    ECR_PUBLIC_TARGET, ECR_TARGET, IMDS_CREDENTIALS_PATH, IMDS_TOKEN_PATH, REGION,
+    SECRET_ACCESS_KEY,
 };
 pub use password::{ecr_password, ECR_PASSWORD_LEN};
-pub use rolesanywhere::RolesAnywhereConfig;
 pub use state::Calls;
 
 /// A running emulator; stops when dropped.

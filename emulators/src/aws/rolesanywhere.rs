@@ -6,56 +6,17 @@
 //! certificate's public key verifies; `X-Amz-Date` is within five minutes. What it hands
 //! out are the emulator's temporary credentials, the same kind STS issues.
 
-use super::{issue, json_error, lock, rfc3339, Answer, State};
+use super::answers::{json_error, lock, Answer};
+use super::config::RolesAnywhereConfig;
+use super::state::{issue, rfc3339, State};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::{HeaderMap, StatusCode};
 use ring::signature::{self, UnparsedPublicKey};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use time::{OffsetDateTime, PrimitiveDateTime};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::{ASN1Time, FromDer};
 use x509_parser::public_key::PublicKey;
-
-/// What the emulated account has configured.
-#[derive(Clone, Debug)]
-pub struct RolesAnywhereConfig {
-    pub trust_anchor_arn: String,
-    pub profile_arn: String,
-    /// Roles the profile lists.
-    pub role_arns: Vec<String>,
-    /// DER of the CA certificate the trust anchor holds.
-    pub anchor_der: Vec<u8>,
-    /// How far `X-Amz-Date` may be from the emulator's clock.
-    pub max_skew: Duration,
-    /// Serials of the certificates sessions were created for, oldest first (shared by
-    /// clones, so a test reads what the running emulator accepted).
-    pub accepted: Arc<Mutex<Vec<String>>>,
-}
-
-impl RolesAnywhereConfig {
-    pub fn new(
-        trust_anchor_arn: &str,
-        profile_arn: &str,
-        role_arn: &str,
-        anchor_der: Vec<u8>,
-    ) -> Self {
-        Self {
-            trust_anchor_arn: trust_anchor_arn.into(),
-            profile_arn: profile_arn.into(),
-            role_arns: vec![role_arn.into()],
-            anchor_der,
-            max_skew: Duration::from_secs(300),
-            accepted: Arc::default(),
-        }
-    }
-
-    /// The serials accepted so far.
-    pub fn accepted_serials(&self) -> Vec<String> {
-        lock(&self.accepted).clone()
-    }
-}
 
 /// The request as it arrived.
 pub(super) struct Arrived<'a> {

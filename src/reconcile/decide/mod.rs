@@ -12,6 +12,7 @@
 pub mod content;
 pub mod dockerconfig;
 pub mod existing;
+pub mod fields;
 pub mod patterns;
 pub mod phase;
 pub mod plan;
@@ -20,6 +21,7 @@ pub mod rolesanywhere;
 pub mod select;
 pub mod shared;
 pub mod spec;
+pub mod spec_error;
 pub mod state;
 pub mod status;
 pub mod token;

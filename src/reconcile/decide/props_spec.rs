@@ -3,8 +3,9 @@
 //! never panics, and an error never repeats a credential someone pasted into the wrong
 //! field (errors go to the CR's status and to Events, which many can read).
 
+use crate::reconcile::decide::fields::parse_duration;
 use crate::reconcile::decide::spec::Spec;
-use crate::reconcile::decide::validate::{parse_duration, SpecPolicy};
+use crate::reconcile::decide::validate::SpecPolicy;
 use crate::reconcile::vocab::shown;
 use proptest::prelude::*;
 use serde_json::{json, Value};

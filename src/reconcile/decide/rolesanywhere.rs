@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
+use super::fields::{format_duration, is_dns_label, is_dns_subdomain, parse_duration};
 use super::spec::{RolesAnywhereSpec, SecretRef};
-use super::validate::{format_duration, is_dns_label, is_dns_subdomain, parse_duration, SpecError};
+use super::spec_error::SpecError;
 use crate::reconcile::vocab::shown;
 
 /// CreateSession's bounds on `durationSeconds`.

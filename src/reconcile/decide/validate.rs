@@ -3,14 +3,15 @@
 //! passes is served without an overflow, a storm or a quadratic blow-up; one that fails
 //! becomes `InvalidSpec` with a message naming the field, never its secret-looking value.
 
-use std::fmt;
 use std::time::Duration;
 
-use super::patterns::{NamePatterns, PatternError};
+use super::fields::{format_duration, is_dns_label, is_dns_subdomain, parse_duration};
+use super::patterns::NamePatterns;
 use super::spec::{
     AwsAuth, DeletionPolicy, LabelSelector, SecretPolicy, Spec, DEFAULT_MIN_INTERVAL,
     DEFAULT_TOKEN_LIFETIME,
 };
+use super::spec_error::SpecError;
 use crate::reconcile::vocab::shown;
 
 /// The lowest `minInterval` a CR may ask for unless the operator lowers it
@@ -27,128 +28,6 @@ pub const MAX_NAMESPACE_PATTERNS: usize = 512;
 pub const MAX_SERVICE_ACCOUNTS: usize = 64;
 /// Most entries in `registries` (as the CRD's `maxItems`).
 pub const MAX_REGISTRIES: usize = 32;
-
-/// A spec the CRD schema let through but that cannot be served.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SpecError {
-    SecretName(String),
-    NoTargets,
-    Registry {
-        host: String,
-    },
-    Duration {
-        field: &'static str,
-        value: String,
-    },
-    Selector(crate::reconcile::decide::patterns::SelectorError),
-    Glob(PatternError),
-    TooMany {
-        field: &'static str,
-        max: usize,
-    },
-    OutOfRange {
-        field: &'static str,
-        value: String,
-        allowed: String,
-    },
-    NoRefreshWindow {
-        min_interval: String,
-        before_expiry: String,
-    },
-    RoleArn(String),
-    RoleNotAllowed(String),
-    SessionName(String),
-    SecretRef(String),
-    /// `spec.aws.rolesAnywhere.<field>`: what is wrong with it.
-    RolesAnywhere(String),
-    /// `credentialsSecretRef` and `rolesAnywhere` both name the base identity.
-    TwoBaseIdentities,
-    /// `secretPolicy: Merge` must know its hosts before it holds a token: they are the
-    /// entries it may touch in someone else's Secret.
-    MergeWithoutRegistries,
-}
-
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SpecError::SecretName(n) => write!(
-                f,
-                "spec.secretName {} is not a valid Secret name (lowercase DNS-1123 subdomain, at most 253 characters)",
-                shown(n)
-            ),
-            SpecError::NoTargets => write!(
-                f,
-                "no target namespaces: set spec.namespaces and/or spec.namespaceSelector"
-            ),
-            SpecError::Registry { host } => write!(
-                f,
-                "spec.registries: {} is not an ECR registry host \
-                 (<account>.dkr.ecr.<region>.amazonaws.com[.cn] or public.ecr.aws)",
-                shown(host)
-            ),
-            SpecError::Duration { field, value } => write!(
-                f,
-                "{field}: {} is not a duration like 6h, 30m or 1h30m",
-                shown(value)
-            ),
-            SpecError::Selector(m) => write!(f, "spec.namespaceSelector: {m}"),
-            SpecError::Glob(PatternError::Invalid(g)) => {
-                write!(f, "namespace pattern {} is not a name or a glob", shown(g))
-            }
-            SpecError::Glob(PatternError::TooManyWildcards(g)) => write!(
-                f,
-                "namespace pattern {} has more than {} wildcards",
-                shown(g),
-                crate::reconcile::decide::patterns::MAX_WILDCARDS
-            ),
-            SpecError::Glob(PatternError::TooManyGlobs(n)) => write!(
-                f,
-                "namespace patterns: {n} globs in one list, at most {} allowed",
-                crate::reconcile::decide::patterns::MAX_GLOBS
-            ),
-            SpecError::TooMany { field, max } => {
-                write!(f, "{field}: more than {max} entries")
-            }
-            SpecError::OutOfRange {
-                field,
-                value,
-                allowed,
-            } => write!(f, "{field}: {} is out of range ({allowed})", shown(value)),
-            SpecError::NoRefreshWindow {
-                min_interval,
-                before_expiry,
-            } => write!(
-                f,
-                "spec.refresh: minInterval {min_interval} plus beforeExpiry {before_expiry} \
-                 leaves no time to refresh within the 12h token lifetime"
-            ),
-            SpecError::RoleNotAllowed(a) => write!(
-                f,
-                "spec.aws.roleArn {} is not permitted by the operator's allowed role ARNs",
-                shown(a)
-            ),
-            SpecError::SecretRef(m) => write!(f, "spec.aws.credentialsSecretRef: {m}"),
-            SpecError::RolesAnywhere(m) => write!(f, "spec.aws.rolesAnywhere.{m}"),
-            SpecError::TwoBaseIdentities => f.write_str(
-                "spec.aws: credentialsSecretRef and rolesAnywhere both name the credentials; set one",
-            ),
-            SpecError::MergeWithoutRegistries => f.write_str(
-                "spec.secretPolicy Merge needs spec.registries (or the operator's REGISTRY): \
-                 the registry entries it maintains in a shared Secret must be known",
-            ),
-            SpecError::RoleArn(a) => {
-                write!(f, "spec.aws.roleArn {} is not an IAM role ARN", shown(a))
-            }
-            SpecError::SessionName(s) => write!(
-                f,
-                "spec.aws.roleSessionName {} must be 2 to 64 of letters, digits and +=,.@-_",
-                shown(s)
-            ),
-        }
-    }
-}
-
-impl std::error::Error for SpecError {}
 
 /// A validated spec, with defaults applied: what the planner works from.
 #[derive(Clone, Debug, PartialEq)]
@@ -409,71 +288,6 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
         }
     }
     p[pi..].iter().all(|&b| b == b'*')
-}
-
-/// `1h30m`, `45s`: the shortest Go-style spelling.
-pub fn format_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s > 0 || out.is_empty() {
-        out.push_str(&format!("{s}s"));
-    }
-    out
-}
-
-/// Go-style durations made of `h`, `m` and `s` parts: `6h`, `1h30m`, `90s`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let n: u64 = digits.parse().ok()?;
-        digits.clear();
-        let unit = match c {
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(unit)?)?;
-    }
-    if !digits.is_empty() {
-        return None;
-    }
-    Some(Duration::from_secs(total))
-}
-
-/// A lowercase RFC 1123 subdomain, as Kubernetes requires for object names.
-pub fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
-/// A lowercase RFC 1123 label, as Kubernetes requires for namespace names.
-pub fn is_dns_label(s: &str) -> bool {
-    s.len() <= 63 && !s.contains('.') && is_dns_subdomain(s)
 }
 
 fn is_role_arn(s: &str) -> bool {
