@@ -86,7 +86,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         let tokens = self.fetch_tokens(&owner.name, spec, now).await?;
         let content =
             content::build(spec, &tokens).map_err(|e| (Reason::AwsError, e.to_string()))?;
-        let secret = SecretContent::new(owner, &content);
+        let secret = SecretContent::new(owner, &spec.secret_name, &content);
         Ok((tokens, content, secret))
     }
 
