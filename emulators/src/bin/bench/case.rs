@@ -49,9 +49,11 @@ impl Case {
     }
     /// Seconds from a token fetch to its refresh: the fake ECR issues tokens living three
     /// times this, the CR refreshes when two thirds remain. Long enough that the initial
-    /// sync is over before the refresh starts (about 1000 writes a second, plus the lag).
+    /// sync is over before the refresh starts (about 500 writes a second, plus the lag;
+    /// half that with dozens of CRs, whose reconciles each plan over every namespace).
     pub fn refresh_after(&self) -> u64 {
-        let sync = (self.targets() / 500) as u64 + 2 * self.lag_ms.div_ceil(1000);
+        let per_second = if self.crs >= 50 { 250 } else { 500 };
+        let sync = (self.targets() / per_second) as u64 + 2 * self.lag_ms.div_ceil(1000);
         if self.crs == 1 {
             10.max(2 * sync)
         } else {
