@@ -173,6 +173,29 @@ async fn wrong_ca_fails_closed_and_the_right_one_works() {
     other.shutdown().await;
 }
 
+/// Over TLS the client takes the HTTP/2 the API server offers (one connection for every
+/// request, as client-go); over plain http (`kubectl proxy`) it speaks HTTP/1.1.
+#[tokio::test]
+async fn tls_speaks_http2_and_plain_http_speaks_http1() {
+    for tls in [true, false] {
+        let emu = K8sEmulator::start(EmulatorConfig {
+            tls,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let mut cfg = ClientConfig::new(&emu.url()).unwrap();
+        cfg.ca = emu.ca_pem().map(|pem| parse_ca(pem.as_bytes()).unwrap());
+        let c = Client::new(cfg).unwrap();
+        for _ in 0..3 {
+            let _: Namespace = c.get(&NAMESPACES.object(None, "default")).await.unwrap();
+        }
+        let expected = if tls { 3 } else { 0 };
+        assert_eq!(emu.http2_requests(), expected, "tls: {tls}");
+        emu.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn unreachable_server_fails_with_an_actionable_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

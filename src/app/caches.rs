@@ -130,13 +130,9 @@ impl ObservedState for Caches {
 
 /// Our writes' answers go in front of the watch caches: the next plan starts from them.
 impl WriteThrough for Caches {
-    fn secret_written(&self, secret: &Secret) {
-        let meta = &secret.metadata;
-        if let (Some(ns), Some(name)) = (&meta.namespace, &meta.name) {
-            let key = ObjectKey::namespaced(ns.as_str(), name.as_str());
-            self.secrets
-                .write_through(key, ManagedSecret::project(secret));
-        }
+    fn secret_written(&self, namespace: &str, name: &str, projection: Option<ManagedSecret>) {
+        self.secrets
+            .write_through(ObjectKey::namespaced(namespace, name), projection);
     }
     fn secret_deleted(&self, namespace: &str, name: &str) {
         self.secrets

@@ -24,6 +24,10 @@ use super::watch::{decode_event, LineDecoder};
 
 /// Idle connections kept per API server after a burst of writes.
 pub(crate) const POOL_MAX_IDLE: usize = 4;
+/// HTTP/2 keep-alive: a ping after this long, the connection closed when the ping is not
+/// answered within [`H2_PING_TIMEOUT`] (client-go's ReadIdleTimeout and PingTimeout).
+pub(crate) const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const H2_PING_TIMEOUT: Duration = Duration::from_secs(15);
 /// Lists of thousands of objects stay well below this; anything larger is refused.
 pub(crate) const MAX_BODY: usize = 64 * 1024 * 1024;
 
@@ -82,9 +86,18 @@ impl Client {
             .wrap_connector(tcp);
         // A burst of writes opens many HTTP/1.1 connections; after it, a few idle ones
         // serve the steady trickle, and the rest close rather than keep their buffers.
+        // Over TLS the API server offers HTTP/2: one connection carries every request and
+        // watch. A connection whose peer vanished without a FIN (a dead node, a dropped
+        // NAT entry) would then hold them all until each times out, so it is pinged as
+        // client-go does (ReadIdleTimeout 30 s, PingTimeout 15 s) and closed when the
+        // ping goes unanswered; the next request opens a new one.
         let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(POOL_MAX_IDLE)
+            .timer(hyper_util::rt::TokioTimer::new())
+            .http2_keep_alive_interval(H2_PING_INTERVAL)
+            .http2_keep_alive_timeout(H2_PING_TIMEOUT)
+            .http2_keep_alive_while_idle(true)
             .build(https);
         Ok(Client {
             inner: Arc::new(Inner {
@@ -231,6 +244,31 @@ impl Client {
         .await
     }
 
+    /// POST of a body serialised by the caller; the answer comes back unparsed, for a
+    /// caller that reads only part of it (a Secret's cache projection, say).
+    pub(crate) async fn create_raw(&self, collection: &str, body: Bytes) -> Result<Bytes, Error> {
+        self.raw(
+            "create",
+            Method::POST,
+            managed(collection),
+            Some("application/json"),
+            body,
+        )
+        .await
+    }
+
+    /// A JSON merge patch serialised by the caller; the answer comes back unparsed.
+    pub(crate) async fn merge_patch_raw(&self, path: &str, body: Bytes) -> Result<Bytes, Error> {
+        self.raw(
+            "patch",
+            Method::PATCH,
+            managed(path),
+            Some("application/merge-patch+json"),
+            body,
+        )
+        .await
+    }
+
     /// PATCH to the status subresource of the object at `path`.
     pub(crate) async fn patch_status<T: DeserializeOwned>(
         &self,
@@ -283,13 +321,25 @@ impl Client {
         content_type: Option<&'static str>,
         body: Bytes,
     ) -> Result<T, Error> {
-        let resp = self.send(verb, method, &path, content_type, body).await?;
-        let resp = self.check(resp).await?;
-        let bytes = read_body(resp.into_body(), self.inner.timeout).await?;
+        let bytes = self.raw(verb, method, path, content_type, body).await?;
         serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
             what: "API answer",
             source,
         })
+    }
+
+    /// One request; a 2xx answer's body, whole.
+    async fn raw(
+        &self,
+        verb: &'static str,
+        method: Method,
+        path: String,
+        content_type: Option<&'static str>,
+        body: Bytes,
+    ) -> Result<Bytes, Error> {
+        let resp = self.send(verb, method, &path, content_type, body).await?;
+        let resp = self.check(resp).await?;
+        read_body(resp.into_body(), self.inner.timeout).await
     }
 
     /// Turns a non-2xx answer into [`Error::Api`] with the server's ApiStatus.

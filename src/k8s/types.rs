@@ -3,6 +3,7 @@
 //! Only the fields we use are modelled; everything else is carried in `extra` where a
 //! round trip must not lose it, or dropped where we only read (to keep caches small).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -135,6 +136,51 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// A Secret as an answer to our write, read only for the cache: the `data` values are
+/// borrowed from the answer's bytes instead of copied (a managed Secret's is ~8.5 KB).
+/// No `Debug`: the values are credentials.
+#[derive(Deserialize)]
+pub struct SecretAnswer<'a> {
+    pub metadata: ObjectMeta,
+    #[serde(default, rename = "type")]
+    pub type_: Option<String>,
+    #[serde(default, borrow)]
+    pub data: BTreeMap<Text<'a>, Text<'a>>,
+}
+
+/// A JSON string borrowed from the input where it holds no escape, else copied. (serde's
+/// own `Cow<str>` always copies inside a map.)
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl std::borrow::Borrow<str> for Text<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
+}
+
 /// `{name: ...}`, as in a ServiceAccount's `imagePullSecrets`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocalObjectReference {
@@ -183,6 +229,18 @@ impl Resource for ServiceAccount {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_answer_borrows_its_data_and_still_reads_escaped_values() {
+        let raw = br#"{"metadata":{"name":"s","resourceVersion":"7"},"type":"t","data":{"a":"YWJj","b\u0062":"x\/y"}}"#;
+        let answer: SecretAnswer = serde_json::from_slice(raw).unwrap();
+        assert!(matches!(
+            answer.data.get("a"),
+            Some(Text(Cow::Borrowed("YWJj")))
+        ));
+        assert_eq!(answer.data.get("bb").map(|v| &*v.0), Some("x/y"));
+        assert_eq!(answer.metadata.resource_version.as_deref(), Some("7"));
+    }
 
     #[test]
     fn a_secrets_debug_shows_its_keys_never_its_values() {

@@ -41,7 +41,7 @@ impl LineDecoder {
     pub fn next_line(&mut self) -> Result<Option<Vec<u8>>, Error> {
         loop {
             let from = self.scanned.max(self.start);
-            let Some(pos) = self.buf[from..].iter().position(|&b| b == b'\n') else {
+            let Some(pos) = find_newline(&self.buf[from..]) else {
                 self.scanned = self.buf.len();
                 if self.buf.len() - self.start > MAX_LINE {
                     return Err(Error::TooLarge { limit: MAX_LINE });
@@ -68,6 +68,38 @@ impl LineDecoder {
     }
 }
 
+/// Where the first `\n` in `bytes` is, eight bytes at a time: a managed Secret's watch line
+/// is ~9.5 KB, and a byte loop in the size-optimised build took 20 µs of it.
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const NEWLINES: u64 = 0x0a0a_0a0a_0a0a_0a0a;
+    let mut words = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        // Zero where a byte is '\n'; the classic test for a zero byte in a word.
+        let x = u64::from_le_bytes(w) ^ NEWLINES;
+        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
+            break;
+        }
+        offset += 8;
+    }
+    bytes[offset..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|p| offset + p)
+}
+
+/// An object event decoded in one pass, its object straight into `T`.
+#[derive(Deserialize)]
+struct TypedEvent<'a, T> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    object: T,
+}
+
 #[derive(Deserialize)]
 struct RawEvent<'a> {
     #[serde(rename = "type")]
@@ -90,6 +122,16 @@ struct BookmarkMeta {
 
 /// Decodes one watch line into an event.
 pub fn decode_event<T: DeserializeOwned>(line: &[u8]) -> Result<WatchEvent<T>, Error> {
+    // Object events, nearly all of them, in one pass; bookmarks, errors and anything that
+    // does not decode so take the two-pass way below, which says what went wrong.
+    if let Ok(TypedEvent { kind, object }) = serde_json::from_slice::<TypedEvent<'_, T>>(line) {
+        match kind {
+            "ADDED" => return Ok(WatchEvent::Added(object)),
+            "MODIFIED" => return Ok(WatchEvent::Modified(object)),
+            "DELETED" => return Ok(WatchEvent::Deleted(object)),
+            _ => {}
+        }
+    }
     let raw: RawEvent<'_> = serde_json::from_slice(line).map_err(|source| Error::Decode {
         what: "watch event",
         source,
@@ -180,6 +222,35 @@ mod tests {
         d.push(b"{\"type\":\"ADD");
         assert!(d.next_line().unwrap().is_none());
         assert_eq!(d.remainder(), b"{\"type\":\"ADD");
+    }
+
+    proptest::proptest! {
+        /// The word-wise search finds what a byte loop finds, wherever the newline sits
+        /// within a word and whatever bytes (0x80 and up included) surround it.
+        #[test]
+        fn find_newline_agrees_with_a_byte_loop(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            newline_at in proptest::option::of(0usize..64),
+        ) {
+            let mut bytes = bytes;
+            if let Some(at) = newline_at.filter(|at| *at < bytes.len()) {
+                bytes[at] = b'\n';
+            }
+            let expected = bytes.iter().position(|&b| b == b'\n');
+            proptest::prop_assert_eq!(find_newline(&bytes), expected);
+        }
+    }
+
+    #[test]
+    fn an_object_event_decodes_in_one_pass_as_in_two() {
+        let line =
+            br#"{"object":{"metadata":{"name":"a","resourceVersion":"1"}},"type":"MODIFIED"}"#;
+        let one: TypedEvent<'_, Namespace> = serde_json::from_slice(line).unwrap();
+        assert_eq!(one.kind, "MODIFIED");
+        let event = decode_event::<Namespace>(line).unwrap();
+        assert!(matches!(&event, WatchEvent::Modified(ns) if ns == &one.object));
+        let not_ours = br#"{"type":"ADDED","object":{"metadata":"not an object"}}"#;
+        assert!(decode_event::<Namespace>(not_ours).is_err());
     }
 
     #[test]

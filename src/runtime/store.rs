@@ -110,7 +110,14 @@ struct Ahead<P> {
 struct Contents<P> {
     objects: HashMap<ObjectKey, Arc<P>>,
     ahead: HashMap<ObjectKey, Ahead<P>>,
+    /// When `ahead` is next swept of writes older than [`AHEAD_FOR`]. Readers skip those
+    /// anyway; sweeping on every event cost a pass over thousands of writes per event
+    /// while a refresh's echoes trail it.
+    next_sweep: Instant,
 }
+
+/// How often `ahead` is swept of writes the watch never confirmed.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// A shared, cheap-to-clone cache of projections; see the module docs.
 pub struct Store<P> {
@@ -155,6 +162,7 @@ impl<P> Store<P> {
             objects: Arc::new(RwLock::new(Contents {
                 objects: HashMap::new(),
                 ahead: HashMap::new(),
+                next_sweep: Instant::now() + SWEEP_EVERY,
             })),
             synced: Arc::new(synced),
         }
@@ -303,8 +311,30 @@ impl<P> Store<P> {
                 seen
             }
         };
-        contents.ahead.retain(|_, a| fresh(a));
+        contents.sweep();
         echo
+    }
+
+    /// The watch delivered `version` of `key`. When that is the very write of ours standing
+    /// in front, its value (the server's answer to it: the same object) moves into the
+    /// cache and `true` comes back, so the caller need not project the event again.
+    pub(crate) fn settle_echo(&self, key: &ObjectKey, version: &str) -> bool {
+        let mut contents = self.write();
+        let ours = contents
+            .ahead
+            .get(key)
+            .is_some_and(|a| fresh(a) && a.version.as_deref() == Some(version));
+        if !ours {
+            return false;
+        }
+        if let Some(Ahead {
+            value: Some(value), ..
+        }) = contents.ahead.remove(key)
+        {
+            contents.objects.insert(key.clone(), value);
+        }
+        contents.sweep();
+        true
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Contents<P>> {
@@ -351,6 +381,20 @@ impl<P: Versioned> Store<P> {
 /// Whether a write still stands in front of the cache.
 fn fresh<P>(a: &Ahead<P>) -> bool {
     a.written.elapsed() < AHEAD_FOR
+}
+
+// === impl Contents ===
+
+impl<P> Contents<P> {
+    /// Drops writes the watch never confirmed within [`AHEAD_FOR`], at most once per
+    /// [`SWEEP_EVERY`].
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        if now >= self.next_sweep {
+            self.ahead.retain(|_, a| fresh(a));
+            self.next_sweep = now + SWEEP_EVERY;
+        }
+    }
 }
 
 // === impl Store (test accessors) ===
@@ -555,5 +599,30 @@ mod tests {
         assert_eq!(value(&s, &k), Some(1));
         s.apply(Change::Applied(key("b", "y"), "8".into(), V("8", 0)));
         assert_eq!(s.read().ahead.len(), 0, "expired writes are dropped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_echo_of_our_write_settles_it_into_the_cache_without_a_projection() {
+        let s: Store<V> = Store::new();
+        let k = key("a", "x");
+        s.replace_all([(k.clone(), "5".into(), V("5", 1))]);
+        s.write_through(k.clone(), Some(V("7", 2)));
+        assert!(!s.settle_echo(&k, "6"), "an older event is no echo of ours");
+        assert!(!s.settle_echo(&key("a", "y"), "7"), "nor another object's");
+        assert!(s.settle_echo(&k, "7"));
+        assert_eq!(s.ahead_of_watch(), 0);
+        assert_eq!(
+            value(&s, &k),
+            Some(2),
+            "our write's value is now the cache's"
+        );
+        assert!(!s.settle_echo(&k, "7"), "settled once");
+        s.write_through(k.clone(), Some(V("9", 3)));
+        tokio::time::sleep(AHEAD_FOR + Duration::from_secs(1)).await;
+        assert!(
+            !s.settle_echo(&k, "9"),
+            "a write past AHEAD_FOR no longer stands"
+        );
+        assert_eq!(value(&s, &k), Some(2));
     }
 }

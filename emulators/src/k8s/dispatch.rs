@@ -28,6 +28,11 @@ pub(super) async fn handle(
     if path.starts_with("/_emulator/") {
         return Ok(admin::admin(&shared, req, &path).await);
     }
+    if req.version() == http::Version::HTTP_2 {
+        shared
+            .http2_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     let method = req.method().as_str().to_string();
     let mut record = RequestRecord {
         method: method.clone(),

@@ -404,6 +404,11 @@ impl K8sEmulator {
         self.shared.store.set_history_size(size);
     }
 
+    /// API requests served over HTTP/2 so far.
+    pub fn http2_requests(&self) -> u64 {
+        self.shared.http2_requests.load(Ordering::Relaxed)
+    }
+
     /// TCP connections being served right now.
     pub fn open_connections(&self) -> usize {
         self.shared.open_connections.load(Ordering::SeqCst)

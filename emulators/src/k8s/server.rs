@@ -68,6 +68,7 @@ impl Shared {
             }),
             restarts,
             open_connections: AtomicUsize::new(0),
+            http2_requests: Default::default(),
         });
         shared.spawn_accept(listener).await;
         let weak = Arc::downgrade(&shared);

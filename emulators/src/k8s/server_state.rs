@@ -4,7 +4,7 @@
 //! the accept loop that calls them.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -75,6 +75,9 @@ pub struct Shared {
     pub(super) restarts: tokio::sync::mpsc::UnboundedSender<Duration>,
     /// Connections being served now (soak tests check the client does not leak them).
     pub open_connections: AtomicUsize,
+    /// API requests that came over HTTP/2 (TLS with ALPN `h2`), to show which protocol a
+    /// client chose.
+    pub http2_requests: AtomicU64,
 }
 
 // === impl Shared ===

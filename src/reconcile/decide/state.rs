@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::dockerconfig;
 use super::select::NamespaceView;
-use crate::k8s::types::{Namespace, Secret, ServiceAccount};
+use crate::k8s::types::{Namespace, ObjectMeta, Secret, SecretAnswer, ServiceAccount};
 use crate::reconcile::vocab::{
     parse_time, split_list, Owner, CHECKSUM_ANNOTATION, EXPIRES_ANNOTATION,
     MERGED_HOSTS_ANNOTATION, NAME_LABEL, OWNER_ANNOTATION, OWNER_UID_ANNOTATION,
@@ -67,14 +67,33 @@ impl ManagedSecret {
     /// shared pull secret the operator created for a merge CR is not one: the shared
     /// Secrets' watch keeps it (`shared::SharedSecret`).
     pub fn project(secret: &Secret) -> Option<ManagedSecret> {
-        let meta = &secret.metadata;
+        let data = secret.data.get(dockerconfig::DATA_KEY).map(String::as_str);
+        Self::project_parts(&secret.metadata, secret.type_.as_deref(), data, None)
+    }
+
+    /// The projection of our write's answer. `sent` is the data value we wrote and its
+    /// checksum: an answer holding that very value is checked by comparing bytes, not by
+    /// hashing them again (the value is about 8.5 KB).
+    pub fn project_written(answer: &SecretAnswer<'_>, sent: (&str, &str)) -> Option<ManagedSecret> {
+        let data = answer.data.get(dockerconfig::DATA_KEY).map(|d| &*d.0);
+        Self::project_parts(&answer.metadata, answer.type_.as_deref(), data, Some(sent))
+    }
+
+    fn project_parts(
+        meta: &ObjectMeta,
+        type_: Option<&str>,
+        data: Option<&str>,
+        sent: Option<(&str, &str)>,
+    ) -> Option<ManagedSecret> {
         let annotations = &meta.annotations;
         if annotations.contains_key(MERGED_HOSTS_ANNOTATION) {
             return None;
         }
-        let data = secret.data.get(dockerconfig::DATA_KEY);
         let intact = match (data, annotations.get(CHECKSUM_ANNOTATION)) {
-            (Some(d), Some(sum)) => &dockerconfig::checksum(d) == sum,
+            (Some(d), Some(sum)) => match sent {
+                Some((value, value_sum)) if d == value => sum == value_sum,
+                _ => dockerconfig::checksum_matches(d, sum),
+            },
             _ => false,
         };
         let owner_uid = annotations.get(OWNER_UID_ANNOTATION).map(|u| intern(u));
@@ -84,9 +103,7 @@ impl ManagedSecret {
             uid: meta.uid.clone().unwrap_or_default(),
             resource_version: meta.resource_version.clone().unwrap_or_default(),
             owner: intern(annotations.get(OWNER_ANNOTATION).map_or("", String::as_str)),
-            intact: intact
-                && owner_uid.is_some()
-                && secret.type_.as_deref() == Some(dockerconfig::SECRET_TYPE),
+            intact: intact && owner_uid.is_some() && type_ == Some(dockerconfig::SECRET_TYPE),
             owner_uid,
             expires_at: annotations
                 .get(EXPIRES_ANNOTATION)
@@ -161,5 +178,104 @@ impl crate::runtime::store::Versioned for ManagedSecret {
 impl crate::runtime::store::Versioned for SaView {
     fn resource_version(&self) -> &str {
         &self.resource_version
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A managed Secret's JSON holding `data`, whose checksum annotation says `sum`.
+    fn secret_json(data: &str, sum: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "metadata": {"namespace": "ns", "name": "s", "uid": "u", "resourceVersion": "9",
+                "annotations": {OWNER_ANNOTATION: "cr", OWNER_UID_ANNOTATION: "cr-uid",
+                                CHECKSUM_ANNOTATION: sum}},
+            "type": dockerconfig::SECRET_TYPE,
+            "data": {dockerconfig::DATA_KEY: data},
+        }))
+        .unwrap()
+    }
+
+    /// Our write's answer is projected as the watch would project the same object, whether
+    /// it holds what we sent or not (a webhook may have changed it).
+    #[test]
+    fn a_written_answer_projects_as_its_watch_event_would() {
+        let sent = "c2VudA==";
+        let sent_sum = dockerconfig::checksum(sent);
+        let other = "b3RoZXI=";
+        for (data, sum) in [
+            (sent, sent_sum.clone()),
+            (sent, "0000000000000000".to_string()),
+            (other, dockerconfig::checksum(other)),
+            (other, sent_sum.clone()),
+        ] {
+            let raw = secret_json(data, &sum);
+            let watched = ManagedSecret::project(&serde_json::from_slice(&raw).unwrap());
+            let answer: SecretAnswer = serde_json::from_slice(&raw).unwrap();
+            let written = ManagedSecret::project_written(&answer, (sent, &sent_sum));
+            assert_eq!(written, watched, "data {data}, checksum {sum}");
+        }
+        let raw = secret_json(sent, &sent_sum);
+        let answer: SecretAnswer = serde_json::from_slice(&raw).unwrap();
+        assert!(
+            ManagedSecret::project_written(&answer, (sent, &sent_sum))
+                .unwrap()
+                .intact
+        );
+    }
+}
+
+/// What the watch caches hold per namespace of a cluster with one CR, in bytes, as
+/// README's Benchmarks section lists it.
+#[cfg(test)]
+mod heap_per_namespace {
+    use std::mem::size_of;
+    use std::sync::Arc;
+
+    use super::{ManagedSecret, NamespaceView, SaView};
+    use crate::runtime::store::ObjectKey;
+
+    /// A map slot: the key and the `Arc` pointer to the projection.
+    const SLOT: usize = size_of::<ObjectKey>() + size_of::<Arc<()>>();
+    /// An `Arc`'s counts, in front of the value.
+    const ARC: usize = 16;
+
+    /// Bytes a namespace costs, heap strings at the bench's lengths (a 10-character
+    /// namespace name with one label, a 36-character uid, 7-digit resourceVersions). Not
+    /// counted: interned strings the whole cluster shares (Secret name, owner, registries,
+    /// label keys and values, `default`), the maps' spare slots (up to about half again)
+    /// and the allocator's own overhead per allocation.
+    fn per_namespace() -> [(&'static str, usize); 4] {
+        let (name, uid, rv) = (10, 36, 7);
+        [
+            ("namespace name, interned once for the three caches' keys", ARC + name),
+            (
+                "Namespace: slot + view + name + one label",
+                SLOT + ARC + size_of::<NamespaceView>() + name + 32,
+            ),
+            (
+                "ServiceAccount `default`: slot + view + resourceVersion + one pull secret + one owned entry",
+                SLOT + ARC + size_of::<SaView>() + rv + 16 + 16,
+            ),
+            (
+                "managed Secret: slot + view + uid + resourceVersion",
+                SLOT + ARC + size_of::<ManagedSecret>() + uid + rv,
+            ),
+        ]
+    }
+
+    #[test]
+    fn stays_as_listed_in_the_readme() {
+        let parts = per_namespace();
+        for (what, bytes) in parts {
+            eprintln!("{bytes:>5}  {what}");
+        }
+        let total: usize = parts.iter().map(|(_, b)| b).sum();
+        eprintln!("{total:>5}  in all");
+        assert!(
+            total <= 700,
+            "{total} bytes a namespace: update README's figures"
+        );
     }
 }

@@ -270,11 +270,13 @@ impl Applier {
         let writer = &self.writer;
         let (name, adopt) = (&spec.secret_name, spec.adopt_existing);
         let now = OffsetDateTime::now_utc();
+        // One copy of the ~9 KB payload and bodies for every write task.
+        let shared = Arc::new(p.secret.clone());
         for_each_bounded(
             writes,
             self.concurrency,
             |step| {
-                let (writer, name, content) = (writer.clone(), name.clone(), p.secret.clone());
+                let (writer, name, content) = (writer.clone(), name.clone(), shared.clone());
                 async move {
                     let ns = step.namespace().to_string();
                     let result = match &step {

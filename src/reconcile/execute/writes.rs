@@ -6,14 +6,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::json;
 
 use super::sa_locks::SaLocks;
 use crate::backoff::{Backoff, TRANSIENT_RETRIES};
 use crate::k8s::kind::{SECRETS, SERVICE_ACCOUNTS};
-use crate::k8s::types::{ObjectMeta, Secret, ServiceAccount};
+use crate::k8s::types::{ObjectMeta, Secret, SecretAnswer, ServiceAccount};
 use crate::k8s::{Client, Error, Patch, Preconditions};
+use crate::metrics::WritePhase;
 use crate::reconcile::decide::content::{self, Content};
 use crate::reconcile::decide::dockerconfig;
 use crate::reconcile::decide::existing::{self, Existing};
@@ -21,7 +23,9 @@ use crate::reconcile::decide::plan::{change_for, SaEdit};
 use crate::reconcile::decide::state::{ManagedSecret, SaView};
 use crate::reconcile::vocab::{Owner, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SA_OWNED_ANNOTATION};
 
+mod bodies;
 mod merges;
+use bodies::SecretBodies;
 pub use merges::MergeOutcome;
 
 /// How often a ServiceAccount edit is retried after losing a race to another writer.
@@ -33,17 +37,25 @@ pub struct SecretContent {
     pub owner: Owner,
     /// The base64 `.dockerconfigjson` value.
     pub data: String,
+    /// Its checksum (also among `annotations`).
+    pub checksum: String,
     pub annotations: BTreeMap<String, String>,
     /// The registry hosts `data` covers: the only hosts an adopted Secret may hold.
     pub hosts: Vec<String>,
+    /// The create and refresh bodies, serialised once for every namespace.
+    bodies: SecretBodies,
 }
 
 impl SecretContent {
-    pub fn new(owner: &Owner, content: &Content) -> SecretContent {
+    /// The content of Secret `name` for `owner`.
+    pub fn new(owner: &Owner, name: &str, content: &Content) -> SecretContent {
+        let annotations = content::annotations(owner, content);
         SecretContent {
             owner: owner.clone(),
+            bodies: SecretBodies::new(name, &managed_labels(), &annotations, &content.data),
             data: content.data.clone(),
-            annotations: content::annotations(owner, content),
+            checksum: content.checksum.clone(),
+            annotations,
             hosts: content.hosts.clone(),
         }
     }
@@ -70,8 +82,9 @@ pub enum SecretOutcome {
 /// `runtime::store`): the next plan starts from what we wrote, not from a cache that has
 /// not caught up yet.
 pub trait WriteThrough: Send + Sync + 'static {
-    /// A Secret as the server answered a create or patch.
-    fn secret_written(&self, secret: &Secret);
+    /// Our Secret `namespace/name` as the server answered a create or patch, projected
+    /// (`None`: not one the cache keeps).
+    fn secret_written(&self, namespace: &str, name: &str, projection: Option<ManagedSecret>);
     /// A Secret we deleted.
     fn secret_deleted(&self, namespace: &str, name: &str);
     /// A ServiceAccount as the server answered a patch.
@@ -88,7 +101,7 @@ pub trait WriteThrough: Send + Sync + 'static {
 struct NoCache;
 
 impl WriteThrough for NoCache {
-    fn secret_written(&self, _: &Secret) {}
+    fn secret_written(&self, _: &str, _: &str, _: Option<ManagedSecret>) {}
     fn secret_deleted(&self, _: &str, _: &str) {}
     fn service_account_written(&self, _: &ServiceAccount) {}
     fn service_account(&self, _: &str, _: &str) -> Option<SaView> {
@@ -138,6 +151,43 @@ impl Writer {
         retrying(request).await
     }
 
+    /// A Secret create or refresh within the in-flight bound, its time recorded as
+    /// [`WritePhase::Send`] (from the request out until the answer is read).
+    async fn send_secret_write<Fut>(
+        &self,
+        request: impl FnMut() -> Fut,
+    ) -> Result<bytes::Bytes, Error>
+    where
+        Fut: std::future::Future<Output = Result<bytes::Bytes, Error>>,
+    {
+        let _permit = self.in_flight.acquire().await.ok();
+        let started = Instant::now();
+        let answer = retrying(request).await;
+        crate::metrics::secret_write_phase(WritePhase::Send, started.elapsed());
+        answer
+    }
+
+    /// Our Secret write's answer into the cache, ahead of the watch. Only what the cache
+    /// keeps is read: the data value is borrowed and compared with what we sent.
+    fn secret_answered(&self, answer: &[u8], content: &SecretContent) -> Result<(), Error> {
+        let started = Instant::now();
+        let secret: SecretAnswer =
+            serde_json::from_slice(answer).map_err(|source| Error::Decode {
+                what: "API answer",
+                source,
+            })?;
+        let parsed = Instant::now();
+        crate::metrics::secret_write_phase(WritePhase::Parse, parsed - started);
+        let meta = &secret.metadata;
+        if let (Some(ns), Some(name)) = (&meta.namespace, &meta.name) {
+            let projection =
+                ManagedSecret::project_written(&secret, (&content.data, &content.checksum));
+            self.cache.secret_written(ns, name, projection);
+        }
+        crate::metrics::secret_write_phase(WritePhase::Cache, parsed.elapsed());
+        Ok(())
+    }
+
     /// Successful writes go to `cache`, ahead of the watch.
     #[must_use]
     pub fn with_cache(mut self, cache: Arc<dyn WriteThrough>) -> Self {
@@ -155,19 +205,16 @@ impl Writer {
         content: &SecretContent,
         adopt: bool,
     ) -> Result<SecretOutcome, Error> {
-        let body = managed_pull_secret(
-            namespace,
-            name,
-            content.annotations.clone(),
-            content.data.clone(),
-        );
+        let started = Instant::now();
+        let body = content.bodies.create(namespace);
+        crate::metrics::secret_write_phase(WritePhase::Build, started.elapsed());
         let collection = SECRETS.collection(Some(namespace));
         match self
-            .send(|| self.client.create::<_, Secret>(&collection, &body))
+            .send_secret_write(|| self.client.create_raw(&collection, body.clone()))
             .await
         {
             Ok(created) => {
-                self.cache.secret_written(&created);
+                self.secret_answered(&created, content)?;
                 crate::metrics::secret_written("create");
                 Ok(SecretOutcome::Written)
             }
@@ -246,19 +293,14 @@ impl Writer {
         resource_version: &str,
         content: &SecretContent,
     ) -> Result<(), Error> {
-        let patch = json!({
-            "metadata": {
-                "resourceVersion": resource_version,
-                "labels": managed_labels(),
-                "annotations": content.annotations,
-            },
-            "data": { dockerconfig::DATA_KEY: content.data },
-        });
+        let started = Instant::now();
+        let body = content.bodies.patch(resource_version);
+        crate::metrics::secret_write_phase(WritePhase::Build, started.elapsed());
         let path = SECRETS.object(Some(namespace), name);
-        let written: Secret = self
-            .send(|| self.client.patch(&path, Patch::Merge(&patch)))
+        let written = self
+            .send_secret_write(|| self.client.merge_patch_raw(&path, body.clone()))
             .await?;
-        self.cache.secret_written(&written);
+        self.secret_answered(&written, content)?;
         crate::metrics::secret_written("update");
         Ok(())
     }

@@ -122,7 +122,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         let tokens = tokens?;
         let content =
             content::build(spec, &tokens).map_err(|e| (Reason::AwsError, e.to_string()))?;
-        let secret = SecretContent::new(owner, &content);
+        let secret = SecretContent::new(owner, &spec.secret_name, &content);
         Ok((tokens, content, secret))
     }
 

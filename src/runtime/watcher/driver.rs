@@ -380,10 +380,16 @@ impl<L, P, F, H> Reflector<L, P, F, H> {
             Event::Restarted(_) => false,
             Event::Applied(obj) => match ObjectKey::of(obj.meta()) {
                 Some(key) => {
-                    let version = obj.meta().resource_version.clone().unwrap_or_default();
-                    match (self.project)(obj) {
-                        Some(p) => self.store.apply(Change::Applied(key, version, p)),
-                        None => self.store.apply(Change::Deleted(key)),
+                    let version = obj.meta().resource_version.as_deref().unwrap_or_default();
+                    // Our own write's echo is already projected, from the write's answer.
+                    if self.store.settle_echo(&key, version) {
+                        true
+                    } else {
+                        let version = version.to_string();
+                        match (self.project)(obj) {
+                            Some(p) => self.store.apply(Change::Applied(key, version, p)),
+                            None => self.store.apply(Change::Deleted(key)),
+                        }
                     }
                 }
                 None => false,

@@ -8,6 +8,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::process::Cpu;
+use super::traffic::WritePhases;
+
 pub const REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 pub const EXPIRES: &str = "ecr.creds.dev/expires-at";
 pub const REFRESH: &str = "ecr.creds.dev/refresh-at";
@@ -20,6 +23,9 @@ pub struct Case {
     pub crs: usize,
     /// Watch events trail their writes by this (plus up to half more at random).
     pub lag_ms: u64,
+    /// The emulated API server speaks TLS, and with it HTTP/2 (ALPN), as a real one;
+    /// else plain HTTP/1.1, as `kubectl proxy`.
+    pub tls: bool,
 }
 
 // === impl Case ===
@@ -31,16 +37,23 @@ impl Case {
         } else {
             format!("{} CRs x {} ns", self.crs, self.namespaces)
         };
-        format!("{size}, lag {} ms", self.lag_ms)
+        let wire = if self.tls {
+            "TLS + HTTP/2"
+        } else {
+            "plain HTTP/1.1"
+        };
+        format!("{size}, lag {} ms, {wire}", self.lag_ms)
     }
     pub fn targets(&self) -> usize {
         self.namespaces * self.crs
     }
     /// Seconds from a token fetch to its refresh: the fake ECR issues tokens living three
     /// times this, the CR refreshes when two thirds remain. Long enough that the initial
-    /// sync is over before the refresh starts (about 1000 writes a second, plus the lag).
+    /// sync is over before the refresh starts (about 500 writes a second, plus the lag;
+    /// half that with dozens of CRs, whose reconciles each plan over every namespace).
     pub fn refresh_after(&self) -> u64 {
-        let sync = (self.targets() / 500) as u64 + 2 * self.lag_ms.div_ceil(1000);
+        let per_second = if self.crs >= 50 { 250 } else { 500 };
+        let sync = (self.targets() / per_second) as u64 + 2 * self.lag_ms.div_ceil(1000);
         if self.crs == 1 {
             10.max(2 * sync)
         } else {
@@ -91,13 +104,21 @@ pub struct CaseResult {
     pub initial_sync: Traffic,
     pub initial_sync_ecr_calls: u64,
     pub initial_sync_cpu_s: f64,
+    /// CPU of the operator, the emulators and the harness over the initial sync.
+    pub initial_sync_cpu: Cpu,
+    pub initial_sync_writes: WritePhases,
     /// Reconciles the operator ran during the initial sync (its /metrics).
     pub initial_sync_reconciles: u64,
     /// Seconds from the first Secret holding the new token until every Secret does.
     pub refresh_s: Option<f64>,
     pub refresh: Traffic,
     pub refresh_ecr_calls: u64,
+    /// The refresh's API requests that came over HTTP/2.
+    pub refresh_http2_requests: u64,
     pub refresh_cpu_s: f64,
+    pub refresh_cpu: Cpu,
+    /// The refresh's Secret writes and where the operator's time for them went.
+    pub refresh_writes: WritePhases,
     pub noop_reconciles_seen: u64,
     pub noop: Traffic,
     pub rss_after_ready_kib: u64,

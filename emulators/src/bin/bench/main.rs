@@ -1,19 +1,26 @@
 //! `make bench`: speed, API traffic, AWS calls, memory and CPU of the release operator
 //! binary, run as a child process against the in-repo emulators (in this process).
 //!
-//! Cases: one ECRPullSecret over 10, 100, 1000 and 10000 namespaces, and 10 ECRPullSecrets
-//! over the same 1000 namespaces, each against watches that deliver at once and that
+//! Cases: one ECRPullSecret over 10, 100, 1000 and 10000 namespaces, 10 ECRPullSecrets
+//! over the same 1000 namespaces and 100 over 100, each against watches that deliver at once and that
 //! trail their writes by 200 ms and by 2 s (plus up to half more at random), as a busy
 //! API server's do: a request count that only holds on an instant echo is no figure.
 //! Each case gets a fresh emulator and a fresh operator, then:
 //! start -> ready (`/readyz`), CR -> every Secret valid (emulator state polled directly),
 //! the requests of the initial sync (emulator request log), one token refresh (the fake
 //! ECR issues 30 s tokens, the CR refreshes 20 s before expiry), a no-op reconcile, and
-//! RSS / CPU from /proc. Figures are printed next to the targets and the Python reference
+//! RSS / CPU from /proc: the operator's, and this process's split into the emulators'
+//! threads (their own runtime) and the rest (the harness polling their state), so a reader
+//! sees which side bounds the time. The operator's /metrics say where its Secret writes
+//! spend their time (body, request, parsing the answer, cache). Figures are printed next to the targets and the Python reference
 //! operator's; nothing is asserted (a benchmark, not a test).
 //!
 //! Usage: bench --operator <release binary> [--out bench/latest.json] [--table bench/README-table.md]
-//!              [--cases 10,100,1000,10000,10x1000] [--lags 0,200,2000]
+//!              [--cases 10,100,1000,10000,10x1000,100x100] [--lags 0,200,2000]
+//!              [--plain-http] [--operator-env K=V]...
+//!
+//! The emulated API server speaks TLS with HTTP/2 offered through ALPN, as a real one
+//! does; `--plain-http` serves HTTP/1.1 without TLS instead (as `kubectl proxy`).
 #![forbid(unsafe_code)]
 
 mod case;
@@ -30,7 +37,7 @@ use serde_json::json;
 
 use case::Case;
 use measure::run_case;
-use process::machine;
+use process::{emulator_runtime, machine};
 use report::{markdown_table, print_case, Report, MIB};
 
 struct Args {
@@ -46,9 +53,17 @@ fn parse_args() -> Result<Args, String> {
     let mut operator = None;
     let mut out = PathBuf::from("bench/latest.json");
     let mut table = PathBuf::from("bench/README-table.md");
-    let mut sizes = vec![(10, 1), (100, 1), (1000, 1), (10_000, 1), (1000, 10)];
+    let mut sizes = vec![
+        (10, 1),
+        (100, 1),
+        (1000, 1),
+        (10_000, 1),
+        (1000, 10),
+        (100, 100),
+    ];
     let mut lags = vec![0, 200, 2000];
     let mut operator_env = Vec::new();
+    let mut tls = true;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value"));
@@ -56,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
             "--operator" => operator = Some(PathBuf::from(value()?)),
             "--out" => out = PathBuf::from(value()?),
             "--table" => table = PathBuf::from(value()?),
+            "--plain-http" => tls = false,
             "--operator-env" => {
                 let kv = value()?;
                 let (k, v) = kv.split_once('=').ok_or("--operator-env takes KEY=VALUE")?;
@@ -69,7 +85,7 @@ fn parse_args() -> Result<Args, String> {
                         Some((ns.parse().ok()?, crs.parse().ok()?))
                     })
                     .collect::<Option<Vec<_>>>()
-                    .ok_or("--cases: e.g. 10,100,1000,10000,10x1000")?
+                    .ok_or("--cases: e.g. 10,100,1000,10000,10x1000,100x100")?
             }
             "--lags" => {
                 lags = value()?
@@ -88,6 +104,7 @@ fn parse_args() -> Result<Args, String> {
                 namespaces,
                 crs,
                 lag_ms,
+                tls,
             })
         })
         .collect();
@@ -112,7 +129,7 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => {
             eprintln!("bench: {e}");
-            eprintln!("usage: bench --operator <release binary> [--out FILE] [--table FILE] [--cases 10,100,1000,10000,10x1000] [--lags 0,200,2000]");
+            eprintln!("usage: bench --operator <release binary> [--out FILE] [--table FILE] [--cases 10,100,1000,10000,10x1000,100x100] [--lags 0,200,2000] [--plain-http] [--operator-env K=V]");
             return ExitCode::from(2);
         }
     };
@@ -126,10 +143,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let emulators = match emulator_runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bench: cannot start the emulators' runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Ctrl-C drops the running case: its operator child is killed on drop.
     let outcome = runtime.block_on(async {
         tokio::select! {
-            r = run(&args) => r,
+            r = run(&args, emulators.handle()) => r,
             _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
         }
     });
@@ -142,7 +166,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: &Args) -> Result<(), String> {
+async fn run(args: &Args, emulators: &tokio::runtime::Handle) -> Result<(), String> {
     let binary_bytes = std::fs::metadata(&args.operator)
         .map_err(|e| format!("{}: {e}", args.operator.display()))?
         .len();
@@ -160,7 +184,7 @@ async fn run(args: &Args) -> Result<(), String> {
     let mut results = Vec::new();
     for case in &args.cases {
         println!("\n== {} ==", case.label());
-        let r = run_case(&args.operator, *case, &args.operator_env).await?;
+        let r = run_case(&args.operator, *case, &args.operator_env, emulators).await?;
         print_case(&r);
         results.push(r);
     }
@@ -175,8 +199,9 @@ async fn run(args: &Args) -> Result<(), String> {
             "refresh.minInterval": "1s",
             "watch_lag": "each event trails its write by the case's lag plus up to half more (seeded)",
             "operator_env": args.operator_env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
-            "operator_flags": "--api-server <emulator> --health-probe-bind-address 127.0.0.1:P --metrics-bind-address 127.0.0.1:P (defaults otherwise: 4 workers)",
-            "emulators": "in the bench process (they share its CPU with the operator)",
+            "operator_flags": "--api-server <emulator> [--ca-file <its CA>] --health-probe-bind-address 127.0.0.1:P --metrics-bind-address 127.0.0.1:P (defaults otherwise: 4 workers)",
+            "api_server_wire": if args.cases.first().is_some_and(|c| c.tls) { "TLS, HTTP/2 offered through ALPN (as a real API server)" } else { "plain HTTP/1.1 (as kubectl proxy)" },
+            "emulators": "in the bench process, on their own 2-thread runtime whose threads' CPU is read from /proc (they share the machine's CPUs with the operator)",
         }),
         targets: json!({
             "sync_1000_ns_s": "< 2",

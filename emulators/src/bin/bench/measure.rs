@@ -12,17 +12,19 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::case::{cr, cr_name, ns_name, Case, CaseResult};
-use super::process::{cpu_seconds, proc_status};
+use super::process::{proc_status, Cpu};
 use super::report::secs;
 use super::secrets::{crs_ready, earliest_refresh_at, sas_complete, SecretWatch};
-use super::traffic::{reconcile_count, settle, traffic};
+use super::traffic::{reconcile_count, settle, traffic, WritePhases};
 
 const POLL: Duration = Duration::from_millis(20);
 
+/// Runs `case`; the emulators run on `emulators` (see [`super::process::emulator_runtime`]).
 pub async fn run_case(
     binary: &Path,
     case: Case,
     env: &[(String, String)],
+    emulators: &tokio::runtime::Handle,
 ) -> Result<CaseResult, String> {
     let mut r = CaseResult {
         case: case.label(),
@@ -32,10 +34,11 @@ pub async fn run_case(
         target_secrets: case.targets(),
         ..Default::default()
     };
-    let k8s = K8sEmulator::start(EmulatorConfig {
+    let k8s_config = EmulatorConfig {
         // The real server sends a bookmark about once a minute.
         bookmark_interval: Some(Duration::from_secs(60)),
         history_size: 400_000,
+        tls: case.tls,
         request_log_capacity: 2_000_000,
         watch_lag: WatchLag {
             fixed_ms: case.lag_ms,
@@ -44,15 +47,22 @@ pub async fn run_case(
             ..WatchLag::default()
         },
         ..EmulatorConfig::default()
-    })
-    .await
-    .map_err(|e| format!("cannot start the Kubernetes emulator: {e}"))?;
-    let aws = AwsEmulator::start(AwsEmulatorConfig {
+    };
+    let aws_config = AwsEmulatorConfig {
         token_lifetime: case.token_lifetime(),
         ..AwsEmulatorConfig::default()
-    })
-    .await
-    .map_err(|e| format!("cannot start the fake AWS: {e}"))?;
+    };
+    // Started from a task of the emulators' runtime, so every task they spawn runs there.
+    let k8s = emulators
+        .spawn(K8sEmulator::start(k8s_config))
+        .await
+        .map_err(|e| format!("the Kubernetes emulator's start panicked: {e}"))?
+        .map_err(|e| format!("cannot start the Kubernetes emulator: {e}"))?;
+    let aws = emulators
+        .spawn(AwsEmulator::start(aws_config))
+        .await
+        .map_err(|e| format!("the fake AWS's start panicked: {e}"))?
+        .map_err(|e| format!("cannot start the fake AWS: {e}"))?;
     for i in 0..case.namespaces {
         k8s.apply(
             "namespaces",
@@ -62,7 +72,13 @@ pub async fn run_case(
     }
     k8s.clear_requests();
 
-    let mut op = Launch::new(binary, k8s.url(), aws.url())
+    let mut launch = Launch::new(binary, k8s.url(), aws.url());
+    if let Some(pem) = k8s.ca_pem() {
+        let ca = std::env::temp_dir().join(format!("bench-ca-{}.pem", std::process::id()));
+        std::fs::write(&ca, pem).map_err(|e| format!("{}: {e}", ca.display()))?;
+        launch = launch.args(["--ca-file".to_string(), ca.display().to_string()]);
+    }
+    let mut op = launch
         .metrics(true)
         .rust_log("warn")
         .envs(env.iter().cloned())
@@ -120,7 +136,8 @@ async fn initial_sync(
     let Peers { k8s, aws, op, case } = peers;
     k8s.clear_requests();
     let ecr0 = aws.calls().ecr;
-    let cpu0 = cpu_seconds(op.pid);
+    let writes0 = WritePhases::read(op).await;
+    let cpu0 = Cpu::now(op.pid);
     let reconciles_before = reconcile_count(op).await;
     let t0 = Instant::now();
     for c in 0..case.crs {
@@ -141,7 +158,10 @@ async fn initial_sync(
     settle(k8s).await;
     r.initial_sync = traffic(k8s, case);
     r.initial_sync_ecr_calls = aws.calls().ecr - ecr0;
-    r.initial_sync_cpu_s = cpu_seconds(op.pid) - cpu0;
+    let cpu = Cpu::now(op.pid).since(cpu0);
+    r.initial_sync_cpu_s = cpu.operator_s;
+    r.initial_sync_cpu = cpu;
+    r.initial_sync_writes = WritePhases::read(op).await.since(writes0);
     r.initial_sync_reconciles = reconcile_count(op).await.saturating_sub(reconciles_before);
     r.rss_steady_kib = proc_status(op.pid, "VmRSS:");
     r.rss_steady_anon_kib = proc_status(op.pid, "RssAnon:");
@@ -184,8 +204,10 @@ async fn one_refresh(
         );
     }
     k8s.clear_requests();
+    let http2_before = k8s.http2_requests();
     let ecr1 = aws.calls().ecr;
-    let cpu1 = cpu_seconds(op.pid);
+    let writes1 = WritePhases::read(op).await;
+    let cpu1 = Cpu::now(op.pid);
     let mut first_renewed = None;
     let refreshed = poll(case.deadline(), POLL, async || {
         let (any, all) = watch.changed(k8s, &before);
@@ -198,14 +220,19 @@ async fn one_refresh(
     settle(k8s).await;
     r.refresh = traffic(k8s, case);
     r.refresh_ecr_calls = aws.calls().ecr - ecr1;
-    r.refresh_cpu_s = cpu_seconds(op.pid) - cpu1;
+    r.refresh_http2_requests = k8s.http2_requests() - http2_before;
+    let cpu = Cpu::now(op.pid).since(cpu1);
+    r.refresh_cpu_s = cpu.operator_s;
+    r.refresh_cpu = cpu;
+    r.refresh_writes = WritePhases::read(op).await.since(writes1);
     r.refresh_s = refreshed
         .zip(first_renewed)
         .map(|(all, first)| (all - first).as_secs_f64());
     println!(
-        "  refresh                {}   ({} requests, {} ECR calls, {:.3} CPU s)",
+        "  refresh                {}   ({} requests, {} over HTTP/2, {} ECR calls, {:.3} CPU s)",
         secs(r.refresh_s),
         r.refresh.total - r.refresh.watches,
+        r.refresh_http2_requests,
         r.refresh_ecr_calls,
         r.refresh_cpu_s
     );

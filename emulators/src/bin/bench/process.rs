@@ -32,9 +32,11 @@ pub fn proc_status(pid: u32, field: &str) -> u64 {
 
 /// utime + stime of a process, in seconds.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(0.0, |s| stat_cpu_seconds(&s))
+}
+
+/// utime + stime of a `/proc/.../stat` line, in seconds.
+fn stat_cpu_seconds(stat: &str) -> f64 {
     // Fields after the ")" that ends the command name; utime and stime are 14th and 15th.
     let Some((_, rest)) = stat.rsplit_once(')') else {
         return 0.0;
@@ -48,9 +50,12 @@ pub fn cpu_seconds(pid: u32) -> f64 {
 }
 
 fn clock_ticks() -> f64 {
-    command_output("getconf", &["CLK_TCK"])
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100.0)
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        command_output("getconf", &["CLK_TCK"])
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
@@ -92,5 +97,73 @@ pub fn machine() -> Machine {
             .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
             .unwrap_or_default(),
         rustc: command_output("rustc", &["--version"]).unwrap_or_default(),
+    }
+}
+
+/// Name prefix of the threads that run the emulators.
+const EMULATOR_THREAD: &str = "emulator";
+
+/// CPU seconds of this (bench) process: (emulator threads, the rest: the harness that
+/// polls the emulators' state and the runtime it runs on).
+pub fn bench_cpu_seconds() -> (f64, f64) {
+    let total = cpu_seconds(std::process::id());
+    let mut emulator = 0.0;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return (0.0, total);
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let comm = stat
+            .split_once('(')
+            .and_then(|(_, rest)| rest.rsplit_once(')'))
+            .map_or("", |(comm, _)| comm);
+        if comm.starts_with(EMULATOR_THREAD) {
+            emulator += stat_cpu_seconds(&stat);
+        }
+    }
+    (emulator, (total - emulator).max(0.0))
+}
+
+/// A runtime whose threads are named for [`bench_cpu_seconds`]: the emulators run on it,
+/// so their CPU is told apart from the harness's.
+pub fn emulator_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(EMULATOR_THREAD)
+        .enable_all()
+        .build()
+}
+
+/// CPU seconds spent by each side of a case: the operator (its process), the emulators
+/// (their threads in this process) and the harness (the rest of this process: polling the
+/// emulators' state for the figures).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Cpu {
+    pub operator_s: f64,
+    pub emulator_s: f64,
+    pub harness_s: f64,
+}
+
+// === impl Cpu ===
+
+impl Cpu {
+    pub fn now(operator_pid: u32) -> Cpu {
+        let (emulator_s, harness_s) = bench_cpu_seconds();
+        Cpu {
+            operator_s: cpu_seconds(operator_pid),
+            emulator_s,
+            harness_s,
+        }
+    }
+
+    /// What each side spent since `earlier`.
+    pub fn since(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            operator_s: self.operator_s - earlier.operator_s,
+            emulator_s: self.emulator_s - earlier.emulator_s,
+            harness_s: self.harness_s - earlier.harness_s,
+        }
     }
 }
