@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::process::Cpu;
-use super::traffic::WritePhases;
+use super::write_phases::WritePhases;
 
 pub const REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 pub const EXPIRES: &str = "ecr.creds.dev/expires-at";

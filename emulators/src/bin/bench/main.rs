@@ -29,6 +29,7 @@ mod process;
 mod report;
 mod secrets;
 mod traffic;
+mod write_phases;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

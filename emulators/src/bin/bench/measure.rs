@@ -15,7 +15,8 @@ use super::case::{cr, cr_name, ns_name, Case, CaseResult};
 use super::process::{proc_status, Cpu};
 use super::report::secs;
 use super::secrets::{crs_ready, earliest_refresh_at, sas_complete, SecretWatch};
-use super::traffic::{reconcile_count, settle, traffic, WritePhases};
+use super::traffic::{reconcile_count, settle, traffic};
+use super::write_phases::WritePhases;
 
 const POLL: Duration = Duration::from_millis(20);
 
