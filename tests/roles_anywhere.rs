@@ -71,6 +71,26 @@ fn secret_auth(env: &Env) -> Option<String> {
     secret_auths(&secret).get(&registry(REGION)).cloned()
 }
 
+/// The operator-wide certificate's expiry as this binary's /metrics exports it.
+fn operator_certificate_expiry() -> Option<f64> {
+    let series = "ecr_creds_refresher_certificate_expiry_timestamp_seconds{ecrpullsecret=\"\",source=\"operator\"}";
+    ecr_creds_refresher::metrics::render()
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// A certificate valid from a minute ago for `days`, to the second.
+fn valid_for(spec: DeviceSpec<'static>, days: i64) -> DeviceSpec<'static> {
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    DeviceSpec {
+        not_before: now - time::Duration::minutes(1),
+        not_after: now + time::Duration::days(days),
+        ..spec
+    }
+}
+
 fn x509_header(env: &Env) -> Option<String> {
     let headers = env.aws.last_headers("rolesanywhere")?;
     Some(headers.get("x-amz-x509")?.to_str().ok()?.to_string())
@@ -81,13 +101,11 @@ async fn a_device_certificate_gives_pull_secrets_and_a_renewed_one_is_used_witho
     let root = DeviceCa::root("edge fleet CA").unwrap();
     let ra = RolesAnywhereConfig::new(ANCHOR, PROFILE, ROLE, root.der());
     let mount = Mount::new("renew");
-    let rsa = root
-        .issue(&DeviceSpec::new(
-            device_pki::RSA_2048_PKCS8,
-            device_pki::RSA_2048_PKCS1,
-            501,
-        ))
-        .unwrap();
+    let rsa_spec = valid_for(
+        DeviceSpec::new(device_pki::RSA_2048_PKCS8, device_pki::RSA_2048_PKCS1, 501),
+        30,
+    );
+    let rsa = root.issue(&rsa_spec).unwrap();
     mount.write(&rsa);
     let mut env = Env::emulators(mount.options()).await;
     env.aws.update_config(|c| {
@@ -112,21 +130,30 @@ async fn a_device_certificate_gives_pull_secrets_and_a_renewed_one_is_used_witho
         Some("501")
     );
     assert_eq!(x509_header(&env), Some(B64.encode(&rsa.cert_der)));
+    // The expiry alert's series follows the certificate the operator-wide source loaded.
+    let rsa_expiry = rsa_spec.not_after.unix_timestamp() as f64;
+    wait_until("the RSA certificate's expiry exported", WAIT, || {
+        operator_certificate_expiry() == Some(rsa_expiry)
+    })
+    .await;
 
     // cert-manager renews: new serial, and here a new key type too.
-    let renewed = root
-        .issue(&DeviceSpec::new(
-            device_pki::P256_PKCS8,
-            device_pki::P256_SEC1,
-            502,
-        ))
-        .unwrap();
+    let renewed_spec = valid_for(
+        DeviceSpec::new(device_pki::P256_PKCS8, device_pki::P256_SEC1, 502),
+        60,
+    );
+    let renewed = root.issue(&renewed_spec).unwrap();
     mount.write(&renewed);
     wait_until("a session with the renewed certificate", WAIT, || {
         ra.accepted_serials().iter().any(|s| s == "502")
     })
     .await;
     assert_eq!(x509_header(&env), Some(B64.encode(&renewed.cert_der)));
+    let renewed_expiry = renewed_spec.not_after.unix_timestamp() as f64;
+    wait_until("the renewed certificate's expiry exported", WAIT, || {
+        operator_certificate_expiry() == Some(renewed_expiry)
+    })
+    .await;
     let after = ra.accepted_serials().len();
     wait_until("a pull secret from the new session", WAIT, || {
         secret_auth(&env)

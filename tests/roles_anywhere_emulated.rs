@@ -264,6 +264,7 @@ fn provider(env: &AwsEnv) -> CredentialProvider {
         http: http(),
         endpoints: Endpoints::from_env(env).unwrap(),
         region: "us-east-1".into(),
+        certificate_seen: Default::default(),
     };
     CredentialProvider::new(source, ctx)
 }

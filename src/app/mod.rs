@@ -245,6 +245,9 @@ fn token_cache(
         source,
         http: crate::aws::http::HttpConfig::default(),
         allow_plain_http_registry: cfg.allow_plain_http_registry,
+        certificate_seen: crate::aws::context::CertificateObserver::new(|not_after| {
+            metrics::set_certificate_expiry("", "operator", not_after.unix_timestamp() as f64)
+        }),
     };
     let aws = Aws::setup(env, settings, global_secret).map_err(StartError::Aws)?;
     let lookup_creds = creds.clone();

@@ -2,6 +2,11 @@
 //! credential source: it sits below `credentials/` and `rolesanywhere/` so that both
 //! may take it without importing each other.
 
+use std::fmt;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
 use super::endpoint::Endpoints;
 use super::http::AwsHttp;
 
@@ -12,4 +17,37 @@ pub struct AwsContext {
     pub http: AwsHttp,
     pub endpoints: Endpoints,
     pub region: String,
+    /// Told the `notAfter` of each device certificate the operator-wide source loads.
+    pub certificate_seen: CertificateObserver,
+}
+
+/// A hook for the certificate's `notAfter`: the layer that owns the metrics hands it in,
+/// so `aws/` tells what it loaded without importing upwards.
+#[derive(Clone, Default)]
+pub struct CertificateObserver(Option<Arc<dyn Fn(OffsetDateTime) + Send + Sync>>);
+
+// === impl CertificateObserver ===
+
+impl CertificateObserver {
+    /// Calls `f` with every certificate's `notAfter`.
+    pub fn new(f: impl Fn(OffsetDateTime) + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(f)))
+    }
+
+    /// A certificate valid until `not_after` was loaded.
+    pub fn seen(&self, not_after: OffsetDateTime) {
+        if let Some(f) = &self.0 {
+            f(not_after);
+        }
+    }
+}
+
+impl fmt::Debug for CertificateObserver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "CertificateObserver"
+        } else {
+            "CertificateObserver(none)"
+        })
+    }
 }

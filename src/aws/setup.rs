@@ -2,7 +2,7 @@
 //! transport, endpoints and default credential provider the operator needs. Roles are
 //! chained per ECRPullSecret on top of this provider (`app::tokens`).
 
-use super::context::AwsContext;
+use super::context::{AwsContext, CertificateObserver};
 use super::credentials::{CredentialProvider, CredentialSource, SecretCredentials, SourceKind};
 use super::endpoint::{validate_region, Endpoints};
 use super::env::AwsEnv;
@@ -22,6 +22,8 @@ pub struct AwsSettings {
     pub http: HttpConfig,
     /// `ECR_REGISTRY_ENDPOINT_URL` may be plain http to a non-loopback host.
     pub allow_plain_http_registry: bool,
+    /// Told each operator-wide device certificate's `notAfter` (for the expiry metric).
+    pub certificate_seen: CertificateObserver,
 }
 
 /// The ready-to-use AWS side.
@@ -58,6 +60,7 @@ impl Aws {
             http,
             endpoints,
             region: settings.region,
+            certificate_seen: settings.certificate_seen,
         };
         let source = CredentialSource::from_env(settings.source, env, secret)?;
         let provider = Arc::new(CredentialProvider::new(source, ctx.clone()));
@@ -96,6 +99,7 @@ mod tests {
             source: SourceKind::Auto,
             http: HttpConfig::default(),
             allow_plain_http_registry: false,
+            certificate_seen: CertificateObserver::default(),
         }
     }
 

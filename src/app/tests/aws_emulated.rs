@@ -26,6 +26,7 @@ fn ctx(emu: &AwsEmulator) -> AwsContext {
         http: http(),
         endpoints: Endpoints::all_at(&emu.url()),
         region: "eu-west-1".into(),
+        certificate_seen: Default::default(),
     }
 }
 

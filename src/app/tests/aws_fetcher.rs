@@ -20,6 +20,7 @@ fn aws(emu: &AwsEmulator) -> Aws {
         http,
         endpoints: Endpoints::all_at(&emu.url()),
         region: "eu-west-1".into(),
+        certificate_seen: Default::default(),
     };
     let keys = Credentials::new("AKIADEFAULT", "default-secret", None, None, "test");
     let provider = Arc::new(CredentialProvider::new(

@@ -92,6 +92,7 @@ impl Moto {
             http: self.http.clone(),
             endpoints: Endpoints::all_at(&self.url),
             region: REGION.into(),
+            certificate_seen: Default::default(),
         }
     }
 

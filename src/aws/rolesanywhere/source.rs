@@ -106,11 +106,8 @@ impl RolesAnywhereSource {
     pub async fn load(&self, ctx: &AwsContext) -> Result<Credentials, AwsError> {
         let identity = X509Identity::read(&self.certificate, &self.private_key)
             .map_err(AwsError::Certificate)?;
-        crate::metrics::set_certificate_expiry(
-            "",
-            "operator",
-            identity.certificate().not_after().unix_timestamp() as f64,
-        );
+        ctx.certificate_seen
+            .seen(identity.certificate().not_after());
         super::secret::session(ctx, &identity, &self.params, &self.region).await
     }
 }
