@@ -242,6 +242,43 @@ async fn rsa_certificate_secret_gives_pull_secrets_and_a_renewed_one_signs_the_n
     env.shutdown().await;
 }
 
+/// cert-manager's ECDSA 384 Certificate writes a SEC1 P-384 key: it signs the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p384_certificate_secret_gives_pull_secrets() {
+    let root = DeviceCa::root("edge fleet CA").unwrap();
+    let (env, ra) = edge_env(&root).await;
+    let device = root
+        .issue(&DeviceSpec::new(
+            device_pki::P384_PKCS8,
+            device_pki::P384_SEC1,
+            7384,
+        ))
+        .unwrap();
+    tls_secret(&env, "device-cert", &device, &root, Some("p384"));
+    grant_roles(&env.k8s, OPERATOR_NAMESPACE, &[("p384", ROLE)]);
+    edge_cr(
+        &env,
+        "p384",
+        json!({"rolesAnywhere": roles_anywhere("device-cert")}),
+    );
+    env.wait_ready("p384").await;
+    let auth = secret_auth(&env, "p384").expect("a pull secret for the registry");
+    assert!(
+        env.aws.issued_ecr_tokens().contains_key(&auth),
+        "a token ECR issued"
+    );
+    assert_eq!(
+        ra.accepted_serials().first().map(String::as_str),
+        Some("7384")
+    );
+    assert_ne!(
+        ecr_key_id(&env),
+        ACCESS_KEY_ID,
+        "not the operator's access key"
+    );
+    env.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_ecdsa_certificate_gives_certificate_expired_and_keeps_the_secrets() {
     let root = DeviceCa::root("edge fleet CA").unwrap();
@@ -462,6 +499,20 @@ async fn mismatched_key_is_certificate_invalid_and_no_key_byte_reaches_logs_stat
         }
     })
     .await;
+    // And a P-384 key, read and found to be another certificate's.
+    let mut other = p256(&root, 7403);
+    other.key_pem = device_pki::P384_SEC1.to_string();
+    tls_secret(&env, "device-cert", &other, &root, Some("mismatched"));
+    wait_for("the P-384 key's mismatch in status", WAIT, || {
+        let cr = env.get_cr("mismatched").ok_or("absent")?;
+        let m = ready_message(&cr);
+        if m.contains("does not match") {
+            Ok(())
+        } else {
+            Err(m)
+        }
+    })
+    .await;
     env.settle(Duration::from_millis(500)).await;
     assert!(ra.accepted_serials().is_empty());
 
@@ -482,7 +533,11 @@ async fn mismatched_key_is_certificate_invalid_and_no_key_byte_reaches_logs_stat
         "the logs saw the Secret's watch"
     );
     let mut needles: Vec<String> = Vec::new();
-    for pem in [device_pki::RSA_2048_PKCS1, device_pki::P256_SEC1] {
+    for pem in [
+        device_pki::RSA_2048_PKCS1,
+        device_pki::P256_SEC1,
+        device_pki::P384_SEC1,
+    ] {
         for line in pem.lines().filter(|l| !l.starts_with("-----")) {
             needles.push(line[..line.len().min(24)].to_string());
         }

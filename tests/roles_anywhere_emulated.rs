@@ -121,6 +121,40 @@ async fn rsa_and_ecdsa_devices_get_credentials_the_emulated_ecr_accepts() {
     }
 }
 
+/// P-384 signs SHA-256 (AWS4-X509-ECDSA-SHA256, as aws_signing_helper does); the
+/// emulator checks it with ring's ECDSA_P384_SHA256_ASN1 and the certificate's key.
+#[tokio::test]
+async fn p384_pkcs8_and_sec1_devices_get_credentials_the_emulated_ecr_accepts() {
+    let f = fixture().await;
+    let endpoint = Endpoints::all_at(&f.emu.url())
+        .rolesanywhere("us-east-1")
+        .unwrap();
+    let ecr = EcrClient::new(http(), Endpoints::all_at(&f.emu.url()));
+    for (stored, serial) in [
+        (device_pki::P384_PKCS8, "1384"),
+        (device_pki::P384_SEC1, "2384"),
+    ] {
+        let spec = DeviceSpec::new(device_pki::P384_PKCS8, stored, serial.parse().unwrap());
+        let id = identity(&f.root.issue(&spec).unwrap());
+        let creds = create_session(&http(), &endpoint, &id, &params(), SystemTime::now())
+            .await
+            .unwrap();
+        let token = ecr.authorization_token(&creds, "us-east-1").await.unwrap();
+        assert!(!token.password.is_empty());
+        assert_eq!(
+            f.ra.accepted_serials().last().map(String::as_str),
+            Some(serial)
+        );
+        // The same signature over a changed body is refused: the key really signed.
+        let (status, answer) = send(&f, &id, SystemTime::now(), &body(), |req| {
+            *req.body_mut() = Bytes::from(body().replace("3600", "3601"));
+        })
+        .await;
+        assert_eq!(status, 403, "{answer}");
+        assert!(answer.contains("signature"), "{answer}");
+    }
+}
+
 #[tokio::test]
 async fn an_intermediate_is_accepted_in_the_chain_header_and_refused_without_it() {
     let f = fixture().await;

@@ -152,6 +152,16 @@ fn every_key_encoding_loads_and_matches_its_certificate() {
             device_pki::P256_SEC1,
             "AWS4-X509-ECDSA-SHA256",
         ),
+        (
+            device_pki::P384_PKCS8,
+            device_pki::P384_PKCS8,
+            "AWS4-X509-ECDSA-SHA256",
+        ),
+        (
+            device_pki::P384_PKCS8,
+            device_pki::P384_SEC1,
+            "AWS4-X509-ECDSA-SHA256",
+        ),
     ];
     for (pkcs8, stored, algorithm) in cases {
         let device = ca.issue(&DeviceSpec::new(pkcs8, stored, 11)).unwrap();
@@ -180,7 +190,7 @@ fn a_key_of_another_certificate_is_a_mismatch() {
 }
 
 #[test]
-fn small_rsa_p384_and_garbage_keys_are_refused_clearly() {
+fn small_rsa_and_garbage_keys_are_refused_clearly() {
     let err = SigningKey::from_pem(device_pki::RSA_1024_PKCS8.as_bytes()).unwrap_err();
     assert!(
         matches!(
@@ -189,16 +199,74 @@ fn small_rsa_p384_and_garbage_keys_are_refused_clearly() {
         ),
         "{err}"
     );
-    for p384 in [device_pki::P384_PKCS8, device_pki::P384_SEC1] {
-        let err = SigningKey::from_pem(p384.as_bytes()).unwrap_err();
-        assert!(err.to_string().contains("P-384"), "{err}");
-    }
     let err =
         SigningKey::from_pem(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
             .unwrap_err();
     assert!(err.to_string().contains("no PRIVATE KEY"), "{err}");
     let cut = &device_pki::RSA_2048_PKCS8[..600];
     assert!(SigningKey::from_pem(cut.as_bytes()).is_err());
+}
+
+/// AWS4-X509-ECDSA-SHA256 on P-384 is ECDSA over SHA-256 (as aws_signing_helper signs),
+/// which ring verifies as ECDSA_P384_SHA256_ASN1 with the certificate's key.
+#[test]
+fn p384_pkcs8_and_sec1_keys_sign_sha256_that_ring_verifies() {
+    use ring::signature::{UnparsedPublicKey, ECDSA_P384_SHA256_ASN1, ECDSA_P384_SHA384_ASN1};
+    let ca = ca();
+    for stored in [device_pki::P384_PKCS8, device_pki::P384_SEC1] {
+        let device = ca
+            .issue(&DeviceSpec::new(device_pki::P384_PKCS8, stored, 384))
+            .unwrap();
+        let cert = Certificate::from_der(&device.cert_der).unwrap();
+        assert_eq!(cert.key_kind(), PublicKeyKind::EcP384);
+        let key = SigningKey::from_pem(stored.as_bytes()).unwrap();
+        assert_eq!(key.algorithm().name(), "AWS4-X509-ECDSA-SHA256");
+        assert_eq!(key.public_key(), cert.public_key());
+        let sha256 = UnparsedPublicKey::new(&ECDSA_P384_SHA256_ASN1, cert.public_key());
+        let sha384 = UnparsedPublicKey::new(&ECDSA_P384_SHA384_ASN1, cert.public_key());
+        // Enough signatures that r or s has its top bit set or a leading zero octet,
+        // which DER must encode minimally for ring to accept them.
+        for i in 0..64u32 {
+            let message = format!("AWS4-X509-ECDSA-SHA256\n20261206T091500Z\n{i}");
+            let signature = key.sign(message.as_bytes()).unwrap();
+            sha256
+                .verify(message.as_bytes(), &signature)
+                .unwrap_or_else(|_| panic!("{i}: {signature:02x?}"));
+            assert!(sha256.verify(b"tampered", &signature).is_err());
+            assert!(sha384.verify(message.as_bytes(), &signature).is_err());
+        }
+        let shown = format!("{key:?}");
+        assert_eq!(shown, "SigningKey(ECDSA P-384, redacted)");
+        let identity =
+            X509Identity::from_pem(device.cert_pem.as_bytes(), stored.as_bytes()).unwrap();
+        let shown = format!("{identity:?}");
+        for line in stored.lines().skip(1).filter(|l| l.len() >= 16) {
+            assert!(!shown.contains(&line[..16]), "{shown}");
+        }
+        assert!(shown.contains("redacted"), "{shown}");
+    }
+}
+
+/// A P-384 scalar of zero, or of the group order's size plus one octet, is refused as a
+/// key, not a panic, and the error shows none of it.
+#[test]
+fn p384_scalars_out_of_range_are_rejected() {
+    use base64::Engine;
+    for scalar in [vec![0u8; 48], vec![0xff; 48], vec![1; 49], vec![]] {
+        let curve = der::write(der::CONTEXT_0, &der::write(der::OID, OID_P384));
+        let body = [
+            der::write(der::INTEGER, &[1]),
+            der::write(der::OCTET_STRING, &scalar),
+            curve,
+        ]
+        .concat();
+        let b64 =
+            base64::engine::general_purpose::STANDARD.encode(der::write(der::SEQUENCE, &body));
+        let pem = format!("-----BEGIN EC PRIVATE KEY-----\n{b64}\n-----END EC PRIVATE KEY-----\n");
+        let err = SigningKey::from_pem(pem.as_bytes()).unwrap_err();
+        assert!(matches!(err, CertificateError::KeyRejected(_)), "{err}");
+        assert!(!format!("{err} {err:?}").contains("ffff"), "{err:?}");
+    }
 }
 
 #[test]

@@ -141,6 +141,18 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// An unsigned big-endian number as a DER INTEGER: leading zero octets dropped, and one
+/// zero octet put back where the top bit would read as negative.
+pub(crate) fn write_unsigned(magnitude: &[u8]) -> Vec<u8> {
+    let digits = &magnitude[magnitude.iter().take_while(|b| **b == 0).count()..];
+    let mut contents = Vec::with_capacity(digits.len() + 1);
+    if digits.first().is_none_or(|b| b & 0x80 != 0) {
+        contents.push(0);
+    }
+    contents.extend_from_slice(digits);
+    write(INTEGER, &contents)
+}
+
 /// One element: `tag`, its DER length, `contents`.
 pub(crate) fn write(tag: u8, contents: &[u8]) -> Vec<u8> {
     let len = contents.len();
@@ -170,6 +182,19 @@ mod tests {
             let mut r = Reader::new(&der);
             assert_eq!(r.expect(OCTET_STRING, "x").unwrap(), &contents[..], "{len}");
             assert!(r.is_empty());
+        }
+    }
+
+    #[test]
+    fn unsigned_integers_are_minimal_and_never_negative() {
+        for (magnitude, der) in [
+            (&[0u8, 0, 0x7f][..], &[0x02u8, 1, 0x7f][..]),
+            (&[0x80], &[0x02, 2, 0, 0x80]),
+            (&[0, 0, 0xff, 1], &[0x02, 3, 0, 0xff, 1]),
+            (&[0, 0], &[0x02, 1, 0]),
+            (&[], &[0x02, 1, 0]),
+        ] {
+            assert_eq!(write_unsigned(magnitude), der, "{magnitude:?}");
         }
     }
 

@@ -1,9 +1,10 @@
 //! The device's private key, from the PEM encodings cert-manager and openssl write:
-//! PKCS#8 (RSA or EC), PKCS#1 (RSA) and SEC1 (EC). ring does the signing; this file only
+//! PKCS#8 (RSA or EC), PKCS#1 (RSA) and SEC1 (EC). ring signs RSA and P-256; this file
 //! finds out which kind of key it holds and hands ring the form it takes.
 //!
-//! P-384 keys are refused: CreateSession's ECDSA signature is over SHA-256 whatever the
-//! curve (`AWS4-X509-ECDSA-SHA256`), and ring signs P-384 only with SHA-384.
+//! P-384 is signed by RustCrypto's `p384`: CreateSession's ECDSA signature is over SHA-256
+//! whatever the curve (`AWS4-X509-ECDSA-SHA256`, as aws_signing_helper signs), and ring
+//! signs P-384 only with SHA-384.
 
 use super::certificate::{OID_EC, OID_P256, OID_P384, OID_RSA};
 use super::der::{self, Reader};
@@ -25,6 +26,14 @@ pub struct SigningKey {
 enum Inner {
     Rsa(RsaKeyPair),
     EcP256(EcdsaKeyPair),
+    EcP384(Box<P384Key>),
+}
+
+/// p384's key zeroizes its scalar on drop; `public` is the uncompressed point, the form
+/// a certificate holds.
+struct P384Key {
+    key: p384::ecdsa::SigningKey,
+    public: Vec<u8>,
 }
 
 /// The signature algorithm's name in the Authorization header.
@@ -52,6 +61,7 @@ impl fmt::Debug for SigningKey {
                 k.public().modulus_len() * 8
             ),
             Inner::EcP256(_) => f.write_str("SigningKey(ECDSA P-256, redacted)"),
+            Inner::EcP384(_) => f.write_str("SigningKey(ECDSA P-384, redacted)"),
         }
     }
 }
@@ -97,7 +107,7 @@ impl SigningKey {
     pub fn algorithm(&self) -> Algorithm {
         match self.inner {
             Inner::Rsa(_) => Algorithm::RsaSha256,
-            Inner::EcP256(_) => Algorithm::EcdsaSha256,
+            Inner::EcP256(_) | Inner::EcP384(_) => Algorithm::EcdsaSha256,
         }
     }
 
@@ -106,6 +116,7 @@ impl SigningKey {
         match &self.inner {
             Inner::Rsa(k) => k.public_key().as_ref(),
             Inner::EcP256(k) => k.public_key().as_ref(),
+            Inner::EcP384(k) => &k.public,
         }
     }
 
@@ -123,7 +134,23 @@ impl SigningKey {
                 .sign(&rng, message)
                 .map(|s| s.as_ref().to_vec())
                 .map_err(|_| CertificateError::Signing),
+            Inner::EcP384(k) => k.sign(message),
         }
+    }
+}
+
+impl P384Key {
+    /// ECDSA over SHA-256 of `message`, DER `SEQUENCE { r, s }` as ring writes it.
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CertificateError> {
+        use p384::ecdsa::signature::hazmat::PrehashSigner;
+        let digest = ring::digest::digest(&ring::digest::SHA256, message);
+        let signature: p384::ecdsa::Signature = self
+            .key
+            .sign_prehash(digest.as_ref())
+            .map_err(|_| CertificateError::Signing)?;
+        let (r, s) = signature.split_bytes();
+        let body = [der::write_unsigned(&r), der::write_unsigned(&s)].concat();
+        Ok(der::write(der::SEQUENCE, &body))
     }
 }
 
@@ -145,7 +172,8 @@ fn from_pkcs8(der: &[u8]) -> Result<Inner, CertificateError> {
             .map(Inner::Rsa)
             .map_err(rejected),
         (OID_EC, Some(OID_P256)) => p256(der),
-        (OID_EC, Some(curve)) => Err(unsupported_curve(curve)),
+        (OID_EC, Some(OID_P384)) => p384(pkcs8_private_key(der)?),
+        (OID_EC, Some(_)) => Err(unsupported_curve()),
         _ => Err(CertificateError::UnsupportedKey(
             "neither RSA nor ECDSA".into(),
         )),
@@ -156,19 +184,41 @@ fn from_pkcs8(der: &[u8]) -> Result<Inner, CertificateError> {
 fn from_sec1(sec1: &[u8]) -> Result<Inner, CertificateError> {
     match sec1_curve(sec1)? {
         Some(OID_P256) => p256(&sec1_as_pkcs8(sec1, OID_P256)),
-        Some(curve) => Err(unsupported_curve(curve)),
+        Some(OID_P384) => p384(sec1),
+        Some(_) => Err(unsupported_curve()),
         None => Err(CertificateError::UnsupportedKey(
             "an EC PRIVATE KEY without its curve (write it with openssl ec or pkcs8)".into(),
         )),
     }
 }
 
-fn unsupported_curve(curve: &[u8]) -> CertificateError {
-    CertificateError::UnsupportedKey(if curve == OID_P384 {
-        "ECDSA P-384 (CreateSession signs with SHA-256, which ring does not pair with P-384; use P-256 or RSA)".into()
-    } else {
-        "an EC curve other than P-256".into()
-    })
+fn unsupported_curve() -> CertificateError {
+    CertificateError::UnsupportedKey("an EC curve other than P-256 and P-384".into())
+}
+
+/// P-384 from its ECPrivateKey (SEC1): only the scalar is read; the public key is derived
+/// from it, so a certificate is matched against the key that signs.
+fn p384(sec1: &[u8]) -> Result<Inner, CertificateError> {
+    let mut fields = Reader::new(sec1).nested(der::SEQUENCE, "ECPrivateKey")?;
+    fields.expect(der::INTEGER, "ECPrivateKey.version")?;
+    let scalar = fields.expect(der::OCTET_STRING, "ECPrivateKey.privateKey")?;
+    let key = p384::ecdsa::SigningKey::from_slice(scalar).map_err(|_| {
+        CertificateError::KeyRejected("the P-384 private key is not a valid scalar".into())
+    })?;
+    let public = key
+        .verifying_key()
+        .to_encoded_point(false)
+        .as_bytes()
+        .to_vec();
+    Ok(Inner::EcP384(Box::new(P384Key { key, public })))
+}
+
+/// PrivateKeyInfo's privateKey: for EC keys, an ECPrivateKey (RFC 5915 section 2).
+fn pkcs8_private_key(der: &[u8]) -> Result<&[u8], CertificateError> {
+    let mut info = Reader::new(der).nested(der::SEQUENCE, "PrivateKeyInfo")?;
+    info.expect(der::INTEGER, "PrivateKeyInfo.version")?;
+    info.expect(der::SEQUENCE, "PrivateKeyInfo.algorithm")?;
+    Ok(info.expect(der::OCTET_STRING, "PrivateKeyInfo.privateKey")?)
 }
 
 /// PrivateKeyInfo's algorithm OID, and its parameter when that is an OID (the curve).
