@@ -260,7 +260,20 @@ impl<P> Store<P> {
     /// store synced. Whatever the list did not return is gone: deletions missed while
     /// the watch was down must not linger. A write of ours the list already shows (same
     /// resourceVersion, or a delete it no longer lists) stops standing in front.
+    #[cfg(test)]
     pub(crate) fn replace_all(&self, items: impl IntoIterator<Item = (ObjectKey, String, P)>) {
+        self.replace_all_listed(items, None);
+    }
+
+    /// [`Store::replace_all`] for a list whose first page was asked for at `list_started`.
+    /// A list is a consistent read: a write of ours answered before it started is in it,
+    /// so what the list shows (even an absence: a delete by someone else since) wins over
+    /// that write. Only writes answered after the list started may still stand in front.
+    pub(crate) fn replace_all_listed(
+        &self,
+        items: impl IntoIterator<Item = (ObjectKey, String, P)>,
+        list_started: Option<Instant>,
+    ) {
         let mut versions: HashMap<ObjectKey, String> = HashMap::new();
         let mut fresh_objects = HashMap::new();
         for (key, version, p) in items {
@@ -272,6 +285,7 @@ impl<P> Store<P> {
         contents.objects = fresh_objects;
         contents.ahead.retain(|key, a| {
             fresh(a)
+                && list_started.is_none_or(|t| a.written > t)
                 && match &a.version {
                     Some(v) => versions.get(key) != Some(v),
                     None => versions.contains_key(key),
@@ -599,6 +613,36 @@ mod tests {
         assert_eq!(value(&s, &k), Some(1));
         s.apply(Change::Applied(key("b", "y"), "8".into(), V("8", 0)));
         assert_eq!(s.read().ahead.len(), 0, "expired writes are dropped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_list_started_after_our_write_wins_even_when_it_lacks_the_object() {
+        let s: Store<V> = Store::new();
+        let (gone, kept) = (key("a", "x"), key("a", "y"));
+        s.replace_all_listed(
+            [
+                (gone.clone(), "5".into(), V("5", 1)),
+                (kept.clone(), "5".into(), V("5", 1)),
+            ],
+            Some(Instant::now()),
+        );
+        s.write_through(gone.clone(), Some(V("7", 2)));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Someone deletes `gone` after our update; the watch was down; a relist starts.
+        let list_started = Instant::now();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        s.write_through(kept.clone(), Some(V("9", 3)));
+        s.replace_all_listed([(kept.clone(), "6".into(), V("6", 1))], Some(list_started));
+        assert_eq!(
+            value(&s, &gone),
+            None,
+            "the list saw the delete after our write"
+        );
+        assert_eq!(
+            value(&s, &kept),
+            Some(3),
+            "a write answered after the list started may be newer than it"
+        );
     }
 
     #[tokio::test(start_paused = true)]

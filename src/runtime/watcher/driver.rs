@@ -293,10 +293,12 @@ impl<L, P, F, H> Reflector<L, P, F, H> {
         let mut rng = SplitMix64::from_entropy();
         // The projections of the list in progress, swapped into the store at its end.
         let mut listed: Vec<(ObjectKey, String, P)> = Vec::new();
+        let mut list_started = Instant::now();
         loop {
             if state == WatchState::Empty {
                 // A list starts (or starts over): whatever a failed one left goes.
                 listed = Vec::new();
+                list_started = Instant::now();
             }
             let input = tokio::select! {
                 biased;
@@ -318,7 +320,7 @@ impl<L, P, F, H> Reflector<L, P, F, H> {
                     drop(items);
                     if last {
                         self.config.record_list();
-                        self.relisted(std::mem::take(&mut listed));
+                        self.relisted(std::mem::take(&mut listed), list_started);
                     }
                 }
                 Output::Emit(event) => {
@@ -356,12 +358,12 @@ impl<L, P, F, H> Reflector<L, P, F, H> {
     }
 
     /// A (re)list is complete: swap the store, then tell the caller which keys exist.
-    fn relisted<T>(&mut self, listed: Vec<(ObjectKey, String, P)>)
+    fn relisted<T>(&mut self, listed: Vec<(ObjectKey, String, P)>, list_started: Instant)
     where
         H: FnMut(Event<T>),
     {
         let keys: Vec<ObjectKey> = listed.iter().map(|(k, _, _)| k.clone()).collect();
-        self.store.replace_all(listed);
+        self.store.replace_all_listed(listed, Some(list_started));
         tracing::debug!(watch = %self.config.name, objects = keys.len(), "listed");
         (self.on_event)(Event::Restarted(keys));
     }
