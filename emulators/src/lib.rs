@@ -14,6 +14,7 @@ pub mod aws;
 pub mod ca;
 pub mod client;
 pub mod device_pki;
+mod form;
 pub mod k8s;
 pub mod operator;
 pub mod registry;

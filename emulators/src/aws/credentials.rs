@@ -1,6 +1,7 @@
 //! The endpoints that hand out temporary credentials: STS AssumeRole and
 //! AssumeRoleWithWebIdentity (query protocol, XML), IMDSv2 and the container endpoint.
 
+use crate::form::percent_decode;
 use http::{HeaderMap, Method, StatusCode};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -129,38 +130,4 @@ fn form(body: &[u8]) -> HashMap<String, String> {
             Some((percent_decode(k), percent_decode(v)))
         })
         .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
