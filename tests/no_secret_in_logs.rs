@@ -12,15 +12,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::{
     apply_cr, apply_namespace, get, grant_roles, ready_condition, secret_auths, start_operator,
-    wait_until, Options, SECRET_ACCESS_KEY,
+    wait_until, LogBuffer, Options, SECRET_ACCESS_KEY,
 };
 use emulators::aws::{AwsEmulator, AwsEmulatorConfig, Fault};
 use emulators::k8s::{EmulatorConfig, K8sEmulator};
@@ -34,36 +32,9 @@ const BAD_SECRET_KEY: &str = "bad/Secret+Key/in-a-broken-secret-0002";
 
 // === log capture ===
 
-/// An in-memory log sink the subscriber writes through.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
-    type Writer = Buffer;
-    fn make_writer(&'a self) -> Buffer {
-        self.clone()
-    }
-}
-
-impl Buffer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 /// Installs the process-wide subscriber: everything at TRACE, as text and as JSON.
-fn capture_logs() -> (Buffer, Buffer) {
-    let (text, json) = (Buffer::default(), Buffer::default());
+fn capture_logs() -> (LogBuffer, LogBuffer) {
+    let (text, json) = (LogBuffer::default(), LogBuffer::default());
     let subscriber = tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new("trace"))
         .with(

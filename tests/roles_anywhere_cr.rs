@@ -9,8 +9,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -32,33 +31,13 @@ const CERTS: &str = "edge-certs";
 
 // === log capture, shared by every test of this binary ===
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
-    type Writer = Buffer;
-    fn make_writer(&'a self) -> Buffer {
-        self.clone()
-    }
-}
-
 /// Everything the operator (and the HTTP stacks under it) logs, at TRACE, text and JSON.
 /// The emulators are left out: the Kubernetes emulator is the API server, which holds
 /// the Secret, and its logs are not the operator's.
-fn logs() -> &'static Buffer {
-    static LOGS: OnceLock<Buffer> = OnceLock::new();
+fn logs() -> &'static LogBuffer {
+    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
     LOGS.get_or_init(|| {
-        let logs = Buffer::default();
+        let logs = LogBuffer::default();
         let filter = tracing_subscriber::EnvFilter::new("trace,emulators=off");
         let subscriber = tracing_subscriber::registry()
             .with(filter)
@@ -517,10 +496,7 @@ async fn mismatched_key_is_certificate_invalid_and_no_key_byte_reaches_logs_stat
     assert!(ra.accepted_serials().is_empty());
 
     let places = [
-        (
-            "logs",
-            String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned(),
-        ),
+        ("logs", logs().text()),
         (
             "CR status",
             format!("{:?}", env.k8s.list("ecrpullsecrets", None)),

@@ -6,12 +6,10 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{
-    apply_cr, apply_namespace, get, ready_condition, start_operator, wait_until, Options,
+    apply_cr, apply_namespace, get, ready_condition, start_operator, wait_until, LogBuffer, Options,
 };
 use emulators::aws::{AwsEmulator, AwsEmulatorConfig, RolesAnywhereConfig};
 use emulators::device_pki::{self, DeviceCa, DeviceCert, DeviceSpec};
@@ -23,28 +21,8 @@ const ANCHOR: &str = "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/
 const PROFILE: &str = "arn:aws:rolesanywhere:us-east-1:123456789012:profile/p-logs";
 const ROLE: &str = "arn:aws:iam::123456789012:role/edge-ecr-pull";
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
-    type Writer = Buffer;
-    fn make_writer(&'a self) -> Buffer {
-        self.clone()
-    }
-}
-
-fn capture_logs() -> Buffer {
-    let logs = Buffer::default();
+fn capture_logs() -> LogBuffer {
+    let logs = LogBuffer::default();
     let subscriber = tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new("trace"))
         .with(
@@ -145,13 +123,7 @@ async fn no_device_key_or_session_secret_reaches_logs_metrics_events_or_status()
         .await;
     let _ = std::fs::remove_dir_all(&dir);
 
-    let mut places = vec![
-        (
-            "logs",
-            String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned(),
-        ),
-        ("metrics", metrics),
-    ];
+    let mut places = vec![("logs", logs.text()), ("metrics", metrics)];
     let crs = k8s.list("ecrpullsecrets", None);
     places.push(("CR status", format!("{crs:?}")));
     places.push(("events", format!("{:?}", k8s.list("events", None))));

@@ -18,6 +18,7 @@
 mod child;
 mod env;
 mod http;
+mod logs;
 mod objects;
 mod wait;
 
@@ -27,6 +28,7 @@ use std::time::Duration;
 pub(crate) use child::*;
 pub(crate) use env::*;
 pub(crate) use http::*;
+pub(crate) use logs::*;
 pub(crate) use objects::*;
 pub(crate) use wait::*;
 
