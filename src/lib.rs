@@ -23,6 +23,6 @@ pub mod metrics;
 pub mod reconcile;
 pub mod runtime;
 
-pub use app::{start, Running, StartError, Stopped};
+pub use app::{start, ReconcileFailed, Running, StartError, Stopped};
 pub use aws::AwsEnv;
 pub use config::{Config, ConfigError, LogFormat};

@@ -7,10 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ecr_creds_refresher::k8s::kind::SERVICE_ACCOUNTS;
-use ecr_creds_refresher::k8s::types::{ServiceAccount, WatchEvent};
-use ecr_creds_refresher::k8s::{Client, ClientConfig, WatchParams};
 use emulators::registry::Registry;
+use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
 use common::*;
@@ -243,29 +241,45 @@ async fn n6_a_role_is_usable_only_by_the_crs_granted_it() {
 /// names in its `imagePullSecrets`, one list per version.
 async fn watch_sa(env: &Env, ns: &str, name: &str) -> Arc<Mutex<Vec<Vec<String>>>> {
     let sa = env.sa(ns, name).expect("the ServiceAccount");
-    let params = WatchParams {
-        field_selector: Some(format!("metadata.name={name}")),
-        resource_version: sa["metadata"]["resourceVersion"]
-            .as_str()
-            .expect("a resourceVersion")
-            .to_string(),
-        timeout_seconds: 290,
-        ..Default::default()
-    };
-    let client = Client::new(ClientConfig::new(&env.k8s.url()).expect("config")).expect("client");
-    let mut stream = client
-        .watch::<ServiceAccount>(&SERVICE_ACCOUNTS.collection(Some(ns)), &params)
+    let rv = sa["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("a resourceVersion");
+    let path = format!(
+        "/api/v1/namespaces/{ns}/serviceaccounts?watch=true&fieldSelector=metadata.name%3D{name}\
+         &resourceVersion={rv}&timeoutSeconds=290"
+    );
+    let request = http::Request::get(path)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("a request");
+    let answer = emulators::client::send(env.k8s.addr(), request)
         .await
         .expect("watch starts");
+    assert_eq!(answer.status(), 200, "the watch was refused");
     let seen = Arc::new(Mutex::new(Vec::new()));
     let versions = seen.clone();
     tokio::spawn(async move {
-        while let Some(Ok(event)) = stream.next().await {
-            if let WatchEvent::Added(sa) | WatchEvent::Modified(sa) | WatchEvent::Deleted(sa) =
-                event
-            {
-                let names = sa.image_pull_secrets.into_iter().map(|r| r.name).collect();
-                versions.lock().unwrap().push(names);
+        let mut body = answer.into_body();
+        let mut buf = Vec::new();
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            buf.extend_from_slice(&data);
+            while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=end).collect();
+                let Ok(event) = serde_json::from_slice::<Value>(&line) else {
+                    continue;
+                };
+                if !matches!(
+                    event["type"].as_str(),
+                    Some("ADDED" | "MODIFIED" | "DELETED")
+                ) {
+                    continue;
+                }
+                versions
+                    .lock()
+                    .unwrap()
+                    .push(pull_secret_names(&event["object"]));
             }
         }
     });
@@ -479,9 +493,9 @@ async fn n8_token_groups_and_providers_shrink_once_no_cr_uses_them() {
     for i in 0..4 {
         env.wait_ready(&format!("r{i}")).await;
     }
-    let tokens = env.operator().reconciler.tokens().clone();
-    assert_eq!(tokens.len(), 4);
-    assert_eq!(tokens.fetcher().providers(), 4);
+    let op = env.operator();
+    assert_eq!(op.token_groups(), 4);
+    assert_eq!(op.credential_providers(), 4);
 
     for i in 1..4 {
         env.k8s
@@ -489,7 +503,7 @@ async fn n8_token_groups_and_providers_shrink_once_no_cr_uses_them() {
             .expect("delete");
     }
     wait_until("one group and one provider left", WAIT, || {
-        tokens.len() == 1 && tokens.fetcher().providers() == 1
+        env.operator().token_groups() == 1 && env.operator().credential_providers() == 1
     })
     .await;
     // An edit to another identity drops the old one too.
@@ -497,7 +511,7 @@ async fn n8_token_groups_and_providers_shrink_once_no_cr_uses_them() {
         .await;
     env.wait_ready("r0").await;
     wait_until("the edited CR's old identity dropped", WAIT, || {
-        tokens.len() == 1 && tokens.fetcher().providers() == 1
+        env.operator().token_groups() == 1 && env.operator().credential_providers() == 1
     })
     .await;
     env.shutdown().await;
@@ -525,12 +539,12 @@ async fn n8_an_ungranted_reference_opens_no_watch() {
             .len()
     };
     assert_eq!(watches(&env), 0, "a watch of team-x's Secret opened");
-    assert_eq!(env.operator().caches.credentials.watched(), 0);
+    assert_eq!(env.operator().watched_credential_secrets(), 0);
 
     // Granted: then it is watched (rotations apply at once) and used.
     set_grant(&env, "team-x", "keys", Some("b"));
     env.wait_ready("b").await;
-    assert_eq!(env.operator().caches.credentials.watched(), 1);
+    assert_eq!(env.operator().watched_credential_secrets(), 1);
     assert!(watches(&env) >= 1);
     env.shutdown().await;
 }

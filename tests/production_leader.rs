@@ -12,21 +12,22 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ecr_creds_refresher::runtime::leader::{LeaseConfig, JITTER_FACTOR};
 use emulators::aws::Fault;
 use emulators::k8s::K8sEmulator;
 use serde_json::json;
 
-/// The elector's timings, as the binary runs them (`LeaseConfig::default()`: lease 15 s,
-/// retry 2 s).
-fn lease_config() -> LeaseConfig {
-    LeaseConfig::default()
-}
+/// The binary's Lease duration, client-go's default (README: "15 s lease, 10 s renew
+/// deadline, 2 s retry").
+const LEASE_DURATION: Duration = Duration::from_secs(15);
+/// The binary's retry period, client-go's default.
+const RETRY_PERIOD: Duration = Duration::from_secs(2);
+/// client-go's jitter: a candidate waits up to this fraction more than the retry period.
+const JITTER_FACTOR: f64 = 1.2;
 
 /// The longest wait between two attempts of a candidate: retry x (1 + jitter factor),
 /// 4.4 s with client-go's defaults.
 fn max_retry_wait() -> Duration {
-    lease_config().retry_period.mul_f64(1.0 + JITTER_FACTOR)
+    RETRY_PERIOD.mul_f64(1.0 + JITTER_FACTOR)
 }
 
 fn spec(namespaces: &[&str]) -> serde_json::Value {
@@ -39,7 +40,7 @@ async fn start(
     aws: &emulators::aws::AwsEmulator,
     name: &str,
 ) -> (OperatorChild, Proxy) {
-    let proxy = Proxy::start(k8s.addr()).await;
+    let proxy = Proxy::start(k8s.addr()).await.expect("proxy starts");
     let op = operator(name, proxy.url(), aws)
         .args(leader_elect_args())
         .spawn()
@@ -168,7 +169,7 @@ async fn a_killed_leader_is_replaced_within_the_lease_duration() {
     // after it happened, possibly after the kill; the lease counts from that sighting
     // (the observer's clock, as client-go), and the takeover lands on the first attempt
     // after it expires. So lease + 2 waits, plus a second for polling and scheduling.
-    let bound = lease_config().lease_duration + max_retry_wait() * 2 + Duration::from_secs(1);
+    let bound = LEASE_DURATION + max_retry_wait() * 2 + Duration::from_secs(1);
     wait_holder(&k8s, "pod-b", bound + Duration::from_secs(5)).await;
     let handover = killed.elapsed();
     println!("SIGKILL handover took {handover:?} (bound {bound:?})");
@@ -242,7 +243,7 @@ async fn sigterm_drains_releases_the_lease_and_the_standby_takes_over_at_once() 
 
     // No waiting out the 15 s lease: the standby's next retry takes it.
     let bound = max_retry_wait() + Duration::from_secs(1);
-    wait_holder(&k8s, "pod-b", lease_config().lease_duration).await;
+    wait_holder(&k8s, "pod-b", LEASE_DURATION).await;
     let takeover = exited.elapsed();
     println!("takeover after SIGTERM release took {takeover:?} (bound {bound:?})");
     assert!(takeover <= bound, "took {takeover:?}, bound {bound:?}");

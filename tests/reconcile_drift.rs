@@ -132,7 +132,7 @@ async fn restart_rewrites_no_fresh_secret_and_calls_no_aws() {
     env.k8s.clear_requests();
 
     env.start_operator().await;
-    wait_until("caches synced", WAIT, || env.operator().caches.is_synced()).await;
+    wait_until("caches synced", WAIT, || env.operator().is_synced()).await;
     env.settle(QUIET).await;
     env.reconcile_directly("cr", 2).await;
 

@@ -618,7 +618,7 @@ async fn a_valid_credentials_secret_gives_no_spurious_failure_on_create_or_resta
     env.stop_operator().await;
     env.k8s.clear_requests();
     env.start_operator().await;
-    wait_until("caches synced", WAIT, || env.operator().caches.is_synced()).await;
+    wait_until("caches synced", WAIT, || env.operator().is_synced()).await;
     env.settle(Duration::from_millis(500)).await;
     let writes = env.requests_where(is_write);
     assert!(writes.is_empty(), "restart wrote: {writes:?}");

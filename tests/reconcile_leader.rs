@@ -10,7 +10,7 @@ use serde_json::json;
 
 use common::*;
 
-fn leading(r: &ecr_creds_refresher::app::Running) -> bool {
+fn leading(r: &ecr_creds_refresher::Running) -> bool {
     *r.leading.borrow()
 }
 
@@ -30,14 +30,14 @@ async fn only_the_leader_writes_and_the_standby_takes_over_on_release() {
     wait_until("replica-a leads", WAIT, || leading(&a)).await;
     // The standby talks to the API server through a logging proxy: every request it
     // makes is seen, whatever the answer (a write refused with 409 or 403 included).
-    let proxy = Proxy::start(env.k8s.addr()).await;
+    let proxy = Proxy::start(env.k8s.addr()).await.expect("proxy starts");
     let (mut cfg, aws_env) = env.operator_config(false);
     cfg.identity = "replica-b".into();
     cfg.api_server = Some(proxy.url());
-    let b = ecr_creds_refresher::app::start(&cfg, aws_env)
+    let b = ecr_creds_refresher::start(&cfg, aws_env)
         .await
         .expect("operator starts");
-    wait_until("replica-b has its caches", WAIT, || b.caches.is_synced()).await;
+    wait_until("replica-b has its caches", WAIT, || b.is_synced()).await;
 
     env.wait_ready("le").await;
     for i in 2..=4 {

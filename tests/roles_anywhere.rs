@@ -54,6 +54,7 @@ impl Mount {
                 ("AWS_ROLESANYWHERE_PRIVATE_KEY".into(), path("tls.key")),
             ],
             token_lifetime: Duration::from_secs(4),
+            metrics: true,
             ..Options::default()
         }
     }
@@ -72,9 +73,10 @@ fn secret_auth(env: &Env) -> Option<String> {
 }
 
 /// The operator-wide certificate's expiry as this binary's /metrics exports it.
-fn operator_certificate_expiry() -> Option<f64> {
+async fn operator_certificate_expiry(env: &Env) -> Option<f64> {
     let series = "ecr_creds_refresher_certificate_expiry_timestamp_seconds{ecrpullsecret=\"\",source=\"operator\"}";
-    ecr_creds_refresher::metrics::render()
+    env.metrics()
+        .await
         .lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
@@ -132,8 +134,8 @@ async fn a_device_certificate_gives_pull_secrets_and_a_renewed_one_is_used_witho
     assert_eq!(x509_header(&env), Some(B64.encode(&rsa.cert_der)));
     // The expiry alert's series follows the certificate the operator-wide source loaded.
     let rsa_expiry = rsa_spec.not_after.unix_timestamp() as f64;
-    wait_until("the RSA certificate's expiry exported", WAIT, || {
-        operator_certificate_expiry() == Some(rsa_expiry)
+    wait_until_async("the RSA certificate's expiry exported", WAIT, async || {
+        operator_certificate_expiry(&env).await == Some(rsa_expiry)
     })
     .await;
 
@@ -150,9 +152,11 @@ async fn a_device_certificate_gives_pull_secrets_and_a_renewed_one_is_used_witho
     .await;
     assert_eq!(x509_header(&env), Some(B64.encode(&renewed.cert_der)));
     let renewed_expiry = renewed_spec.not_after.unix_timestamp() as f64;
-    wait_until("the renewed certificate's expiry exported", WAIT, || {
-        operator_certificate_expiry() == Some(renewed_expiry)
-    })
+    wait_until_async(
+        "the renewed certificate's expiry exported",
+        WAIT,
+        async || operator_certificate_expiry(&env).await == Some(renewed_expiry),
+    )
     .await;
     let after = ra.accepted_serials().len();
     wait_until("a pull secret from the new session", WAIT, || {

@@ -66,6 +66,7 @@ async fn edge_env(root: &DeviceCa) -> (Env, RolesAnywhereConfig) {
     // Tokens of 4 s, refreshed every 2 s: each refresh is a chance for a new session.
     let mut env = Env::emulators(Options {
         token_lifetime: Duration::from_secs(4),
+        metrics: true,
         ..Options::default()
     })
     .await;
@@ -133,11 +134,12 @@ fn ready_message(cr: &Value) -> String {
 }
 
 /// This binary's exposition line for CR `name`'s certificate expiry, if any.
-fn certificate_metric(name: &str) -> Option<String> {
+async fn certificate_metric(env: &Env, name: &str) -> Option<String> {
     let label = format!(
         "ecr_creds_refresher_certificate_expiry_timestamp_seconds{{ecrpullsecret=\"{name}\",source=\"roles-anywhere\"}}"
     );
-    ecr_creds_refresher::metrics::render()
+    env.metrics()
+        .await
         .lines()
         .find(|l| l.starts_with(&label))
         .map(str::to_string)
@@ -196,7 +198,9 @@ async fn rsa_certificate_secret_gives_pull_secrets_and_a_renewed_one_signs_the_n
         json!([{"host": registry(REGION), "source": "rolesAnywhere edge-certs/device-cert"}])
     );
     let not_after = time::OffsetDateTime::now_utc() + time::Duration::days(1);
-    let metric = certificate_metric("renewing").expect("the certificate expiry metric");
+    let metric = certificate_metric(&env, "renewing")
+        .await
+        .expect("the certificate expiry metric");
     let value: f64 = metric.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(
         (value - not_after.unix_timestamp() as f64).abs() < 120.0,
@@ -321,7 +325,9 @@ async fn expired_ecdsa_certificate_gives_certificate_expired_and_keeps_the_secre
         ["7101"],
         "no session with the expired one"
     );
-    let metric = certificate_metric("lapsing").expect("the metric shows the lapsed date");
+    let metric = certificate_metric(&env, "lapsing")
+        .await
+        .expect("the metric shows the lapsed date");
     assert!(
         metric.ends_with(&format!(" {}", lapsed.not_after.unix_timestamp())),
         "{metric}"
@@ -380,7 +386,7 @@ async fn ungranted_cr_gets_the_same_answer_whether_the_certificate_secret_exists
     env.settle(Duration::from_millis(500)).await;
     assert!(ra.accepted_serials().is_empty(), "no session for either");
     assert_eq!(env.secret("edge-apps", "pull-nosy-a"), None);
-    assert_eq!(certificate_metric("nosy-a"), None);
+    assert_eq!(certificate_metric(&env, "nosy-a").await, None);
     env.shutdown().await;
 }
 
@@ -502,7 +508,7 @@ async fn mismatched_key_is_certificate_invalid_and_no_key_byte_reaches_logs_stat
             format!("{:?}", env.k8s.list("ecrpullsecrets", None)),
         ),
         ("events", format!("{:?}", env.k8s.list("events", None))),
-        ("metrics", ecr_creds_refresher::metrics::render()),
+        ("metrics", env.metrics().await),
     ];
     assert!(
         places[0].1.contains("edge-certs"),

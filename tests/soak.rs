@@ -394,15 +394,12 @@ async fn secrets_never_expire_and_nothing_leaks_or_storms_under_continuous_fault
     println!("soak: rss by cycle {}", series.join(" "));
 
     if let Some(first) = obs.violations.first() {
-        // Name the stuck Secret's state on both sides: the server's and the operator's cache.
+        // Name the stuck Secret's state as the server has it, and what the CR reports.
         let ns = first.split('/').next().unwrap_or_default();
         let server = k8s.get("secrets", Some(ns), SECRET_NAME);
-        let cached = running.caches.secrets.get(
-            &ecr_creds_refresher::runtime::store::ObjectKey::namespaced(ns, SECRET_NAME),
-        );
         let cr = k8s.get("ecrpullsecrets", None, "soak");
         eprintln!(
-            "server metadata: {:#}\noperator cache: {cached:#?}\nCR status: {:#}",
+            "server metadata: {:#}\nCR status: {:#}",
             server.map(|s| s["metadata"].clone()).unwrap_or_default(),
             cr.map(|c| c["status"].clone()).unwrap_or_default()
         );

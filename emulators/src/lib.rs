@@ -17,5 +17,6 @@ pub mod device_pki;
 mod form;
 pub mod k8s;
 pub mod operator;
+pub mod proxy;
 pub mod registry;
 pub mod wait;

@@ -1,7 +1,7 @@
 //! The admin server over real loopback sockets: probes, metrics, separate listeners and
 //! shutdown.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::admin::{self, Readiness, Routes, Server};
@@ -10,6 +10,7 @@ use bytes::Bytes;
 use emulators::client::get;
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
@@ -177,4 +178,61 @@ async fn binding_a_taken_port_fails_with_an_error_naming_the_address() {
     };
     assert!(matches!(err, admin::AdminError::Bind { .. }));
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}
+
+/// Hardening finding 7: 64 idle connections closed /healthz without an answer, so the kubelet
+/// restarted the pod. A flood now only ever closes the flooder's connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_7_idle_connections_cannot_starve_the_probes() {
+    let readiness = Readiness::new();
+    let handle = readiness.register("test");
+    handle.set_ready(true);
+    let server = Server::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+        .await
+        .unwrap();
+    let port = server.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(Routes::probes(readiness), async {
+        let _ = stopped.await;
+    }));
+    let from = |ip: [u8; 4]| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), 0))
+            .unwrap();
+        socket
+            .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+            .await
+    };
+    // An attacker holds idle connections: 100 from one address, then one each from 300
+    // more, past the listener's budget of 256.
+    let mut idle = Vec::new();
+    for i in 0..400u32 {
+        let ip = if i < 100 {
+            [127, 0, 0, 1]
+        } else {
+            let n = i - 100;
+            [127, 1, (n / 250) as u8, (n % 250) as u8 + 1]
+        };
+        if let Ok(s) = from(ip).await {
+            idle.push(s);
+        }
+    }
+    assert!(idle.len() >= 390, "the flood did not connect");
+    // The kubelet (another address) and a probe from the flooder's own address.
+    for ip in [[127, 0, 0, 2], [127, 0, 0, 1]] {
+        let mut s = from(ip).await.expect("connect");
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut answer))
+            .await
+            .expect("answered in time")
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{ip:?}: {answer:?}");
+    }
+    let _ = stop.send(());
+    let _ = serving.await;
+    drop(handle);
 }

@@ -14,12 +14,14 @@
 //! CR), `wake` (whom a change enqueues), `credentials` (watched credentials Secrets),
 //! `shared` (watched shared pull secrets), `role_grants` (the role grants ConfigMap),
 //! `tokens` (the AWS token adapter), `controller` (reconciles as the operator runs them),
-//! `once` (`--once`). Every part is built before any watch starts: nothing is wired late.
+//! `once` (`--once`), `inspect` (what a running operator shows of itself). Every part is
+//! built before any watch starts: nothing is wired late.
 
 pub(crate) mod caches;
 pub(crate) mod controller;
 pub(crate) mod credentials;
 mod error;
+mod inspect;
 mod once;
 pub(crate) mod role_grants;
 pub(crate) mod routing;
@@ -61,6 +63,7 @@ use crate::runtime::watch_set;
 pub use caches::Caches;
 pub use credentials::CredentialSecrets;
 pub use error::StartError;
+pub use inspect::ReconcileFailed;
 pub use shared::SharedSecrets;
 
 /// The reconciler as the binary runs it.
@@ -68,15 +71,15 @@ pub type OperatorReconciler = Reconciler<tokens::AwsTokenFetcher, Caches>;
 
 /// A started operator: its parts, for the binary's signal handling and for tests.
 pub struct Running {
-    pub client: Client,
-    pub caches: Caches,
-    pub queue: WorkQueue<String>,
-    pub reconciler: Arc<OperatorReconciler>,
-    pub readiness: Readiness,
+    pub(crate) client: Client,
+    pub(crate) caches: Caches,
+    pub(crate) queue: WorkQueue<String>,
+    pub(crate) reconciler: Arc<OperatorReconciler>,
     /// `true` while this instance may write (always, without leader election).
     pub leading: watch::Receiver<bool>,
-    /// Where probes and metrics listen (resolved ports).
+    /// Where `/healthz` and `/readyz` listen (the resolved port); `None` when disabled.
     pub probe_addr: Option<SocketAddr>,
+    /// Where `/metrics` listens (the resolved port); `None` when disabled.
     pub metrics_addr: Option<SocketAddr>,
     shutdown_tx: watch::Sender<bool>,
     elector_stop: watch::Sender<bool>,
@@ -171,7 +174,6 @@ pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
         caches,
         queue,
         reconciler,
-        readiness,
         leading: watch::channel(true).1,
         probe_addr,
         metrics_addr,

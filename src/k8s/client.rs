@@ -564,6 +564,9 @@ fn to_body<B: Serialize + ?Sized>(body: &B) -> Result<Bytes, Error> {
 }
 
 #[cfg(test)]
+mod emulated_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -142,6 +142,22 @@ mod tests {
         assert!(ClientConfig::new("http://127.0.0.1:8001/").is_ok());
     }
 
+    /// Hardening finding 10: the bearer token was sent over plain http to a remote host.
+    #[test]
+    fn finding_10_no_bearer_token_over_plain_http_to_another_host() {
+        let dir = std::env::temp_dir().join(format!("finding10-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = dir.join("token");
+        std::fs::write(&token, "bearer-token-value").unwrap();
+        let err = ClientConfig::out_of_cluster("http://192.0.2.10:8080", Some(&token), None, false)
+            .unwrap_err();
+        assert!(
+            matches!(err, crate::k8s::ClientConfigError::PlainHttpToken { .. }),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_token_is_sent_over_plain_http_only_to_loopback_unless_allowed() {
         let dir = std::env::temp_dir().join(format!("ecr-token-{}", std::process::id()));

@@ -242,6 +242,17 @@ mod tests {
         assert_eq!(answer.metadata.resource_version.as_deref(), Some("7"));
     }
 
+    /// Hardening finding 10: a Secret's data showed in Debug output.
+    #[test]
+    fn finding_10_a_secrets_debug_shows_no_data() {
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "k", "namespace": "n"},
+            "data": {"AWS_SECRET_ACCESS_KEY": "c3VwZXItc2VjcmV0LWtleS12YWx1ZQ=="}}))
+        .unwrap();
+        let shown = format!("{secret:?}");
+        assert!(!shown.contains("c3VwZXItc2VjcmV0"), "{shown}");
+    }
+
     #[test]
     fn a_secrets_debug_shows_its_keys_never_its_values() {
         let s = Secret {

@@ -170,6 +170,22 @@ mod tests {
     use super::*;
     use crate::k8s::types::Namespace;
 
+    /// Hardening finding 9: the decoder drained its buffer once per line; 4 MiB of blank
+    /// lines in one chunk took 112 s.
+    #[test]
+    fn finding_9_four_mib_of_blank_lines_decode_in_linear_time() {
+        let mut d = LineDecoder::default();
+        let started = std::time::Instant::now();
+        d.push(&vec![b'\n'; 4 << 20]);
+        d.push(b"{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":{\"resourceVersion\":\"1\"}}}\n");
+        assert!(d.next_line().unwrap().is_some());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
     const EVENTS: &str = concat!(
         r#"{"type":"ADDED","object":{"metadata":{"name":"a","resourceVersion":"1"}}}"#,
         "\n",

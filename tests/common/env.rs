@@ -12,10 +12,7 @@ use emulators::aws::{AwsEmulator, AwsEmulatorConfig, ACCESS_KEY_ID, SECRET_ACCES
 use emulators::k8s::{EmulatorConfig, K8sEmulator, RequestRecord};
 use serde_json::{json, Value};
 
-use ecr_creds_refresher::app::{self, Running};
-use ecr_creds_refresher::aws::env::AwsEnv;
-use ecr_creds_refresher::config::Config;
-use ecr_creds_refresher::runtime::store::ObjectKey;
+use ecr_creds_refresher::{AwsEnv, Config, Running};
 
 use super::{
     apply_cr, http, http_as_admin, init_logs, is_write, pull_secret_names, ready_condition,
@@ -152,13 +149,15 @@ pub(crate) async fn start_operator(
     options: &Options,
 ) -> Running {
     let (cfg, aws_env) = options.operator_config(k8s, aws, false);
-    app::start(&cfg, aws_env).await.expect("operator starts")
+    ecr_creds_refresher::start(&cfg, aws_env)
+        .await
+        .expect("operator starts")
 }
 
 /// Starts an operator in `--once` mode over `k8s` and `aws`: call `run_once` on it.
 pub(crate) async fn start_once(k8s: &K8sEmulator, aws: &AwsEmulator, options: &Options) -> Running {
     let (cfg, aws_env) = options.operator_config(k8s, aws, true);
-    app::start(&cfg, aws_env)
+    ecr_creds_refresher::start(&cfg, aws_env)
         .await
         .expect("operator starts in --once mode")
 }
@@ -223,7 +222,9 @@ impl Env {
     pub(crate) async fn spawn_operator(&self, identity: &str) -> Running {
         let (mut cfg, aws_env) = self.operator_config(false);
         cfg.identity = identity.to_string();
-        app::start(&cfg, aws_env).await.expect("operator starts")
+        ecr_creds_refresher::start(&cfg, aws_env)
+            .await
+            .expect("operator starts")
     }
 
     /// Starts an operator in `--once` mode: call `run_once` on it.
@@ -238,6 +239,18 @@ impl Env {
                 .shutdown(Duration::from_secs(5), std::future::pending())
                 .await;
         }
+    }
+
+    /// The operator's `/metrics` text, as a scrape sees it (needs [`Options::metrics`]).
+    pub(crate) async fn metrics(&self) -> String {
+        let addr = self
+            .operator()
+            .metrics_addr
+            .expect("Options::metrics serves /metrics");
+        super::get(addr, "/metrics")
+            .await
+            .unwrap_or_else(|e| panic!("scrape: {e}"))
+            .text()
     }
 
     pub(crate) fn operator(&self) -> &Running {
@@ -270,22 +283,7 @@ impl Env {
             wait_until(
                 format!("operator cache sees namespace {name}"),
                 WAIT,
-                || {
-                    running
-                        .caches
-                        .namespaces
-                        .get(&ObjectKey::cluster(name))
-                        .is_some_and(|n| {
-                            // The cache leaves out kubernetes.io/metadata.name,
-                            // which always equals the name.
-                            let labels: BTreeMap<String, String> = n
-                                .labels
-                                .iter()
-                                .map(|(k, v)| (k.to_string(), v.to_string()))
-                                .collect();
-                            labels == wanted
-                        })
-                },
+                || running.namespace_labels(name).as_ref() == Some(&wanted),
             )
             .await;
         }
@@ -442,9 +440,7 @@ impl Env {
         let mut last = (usize::MAX, Instant::now());
         wait_until(format!("the operator quiet for {quiet:?}"), WAIT, || {
             let writes = self.k8s.requests().iter().filter(|r| is_write(r)).count();
-            let idle = running.caches.is_synced()
-                && running.queue.is_empty()
-                && running.queue.processing_len() == 0;
+            let idle = running.is_idle();
             if writes != last.0 || !idle {
                 last = (writes, Instant::now());
                 false
@@ -460,7 +456,6 @@ impl Env {
     pub(crate) async fn reconcile_directly(&self, name: &str, times: usize) {
         for _ in 0..times {
             self.operator()
-                .reconciler
                 .reconcile(name)
                 .await
                 .unwrap_or_else(|e| panic!("reconcile {name}: {e}"));

@@ -38,11 +38,7 @@ pub(crate) use emulators::aws::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
 /// The operator's own namespace (POD_NAMESPACE): credentials Secrets there need no grant,
 /// and a child process keeps its Lease there.
 pub(crate) const OPERATOR_NAMESPACE: &str = "ops";
-/// How long a condition may take before the test fails. Generous for 2 busy cores; a
-/// passing test returns as soon as the condition holds.
-pub(crate) const WAIT: Duration = Duration::from_secs(15);
-/// The pause between two looks at a condition.
-pub(crate) const POLL: Duration = Duration::from_millis(25);
+pub(crate) use emulators::wait::{POLL, WAIT};
 
 /// The ECR registry host of the fake account in `region`.
 pub(crate) fn registry(region: &str) -> String {

@@ -11,6 +11,9 @@ pub mod session;
 pub mod signer;
 pub mod source;
 
+#[cfg(test)]
+mod emulated_tests;
+
 pub use secret::{SecretCertificate, SecretRolesAnywhere};
 pub use session::{create_session, SessionParams};
 pub use signer::sign_request;

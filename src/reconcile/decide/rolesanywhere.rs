@@ -150,6 +150,39 @@ mod tests {
         Ok(())
     }
 
+    /// README's "Edge clusters outside AWS" ECRPullSecret passes the whole validator
+    /// (tests/readme_drift.rs checks the rest of that section against the CRD and itself).
+    #[test]
+    fn the_readme_edge_cluster_example_validates() {
+        let readme = include_str!("../../../README.md");
+        let section = readme
+            .split("\n## Edge clusters outside AWS")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("README has the section");
+        // The blocks sit in a numbered list: three spaces of indent.
+        let dedented: String = section
+            .lines()
+            .map(|l| l.strip_prefix("   ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let cr = dedented
+            .split("```yaml")
+            .skip(1)
+            .filter_map(|block| block.split("```").next())
+            .flat_map(|block| block.split("\n---"))
+            .filter_map(|doc| serde_yaml::from_str::<serde_json::Value>(doc).ok())
+            .find(|doc| doc["kind"] == "ECRPullSecret")
+            .expect("the section shows an ECRPullSecret");
+        let cr: crate::reconcile::decide::spec::EcrPullSecret =
+            serde_json::from_value(cr).expect("an ECRPullSecret");
+        let valid = cr
+            .spec
+            .validate(&crate::reconcile::decide::validate::SpecPolicy::default())
+            .expect("the validator accepts it");
+        assert!(valid.aws.roles_anywhere.is_some(), "it uses Roles Anywhere");
+    }
+
     #[test]
     fn a_valid_spec_gives_the_anchor_region_and_the_session() {
         let v = validate(&spec(), any_role).unwrap();

@@ -25,6 +25,9 @@ use crate::reconcile::vocab::{Owner, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SA_OWNE
 
 mod bodies;
 mod merges;
+
+#[cfg(test)]
+mod emulated_tests;
 use bodies::SecretBodies;
 pub use merges::MergeOutcome;
 

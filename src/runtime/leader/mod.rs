@@ -25,6 +25,9 @@ use std::time::Duration;
 mod decide;
 mod elector;
 
+#[cfg(test)]
+mod emulated_tests;
+
 pub use elector::{KubeLease, LeaderElector, LeaseApi};
 
 /// Name of the operator's Lease. rbac.yaml grants get/update on exactly this name.

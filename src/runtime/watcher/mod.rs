@@ -55,4 +55,6 @@ pub(crate) const IDLE_SLACK: Duration = Duration::from_secs(30);
 pub(crate) const MIN_WATCH_DURATION: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
+mod emulated_tests;
+#[cfg(test)]
 mod fixtures;

@@ -3,25 +3,23 @@
 //! fails. Every test runs under the emulator's RBAC enforcement loaded from rbac.yaml, so
 //! the elector works with exactly the permissions we ship (a missing grant is a 403).
 //!
-//! The expiry timing itself is pinned on paused time in `src/runtime/leader/`; these tests
+//! The expiry timing itself is pinned on paused time in `elector/tests.rs`; these tests
 //! use the default timings, or short ones where a test waits for attempts or renewals, and
 //! they wait for what they observe (a replica's requests through its logging proxy, the
 //! Lease's renewTime), never for a fixed time.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Proxy;
-use ecr_creds_refresher::k8s::{Client, ClientConfig};
-use ecr_creds_refresher::runtime::leader::{LeaderElector, LeaseConfig};
+use crate::k8s::{Client, ClientConfig};
+use crate::runtime::leader::{LeaderElector, LeaseConfig};
 use emulators::k8s::rbac::Attributes;
 use emulators::k8s::{EmulatorConfig, FaultConfig, K8sEmulator, RbacPolicy};
+use emulators::proxy::Proxy;
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
 const NS: &str = "ecr-creds-refresher";
-const LEASE: &str = ecr_creds_refresher::runtime::leader::DEFAULT_LEASE_NAME;
+const LEASE: &str = crate::runtime::leader::DEFAULT_LEASE_NAME;
 
 /// The operator's permissions as rbac.yaml grants them (every Role and ClusterRole there
 /// is bound to its ServiceAccount; tests/manifests/check_invariants.py verifies that).
@@ -68,7 +66,7 @@ fn quick() -> LeaseConfig {
 struct Running {
     leading: watch::Receiver<bool>,
     stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), ecr_creds_refresher::runtime::leader::LeaderError>>,
+    task: tokio::task::JoinHandle<Result<(), crate::runtime::leader::LeaderError>>,
 }
 
 impl Running {
@@ -157,8 +155,8 @@ async fn two_replicas_starting_together_elect_exactly_one() {
     let emu = emulator().await;
     // Each replica behind its own logging proxy: its attempts are seen one by one.
     let (pa, pb) = (
-        Proxy::start(emu.addr()).await,
-        Proxy::start(emu.addr()).await,
+        Proxy::start(emu.addr()).await.expect("proxy starts"),
+        Proxy::start(emu.addr()).await.expect("proxy starts"),
     );
     let mut a = spawn_with(client_to(&pa.url()), "pod-a_1", quick());
     let mut b = spawn_with(client_to(&pb.url()), "pod-b_2", quick());
@@ -175,7 +173,7 @@ async fn two_replicas_starting_together_elect_exactly_one() {
     // The loser's next three attempts (each a read of the held lease) must leave it
     // waiting: it never writes the lease, and the winner keeps leading throughout.
     let (seen, _) = lease_traffic(loser);
-    common::wait_until(
+    emulators::wait::wait_until(
         "the loser's next three attempts",
         Duration::from_secs(10),
         || lease_traffic(loser).0 >= seen + 3,
@@ -267,7 +265,7 @@ async fn elector_works_under_the_shipped_rbac_and_uses_only_lease_verbs() {
     // A renewal, seen as one: still ours, renewTime moved past acquireTime. (The release
     // is an update too, so counting updates could not tell a renewal from it.)
     let acquired = lease(&emu)["spec"]["acquireTime"].clone();
-    common::wait_until("a renewal", Duration::from_secs(5), || {
+    emulators::wait::wait_until("a renewal", Duration::from_secs(5), || {
         let spec = &lease(&emu)["spec"];
         spec["holderIdentity"] == "pod-a_1" && spec["renewTime"] != acquired
     })

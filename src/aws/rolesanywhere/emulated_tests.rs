@@ -4,17 +4,17 @@
 //! Then the operator-wide source: files re-read per session, validity checked before
 //! AWS is asked, role chaining on top, credentials the emulated ECR accepts.
 
-use bytes::Bytes;
-use ecr_creds_refresher::aws::credentials::is_fresh;
-use ecr_creds_refresher::aws::rolesanywhere::source::{
+use crate::aws::credentials::is_fresh;
+use crate::aws::rolesanywhere::source::{
     CERTIFICATE, PRIVATE_KEY, PROFILE_ARN, ROLE_ARN, TRUST_ANCHOR_ARN,
 };
-use ecr_creds_refresher::aws::rolesanywhere::{create_session, sign_request, SessionParams};
-use ecr_creds_refresher::aws::x509::{CertificateError, X509Identity};
-use ecr_creds_refresher::aws::{
+use crate::aws::rolesanywhere::{create_session, sign_request, SessionParams};
+use crate::aws::x509::{CertificateError, X509Identity};
+use crate::aws::{
     AssumeRoleParams, AwsContext, AwsEnv, AwsError, AwsHttp, CredentialProvider, CredentialSource,
     EcrClient, Endpoints, HttpConfig, SourceKind,
 };
+use bytes::Bytes;
 use emulators::aws::{AwsEmulator, AwsEmulatorConfig, RolesAnywhereConfig};
 use emulators::device_pki::{self, DeviceCa, DeviceCert, DeviceSpec};
 use std::path::PathBuf;

@@ -6,23 +6,30 @@
 //! both reconciles succeed, every namespace it selects (by name, glob and label) holds
 //! its Secret, and it reports Ready.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use common::*;
-use ecr_creds_refresher::app::Running;
-use ecr_creds_refresher::reconcile::decide::plan::{self, ObservedCluster};
-use ecr_creds_refresher::reconcile::decide::select::NamespaceView;
-use ecr_creds_refresher::reconcile::decide::spec::Spec;
-use ecr_creds_refresher::reconcile::decide::validate::SpecPolicy;
-use ecr_creds_refresher::reconcile::vocab::Owner;
-use ecr_creds_refresher::reconcile::vocab::GRANT_ANNOTATION;
+use base64::Engine as _;
+use emulators::aws::{AwsEmulator, AwsEmulatorConfig, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
+use emulators::k8s::{EmulatorConfig, K8sEmulator};
+use emulators::wait::{wait_until, WAIT};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Value};
+
+use crate::app::{start, Running};
+use crate::aws::env::AwsEnv;
+use crate::reconcile::decide::plan::{self, ObservedCluster};
+use crate::reconcile::decide::select::NamespaceView;
+use crate::reconcile::decide::spec::Spec;
+use crate::reconcile::decide::validate::SpecPolicy;
+use crate::reconcile::vocab::{Owner, GRANT_ANNOTATION, OWNER_ANNOTATION, ROLE_GRANTS_CONFIGMAP};
+
+/// The fake AWS account of the emulators' registries.
+const ACCOUNT: &str = "123456789012";
+/// The operator's own namespace (POD_NAMESPACE).
+const OPERATOR_NAMESPACE: &str = "ops";
 
 /// Longer than any reconcile may take: a liveness bound, not a speed target.
 const RECONCILE_BOUND: Duration = Duration::from_secs(10);
@@ -172,8 +179,68 @@ fn admitted_spec() -> impl Strategy<Value = Value> {
 /// emulators, shared by every case.
 struct World {
     runtime: tokio::runtime::Runtime,
-    env: Env,
+    k8s: K8sEmulator,
+    aws: AwsEmulator,
     operator: Running,
+}
+
+/// Namespace `name` with `labels`, as the cluster admin creates it.
+fn namespace(k8s: &K8sEmulator, name: &str, labels: &[(&str, &str)]) {
+    let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
+    k8s.apply(
+        "namespaces",
+        json!({"metadata": {"name": name, "labels": labels}}),
+    )
+    .unwrap();
+}
+
+/// An Opaque credentials Secret with the emulated account's keys; `grant` annotates it
+/// for those CRs.
+fn credentials_secret(k8s: &K8sEmulator, ns: &str, name: &str, grant: Option<&str>) {
+    let b64 = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
+    let mut annotations = serde_json::Map::new();
+    if let Some(grant) = grant {
+        annotations.insert(GRANT_ANNOTATION.into(), json!(grant));
+    }
+    k8s.apply(
+        "secrets",
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+               "metadata": {"name": name, "namespace": ns, "annotations": annotations},
+               "data": {"AWS_ACCESS_KEY_ID": b64(ACCESS_KEY_ID),
+                        "AWS_SECRET_ACCESS_KEY": b64(SECRET_ACCESS_KEY)}}),
+    )
+    .unwrap();
+}
+
+/// The operator as the binary starts it with `--once`, over these emulators: the
+/// deployed floor (no `--min-refresh-interval`), static keys for the emulated AWS.
+async fn start_once(k8s: &K8sEmulator, aws: &AwsEmulator) -> Running {
+    let args = [
+        "--api-server".to_string(),
+        k8s.url(),
+        "--health-probe-bind-address".into(),
+        "127.0.0.1:0".into(),
+        "--metrics-bind-address".into(),
+        "0".into(),
+        "--verify-registries=false".into(),
+        "--once".into(),
+    ];
+    let vars = |k: &str| match k {
+        "AWS_REGION" => Some(emulators::aws::REGION.to_string()),
+        "POD_NAME" => Some("ecr-creds-refresher-test".to_string()),
+        "POD_NAMESPACE" => Some(OPERATOR_NAMESPACE.to_string()),
+        _ => None,
+    };
+    let cfg = crate::config::Config::parse(args, vars).unwrap();
+    let aws_url = aws.url();
+    let aws_env = AwsEnv::from_pairs(&[
+        ("AWS_ENDPOINT_URL", &aws_url),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_REGION", emulators::aws::REGION),
+    ]);
+    start(&cfg, aws_env).await.unwrap()
 }
 
 fn world() -> &'static World {
@@ -184,48 +251,39 @@ fn world() -> &'static World {
             .enable_all()
             .build()
             .unwrap();
-        let (env, operator) = runtime.block_on(async {
-            let env = Env::emulators(Options {
-                // The operator as deployed: its default floor.
-                min_refresh_interval: None,
-                ..Options::default()
-            })
-            .await;
+        let (k8s, aws, operator) = runtime.block_on(async {
+            let k8s = K8sEmulator::start(EmulatorConfig::default()).await.unwrap();
+            let aws = AwsEmulator::start(AwsEmulatorConfig::default())
+                .await
+                .unwrap();
             for (name, labels) in cluster_namespaces() {
-                env.namespace(&name, &labels).await;
+                namespace(&k8s, &name, &labels);
             }
-            env.namespace(OPERATOR_NAMESPACE, &[]).await;
+            namespace(&k8s, OPERATOR_NAMESPACE, &[]);
             // The credentials Secrets the generated specs name: one in the operator's
             // namespace, one elsewhere that grants its use to every CR.
-            let keys = || {
-                BTreeMap::from([
-                    (
-                        "AWS_ACCESS_KEY_ID",
-                        emulators::aws::ACCESS_KEY_ID.to_string(),
-                    ),
-                    (
-                        "AWS_SECRET_ACCESS_KEY",
-                        emulators::aws::SECRET_ACCESS_KEY.to_string(),
-                    ),
-                ])
-            };
-            env.foreign_secret(OPERATOR_NAMESPACE, "keys", "Opaque", keys());
-            env.foreign_secret("team-0", "elsewhere", "Opaque", keys());
-            let mut granted = env.k8s.get("secrets", Some("team-0"), "elsewhere").unwrap();
-            granted["metadata"]["annotations"] = json!({GRANT_ANNOTATION: "*"});
-            env.k8s.apply("secrets", granted).unwrap();
-            let operator = env.start_once().await;
+            credentials_secret(&k8s, OPERATOR_NAMESPACE, "keys", None);
+            credentials_secret(&k8s, "team-0", "elsewhere", Some("*"));
+            let operator = start_once(&k8s, &aws).await;
             tokio::time::timeout(WAIT, operator.caches.synced())
                 .await
                 .expect("caches sync");
-            (env, operator)
+            (k8s, aws, operator)
         });
         World {
             runtime,
-            env,
+            k8s,
+            aws,
             operator,
         }
     })
+}
+
+fn ready_condition(cr: &Value) -> Option<&Value> {
+    cr["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
 }
 
 /// How a case went, counted so that the test shows it served specs, not only refused them.
@@ -243,8 +301,7 @@ enum Verdict {
 
 /// The cluster's namespaces as the planner sees them, labels included.
 fn namespace_views(w: &World) -> Vec<Arc<NamespaceView>> {
-    w.env
-        .k8s
+    w.k8s
         .list("namespaces", None)
         .into_iter()
         .map(|ns| {
@@ -308,19 +365,24 @@ fn check_case(mut spec: Value) -> Result<Verdict, TestCaseError> {
     let role = spec["aws"]["roleArn"].as_str().map(str::to_owned);
     if let Some(role) = &role {
         let mut grants = w
-            .env
             .k8s
-            .get("configmaps", Some(OPERATOR_NAMESPACE), ROLE_GRANTS)
+            .get(
+                "configmaps",
+                Some(OPERATOR_NAMESPACE),
+                ROLE_GRANTS_CONFIGMAP,
+            )
             .and_then(|c| c["data"].as_object().cloned())
             .unwrap_or_default();
         grants.insert(name.clone(), json!(role));
-        let grants: Vec<(&str, &str)> = grants
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
-            .collect();
-        grant_roles(&w.env.k8s, OPERATOR_NAMESPACE, &grants);
+        w.k8s
+            .apply(
+                "configmaps",
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "data": grants,
+                       "metadata": {"name": ROLE_GRANTS_CONFIGMAP, "namespace": OPERATOR_NAMESPACE}}),
+            )
+            .unwrap();
     }
-    let admitted = w.env.k8s.apply("ecrpullsecrets", cr);
+    let admitted = w.k8s.apply("ecrpullsecrets", cr);
     prop_assume!(admitted.is_ok());
 
     // Validation and planning, pure, over the cluster's namespaces and their labels.
@@ -366,10 +428,10 @@ fn check_case(mut spec: Value) -> Result<Verdict, TestCaseError> {
             .await;
             assert!(seen.is_ok(), "the operator never saw {name}'s role grant");
         }
-        let before = w.env.aws.calls();
+        let before = w.aws.calls();
         let first = tokio::time::timeout(RECONCILE_BOUND, reconciler.reconcile(&name)).await;
         let second = tokio::time::timeout(RECONCILE_BOUND, reconciler.reconcile(&name)).await;
-        let after = w.env.aws.calls();
+        let after = w.aws.calls();
         let shown = |r: Result<Result<_, _>, _>| {
             r.map(|inner| inner.map(|_| ()).map_err(|e| format!("{e}")))
         };
@@ -408,7 +470,7 @@ fn check_case(mut spec: Value) -> Result<Verdict, TestCaseError> {
             return Ok(Verdict::NothingSelected);
         }
         for ns in &targets {
-            let secret = w.env.k8s.get("secrets", Some(ns), &secret_name);
+            let secret = w.k8s.get("secrets", Some(ns), &secret_name);
             prop_assert!(
                 secret
                     .as_ref()
@@ -419,7 +481,6 @@ fn check_case(mut spec: Value) -> Result<Verdict, TestCaseError> {
         }
         // Ready unless a namespace it lists by name does not exist (that is reported).
         let cr = w
-            .env
             .k8s
             .get("ecrpullsecrets", None, &name)
             .expect("the CR is there");
@@ -439,12 +500,9 @@ fn check_case(mut spec: Value) -> Result<Verdict, TestCaseError> {
             spec
         );
         if missing.is_empty() {
-            prop_assert!(
-                is_ready(&cr),
-                "served but not Ready: {} for {}",
-                status,
-                spec
-            );
+            let ready = ready_condition(&cr).is_some_and(|c| c["status"] == "True")
+                && cr["status"]["observedGeneration"] == cr["metadata"]["generation"];
+            prop_assert!(ready, "served but not Ready: {} for {}", status, spec);
             Ok(Verdict::Served)
         } else {
             let ready = ready_condition(&cr);
@@ -458,7 +516,7 @@ fn check_case(mut spec: Value) -> Result<Verdict, TestCaseError> {
             Ok(Verdict::ServedButSomeMissing)
         }
     })();
-    let _ = w.env.k8s.delete("ecrpullsecrets", None, &name);
+    let _ = w.k8s.delete("ecrpullsecrets", None, &name);
     result
 }
 
