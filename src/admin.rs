@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,11 +32,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-
-/// Default of `--health-probe-bind-address`.
-pub const DEFAULT_HEALTH_PROBE_BIND_ADDRESS: &str = ":8081";
-/// Default of `--metrics-bind-address`.
-pub const DEFAULT_METRICS_BIND_ADDRESS: &str = ":8080";
 
 /// A client has this long to send its request headers, on a new connection and between
 /// requests on a kept-alive one: probes and scrapers send theirs at once, and an idle
@@ -100,32 +95,6 @@ impl std::error::Error for AdminError {
     }
 }
 
-/// Reads a bind address flag, Go style: `:8080` listens on every IPv4 interface,
-/// `127.0.0.1:8080` or `[::]:8080` on the given one, and `0` (or an empty value)
-/// disables the listener (`Ok(None)`).
-pub fn parse_bind_address(value: &str) -> Result<Option<SocketAddr>, AdminError> {
-    let v = value.trim();
-    if v.is_empty() || v == "0" {
-        return Ok(None);
-    }
-    let invalid = |reason: &str| AdminError::InvalidBindAddress {
-        value: value.to_string(),
-        reason: reason.to_string(),
-    };
-    if let Some(port) = v.strip_prefix(':') {
-        let port: u16 = port
-            .parse()
-            .map_err(|_| invalid("port is not a number 0-65535"))?;
-        return Ok(Some(SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            port,
-        )));
-    }
-    v.parse::<SocketAddr>()
-        .map(Some)
-        .map_err(|_| invalid("not an IP address with a port"))
-}
-
 // === Readiness ===
 
 /// The set of components whose readiness `/readyz` reports. Cheap to clone.
@@ -134,7 +103,7 @@ pub fn parse_bind_address(value: &str) -> Result<Option<SocketAddr>, AdminError>
 /// registered at all, `/readyz` answers 503, so an early probe never sees a pod ready
 /// that has not even started its components.
 #[derive(Clone, Default)]
-pub struct Readiness {
+pub(crate) struct Readiness {
     components: Arc<Mutex<Components>>,
     next_id: Arc<AtomicU64>,
 }
@@ -145,19 +114,19 @@ type Components = BTreeMap<u64, (String, Arc<AtomicBool>)>;
 /// One component's readiness flag. Dropping it marks the component not ready (it stays
 /// registered), so a component task that dies takes the pod out of rotation.
 #[must_use = "dropping a ReadyHandle marks its component not ready"]
-pub struct ReadyHandle {
+pub(crate) struct ReadyHandle {
     name: String,
     ready: Arc<AtomicBool>,
 }
 
 impl Readiness {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Adds a component, initially not ready. Names need not be unique, but unique
     /// names make the `/readyz` answer readable.
-    pub fn register(&self, name: &str) -> ReadyHandle {
+    pub(crate) fn register(&self, name: &str) -> ReadyHandle {
         let ready = Arc::new(AtomicBool::new(false));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(id, (name.to_string(), ready.clone()));
@@ -169,7 +138,7 @@ impl Readiness {
 
     /// `Ok` when every registered component is ready (and at least one is registered);
     /// else the names of those that are not.
-    pub fn check(&self) -> Result<(), Vec<String>> {
+    pub(crate) fn check(&self) -> Result<(), Vec<String>> {
         let components = self.lock();
         if components.is_empty() {
             return Err(vec!["no component registered yet".to_string()]);
@@ -187,7 +156,7 @@ impl Readiness {
     }
 
     /// Every component with its state, in registration order (for `/readyz?verbose`).
-    pub fn states(&self) -> Vec<(String, bool)> {
+    pub(crate) fn states(&self) -> Vec<(String, bool)> {
         self.lock()
             .values()
             .map(|(n, r)| (n.clone(), r.load(Ordering::Acquire)))
@@ -200,16 +169,12 @@ impl Readiness {
 }
 
 impl ReadyHandle {
-    pub fn set_ready(&self, ready: bool) {
+    pub(crate) fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
     }
 
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
     }
 }
 
@@ -234,14 +199,14 @@ impl fmt::Debug for ReadyHandle {
 /// combine them when both flags name the same address.
 #[derive(Clone, Default)]
 #[must_use]
-pub struct Routes {
+pub(crate) struct Routes {
     readiness: Option<Readiness>,
     metrics: Option<fn() -> String>,
 }
 
 impl Routes {
     /// `/healthz` and `/readyz` over `readiness`.
-    pub fn probes(readiness: Readiness) -> Self {
+    pub(crate) fn probes(readiness: Readiness) -> Self {
         Self {
             readiness: Some(readiness),
             metrics: None,
@@ -249,28 +214,20 @@ impl Routes {
     }
 
     /// `/metrics` from the global registry ([`crate::metrics::render`]).
-    pub fn metrics() -> Self {
+    pub(crate) fn metrics() -> Self {
         Self::metrics_from(crate::metrics::render)
     }
 
     /// `/metrics` rendered by `render` (tests use their own registry).
-    pub fn metrics_from(render: fn() -> String) -> Self {
+    pub(crate) fn metrics_from(render: fn() -> String) -> Self {
         Self {
             readiness: None,
             metrics: Some(render),
         }
     }
 
-    /// Both sets of routes on one listener.
-    pub fn merge(self, other: Routes) -> Self {
-        Self {
-            readiness: self.readiness.or(other.readiness),
-            metrics: self.metrics.or(other.metrics),
-        }
-    }
-
     /// Answers one request. Pure apart from reading readiness and metrics.
-    pub fn respond(
+    pub(crate) fn respond(
         &self,
         method: &Method,
         path: &str,
@@ -355,24 +312,24 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 
 /// A bound, not yet serving, listener. Binding first lets `main` fail fast on a taken
 /// port and lets tests bind port 0 and read the address back.
-pub struct Server {
+pub(crate) struct Server {
     listener: TcpListener,
 }
 
 impl Server {
-    pub async fn bind(addr: SocketAddr) -> Result<Self, AdminError> {
+    pub(crate) async fn bind(addr: SocketAddr) -> Result<Self, AdminError> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| AdminError::Bind { addr, source })?;
         Ok(Self { listener })
     }
 
-    pub fn local_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.local_addr().ok()
     }
 
     /// Serves `routes` until `shutdown` completes, then drains for a short grace period.
-    pub async fn serve(self, routes: Routes, shutdown: impl Future<Output = ()>) {
+    pub(crate) async fn serve(self, routes: Routes, shutdown: impl Future<Output = ()>) {
         let routes = Arc::new(routes);
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut connections = Connections::default();
@@ -463,16 +420,6 @@ impl Connections {
     }
 }
 
-/// Binds `addr` and serves `routes` on it until `shutdown`.
-pub async fn serve(
-    addr: SocketAddr,
-    routes: Routes,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), AdminError> {
-    Server::bind(addr).await?.serve(routes, shutdown).await;
-    Ok(())
-}
-
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     routes: Arc<Routes>,
@@ -521,28 +468,6 @@ mod tests {
     async fn body(resp: Response<Full<Bytes>>) -> String {
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         String::from_utf8(bytes.to_vec()).unwrap()
-    }
-
-    #[test]
-    fn bind_address_accepts_go_style_port_only_and_zero_disables() {
-        assert_eq!(
-            parse_bind_address(":8081").unwrap(),
-            Some("0.0.0.0:8081".parse().unwrap())
-        );
-        assert_eq!(
-            parse_bind_address("127.0.0.1:9").unwrap(),
-            Some("127.0.0.1:9".parse().unwrap())
-        );
-        assert_eq!(
-            parse_bind_address("[::1]:8080").unwrap(),
-            Some("[::1]:8080".parse().unwrap())
-        );
-        assert_eq!(parse_bind_address("0").unwrap(), None);
-        assert_eq!(parse_bind_address("").unwrap(), None);
-        assert!(parse_bind_address(":99999").is_err());
-        assert!(parse_bind_address("localhost:80").is_err());
-        let msg = parse_bind_address(":x").unwrap_err().to_string();
-        assert!(msg.contains("\":x\""), "{msg}");
     }
 
     #[test]
@@ -606,14 +531,5 @@ mod tests {
         let resp = metrics.respond(&Method::POST, "/metrics", None);
         assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(resp.headers()[header::ALLOW], "GET, HEAD");
-        let both = probes.merge(metrics);
-        assert_eq!(
-            both.respond(&Method::GET, "/metrics", None).status(),
-            StatusCode::OK
-        );
-        assert_eq!(
-            both.respond(&Method::GET, "/healthz", None).status(),
-            StatusCode::OK
-        );
     }
 }

@@ -27,12 +27,12 @@ use tokio::time::Instant;
 /// Watch errors: first retry after 0.8 s (client-go's and kube-runtime's choice: long
 /// enough not to hammer an API server that is restarting, short enough that a blip is
 /// invisible).
-pub const WATCH_INITIAL: Duration = Duration::from_millis(800);
+pub(crate) const WATCH_INITIAL: Duration = Duration::from_millis(800);
 /// Watch errors: never wait more than 30 s, so a recovered API server is noticed fast.
-pub const WATCH_MAX: Duration = Duration::from_secs(30);
+pub(crate) const WATCH_MAX: Duration = Duration::from_secs(30);
 /// Watch errors: after 2 minutes without an error the next failure starts from 0.8 s
 /// again, instead of inheriting a 30 s delay from an outage long past.
-pub const WATCH_RESET_AFTER: Duration = Duration::from_secs(120);
+pub(crate) const WATCH_RESET_AFTER: Duration = Duration::from_secs(120);
 /// Watch errors: up to a quarter of the delay is shaved off at random, which spreads
 /// retries of watchers that failed at the same instant.
 pub(crate) const WATCH_JITTER: f64 = 0.25;
@@ -40,11 +40,11 @@ pub(crate) const WATCH_JITTER: f64 = 0.25;
 /// Reconcile failures: first retry of a failed key after 2 s, long enough for a
 /// conflicting write or an API blip to pass, short enough not to make the operator
 /// feel slow.
-pub const FAILURE_BASE: Duration = Duration::from_secs(2);
+pub(crate) const FAILURE_BASE: Duration = Duration::from_secs(2);
 /// Reconcile failures: never more than 5 minutes between retries of one key, which
 /// keeps a persistently failing key (a missing IAM permission, say) from burning API
 /// quota while a fix is still picked up well within a token's 12-hour lifetime.
-pub const FAILURE_MAX: Duration = Duration::from_secs(300);
+pub(crate) const FAILURE_MAX: Duration = Duration::from_secs(300);
 
 /// Server-directed retries (429, 503): wait this long when the answer names no
 /// Retry-After.
@@ -58,7 +58,7 @@ const MIN_INITIAL: Duration = Duration::from_millis(1);
 
 /// Why a set of backoff parameters was refused.
 #[derive(Clone, Debug, PartialEq)]
-pub enum BackoffError {
+pub(crate) enum BackoffError {
     /// A zero initial delay would make the first retry immediate and, with any factor,
     /// every later one too.
     ZeroInitial,
@@ -108,7 +108,7 @@ impl std::error::Error for BackoffError {}
 /// [`base_delay`](Self::base_delay)) for callers that count attempts themselves (the work
 /// queue, per key; AWS retries, per call).
 #[derive(Clone, Debug)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     initial: Duration,
     max: Duration,
     factor: f64,
@@ -122,7 +122,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// Validates the parameters; see [`BackoffError`] for what is refused and why.
-    pub fn new(
+    pub(crate) fn new(
         initial: Duration,
         max: Duration,
         factor: f64,
@@ -185,13 +185,14 @@ impl Backoff {
     /// without jitter (the failures of different keys are already spread by when their
     /// reconciles ran).
     #[must_use]
-    pub fn for_reconcile_failures() -> Backoff {
+    #[cfg(test)]
+    pub(crate) fn for_reconcile_failures() -> Backoff {
         Backoff::doubling(FAILURE_BASE, FAILURE_MAX)
     }
 
     /// The pre-jitter delay of attempt `attempt` (0 for the first retry):
     /// `initial * factor^attempt`, saturating at `max`, and never below `initial`.
-    pub fn base_delay(&self, attempt: u32) -> Duration {
+    pub(crate) fn base_delay(&self, attempt: u32) -> Duration {
         if attempt == 0 {
             return self.initial;
         }
@@ -202,13 +203,13 @@ impl Backoff {
     }
 
     /// The jittered delay of attempt `attempt`; does not move the sequence.
-    pub fn delay(&mut self, attempt: u32) -> Duration {
+    pub(crate) fn delay(&mut self, attempt: u32) -> Duration {
         let base = self.base_delay(attempt);
         self.rng.shave(base, self.jitter)
     }
 
     /// The delay to wait before the next attempt; advances the sequence.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let delay = self.delay(self.attempt);
         self.attempt = self.attempt.saturating_add(1);
         delay
@@ -227,18 +228,18 @@ fn scale_saturating(d: Duration, factor: f64) -> Duration {
 
 /// First retry of a transient API error within one reconcile (a 500, a reset
 /// connection): a busy server's blip passes in a fraction of a second.
-pub const TRANSIENT_INITIAL: Duration = Duration::from_millis(100);
+pub(crate) const TRANSIENT_INITIAL: Duration = Duration::from_millis(100);
 /// Longest wait between two such retries.
-pub const TRANSIENT_MAX: Duration = Duration::from_secs(1);
+pub(crate) const TRANSIENT_MAX: Duration = Duration::from_secs(1);
 /// Retries of one request before its error counts: then the reconcile fails and the
 /// work queue's longer backoff takes over.
-pub const TRANSIENT_RETRIES: u32 = 3;
+pub(crate) const TRANSIENT_RETRIES: u32 = 3;
 
 impl Backoff {
     /// The transient-error policy: [`TRANSIENT_INITIAL`] doubling to [`TRANSIENT_MAX`],
     /// half jittered so that writes failing together do not retry together.
     #[must_use]
-    pub fn for_transient_errors() -> Backoff {
+    pub(crate) fn for_transient_errors() -> Backoff {
         Backoff {
             initial: TRANSIENT_INITIAL,
             max: TRANSIENT_MAX,
@@ -262,7 +263,7 @@ pub(crate) fn retry_after_delay(server: Option<Duration>) -> Duration {
 ///
 /// Time is passed in (tokio's clock in production, paused time in tests).
 #[derive(Clone, Debug)]
-pub struct ResetAfterHealthy {
+pub(crate) struct ResetAfterHealthy {
     backoff: Backoff,
     reset_after: Duration,
     /// Since when the operation has succeeded without a failure in between.
@@ -284,18 +285,18 @@ impl ResetAfterHealthy {
     /// The watcher's policy: 0.8 s doubling to 30 s with jitter, reset after 2 minutes
     /// of health.
     #[must_use]
-    pub fn for_watch_errors() -> ResetAfterHealthy {
+    pub(crate) fn for_watch_errors() -> ResetAfterHealthy {
         ResetAfterHealthy::new(Backoff::for_watch_errors(), WATCH_RESET_AFTER)
     }
 
     /// Records a success at `now`; the healthy period starts at the first success
     /// after a failure.
-    pub fn record_success(&mut self, now: Instant) {
+    pub(crate) fn record_success(&mut self, now: Instant) {
         self.healthy_since.get_or_insert(now);
     }
 
     /// Records a failure at `now` and returns how long to wait before retrying.
-    pub fn record_failure(&mut self, now: Instant) -> Duration {
+    pub(crate) fn record_failure(&mut self, now: Instant) -> Duration {
         if let Some(since) = self.healthy_since.take() {
             if now.saturating_duration_since(since) >= self.reset_after {
                 self.backoff.reset();

@@ -8,20 +8,23 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where probes are served unless told otherwise (controller-runtime's default).
-pub const DEFAULT_PROBE_ADDR: &str = "0.0.0.0:8081";
+pub(crate) const DEFAULT_PROBE_ADDR: &str = "0.0.0.0:8081";
 /// Where metrics are served unless told otherwise; `0` turns them off.
-pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:8080";
-pub const DEFAULT_LEADER_ELECTION_ID: &str = "ecr-creds-refresher";
+pub(crate) const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:8080";
+pub(crate) const DEFAULT_LEADER_ELECTION_ID: &str = "ecr-creds-refresher";
 /// Reconciles running at once; each has its own bounded write concurrency.
-pub const DEFAULT_WORKERS: usize = 4;
+pub(crate) const DEFAULT_WORKERS: usize = 4;
 /// How long SIGTERM waits for in-flight reconciles before giving up.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+pub(crate) const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// The lowest `spec.refresh.minInterval` a CR may ask for (see `--min-refresh-interval`).
-pub const DEFAULT_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
+/// `--log-format`: how log lines are written to stderr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
+    /// One human-readable line per event (the default).
     Text,
+    /// One JSON object per line, for log collectors.
     Json,
 }
 
@@ -30,16 +33,27 @@ pub enum LogFormat {
 pub struct Config {
     /// Out of cluster: the API server URL (plain http allowed for `kubectl proxy`).
     pub api_server: Option<String>,
+    /// `--token-file`: the bearer token, re-read when it rotates.
     pub token_file: Option<PathBuf>,
+    /// `--ca-file`: the CA bundle the API server's certificate must chain to.
     pub ca_file: Option<PathBuf>,
+    /// `--health-probe-bind-address`: `/healthz` and `/readyz`; `None` disables.
     pub probe_addr: Option<SocketAddr>,
+    /// `--metrics-bind-address`: `/metrics`; `None` disables.
     pub metrics_addr: Option<SocketAddr>,
+    /// `--leader-elect`: only the Lease holder writes.
     pub leader_elect: bool,
+    /// `--leader-election-namespace`: where the Lease lives (default: the operator's).
     pub leader_election_namespace: Option<String>,
+    /// `--leader-election-id`: the Lease's name.
     pub leader_election_id: String,
+    /// `--log-format`.
     pub log_format: LogFormat,
+    /// `--once`: reconcile every CR once, then exit.
     pub once: bool,
+    /// `--workers`: reconciles that may run at once.
     pub workers: usize,
+    /// `--shutdown-grace`: how long a SIGTERM waits for reconciles in flight.
     pub shutdown_grace: Duration,
     /// `AWS_REGION` (or `AWS_DEFAULT_REGION`).
     pub region: Option<String>,
@@ -73,14 +87,22 @@ pub struct Config {
 /// Bad flags or environment: reported at startup, before anything runs.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ConfigError {
+    /// A flag the binary does not have.
     UnknownFlag(String),
+    /// A flag given without its value.
     MissingValue(String),
+    /// A value the flag (or variable) does not take.
     BadValue {
+        /// The flag or environment variable.
         flag: String,
+        /// The value given.
         value: String,
+        /// What it must be.
         reason: String,
     },
+    /// `--help`: its Display is the usage text.
     Help,
+    /// `--version`: its Display is the version line.
     Version,
 }
 
@@ -105,7 +127,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// `--version`: the version, the commit and the target (build.rs), as bug reports need.
-pub const VERSION: &str = concat!(
+pub(crate) const VERSION: &str = concat!(
     "ecr-creds-refresher ",
     env!("CARGO_PKG_VERSION"),
     " (commit ",
@@ -115,7 +137,7 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
-pub const USAGE: &str = "\
+pub(crate) const USAGE: &str = "\
 ecr-creds-refresher: keeps Amazon ECR pull secrets fresh in Kubernetes namespaces
 
 USAGE: ecr-creds-refresher [FLAGS]
@@ -426,6 +448,29 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
         }
+    }
+
+    #[test]
+    fn bind_address_accepts_go_style_port_only_and_zero_disables() {
+        let parse = |v: &str| parse_addr("--metrics-bind-address", v);
+        assert_eq!(
+            parse(":8081").unwrap(),
+            Some("0.0.0.0:8081".parse().unwrap())
+        );
+        assert_eq!(
+            parse("127.0.0.1:9").unwrap(),
+            Some("127.0.0.1:9".parse().unwrap())
+        );
+        assert_eq!(
+            parse("[::1]:8080").unwrap(),
+            Some("[::1]:8080".parse().unwrap())
+        );
+        assert_eq!(parse("0").unwrap(), None);
+        assert_eq!(parse("").unwrap(), None);
+        assert!(parse(":99999").is_err());
+        assert!(parse("localhost:80").is_err());
+        let msg = parse(":x").unwrap_err().to_string();
+        assert!(msg.contains(":x"), "{msg}");
     }
 
     #[test]

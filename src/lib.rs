@@ -7,21 +7,23 @@
 //! `backoff` is the one retry policy, on the lowest floor so that every module may wait
 //! by it (the Kubernetes client too) without importing upwards.
 //!
-//! The binary needs only the façade below: [`Config`] from flags and environment,
-//! [`AwsEnv`], [`start`], and the [`Running`] operator it returns. The modules stay
-//! public for the white-box suites under `tests/`; inside them, what only the crate uses
-//! is `pub(crate)`.
+//! The crate exports only a façade: [`Config`] from flags and environment, [`AwsEnv`],
+//! [`start`], and the [`Running`] operator it returns, with what a running operator shows
+//! of itself. Every module is private to the crate, so the compiler finds dead code and
+//! a reader can tell the API from the internals. White-box tests live beside the code
+//! they test; `tests/` drives the operator through this façade and over the wire.
 #![forbid(unsafe_code)]
+#![deny(missing_docs, unreachable_pub, dead_code)]
 
-pub mod admin;
-pub mod app;
-pub mod aws;
-pub mod backoff;
-pub mod config;
-pub mod k8s;
-pub mod metrics;
-pub mod reconcile;
-pub mod runtime;
+pub(crate) mod admin;
+pub(crate) mod app;
+pub(crate) mod aws;
+pub(crate) mod backoff;
+pub(crate) mod config;
+pub(crate) mod k8s;
+pub(crate) mod metrics;
+pub(crate) mod reconcile;
+pub(crate) mod runtime;
 
 pub use app::{start, ReconcileFailed, Running, StartError, Stopped};
 pub use aws::AwsEnv;

@@ -23,17 +23,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Prefix shared by every metric of this operator.
-pub const PREFIX: &str = "ecr_creds_refresher_";
+pub(crate) const PREFIX: &str = "ecr_creds_refresher_";
 
 /// Distinct label sets kept per family before new ones fold into `"other"`.
-pub const MAX_SERIES: usize = 1000;
+pub(crate) const MAX_SERIES: usize = 1000;
 
 /// Label value used for label sets past [`MAX_SERIES`].
 const OVERFLOW_VALUE: &str = "other";
 
 /// Reconcile duration buckets (seconds): a reconcile is a few API calls, usually
 /// milliseconds; the long tail covers AWS retries and API throttling.
-pub const RECONCILE_BUCKETS: &[f64] = &[
+pub(crate) const RECONCILE_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
@@ -45,23 +45,28 @@ fn global() -> &'static Registry {
 }
 
 /// One ECR/STS token fetch ended; `result` is e.g. `"success"`, `"error"`, `"throttled"`.
-pub fn token_fetch(result: &str) {
+pub(crate) fn token_fetch(result: &str) {
     global().token_fetch(result);
 }
 
 /// The state of ECRPullSecret `name`: Ready or not, the earliest expiry of its Secrets
 /// and its next planned refresh (unix seconds), where known.
-pub fn set_ecrpullsecret(name: &str, ready: bool, expiry: Option<f64>, next_refresh: Option<f64>) {
+pub(crate) fn set_ecrpullsecret(
+    name: &str,
+    ready: bool,
+    expiry: Option<f64>,
+    next_refresh: Option<f64>,
+) {
     global().set_ecrpullsecret(name, ready, expiry, next_refresh);
 }
 
 /// A registry answered a token check; `result` is the `RegistryVerified` reason.
-pub fn registry_check(result: &str) {
+pub(crate) fn registry_check(result: &str) {
     global().registry_check(result);
 }
 
 /// ECRPullSecret `name`'s registries all accepted its token, last at `at` (unix seconds).
-pub fn set_registry_verified(name: &str, at: f64) {
+pub(crate) fn set_registry_verified(name: &str, at: f64) {
     global().set_registry_verified(name, at);
 }
 
@@ -69,64 +74,64 @@ pub fn set_registry_verified(name: &str, at: f64) {
 /// signs with (`source` `roles-anywhere`), or of the operator's own (`name` empty,
 /// `source` `operator`). Neither the Secret nor the subject is a label: a device's
 /// name can be sensitive, and the CR names the Secret for whoever may read it.
-pub fn set_certificate_expiry(name: &str, source: &str, not_after: f64) {
+pub(crate) fn set_certificate_expiry(name: &str, source: &str, not_after: f64) {
     global().set_certificate_expiry(name, source, not_after);
 }
 
 /// ECRPullSecret `name` signs with no certificate (any more).
-pub fn forget_certificate_expiry(name: &str) {
+pub(crate) fn forget_certificate_expiry(name: &str) {
     global().forget_certificate_expiry(name);
 }
 
 /// ECRPullSecret `name` is gone: drop every series labelled with it.
-pub fn forget_ecrpullsecret(name: &str) {
+pub(crate) fn forget_ecrpullsecret(name: &str) {
     global().forget_ecrpullsecret(name);
 }
 
 /// One reconcile took `seconds`; `result` is e.g. `"success"`, `"error"`, `"requeue"`.
-pub fn observe_reconcile(seconds: f64, result: &str) {
+pub(crate) fn observe_reconcile(seconds: f64, result: &str) {
     global().observe_reconcile(seconds, result);
 }
 
 /// Keys currently waiting in the work queue.
-pub fn set_queue_depth(n: usize) {
+pub(crate) fn set_queue_depth(n: usize) {
     global().set_queue_depth(n);
 }
 
 /// A pull Secret was written; `op` is `"create"`, `"update"` or `"delete"`.
-pub fn secret_written(op: &str) {
+pub(crate) fn secret_written(op: &str) {
     global().secret_written(op);
 }
 
 /// Time one pull Secret create or update spent in `phase` (see [`WritePhase`]).
-pub fn secret_write_phase(phase: WritePhase, took: std::time::Duration) {
+pub(crate) fn secret_write_phase(phase: WritePhase, took: std::time::Duration) {
     global().secret_write_phase(phase, took);
 }
 
 /// A ServiceAccount's imagePullSecrets were changed; `op` is `"add"` or `"remove"`.
-pub fn service_account_written(op: &str) {
+pub(crate) fn service_account_written(op: &str) {
     global().service_account_written(op);
 }
 
 /// One Kubernetes API request finished with HTTP `code` (0 when no answer arrived).
 /// `verb` is the Kubernetes verb (`"get"`, `"list"`, `"watch"`, `"create"`, ...).
-pub fn api_request(verb: &str, code: u16) {
+pub(crate) fn api_request(verb: &str, code: u16) {
     global().api_request(verb, code);
 }
 
 /// Whether this replica currently holds the leader Lease.
-pub fn set_leader(is_leader: bool) {
+pub(crate) fn set_leader(is_leader: bool) {
     global().set_leader(is_leader);
 }
 
 /// The global registry in Prometheus text format.
-pub fn render() -> String {
+pub(crate) fn render() -> String {
     global().render()
 }
 
 /// The handle through which the runtime (watchers, controller, leader election) reports
 /// to the global registry; see [`Registry`]'s `RuntimeMetrics` implementation.
-pub fn runtime() -> crate::runtime::MetricsHandle {
+pub(crate) fn runtime() -> crate::runtime::MetricsHandle {
     crate::runtime::MetricsHandle::new(GlobalRegistry)
 }
 
@@ -144,7 +149,7 @@ impl crate::runtime::RuntimeMetrics for GlobalRegistry {
 
 /// Every metric of the operator. One global instance backs the free functions; tests
 /// build their own so they do not see each other's samples.
-pub struct Registry {
+pub(crate) struct Registry {
     token_fetches: Family<Counter>,
     token_expiry: Family<Gauge>,
     ready: Family<Gauge>,
@@ -169,7 +174,7 @@ impl Default for Registry {
 }
 
 impl Registry {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             token_fetches: Family::new(
                 "token_fetches_total",
@@ -232,11 +237,11 @@ impl Registry {
         }
     }
 
-    pub fn token_fetch(&self, result: &str) {
+    pub(crate) fn token_fetch(&self, result: &str) {
         self.token_fetches.with(&[result]).inc();
     }
 
-    pub fn set_ecrpullsecret(
+    pub(crate) fn set_ecrpullsecret(
         &self,
         name: &str,
         ready: bool,
@@ -252,23 +257,23 @@ impl Registry {
         }
     }
 
-    pub fn registry_check(&self, result: &str) {
+    pub(crate) fn registry_check(&self, result: &str) {
         self.registry_checks.with(&[result]).inc();
     }
 
-    pub fn set_registry_verified(&self, name: &str, at: f64) {
+    pub(crate) fn set_registry_verified(&self, name: &str, at: f64) {
         self.registry_verified.with(&[name]).set(at);
     }
 
-    pub fn set_certificate_expiry(&self, name: &str, source: &str, not_after: f64) {
+    pub(crate) fn set_certificate_expiry(&self, name: &str, source: &str, not_after: f64) {
         self.certificate_expiry.with(&[name, source]).set(not_after);
     }
 
-    pub fn forget_certificate_expiry(&self, name: &str) {
+    pub(crate) fn forget_certificate_expiry(&self, name: &str) {
         self.certificate_expiry.remove(&[name, "roles-anywhere"]);
     }
 
-    pub fn forget_ecrpullsecret(&self, name: &str) {
+    pub(crate) fn forget_ecrpullsecret(&self, name: &str) {
         self.forget_certificate_expiry(name);
         self.registry_verified.remove(&[name]);
         self.ready.remove(&[name]);
@@ -276,37 +281,37 @@ impl Registry {
         self.next_refresh.remove(&[name]);
     }
 
-    pub fn observe_reconcile(&self, seconds: f64, result: &str) {
+    pub(crate) fn observe_reconcile(&self, seconds: f64, result: &str) {
         self.reconcile_duration.with(&[result]).observe(seconds);
     }
 
-    pub fn set_queue_depth(&self, n: usize) {
+    pub(crate) fn set_queue_depth(&self, n: usize) {
         self.queue_depth.set(n as f64);
     }
 
-    pub fn secret_written(&self, op: &str) {
+    pub(crate) fn secret_written(&self, op: &str) {
         self.secret_writes.with(&[op]).inc();
     }
 
-    pub fn secret_write_phase(&self, phase: WritePhase, took: std::time::Duration) {
+    pub(crate) fn secret_write_phase(&self, phase: WritePhase, took: std::time::Duration) {
         self.secret_write_phases[phase as usize].add(took);
     }
 
-    pub fn service_account_written(&self, op: &str) {
+    pub(crate) fn service_account_written(&self, op: &str) {
         self.service_account_writes.with(&[op]).inc();
     }
 
-    pub fn api_request(&self, verb: &str, code: u16) {
+    pub(crate) fn api_request(&self, verb: &str, code: u16) {
         let code = code.to_string();
         self.api_requests.with(&[verb, &code]).inc();
     }
 
-    pub fn set_leader(&self, is_leader: bool) {
+    pub(crate) fn set_leader(&self, is_leader: bool) {
         self.leader.set(if is_leader { 1.0 } else { 0.0 });
     }
 
     /// Text exposition format 0.0.4: `# HELP`, `# TYPE`, then one line per sample.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         write_header(
             &mut out,
@@ -387,13 +392,13 @@ trait Metric: Send + Sync {
 
 /// Monotonic count.
 #[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+pub(crate) struct Counter(AtomicU64);
 
 impl Counter {
-    pub fn inc(&self) {
+    pub(crate) fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
-    pub fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 }
@@ -410,14 +415,14 @@ impl Metric for Counter {
 
 /// A monotonic sum of durations, kept in nanoseconds, shown in seconds.
 #[derive(Debug, Default)]
-pub struct Seconds(AtomicU64);
+pub(crate) struct Seconds(AtomicU64);
 
 impl Seconds {
-    pub fn add(&self, d: std::time::Duration) {
+    pub(crate) fn add(&self, d: std::time::Duration) {
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.0.fetch_add(nanos, Ordering::Relaxed);
     }
-    pub fn get(&self) -> f64 {
+    pub(crate) fn get(&self) -> f64 {
         self.0.load(Ordering::Relaxed) as f64 / 1e9
     }
 }
@@ -425,7 +430,7 @@ impl Seconds {
 /// Where a pull Secret write spends its time, so a reader of /metrics (and `make bench`)
 /// sees how far each part is from its floor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WritePhase {
+pub(crate) enum WritePhase {
     /// Serialising the request body.
     Build,
     /// From the request out until the whole answer is read: the server's time, the
@@ -438,7 +443,7 @@ pub enum WritePhase {
 }
 
 impl WritePhase {
-    pub const ALL: [WritePhase; 4] = [
+    pub(crate) const ALL: [WritePhase; 4] = [
         WritePhase::Build,
         WritePhase::Send,
         WritePhase::Parse,
@@ -457,13 +462,13 @@ impl WritePhase {
 
 /// A value that goes up and down, stored as the bits of an `f64`.
 #[derive(Debug, Default)]
-pub struct Gauge(AtomicU64);
+pub(crate) struct Gauge(AtomicU64);
 
 impl Gauge {
-    pub fn set(&self, v: f64) {
+    pub(crate) fn set(&self, v: f64) {
         self.0.store(v.to_bits(), Ordering::Relaxed);
     }
-    pub fn get(&self) -> f64 {
+    pub(crate) fn get(&self) -> f64 {
         f64::from_bits(self.0.load(Ordering::Relaxed))
     }
 }
@@ -481,7 +486,7 @@ impl Metric for Gauge {
 /// Fixed-bucket histogram. Buckets are stored per bucket (not cumulative) and summed on
 /// render, so `_count` always equals the `+Inf` bucket even under concurrent updates.
 #[derive(Debug)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     bounds: &'static [f64],
     /// One per bound, plus the `+Inf` overflow bucket.
     buckets: Box<[AtomicU64]>,
@@ -489,7 +494,7 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Self {
+    pub(crate) fn new(bounds: &'static [f64]) -> Self {
         Self {
             bounds,
             buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
@@ -497,7 +502,7 @@ impl Histogram {
         }
     }
 
-    pub fn observe(&self, v: f64) {
+    pub(crate) fn observe(&self, v: f64) {
         // NaN would poison the sum forever; it also has no bucket.
         if v.is_nan() {
             return;
@@ -629,7 +634,7 @@ fn braces(labels: &str) -> String {
 }
 
 /// Label values escape `\`, `"` and newline, as the exposition format requires.
-pub fn escape_label_value(v: &str) -> String {
+pub(crate) fn escape_label_value(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for c in v.chars() {
         match c {

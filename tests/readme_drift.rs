@@ -22,10 +22,11 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(Path::new(ROOT).join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
-/// A source file without its `#[cfg(test)]` module: names only tests use do not count.
+/// A source file without its `#[cfg(test)] mod tests`: names only tests use do not count.
+/// (A lone `#[cfg(test)]` helper earlier in a file does not cut the rest off.)
 fn source(rel: &str) -> String {
     let text = read(rel);
-    match text.find("#[cfg(test)]") {
+    match text.find("#[cfg(test)]\nmod tests") {
         Some(i) => text[..i].to_string(),
         None => text,
     }
@@ -107,7 +108,7 @@ fn help() -> String {
 /// parse saw them all.
 fn enum_strings(rel: &str, name: &str) -> BTreeSet<String> {
     let text = source(rel);
-    let decl = format!("pub enum {name} {{");
+    let decl = format!("pub(crate) enum {name} {{");
     let start = text
         .find(&decl)
         .unwrap_or_else(|| panic!("{rel}: no `{decl}`"));
@@ -222,7 +223,7 @@ fn read_variables() -> BTreeSet<String> {
     // `VARIABLES` in src/aws/env.rs: the table the AWS settings are read through.
     let env_rs = source("src/aws/env.rs");
     let table = env_rs
-        .split_once("pub const VARIABLES: &[&str] = &[")
+        .split_once("pub(crate) const VARIABLES: &[&str] = &[")
         .and_then(|(_, rest)| rest.split_once("];"))
         .map(|(table, _)| table)
         .expect("src/aws/env.rs has the VARIABLES table");

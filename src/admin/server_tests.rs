@@ -172,8 +172,8 @@ async fn shutdown_stops_accepting_and_closes_idle_keepalive_connections() {
 async fn binding_a_taken_port_fails_with_an_error_naming_the_address() {
     let first = Server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = first.local_addr().unwrap();
-    let err = match admin::serve(addr, Routes::metrics(), async {}).await {
-        Ok(()) => panic!("second bind on {addr} succeeded"),
+    let err = match Server::bind(addr).await {
+        Ok(_) => panic!("second bind on {addr} succeeded"),
         Err(e) => e,
     };
     assert!(matches!(err, admin::AdminError::Bind { .. }));

@@ -18,7 +18,7 @@ use super::shared::SharedSecrets;
 
 /// The watch caches the reconciler reads.
 #[derive(Clone)]
-pub struct Caches {
+pub(crate) struct Caches {
     pub crs: Store<EcrPullSecret>,
     pub namespaces: Store<NamespaceView>,
     pub secrets: Store<ManagedSecret>,
@@ -37,7 +37,7 @@ impl Caches {
     /// The caches around `crs`, the others empty until their reflectors fill them
     /// ([`super::routing::start_watches`]). Every part exists before any watch starts,
     /// so no handler ever finds one missing.
-    pub fn new(
+    pub(crate) fn new(
         crs: Store<EcrPullSecret>,
         credentials: CredentialSecrets,
         shared: SharedSecrets,
@@ -61,14 +61,14 @@ impl Caches {
     }
 
     /// Resolves once every cache has its first full list.
-    pub async fn synced(&self) {
+    pub(crate) async fn synced(&self) {
         self.crs.wait_synced().await;
         self.namespaces.wait_synced().await;
         self.secrets.wait_synced().await;
         self.service_accounts.wait_synced().await;
     }
 
-    pub fn is_synced(&self) -> bool {
+    pub(crate) fn is_synced(&self) -> bool {
         self.crs.is_synced()
             && self.namespaces.is_synced()
             && self.secrets.is_synced()

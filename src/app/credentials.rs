@@ -37,7 +37,7 @@ type Read = (SecretState, CertificateState, Vec<String>);
 /// Watches start on first use and stop, at [`CredentialSecrets::prune`], once no CR
 /// refers to their Secret (the operator-wide one is never pruned).
 #[derive(Clone)]
-pub struct CredentialSecrets {
+pub(crate) struct CredentialSecrets {
     client: Client,
     crs: Store<EcrPullSecret>,
     /// The operator-wide credentials, watched whatever the CRs say.
@@ -72,7 +72,7 @@ const FIRST_READ: Duration = Duration::from_secs(5);
 impl CredentialSecrets {
     /// A change of a Secret enqueues the CRs of `crs` naming it (every CR, for the
     /// `operator_wide` one, which is watched for as long as the operator runs).
-    pub fn new(
+    pub(crate) fn new(
         client: Client,
         queue: WorkQueue<String>,
         crs: Store<EcrPullSecret>,
@@ -96,12 +96,12 @@ impl CredentialSecrets {
 
     /// The channel for a Secret, starting its watch on first use. Until the first list
     /// lands the credentials read as "not read yet" (CredentialsMissing, retried).
-    pub fn get(&self, r: &SecretRef) -> SecretCredentials {
+    pub(crate) fn get(&self, r: &SecretRef) -> SecretCredentials {
         self.watches.get(r).credentials
     }
 
     /// The certificate channel for a Secret, starting its watch on first use.
-    pub fn certificate(&self, r: &SecretRef) -> SecretCertificate {
+    pub(crate) fn certificate(&self, r: &SecretRef) -> SecretCertificate {
         self.watches.get(r).certificate
     }
 
@@ -110,7 +110,7 @@ impl CredentialSecrets {
     /// waited for its first read). Any other is read once, by name, and only its grant
     /// is kept: naming a Secret opens no watch and loads no credentials until a token is
     /// fetched with it, which only a granted CR gets.
-    pub async fn grants(&self, r: &SecretRef) -> Vec<String> {
+    pub(crate) async fn grants(&self, r: &SecretRef) -> Vec<String> {
         let Some(WatchedSecret { mut grants, .. }) = self.watches.peek(r) else {
             return self.read_grants(r).await;
         };
@@ -142,7 +142,7 @@ impl CredentialSecrets {
     }
 
     /// How many Secrets are watched now.
-    pub fn watched(&self) -> usize {
+    pub(crate) fn watched(&self) -> usize {
         self.watches.len()
     }
 

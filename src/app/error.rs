@@ -19,6 +19,7 @@ pub enum StartError {
     FirstList {
         /// The API server asked.
         url: String,
+        /// Its answer, or why there was none.
         source: ApiError,
     },
     /// `--aws-credentials-source` names no known source.
@@ -29,13 +30,18 @@ pub enum StartError {
     Serve {
         /// "health probes" or "metrics".
         what: &'static str,
+        /// The address asked for.
         addr: SocketAddr,
+        /// Why binding it failed.
         source: crate::admin::AdminError,
     },
     /// `--leader-elect` without a namespace to hold the Lease in.
     LeaderElectionNamespace,
     /// `--once`: the watch caches did not fill in time.
-    CachesNotSynced { within: Duration },
+    CachesNotSynced {
+        /// How long they were given.
+        within: Duration,
+    },
 }
 
 // === impl StartError ===

@@ -26,7 +26,7 @@ mod once;
 pub(crate) mod role_grants;
 pub(crate) mod routing;
 pub(crate) mod shared;
-pub mod tokens;
+pub(crate) mod tokens;
 mod wake;
 
 #[cfg(test)]
@@ -60,14 +60,14 @@ use crate::runtime::shutdown_requested;
 use crate::runtime::store::Store;
 use crate::runtime::watch_set;
 
-pub use caches::Caches;
-pub use credentials::CredentialSecrets;
+pub(crate) use caches::Caches;
+pub(crate) use credentials::CredentialSecrets;
 pub use error::StartError;
 pub use inspect::ReconcileFailed;
-pub use shared::SharedSecrets;
+pub(crate) use shared::SharedSecrets;
 
 /// The reconciler as the binary runs it.
-pub type OperatorReconciler = Reconciler<tokens::AwsTokenFetcher, Caches>;
+pub(crate) type OperatorReconciler = Reconciler<tokens::AwsTokenFetcher, Caches>;
 
 /// A started operator: its parts, for the binary's signal handling and for tests.
 pub struct Running {

@@ -31,7 +31,7 @@ type Grants = BTreeMap<String, Vec<String>>;
 
 /// The watched role grants.
 #[derive(Clone)]
-pub struct RoleGrants {
+pub(crate) struct RoleGrants {
     source: Option<Arc<Source>>,
 }
 
@@ -44,13 +44,13 @@ struct Source {
 
 impl RoleGrants {
     /// No operator namespace is known: no role is granted to anyone.
-    pub fn none() -> Self {
+    pub(crate) fn none() -> Self {
         RoleGrants { source: None }
     }
 
     /// Watches the grants ConfigMap in `namespace`; a change enqueues the CRs of `crs`
     /// that name a role.
-    pub fn watch(
+    pub(crate) fn watch(
         client: &Client,
         namespace: &str,
         queue: WorkQueue<String>,
@@ -89,7 +89,7 @@ impl RoleGrants {
     }
 
     /// Whether CR `cr` may assume `role`. Missing, unreadable or not yet listed: no.
-    pub async fn granted(&self, cr: &str, role: &str) -> bool {
+    pub(crate) async fn granted(&self, cr: &str, role: &str) -> bool {
         let Some(source) = &self.source else {
             return false;
         };

@@ -30,7 +30,7 @@ const FIRST_LIST: Duration = Duration::from_secs(5);
 /// The watches of shared pull secrets, one per name, started on first use and stopped
 /// at [`SharedSecrets::prune`].
 #[derive(Clone)]
-pub struct SharedSecrets {
+pub(crate) struct SharedSecrets {
     queue: WorkQueue<String>,
     crs: Store<EcrPullSecret>,
     watches: WatchSet<String, Store<SharedSecret>>,
@@ -49,7 +49,7 @@ struct Context {
 
 impl SharedSecrets {
     /// A change of a shared Secret enqueues the merge CRs of `crs` writing into it.
-    pub fn new(
+    pub(crate) fn new(
         client: Client,
         queue: WorkQueue<String>,
         crs: Store<EcrPullSecret>,
@@ -70,7 +70,7 @@ impl SharedSecrets {
 
     /// The Secrets named `name` in every namespace, once the watch of that name (started
     /// here on first use) has listed them; `None` while it has not.
-    pub async fn named(&self, name: &str) -> Option<Vec<Arc<SharedSecret>>> {
+    pub(crate) async fn named(&self, name: &str) -> Option<Vec<Arc<SharedSecret>>> {
         let store = self.watches.get(&name.to_string());
         if !store.is_synced() {
             let _ = tokio::time::timeout(FIRST_LIST, store.wait_synced()).await;
@@ -79,7 +79,7 @@ impl SharedSecrets {
     }
 
     /// Every watched Secret holding hosts recorded for CR `owner`.
-    pub fn holding(&self, owner: &str) -> Vec<Arc<SharedSecret>> {
+    pub(crate) fn holding(&self, owner: &str) -> Vec<Arc<SharedSecret>> {
         self.watches
             .values()
             .iter()
@@ -89,7 +89,7 @@ impl SharedSecrets {
     }
 
     /// Our write's answer, ahead of the watch.
-    pub fn written(&self, secret: &Secret) {
+    pub(crate) fn written(&self, secret: &Secret) {
         let meta = &secret.metadata;
         if let (Some(ns), Some(name)) = (&meta.namespace, &meta.name) {
             if let Some(store) = self.watches.peek(name) {
@@ -102,15 +102,10 @@ impl SharedSecrets {
     }
 
     /// A Secret we deleted or found gone.
-    pub fn deleted(&self, namespace: &str, name: &str) {
+    pub(crate) fn deleted(&self, namespace: &str, name: &str) {
         if let Some(store) = self.watches.peek(&name.to_string()) {
             store.write_through(ObjectKey::namespaced(namespace, name), None);
         }
-    }
-
-    /// How many names are watched now.
-    pub fn watched(&self) -> usize {
-        self.watches.len()
     }
 
     /// A merge CR was created, changed or deleted: the other merge CRs of its

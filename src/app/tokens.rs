@@ -21,7 +21,7 @@ use crate::reconcile::verify::{CheckFn, Verdict, Verifier};
 use crate::reconcile::vocab::Reason;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 
@@ -29,13 +29,14 @@ use time::OffsetDateTime;
 pub(crate) const SECRET_FIRST_READ: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Finds the watched credentials Secret a CR names (the Kubernetes side owns the watch).
-pub type SecretLookup = Arc<dyn Fn(&SecretRef) -> Option<SecretCredentials> + Send + Sync>;
+pub(crate) type SecretLookup = Arc<dyn Fn(&SecretRef) -> Option<SecretCredentials> + Send + Sync>;
 /// Finds the watched certificate Secret a CR's `rolesAnywhere` names.
-pub type CertificateLookup = Arc<dyn Fn(&SecretRef) -> Option<SecretCertificate> + Send + Sync>;
+pub(crate) type CertificateLookup =
+    Arc<dyn Fn(&SecretRef) -> Option<SecretCertificate> + Send + Sync>;
 
 /// Implements [`FetchToken`]; providers are built once per distinct `AwsAuth` and kept, so
 /// assumed-role credentials are cached across refreshes.
-pub struct AwsTokenFetcher {
+pub(crate) struct AwsTokenFetcher {
     aws: Aws,
     ecr: EcrClient,
     secrets: SecretLookup,
@@ -55,7 +56,7 @@ impl std::fmt::Debug for AwsTokenFetcher {
 // === impl AwsTokenFetcher ===
 
 impl AwsTokenFetcher {
-    pub fn new(aws: Aws, secrets: SecretLookup) -> Self {
+    pub(crate) fn new(aws: Aws, secrets: SecretLookup) -> Self {
         let ecr = EcrClient::new(aws.ctx.http.clone(), aws.ctx.endpoints.clone());
         Self {
             aws,
@@ -69,19 +70,20 @@ impl AwsTokenFetcher {
 
     /// Where per-CR Roles Anywhere certificates come from (none by default).
     #[must_use]
-    pub fn with_certificates(mut self, certificates: CertificateLookup) -> Self {
+    pub(crate) fn with_certificates(mut self, certificates: CertificateLookup) -> Self {
         self.certificates = certificates;
         self
     }
 
     #[must_use]
-    pub fn with_ecr(mut self, ecr: EcrClient) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_ecr(mut self, ecr: EcrClient) -> Self {
         self.ecr = ecr;
         self
     }
 
     /// How many credential providers are kept (one per identity in use).
-    pub fn providers(&self) -> usize {
+    pub(crate) fn providers(&self) -> usize {
         self.providers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -89,12 +91,16 @@ impl AwsTokenFetcher {
     }
 
     /// ECR calls made, retries and reloads included.
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
+    #[cfg(test)]
+    pub(crate) fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The provider for `auth`: base (default chain or the CR's Secret), then its role.
-    pub fn provider_for(&self, auth: &AwsAuth) -> Result<Arc<CredentialProvider>, TokenError> {
+    pub(crate) fn provider_for(
+        &self,
+        auth: &AwsAuth,
+    ) -> Result<Arc<CredentialProvider>, TokenError> {
         let mut providers = self.providers.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = providers.get(auth) {
             return Ok(p.clone());

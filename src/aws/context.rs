@@ -13,7 +13,7 @@ use super::http::AwsHttp;
 /// What the transport-using sources need: the HTTP client, endpoints, and the region
 /// STS is called in.
 #[derive(Clone, Debug)]
-pub struct AwsContext {
+pub(crate) struct AwsContext {
     pub http: AwsHttp,
     pub endpoints: Endpoints,
     pub region: String,
@@ -24,18 +24,18 @@ pub struct AwsContext {
 /// A hook for the certificate's `notAfter`: the layer that owns the metrics hands it in,
 /// so `aws/` tells what it loaded without importing upwards.
 #[derive(Clone, Default)]
-pub struct CertificateObserver(Option<Arc<dyn Fn(OffsetDateTime) + Send + Sync>>);
+pub(crate) struct CertificateObserver(Option<Arc<dyn Fn(OffsetDateTime) + Send + Sync>>);
 
 // === impl CertificateObserver ===
 
 impl CertificateObserver {
     /// Calls `f` with every certificate's `notAfter`.
-    pub fn new(f: impl Fn(OffsetDateTime) + Send + Sync + 'static) -> Self {
+    pub(crate) fn new(f: impl Fn(OffsetDateTime) + Send + Sync + 'static) -> Self {
         Self(Some(Arc::new(f)))
     }
 
     /// A certificate valid until `not_after` was loaded.
-    pub fn seen(&self, not_after: OffsetDateTime) {
+    pub(crate) fn seen(&self, not_after: OffsetDateTime) {
         if let Some(f) = &self.0 {
             f(not_after);
         }

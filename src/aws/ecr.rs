@@ -15,12 +15,12 @@ use std::fmt;
 use std::time::SystemTime;
 use time::OffsetDateTime;
 
-pub const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
-pub const ECR_PUBLIC_TARGET: &str = "SpencerFrontendService.GetAuthorizationToken";
+pub(crate) const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
+pub(crate) const ECR_PUBLIC_TARGET: &str = "SpencerFrontendService.GetAuthorizationToken";
 
 /// A registry login: what goes into a dockerconfigjson `auths` entry.
 #[derive(Clone, PartialEq, Eq)]
-pub struct AuthorizationToken {
+pub(crate) struct AuthorizationToken {
     /// Always `AWS` today; taken from the token, not assumed.
     pub username: String,
     pub password: String,
@@ -49,7 +49,7 @@ impl fmt::Debug for AuthorizationToken {
 
 /// Calls GetAuthorizationToken (private or public) with retries for throttling and 5xx.
 #[derive(Clone, Debug)]
-pub struct EcrClient {
+pub(crate) struct EcrClient {
     http: AwsHttp,
     endpoints: Endpoints,
     retry: RetryPolicy,
@@ -58,7 +58,7 @@ pub struct EcrClient {
 // === impl EcrClient ===
 
 impl EcrClient {
-    pub fn new(http: AwsHttp, endpoints: Endpoints) -> Self {
+    pub(crate) fn new(http: AwsHttp, endpoints: Endpoints) -> Self {
         Self {
             http,
             endpoints,
@@ -67,17 +67,14 @@ impl EcrClient {
     }
 
     #[must_use]
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
     }
 
-    pub fn endpoints(&self) -> &Endpoints {
-        &self.endpoints
-    }
-
     /// A token for every private registry the principal can reach in `region`.
-    pub async fn authorization_token(
+    pub(crate) async fn authorization_token(
         &self,
         credentials: &Credentials,
         region: &str,
@@ -92,7 +89,7 @@ impl EcrClient {
     }
 
     /// A token for `public.ecr.aws` (higher pull rate limits than anonymous pulls).
-    pub async fn public_authorization_token(
+    pub(crate) async fn public_authorization_token(
         &self,
         credentials: &Credentials,
     ) -> Result<AuthorizationToken, AwsError> {
@@ -131,7 +128,7 @@ impl EcrClient {
 
 /// Reads a GetAuthorizationToken answer (or its error). ECR answers
 /// `{"authorizationData":[{..}]}`, ECR Public `{"authorizationData":{..}}`.
-pub fn parse_authorization_response(
+pub(crate) fn parse_authorization_response(
     response: &HttpResponse,
     public: bool,
 ) -> Result<AuthorizationToken, AwsError> {
@@ -195,7 +192,7 @@ pub fn parse_authorization_response(
 
 /// Checks that `auth` is base64 of `user:password` and splits it. Errors never include
 /// the token.
-pub fn decode_token(auth: &str) -> Result<(String, String), &'static str> {
+pub(crate) fn decode_token(auth: &str) -> Result<(String, String), &'static str> {
     let raw = STANDARD
         .decode(auth.trim())
         .map_err(|_| "authorizationToken is not base64")?;

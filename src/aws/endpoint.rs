@@ -5,13 +5,13 @@ use super::env::AwsEnv;
 use super::error::AwsError;
 
 /// ECR Public lives only in us-east-1 and signs there.
-pub const ECR_PUBLIC_REGION: &str = "us-east-1";
+pub(crate) const ECR_PUBLIC_REGION: &str = "us-east-1";
 /// The registry host of every ECR Public token.
-pub const ECR_PUBLIC_REGISTRY: &str = "public.ecr.aws";
+pub(crate) const ECR_PUBLIC_REGISTRY: &str = "public.ecr.aws";
 
 /// An AWS partition: a set of regions sharing a DNS suffix and an IAM namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Partition {
+pub(crate) enum Partition {
     Aws,
     AwsCn,
     AwsUsGov,
@@ -26,7 +26,7 @@ pub enum Partition {
 impl Partition {
     /// The partition a region belongs to, from the region's prefix (as botocore's
     /// `regionRegex` does); unknown prefixes fall back to the commercial partition.
-    pub fn of_region(region: &str) -> Self {
+    pub(crate) fn of_region(region: &str) -> Self {
         if region.starts_with("cn-") {
             Self::AwsCn
         } else if region.starts_with("us-gov-") {
@@ -44,21 +44,8 @@ impl Partition {
         }
     }
 
-    /// The partition id as written in ARNs (`arn:aws-cn:...`).
-    pub fn id(self) -> &'static str {
-        match self {
-            Self::Aws => "aws",
-            Self::AwsCn => "aws-cn",
-            Self::AwsUsGov => "aws-us-gov",
-            Self::AwsIso => "aws-iso",
-            Self::AwsIsoB => "aws-iso-b",
-            Self::AwsIsoE => "aws-iso-e",
-            Self::AwsIsoF => "aws-iso-f",
-        }
-    }
-
     /// The DNS suffix of the partition's regional endpoints.
-    pub fn dns_suffix(self) -> &'static str {
+    pub(crate) fn dns_suffix(self) -> &'static str {
         match self {
             Self::Aws | Self::AwsUsGov => "amazonaws.com",
             Self::AwsCn => "amazonaws.com.cn",
@@ -72,7 +59,7 @@ impl Partition {
 
 /// A resolved endpoint: the base URL (no trailing slash) plus what to sign it as.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     pub url: String,
     pub signing_region: String,
     pub signing_service: &'static str,
@@ -81,7 +68,7 @@ pub struct Endpoint {
 /// Endpoint settings taken from the environment; fields are public so a config file or
 /// a CR can override them too.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Endpoints {
+pub(crate) struct Endpoints {
     pub use_fips: bool,
     pub ecr_url: Option<String>,
     pub ecr_public_url: Option<String>,
@@ -107,7 +94,7 @@ fn checked_override(setting: &str, url: Option<&str>) -> Result<Option<String>, 
 }
 
 /// A region is a short DNS label sequence; anything else would build a hostile host name.
-pub fn validate_region(region: &str) -> Result<(), AwsError> {
+pub(crate) fn validate_region(region: &str) -> Result<(), AwsError> {
     let ok = !region.is_empty()
         && region.len() <= 63
         && region
@@ -129,7 +116,7 @@ pub fn validate_region(region: &str) -> Result<(), AwsError> {
 
 impl Endpoints {
     /// Reads AWS_USE_FIPS_ENDPOINT and the AWS_ENDPOINT_URL* overrides.
-    pub fn from_env(env: &AwsEnv) -> Result<Self, AwsError> {
+    pub(crate) fn from_env(env: &AwsEnv) -> Result<Self, AwsError> {
         Ok(Self {
             use_fips: env.flag("AWS_USE_FIPS_ENDPOINT"),
             ecr_url: checked_override("AWS_ENDPOINT_URL_ECR", env.get("AWS_ENDPOINT_URL_ECR"))?,
@@ -147,7 +134,8 @@ impl Endpoints {
     }
 
     /// Every endpoint at `url` (tests and emulators).
-    pub fn all_at(url: &str) -> Self {
+    #[cfg(test)]
+    pub(crate) fn all_at(url: &str) -> Self {
         Self {
             any_url: Some(url.trim_end_matches('/').to_string()),
             ..Self::default()
@@ -160,7 +148,7 @@ impl Endpoints {
 
     /// ECR private: `https://api.ecr.{region}.{suffix}`, or with FIPS
     /// `https://ecr-fips.{region}.{suffix}` (the host the current SDKs use).
-    pub fn ecr(&self, region: &str) -> Result<Endpoint, AwsError> {
+    pub(crate) fn ecr(&self, region: &str) -> Result<Endpoint, AwsError> {
         validate_region(region)?;
         let suffix = Partition::of_region(region).dns_suffix();
         let url = self.overridden(&self.ecr_url).unwrap_or_else(|| {
@@ -178,7 +166,7 @@ impl Endpoints {
     }
 
     /// ECR Public: a single endpoint in us-east-1 whatever the caller's region.
-    pub fn ecr_public(&self) -> Endpoint {
+    pub(crate) fn ecr_public(&self) -> Endpoint {
         let url = self
             .overridden(&self.ecr_public_url)
             .unwrap_or_else(|| format!("https://api.ecr-public.{ECR_PUBLIC_REGION}.amazonaws.com"));
@@ -191,7 +179,7 @@ impl Endpoints {
 
     /// STS regional endpoint `https://sts.{region}.{suffix}` (FIPS: `sts-fips`). Regional
     /// rather than global so IRSA keeps working when us-east-1 has trouble.
-    pub fn sts(&self, region: &str) -> Result<Endpoint, AwsError> {
+    pub(crate) fn sts(&self, region: &str) -> Result<Endpoint, AwsError> {
         validate_region(region)?;
         let suffix = Partition::of_region(region).dns_suffix();
         let url = self.overridden(&self.sts_url).unwrap_or_else(|| {
@@ -207,7 +195,7 @@ impl Endpoints {
 
     /// IAM Roles Anywhere `https://rolesanywhere.{region}.{suffix}` (FIPS:
     /// `rolesanywhere-fips`), in the trust anchor's region.
-    pub fn rolesanywhere(&self, region: &str) -> Result<Endpoint, AwsError> {
+    pub(crate) fn rolesanywhere(&self, region: &str) -> Result<Endpoint, AwsError> {
         validate_region(region)?;
         let suffix = Partition::of_region(region).dns_suffix();
         let url = self.overridden(&self.rolesanywhere_url).unwrap_or_else(|| {
@@ -227,7 +215,7 @@ impl Endpoints {
 }
 
 /// The registry host of a `proxyEndpoint` such as `https://1234.dkr.ecr.eu-west-1.amazonaws.com`.
-pub fn registry_host(proxy_endpoint: &str) -> &str {
+pub(crate) fn registry_host(proxy_endpoint: &str) -> &str {
     let rest = proxy_endpoint
         .strip_prefix("https://")
         .or_else(|| proxy_endpoint.strip_prefix("http://"))

@@ -6,7 +6,7 @@ use std::fmt;
 
 /// Every variable the `aws` module reads. Listing them keeps the snapshot small and makes
 /// the module's configuration surface greppable.
-pub const VARIABLES: &[&str] = &[
+pub(crate) const VARIABLES: &[&str] = &[
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
     "AWS_ACCESS_KEY_ID",

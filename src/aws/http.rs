@@ -20,14 +20,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Who is calling, as CloudTrail and proxies log it.
-pub const USER_AGENT: &str = concat!("ecr-creds-refresher/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT: &str = concat!("ecr-creds-refresher/", env!("CARGO_PKG_VERSION"));
 
 /// AWS answers we read are small (a token is ~2 KiB); a bigger body is not an AWS answer.
 const MAX_BODY: usize = 1024 * 1024;
 
 /// Transport settings with their reasons.
 #[derive(Clone, Debug)]
-pub struct HttpConfig {
+pub(crate) struct HttpConfig {
     /// TCP connect timeout: AWS endpoints answer SYNs in milliseconds; a black-holed
     /// route should fail fast so retries can try again.
     pub connect_timeout: Duration,
@@ -49,7 +49,7 @@ impl Default for HttpConfig {
 
 /// A complete answer.
 #[derive(Debug)]
-pub struct HttpResponse {
+pub(crate) struct HttpResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -60,7 +60,7 @@ type TunnelClient = Client<HttpsConnector<Tunnel<HttpConnector>>, Full<Bytes>>;
 
 /// Cheap to clone; clones share the connection pools.
 #[derive(Clone)]
-pub struct AwsHttp {
+pub(crate) struct AwsHttp {
     direct: DirectClient,
     proxies: Arc<Proxies>,
     tls: rustls::ClientConfig,
@@ -86,7 +86,7 @@ impl std::fmt::Debug for AwsHttp {
 impl AwsHttp {
     /// Builds the client; proxy settings come from HTTPS_PROXY/https_proxy (and
     /// HTTP_PROXY/http_proxy, used only to decide) and NO_PROXY/no_proxy in `env`.
-    pub fn new(env: &AwsEnv, config: HttpConfig) -> Result<Self, AwsError> {
+    pub(crate) fn new(env: &AwsEnv, config: HttpConfig) -> Result<Self, AwsError> {
         let tls = tls_config(&config.extra_roots)?;
         let mut connector = HttpConnector::new();
         connector.enforce_http(false);
@@ -124,7 +124,7 @@ impl AwsHttp {
 
     /// Sends `request` and reads the whole answer within the request timeout. Non-2xx
     /// statuses are returned, not turned into errors: each caller reads its own error shape.
-    pub async fn send(&self, request: Request<Bytes>) -> Result<HttpResponse, AwsError> {
+    pub(crate) async fn send(&self, request: Request<Bytes>) -> Result<HttpResponse, AwsError> {
         let endpoint = endpoint_of(request.uri());
         let mut request = request.map(Full::new);
         // After signing is fine: SigV4 never signs user-agent. CloudTrail shows it.
@@ -225,7 +225,7 @@ fn tls_config(extra: &[CertificateDer<'static>]) -> Result<rustls::ClientConfig,
 }
 
 /// `scheme://host[:port]`, what errors may name (never the path or query).
-pub fn endpoint_of(uri: &http::Uri) -> String {
+pub(crate) fn endpoint_of(uri: &http::Uri) -> String {
     format!(
         "{}://{}",
         uri.scheme_str().unwrap_or("http"),

@@ -10,35 +10,24 @@
 //! provider, reloading expired credentials), `setup` (wiring from the environment).
 //! Nothing here knows of ECRPullSecrets: `app::tokens` adapts it to the reconciler.
 
-pub mod context;
-pub mod credentials;
-pub mod ecr;
-pub mod endpoint;
-pub mod env;
-pub mod error;
-pub mod http;
-pub mod registry;
-pub mod retry;
-pub mod rolesanywhere;
-pub mod setup;
-pub mod sigv4;
-pub mod sts;
-pub mod token;
-pub mod wire;
-pub mod x509;
+pub(crate) mod context;
+pub(crate) mod credentials;
+pub(crate) mod ecr;
+pub(crate) mod endpoint;
+pub(crate) mod env;
+pub(crate) mod error;
+pub(crate) mod http;
+pub(crate) mod registry;
+pub(crate) mod retry;
+pub(crate) mod rolesanywhere;
+pub(crate) mod setup;
+pub(crate) mod sigv4;
+pub(crate) mod sts;
+pub(crate) mod token;
+pub(crate) mod wire;
+pub(crate) mod x509;
 
 #[cfg(test)]
 mod props;
 
-pub use context::AwsContext;
-pub use credentials::{CredentialProvider, CredentialSource, SecretCredentials, SourceKind};
-pub use ecr::{AuthorizationToken, EcrClient};
-pub use endpoint::{Endpoint, Endpoints, Partition};
 pub use env::AwsEnv;
-pub use error::{AwsError, ErrorKind};
-pub use http::{AwsHttp, HttpConfig};
-pub use registry::{CheckError, RegistryClient};
-pub use retry::RetryPolicy;
-pub use setup::{Aws, AwsSettings};
-pub use sts::AssumeRoleParams;
-pub use token::fetch_token;

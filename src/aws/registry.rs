@@ -19,7 +19,7 @@ use super::http::{AwsHttp, HttpResponse};
 
 /// Why a registry did not accept the token. Messages never hold the token.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CheckError {
+pub(crate) enum CheckError {
     /// 401: the registry refused the credential.
     Unauthorized(String),
     /// 403: the credential is valid but the principal may not pull
@@ -48,11 +48,11 @@ impl std::fmt::Display for CheckError {
 
 /// A check is one small GET (two more for a bearer token): a registry that has not
 /// answered in this long is reported unreachable rather than holding a reconcile.
-pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Checks registries over the operator's AWS transport (its pool, proxies and roots).
 #[derive(Clone, Debug)]
-pub struct RegistryClient {
+pub(crate) struct RegistryClient {
     http: AwsHttp,
     /// `ECR_REGISTRY_ENDPOINT_URL`: every registry is reached here instead (tests, private
     /// networks that front ECR under another name).
@@ -64,14 +64,15 @@ pub struct RegistryClient {
 impl RegistryClient {
     /// `endpoint` must be an absolute `https://` URL without a path, or `http://` to a
     /// loopback host.
-    pub fn new(http: AwsHttp, endpoint: Option<&str>) -> Result<Self, AwsError> {
+    #[cfg(test)]
+    pub(crate) fn new(http: AwsHttp, endpoint: Option<&str>) -> Result<Self, AwsError> {
         Self::configure(http, endpoint, false)
     }
 
     /// As [`RegistryClient::new`]; `allow_plain_http` also takes `http://` to any host.
     /// Every check sends an ECR password as Basic auth, readable by anyone on the path of
     /// plain http: the same rule as `--token-file`'s token.
-    pub fn configure(
+    pub(crate) fn configure(
         http: AwsHttp,
         endpoint: Option<&str>,
         allow_plain_http: bool,
@@ -104,7 +105,7 @@ impl RegistryClient {
     }
 
     /// Whether `host` accepts `username:password` for a pull.
-    pub async fn check(
+    pub(crate) async fn check(
         &self,
         host: &str,
         username: &str,

@@ -12,7 +12,7 @@ const JITTER: f64 = 0.5;
 
 /// Retry parameters; `attempts` counts the first try.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     pub attempts: u32,
     pub base: Duration,
     pub cap: Duration,
@@ -33,7 +33,8 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// No retries.
-    pub fn none() -> Self {
+    #[cfg(test)]
+    pub(crate) fn none() -> Self {
         Self {
             attempts: 1,
             ..Self::default()
@@ -43,14 +44,14 @@ impl RetryPolicy {
     /// The delay before retry number `retry` (0-based): a uniform draw in [d/2, d] where
     /// d = min(cap, base * 2^retry), from the operator's one backoff policy. A zero base
     /// or cap retries at once.
-    pub fn delay(&self, retry: u32) -> Duration {
+    pub(crate) fn delay(&self, retry: u32) -> Duration {
         // A base above the cap waits the cap from the first retry on.
         Backoff::new(self.base.min(self.cap), self.cap, 2.0, JITTER)
             .map_or(Duration::ZERO, |mut backoff| backoff.delay(retry))
     }
 
     /// Runs `op` until it succeeds, fails with a non-retryable error, or attempts run out.
-    pub async fn run<T, F, Fut>(&self, mut op: F) -> Result<T, AwsError>
+    pub(crate) async fn run<T, F, Fut>(&self, mut op: F) -> Result<T, AwsError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, AwsError>>,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 /// What `setup` asks for beyond the environment.
 #[derive(Clone, Debug)]
-pub struct AwsSettings {
+pub(crate) struct AwsSettings {
     /// Region for STS (and the default ECR region).
     pub region: String,
     pub source: SourceKind,
@@ -28,7 +28,7 @@ pub struct AwsSettings {
 
 /// The ready-to-use AWS side.
 #[derive(Clone, Debug)]
-pub struct Aws {
+pub(crate) struct Aws {
     pub ctx: AwsContext,
     pub provider: Arc<CredentialProvider>,
     /// The registries' `/v2/` checks, over the same transport with a shorter timeout.
@@ -39,7 +39,7 @@ pub struct Aws {
 
 impl Aws {
     /// Builds the transport, endpoints and the default credential source.
-    pub fn setup(
+    pub(crate) fn setup(
         env: &AwsEnv,
         settings: AwsSettings,
         secret: Option<SecretCredentials>,

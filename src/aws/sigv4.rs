@@ -12,7 +12,7 @@ use std::time::SystemTime;
 /// Signs `request` in place for `service` in `region` at `time`: adds `x-amz-date`,
 /// `x-amz-security-token` (temporary credentials) and `authorization`. A `host` header is
 /// set from the URI first so what we sign is what hyper sends.
-pub fn sign_request(
+pub(crate) fn sign_request(
     request: &mut http::Request<Bytes>,
     credentials: &Credentials,
     service: &str,

@@ -14,11 +14,11 @@ use std::time::SystemTime;
 
 const VERSION: &str = "2011-06-15";
 /// Session name used when none is configured; visible in CloudTrail.
-pub const DEFAULT_SESSION_NAME: &str = "ecr-creds-refresher";
+pub(crate) const DEFAULT_SESSION_NAME: &str = "ecr-creds-refresher";
 
 /// What to assume.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AssumeRoleParams {
+pub(crate) struct AssumeRoleParams {
     pub role_arn: String,
     pub session_name: String,
     /// Set when the role's trust policy requires `sts:ExternalId` (third-party accounts).
@@ -31,7 +31,10 @@ pub struct AssumeRoleParams {
 
 impl AssumeRoleParams {
     /// Validates the session name and role ARN before any call is made.
-    pub fn new(role_arn: impl Into<String>, session_name: Option<&str>) -> Result<Self, AwsError> {
+    pub(crate) fn new(
+        role_arn: impl Into<String>,
+        session_name: Option<&str>,
+    ) -> Result<Self, AwsError> {
         let role_arn = role_arn.into();
         validate_role_arn(&role_arn)?;
         let session_name = session_name.unwrap_or(DEFAULT_SESSION_NAME).to_string();
@@ -45,14 +48,14 @@ impl AssumeRoleParams {
     }
 
     #[must_use]
-    pub fn with_external_id(mut self, external_id: Option<String>) -> Self {
+    pub(crate) fn with_external_id(mut self, external_id: Option<String>) -> Self {
         self.external_id = external_id;
         self
     }
 }
 
 /// STS's rule: 2 to 64 characters of `[\w+=,.@-]`.
-pub fn validate_session_name(name: &str) -> Result<(), AwsError> {
+pub(crate) fn validate_session_name(name: &str) -> Result<(), AwsError> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c);
     if (2..=64).contains(&name.len()) && name.chars().all(ok_char) {
         Ok(())
@@ -65,7 +68,7 @@ pub fn validate_session_name(name: &str) -> Result<(), AwsError> {
 }
 
 /// A role ARN is `arn:<partition>:iam::<account>:role/<name>`.
-pub fn validate_role_arn(arn: &str) -> Result<(), AwsError> {
+pub(crate) fn validate_role_arn(arn: &str) -> Result<(), AwsError> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     let ok = parts.len() == 6
         && parts[0] == "arn"
@@ -85,7 +88,7 @@ pub fn validate_role_arn(arn: &str) -> Result<(), AwsError> {
 }
 
 /// AssumeRole signed with `base` credentials.
-pub async fn assume_role(
+pub(crate) async fn assume_role(
     http: &AwsHttp,
     endpoint: &Endpoint,
     base: &Credentials,
@@ -118,7 +121,7 @@ pub async fn assume_role(
 
 /// AssumeRoleWithWebIdentity, unsigned; `web_identity_token` is the projected service
 /// account token (read fresh by the caller: the kubelet rotates it).
-pub async fn assume_role_with_web_identity(
+pub(crate) async fn assume_role_with_web_identity(
     http: &AwsHttp,
     endpoint: &Endpoint,
     role_arn: &str,
@@ -155,7 +158,7 @@ fn form_request(
 }
 
 /// Reads `<{action}Response><{action}Result><Credentials>..` or an XML error.
-pub fn parse_credentials_response(
+pub(crate) fn parse_credentials_response(
     response: &HttpResponse,
     action: &str,
     provider_name: &'static str,

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// One GetAuthorizationToken with `provider`'s credentials; when AWS says the session
 /// credentials expired (revoked, or expired early), reload them once and try again.
 /// `calls` counts the ECR calls made.
-pub async fn fetch_token(
+pub(crate) async fn fetch_token(
     ecr: &EcrClient,
     provider: &CredentialProvider,
     region: &str,

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 /// Cuts an error code to its name: `aws.protocols#ThrottlingException:http://...` ->
 /// `ThrottlingException`.
-pub fn sanitize_error_code(raw: &str) -> &str {
+pub(crate) fn sanitize_error_code(raw: &str) -> &str {
     let code = raw.split(':').next().unwrap_or(raw);
     let code = code.rsplit('#').next().unwrap_or(code);
     code.trim()
@@ -18,7 +18,7 @@ pub fn sanitize_error_code(raw: &str) -> &str {
 
 /// Content type and length of a body: what an error may say about a body it could not read
 /// (never the body itself, which could hold a token).
-pub fn describe_body(headers: &HeaderMap, body: &[u8]) -> String {
+pub(crate) fn describe_body(headers: &HeaderMap, body: &[u8]) -> String {
     let ctype = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -27,7 +27,7 @@ pub fn describe_body(headers: &HeaderMap, body: &[u8]) -> String {
 }
 
 /// Turns a non-2xx answer into an [`AwsError`]: JSON first, then XML, else `Unparseable`.
-pub fn error_from_response(
+pub(crate) fn error_from_response(
     service: &'static str,
     status: u16,
     headers: &HeaderMap,
@@ -88,7 +88,7 @@ fn parse_xml_error(body: &[u8]) -> Option<(Option<String>, Option<String>)> {
 
 /// The inner text of the first `<tag>` or `<tag attr="...">` element in `doc`, or None.
 /// Tolerant by design: it does not validate the document, only finds a matching pair.
-pub fn xml_tag<'a>(doc: &'a str, tag: &str) -> Option<&'a str> {
+pub(crate) fn xml_tag<'a>(doc: &'a str, tag: &str) -> Option<&'a str> {
     let mut search = 0;
     while let Some(found) = doc[search..].find('<') {
         let start = search + found + 1;
@@ -123,7 +123,7 @@ fn close_of<'a>(doc: &'a str, inner_start: usize, tag: &str) -> Option<&'a str> 
 
 /// Unwraps a CDATA section (moto wraps messages in one) or undoes the five predefined XML
 /// entities (all STS ever sends in values).
-pub fn xml_unescape(s: &str) -> String {
+pub(crate) fn xml_unescape(s: &str) -> String {
     if let Some(inner) = s
         .strip_prefix("<![CDATA[")
         .and_then(|r| r.strip_suffix("]]>"))
@@ -139,7 +139,7 @@ pub fn xml_unescape(s: &str) -> String {
 
 /// Epoch seconds as AWS JSON sends them: integer, float, or exponent form
 /// (`1.7385984915E9`). Fractions are kept to the millisecond.
-pub fn epoch_seconds(value: &serde_json::Value) -> Option<OffsetDateTime> {
+pub(crate) fn epoch_seconds(value: &serde_json::Value) -> Option<OffsetDateTime> {
     let secs = value.as_f64()?;
     if !secs.is_finite() {
         return None;
@@ -153,7 +153,7 @@ pub fn epoch_seconds(value: &serde_json::Value) -> Option<OffsetDateTime> {
 
 /// A timestamp as STS (ISO-8601), the container endpoint and IMDS (RFC 3339, maybe with
 /// nanoseconds) send it; also accepts epoch seconds written as a string.
-pub fn parse_timestamp(s: &str) -> Option<OffsetDateTime> {
+pub(crate) fn parse_timestamp(s: &str) -> Option<OffsetDateTime> {
     let s = s.trim();
     OffsetDateTime::parse(s, &Rfc3339)
         .or_else(|_| OffsetDateTime::parse(s, &Iso8601::DEFAULT))
@@ -166,7 +166,7 @@ pub fn parse_timestamp(s: &str) -> Option<OffsetDateTime> {
 }
 
 /// `application/x-www-form-urlencoded` with RFC 3986 unreserved characters kept.
-pub fn form_encode(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn form_encode(pairs: &[(&str, &str)]) -> String {
     let mut out = String::new();
     for (i, (k, v)) in pairs.iter().enumerate() {
         if i > 0 {

@@ -21,7 +21,7 @@ pub(crate) const TOKEN_REREAD_INTERVAL: Duration = Duration::from_secs(60);
 /// A failed or empty read keeps the last good token, so a kubelet mid-rewrite never
 /// leaves us without credentials.
 #[derive(Clone)]
-pub struct TokenSource {
+pub(crate) struct TokenSource {
     inner: Arc<TokenInner>,
 }
 
@@ -40,7 +40,7 @@ struct TokenState {
 
 impl TokenSource {
     /// Reads the file once now: a missing or empty token at startup is an error.
-    pub fn from_file(path: impl Into<PathBuf>) -> Result<Self, ClientConfigError> {
+    pub(crate) fn from_file(path: impl Into<PathBuf>) -> Result<Self, ClientConfigError> {
         let path = path.into();
         let token = read_token(&path)?;
         Ok(TokenSource {
@@ -56,7 +56,8 @@ impl TokenSource {
     }
 
     /// A fixed token (tests, or a token given without a file).
-    pub fn fixed(token: impl Into<String>) -> Self {
+    #[cfg(test)]
+    pub(crate) fn fixed(token: impl Into<String>) -> Self {
         TokenSource {
             inner: Arc::new(TokenInner {
                 path: None,
@@ -70,7 +71,7 @@ impl TokenSource {
     }
 
     /// The token to send now, re-reading the file when it is due.
-    pub fn current(&self) -> String {
+    pub(crate) fn current(&self) -> String {
         let mut state = match self.inner.state.lock() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
@@ -140,7 +141,7 @@ pub(crate) fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, Clien
 }
 
 /// Parses PEM certificates from memory.
-pub fn parse_ca(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CaError> {
+pub(crate) fn parse_ca(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CaError> {
     let mut certs = Vec::new();
     for cert in CertificateDer::pem_slice_iter(pem) {
         certs.push(cert.map_err(CaError::InvalidPem)?);

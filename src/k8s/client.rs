@@ -36,7 +36,7 @@ pub(crate) type RequestObserver = Arc<dyn Fn(&'static str, u16) + Send + Sync>;
 
 /// A Kubernetes API client. Cheap to clone: clones share one connection pool.
 #[derive(Clone)]
-pub struct Client {
+pub(crate) struct Client {
     inner: Arc<Inner>,
 }
 
@@ -54,7 +54,7 @@ struct Inner {
 
 impl Client {
     /// Builds the TLS stack and the pool. Verification is always on for https.
-    pub fn new(cfg: ClientConfig) -> Result<Self, ClientConfigError> {
+    pub(crate) fn new(cfg: ClientConfig) -> Result<Self, ClientConfigError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         match cfg.ca {
@@ -130,17 +130,17 @@ impl Client {
     }
 
     /// The API server's base URL.
-    pub fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         &self.inner.url
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
         self.json("get", Method::GET, path.to_string(), None, Bytes::new())
             .await
     }
 
     /// One page of a list; callers loop on `metadata.continue`.
-    pub async fn list<T: DeserializeOwned>(
+    pub(crate) async fn list<T: DeserializeOwned>(
         &self,
         collection: &str,
         p: &ListParams,
@@ -155,7 +155,7 @@ impl Client {
     }
 
     /// Starts a watch. Events come from [`WatchStream::next`].
-    pub async fn watch<T: DeserializeOwned>(
+    pub(crate) async fn watch<T: DeserializeOwned>(
         &self,
         collection: &str,
         p: &WatchParams,
@@ -191,7 +191,7 @@ impl Client {
         })
     }
 
-    pub async fn create<B: Serialize, T: DeserializeOwned>(
+    pub(crate) async fn create<B: Serialize, T: DeserializeOwned>(
         &self,
         collection: &str,
         body: &B,
@@ -208,7 +208,7 @@ impl Client {
     }
 
     /// PUT; with `metadata.resourceVersion` set, a stale object gets 409 Conflict.
-    pub async fn replace<B: Serialize, T: DeserializeOwned>(
+    pub(crate) async fn replace<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
@@ -224,16 +224,13 @@ impl Client {
         .await
     }
 
-    pub async fn patch<T: DeserializeOwned>(
+    pub(crate) async fn patch<T: DeserializeOwned>(
         &self,
         path: &str,
         patch: Patch<'_>,
     ) -> Result<T, Error> {
         let body = to_body(patch.body())?;
-        let mut target = managed(path);
-        if matches!(patch, Patch::Apply(_)) {
-            target.push_str("&force=true");
-        }
+        let target = managed(path);
         self.json(
             "patch",
             Method::PATCH,
@@ -276,12 +273,6 @@ impl Client {
         patch: Patch<'_>,
     ) -> Result<T, Error> {
         self.patch(&format!("{path}/status"), patch).await
-    }
-
-    /// DELETE. A 404 is returned as an error; callers that do not care check
-    /// [`Error::is_not_found`].
-    pub async fn delete(&self, path: &str) -> Result<(), Error> {
-        self.delete_with(path, None).await
     }
 
     /// DELETE only the object we saw: the server answers 409 when its uid or
@@ -448,7 +439,7 @@ impl std::fmt::Debug for Client {
 }
 
 /// A watch in progress: newline-delimited JSON events over a chunked body.
-pub struct WatchStream<T> {
+pub(crate) struct WatchStream<T> {
     body: Incoming,
     decoder: LineDecoder,
     idle: Duration,
@@ -461,7 +452,7 @@ pub struct WatchStream<T> {
 impl<T: DeserializeOwned> WatchStream<T> {
     /// The next event; `None` when the server ended the stream cleanly. A stream silent
     /// for longer than the server's timeout (plus slack) fails with [`Error::Timeout`].
-    pub async fn next(&mut self) -> Option<Result<WatchEvent<T>, Error>> {
+    pub(crate) async fn next(&mut self) -> Option<Result<WatchEvent<T>, Error>> {
         loop {
             match self.decoder.next_line() {
                 Ok(Some(line)) => return Some(decode_event(&line)),

@@ -20,7 +20,7 @@ pub(crate) const DEFAULT_USER_AGENT: &str =
 
 /// How to reach and authenticate to the API server.
 #[derive(Clone, Debug)]
-pub struct ClientConfig {
+pub(crate) struct ClientConfig {
     /// `scheme://host:port`, optionally with a path prefix; no trailing slash.
     pub url: String,
     pub token: Option<TokenSource>,
@@ -36,7 +36,7 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     /// A config for `url` with no auth and the defaults.
-    pub fn new(url: &str) -> Result<Self, ClientConfigError> {
+    pub(crate) fn new(url: &str) -> Result<Self, ClientConfigError> {
         let url = url.trim_end_matches('/').to_string();
         let uri: http::Uri =
             url.parse()
@@ -93,7 +93,7 @@ impl ClientConfig {
     /// accepted so `kubectl proxy` can carry any kubeconfig's auth, but a token goes over
     /// plain http only to loopback unless `allow_plain_http_token` says otherwise: anyone
     /// on the path could read it and act as the operator.
-    pub fn out_of_cluster(
+    pub(crate) fn out_of_cluster(
         api_server: &str,
         token_file: Option<&Path>,
         ca_file: Option<&Path>,

@@ -4,7 +4,7 @@ use super::params::encode_component;
 
 /// A resource type's address. Paths are built here and nowhere else.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Kind {
+pub(crate) struct Kind {
     /// API group; empty for the core group (`/api/v1`).
     pub group: &'static str,
     pub version: &'static str,
@@ -12,9 +12,9 @@ pub struct Kind {
     pub namespaced: bool,
 }
 
-pub const NAMESPACES: Kind = Kind::core("namespaces", false);
-pub const SECRETS: Kind = Kind::core("secrets", true);
-pub const SERVICE_ACCOUNTS: Kind = Kind::core("serviceaccounts", true);
+pub(crate) const NAMESPACES: Kind = Kind::core("namespaces", false);
+pub(crate) const SECRETS: Kind = Kind::core("secrets", true);
+pub(crate) const SERVICE_ACCOUNTS: Kind = Kind::core("serviceaccounts", true);
 pub(crate) const CONFIG_MAPS: Kind = Kind::core("configmaps", true);
 pub(crate) const EVENTS: Kind = Kind::core("events", true);
 pub(crate) const LEASES: Kind = Kind {
@@ -64,7 +64,7 @@ impl Kind {
     /// namespaced kind addresses every namespace (list and watch only). Names are
     /// percent-encoded: they come from CRs and API answers, and a `/` or `..` in one must
     /// never address another object.
-    pub fn collection(&self, ns: Option<&str>) -> String {
+    pub(crate) fn collection(&self, ns: Option<&str>) -> String {
         match ns {
             Some(ns) if self.namespaced => format!(
                 "{}/namespaces/{}/{}",
@@ -77,7 +77,7 @@ impl Kind {
     }
 
     /// One object's path.
-    pub fn object(&self, ns: Option<&str>, name: &str) -> String {
+    pub(crate) fn object(&self, ns: Option<&str>, name: &str) -> String {
         format!("{}/{}", self.collection(ns), encode_component(name))
     }
 }

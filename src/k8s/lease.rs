@@ -9,7 +9,7 @@ use super::types::ObjectMeta;
 /// A `coordination.k8s.io/v1` Lease, as much of it as a whole-object PUT must carry.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Lease {
+pub(crate) struct Lease {
     /// `coordination.k8s.io/v1` on writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
@@ -27,7 +27,7 @@ pub struct Lease {
 /// coordinated leader election) are kept in `extra` so our PUTs do not erase them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct LeaseSpec {
+pub(crate) struct LeaseSpec {
     /// The holder's identity; absent or empty when the lease is free.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder_identity: Option<String>,

@@ -8,7 +8,7 @@ pub(crate) const FIELD_MANAGER: &str = "ecr-creds-refresher";
 
 /// Query parameters of a list.
 #[derive(Clone, Debug, Default)]
-pub struct ListParams {
+pub(crate) struct ListParams {
     pub label_selector: Option<String>,
     pub field_selector: Option<String>,
     pub limit: Option<u32>,
@@ -17,7 +17,7 @@ pub struct ListParams {
 
 /// Query parameters of a watch.
 #[derive(Clone, Debug, Default)]
-pub struct WatchParams {
+pub(crate) struct WatchParams {
     pub label_selector: Option<String>,
     pub field_selector: Option<String>,
     /// Opaque; where the watch starts.
@@ -31,7 +31,7 @@ pub struct WatchParams {
 /// `DeleteOptions.preconditions`: what the object must still be for a delete to apply.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Preconditions {
+pub(crate) struct Preconditions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -40,30 +40,24 @@ pub struct Preconditions {
 
 /// The patch flavours the API server takes.
 #[derive(Clone, Copy, Debug)]
-pub enum Patch<'a> {
+pub(crate) enum Patch<'a> {
     /// RFC 7386 JSON merge patch.
     Merge(&'a serde_json::Value),
-    /// Kubernetes strategic merge patch (built-in kinds only; 415 on custom resources).
-    Strategic(&'a serde_json::Value),
     /// RFC 6902 JSON patch; a `test` op makes it conditional.
     Json(&'a serde_json::Value),
-    /// Server-side apply, forcing ownership of the fields we send.
-    Apply(&'a serde_json::Value),
 }
 
 impl Patch<'_> {
     pub(crate) fn content_type(&self) -> &'static str {
         match self {
             Patch::Merge(_) => "application/merge-patch+json",
-            Patch::Strategic(_) => "application/strategic-merge-patch+json",
             Patch::Json(_) => "application/json-patch+json",
-            Patch::Apply(_) => "application/apply-patch+yaml",
         }
     }
 
     pub(crate) fn body(&self) -> &serde_json::Value {
         match self {
-            Patch::Merge(v) | Patch::Strategic(v) | Patch::Json(v) | Patch::Apply(v) => v,
+            Patch::Merge(v) | Patch::Json(v) => v,
         }
     }
 }

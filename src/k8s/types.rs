@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// decoded with this type unless we own all of its fields.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ObjectMeta {
+pub(crate) struct ObjectMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,7 +40,7 @@ pub struct ObjectMeta {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct OwnerReference {
+pub(crate) struct OwnerReference {
     pub api_version: String,
     pub kind: String,
     pub name: String,
@@ -54,7 +54,7 @@ pub struct OwnerReference {
 /// `metadata` of a list.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ListMeta {
+pub(crate) struct ListMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_version: Option<String>,
     /// Present only when another page follows; a page may be short or empty.
@@ -65,7 +65,7 @@ pub struct ListMeta {
 /// A page of a list answer.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ObjectList<T> {
+pub(crate) struct ObjectList<T> {
     #[serde(default)]
     pub metadata: ListMeta,
     #[serde(default = "Vec::new")]
@@ -88,7 +88,7 @@ pub struct ApiStatus {
 
 /// One decoded watch event. BOOKMARK carries only `metadata.resourceVersion`.
 #[derive(Clone, Debug, PartialEq)]
-pub enum WatchEvent<T> {
+pub(crate) enum WatchEvent<T> {
     Added(T),
     Modified(T),
     Deleted(T),
@@ -97,13 +97,13 @@ pub enum WatchEvent<T> {
 }
 
 /// Anything with `metadata`, so generic machinery can key and version it.
-pub trait Resource {
+pub(crate) trait Resource {
     fn meta(&self) -> &ObjectMeta;
 }
 
 /// A Namespace as cached: name, labels and phase are all the operator needs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Namespace {
+pub(crate) struct Namespace {
     pub metadata: ObjectMeta,
 }
 
@@ -111,7 +111,7 @@ pub struct Namespace {
 /// keys of `data`, never the values: a stray `{:?}` must not put a credential in a log.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Secret {
+pub(crate) struct Secret {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,7 +140,7 @@ impl std::fmt::Debug for Secret {
 /// borrowed from the answer's bytes instead of copied (a managed Secret's is ~8.5 KB).
 /// No `Debug`: the values are credentials.
 #[derive(Deserialize)]
-pub struct SecretAnswer<'a> {
+pub(crate) struct SecretAnswer<'a> {
     pub metadata: ObjectMeta,
     #[serde(default, rename = "type")]
     pub type_: Option<String>,
@@ -151,7 +151,7 @@ pub struct SecretAnswer<'a> {
 /// A JSON string borrowed from the input where it holds no escape, else copied. (serde's
 /// own `Cow<str>` always copies inside a map.)
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Text<'a>(pub Cow<'a, str>);
+pub(crate) struct Text<'a>(pub Cow<'a, str>);
 
 impl std::borrow::Borrow<str> for Text<'_> {
     fn borrow(&self) -> &str {
@@ -183,7 +183,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 
 /// `{name: ...}`, as in a ServiceAccount's `imagePullSecrets`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LocalObjectReference {
+pub(crate) struct LocalObjectReference {
     #[serde(default)]
     pub name: String,
 }
@@ -191,7 +191,7 @@ pub struct LocalObjectReference {
 /// A ServiceAccount as cached: name, resourceVersion and imagePullSecrets.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ServiceAccount {
+pub(crate) struct ServiceAccount {
     pub metadata: ObjectMeta,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image_pull_secrets: Vec<LocalObjectReference>,
@@ -199,7 +199,7 @@ pub struct ServiceAccount {
 
 /// A ConfigMap: the operator reads one, its role grants.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConfigMap {
+pub(crate) struct ConfigMap {
     pub metadata: ObjectMeta,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub data: BTreeMap<String, String>,

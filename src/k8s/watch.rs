@@ -17,7 +17,7 @@ pub(crate) const MAX_LINE: usize = 16 * 1024 * 1024;
 /// compacted once per push, never once per line (which made a chunk of many short lines
 /// quadratic: 4 MiB of blank lines took minutes).
 #[derive(Debug, Default)]
-pub struct LineDecoder {
+pub(crate) struct LineDecoder {
     buf: Vec<u8>,
     /// Where the next line starts; everything before it was handed out.
     start: usize,
@@ -28,7 +28,7 @@ pub struct LineDecoder {
 // === impl LineDecoder ===
 
 impl LineDecoder {
-    pub fn push(&mut self, chunk: &[u8]) {
+    pub(crate) fn push(&mut self, chunk: &[u8]) {
         if self.start > 0 {
             self.buf.drain(..self.start);
             self.scanned -= self.start;
@@ -38,7 +38,7 @@ impl LineDecoder {
     }
 
     /// The next complete, non-blank line, without its terminator.
-    pub fn next_line(&mut self) -> Result<Option<Vec<u8>>, Error> {
+    pub(crate) fn next_line(&mut self) -> Result<Option<Vec<u8>>, Error> {
         loop {
             let from = self.scanned.max(self.start);
             let Some(pos) = find_newline(&self.buf[from..]) else {
@@ -63,7 +63,7 @@ impl LineDecoder {
     }
 
     /// Bytes left over at the end of a stream that never got their newline.
-    pub fn remainder(&self) -> &[u8] {
+    pub(crate) fn remainder(&self) -> &[u8] {
         &self.buf[self.start..]
     }
 }
@@ -121,7 +121,7 @@ struct BookmarkMeta {
 }
 
 /// Decodes one watch line into an event.
-pub fn decode_event<T: DeserializeOwned>(line: &[u8]) -> Result<WatchEvent<T>, Error> {
+pub(crate) fn decode_event<T: DeserializeOwned>(line: &[u8]) -> Result<WatchEvent<T>, Error> {
     // Object events, nearly all of them, in one pass; bookmarks, errors and anything that
     // does not decode so take the two-pass way below, which says what went wrong.
     if let Ok(TypedEvent { kind, object }) = serde_json::from_slice::<TypedEvent<'_, T>>(line) {
@@ -171,7 +171,9 @@ mod tests {
     use crate::k8s::types::Namespace;
 
     /// Hardening finding 9: the decoder drained its buffer once per line; 4 MiB of blank
-    /// lines in one chunk took 112 s.
+    /// lines in one chunk took 112 s. Linear decoding takes well under a second, 2.6 s in
+    /// a debug build beside 450 other tests on 2 cores: the bound tells the two apart
+    /// without timing the machine.
     #[test]
     fn finding_9_four_mib_of_blank_lines_decode_in_linear_time() {
         let mut d = LineDecoder::default();
@@ -180,7 +182,7 @@ mod tests {
         d.push(b"{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":{\"resourceVersion\":\"1\"}}}\n");
         assert!(d.next_line().unwrap().is_some());
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(2),
+            started.elapsed() < std::time::Duration::from_secs(30),
             "{:?}",
             started.elapsed()
         );

@@ -8,10 +8,10 @@
 //! the redaction of user values (`shown`) everything else shares. Every file imports
 //! only from its own floor or below: `decide/` never from `execute/` or `reconciler`.
 
-pub mod decide;
-pub mod execute;
-pub mod reconciler;
-pub mod specs;
-pub mod tokens;
-pub mod verify;
-pub mod vocab;
+pub(crate) mod decide;
+pub(crate) mod execute;
+pub(crate) mod reconciler;
+pub(crate) mod specs;
+pub(crate) mod tokens;
+pub(crate) mod verify;
+pub(crate) mod vocab;

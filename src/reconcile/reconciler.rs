@@ -28,16 +28,16 @@ use super::verify::Verifier;
 use super::vocab::{format_time, parse_time, saturating_add, Owner, Reason};
 use crate::k8s::kind::ECR_PULL_SECRETS;
 use crate::k8s::{Client, Patch};
-pub use crate::runtime::controller::Action;
+pub(crate) use crate::runtime::controller::Action;
 
 mod error;
 mod inputs;
 
-pub use error::ReconcileError;
+pub(crate) use error::ReconcileError;
 
 /// Read access to the watch caches, so the reconciler sees no wire.
 /// The caches also take our writes' answers ([`WriteThrough`]), ahead of the watch.
-pub trait ObservedState: WriteThrough + Clone + Send + Sync + 'static {
+pub(crate) trait ObservedState: WriteThrough + Clone + Send + Sync + 'static {
     fn cr(&self, name: &str) -> Option<EcrPullSecret>;
     /// Every namespace, shared with the cache (pointers, not copies).
     fn namespaces(&self) -> Vec<Arc<NamespaceView>>;
@@ -78,7 +78,7 @@ pub trait ObservedState: WriteThrough + Clone + Send + Sync + 'static {
 
 /// Operator-wide settings.
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// `AWS_REGION`: the region when a CR names none.
     pub default_region: Option<String>,
     /// Writes in flight at once for one reconcile.
@@ -103,10 +103,10 @@ impl Default for Settings {
 
 /// The longest a reconciled CR waits for its next look: a token lives 12 hours, and a
 /// requeue computed from an absurd expiry must not park a CR for centuries.
-pub const MAX_REQUEUE: Duration = DEFAULT_TOKEN_LIFETIME;
+pub(crate) const MAX_REQUEUE: Duration = DEFAULT_TOKEN_LIFETIME;
 
 /// Reconciles `ECRPullSecret`s.
-pub struct Reconciler<F, S> {
+pub(crate) struct Reconciler<F, S> {
     client: Client,
     state: S,
     tokens: Arc<TokenCache<F>>,
@@ -125,7 +125,7 @@ type Tokens = BTreeMap<TokenGroup, Arc<RegistryToken>>;
 // === impl Reconciler ===
 
 impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
-    pub fn new(
+    pub(crate) fn new(
         client: Client,
         state: S,
         tokens: Arc<TokenCache<F>>,
@@ -148,20 +148,16 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
 
     /// Checks each new token at its registries (off unless given).
     #[must_use]
-    pub fn with_verifier(mut self, verifier: Arc<Verifier>) -> Self {
+    pub(crate) fn with_verifier(mut self, verifier: Arc<Verifier>) -> Self {
         self.verifier = verifier;
         self
     }
 
-    pub fn tokens(&self) -> &Arc<TokenCache<F>> {
+    pub(crate) fn tokens(&self) -> &Arc<TokenCache<F>> {
         &self.tokens
     }
 
-    pub fn state(&self) -> &S {
-        &self.state
-    }
-
-    pub async fn reconcile(&self, name: &str) -> Result<Action, ReconcileError> {
+    pub(crate) async fn reconcile(&self, name: &str) -> Result<Action, ReconcileError> {
         let Some(cr) = self.state.cr(name) else {
             self.forget(name);
             let kept = self.state.managed_secrets_for(name, None).len();
@@ -216,7 +212,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
 
     /// A reconcile of `name` panicked (a bug): say so in its status, so the CR shows
     /// what the log shows, and let the controller retry it with backoff.
-    pub async fn report_panic(&self, name: &str) {
+    pub(crate) async fn report_panic(&self, name: &str) {
         if let Some(cr) = self.state.cr(name) {
             let outcome = Outcome {
                 fatal: Some((
@@ -239,7 +235,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
 
     /// Drops the token groups (and the fetcher's per-identity state) no cached CR needs.
     /// Called after CRs change; costs one pass over the CRs' cached specs.
-    pub fn prune_tokens(&self) {
+    pub(crate) fn prune_tokens(&self) {
         let region = self.settings.default_region.as_deref();
         let mut in_use = std::collections::HashSet::new();
         for cr in self.state.crs() {
@@ -569,6 +565,6 @@ fn to_std(d: time::Duration) -> Duration {
 
 /// Up to 5% earlier, fixed per CR name, so CRs sharing a schedule do not fire together
 /// and a CR's own schedule does not wander.
-pub fn jitter(d: Duration, name: &str) -> Duration {
+pub(crate) fn jitter(d: Duration, name: &str) -> Duration {
     crate::backoff::SplitMix64::fixed_for(name).shave(d, 0.05)
 }

@@ -13,7 +13,7 @@ use super::decide::validate::{SpecPolicy, ValidSpec};
 
 /// Validated specs by CR name, and the namespaces each CR's last plan touched.
 #[derive(Debug)]
-pub struct Specs {
+pub(crate) struct Specs {
     policy: SpecPolicy,
     inner: Mutex<Inner>,
 }
@@ -33,15 +33,11 @@ struct Inner {
 // === impl Specs ===
 
 impl Specs {
-    pub fn new(policy: SpecPolicy) -> Self {
+    pub(crate) fn new(policy: SpecPolicy) -> Self {
         Specs {
             policy,
             inner: Mutex::default(),
         }
-    }
-
-    pub fn policy(&self) -> &SpecPolicy {
-        &self.policy
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -49,7 +45,7 @@ impl Specs {
     }
 
     /// The validated `spec` of CR `name`, from memory while the spec is unchanged.
-    pub fn valid(&self, name: &str, spec: &Spec) -> Result<Arc<ValidSpec>, SpecError> {
+    pub(crate) fn valid(&self, name: &str, spec: &Spec) -> Result<Arc<ValidSpec>, SpecError> {
         let mut inner = self.lock();
         if let Some((seen, result)) = inner.valid.get(name) {
             if seen == spec {
@@ -65,7 +61,7 @@ impl Specs {
 
     /// Records the namespaces CR `name`'s last plan touched (targets, and where it holds
     /// Secrets it may delete).
-    pub fn touched(&self, name: &str, namespaces: impl IntoIterator<Item = String>) {
+    pub(crate) fn touched(&self, name: &str, namespaces: impl IntoIterator<Item = String>) {
         let mut inner = self.lock();
         let cr: Arc<str> = inner
             .touched
@@ -104,7 +100,7 @@ impl Specs {
     }
 
     /// The CR is gone: forget its spec and its namespaces.
-    pub fn forget(&self, name: &str) {
+    pub(crate) fn forget(&self, name: &str) {
         self.touched(name, std::iter::empty());
         let mut inner = self.lock();
         inner.valid.remove(name);
@@ -113,7 +109,7 @@ impl Specs {
 
     /// The CRs a change of namespace `ns` can concern: those whose last plan touched it,
     /// and those whose spec selects it now (a new namespace, or new labels).
-    pub fn concerned<'a>(
+    pub(crate) fn concerned<'a>(
         &self,
         ns: &NamespaceView,
         crs: impl IntoIterator<Item = (&'a str, &'a Spec)>,
@@ -139,7 +135,7 @@ impl Specs {
     }
 
     /// The CRs whose last plan touched namespace `ns`.
-    pub fn touching(&self, ns: &str) -> Vec<String> {
+    pub(crate) fn touching(&self, ns: &str) -> Vec<String> {
         self.lock()
             .by_namespace
             .get(ns)
@@ -148,7 +144,8 @@ impl Specs {
     }
 
     /// Namespaces indexed, for tests and memory figures.
-    pub fn indexed_namespaces(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn indexed_namespaces(&self) -> usize {
         self.lock().by_namespace.len()
     }
 }

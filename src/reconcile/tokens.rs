@@ -9,12 +9,12 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::decide::spec::AwsAuth;
-pub use super::decide::token::{refresh_at, RegistryToken, TokenGroup};
+pub(crate) use super::decide::token::{refresh_at, RegistryToken, TokenGroup};
 use super::vocab::{saturating_add, Reason};
 
 /// Why a token could not be had; `reason` is a status condition reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TokenError {
+pub(crate) struct TokenError {
     /// `CredentialsMissing`, `CredentialsNotPermitted`, `AwsError`, `Throttled`, ...
     pub reason: Reason,
     /// Safe to show: never holds a credential.
@@ -30,7 +30,7 @@ impl std::fmt::Display for TokenError {
 impl std::error::Error for TokenError {}
 
 /// One GetAuthorizationToken call (with whatever credential work it needs).
-pub trait FetchToken: Send + Sync + 'static {
+pub(crate) trait FetchToken: Send + Sync + 'static {
     fn fetch(
         &self,
         group: &TokenGroup,
@@ -70,7 +70,7 @@ pub trait FetchToken: Send + Sync + 'static {
 
 /// `operator`, `credentialsSecretRef <ns>/<name>` or `rolesAnywhere <ns>/<name>`, then
 /// `> roleArn <arn>` for a chained role: names the CR itself holds, nothing more.
-pub fn describe_source(auth: &AwsAuth, operator: &str) -> String {
+pub(crate) fn describe_source(auth: &AwsAuth, operator: &str) -> String {
     let base = match (&auth.credentials_secret_ref, &auth.roles_anywhere) {
         (_, Some(ra)) => format!(
             "rolesAnywhere {}/{}",
@@ -87,10 +87,10 @@ pub fn describe_source(auth: &AwsAuth, operator: &str) -> String {
 
 /// How long a failed fetch is remembered, so CRs sharing a failing group make one call
 /// between them rather than one each.
-pub const FAILURE_MEMORY: Duration = Duration::from_secs(5);
+pub(crate) const FAILURE_MEMORY: Duration = Duration::from_secs(5);
 
 /// The shared token cache with single-flight per group.
-pub struct TokenCache<F> {
+pub(crate) struct TokenCache<F> {
     fetcher: F,
     groups: Mutex<HashMap<TokenGroup, Arc<tokio::sync::Mutex<Entry>>>>,
     calls: std::sync::atomic::AtomicU64,
@@ -107,7 +107,7 @@ struct Entry {
 // === impl TokenCache ===
 
 impl<F: FetchToken> TokenCache<F> {
-    pub fn new(fetcher: F) -> Self {
+    pub(crate) fn new(fetcher: F) -> Self {
         TokenCache {
             fetcher,
             groups: Mutex::new(HashMap::new()),
@@ -118,7 +118,7 @@ impl<F: FetchToken> TokenCache<F> {
     /// A token for `group` that is not yet due for refresh by `margin` (default half its
     /// lifetime). A token fetched less than `min_interval` ago is reused whatever its
     /// expiry says: that is the storm floor.
-    pub async fn token(
+    pub(crate) async fn token(
         &self,
         group: &TokenGroup,
         margin: Option<Duration>,
@@ -171,7 +171,7 @@ impl<F: FetchToken> TokenCache<F> {
 
     /// The token cached for `group`, without fetching: `None` when there is none, or
     /// while a fetch for it is in flight.
-    pub fn cached(&self, group: &TokenGroup) -> Option<Arc<RegistryToken>> {
+    pub(crate) fn cached(&self, group: &TokenGroup) -> Option<Arc<RegistryToken>> {
         let slot = {
             let groups = match self.groups.lock() {
                 Ok(g) => g,
@@ -184,7 +184,8 @@ impl<F: FetchToken> TokenCache<F> {
     }
 
     /// GetAuthorizationToken calls made so far (for tests and the benchmark).
-    pub fn calls(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn calls(&self) -> u64 {
         self.calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
@@ -192,7 +193,7 @@ impl<F: FetchToken> TokenCache<F> {
     /// for their identities: groups are keyed by CR-controlled fields (region, role,
     /// external id, credentials Secret), so a cache that only grows is a memory leak any
     /// CR author can drive.
-    pub fn retain(&self, in_use: &HashSet<TokenGroup>) {
+    pub(crate) fn retain(&self, in_use: &HashSet<TokenGroup>) {
         let keys: HashSet<TokenGroup> = in_use.iter().map(cache_key).collect();
         match self.groups.lock() {
             Ok(mut groups) => groups.retain(|g, _| keys.contains(g)),
@@ -203,7 +204,7 @@ impl<F: FetchToken> TokenCache<F> {
     }
 
     /// How many groups are cached.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self.groups.lock() {
             Ok(g) => g.len(),
             Err(p) => p.into_inner().len(),
@@ -211,17 +212,19 @@ impl<F: FetchToken> TokenCache<F> {
     }
 
     /// Whether no group is cached.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The fetcher (for its own counters and sizes).
-    pub fn fetcher(&self) -> &F {
+    pub(crate) fn fetcher(&self) -> &F {
         &self.fetcher
     }
 
     /// Forgets every cached token (credentials changed).
-    pub fn clear(&self) {
+    #[cfg(test)]
+    pub(crate) fn clear(&self) {
         match self.groups.lock() {
             Ok(mut groups) => groups.clear(),
             Err(p) => p.into_inner().clear(),

@@ -16,23 +16,23 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::decide::token::RegistryToken;
-pub use super::decide::verdict::{HostCheck, Verdict};
+pub(crate) use super::decide::verdict::{HostCheck, Verdict};
 use super::vocab::saturating_add;
 
 /// What a check answers: the verdict and a message.
-pub type CheckFuture = Pin<Box<dyn Future<Output = (Verdict, String)> + Send>>;
+pub(crate) type CheckFuture = Pin<Box<dyn Future<Output = (Verdict, String)> + Send>>;
 /// Checks `host` with a token.
-pub type CheckFn = Arc<dyn Fn(String, Arc<RegistryToken>) -> CheckFuture + Send + Sync>;
+pub(crate) type CheckFn = Arc<dyn Fn(String, Arc<RegistryToken>) -> CheckFuture + Send + Sync>;
 
 /// The first retry of a failed check, doubled per failure up to [`RETRY_MAX`].
-pub const RETRY_BASE: Duration = Duration::from_secs(30);
-pub const RETRY_MAX: Duration = Duration::from_secs(30 * 60);
+pub(crate) const RETRY_BASE: Duration = Duration::from_secs(30);
+pub(crate) const RETRY_MAX: Duration = Duration::from_secs(30 * 60);
 
 /// The verification cache, shared by every reconcile. A check runs beside the
 /// reconciles, never inside one: a registry that accepts and never answers holds no
 /// worker (up to 3 GETs of 10 s each per check). A reconcile that finds no verdict yet
 /// starts the check, goes on, and is requeued when the verdict lands.
-pub struct Verifier {
+pub(crate) struct Verifier {
     check: Option<CheckFn>,
     /// By (host, token fingerprint): the token's expiry (to prune) and its slot.
     slots: Mutex<HashMap<(String, u64), (OffsetDateTime, SharedSlot)>>,
@@ -41,7 +41,7 @@ pub struct Verifier {
 }
 
 /// Requeues a CR whose verdict landed.
-pub type VerdictHook = Arc<dyn Fn(&str) + Send + Sync>;
+pub(crate) type VerdictHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// One (host, token)'s checks: at most one in flight, whatever the number of CRs.
 type SharedSlot = Arc<Mutex<Slot>>;
@@ -57,7 +57,7 @@ struct Slot {
 
 /// What a registry said of a token so far.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// The verdict, current until its `retry_at`.
     Known(HostCheck),
     /// A check is running (started now or earlier); the asking CR is requeued when it
@@ -76,7 +76,7 @@ impl std::fmt::Debug for Verifier {
 // === impl Verifier ===
 
 impl Verifier {
-    pub fn new(check: CheckFn) -> Self {
+    pub(crate) fn new(check: CheckFn) -> Self {
         Verifier {
             check: Some(check),
             slots: Mutex::new(HashMap::new()),
@@ -85,7 +85,7 @@ impl Verifier {
     }
 
     /// `--verify-registries=false`: nothing is checked.
-    pub fn disabled() -> Self {
+    pub(crate) fn disabled() -> Self {
         Verifier {
             check: None,
             slots: Mutex::new(HashMap::new()),
@@ -93,12 +93,12 @@ impl Verifier {
         }
     }
 
-    pub fn is_enabled(&self) -> bool {
+    pub(crate) fn is_enabled(&self) -> bool {
         self.check.is_some()
     }
 
     /// Calls `hook` with each CR waiting on a verdict, when it lands.
-    pub fn on_verdict(&self, hook: VerdictHook) {
+    pub(crate) fn on_verdict(&self, hook: VerdictHook) {
         *lock(&self.on_verdict) = Some(hook);
     }
 
@@ -106,7 +106,7 @@ impl Verifier {
     /// current; else a check is started (unless one is running) and `cr` is requeued
     /// when it lands. A token is asked once; after a failure, again when its backoff has
     /// passed. `None` when verification is off.
-    pub fn lookup(
+    pub(crate) fn lookup(
         &self,
         cr: &str,
         host: &str,

@@ -28,7 +28,7 @@ use crate::runtime::shutdown_requested;
 
 /// What a successful reconcile asks for next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Run again this long after this reconcile ended (e.g. before a token expires).
     Requeue(Duration),
     /// Nothing to do until a watched object changes.
@@ -37,7 +37,7 @@ pub enum Action {
 
 /// Counters of one controller, read by the metrics endpoint.
 #[derive(Debug, Default)]
-pub struct ControllerStats {
+pub(crate) struct ControllerStats {
     reconciles: AtomicU64,
     failures: AtomicU64,
     in_flight: AtomicU64,
@@ -45,7 +45,7 @@ pub struct ControllerStats {
 
 /// What a controller did, returned by its join handle when it stops.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ControllerReport {
+pub(crate) struct ControllerReport {
     /// Reconciles that returned `Ok`.
     pub reconciles: u64,
     /// Reconciles that returned `Err` or panicked.
@@ -56,12 +56,12 @@ pub struct ControllerReport {
 
 impl ControllerStats {
     /// Reconciles that returned `Ok` so far.
-    pub fn reconciles(&self) -> u64 {
+    pub(crate) fn reconciles(&self) -> u64 {
         self.reconciles.load(Ordering::Relaxed)
     }
 
     /// Reconciles that returned `Err` or panicked so far.
-    pub fn failures(&self) -> u64 {
+    pub(crate) fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
     }
 
@@ -81,7 +81,7 @@ impl ControllerStats {
 
 /// Settings of one controller.
 #[derive(Clone, Debug)]
-pub struct ControllerConfig {
+pub(crate) struct ControllerConfig {
     /// Names the controller in logs.
     pub name: String,
     /// How many reconciles may run at once (at least 1).
@@ -95,7 +95,7 @@ pub struct ControllerConfig {
 impl ControllerConfig {
     /// `workers` is raised to 1; metrics go nowhere until [`Self::with_metrics`].
     #[must_use]
-    pub fn new(name: impl Into<String>, workers: usize) -> ControllerConfig {
+    pub(crate) fn new(name: impl Into<String>, workers: usize) -> ControllerConfig {
         ControllerConfig {
             name: name.into(),
             workers: workers.max(1),
@@ -112,9 +112,11 @@ impl ControllerConfig {
 
 /// A running controller: its counters, and a handle that resolves after shutdown with
 /// the final counts.
-pub struct Controller {
-    /// Live counters, readable while the controller runs.
-    pub stats: Arc<ControllerStats>,
+pub(crate) struct Controller {
+    /// Live counters, readable while the controller runs (the tests read them; the
+    /// operator reads the metrics the workers report to).
+    #[cfg(test)]
+    pub(crate) stats: Arc<ControllerStats>,
     /// Resolves after shutdown and drain; aborting it aborts the reconciles in flight.
     pub task: JoinHandle<ControllerReport>,
 }
@@ -122,7 +124,7 @@ pub struct Controller {
 /// Starts the workers once `ready` resolves; they run `reconcile` on keys from `queue`
 /// until `shutdown`, then drain. Enqueue keys from watch events (and an initial pass)
 /// with `queue.add`.
-pub fn spawn_controller<K, F, Fut, E, R>(
+pub(crate) fn spawn_controller<K, F, Fut, E, R>(
     queue: WorkQueue<K>,
     config: ControllerConfig,
     reconcile: F,
@@ -164,7 +166,11 @@ where
             stats.report()
         })
     };
-    Controller { stats, task }
+    Controller {
+        #[cfg(test)]
+        stats,
+        task,
+    }
 }
 
 /// Where a worker records what its reconciles did: the controller's counters and the

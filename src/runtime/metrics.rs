@@ -17,7 +17,7 @@ use std::sync::Arc;
 /// and [`crate::runtime::controller::ControllerConfig`]. They are chosen by the
 /// application and may be unbounded or name a Secret: an exporter turns them into label
 /// values only for names it knows to be a short, fixed vocabulary.
-pub trait RuntimeMetrics: Send + Sync + 'static {
+pub(crate) trait RuntimeMetrics: Send + Sync + 'static {
     /// This replica started (`true`) or stopped (`false`) leading.
     fn leader(&self, leading: bool) {
         let _ = leading;
@@ -61,7 +61,7 @@ impl RuntimeMetrics for NoMetrics {}
 
 /// A cheap-to-clone, shared [`RuntimeMetrics`], as runtime configurations hold it.
 #[derive(Clone)]
-pub struct MetricsHandle(Arc<dyn RuntimeMetrics>);
+pub(crate) struct MetricsHandle(Arc<dyn RuntimeMetrics>);
 
 // === impl MetricsHandle ===
 

@@ -17,20 +17,20 @@
 //! sending `true` (or dropping the sender) asks them to stop, and their join handles
 //! resolve once they have (the controller after draining its reconciles in flight).
 
-pub mod controller;
+pub(crate) mod controller;
 pub(crate) mod intern;
-pub mod leader;
+pub(crate) mod leader;
 pub(crate) mod metrics;
-pub mod queue;
-pub mod store;
+pub(crate) mod queue;
+pub(crate) mod store;
 pub(crate) mod unwind;
 pub(crate) mod watch_set;
-pub mod watcher;
+pub(crate) mod watcher;
 
 #[cfg(test)]
 mod props;
 
-pub use metrics::{MetricsHandle, RuntimeMetrics};
+pub(crate) use metrics::{MetricsHandle, RuntimeMetrics};
 
 /// Resolves once shutdown is requested: `true` was sent, or the sender is gone (nobody
 /// is left who could ever ask, so a task waiting on it would leak).

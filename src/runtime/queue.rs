@@ -40,7 +40,7 @@ use tokio::time::Instant;
 use crate::backoff::{Backoff, FAILURE_BASE, FAILURE_MAX};
 
 /// A cheap-to-clone handle on a shared work queue; see the module docs for the contract.
-pub struct WorkQueue<K> {
+pub(crate) struct WorkQueue<K> {
     shared: Arc<Shared<K>>,
 }
 
@@ -82,7 +82,7 @@ impl<K: Clone + Eq + Hash + Ord> Default for WorkQueue<K> {
 impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
     /// A queue whose failures back off from [`FAILURE_BASE`] to [`FAILURE_MAX`].
     #[must_use]
-    pub fn new() -> WorkQueue<K> {
+    pub(crate) fn new() -> WorkQueue<K> {
         Self::with_failure_backoff(FAILURE_BASE, FAILURE_MAX)
     }
 
@@ -109,7 +109,7 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
     }
 
     /// Marks `key` as needing a reconcile (collapsing with a pending one).
-    pub fn add(&self, key: K) {
+    pub(crate) fn add(&self, key: K) {
         let mut st = self.lock();
         if st.add(key) {
             self.shared.changed.notify_waiters();
@@ -118,7 +118,7 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
 
     /// Adds `key` once `delay` has passed; an earlier pending time for it wins. A delay
     /// too large for the clock to represent means never.
-    pub fn add_after(&self, key: K, delay: Duration) {
+    pub(crate) fn add_after(&self, key: K, delay: Duration) {
         if delay.is_zero() {
             return self.add(key);
         }
@@ -155,7 +155,7 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
 
     /// Waits for the next ready key and marks it processing; `None` once shut down.
     /// The caller must call [`WorkQueue::done`] with the key when finished.
-    pub async fn get(&self) -> Option<K> {
+    pub(crate) async fn get(&self) -> Option<K> {
         loop {
             let changed = self.shared.changed.notified();
             tokio::pin!(changed);
@@ -185,7 +185,7 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
     }
 
     /// Ends the processing of `key`; if it was added meanwhile, it is queued again.
-    pub fn done(&self, key: &K) {
+    pub(crate) fn done(&self, key: &K) {
         let mut st = self.lock();
         st.processing.remove(key);
         if !st.shutting_down && st.dirty.contains(key) {
@@ -195,31 +195,32 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
     }
 
     /// Keys ready for a worker now (the queue-depth metric).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         let mut st = self.lock();
         st.promote_due(Instant::now());
         st.queue.len()
     }
 
     /// Whether no key is ready for a worker now (parked and processing keys aside).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Keys parked for later (requeues and failure backoffs).
-    pub fn parked_len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn parked_len(&self) -> usize {
         self.lock().parked.len()
     }
 
     /// Keys held by workers right now.
-    pub fn processing_len(&self) -> usize {
+    pub(crate) fn processing_len(&self) -> usize {
         self.lock().processing.len()
     }
 
     /// Stops intake: `get` returns `None` from now on, adds are ignored, queued and
     /// parked keys are dropped (the next process relists and re-adds everything, so
     /// nothing is lost that matters). Keys being processed stay processing until `done`.
-    pub fn shut_down(&self) {
+    pub(crate) fn shut_down(&self) {
         let mut st = self.lock();
         st.shutting_down = true;
         st.queue.clear();

@@ -31,7 +31,7 @@ use crate::k8s::types::ObjectMeta;
 /// Both are interned ([`intern`]): every cache repeats each namespace name, and most
 /// objects of a kind share their name (`default`, the pull secret's name).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectKey {
+pub(crate) struct ObjectKey {
     /// `None` for cluster-scoped kinds (Namespaces, the operator's CRs).
     pub namespace: Option<Arc<str>>,
     /// `metadata.name`.
@@ -42,7 +42,7 @@ pub struct ObjectKey {
 
 impl ObjectKey {
     /// The key of a cluster-scoped object.
-    pub fn cluster(name: &str) -> ObjectKey {
+    pub(crate) fn cluster(name: &str) -> ObjectKey {
         ObjectKey {
             namespace: None,
             name: intern(name),
@@ -50,7 +50,7 @@ impl ObjectKey {
     }
 
     /// The key of a namespaced object.
-    pub fn namespaced(namespace: &str, name: &str) -> ObjectKey {
+    pub(crate) fn namespaced(namespace: &str, name: &str) -> ObjectKey {
         ObjectKey {
             namespace: Some(intern(namespace)),
             name: intern(name),
@@ -87,7 +87,7 @@ pub(crate) enum Change<P> {
 
 /// A projection that knows the resourceVersion it was made from, so a write's answer
 /// can tell whether the cache has already caught up with it.
-pub trait Versioned {
+pub(crate) trait Versioned {
     /// `metadata.resourceVersion` of the object projected.
     fn resource_version(&self) -> &str;
 }
@@ -120,7 +120,7 @@ struct Contents<P> {
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// A shared, cheap-to-clone cache of projections; see the module docs.
-pub struct Store<P> {
+pub(crate) struct Store<P> {
     objects: Arc<RwLock<Contents<P>>>,
     /// Becomes `true` after the first full list and stays so: a relist swaps content,
     /// it never makes the cache "unsynced" again (readers would stall on every 410).
@@ -170,7 +170,7 @@ impl<P> Store<P> {
 
     /// The projection of `key`: our latest write while the watch has not caught up with
     /// it, else what the watch delivered.
-    pub fn get(&self, key: &ObjectKey) -> Option<Arc<P>> {
+    pub(crate) fn get(&self, key: &ObjectKey) -> Option<Arc<P>> {
         let contents = self.read();
         match contents.ahead.get(key).filter(|a| fresh(a)) {
             Some(ahead) => ahead.value.clone(),
@@ -179,7 +179,7 @@ impl<P> Store<P> {
     }
 
     /// A snapshot of every projection (our writes in front), in no particular order.
-    pub fn list(&self) -> Vec<Arc<P>> {
+    pub(crate) fn list(&self) -> Vec<Arc<P>> {
         let contents = self.read();
         if contents.ahead.is_empty() {
             return contents.objects.values().cloned().collect();
@@ -201,7 +201,7 @@ impl<P> Store<P> {
     }
 
     /// Every key, sorted.
-    pub fn keys(&self) -> Vec<ObjectKey> {
+    pub(crate) fn keys(&self) -> Vec<ObjectKey> {
         let contents = self.read();
         let mut keys: Vec<_> = contents
             .objects
@@ -228,7 +228,7 @@ impl<P> Store<P> {
     }
 
     /// How many objects are cached (our writes in front).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.keys().len()
     }
 
@@ -239,18 +239,19 @@ impl<P> Store<P> {
     }
 
     /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Whether the first full list has landed; before that, an absent key proves nothing.
-    pub fn is_synced(&self) -> bool {
+    pub(crate) fn is_synced(&self) -> bool {
         *self.synced.borrow()
     }
 
     /// Waits for the first full list. Reconciling before it would treat objects not yet
     /// listed as absent (and, say, recreate or detach them).
-    pub async fn wait_synced(&self) {
+    pub(crate) async fn wait_synced(&self) {
         let mut rx = self.synced.subscribe();
         // The sender lives in `self`, so the channel cannot close while we wait.
         let _ = rx.wait_for(|synced| *synced).await;

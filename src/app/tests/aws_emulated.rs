@@ -3,11 +3,19 @@
 //! `AwsTokenFetcher`) and proxies.
 
 use crate::app::tokens::AwsTokenFetcher;
-use crate::aws::credentials::{ContainerSource, ContainerToken, ImdsSource, WebIdentitySource};
-use crate::aws::{
-    fetch_token, AssumeRoleParams, Aws, AwsContext, AwsEnv, AwsError, AwsHttp, CredentialProvider,
-    CredentialSource, EcrClient, Endpoints, ErrorKind, HttpConfig, RetryPolicy, SecretCredentials,
-};
+use crate::aws::context::AwsContext;
+use crate::aws::credentials::container::ContainerToken;
+use crate::aws::credentials::{ContainerSource, ImdsSource, WebIdentitySource};
+use crate::aws::credentials::{CredentialProvider, CredentialSource, SecretCredentials};
+use crate::aws::ecr::EcrClient;
+use crate::aws::endpoint::Endpoints;
+use crate::aws::error::{AwsError, ErrorKind};
+use crate::aws::http::{AwsHttp, HttpConfig};
+use crate::aws::retry::RetryPolicy;
+use crate::aws::setup::Aws;
+use crate::aws::sts::AssumeRoleParams;
+use crate::aws::token::fetch_token;
+use crate::aws::AwsEnv;
 use crate::reconcile::decide::spec::{AwsAuth, SecretRef};
 use crate::reconcile::tokens::{FetchToken, TokenCache, TokenGroup};
 use aws_credential_types::Credentials;
@@ -79,7 +87,8 @@ fn fetcher(
     let aws = Aws {
         ctx: ctx(emu),
         provider: Arc::new(CredentialProvider::new(default, ctx(emu))),
-        registry: crate::aws::RegistryClient::new(ctx(emu).http, None).expect("no override"),
+        registry: crate::aws::registry::RegistryClient::new(ctx(emu).http, None)
+            .expect("no override"),
     };
     AwsTokenFetcher::new(
         aws,

@@ -2,10 +2,14 @@
 //! groups map to the right credentials and roles, and errors to condition reasons.
 
 use crate::app::tokens::AwsTokenFetcher;
-use crate::aws::{
-    Aws, AwsContext, AwsEnv, AwsHttp, CredentialProvider, CredentialSource, EcrClient, Endpoints,
-    HttpConfig, RetryPolicy, SecretCredentials,
-};
+use crate::aws::context::AwsContext;
+use crate::aws::credentials::{CredentialProvider, CredentialSource, SecretCredentials};
+use crate::aws::ecr::EcrClient;
+use crate::aws::endpoint::Endpoints;
+use crate::aws::http::{AwsHttp, HttpConfig};
+use crate::aws::retry::RetryPolicy;
+use crate::aws::setup::Aws;
+use crate::aws::AwsEnv;
 use crate::reconcile::decide::spec::{AwsAuth, SecretRef};
 use crate::reconcile::tokens::{FetchToken, TokenCache, TokenGroup};
 use aws_credential_types::Credentials;
@@ -27,7 +31,7 @@ fn aws(emu: &AwsEmulator) -> Aws {
         CredentialSource::Environment(keys),
         ctx.clone(),
     ));
-    let registry = crate::aws::RegistryClient::new(ctx.http.clone(), None).unwrap();
+    let registry = crate::aws::registry::RegistryClient::new(ctx.http.clone(), None).unwrap();
     Aws {
         ctx,
         provider,

@@ -5,14 +5,20 @@
 //! (created by `make test`). A missing moto FAILS the tests: skipping would hide them.
 
 use crate::app::tokens::AwsTokenFetcher;
+use crate::aws::context::AwsContext;
 use crate::aws::credentials::WebIdentitySource;
+use crate::aws::credentials::{CredentialProvider, CredentialSource};
+use crate::aws::ecr::EcrClient;
+use crate::aws::endpoint::Endpoints;
+use crate::aws::error::ErrorKind;
+use crate::aws::http::{AwsHttp, HttpConfig};
+use crate::aws::retry::RetryPolicy;
+use crate::aws::setup::Aws;
 use crate::aws::sigv4::sign_request;
 use crate::aws::sts::assume_role;
+use crate::aws::sts::AssumeRoleParams;
 use crate::aws::wire::{form_encode, xml_tag};
-use crate::aws::{
-    AssumeRoleParams, Aws, AwsContext, AwsEnv, AwsHttp, CredentialProvider, CredentialSource,
-    EcrClient, Endpoints, ErrorKind, HttpConfig, RetryPolicy,
-};
+use crate::aws::AwsEnv;
 use crate::reconcile::decide::spec::AwsAuth;
 use crate::reconcile::tokens::{TokenCache, TokenGroup};
 use aws_credential_types::Credentials;
@@ -232,7 +238,7 @@ async fn moto_assume_role_gives_session_credentials_that_get_a_token() {
             CredentialSource::Environment(base.clone()),
             moto.ctx(),
         )),
-        registry: crate::aws::RegistryClient::new(moto.ctx().http, None).unwrap(),
+        registry: crate::aws::registry::RegistryClient::new(moto.ctx().http, None).unwrap(),
     };
     let auth = AwsAuth {
         role_arn: Some(role_arn.clone()),

@@ -18,7 +18,7 @@ const ECS_HOST: &str = "http://169.254.170.2";
 
 /// Where the authorization token comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ContainerToken {
+pub(crate) enum ContainerToken {
     None,
     /// AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: read on every call.
     File(PathBuf),
@@ -29,7 +29,7 @@ pub enum ContainerToken {
 
 /// A string whose Debug is redacted.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Redacted(pub String);
+pub(crate) struct Redacted(pub String);
 
 impl std::fmt::Debug for Redacted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -38,7 +38,7 @@ impl std::fmt::Debug for Redacted {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ContainerSource {
+pub(crate) struct ContainerSource {
     pub uri: String,
     pub token: ContainerToken,
 }
@@ -48,7 +48,7 @@ pub struct ContainerSource {
 impl ContainerSource {
     /// From AWS_CONTAINER_CREDENTIALS_FULL_URI (or _RELATIVE_URI) and the token settings;
     /// None if neither URI is set.
-    pub fn from_env(env: &AwsEnv) -> Result<Option<Self>, AwsError> {
+    pub(crate) fn from_env(env: &AwsEnv) -> Result<Option<Self>, AwsError> {
         let uri = match (
             env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"),
             env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
@@ -98,7 +98,7 @@ impl ContainerSource {
     }
 
     /// Fetches credentials from the endpoint.
-    pub async fn load(&self, http: &AwsHttp) -> Result<Credentials, AwsError> {
+    pub(crate) async fn load(&self, http: &AwsHttp) -> Result<Credentials, AwsError> {
         let mut request = http::Request::get(&self.uri).header("accept", "application/json");
         if let Some(token) = self.token().await? {
             request = request.header("authorization", token);
@@ -155,7 +155,7 @@ fn check_full_uri(uri: &str) -> Result<(), AwsError> {
 /// Why a credentials answer (container endpoint or IMDS) was not usable. No variant
 /// holds a field's value: only its name, the answer's size, or its `Code`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CredentialsJsonError {
+pub(crate) enum CredentialsJsonError {
     /// The body is not JSON.
     NotJson { bytes: usize },
     /// The answer reports a failure `Code` (anything but `Success`).
@@ -180,7 +180,7 @@ impl std::fmt::Display for CredentialsJsonError {
 impl std::error::Error for CredentialsJsonError {}
 
 /// `{"AccessKeyId","SecretAccessKey","Token","Expiration"}`, shared with IMDS.
-pub fn parse_credentials_json(
+pub(crate) fn parse_credentials_json(
     body: &[u8],
     provider_name: &'static str,
 ) -> Result<Credentials, CredentialsJsonError> {

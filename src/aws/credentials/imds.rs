@@ -9,7 +9,7 @@ use aws_credential_types::Credentials;
 use bytes::Bytes;
 
 const SOURCE: &str = "EC2 instance metadata (IMDSv2)";
-pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
+pub(crate) const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 const CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credentials/";
 /// IMDS is link-local and answers in milliseconds; off EC2 the address is a black hole,
 /// and the chain should move on quickly (the SDKs use 1 s).
@@ -18,7 +18,7 @@ const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 const TOKEN_TTL_SECONDS: &str = "21600";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ImdsSource {
+pub(crate) struct ImdsSource {
     pub endpoint: String,
 }
 
@@ -26,7 +26,7 @@ pub struct ImdsSource {
 
 impl ImdsSource {
     /// None when AWS_EC2_METADATA_DISABLED=true.
-    pub fn from_env(env: &AwsEnv) -> Option<Self> {
+    pub(crate) fn from_env(env: &AwsEnv) -> Option<Self> {
         if env.flag("AWS_EC2_METADATA_DISABLED") {
             return None;
         }
@@ -67,7 +67,7 @@ impl ImdsSource {
             .map_err(|_| AwsError::credentials(SOURCE, format!("{what} answer is not text")))
     }
 
-    pub async fn load(&self, http: &AwsHttp) -> Result<Credentials, AwsError> {
+    pub(crate) async fn load(&self, http: &AwsHttp) -> Result<Credentials, AwsError> {
         let token = self
             .call(
                 http,

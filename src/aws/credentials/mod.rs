@@ -7,13 +7,13 @@
 //! when chosen: the SDKs' chain does not have it); and role chaining with AssumeRole on
 //! top of any of them.
 
-pub mod container;
-pub mod imds;
-pub mod secret;
+pub(crate) mod container;
+pub(crate) mod imds;
+pub(crate) mod secret;
 
-pub use container::{ContainerSource, ContainerToken};
-pub use imds::ImdsSource;
-pub use secret::{credentials_from_secret_data, SecretCredentials, SecretState};
+pub(crate) use container::ContainerSource;
+pub(crate) use imds::ImdsSource;
+pub(crate) use secret::{credentials_from_secret_data, SecretCredentials, SecretState};
 
 use super::context::AwsContext;
 use super::env::AwsEnv;
@@ -29,11 +29,11 @@ use std::time::{Duration, SystemTime};
 
 /// Refresh this long before expiry: a token fetched with credentials that expire during
 /// the call fails, and STS credentials last at least 15 minutes.
-pub const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
+pub(crate) const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 
 /// IRSA: AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE (+ AWS_ROLE_SESSION_NAME).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WebIdentitySource {
+pub(crate) struct WebIdentitySource {
     pub role_arn: String,
     pub token_file: PathBuf,
     pub session_name: String,
@@ -41,7 +41,7 @@ pub struct WebIdentitySource {
 
 /// One credential source.
 #[derive(Clone, Debug)]
-pub enum CredentialSource {
+pub(crate) enum CredentialSource {
     Secret(SecretCredentials),
     /// Static keys (AWS_ACCESS_KEY_ID and friends).
     Environment(Credentials),
@@ -61,7 +61,7 @@ pub enum CredentialSource {
 
 /// Which source to use, as a user writes it in configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SourceKind {
+pub(crate) enum SourceKind {
     /// The SDK order: Secret (if configured), environment, web identity, container, IMDS.
     Auto,
     Secret,
@@ -96,7 +96,7 @@ impl FromStr for SourceKind {
 impl CredentialSource {
     /// Picks the source for `kind` from the environment; `secret` is the caller-fed Secret
     /// source, if one is configured.
-    pub fn from_env(
+    pub(crate) fn from_env(
         kind: SourceKind,
         env: &AwsEnv,
         secret: Option<SecretCredentials>,
@@ -139,7 +139,7 @@ impl CredentialSource {
 
     /// A stable description of whose credentials these are (cache keys, logs); never a
     /// secret. The access key id is not secret.
-    pub fn identity(&self) -> String {
+    pub(crate) fn identity(&self) -> String {
         match self {
             Self::Secret(s) => format!("secret:{}", s.origin()),
             Self::Environment(c) => format!("env:{}", c.access_key_id()),
@@ -155,7 +155,7 @@ impl CredentialSource {
     }
 
     /// A short name for messages and metrics.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Self::Secret(_) => "secret",
             Self::Environment(_) => "environment",
@@ -257,7 +257,7 @@ fn web_identity(env: &AwsEnv) -> Result<Option<WebIdentitySource>, AwsError> {
 /// A credential source with a cache. Concurrent callers wait on one lock, so an expired
 /// entry is refreshed by one call that all of them share.
 #[derive(Debug)]
-pub struct CredentialProvider {
+pub(crate) struct CredentialProvider {
     source: CredentialSource,
     ctx: AwsContext,
     /// The credentials, and the [`CredentialProvider::rotating_key`] they were had with.
@@ -268,7 +268,7 @@ pub struct CredentialProvider {
 // === impl CredentialProvider ===
 
 impl CredentialProvider {
-    pub fn new(source: CredentialSource, ctx: AwsContext) -> Self {
+    pub(crate) fn new(source: CredentialSource, ctx: AwsContext) -> Self {
         Self {
             source,
             ctx,
@@ -278,23 +278,23 @@ impl CredentialProvider {
     }
 
     /// Role chaining on top of `base`, in the same context.
-    pub fn assume_role(base: Arc<CredentialProvider>, params: AssumeRoleParams) -> Self {
+    pub(crate) fn assume_role(base: Arc<CredentialProvider>, params: AssumeRoleParams) -> Self {
         let ctx = base.ctx.clone();
         Self::new(CredentialSource::AssumeRole { base, params }, ctx)
     }
 
-    pub fn source(&self) -> &CredentialSource {
+    pub(crate) fn source(&self) -> &CredentialSource {
         &self.source
     }
 
-    pub fn identity(&self) -> String {
+    pub(crate) fn identity(&self) -> String {
         self.source.identity()
     }
 
     /// The access key id of a Secret source right now, or the fingerprint of a Roles
     /// Anywhere Secret's certificate, so caches notice a rotated key or a renewed
     /// certificate; None for other sources (their identity does not change under us).
-    pub fn rotating_key(&self) -> Option<String> {
+    pub(crate) fn rotating_key(&self) -> Option<String> {
         match &self.source {
             CredentialSource::Secret(s) => s.access_key_id(),
             CredentialSource::RolesAnywhereSecret(r) => r.certificate.fingerprint(),
@@ -304,7 +304,7 @@ impl CredentialProvider {
 
     /// Waits (at most `within`) until a credentials Secret source, here or under an
     /// assumed role, has been read once; other sources are ready at once.
-    pub async fn first_read(&self, within: std::time::Duration) {
+    pub(crate) async fn first_read(&self, within: std::time::Duration) {
         match &self.source {
             CredentialSource::Secret(s) => s.first_version(within).await,
             CredentialSource::RolesAnywhereSecret(r) => r.certificate.first_version(within).await,
@@ -314,13 +314,14 @@ impl CredentialProvider {
     }
 
     /// How many times the source was really asked (tests, metrics).
-    pub fn loads(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn loads(&self) -> u64 {
         self.loads.load(Ordering::Relaxed)
     }
 
     /// Current credentials, from cache while they have more than [`REFRESH_MARGIN`] left
     /// and the source's rotating key (a renewed certificate) has not changed since.
-    pub async fn credentials(&self) -> Result<Credentials, AwsError> {
+    pub(crate) async fn credentials(&self) -> Result<Credentials, AwsError> {
         if let CredentialSource::Secret(s) = &self.source {
             // Always the latest published version: a rotated key applies at once.
             self.loads.fetch_add(1, Ordering::Relaxed);
@@ -341,13 +342,13 @@ impl CredentialProvider {
     }
 
     /// Drops the cached credentials (after an ExpiredToken answer).
-    pub async fn invalidate(&self) {
+    pub(crate) async fn invalidate(&self) {
         *self.cache.lock().await = None;
     }
 }
 
 /// Fresh when there is no expiry (static keys) or more than the margin is left.
-pub fn is_fresh(c: &Credentials, now: SystemTime) -> bool {
+pub(crate) fn is_fresh(c: &Credentials, now: SystemTime) -> bool {
     match c.expiry() {
         None => true,
         Some(exp) => exp

@@ -9,17 +9,17 @@ use base64::Engine;
 use std::collections::BTreeMap;
 use tokio::sync::watch;
 
-pub const ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
-pub const SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
-pub const SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+pub(crate) const ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+pub(crate) const SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+pub(crate) const SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
 
 /// The latest state of the credentials Secret: None until first read, `Err(reason)` when
 /// it is missing or invalid (the reason is shown to the user, so it never holds a value).
-pub type SecretState = Option<Result<Credentials, String>>;
+pub(crate) type SecretState = Option<Result<Credentials, String>>;
 
 /// The reading end; cheap to clone.
 #[derive(Clone, Debug)]
-pub struct SecretCredentials {
+pub(crate) struct SecretCredentials {
     rx: watch::Receiver<SecretState>,
     /// `namespace/name`, for messages.
     origin: String,
@@ -29,7 +29,7 @@ pub struct SecretCredentials {
 
 impl SecretCredentials {
     /// A channel: the caller keeps the sender and publishes every version of the Secret.
-    pub fn channel(origin: impl Into<String>) -> (watch::Sender<SecretState>, Self) {
+    pub(crate) fn channel(origin: impl Into<String>) -> (watch::Sender<SecretState>, Self) {
         let (tx, rx) = watch::channel(None);
         (
             tx,
@@ -40,12 +40,12 @@ impl SecretCredentials {
         )
     }
 
-    pub fn origin(&self) -> &str {
+    pub(crate) fn origin(&self) -> &str {
         &self.origin
     }
 
     /// The current credentials.
-    pub fn current(&self) -> Result<Credentials, AwsError> {
+    pub(crate) fn current(&self) -> Result<Credentials, AwsError> {
         match &*self.rx.borrow() {
             Some(Ok(c)) => Ok(c.clone()),
             Some(Err(reason)) => Err(AwsError::credentials(
@@ -62,13 +62,13 @@ impl SecretCredentials {
     /// Waits, at most `within`, until the Secret's watch has published a first version
     /// (present, missing or invalid), so a watch started a moment ago is not reported as
     /// missing credentials.
-    pub async fn first_version(&self, within: std::time::Duration) {
+    pub(crate) async fn first_version(&self, within: std::time::Duration) {
         let mut rx = self.rx.clone();
         let _ = tokio::time::timeout(within, rx.wait_for(Option::is_some)).await;
     }
 
     /// The access key id in use, to notice a rotation.
-    pub fn access_key_id(&self) -> Option<String> {
+    pub(crate) fn access_key_id(&self) -> Option<String> {
         match &*self.rx.borrow() {
             Some(Ok(c)) => Some(c.access_key_id().to_string()),
             _ => None,
@@ -78,7 +78,7 @@ impl SecretCredentials {
 
 /// Parses a Secret's `data` map (base64 values, as the API returns them). Errors name the
 /// key and the problem, never the value.
-pub fn credentials_from_secret_data(
+pub(crate) fn credentials_from_secret_data(
     data: &BTreeMap<String, String>,
 ) -> Result<Credentials, String> {
     let read = |key: &str, required: bool| -> Result<Option<String>, String> {

@@ -4,16 +4,22 @@
 //! Then the operator-wide source: files re-read per session, validity checked before
 //! AWS is asked, role chaining on top, credentials the emulated ECR accepts.
 
+use crate::aws::context::AwsContext;
 use crate::aws::credentials::is_fresh;
+use crate::aws::credentials::{CredentialProvider, CredentialSource, SourceKind};
+use crate::aws::ecr::EcrClient;
+use crate::aws::endpoint::Endpoints;
+use crate::aws::error::AwsError;
+use crate::aws::http::{AwsHttp, HttpConfig};
+use crate::aws::rolesanywhere::session::create_session;
+use crate::aws::rolesanywhere::signer::sign_request;
 use crate::aws::rolesanywhere::source::{
     CERTIFICATE, PRIVATE_KEY, PROFILE_ARN, ROLE_ARN, TRUST_ANCHOR_ARN,
 };
-use crate::aws::rolesanywhere::{create_session, sign_request, SessionParams};
+use crate::aws::rolesanywhere::SessionParams;
+use crate::aws::sts::AssumeRoleParams;
 use crate::aws::x509::{CertificateError, X509Identity};
-use crate::aws::{
-    AssumeRoleParams, AwsContext, AwsEnv, AwsError, AwsHttp, CredentialProvider, CredentialSource,
-    EcrClient, Endpoints, HttpConfig, SourceKind,
-};
+use crate::aws::AwsEnv;
 use bytes::Bytes;
 use emulators::aws::{AwsEmulator, AwsEmulatorConfig, RolesAnywhereConfig};
 use emulators::device_pki::{self, DeviceCa, DeviceCert, DeviceSpec};

@@ -6,15 +6,14 @@
 //! a watched `kubernetes.io/tls` Secret). The identity itself (certificate, chain, key) is
 //! `aws::x509`.
 
-pub mod secret;
-pub mod session;
-pub mod signer;
-pub mod source;
+pub(crate) mod secret;
+pub(crate) mod session;
+pub(crate) mod signer;
+pub(crate) mod source;
 
 #[cfg(test)]
 mod emulated_tests;
 
-pub use secret::{SecretCertificate, SecretRolesAnywhere};
-pub use session::{create_session, SessionParams};
-pub use signer::sign_request;
-pub use source::RolesAnywhereSource;
+pub(crate) use secret::{SecretCertificate, SecretRolesAnywhere};
+pub(crate) use session::SessionParams;
+pub(crate) use source::RolesAnywhereSource;

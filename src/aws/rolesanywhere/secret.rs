@@ -22,16 +22,16 @@ use crate::aws::x509::identity::{X509Identity, Zeroing};
 
 /// The Secret keys cert-manager writes (`ca.crt`, the issuer, is not sent: the trust
 /// anchor holds it).
-pub const TLS_CRT: &str = "tls.crt";
-pub const TLS_KEY: &str = "tls.key";
+pub(crate) const TLS_CRT: &str = "tls.crt";
+pub(crate) const TLS_KEY: &str = "tls.key";
 
 /// The latest read of the Secret: None until read; else the identity, or why there is
 /// none. Neither side ever holds key bytes in a form that prints.
-pub type CertificateState = Option<Result<Arc<X509Identity>, Unusable>>;
+pub(crate) type CertificateState = Option<Result<Arc<X509Identity>, Unusable>>;
 
 /// Why a certificate Secret gives no identity.
 #[derive(Clone, Debug)]
-pub enum Unusable {
+pub(crate) enum Unusable {
     /// The Secret is not there (the message names it, for a CR granted its use).
     Missing(String),
     /// It is there but its certificate or key cannot sign (a message with no key byte).
@@ -40,7 +40,7 @@ pub enum Unusable {
 
 /// The reading end; cheap to clone.
 #[derive(Clone, Debug)]
-pub struct SecretCertificate {
+pub(crate) struct SecretCertificate {
     rx: watch::Receiver<CertificateState>,
     /// `namespace/name`, for messages.
     origin: String,
@@ -50,7 +50,7 @@ pub struct SecretCertificate {
 
 impl SecretCertificate {
     /// A channel: the caller keeps the sender and publishes every version of the Secret.
-    pub fn channel(origin: impl Into<String>) -> (watch::Sender<CertificateState>, Self) {
+    pub(crate) fn channel(origin: impl Into<String>) -> (watch::Sender<CertificateState>, Self) {
         let (tx, rx) = watch::channel(None);
         (
             tx,
@@ -61,12 +61,12 @@ impl SecretCertificate {
         )
     }
 
-    pub fn origin(&self) -> &str {
+    pub(crate) fn origin(&self) -> &str {
         &self.origin
     }
 
     /// The current identity, or why there is none.
-    pub fn current(&self) -> Result<Arc<X509Identity>, AwsError> {
+    pub(crate) fn current(&self) -> Result<Arc<X509Identity>, AwsError> {
         match &*self.rx.borrow() {
             Some(Ok(identity)) => Ok(identity.clone()),
             Some(Err(Unusable::Invalid(e))) => Err(AwsError::Certificate(e.clone())),
@@ -82,7 +82,7 @@ impl SecretCertificate {
     }
 
     /// Waits, at most `within`, for the watch's first version.
-    pub async fn first_version(&self, within: std::time::Duration) {
+    pub(crate) async fn first_version(&self, within: std::time::Duration) {
         let mut rx = self.rx.clone();
         let _ = tokio::time::timeout(within, rx.wait_for(Option::is_some)).await;
     }
@@ -90,7 +90,7 @@ impl SecretCertificate {
     /// A fingerprint of what the Secret holds now (a hash of the certificate's DER, or
     /// of why it is unusable), so caches notice a renewal, and a second broken version
     /// is judged afresh rather than from the first one's remembered failure.
-    pub fn fingerprint(&self) -> Option<String> {
+    pub(crate) fn fingerprint(&self) -> Option<String> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         match &*self.rx.borrow() {
             None => return None,
@@ -103,7 +103,7 @@ impl SecretCertificate {
     }
 
     /// The certificate's notAfter, for the expiry metric (expired or not).
-    pub fn not_after(&self) -> Option<OffsetDateTime> {
+    pub(crate) fn not_after(&self) -> Option<OffsetDateTime> {
         match &*self.rx.borrow() {
             Some(Ok(identity)) => Some(identity.certificate().not_after()),
             _ => None,
@@ -113,7 +113,7 @@ impl SecretCertificate {
 
 /// Reads `tls.crt` and `tls.key` from a Secret's `data` (base64, as the API returns it).
 /// The decoded key is overwritten once parsed; errors name a key, never a value.
-pub fn identity_from_secret_data(
+pub(crate) fn identity_from_secret_data(
     data: &BTreeMap<String, String>,
 ) -> Result<X509Identity, CertificateError> {
     let read = |key: &'static str| -> Result<Zeroing, CertificateError> {
@@ -137,7 +137,7 @@ pub fn identity_from_secret_data(
 /// The per-CR Roles Anywhere source: a session for `params`, signed with the Secret's
 /// certificate as it is now.
 #[derive(Clone, Debug)]
-pub struct SecretRolesAnywhere {
+pub(crate) struct SecretRolesAnywhere {
     pub params: SessionParams,
     /// The trust anchor's region: CreateSession is called there.
     pub region: String,
@@ -148,7 +148,7 @@ pub struct SecretRolesAnywhere {
 
 impl SecretRolesAnywhere {
     /// For caches and logs: the Secret, trust anchor and role, no secret.
-    pub fn identity(&self) -> String {
+    pub(crate) fn identity(&self) -> String {
         format!(
             "roles-anywhere:{}:{}>{}",
             self.certificate.origin(),
@@ -158,7 +158,7 @@ impl SecretRolesAnywhere {
     }
 
     /// Refuses a certificate outside its validity before AWS is asked; else a session.
-    pub async fn load(&self, ctx: &AwsContext) -> Result<Credentials, AwsError> {
+    pub(crate) async fn load(&self, ctx: &AwsContext) -> Result<Credentials, AwsError> {
         let identity = self.certificate.current()?;
         session(ctx, &identity, &self.params, &self.region).await
     }

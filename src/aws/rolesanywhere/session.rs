@@ -13,14 +13,14 @@ use bytes::Bytes;
 use std::time::SystemTime;
 
 /// CreateSession's bounds on `durationSeconds`.
-pub const MIN_DURATION_SECONDS: u32 = 900;
-pub const MAX_DURATION_SECONDS: u32 = 43_200;
+pub(crate) const MIN_DURATION_SECONDS: u32 = 900;
+pub(crate) const MAX_DURATION_SECONDS: u32 = 43_200;
 /// The default session: an hour, refreshed five minutes before it ends.
-pub const DEFAULT_DURATION_SECONDS: u32 = 3_600;
+pub(crate) const DEFAULT_DURATION_SECONDS: u32 = 3_600;
 
 /// What to ask for.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SessionParams {
+pub(crate) struct SessionParams {
     pub trust_anchor_arn: String,
     pub profile_arn: String,
     pub role_arn: String,
@@ -28,7 +28,7 @@ pub struct SessionParams {
 }
 
 /// Exchanges a signature by `identity` for the role's temporary credentials.
-pub async fn create_session(
+pub(crate) async fn create_session(
     http: &AwsHttp,
     endpoint: &Endpoint,
     identity: &X509Identity,

@@ -22,11 +22,11 @@ use std::time::SystemTime;
 use time::OffsetDateTime;
 
 /// The signing name of IAM Roles Anywhere.
-pub const SERVICE: &str = "rolesanywhere";
+pub(crate) const SERVICE: &str = "rolesanywhere";
 
 /// Signs `request` in place: adds `host` (from the URI), `x-amz-date`, `x-amz-x509`,
 /// `x-amz-x509-chain` (with intermediates) and `authorization`.
-pub fn sign_request(
+pub(crate) fn sign_request(
     request: &mut http::Request<Bytes>,
     identity: &X509Identity,
     region: &str,

@@ -15,18 +15,18 @@ use crate::aws::x509::X509Identity;
 use aws_credential_types::Credentials;
 use std::path::PathBuf;
 
-pub const TRUST_ANCHOR_ARN: &str = "AWS_ROLESANYWHERE_TRUST_ANCHOR_ARN";
-pub const PROFILE_ARN: &str = "AWS_ROLESANYWHERE_PROFILE_ARN";
-pub const ROLE_ARN: &str = "AWS_ROLESANYWHERE_ROLE_ARN";
+pub(crate) const TRUST_ANCHOR_ARN: &str = "AWS_ROLESANYWHERE_TRUST_ANCHOR_ARN";
+pub(crate) const PROFILE_ARN: &str = "AWS_ROLESANYWHERE_PROFILE_ARN";
+pub(crate) const ROLE_ARN: &str = "AWS_ROLESANYWHERE_ROLE_ARN";
 /// PEM: the device certificate, then any intermediates (cert-manager's `tls.crt`).
-pub const CERTIFICATE: &str = "AWS_ROLESANYWHERE_CERTIFICATE";
+pub(crate) const CERTIFICATE: &str = "AWS_ROLESANYWHERE_CERTIFICATE";
 /// PEM private key (cert-manager's `tls.key`).
-pub const PRIVATE_KEY: &str = "AWS_ROLESANYWHERE_PRIVATE_KEY";
-pub const SESSION_DURATION: &str = "AWS_ROLESANYWHERE_SESSION_DURATION";
+pub(crate) const PRIVATE_KEY: &str = "AWS_ROLESANYWHERE_PRIVATE_KEY";
+pub(crate) const SESSION_DURATION: &str = "AWS_ROLESANYWHERE_SESSION_DURATION";
 
 /// Where the certificate is, and which session to ask for.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RolesAnywhereSource {
+pub(crate) struct RolesAnywhereSource {
     pub params: SessionParams,
     pub certificate: PathBuf,
     pub private_key: PathBuf,
@@ -39,7 +39,7 @@ pub struct RolesAnywhereSource {
 impl RolesAnywhereSource {
     /// None when no Roles Anywhere variable is set; an error naming the first problem
     /// when some are set but not all, or one is malformed.
-    pub fn from_env(env: &AwsEnv) -> Result<Option<Self>, AwsError> {
+    pub(crate) fn from_env(env: &AwsEnv) -> Result<Option<Self>, AwsError> {
         let names = [
             TRUST_ANCHOR_ARN,
             PROFILE_ARN,
@@ -94,7 +94,7 @@ impl RolesAnywhereSource {
     }
 
     /// A stable description for caches and logs: the trust anchor and role, no secret.
-    pub fn identity(&self) -> String {
+    pub(crate) fn identity(&self) -> String {
         format!(
             "roles-anywhere:{}>{}",
             self.params.trust_anchor_arn, self.params.role_arn
@@ -103,7 +103,7 @@ impl RolesAnywhereSource {
 
     /// Reads the certificate and key afresh, refuses a certificate outside its validity
     /// (before AWS is asked), and creates a session.
-    pub async fn load(&self, ctx: &AwsContext) -> Result<Credentials, AwsError> {
+    pub(crate) async fn load(&self, ctx: &AwsContext) -> Result<Credentials, AwsError> {
         let identity = X509Identity::read(&self.certificate, &self.private_key)
             .map_err(AwsError::Certificate)?;
         ctx.certificate_seen

@@ -22,7 +22,7 @@ const MAX_SERIAL_OCTETS: usize = 21;
 
 /// The kind of key a certificate certifies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PublicKeyKind {
+pub(crate) enum PublicKeyKind {
     Rsa,
     EcP256,
     EcP384,
@@ -32,7 +32,7 @@ pub enum PublicKeyKind {
 
 /// A parsed certificate: its DER and the fields we use.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Certificate {
+pub(crate) struct Certificate {
     der: Vec<u8>,
     serial: String,
     not_before: OffsetDateTime,
@@ -45,7 +45,7 @@ pub struct Certificate {
 
 impl Certificate {
     /// Parses one certificate's DER.
-    pub fn from_der(der: &[u8]) -> Result<Self, DerError> {
+    pub(crate) fn from_der(der: &[u8]) -> Result<Self, DerError> {
         let mut cert = Reader::new(der).nested(der::SEQUENCE, "Certificate")?;
         let mut tbs = cert.nested(der::SEQUENCE, "tbsCertificate")?;
         if tbs.peek_tag() == Some(der::CONTEXT_0) {
@@ -71,7 +71,7 @@ impl Certificate {
 
     /// The first certificate of a PEM bundle, and the DER of the ones after it (the
     /// chain, as cert-manager writes `tls.crt`: leaf first, then intermediates).
-    pub fn from_pem_bundle(pem: &[u8]) -> Result<(Self, Vec<Vec<u8>>), CertificateError> {
+    pub(crate) fn from_pem_bundle(pem: &[u8]) -> Result<(Self, Vec<Vec<u8>>), CertificateError> {
         let ders = CertificateDer::pem_slice_iter(pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| CertificateError::Pem {
@@ -89,34 +89,35 @@ impl Certificate {
         Ok((leaf, chain.iter().map(|c| c.to_vec()).collect()))
     }
 
-    pub fn der(&self) -> &[u8] {
+    pub(crate) fn der(&self) -> &[u8] {
         &self.der
     }
 
     /// The serial number in decimal, as the credential scope carries it.
-    pub fn serial(&self) -> &str {
+    pub(crate) fn serial(&self) -> &str {
         &self.serial
     }
 
-    pub fn not_before(&self) -> OffsetDateTime {
+    #[cfg(test)]
+    pub(crate) fn not_before(&self) -> OffsetDateTime {
         self.not_before
     }
 
-    pub fn not_after(&self) -> OffsetDateTime {
+    pub(crate) fn not_after(&self) -> OffsetDateTime {
         self.not_after
     }
 
-    pub fn key_kind(&self) -> PublicKeyKind {
+    pub(crate) fn key_kind(&self) -> PublicKeyKind {
         self.key_kind
     }
 
     /// The subjectPublicKey bits: an RSAPublicKey's DER, or an uncompressed EC point.
-    pub fn public_key(&self) -> &[u8] {
+    pub(crate) fn public_key(&self) -> &[u8] {
         &self.public_key
     }
 
     /// Whether `now` is inside the validity period; the error carries the date passed.
-    pub fn check_validity(&self, now: OffsetDateTime) -> Result<(), CertificateError> {
+    pub(crate) fn check_validity(&self, now: OffsetDateTime) -> Result<(), CertificateError> {
         if now < self.not_before {
             return Err(CertificateError::NotYetValid {
                 not_before: self.not_before,

@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// What signs CreateSession.
 #[derive(Debug)]
-pub struct X509Identity {
+pub(crate) struct X509Identity {
     certificate: Certificate,
     /// The intermediates' DER, leaf's issuer first (sent as `X-Amz-X509-Chain`).
     chain: Vec<Vec<u8>>,
@@ -19,7 +19,7 @@ pub struct X509Identity {
 
 impl X509Identity {
     /// From a PEM bundle (leaf, then intermediates) and a PEM private key.
-    pub fn from_pem(certificates: &[u8], key: &[u8]) -> Result<Self, CertificateError> {
+    pub(crate) fn from_pem(certificates: &[u8], key: &[u8]) -> Result<Self, CertificateError> {
         let (certificate, chain) = Certificate::from_pem_bundle(certificates)?;
         let key = SigningKey::from_pem(key)?;
         if matches!(certificate.key_kind(), PublicKeyKind::Other) {
@@ -40,21 +40,21 @@ impl X509Identity {
     /// Reads both files now: a certificate renewed on disk is picked up by the next call.
     /// The reads block: two small files of a Secret volume, once per session (as the
     /// Kubernetes token file is read), cost less than a blocking-pool round trip.
-    pub fn read(certificate: &Path, key: &Path) -> Result<Self, CertificateError> {
+    pub(crate) fn read(certificate: &Path, key: &Path) -> Result<Self, CertificateError> {
         let certificates = read_pem(certificate)?;
         let key_pem = Zeroing(read_pem(key)?.into_bytes());
         Self::from_pem(certificates.as_bytes(), &key_pem.0)
     }
 
-    pub fn certificate(&self) -> &Certificate {
+    pub(crate) fn certificate(&self) -> &Certificate {
         &self.certificate
     }
 
-    pub fn chain(&self) -> &[Vec<u8>] {
+    pub(crate) fn chain(&self) -> &[Vec<u8>] {
         &self.chain
     }
 
-    pub fn key(&self) -> &SigningKey {
+    pub(crate) fn key(&self) -> &SigningKey {
         &self.key
     }
 }

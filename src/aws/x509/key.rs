@@ -19,7 +19,7 @@ use std::fmt;
 const MIN_RSA_BITS: usize = 2048;
 
 /// A private key ready to sign. Debug says which kind, never the key.
-pub struct SigningKey {
+pub(crate) struct SigningKey {
     inner: Inner,
 }
 
@@ -38,13 +38,13 @@ struct P384Key {
 
 /// The signature algorithm's name in the Authorization header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Algorithm {
+pub(crate) enum Algorithm {
     RsaSha256,
     EcdsaSha256,
 }
 
 impl Algorithm {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::RsaSha256 => "AWS4-X509-RSA-SHA256",
             Self::EcdsaSha256 => "AWS4-X509-ECDSA-SHA256",
@@ -70,7 +70,7 @@ impl fmt::Debug for SigningKey {
 
 impl SigningKey {
     /// Reads the first private key block of `pem`.
-    pub fn from_pem(pem: &[u8]) -> Result<Self, CertificateError> {
+    pub(crate) fn from_pem(pem: &[u8]) -> Result<Self, CertificateError> {
         // rustls-pki-types' error names the section kind, never the bytes.
         let key = PrivateKeyDer::from_pem_slice(pem).map_err(|e| CertificateError::Pem {
             what: "private key",
@@ -104,7 +104,7 @@ impl SigningKey {
         Ok(Self { inner })
     }
 
-    pub fn algorithm(&self) -> Algorithm {
+    pub(crate) fn algorithm(&self) -> Algorithm {
         match self.inner {
             Inner::Rsa(_) => Algorithm::RsaSha256,
             Inner::EcP256(_) | Inner::EcP384(_) => Algorithm::EcdsaSha256,
@@ -112,7 +112,7 @@ impl SigningKey {
     }
 
     /// The public key in the form a certificate's subjectPublicKey holds it.
-    pub fn public_key(&self) -> &[u8] {
+    pub(crate) fn public_key(&self) -> &[u8] {
         match &self.inner {
             Inner::Rsa(k) => k.public_key().as_ref(),
             Inner::EcP256(k) => k.public_key().as_ref(),
@@ -121,7 +121,7 @@ impl SigningKey {
     }
 
     /// RSA PKCS#1 v1.5 or ECDSA (ASN.1 DER), both over SHA-256 of `message`.
-    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CertificateError> {
+    pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CertificateError> {
         let rng = SystemRandom::new();
         match &self.inner {
             Inner::Rsa(k) => {

@@ -6,13 +6,11 @@
 //! and public key of a certificate), `key` (PEM private keys for ring), `identity`
 //! (certificate + chain + key, checked to match), `error`.
 
-pub mod certificate;
-pub mod der;
-pub mod error;
-pub mod identity;
-pub mod key;
+pub(crate) mod certificate;
+pub(crate) mod der;
+pub(crate) mod error;
+pub(crate) mod identity;
+pub(crate) mod key;
 
-pub use certificate::{Certificate, PublicKeyKind};
-pub use error::CertificateError;
-pub use identity::X509Identity;
-pub use key::{Algorithm, SigningKey};
+pub(crate) use error::CertificateError;
+pub(crate) use identity::X509Identity;

@@ -15,7 +15,7 @@ use crate::reconcile::vocab::{self, Owner};
 
 /// The payload of one CR's Secrets for the tokens at hand.
 #[derive(Clone)]
-pub struct Content {
+pub(crate) struct Content {
     /// The base64 `.dockerconfigjson` value.
     pub data: String,
     /// The hosts it covers, sorted.
@@ -39,7 +39,7 @@ impl std::fmt::Debug for Content {
 
 /// Why no payload could be built.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ContentError {
+pub(crate) enum ContentError {
     /// The spec names no registry and the token named none either.
     NoRegistry,
     /// A registry's token group was not fetched (a bug: groups come from the same spec).
@@ -61,7 +61,10 @@ impl std::error::Error for ContentError {}
 
 /// The token groups a spec needs: one per (region, public) of its registries, or the
 /// region's own registry when it names none. `None` when no region is known at all.
-pub fn token_groups(spec: &ValidSpec, default_region: Option<&str>) -> Option<Vec<TokenGroup>> {
+pub(crate) fn token_groups(
+    spec: &ValidSpec,
+    default_region: Option<&str>,
+) -> Option<Vec<TokenGroup>> {
     let mut groups = BTreeSet::new();
     if spec.registries.is_empty() {
         let region = spec.region.as_deref().or(default_region)?;
@@ -83,7 +86,7 @@ pub fn token_groups(spec: &ValidSpec, default_region: Option<&str>) -> Option<Ve
 
 /// Each registry host of `spec` with the token that serves it: the spec's registries, or
 /// the token's own registry when it names none.
-pub fn host_tokens<'a>(
+pub(crate) fn host_tokens<'a>(
     spec: &ValidSpec,
     tokens: &'a BTreeMap<TokenGroup, Arc<RegistryToken>>,
 ) -> Result<Vec<(String, &'a Arc<RegistryToken>)>, ContentError> {
@@ -109,7 +112,7 @@ pub fn host_tokens<'a>(
 }
 
 /// The payload for `spec` from the fetched `tokens`.
-pub fn build(
+pub(crate) fn build(
     spec: &ValidSpec,
     tokens: &BTreeMap<TokenGroup, Arc<RegistryToken>>,
 ) -> Result<Content, ContentError> {
@@ -144,7 +147,7 @@ pub fn build(
 }
 
 /// The annotations a managed Secret carries: who owns it, and what it holds until when.
-pub fn annotations(owner: &Owner, content: &Content) -> BTreeMap<String, String> {
+pub(crate) fn annotations(owner: &Owner, content: &Content) -> BTreeMap<String, String> {
     BTreeMap::from([
         (vocab::OWNER_ANNOTATION.to_string(), owner.name.clone()),
         (vocab::OWNER_UID_ANNOTATION.to_string(), owner.uid.clone()),

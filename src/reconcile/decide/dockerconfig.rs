@@ -11,12 +11,12 @@ use serde_json::value::RawValue;
 use super::registry::RegistryHost;
 
 /// The data key of a `kubernetes.io/dockerconfigjson` Secret.
-pub const DATA_KEY: &str = ".dockerconfigjson";
-pub const SECRET_TYPE: &str = "kubernetes.io/dockerconfigjson";
+pub(crate) const DATA_KEY: &str = ".dockerconfigjson";
+pub(crate) const SECRET_TYPE: &str = "kubernetes.io/dockerconfigjson";
 
 /// One registry's credentials, as docker and containerd read them.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuthEntry {
+pub(crate) struct AuthEntry {
     pub username: String,
     pub password: String,
     /// base64("username:password"): ECR hands this out ready-made.
@@ -53,7 +53,7 @@ struct DockerConfigOut<'a> {
 
 /// The base64 value of `data[".dockerconfigjson"]` for these entries, keyed by bare host.
 /// Deterministic (sorted keys), so the same token always yields the same bytes.
-pub fn encode(entries: &BTreeMap<String, AuthEntry>) -> String {
+pub(crate) fn encode(entries: &BTreeMap<String, AuthEntry>) -> String {
     // Serialising a map of strings cannot fail.
     let json = serde_json::to_vec(&DockerConfigOut { auths: entries }).unwrap_or_default();
     B64.encode(json)
@@ -71,12 +71,12 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 /// The checksum of a data value, as we write it in its annotation. It detects hand edits
 /// of a Secret we wrote; it is an integrity marker, not a security control (the value
 /// itself is in the Secret).
-pub fn checksum(data_value: &str) -> String {
+pub(crate) fn checksum(data_value: &str) -> String {
     format!("{CHECKSUM_WORDS}{:016x}", fnv_words(data_value.as_bytes()))
 }
 
 /// Whether `sum` is the checksum of `data_value`, in either format.
-pub fn checksum_matches(data_value: &str, sum: &str) -> bool {
+pub(crate) fn checksum_matches(data_value: &str, sum: &str) -> bool {
     match sum.strip_prefix(CHECKSUM_WORDS) {
         Some(hex) => hex == format!("{:016x}", fnv_words(data_value.as_bytes())),
         None => sum == format!("{:016x}", fnv_bytes(data_value.as_bytes())),
@@ -108,7 +108,7 @@ fn fnv_words(bytes: &[u8]) -> u64 {
 /// Whether a foreign Secret's payload holds only registries among `hosts` (keys with or
 /// without a scheme), so a CR that opts in may adopt it without taking over credentials
 /// for registries it does not serve (the reference operator's Secrets look like this).
-pub fn holds_only(data_value: &str, hosts: &[String]) -> bool {
+pub(crate) fn holds_only(data_value: &str, hosts: &[String]) -> bool {
     let Ok(bytes) = B64.decode(data_value.trim()) else {
         return false;
     };
@@ -124,7 +124,7 @@ pub fn holds_only(data_value: &str, hosts: &[String]) -> bool {
 
 /// Why a `.dockerconfigjson` value cannot be edited.
 #[derive(Debug, PartialEq, Eq)]
-pub enum FormatError {
+pub(crate) enum FormatError {
     Base64,
     /// Not a JSON object, `auths` not an object, or a key twice (which one would a
     /// runtime read?).
@@ -144,7 +144,7 @@ impl std::error::Error for FormatError {}
 
 /// A docker config as someone else wrote it, for editing a few `auths` entries: every
 /// other entry and top-level key keeps its bytes and its place.
-pub struct RawConfig {
+pub(crate) struct RawConfig {
     /// Top-level keys in order; `auths` among them holds a placeholder.
     fields: Vec<(String, Box<RawValue>)>,
     auths: Vec<(String, Box<RawValue>)>,
@@ -195,7 +195,7 @@ impl<'de> Deserialize<'de> for Ordered {
 
 impl RawConfig {
     /// `{"auths":{}}`.
-    pub fn empty() -> RawConfig {
+    pub(crate) fn empty() -> RawConfig {
         RawConfig {
             fields: Vec::new(),
             auths: Vec::new(),
@@ -203,7 +203,7 @@ impl RawConfig {
     }
 
     /// Reads a base64 `.dockerconfigjson` value.
-    pub fn decode(value: &str) -> Result<RawConfig, FormatError> {
+    pub(crate) fn decode(value: &str) -> Result<RawConfig, FormatError> {
         let bytes = B64.decode(value.trim()).map_err(|_| FormatError::Base64)?;
         let json = |e: serde_json::Error| FormatError::Json(e.to_string());
         let Ordered(fields) = serde_json::from_slice(&bytes).map_err(json)?;
@@ -215,19 +215,24 @@ impl RawConfig {
     }
 
     /// The `auths` entries, raw.
-    pub fn auths(&self) -> &[(String, Box<RawValue>)] {
+    pub(crate) fn auths(&self) -> &[(String, Box<RawValue>)] {
         &self.auths
     }
 
     /// Whether an entry serves `host` (keyed bare, or with a scheme or trailing slash).
-    pub fn has_entry_for(&self, host: &str) -> bool {
+    pub(crate) fn has_entry_for(&self, host: &str) -> bool {
         self.auths.iter().any(|(k, _)| same_registry(k, host))
     }
 
     /// Sets the entry keyed `host`, in place if it exists; `drop_variants` also removes
     /// entries keyed by another spelling of the host (taken over). Returns the entry's
     /// JSON as written.
-    pub fn set_entry(&mut self, host: &str, entry: &AuthEntry, drop_variants: bool) -> String {
+    pub(crate) fn set_entry(
+        &mut self,
+        host: &str,
+        entry: &AuthEntry,
+        drop_variants: bool,
+    ) -> String {
         // Serialising a struct of strings cannot fail.
         let json = serde_json::to_string(entry).unwrap_or_default();
         if drop_variants {
@@ -245,12 +250,12 @@ impl RawConfig {
     }
 
     /// Removes the entry keyed exactly `host`.
-    pub fn remove_entry(&mut self, host: &str) {
+    pub(crate) fn remove_entry(&mut self, host: &str) {
         self.auths.retain(|(k, _)| k != host);
     }
 
     /// The base64 value, with `auths` where it was (or last when there was none).
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let object = |members: &mut dyn Iterator<Item = (&str, &str)>| {
             let body: Vec<String> = members
                 .map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k)))

@@ -11,7 +11,7 @@ use crate::reconcile::vocab::{
 /// The Secret a CR wants in place: who writes it, its payload and annotations, and the
 /// registry hosts the payload covers.
 #[derive(Clone, Copy, Debug)]
-pub struct Wanted<'a> {
+pub(crate) struct Wanted<'a> {
     pub owner_name: &'a str,
     pub data: &'a str,
     pub annotations: &'a std::collections::BTreeMap<String, String>,
@@ -22,7 +22,7 @@ pub struct Wanted<'a> {
 
 /// The answer for an existing Secret.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Existing {
+pub(crate) enum Existing {
     /// Not ours and not adoptable (another owner, a shared pull secret, or a foreign one
     /// holding hosts the CR does not serve): left alone and reported.
     Conflict,
@@ -36,7 +36,7 @@ pub enum Existing {
 }
 
 /// Decides what a create that found `existing` in place should do for `wanted`.
-pub fn decide(existing: &Secret, wanted: &Wanted<'_>) -> Existing {
+pub(crate) fn decide(existing: &Secret, wanted: &Wanted<'_>) -> Existing {
     let meta = &existing.metadata;
     if meta.annotations.contains_key(MERGED_HOSTS_ANNOTATION) {
         // A shared pull secret: only merge CRs write there, entry by entry.

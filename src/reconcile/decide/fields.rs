@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// `1h30m`, `45s`: the shortest Go-style spelling.
-pub fn format_duration(d: Duration) -> String {
+pub(crate) fn format_duration(d: Duration) -> String {
     let s = d.as_secs();
     let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
     let mut out = String::new();
@@ -21,7 +21,7 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 /// Go-style durations made of `h`, `m` and `s` parts: `6h`, `1h30m`, `90s`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     if s.is_empty() {
         return None;
@@ -50,7 +50,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 /// A lowercase RFC 1123 subdomain, as Kubernetes requires for object names.
-pub fn is_dns_subdomain(s: &str) -> bool {
+pub(crate) fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|label| {
@@ -64,6 +64,6 @@ pub fn is_dns_subdomain(s: &str) -> bool {
 }
 
 /// A lowercase RFC 1123 label, as Kubernetes requires for namespace names.
-pub fn is_dns_label(s: &str) -> bool {
+pub(crate) fn is_dns_label(s: &str) -> bool {
     s.len() <= 63 && !s.contains('.') && is_dns_subdomain(s)
 }

@@ -9,24 +9,24 @@
 //! and its events, in one `report`); `token` and `verdict` are what the decisions know
 //! of tokens and registry checks.
 
-pub mod content;
-pub mod dockerconfig;
-pub mod existing;
-pub mod fields;
-pub mod patterns;
-pub mod phase;
-pub mod plan;
-pub mod registry;
-pub mod rolesanywhere;
-pub mod select;
-pub mod shared;
-pub mod spec;
-pub mod spec_error;
-pub mod state;
-pub mod status;
-pub mod token;
-pub mod validate;
-pub mod verdict;
+pub(crate) mod content;
+pub(crate) mod dockerconfig;
+pub(crate) mod existing;
+pub(crate) mod fields;
+pub(crate) mod patterns;
+pub(crate) mod phase;
+pub(crate) mod plan;
+pub(crate) mod registry;
+pub(crate) mod rolesanywhere;
+pub(crate) mod select;
+pub(crate) mod shared;
+pub(crate) mod spec;
+pub(crate) mod spec_error;
+pub(crate) mod state;
+pub(crate) mod status;
+pub(crate) mod token;
+pub(crate) mod validate;
+pub(crate) mod verdict;
 
 #[cfg(test)]
 mod props_plan;

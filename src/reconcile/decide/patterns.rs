@@ -14,14 +14,14 @@ use crate::reconcile::vocab::shown;
 
 /// Most wildcards (`*` and `?`) one pattern may hold. The matcher is linear whatever the
 /// count; the bound keeps patterns readable and their intent reviewable.
-pub const MAX_WILDCARDS: usize = 8;
+pub(crate) const MAX_WILDCARDS: usize = 8;
 /// Most patterns with a wildcard in one list (literal names cost a hash lookup each, so
 /// they are bounded only by the CRD's `maxItems`).
-pub const MAX_GLOBS: usize = 32;
+pub(crate) const MAX_GLOBS: usize = 32;
 
 /// Why a pattern cannot be compiled.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PatternError {
+pub(crate) enum PatternError {
     /// Not a namespace name with optional `*`/`?`, or longer than a namespace name.
     Invalid(String),
     /// More than [`MAX_WILDCARDS`] wildcards.
@@ -32,7 +32,7 @@ pub enum PatternError {
 
 /// A list of namespace names and globs, compiled.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NamePatterns {
+pub(crate) struct NamePatterns {
     literals: HashSet<String>,
     globs: Vec<Glob>,
     /// The patterns as written, deduplicated, in their first order (for `missing`).
@@ -42,7 +42,7 @@ pub struct NamePatterns {
 // === impl NamePatterns ===
 
 impl NamePatterns {
-    pub fn compile(patterns: &[String]) -> Result<NamePatterns, PatternError> {
+    pub(crate) fn compile(patterns: &[String]) -> Result<NamePatterns, PatternError> {
         let mut out = NamePatterns::default();
         for p in patterns {
             if out.written.contains(p) {
@@ -64,31 +64,22 @@ impl NamePatterns {
         Ok(out)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.written.is_empty()
-    }
-
     /// Whether `name` is listed or matches a glob.
-    pub fn matches(&self, name: &str) -> bool {
+    pub(crate) fn matches(&self, name: &str) -> bool {
         self.literals.contains(name) || self.globs.iter().any(|g| g.matches(name))
     }
 
     /// Whether `name` is listed literally.
-    pub fn lists(&self, name: &str) -> bool {
+    pub(crate) fn lists(&self, name: &str) -> bool {
         self.literals.contains(name)
     }
 
     /// The literal names, in the order written.
-    pub fn literals(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn literals(&self) -> impl Iterator<Item = &str> {
         self.written
             .iter()
             .filter(|p| is_literal(p))
             .map(String::as_str)
-    }
-
-    /// The patterns as written.
-    pub fn written(&self) -> &[String] {
-        &self.written
     }
 }
 
@@ -110,7 +101,7 @@ fn is_namespace_pattern(s: &str) -> bool {
 /// what was read". Each name character costs a few word operations, so a match is linear
 /// in the name and independent of the pattern's shape.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Glob {
+pub(crate) struct Glob {
     /// Positions whose pattern character accepts byte `b` (a literal `b`, or `?`).
     accepts: Box<[u64; 128]>,
     /// Positions holding `*`.
@@ -122,7 +113,7 @@ pub struct Glob {
 // === impl Glob ===
 
 impl Glob {
-    pub fn compile(pattern: &str) -> Result<Glob, PatternError> {
+    pub(crate) fn compile(pattern: &str) -> Result<Glob, PatternError> {
         if !is_namespace_pattern(pattern) {
             return Err(PatternError::Invalid(pattern.to_string()));
         }
@@ -159,7 +150,7 @@ impl Glob {
         state | ((state & self.stars) << 1)
     }
 
-    pub fn matches(&self, name: &str) -> bool {
+    pub(crate) fn matches(&self, name: &str) -> bool {
         let mut state = self.close(1);
         for b in name.bytes() {
             if !b.is_ascii() {
@@ -177,20 +168,21 @@ impl Glob {
 
 /// Shell-style glob with `*` (any run) and `?` (one character); any pattern that does
 /// not compile matches nothing.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
+#[cfg(test)]
+pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
     Glob::compile(pattern).is_ok_and(|g| g.matches(name))
 }
 
 /// Most `matchLabels` entries and `matchExpressions` terms (as the CRD's bounds).
-pub const MAX_SELECTOR_TERMS: usize = 32;
+pub(crate) const MAX_SELECTOR_TERMS: usize = 32;
 /// Most `values` in one term (as the CRD's `maxItems`).
-pub const MAX_SELECTOR_VALUES: usize = 64;
+pub(crate) const MAX_SELECTOR_VALUES: usize = 64;
 
 /// Why a label selector is rejected. Keys and unknown operators are held as
 /// [`shown`](crate::reconcile::vocab::shown) made them, so neither the message nor
 /// `Debug` can carry a credential pasted into a selector.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SelectorError {
+pub(crate) enum SelectorError {
     /// More than [`MAX_SELECTOR_TERMS`] matchLabels or matchExpressions.
     TooManyTerms,
     /// A term with more than [`MAX_SELECTOR_VALUES`] values.
@@ -232,7 +224,7 @@ impl std::error::Error for SelectorError {}
 
 /// Rejects operators and value lists the API server would reject, and selectors larger
 /// than the CRD admits (each namespace event evaluates every term).
-pub fn check_selector(sel: &LabelSelector) -> Result<(), SelectorError> {
+pub(crate) fn check_selector(sel: &LabelSelector) -> Result<(), SelectorError> {
     if sel.match_labels.len() > MAX_SELECTOR_TERMS
         || sel.match_expressions.len() > MAX_SELECTOR_TERMS
     {

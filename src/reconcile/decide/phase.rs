@@ -9,7 +9,7 @@ use crate::reconcile::vocab::FINALIZER;
 
 /// What a reconcile of a CR must do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// The CR lives: bring its Secrets about.
     Apply,
     /// The CR is being deleted and our finalizer holds it: clean up, then release it.
@@ -19,7 +19,7 @@ pub enum Phase {
 }
 
 /// The phase of `cr`.
-pub fn phase(cr: &EcrPullSecret) -> Phase {
+pub(crate) fn phase(cr: &EcrPullSecret) -> Phase {
     match (cr.metadata.deletion_timestamp.is_some(), has_finalizer(cr)) {
         (false, _) => Phase::Apply,
         (true, true) => Phase::Cleanup,
@@ -27,14 +27,14 @@ pub fn phase(cr: &EcrPullSecret) -> Phase {
     }
 }
 
-pub fn has_finalizer(cr: &EcrPullSecret) -> bool {
+pub(crate) fn has_finalizer(cr: &EcrPullSecret) -> bool {
     cr.metadata.finalizers.iter().any(|f| f == FINALIZER)
 }
 
 /// The JSON patch that adds (`want`) or removes our finalizer, guarded by
 /// resourceVersion so another writer's finalizers are never lost; `None` when the CR is
 /// already as wanted.
-pub fn finalizer_patch(cr: &EcrPullSecret, want: bool) -> Option<Value> {
+pub(crate) fn finalizer_patch(cr: &EcrPullSecret, want: bool) -> Option<Value> {
     if has_finalizer(cr) == want {
         return None;
     }

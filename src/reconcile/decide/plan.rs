@@ -15,11 +15,11 @@ use super::validate::ValidSpec;
 use crate::reconcile::vocab::{format_time, Owner};
 
 mod merge;
-pub use merge::{sync_merge, unmerges_of, MergeObserved, MergeStep, Rival, Unmerge};
+pub(crate) use merge::{sync_merge, unmerges_of, MergeObserved, MergeStep, Rival, Unmerge};
 
 /// What to do with the pull Secret in one target namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SecretStep {
+pub(crate) enum SecretStep {
     /// Ours, intact, covering the right registries and not yet due: no write, no token.
     Fresh { existing: Arc<ManagedSecret> },
     /// Absent from our cache: create (a 409 then means a foreign Secret).
@@ -30,7 +30,7 @@ pub enum SecretStep {
 }
 
 impl SecretStep {
-    pub fn namespace(&self) -> &str {
+    pub(crate) fn namespace(&self) -> &str {
         match self {
             SecretStep::Create { namespace } => namespace,
             SecretStep::Fresh { existing } | SecretStep::Update { existing } => &existing.namespace,
@@ -38,7 +38,7 @@ impl SecretStep {
     }
 
     /// The Secret in place, if the cache shows one.
-    pub fn existing(&self) -> Option<&ManagedSecret> {
+    pub(crate) fn existing(&self) -> Option<&ManagedSecret> {
         match self {
             SecretStep::Create { .. } => None,
             SecretStep::Fresh { existing } | SecretStep::Update { existing } => Some(existing),
@@ -48,7 +48,7 @@ impl SecretStep {
 
 /// One ServiceAccount change: add or remove our entry `secret`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SaEdit {
+pub(crate) struct SaEdit {
     pub sa: Arc<SaView>,
     pub secret: String,
     pub add: bool,
@@ -56,14 +56,14 @@ pub struct SaEdit {
 
 /// The new `imagePullSecrets` and ownership list for a ServiceAccount.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SaChange {
+pub(crate) struct SaChange {
     pub pull_secrets: Vec<Arc<str>>,
     pub owned: Vec<Arc<str>>,
 }
 
 /// Everything one reconcile of one CR intends to do.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub targets: Vec<String>,
     /// Explicitly listed namespaces that do not exist.
     pub missing: Vec<String>,
@@ -86,7 +86,7 @@ pub struct Plan {
 
 impl Plan {
     /// Whether any step needs a token (a Secret to write).
-    pub fn needs_token(&self) -> bool {
+    pub(crate) fn needs_token(&self) -> bool {
         self.secrets
             .iter()
             .any(|s| !matches!(s, SecretStep::Fresh { .. }))
@@ -96,7 +96,7 @@ impl Plan {
 
 /// The observed state the planner reads: the watch caches' own values, shared, never
 /// copied (a plan over thousands of namespaces holds pointers, not copies).
-pub struct ObservedCluster<'a> {
+pub(crate) struct ObservedCluster<'a> {
     pub namespaces: &'a [Arc<NamespaceView>],
     /// The managed Secrets this CR's plan can concern (any owner).
     pub secrets: &'a [Arc<ManagedSecret>],
@@ -104,7 +104,7 @@ pub struct ObservedCluster<'a> {
 }
 
 /// Plans the writes that bring CR `owner` with `spec` about.
-pub fn sync(
+pub(crate) fn sync(
     owner: &Owner,
     spec: &ValidSpec,
     observed: &ObservedCluster<'_>,
@@ -167,7 +167,7 @@ pub fn sync(
 
 /// Plans the removal of everything CR `owner` owns (deletion with `deletionPolicy:
 /// Delete`). It needs no spec: ownership is recorded on the objects.
-pub fn cleanup(owner: &Owner, observed: &ObservedCluster<'_>) -> Plan {
+pub(crate) fn cleanup(owner: &Owner, observed: &ObservedCluster<'_>) -> Plan {
     let mut plan = Plan::default();
     let sas_by_ns = service_accounts_by_namespace(observed.service_accounts);
     for s in observed.secrets {
@@ -179,7 +179,7 @@ pub fn cleanup(owner: &Owner, observed: &ObservedCluster<'_>) -> Plan {
 }
 
 /// Whether the ServiceAccount `name` is selected (`None` = every ServiceAccount).
-pub fn service_account_selected(selected: &Option<Vec<String>>, name: &str) -> bool {
+pub(crate) fn service_account_selected(selected: &Option<Vec<String>>, name: &str) -> bool {
     match selected {
         None => true,
         Some(list) => list.iter().any(|s| s == name),
@@ -250,7 +250,12 @@ pub(super) fn plan_entry_removals(
 
 /// Whether a step's Secret must be written with `content`: a due Secret of ours for
 /// which the token cache handed back the very token already in place needs no write.
-pub fn secret_write(step: &SecretStep, content: &Content, spec: &ValidSpec, owner: &Owner) -> bool {
+pub(crate) fn secret_write(
+    step: &SecretStep,
+    content: &Content,
+    spec: &ValidSpec,
+    owner: &Owner,
+) -> bool {
     match step {
         SecretStep::Fresh { .. } => false,
         SecretStep::Create { .. } => true,
@@ -267,7 +272,7 @@ pub fn secret_write(step: &SecretStep, content: &Content, spec: &ValidSpec, owne
 }
 
 /// Sorted, comma-joined hosts the spec names; `None` when they come from the token.
-pub fn desired_registries(spec: &ValidSpec) -> Option<String> {
+pub(crate) fn desired_registries(spec: &ValidSpec) -> Option<String> {
     if spec.registries.is_empty() {
         return None;
     }
@@ -284,7 +289,7 @@ fn is_fresh(s: &ManagedSecret, registries: Option<&str>, now: OffsetDateTime) ->
 
 /// The ServiceAccount change an edit implies, or `None` when nothing changes. An entry
 /// someone else added is never claimed, and only entries we added are removed.
-pub fn change_for(edit: &SaEdit) -> Option<SaChange> {
+pub(crate) fn change_for(edit: &SaEdit) -> Option<SaChange> {
     let sa = &edit.sa;
     let secret = edit.secret.as_str();
     let present = sa.pull_secrets.iter().any(|n| **n == *secret);

@@ -2,7 +2,7 @@
 
 /// A registry the pull secret must cover, parsed from its host name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RegistryHost {
+pub(crate) struct RegistryHost {
     /// The bare host, as written in `auths` (no scheme: some runtimes fail to match one).
     pub host: String,
     /// The region whose token serves it (`us-east-1` for ECR Public).
@@ -12,13 +12,13 @@ pub struct RegistryHost {
 }
 
 /// The ECR Public registry host.
-pub const PUBLIC_HOST: &str = "public.ecr.aws";
+pub(crate) const PUBLIC_HOST: &str = "public.ecr.aws";
 
 impl RegistryHost {
     /// Accepts `<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]`, the dual-stack
     /// `<account>.dkr-ecr[-fips].<region>.on.aws`, and `public.ecr.aws`. A scheme or
     /// trailing slash is tolerated and dropped.
-    pub fn parse(input: &str) -> Option<RegistryHost> {
+    pub(crate) fn parse(input: &str) -> Option<RegistryHost> {
         let host = input
             .trim()
             .trim_start_matches("https://")
@@ -58,7 +58,7 @@ impl RegistryHost {
     }
 
     /// The host of an ECR `proxyEndpoint` (`https://<acct>.dkr.ecr.<region>.amazonaws.com`).
-    pub fn from_proxy_endpoint(endpoint: &str) -> Option<RegistryHost> {
+    pub(crate) fn from_proxy_endpoint(endpoint: &str) -> Option<RegistryHost> {
         RegistryHost::parse(endpoint)
     }
 }

@@ -11,21 +11,21 @@ use super::spec_error::SpecError;
 use crate::reconcile::vocab::shown;
 
 /// CreateSession's bounds on `durationSeconds`.
-pub const MIN_SESSION: Duration = Duration::from_secs(900);
-pub const MAX_SESSION: Duration = Duration::from_secs(43_200);
+pub(crate) const MIN_SESSION: Duration = Duration::from_secs(900);
+pub(crate) const MAX_SESSION: Duration = Duration::from_secs(43_200);
 /// The session asked for when the CR names none.
-pub const DEFAULT_SESSION: Duration = Duration::from_secs(3_600);
+pub(crate) const DEFAULT_SESSION: Duration = Duration::from_secs(3_600);
 
 /// The checked spec: the region CreateSession is called in, and the session's length.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ValidRolesAnywhere {
+pub(crate) struct ValidRolesAnywhere {
     pub region: String,
     pub session: Duration,
 }
 
 /// Checks `ra`; `role_ok` is the role rule shared with `spec.aws.roleArn` (well formed
 /// and allowed by the operator).
-pub fn validate(
+pub(crate) fn validate(
     ra: &RolesAnywhereSpec,
     role_ok: impl Fn(&str) -> Result<(), SpecError>,
 ) -> Result<ValidRolesAnywhere, SpecError> {
@@ -94,7 +94,7 @@ fn check_secret_ref(r: &SecretRef) -> Result<(), SpecError> {
 }
 
 /// `arn:<partition>:rolesanywhere:<region>:<12 digits>:<kind>/<id>`: its region.
-pub fn arn_region(arn: &str, kind: &str) -> Option<String> {
+pub(crate) fn arn_region(arn: &str, kind: &str) -> Option<String> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     let region_ok = |r: &str| {
         !r.is_empty()

@@ -10,7 +10,7 @@ use super::validate::ValidSpec;
 
 /// A namespace as the planner sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NamespaceView {
+pub(crate) struct NamespaceView {
     pub name: String,
     /// Its labels but `kubernetes.io/metadata.name`, which [`NamespaceView::label`]
     /// answers from the name.
@@ -23,15 +23,15 @@ pub struct NamespaceView {
 /// two, and a map's node (368 bytes for one label) was the largest share of a cached
 /// namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Labels(Box<[(Arc<str>, Arc<str>)]>);
+pub(crate) struct Labels(Box<[(Arc<str>, Arc<str>)]>);
 
 impl Labels {
     /// The labels, sorted by key.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (&**k, &**v))
     }
 
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.0
             .binary_search_by(|(k, _)| (**k).cmp(key))
             .ok()
@@ -52,7 +52,7 @@ impl FromIterator<(Arc<str>, Arc<str>)> for Labels {
 
 impl NamespaceView {
     /// The value of label `key`, the API server's name label included.
-    pub fn label(&self, key: &str) -> Option<&str> {
+    pub(crate) fn label(&self, key: &str) -> Option<&str> {
         if key == crate::reconcile::vocab::NAME_LABEL {
             return Some(&self.name);
         }
@@ -62,7 +62,7 @@ impl NamespaceView {
 
 /// The outcome of namespace selection.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Targets {
+pub(crate) struct Targets {
     /// Namespaces that exist and are targeted, sorted.
     pub namespaces: Vec<String>,
     /// Names listed explicitly (no glob) that do not exist (or are terminating).
@@ -70,7 +70,7 @@ pub struct Targets {
 }
 
 /// Applies `namespaces` (names and globs), `namespaceSelector` and `excludeNamespaces`.
-pub fn target_namespaces<'a>(
+pub(crate) fn target_namespaces<'a>(
     spec: &ValidSpec,
     namespaces: impl IntoIterator<Item = &'a NamespaceView>,
 ) -> Targets {
@@ -104,7 +104,7 @@ pub fn target_namespaces<'a>(
 }
 
 /// `metav1.LabelSelector` semantics: every clause must hold; `{}` matches everything.
-pub fn selector_matches(sel: &LabelSelector, ns: &NamespaceView) -> bool {
+pub(crate) fn selector_matches(sel: &LabelSelector, ns: &NamespaceView) -> bool {
     sel.match_labels
         .iter()
         .all(|(k, v)| ns.label(k) == Some(v.as_str()))

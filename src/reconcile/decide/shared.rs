@@ -23,7 +23,7 @@ use crate::runtime::intern::intern;
 /// One host the operator maintains in a shared Secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct HostRecord {
+pub(crate) struct HostRecord {
     /// The ECRPullSecret it is maintained for, and that CR's uid.
     pub owner: String,
     pub owner_uid: String,
@@ -34,12 +34,12 @@ pub struct HostRecord {
 }
 
 /// The annotation's content, by host.
-pub type Records = BTreeMap<String, HostRecord>;
+pub(crate) type Records = BTreeMap<String, HostRecord>;
 
 /// A Secret named as some merge CR's `secretName`, as the watch keeps it: what decides
 /// whether and what to write, never the credentials.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SharedSecret {
+pub(crate) struct SharedSecret {
     pub namespace: Arc<str>,
     pub name: Arc<str>,
     pub resource_version: String,
@@ -48,7 +48,7 @@ pub struct SharedSecret {
 
 /// What a Secret of a merge CR's name is to the operator.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Shape {
+pub(crate) enum Shape {
     /// A pull secret the operator may merge into.
     Pull {
         /// The CR that created it, when the operator did (labelled as managed).
@@ -67,7 +67,7 @@ pub enum Shape {
 
 /// One recorded host of a shared Secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MergedHost {
+pub(crate) struct MergedHost {
     pub host: Arc<str>,
     pub owner: Arc<str>,
     pub owner_uid: Arc<str>,
@@ -79,7 +79,7 @@ pub struct MergedHost {
 
 /// Why a Secret is never merged into.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Another type: converting it would break what uses it.
     WrongType(String),
     /// `immutable: true`: it cannot be refreshed in place.
@@ -105,7 +105,7 @@ impl std::fmt::Display for Refusal {
 
 /// What one merge write should do, given the freshly read Secret.
 #[derive(Clone)]
-pub struct MergeEdit {
+pub(crate) struct MergeEdit {
     pub owner: Owner,
     /// Entries to write, by bare host.
     pub set: BTreeMap<String, AuthEntry>,
@@ -130,7 +130,7 @@ impl std::fmt::Debug for MergeEdit {
 /// The result of an edit: the new data value and record annotation, and the hosts the
 /// CR asked for that are someone else's.
 #[derive(PartialEq, Eq)]
-pub struct Merged {
+pub(crate) struct Merged {
     /// The base64 `.dockerconfigjson` value.
     pub data: String,
     /// The record annotation's new value; `None` when no record is left.
@@ -160,7 +160,7 @@ impl std::fmt::Debug for Merged {
 
 impl SharedSecret {
     /// The projection the shared-Secret watches keep.
-    pub fn project(secret: &Secret) -> Option<SharedSecret> {
+    pub(crate) fn project(secret: &Secret) -> Option<SharedSecret> {
         let meta = &secret.metadata;
         Some(SharedSecret {
             namespace: intern(meta.namespace.as_deref()?),
@@ -172,7 +172,10 @@ impl SharedSecret {
 
     /// The hosts recorded for CR `owner` (by name: an earlier CR's of the same name
     /// included).
-    pub fn hosts_of<'a>(&'a self, owner: &'a str) -> impl Iterator<Item = &'a MergedHost> + 'a {
+    pub(crate) fn hosts_of<'a>(
+        &'a self,
+        owner: &'a str,
+    ) -> impl Iterator<Item = &'a MergedHost> + 'a {
         let hosts = match &self.shape {
             Shape::Pull { hosts, .. } => hosts.as_slice(),
             Shape::Refused(_) => &[],
@@ -244,7 +247,7 @@ impl crate::runtime::store::Versioned for SharedSecret {
 }
 
 /// The record annotation; absent reads as no records.
-pub fn parse_records(value: Option<&String>) -> Result<Records, serde_json::Error> {
+pub(crate) fn parse_records(value: Option<&String>) -> Result<Records, serde_json::Error> {
     match value {
         None => Ok(Records::new()),
         Some(v) => serde_json::from_str(v),
@@ -262,7 +265,7 @@ fn read_config(secret: &Secret) -> Result<RawConfig, dockerconfig::FormatError> 
 /// where they are free or its own, removes its entries no longer wanted, and leaves
 /// everything else exactly as it was. A host another CR maintains, or one with an entry
 /// nobody recorded (unless adopting), is a conflict and left alone.
-pub fn edit(current: &Secret, edit: &MergeEdit) -> Result<Merged, Refusal> {
+pub(crate) fn edit(current: &Secret, edit: &MergeEdit) -> Result<Merged, Refusal> {
     let shape = shape(current);
     let created_by_us = match &shape {
         Shape::Refused(r) => return Err(r.clone()),
@@ -333,7 +336,7 @@ pub fn edit(current: &Secret, edit: &MergeEdit) -> Result<Merged, Refusal> {
 }
 
 /// The record annotation for tests and the demo: whose each host is.
-pub fn owners(secret: &Secret) -> BTreeMap<String, String> {
+pub(crate) fn owners(secret: &Secret) -> BTreeMap<String, String> {
     parse_records(secret.metadata.annotations.get(MERGED_HOSTS_ANNOTATION))
         .unwrap_or_default()
         .into_iter()

@@ -9,14 +9,14 @@ use serde::{Deserialize, Serialize};
 use crate::k8s::types::{ObjectMeta, Resource};
 
 /// ECR tokens live 12 hours; by default we refresh when half remains.
-pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+pub(crate) const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// Never refresh one group more often than this, whatever the expiry says (a token
 /// already expired by its own `expiresAt`, clock skew, or a failing AWS).
-pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(60);
 
 /// An `ECRPullSecret` as read from the API server.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct EcrPullSecret {
+pub(crate) struct EcrPullSecret {
     pub metadata: ObjectMeta,
     #[serde(default)]
     pub spec: Spec,
@@ -43,7 +43,7 @@ impl crate::runtime::store::Versioned for EcrPullSecret {
 /// are accepted unchanged.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Spec {
+pub(crate) struct Spec {
     #[serde(default)]
     pub secret_name: String,
     /// Namespace names; `*` and `?` globs allowed.
@@ -89,7 +89,7 @@ pub struct Spec {
 /// Per-CR AWS identity, on top of the operator's default credential chain.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AwsAuth {
+pub(crate) struct AwsAuth {
     #[serde(default)]
     pub credentials_secret_ref: Option<SecretRef>,
     #[serde(default)]
@@ -108,7 +108,7 @@ pub struct AwsAuth {
 /// shape: `tls.crt` leaf then intermediates, `tls.key`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RolesAnywhereSpec {
+pub(crate) struct RolesAnywhereSpec {
     pub trust_anchor_arn: String,
     pub profile_arn: String,
     /// The role the session is for; granted like `roleArn` (the role grants ConfigMap).
@@ -121,7 +121,7 @@ pub struct RolesAnywhereSpec {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct SecretRef {
+pub(crate) struct SecretRef {
     pub name: String,
     pub namespace: String,
 }
@@ -129,7 +129,7 @@ pub struct SecretRef {
 /// Refresh timing. Durations are Go-style strings (`6h`, `30m`, `1h30m`, `90s`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RefreshSpec {
+pub(crate) struct RefreshSpec {
     /// Refresh when this much lifetime remains. Default: half the token's lifetime.
     #[serde(default)]
     pub before_expiry: Option<String>,
@@ -139,7 +139,7 @@ pub struct RefreshSpec {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DeletionPolicy {
+pub(crate) enum DeletionPolicy {
     /// Managed Secrets and ServiceAccount entries stay when the CR goes (the reference's
     /// behaviour).
     #[default]
@@ -150,7 +150,7 @@ pub enum DeletionPolicy {
 
 /// Who owns the Secret named `secretName`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SecretPolicy {
+pub(crate) enum SecretPolicy {
     /// The operator writes the whole Secret and deletes it when no longer wanted.
     #[default]
     Own,
@@ -163,7 +163,7 @@ pub enum SecretPolicy {
 /// A standard `metav1.LabelSelector`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct LabelSelector {
+pub(crate) struct LabelSelector {
     #[serde(default)]
     pub match_labels: BTreeMap<String, String>,
     #[serde(default)]
@@ -171,7 +171,7 @@ pub struct LabelSelector {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LabelSelectorRequirement {
+pub(crate) struct LabelSelectorRequirement {
     pub key: String,
     pub operator: String,
     #[serde(default)]
@@ -181,7 +181,7 @@ pub struct LabelSelectorRequirement {
 /// What we report.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EcrPullSecretStatus {
+pub(crate) struct EcrPullSecretStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default)]
@@ -211,7 +211,7 @@ pub struct EcrPullSecretStatus {
 
 /// The credentials one registry's token was fetched with.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CredentialSourceStatus {
+pub(crate) struct CredentialSourceStatus {
     pub host: String,
     /// See `reconcile::tokens::describe_source`: names from the CR, never a secret.
     pub source: String,
@@ -220,7 +220,7 @@ pub struct CredentialSourceStatus {
 /// One registry's answer to the last token checked there.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RegistryCheckStatus {
+pub(crate) struct RegistryCheckStatus {
     pub host: String,
     /// `Verified`, or why not: `Unauthorized`, `Forbidden`, `Unreachable`, `TLSError`,
     /// `UnexpectedAnswer`.
@@ -232,11 +232,11 @@ pub struct RegistryCheckStatus {
 }
 
 /// How many failures the status lists; the count is always complete.
-pub const MAX_REPORTED_FAILURES: usize = 10;
+pub(crate) const MAX_REPORTED_FAILURES: usize = 10;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct NamespaceFailure {
+pub(crate) struct NamespaceFailure {
     pub namespace: String,
     pub reason: String,
     pub message: String,
@@ -245,7 +245,7 @@ pub struct NamespaceFailure {
 /// A `metav1.Condition`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Condition {
+pub(crate) struct Condition {
     #[serde(rename = "type")]
     pub type_: String,
     pub status: String,

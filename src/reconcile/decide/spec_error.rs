@@ -8,7 +8,7 @@ use crate::reconcile::vocab::shown;
 
 /// A spec the CRD schema let through but that cannot be served.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SpecError {
+pub(crate) enum SpecError {
     SecretName(String),
     NoTargets,
     Registry {

@@ -17,7 +17,7 @@ use crate::runtime::intern::intern;
 
 /// Whose a managed Secret is, from a CR's point of view.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Ownership {
+pub(crate) enum Ownership {
     /// This CR's (or written before owners carried a uid: rewritten at the next write).
     Ours,
     /// Written for an earlier CR of the same name, deleted with `deletionPolicy: Retain`:
@@ -30,7 +30,7 @@ pub enum Ownership {
 /// A managed Secret as cached. Values repeated across thousands of Secrets (names, owner,
 /// registries) are shared ([`intern`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ManagedSecret {
+pub(crate) struct ManagedSecret {
     pub namespace: Arc<str>,
     pub name: Arc<str>,
     /// The Secret's own uid and version: preconditions of a delete.
@@ -49,7 +49,7 @@ pub struct ManagedSecret {
 
 /// A ServiceAccount as cached, its names shared ([`intern`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SaView {
+pub(crate) struct SaView {
     pub namespace: Arc<str>,
     pub name: Arc<str>,
     pub resource_version: String,
@@ -66,7 +66,7 @@ impl ManagedSecret {
     /// The projection the Secret watcher keeps. Data is reduced to "intact or not". A
     /// shared pull secret the operator created for a merge CR is not one: the shared
     /// Secrets' watch keeps it (`shared::SharedSecret`).
-    pub fn project(secret: &Secret) -> Option<ManagedSecret> {
+    pub(crate) fn project(secret: &Secret) -> Option<ManagedSecret> {
         let data = secret.data.get(dockerconfig::DATA_KEY).map(String::as_str);
         Self::project_parts(&secret.metadata, secret.type_.as_deref(), data, None)
     }
@@ -74,7 +74,10 @@ impl ManagedSecret {
     /// The projection of our write's answer. `sent` is the data value we wrote and its
     /// checksum: an answer holding that very value is checked by comparing bytes, not by
     /// hashing them again (the value is about 8.5 KB).
-    pub fn project_written(answer: &SecretAnswer<'_>, sent: (&str, &str)) -> Option<ManagedSecret> {
+    pub(crate) fn project_written(
+        answer: &SecretAnswer<'_>,
+        sent: (&str, &str),
+    ) -> Option<ManagedSecret> {
         let data = answer.data.get(dockerconfig::DATA_KEY).map(|d| &*d.0);
         Self::project_parts(&answer.metadata, answer.type_.as_deref(), data, Some(sent))
     }
@@ -120,7 +123,7 @@ impl ManagedSecret {
     }
 
     /// Whose this Secret is, seen by `owner`.
-    pub fn ownership(&self, owner: &Owner) -> Ownership {
+    pub(crate) fn ownership(&self, owner: &Owner) -> Ownership {
         if *self.owner != *owner.name {
             return Ownership::Other(self.owner.to_string());
         }
@@ -134,7 +137,7 @@ impl ManagedSecret {
 // === impl SaView ===
 
 impl SaView {
-    pub fn project(sa: &ServiceAccount) -> Option<SaView> {
+    pub(crate) fn project(sa: &ServiceAccount) -> Option<SaView> {
         let meta = &sa.metadata;
         Some(SaView {
             owned: split_list(meta.annotations.get(SA_OWNED_ANNOTATION))
@@ -155,7 +158,7 @@ impl SaView {
 }
 
 /// The Namespace projection: its name, and its labels shared ([`intern`]).
-pub fn project_namespace(ns: &Namespace) -> Option<NamespaceView> {
+pub(crate) fn project_namespace(ns: &Namespace) -> Option<NamespaceView> {
     Some(NamespaceView {
         terminating: ns.metadata.deletion_timestamp.is_some(),
         name: ns.metadata.name.clone()?,

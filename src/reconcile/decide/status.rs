@@ -10,32 +10,32 @@ use crate::reconcile::vocab::{format_time, Reason};
 
 /// The longest message copied into a condition or failure: API servers and AWS answer
 /// with messages of any length, and status is read by every `kubectl describe`.
-pub const MAX_MESSAGE: usize = 512;
+pub(crate) const MAX_MESSAGE: usize = 512;
 
 /// A condition's status.
-pub const TRUE: &str = "True";
-pub const FALSE: &str = "False";
-pub const UNKNOWN: &str = "Unknown";
+pub(crate) const TRUE: &str = "True";
+pub(crate) const FALSE: &str = "False";
+pub(crate) const UNKNOWN: &str = "Unknown";
 /// The condition type every CR carries.
-pub const READY: &str = "Ready";
+pub(crate) const READY: &str = "Ready";
 /// Whether the registries accepted the token the Secrets hold (`GET /v2/`). Apart from
 /// Ready: a Secret is written whatever the registry says, since ECR issued the token.
-pub const REGISTRY_VERIFIED: &str = "RegistryVerified";
+pub(crate) const REGISTRY_VERIFIED: &str = "RegistryVerified";
 /// RegistryVerified's reason when no check is made (`spec.verify: false`, or the
 /// operator's `--verify-registries=false`).
-pub const VERIFY_DISABLED: &str = "Disabled";
+pub(crate) const VERIFY_DISABLED: &str = "Disabled";
 /// RegistryVerified's reason while the CR may not use its credentials or role.
-pub const VERIFY_WITHHELD: &str = "NotPermitted";
+pub(crate) const VERIFY_WITHHELD: &str = "NotPermitted";
 
 /// An Event's type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventType {
+pub(crate) enum EventType {
     Normal,
     Warning,
 }
 
 impl EventType {
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             EventType::Normal => "Normal",
             EventType::Warning => "Warning",
@@ -45,7 +45,7 @@ impl EventType {
 
 /// One namespace that is not as it should be.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub namespace: String,
     pub reason: Reason,
     pub message: String,
@@ -53,7 +53,7 @@ pub struct Failure {
 
 /// What one reconcile found, for the status.
 #[derive(Clone, Debug, Default)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub targets: u32,
     pub synced: u32,
     pub failures: Vec<Failure>,
@@ -72,7 +72,7 @@ pub struct Outcome {
 
 /// What the registries said.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verification {
+pub(crate) enum Verification {
     Disabled,
     /// The CR may not use its credentials or role: nothing is checked for it, and what
     /// an earlier check said is withdrawn (a CR must learn nothing through a grant it
@@ -152,7 +152,7 @@ fn condition(
 }
 
 /// The Ready condition's (status, reason, message) for an outcome.
-pub fn ready(outcome: &Outcome) -> (&'static str, Reason, String) {
+pub(crate) fn ready(outcome: &Outcome) -> (&'static str, Reason, String) {
     if let Some((reason, message)) = &outcome.fatal {
         return (FALSE, *reason, truncate(message));
     }
@@ -190,7 +190,7 @@ pub fn ready(outcome: &Outcome) -> (&'static str, Reason, String) {
 }
 
 /// At most [`MAX_MESSAGE`] bytes, cut at a character boundary and marked as cut.
-pub fn truncate(s: &str) -> String {
+pub(crate) fn truncate(s: &str) -> String {
     if s.len() <= MAX_MESSAGE {
         return s.to_string();
     }
@@ -202,7 +202,7 @@ pub fn truncate(s: &str) -> String {
 }
 
 /// The new status; `lastTransitionTime` moves only when the condition's status does.
-pub fn compute(
+pub(crate) fn compute(
     prev: Option<&EcrPullSecretStatus>,
     generation: Option<i64>,
     outcome: &Outcome,
@@ -280,7 +280,7 @@ pub fn compute(
 /// metrics read from it, and, when it changed, the patch that writes it and the events
 /// its transitions raise (sent only once the patch is written).
 #[derive(Debug)]
-pub struct Report {
+pub(crate) struct Report {
     pub status: EcrPullSecretStatus,
     pub ready: bool,
     pub verified: bool,
@@ -289,10 +289,10 @@ pub struct Report {
 }
 
 /// An event a condition's transition raises: its type, reason and message.
-pub type TransitionEvent = (EventType, String, String);
+pub(crate) type TransitionEvent = (EventType, String, String);
 
 /// The [`Report`] of an `outcome` against the status the CR carries now.
-pub fn report(
+pub(crate) fn report(
     prev: Option<&EcrPullSecretStatus>,
     generation: Option<i64>,
     outcome: &Outcome,
@@ -325,28 +325,31 @@ fn registry_statuses(v: &Verification) -> Vec<RegistryCheckStatus> {
 }
 
 /// The condition of type `type_`, if any.
-pub fn find_condition<'a>(status: &'a EcrPullSecretStatus, type_: &str) -> Option<&'a Condition> {
+pub(crate) fn find_condition<'a>(
+    status: &'a EcrPullSecretStatus,
+    type_: &str,
+) -> Option<&'a Condition> {
     status.conditions.iter().find(|c| c.type_ == type_)
 }
 
 /// The Ready condition of a status, if any.
-pub fn ready_condition(status: &EcrPullSecretStatus) -> Option<&Condition> {
+pub(crate) fn ready_condition(status: &EcrPullSecretStatus) -> Option<&Condition> {
     find_condition(status, READY)
 }
 
 /// Whether a status says RegistryVerified=True.
-pub fn is_verified(status: &EcrPullSecretStatus) -> bool {
+pub(crate) fn is_verified(status: &EcrPullSecretStatus) -> bool {
     find_condition(status, REGISTRY_VERIFIED).is_some_and(|c| c.status == TRUE)
 }
 
 /// Whether a status says Ready=True.
-pub fn is_ready(status: &EcrPullSecretStatus) -> bool {
+pub(crate) fn is_ready(status: &EcrPullSecretStatus) -> bool {
     ready_condition(status).is_some_and(|c| c.status == TRUE)
 }
 
 /// The merge patch that sets `status` whole: absent optional fields become explicit
 /// nulls so stale values are removed, lists are replaced.
-pub fn patch_body(status: &EcrPullSecretStatus) -> serde_json::Value {
+pub(crate) fn patch_body(status: &EcrPullSecretStatus) -> serde_json::Value {
     let mut value = serde_json::to_value(status).unwrap_or_default();
     if let Some(map) = value.as_object_mut() {
         for key in [
@@ -367,7 +370,7 @@ pub fn patch_body(status: &EcrPullSecretStatus) -> serde_json::Value {
 
 /// Events for every condition that changed: Ready, then RegistryVerified (a check turned
 /// off is not news).
-pub fn transition_events(
+pub(crate) fn transition_events(
     prev: Option<&EcrPullSecretStatus>,
     next: &EcrPullSecretStatus,
 ) -> Vec<(EventType, String, String)> {

@@ -10,7 +10,7 @@ use crate::reconcile::vocab::saturating_add;
 
 /// What one token serves: every registry the principal reaches in one region.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TokenGroup {
+pub(crate) struct TokenGroup {
     pub region: String,
     /// ECR Public's token comes from another API.
     pub public: bool,
@@ -20,7 +20,7 @@ pub struct TokenGroup {
 
 /// A fetched ECR token.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RegistryToken {
+pub(crate) struct RegistryToken {
     pub username: String,
     pub password: String,
     /// base64("username:password"), as ECR returns it.
@@ -45,7 +45,7 @@ impl std::fmt::Debug for RegistryToken {
 /// When a token should be replaced: `margin` before expiry (default half the lifetime),
 /// but never sooner than `min_interval` after it was fetched. Saturating throughout: the
 /// expiry comes from AWS and the durations from a CR, so no value may overflow.
-pub fn refresh_at(
+pub(crate) fn refresh_at(
     token: &RegistryToken,
     margin: Option<Duration>,
     min_interval: Duration,

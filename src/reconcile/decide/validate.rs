@@ -17,21 +17,21 @@ use crate::reconcile::vocab::shown;
 /// The lowest `minInterval` a CR may ask for unless the operator lowers it
 /// (`--min-refresh-interval`): ECR's quota is per account and region, so one CR refreshing
 /// every second would throttle every other CR on that principal.
-pub const DEFAULT_MIN_INTERVAL_FLOOR: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_MIN_INTERVAL_FLOOR: Duration = Duration::from_secs(30);
 /// The highest `minInterval`: a floor longer than a token's life could never refresh in time.
-pub const MAX_MIN_INTERVAL: Duration = DEFAULT_TOKEN_LIFETIME;
+pub(crate) const MAX_MIN_INTERVAL: Duration = DEFAULT_TOKEN_LIFETIME;
 /// The highest `beforeExpiry`: at least an hour of a fresh token is used before refreshing.
-pub const MAX_BEFORE_EXPIRY: Duration = Duration::from_secs(11 * 3600);
+pub(crate) const MAX_BEFORE_EXPIRY: Duration = Duration::from_secs(11 * 3600);
 /// Most entries in `namespaces` and `excludeNamespaces` (as the CRD's `maxItems`).
-pub const MAX_NAMESPACE_PATTERNS: usize = 512;
+pub(crate) const MAX_NAMESPACE_PATTERNS: usize = 512;
 /// Most entries in `serviceAccounts` (as the CRD's `maxItems`).
-pub const MAX_SERVICE_ACCOUNTS: usize = 64;
+pub(crate) const MAX_SERVICE_ACCOUNTS: usize = 64;
 /// Most entries in `registries` (as the CRD's `maxItems`).
-pub const MAX_REGISTRIES: usize = 32;
+pub(crate) const MAX_REGISTRIES: usize = 32;
 
 /// A validated spec, with defaults applied: what the planner works from.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ValidSpec {
+pub(crate) struct ValidSpec {
     pub secret_name: String,
     pub namespaces: NamePatterns,
     pub namespace_selector: Option<LabelSelector>,
@@ -52,7 +52,7 @@ pub struct ValidSpec {
 
 /// What the operator allows beyond the CRD schema: its own settings that bound specs.
 #[derive(Clone, Debug)]
-pub struct SpecPolicy {
+pub(crate) struct SpecPolicy {
     /// `REGISTRY`: registry hosts when a CR names none.
     pub default_registries: Vec<String>,
     /// The lowest `minInterval` accepted (`--min-refresh-interval`).
@@ -77,7 +77,7 @@ impl Spec {
     /// Checks what the schema could not, bounds what the schema admits, and applies
     /// defaults: a spec that passes can be served without an overflow, a storm or a
     /// quadratic blow-up.
-    pub fn validate(&self, policy: &SpecPolicy) -> Result<ValidSpec, SpecError> {
+    pub(crate) fn validate(&self, policy: &SpecPolicy) -> Result<ValidSpec, SpecError> {
         use crate::reconcile::decide::registry::RegistryHost;
         if !is_dns_subdomain(&self.secret_name) {
             return Err(SpecError::SecretName(self.secret_name.clone()));
@@ -268,7 +268,7 @@ fn validate_aws(aws: &AwsAuth, policy: &SpecPolicy) -> Result<(), SpecError> {
 
 /// `*` matches any run, every other character itself. For the operator's own allowlists
 /// (trusted patterns, bounded input): the two-pointer scan is O(pattern x text) at worst.
-pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+pub(crate) fn wildcard_match(pattern: &str, text: &str) -> bool {
     let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 /// A registry's answer to a token. The strings are condition reasons and metric labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// 200 to `GET /v2/`: pulls will authenticate.
     Verified,
     /// 401: the registry refused the token.
@@ -21,7 +21,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Verdict::Verified => "Verified",
             Verdict::Unauthorized => "Unauthorized",
@@ -35,7 +35,7 @@ impl Verdict {
 
 /// One host's last check.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HostCheck {
+pub(crate) struct HostCheck {
     pub host: String,
     pub verdict: Verdict,
     /// Safe to show: never holds the token.

@@ -20,7 +20,7 @@ use crate::reconcile::vocab::Reason;
 
 /// What applying a plan came to, per namespace.
 #[derive(Debug, Default)]
-pub struct Applied {
+pub(crate) struct Applied {
     pub synced: BTreeSet<String>,
     pub failures: Vec<Failure>,
     /// Earliest refresh point and expiry of the Secrets now in place.
@@ -56,14 +56,14 @@ impl Applied {
 }
 
 /// The payload of a reconcile that has tokens: what to write, and what it holds.
-pub struct Payload<'a> {
+pub(crate) struct Payload<'a> {
     pub content: &'a Content,
     pub secret: &'a SecretContent,
 }
 
 /// Applies plans through one [`Writer`], at most `concurrency` writes at once per plan.
 #[derive(Clone, Debug)]
-pub struct Applier {
+pub(crate) struct Applier {
     writer: Writer,
     concurrency: usize,
 }
@@ -71,7 +71,7 @@ pub struct Applier {
 // === impl Applier ===
 
 impl Applier {
-    pub fn new(writer: Writer, concurrency: usize) -> Self {
+    pub(crate) fn new(writer: Writer, concurrency: usize) -> Self {
         Applier {
             writer,
             concurrency: concurrency.max(1),
@@ -80,7 +80,7 @@ impl Applier {
 
     /// Applies `plan` for `spec`. Without a payload (AWS failed) no Secret is written:
     /// existing ones stay as they are, and only what needs no token goes on.
-    pub async fn apply(
+    pub(crate) async fn apply(
         &self,
         spec: &ValidSpec,
         plan: &Plan,
@@ -114,7 +114,7 @@ impl Applier {
     }
 
     /// Removes everything a cleanup plan lists. Only deletes and entry removals.
-    pub async fn clean_up(&self, plan: &Plan) -> Applied {
+    pub(crate) async fn clean_up(&self, plan: &Plan) -> Applied {
         let mut applied = Applied::default();
         self.edit_service_accounts(plan.sa_removes.clone(), &mut applied)
             .await;
@@ -328,7 +328,7 @@ impl Applier {
 /// `fold` as it lands. A task is allocated at its full size when spawned, so spawning
 /// one per namespace up front would make memory grow with the namespace count; a task
 /// that panics is folded as a `JoinError` instead of taking the reconcile down.
-pub async fn for_each_bounded<I, W, Fut, T>(
+pub(crate) async fn for_each_bounded<I, W, Fut, T>(
     items: I,
     limit: usize,
     mut work: W,

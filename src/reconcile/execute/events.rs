@@ -11,17 +11,17 @@ use crate::reconcile::decide::status::EventType;
 use crate::reconcile::vocab::format_time;
 
 /// Where events about cluster-scoped objects are written.
-pub const EVENT_NAMESPACE: &str = "default";
+pub(crate) const EVENT_NAMESPACE: &str = "default";
 
 /// Writes core/v1 Events; failures are logged, never fatal.
 #[derive(Clone, Debug)]
-pub struct EventRecorder {
+pub(crate) struct EventRecorder {
     client: Client,
     instance: String,
 }
 
 impl EventRecorder {
-    pub fn new(client: Client, instance: impl Into<String>) -> Self {
+    pub(crate) fn new(client: Client, instance: impl Into<String>) -> Self {
         EventRecorder {
             client,
             instance: instance.into(),
@@ -30,7 +30,13 @@ impl EventRecorder {
 
     /// Records one event. `message` must already be free of secrets (ours always are:
     /// they come from typed errors that never echo credentials).
-    pub async fn record(&self, cr: &EcrPullSecret, type_: EventType, reason: &str, message: &str) {
+    pub(crate) async fn record(
+        &self,
+        cr: &EcrPullSecret,
+        type_: EventType,
+        reason: &str,
+        message: &str,
+    ) {
         let now = OffsetDateTime::now_utc();
         let cr_name = cr.metadata.name.as_deref().unwrap_or_default();
         // client-go names events <object>.<unix nanos in hex>.

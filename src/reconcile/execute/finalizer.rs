@@ -9,7 +9,7 @@ use crate::reconcile::decide::spec::EcrPullSecret;
 /// Adds (`want`) or removes our finalizer with a JSON patch guarded by resourceVersion, so
 /// another writer's finalizers are never lost. Does nothing when already as wanted; else
 /// the CR as the server answered.
-pub async fn set(
+pub(crate) async fn set(
     client: &Client,
     cr: &EcrPullSecret,
     want: bool,

@@ -3,8 +3,8 @@
 //! `decide/` planned and report what happened. (The CR's status patch is still sent from
 //! `reconciler`.)
 
-pub mod apply;
-pub mod events;
-pub mod finalizer;
-pub mod sa_locks;
-pub mod writes;
+pub(crate) mod apply;
+pub(crate) mod events;
+pub(crate) mod finalizer;
+pub(crate) mod sa_locks;
+pub(crate) mod writes;

@@ -15,7 +15,7 @@ type Key = (String, String);
 /// The locks, held weakly: an entry lives only while an edit holds or awaits it, so a
 /// quiet operator holds none. Cheap to clone; clones share the locks.
 #[derive(Clone, Debug, Default)]
-pub struct SaLocks {
+pub(crate) struct SaLocks {
     locks: Arc<Mutex<HashMap<Key, Weak<tokio::sync::Mutex<()>>>>>,
 }
 
@@ -23,7 +23,7 @@ pub struct SaLocks {
 
 impl SaLocks {
     /// The lock serializing this process's edits of one ServiceAccount.
-    pub fn lock_for(&self, namespace: &str, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn lock_for(&self, namespace: &str, name: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         let key = (namespace.to_string(), name.to_string());
         if let Some(lock) = locks.get(&key).and_then(Weak::upgrade) {
@@ -41,7 +41,8 @@ impl SaLocks {
     }
 
     /// Locks alive now (held or awaited).
-    pub fn live(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn live(&self) -> usize {
         let locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.values().filter(|w| w.strong_count() > 0).count()
     }

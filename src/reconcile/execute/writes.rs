@@ -29,14 +29,14 @@ mod merges;
 #[cfg(test)]
 mod emulated_tests;
 use bodies::SecretBodies;
-pub use merges::MergeOutcome;
+pub(crate) use merges::MergeOutcome;
 
 /// How often a ServiceAccount edit is retried after losing a race to another writer.
-pub const SA_CONFLICT_RETRIES: usize = 5;
+pub(crate) const SA_CONFLICT_RETRIES: usize = 5;
 
 /// What a Secret write should hold.
 #[derive(Clone)]
-pub struct SecretContent {
+pub(crate) struct SecretContent {
     pub owner: Owner,
     /// The base64 `.dockerconfigjson` value.
     pub data: String,
@@ -51,7 +51,7 @@ pub struct SecretContent {
 
 impl SecretContent {
     /// The content of Secret `name` for `owner`.
-    pub fn new(owner: &Owner, name: &str, content: &Content) -> SecretContent {
+    pub(crate) fn new(owner: &Owner, name: &str, content: &Content) -> SecretContent {
         let annotations = content::annotations(owner, content);
         SecretContent {
             owner: owner.clone(),
@@ -75,7 +75,7 @@ impl std::fmt::Debug for SecretContent {
 
 /// The result of trying to put our Secret into a namespace.
 #[derive(Debug, PartialEq, Eq)]
-pub enum SecretOutcome {
+pub(crate) enum SecretOutcome {
     Written,
     /// A Secret of that name exists and is not ours (and not adoptable).
     Conflict,
@@ -84,7 +84,7 @@ pub enum SecretOutcome {
 /// Where successful writes go, ahead of the watch (read your own writes, see
 /// `runtime::store`): the next plan starts from what we wrote, not from a cache that has
 /// not caught up yet.
-pub trait WriteThrough: Send + Sync + 'static {
+pub(crate) trait WriteThrough: Send + Sync + 'static {
     /// Our Secret `namespace/name` as the server answered a create or patch, projected
     /// (`None`: not one the cache keeps).
     fn secret_written(&self, namespace: &str, name: &str, projection: Option<ManagedSecret>);
@@ -115,11 +115,11 @@ impl WriteThrough for NoCache {
 /// Requests in flight at once through one writer, whatever the number of reconciles:
 /// each is a connection to the API server with its buffers, and a busy server is better
 /// served by a steady stream than by a burst.
-pub const MAX_REQUESTS_IN_FLIGHT: usize = 16;
+pub(crate) const MAX_REQUESTS_IN_FLIGHT: usize = 16;
 
 /// Writes through one client.
 #[derive(Clone)]
-pub struct Writer {
+pub(crate) struct Writer {
     client: Client,
     cache: Arc<dyn WriteThrough>,
     sa_locks: SaLocks,
@@ -135,7 +135,7 @@ impl std::fmt::Debug for Writer {
 // === impl Writer ===
 
 impl Writer {
-    pub fn new(client: Client) -> Self {
+    pub(crate) fn new(client: Client) -> Self {
         Writer {
             client,
             cache: Arc::new(NoCache),
@@ -193,7 +193,7 @@ impl Writer {
 
     /// Successful writes go to `cache`, ahead of the watch.
     #[must_use]
-    pub fn with_cache(mut self, cache: Arc<dyn WriteThrough>) -> Self {
+    pub(crate) fn with_cache(mut self, cache: Arc<dyn WriteThrough>) -> Self {
         self.cache = cache;
         self
     }
@@ -201,7 +201,7 @@ impl Writer {
     /// Creates the Secret; on AlreadyExists (a Secret our label-filtered cache cannot see)
     /// adopts it when allowed and it holds only this CR's registries, else reports a
     /// conflict.
-    pub async fn create_secret(
+    pub(crate) async fn create_secret(
         &self,
         namespace: &str,
         name: &str,
@@ -268,7 +268,7 @@ impl Writer {
     /// behind a newer write (usually our own, whose watch event is still on its way): the
     /// current object is read and decided on again, so that race is no failure. Gone in
     /// the meantime: created again.
-    pub async fn refresh_secret(
+    pub(crate) async fn refresh_secret(
         &self,
         namespace: &str,
         name: &str,
@@ -289,7 +289,7 @@ impl Writer {
     /// Rewrites our Secret's data and annotations; `resource_version` is a precondition
     /// (409 if someone changed it since we looked). Other labels, annotations and data
     /// keys are kept.
-    pub async fn update_secret(
+    pub(crate) async fn update_secret(
         &self,
         namespace: &str,
         name: &str,
@@ -310,7 +310,7 @@ impl Writer {
 
     /// Deletes our Secret as the cache showed it; already gone is fine. A Secret replaced
     /// or changed since (409 on the preconditions) is left for the next reconcile to judge.
-    pub async fn delete_secret(&self, secret: &ManagedSecret) -> Result<(), Error> {
+    pub(crate) async fn delete_secret(&self, secret: &ManagedSecret) -> Result<(), Error> {
         let preconditions = Preconditions {
             uid: Some(secret.uid.clone()).filter(|u| !u.is_empty()),
             resource_version: Some(secret.resource_version.clone()).filter(|v| !v.is_empty()),
@@ -336,7 +336,7 @@ impl Writer {
     /// Adds or removes our entry on a ServiceAccount. The patch tests resourceVersion, so
     /// a concurrent writer makes it fail instead of being overwritten; we then re-read
     /// the ServiceAccount and decide again.
-    pub async fn edit_service_account(&self, edit: &SaEdit) -> Result<(), Error> {
+    pub(crate) async fn edit_service_account(&self, edit: &SaEdit) -> Result<(), Error> {
         let path = SERVICE_ACCOUNTS.object(Some(&edit.sa.namespace), &edit.sa.name);
         // One edit of a ServiceAccount at a time in this process, each starting from the
         // freshest view: the previous edit's answer, ahead of the watch.
@@ -413,7 +413,7 @@ impl Writer {
 /// counts: one bad answer of a busy server must not fail a namespace. Every write here
 /// is guarded or idempotent, so a retry of a request that did land is answered by a
 /// conflict or "already so", which the callers handle.
-pub async fn retrying<T, Fut>(mut request: impl FnMut() -> Fut) -> Result<T, Error>
+pub(crate) async fn retrying<T, Fut>(mut request: impl FnMut() -> Fut) -> Result<T, Error>
 where
     Fut: std::future::Future<Output = Result<T, Error>>,
 {

@@ -8,7 +8,7 @@ use crate::reconcile::vocab::Reason;
 
 /// A reconcile that must be retried with backoff.
 #[derive(Debug)]
-pub enum ReconcileError {
+pub(crate) enum ReconcileError {
     /// No token could be had (credentials, a grant, AWS): the reason and message the
     /// status reports, since the status and the log must say the same.
     NoToken { reason: Reason, message: String },
@@ -28,7 +28,7 @@ pub enum ReconcileError {
 
 impl ReconcileError {
     /// The reason a status or a metric files this failure under.
-    pub fn reason(&self) -> Reason {
+    pub(crate) fn reason(&self) -> Reason {
         match self {
             Self::NoToken { reason, .. } => *reason,
             Self::NamespacesFailed { .. } => Reason::NamespaceErrors,

@@ -20,7 +20,7 @@ use crate::runtime::metrics::MetricsHandle;
 
 /// Reads and writes the one Lease of the election. The seam exists so the timing of
 /// [`LeaderElector::run`] can be tested on paused time without a network.
-pub trait LeaseApi: Send + Sync {
+pub(crate) trait LeaseApi: Send + Sync {
     /// The lease, or `None` when it does not exist.
     fn get(&self) -> impl Future<Output = Result<Option<Lease>, crate::k8s::Error>> + Send;
     /// Creates the lease with `spec`.
@@ -37,7 +37,7 @@ pub trait LeaseApi: Send + Sync {
 
 /// The Lease `namespace/name` on the API server.
 #[derive(Clone)]
-pub struct KubeLease {
+pub(crate) struct KubeLease {
     client: Client,
     namespace: String,
     name: String,
@@ -99,7 +99,7 @@ impl LeaseApi for KubeLease {
 /// Usage: build it, [`subscribe`](Self::subscribe) as often as needed, spawn
 /// [`run`](Self::run). Work that must stop before another replica starts should watch
 /// the receiver: it turns `false` the moment leadership is lost or shutdown begins.
-pub struct LeaderElector<A = KubeLease> {
+pub(crate) struct LeaderElector<A = KubeLease> {
     api: A,
     identity: String,
     cfg: LeaseConfig,
@@ -114,7 +114,7 @@ pub struct LeaderElector<A = KubeLease> {
 
 impl LeaderElector<KubeLease> {
     /// Elects on the Lease `namespace/name` as `identity` (see [`identity`](super::identity)).
-    pub fn new(
+    pub(crate) fn new(
         client: Client,
         namespace: &str,
         name: &str,
@@ -145,7 +145,7 @@ impl<A: LeaseApi> LeaderElector<A> {
     }
 
     /// `true` while this replica leads.
-    pub fn subscribe(&self) -> watch::Receiver<bool> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<bool> {
         self.tx.subscribe()
     }
 
@@ -167,7 +167,10 @@ impl<A: LeaseApi> LeaderElector<A> {
     /// Campaigns, leads and renews until `shutdown` completes; then stops leading and
     /// releases the lease if held. Returns an error only for invalid settings or a
     /// failed release; API failures along the way are logged and retried.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), LeaderError> {
+    pub(crate) async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), LeaderError> {
         self.cfg.validate()?;
         tokio::pin!(shutdown);
         loop {

@@ -19,7 +19,6 @@
 //! timing around it.
 
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 mod decide;
@@ -28,18 +27,19 @@ mod elector;
 #[cfg(test)]
 mod emulated_tests;
 
-pub use elector::{KubeLease, LeaderElector, LeaseApi};
+pub(crate) use elector::LeaderElector;
 
 /// Name of the operator's Lease. rbac.yaml grants get/update on exactly this name.
-pub const DEFAULT_LEASE_NAME: &str = "ecr-creds-refresher";
+#[cfg(test)]
+pub(crate) const DEFAULT_LEASE_NAME: &str = "ecr-creds-refresher";
 
 /// client-go's jitter on acquisition retries: waits are `retry * [1, 2.2)`, which keeps
 /// standbys from hitting the API server in lockstep.
-pub const JITTER_FACTOR: f64 = 1.2;
+pub(crate) const JITTER_FACTOR: f64 = 1.2;
 
 /// Timing of the election. The defaults are client-go's (and controller-runtime's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LeaseConfig {
+pub(crate) struct LeaseConfig {
     /// How long a standby waits, after it last saw the lease change, before taking over.
     pub lease_duration: Duration,
     /// How long the leader keeps leading without a successful renewal.
@@ -94,19 +94,10 @@ impl LeaseConfig {
     }
 }
 
-/// A unique identity for this replica: the pod name (hostname) plus a random suffix, so
-/// a restarted pod with the same name never mistakes the old lease for its own.
-pub fn identity(hostname: &str) -> String {
-    format!(
-        "{hostname}_{:016x}",
-        RandomState::new().hash_one(std::process::id())
-    )
-}
-
 /// What went wrong in one election step. Only [`LeaderError::InvalidConfig`] and a failed
 /// release are returned from [`LeaderElector::run`]; the others are logged and retried.
 #[derive(Debug)]
-pub enum LeaderError {
+pub(crate) enum LeaderError {
     /// The timing settings break [`LeaseConfig`]'s rules; nothing was written.
     InvalidConfig {
         /// Which rule, with the values that break it.
@@ -207,13 +198,5 @@ mod tests {
             ..LeaseConfig::default()
         };
         assert!(bad.validate().is_err());
-    }
-
-    #[test]
-    fn identity_is_unique_per_process_start_and_names_the_pod() {
-        let a = identity("pod-a");
-        let b = identity("pod-a");
-        assert!(a.starts_with("pod-a_"));
-        assert_ne!(a, b);
     }
 }

@@ -25,7 +25,7 @@ use crate::runtime::store::{Change, ObjectKey, Store};
 
 /// One page of the list to fetch.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PageRequest {
+pub(crate) struct PageRequest {
     /// At most this many objects per page.
     pub limit: u32,
     /// Where the previous page ended; `None` for the first page.
@@ -34,7 +34,7 @@ pub struct PageRequest {
 
 /// Where to start a watch and when the server should end it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WatchRequest {
+pub(crate) struct WatchRequest {
     /// Events after this version are sent; never empty (empty means "from now", which
     /// skips events).
     pub resource_version: String,
@@ -44,7 +44,7 @@ pub struct WatchRequest {
 
 /// A collection that can be listed and watched (the collection path and selectors are
 /// bound in the implementor). Implemented for [`KubeListWatch`]; tests use a fake.
-pub trait ListWatch<T>: Send + Sync + 'static {
+pub(crate) trait ListWatch<T>: Send + Sync + 'static {
     /// Why a list or a watch failed.
     type Error: std::error::Error + Send + Sync + 'static;
     /// The events of one open watch.
@@ -67,7 +67,7 @@ pub trait ListWatch<T>: Send + Sync + 'static {
 }
 
 /// The events of one watch request.
-pub trait EventStream<T> {
+pub(crate) trait EventStream<T> {
     /// Why the stream failed mid-way.
     type Error;
 
@@ -79,7 +79,7 @@ pub trait EventStream<T> {
 
 /// A collection of the Kubernetes API, listed and watched through [`Client`].
 #[derive(Clone, Debug)]
-pub struct KubeListWatch {
+pub(crate) struct KubeListWatch {
     /// The API server connection.
     pub client: Client,
     /// E.g. `/api/v1/secrets`, from [`crate::k8s::kind::Kind::collection`].
@@ -136,7 +136,7 @@ impl<T: DeserializeOwned + Send> EventStream<T> for WatchStream<T> {
 
 /// Settings of one reflector.
 #[derive(Clone, Debug)]
-pub struct WatcherConfig {
+pub(crate) struct WatcherConfig {
     /// Names the watched collection in logs and metrics.
     pub name: String,
     /// Objects per page of the initial list and every relist.
@@ -155,7 +155,7 @@ pub struct WatcherConfig {
 
 /// What a reflector has been through, for metrics and debugging.
 #[derive(Debug, Default)]
-pub struct WatcherStats {
+pub(crate) struct WatcherStats {
     lists: AtomicU64,
     events: AtomicU64,
     failures: AtomicU64,
@@ -165,17 +165,20 @@ pub struct WatcherStats {
 
 impl WatcherStats {
     /// Full lists completed (the first one and every relist).
-    pub fn lists(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn lists(&self) -> u64 {
         self.lists.load(Ordering::Relaxed)
     }
 
     /// Watch events applied (bookmarks excluded).
-    pub fn events(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn events(&self) -> u64 {
         self.events.load(Ordering::Relaxed)
     }
 
     /// Failures that were backed off (410s included).
-    pub fn failures(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
     }
 }
@@ -185,7 +188,7 @@ impl WatcherStats {
 impl WatcherConfig {
     /// The defaults above, with 0.8 s..30 s backoff reset after 2 minutes of health.
     #[must_use]
-    pub fn new(name: impl Into<String>) -> WatcherConfig {
+    pub(crate) fn new(name: impl Into<String>) -> WatcherConfig {
         WatcherConfig {
             name: name.into(),
             page_size: PAGE_SIZE,
@@ -225,7 +228,7 @@ impl WatcherConfig {
 /// not cached (and is removed if it was).
 ///
 /// The task ends when `shutdown` says so; it never ends on its own.
-pub fn spawn_reflector<T, P, L, F, H>(
+pub(crate) fn spawn_reflector<T, P, L, F, H>(
     lw: L,
     config: WatcherConfig,
     project: F,

@@ -65,7 +65,7 @@ pub(crate) enum Input<T, E> {
 
 /// What the machine's caller sees.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Event<T> {
+pub(crate) enum Event<T> {
     /// Created or modified.
     Applied(T),
     /// Deleted, as last seen by the server.
@@ -201,7 +201,7 @@ fn is_gone_status(status: &ApiStatus) -> bool {
 impl<T: Resource> Event<T> {
     /// The keys of the objects the event is about (all of them for a relist): what a
     /// controller watching these objects themselves enqueues.
-    pub fn keys(&self) -> Vec<ObjectKey> {
+    pub(crate) fn keys(&self) -> Vec<ObjectKey> {
         match self {
             Event::Applied(obj) | Event::Deleted(obj) => {
                 ObjectKey::of(obj.meta()).into_iter().collect()

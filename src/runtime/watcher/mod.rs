@@ -31,11 +31,8 @@ mod driver;
 mod machine;
 
 pub(crate) use driver::spawn_reflector_into;
-pub use driver::{
-    spawn_reflector, EventStream, KubeListWatch, ListWatch, PageRequest, WatchRequest,
-    WatcherConfig, WatcherStats,
-};
-pub use machine::Event;
+pub(crate) use driver::{spawn_reflector, KubeListWatch, WatcherConfig};
+pub(crate) use machine::Event;
 
 /// Page size of the initial list: client-go's choice, small enough for the API server to
 /// serve from its cache without a spike, large enough that a few pages cover most

@@ -21,7 +21,7 @@ use crate::reconcile::vocab::Owner;
 
 /// A merge CR's step in one target namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MergeStep {
+pub(crate) struct MergeStep {
     pub namespace: String,
     /// Write (creating the Secret when absent); else our entries are in place.
     pub write: bool,
@@ -38,7 +38,7 @@ pub struct MergeStep {
 
 /// The CR's hosts to take out of a shared Secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Unmerge {
+pub(crate) struct Unmerge {
     pub owner: Owner,
     pub namespace: String,
     pub name: String,
@@ -47,7 +47,7 @@ pub struct Unmerge {
 
 /// Another merge CR of the same `secretName`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rival {
+pub(crate) struct Rival {
     pub name: String,
     /// Its creationTimestamp: of two CRs asking for a free host, the older claims it.
     pub created: String,
@@ -56,7 +56,7 @@ pub struct Rival {
 }
 
 /// What merge planning reads beyond [`ObservedCluster`].
-pub struct MergeObserved<'a> {
+pub(crate) struct MergeObserved<'a> {
     /// The Secrets named as the CR's `secretName`, and any other holding its hosts.
     pub shared: &'a [Arc<SharedSecret>],
     pub rivals: &'a [Rival],
@@ -65,7 +65,7 @@ pub struct MergeObserved<'a> {
 }
 
 /// Plans the writes that bring merge CR `owner` with `spec` about.
-pub fn sync_merge(
+pub(crate) fn sync_merge(
     owner: &Owner,
     spec: &ValidSpec,
     observed: &ObservedCluster<'_>,
@@ -121,7 +121,7 @@ pub fn sync_merge(
 
 /// Takes CR `owner`'s hosts out of every shared Secret (deletion with `deletionPolicy:
 /// Delete`).
-pub fn unmerges_of(
+pub(crate) fn unmerges_of(
     plan: &mut Plan,
     owner: &Owner,
     shared: &[Arc<SharedSecret>],

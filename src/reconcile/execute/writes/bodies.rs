@@ -12,7 +12,7 @@ use crate::reconcile::decide::dockerconfig;
 
 /// The fixed parts of a Secret's create and merge-patch bodies.
 #[derive(Clone)]
-pub struct SecretBodies {
+pub(super) struct SecretBodies {
     /// After `"namespace":NS,` in a create: name, labels, annotations, type and data.
     create_tail: Bytes,
     /// After `"resourceVersion":RV,` in a merge patch: labels, annotations and data.
@@ -34,7 +34,7 @@ const PATCH_HEAD: &[u8] = br#"{"metadata":{"resourceVersion":"#;
 impl SecretBodies {
     /// The bodies for Secret `name` holding `data` (the base64 `.dockerconfigjson` value),
     /// labelled as ours, with `annotations`.
-    pub fn new(
+    pub(super) fn new(
         name: &str,
         labels: &BTreeMap<String, String>,
         annotations: &BTreeMap<String, String>,
@@ -66,13 +66,13 @@ impl SecretBodies {
     }
 
     /// The create body of the Secret in `namespace`.
-    pub fn create(&self, namespace: &str) -> Bytes {
+    pub(super) fn create(&self, namespace: &str) -> Bytes {
         splice(CREATE_HEAD, namespace, &self.create_tail)
     }
 
     /// The merge patch that rewrites the Secret's labels, annotations and data, on the
     /// condition that it is still at `resource_version` (409 otherwise).
-    pub fn patch(&self, resource_version: &str) -> Bytes {
+    pub(super) fn patch(&self, resource_version: &str) -> Bytes {
         splice(PATCH_HEAD, resource_version, &self.patch_tail)
     }
 }

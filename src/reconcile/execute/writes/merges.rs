@@ -18,7 +18,7 @@ use crate::reconcile::vocab::{MERGED_HOSTS_ANNOTATION, OWNER_ANNOTATION, OWNER_U
 
 /// What a merge write came to.
 #[derive(Debug, PartialEq, Eq)]
-pub enum MergeOutcome {
+pub(crate) enum MergeOutcome {
     /// Our entries are as asked; `conflicts` lists asked-for hosts left alone.
     Merged { conflicts: Vec<String> },
     /// The Secret takes no entries of ours (another type, immutable, unreadable): why.
@@ -32,7 +32,7 @@ impl Writer {
     /// creating the Secret (as the operator's, labelled) when it is absent and there is
     /// something to set, and deleting it when the operator created it and nothing is
     /// left in it.
-    pub async fn merge_secret(
+    pub(crate) async fn merge_secret(
         &self,
         namespace: &str,
         name: &str,
