@@ -201,7 +201,7 @@ impl fmt::Debug for ReadyHandle {
 #[must_use]
 pub(crate) struct Routes {
     readiness: Option<Readiness>,
-    metrics: Option<fn() -> String>,
+    metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
 }
 
 impl Routes {
@@ -213,16 +213,11 @@ impl Routes {
         }
     }
 
-    /// `/metrics` from the global registry ([`crate::metrics::render`]).
-    pub(crate) fn metrics() -> Self {
-        Self::metrics_from(crate::metrics::render)
-    }
-
-    /// `/metrics` rendered by `render` (tests use their own registry).
-    pub(crate) fn metrics_from(render: fn() -> String) -> Self {
+    /// `/metrics` rendered by `render`: the operator's registry, or a test's.
+    pub(crate) fn metrics_from(render: impl Fn() -> String + Send + Sync + 'static) -> Self {
         Self {
             readiness: None,
-            metrics: Some(render),
+            metrics: Some(Arc::new(render)),
         }
     }
 
@@ -250,7 +245,7 @@ impl Routes {
                 .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
             return resp;
         }
-        match (path, &self.readiness, self.metrics) {
+        match (path, &self.readiness, &self.metrics) {
             ("/healthz", Some(_), _) => text(StatusCode::OK, "ok\n".into()),
             ("/readyz", Some(readiness), _) => readyz(readiness, query),
             ("/metrics", _, Some(render)) => {

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 /// Prefix shared by every metric of this operator.
 pub(crate) const PREFIX: &str = "ecr_creds_refresher_";
@@ -37,118 +37,14 @@ pub(crate) const RECONCILE_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-// === free functions over the global registry ===
-
-fn global() -> &'static Registry {
-    static GLOBAL: OnceLock<Registry> = OnceLock::new();
-    GLOBAL.get_or_init(Registry::new)
-}
-
-/// One ECR/STS token fetch ended; `result` is e.g. `"success"`, `"error"`, `"throttled"`.
-pub(crate) fn token_fetch(result: &str) {
-    global().token_fetch(result);
-}
-
-/// The state of ECRPullSecret `name`: Ready or not, the earliest expiry of its Secrets
-/// and its next planned refresh (unix seconds), where known.
-pub(crate) fn set_ecrpullsecret(
-    name: &str,
-    ready: bool,
-    expiry: Option<f64>,
-    next_refresh: Option<f64>,
-) {
-    global().set_ecrpullsecret(name, ready, expiry, next_refresh);
-}
-
-/// A registry answered a token check; `result` is the `RegistryVerified` reason.
-pub(crate) fn registry_check(result: &str) {
-    global().registry_check(result);
-}
-
-/// ECRPullSecret `name`'s registries all accepted its token, last at `at` (unix seconds).
-pub(crate) fn set_registry_verified(name: &str, at: f64) {
-    global().set_registry_verified(name, at);
-}
-
-/// The notAfter (unix seconds) of the Roles Anywhere certificate ECRPullSecret `name`
-/// signs with (`source` `roles-anywhere`), or of the operator's own (`name` empty,
-/// `source` `operator`). Neither the Secret nor the subject is a label: a device's
-/// name can be sensitive, and the CR names the Secret for whoever may read it.
-pub(crate) fn set_certificate_expiry(name: &str, source: &str, not_after: f64) {
-    global().set_certificate_expiry(name, source, not_after);
-}
-
-/// ECRPullSecret `name` signs with no certificate (any more).
-pub(crate) fn forget_certificate_expiry(name: &str) {
-    global().forget_certificate_expiry(name);
-}
-
-/// ECRPullSecret `name` is gone: drop every series labelled with it.
-pub(crate) fn forget_ecrpullsecret(name: &str) {
-    global().forget_ecrpullsecret(name);
-}
-
-/// One reconcile took `seconds`; `result` is e.g. `"success"`, `"error"`, `"requeue"`.
-pub(crate) fn observe_reconcile(seconds: f64, result: &str) {
-    global().observe_reconcile(seconds, result);
-}
-
-/// Keys currently waiting in the work queue.
-pub(crate) fn set_queue_depth(n: usize) {
-    global().set_queue_depth(n);
-}
-
-/// A pull Secret was written; `op` is `"create"`, `"update"` or `"delete"`.
-pub(crate) fn secret_written(op: &str) {
-    global().secret_written(op);
-}
-
-/// Time one pull Secret create or update spent in `phase` (see [`WritePhase`]).
-pub(crate) fn secret_write_phase(phase: WritePhase, took: std::time::Duration) {
-    global().secret_write_phase(phase, took);
-}
-
-/// A ServiceAccount's imagePullSecrets were changed; `op` is `"add"` or `"remove"`.
-pub(crate) fn service_account_written(op: &str) {
-    global().service_account_written(op);
-}
-
-/// One Kubernetes API request finished with HTTP `code` (0 when no answer arrived).
-/// `verb` is the Kubernetes verb (`"get"`, `"list"`, `"watch"`, `"create"`, ...).
-pub(crate) fn api_request(verb: &str, code: u16) {
-    global().api_request(verb, code);
-}
-
-/// Whether this replica currently holds the leader Lease.
-pub(crate) fn set_leader(is_leader: bool) {
-    global().set_leader(is_leader);
-}
-
-/// The global registry in Prometheus text format.
-pub(crate) fn render() -> String {
-    global().render()
-}
-
-/// The handle through which the runtime (watchers, controller, leader election) reports
-/// to the global registry; see [`Registry`]'s `RuntimeMetrics` implementation.
-pub(crate) fn runtime() -> crate::runtime::MetricsHandle {
-    crate::runtime::MetricsHandle::new(GlobalRegistry)
-}
-
-/// The global registry as a [`crate::runtime::RuntimeMetrics`].
-#[derive(Clone, Copy, Debug)]
-struct GlobalRegistry;
-
-impl crate::runtime::RuntimeMetrics for GlobalRegistry {
-    fn leader(&self, leading: bool) {
-        crate::runtime::RuntimeMetrics::leader(global(), leading);
-    }
-}
+/// The operator's registry, shared by every part that reports: `app::start` makes one
+/// per operator and hands it in, so nothing reports to a global and two operators in
+/// one process (the tests) never see each other's samples.
+pub(crate) type Metrics = Arc<Registry>;
 
 // === Registry ===
 
-/// Every metric of the operator. One global instance backs the free functions; tests
-/// build their own so they do not see each other's samples.
+/// Every metric of the operator; see [`Metrics`] for who holds it.
 pub(crate) struct Registry {
     token_fetches: Family<Counter>,
     token_expiry: Family<Gauge>,
@@ -1038,19 +934,6 @@ mod tests {
         assert_eq!(format_value(f64::NAN), "NaN");
         assert_eq!(format_value(1.0), "1");
         assert_eq!(format_value(0.025), "0.025");
-    }
-
-    #[test]
-    fn global_free_functions_reach_the_rendered_text() {
-        token_fetch("global-test-result");
-        let (_, samples) = parse(&render()).unwrap();
-        let s = find(
-            &samples,
-            "ecr_creds_refresher_token_fetches_total",
-            &[("result", "global-test-result")],
-        )
-        .unwrap();
-        assert!(s.value >= 1.0);
     }
 
     #[test]

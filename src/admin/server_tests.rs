@@ -69,9 +69,11 @@ async fn readyz_turns_200_only_after_every_component_reports_ready() {
 }
 
 #[tokio::test]
-async fn metrics_listener_serves_the_global_registry_in_prometheus_text() {
-    metrics::secret_written("admin-test-op");
-    let (metrics_addr, stop_m, task_m) = start(Routes::metrics()).await;
+async fn metrics_listener_serves_its_registry_in_prometheus_text() {
+    let registry = metrics::Metrics::default();
+    registry.secret_written("admin-test-op");
+    let shown = registry.clone();
+    let (metrics_addr, stop_m, task_m) = start(Routes::metrics_from(move || shown.render())).await;
     let (probe_addr, stop_p, task_p) = start(Routes::probes(Readiness::new())).await;
 
     let m = get(metrics_addr, "/metrics").await.unwrap();

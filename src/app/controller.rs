@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::metrics;
+use crate::metrics::Metrics;
 use crate::reconcile::reconciler::{ObservedState, ReconcileError, Reconciler};
 use crate::reconcile::tokens::FetchToken;
 use crate::runtime::queue::WorkQueue;
@@ -15,11 +15,12 @@ use crate::runtime::unwind::{self, catch_panic};
 /// Keeps the queue-depth gauge current.
 pub(crate) fn spawn_queue_gauge(
     queue: WorkQueue<String>,
+    metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            metrics::set_queue_depth(queue.len());
+            metrics.set_queue_depth(queue.len());
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                 _ = crate::runtime::shutdown_requested(&mut shutdown) => return,
@@ -44,12 +45,16 @@ pub(crate) async fn timed_reconcile<F: FetchToken, S: ObservedState>(
                 panic = unwind::message(&panic),
                 "reconcile panicked"
             );
-            metrics::observe_reconcile(started.elapsed().as_secs_f64(), "panic");
+            reconciler
+                .metrics()
+                .observe_reconcile(started.elapsed().as_secs_f64(), "panic");
             reconciler.report_panic(name).await;
             return Err(ReconcileError::Panicked);
         }
     };
     let label = if result.is_ok() { "success" } else { "error" };
-    metrics::observe_reconcile(started.elapsed().as_secs_f64(), label);
+    reconciler
+        .metrics()
+        .observe_reconcile(started.elapsed().as_secs_f64(), label);
     result
 }

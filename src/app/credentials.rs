@@ -18,7 +18,6 @@ use crate::aws::rolesanywhere::secret::{
 use crate::k8s::kind::SECRETS;
 use crate::k8s::types::Secret;
 use crate::k8s::{Client, ListParams};
-use crate::metrics;
 use crate::reconcile::decide::spec::{EcrPullSecret, SecretRef};
 use crate::reconcile::vocab::{split_list, GRANT_ANNOTATION};
 use crate::runtime::queue::WorkQueue;
@@ -207,7 +206,7 @@ fn start_watch(context: &Context, r: &SecretRef) -> (WatchedSecret, JoinHandle<(
             label_selector: None,
             field_selector: Some(format!("metadata.name={}", r.name)),
         },
-        WatcherConfig::new(format!("credentials secret {origin}")).with_metrics(metrics::runtime()),
+        WatcherConfig::new(format!("credentials secret {origin}")),
         read,
         move |event: Event<Secret>| {
             let key = event.keys().into_iter().next();

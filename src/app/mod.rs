@@ -45,7 +45,7 @@ use crate::aws::registry::RegistryClient;
 use crate::config::Config;
 use crate::k8s::kind::ECR_PULL_SECRETS;
 use crate::k8s::{Client, ClientConfig, ListParams};
-use crate::metrics;
+use crate::metrics::Metrics;
 use crate::reconcile::decide::spec::{EcrPullSecret, SecretRef};
 use crate::reconcile::decide::validate::SpecPolicy;
 use crate::reconcile::execute::events::EventRecorder;
@@ -59,6 +59,7 @@ use crate::runtime::queue::WorkQueue;
 use crate::runtime::shutdown_requested;
 use crate::runtime::store::Store;
 use crate::runtime::watch_set;
+use crate::runtime::MetricsHandle;
 
 pub(crate) use caches::Caches;
 pub(crate) use credentials::CredentialSecrets;
@@ -75,6 +76,8 @@ pub struct Running {
     pub(crate) caches: Caches,
     pub(crate) queue: WorkQueue<String>,
     pub(crate) reconciler: Arc<OperatorReconciler>,
+    /// This operator's registry, which `/metrics` renders.
+    pub(crate) metrics: Metrics,
     /// `true` while this instance may write (always, without leader election).
     pub leading: watch::Receiver<bool>,
     /// Where `/healthz` and `/readyz` listen (the resolved port); `None` when disabled.
@@ -102,7 +105,9 @@ pub enum Stopped {
 /// Connects, checks access, wires every part and starts serving. With `cfg.once`, the
 /// controller is not started: call [`Running::run_once`].
 pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
-    let client = connect(cfg).await?;
+    // This operator's registry: every part reports to it, /metrics renders it.
+    let metrics = Metrics::default();
+    let client = connect(cfg, &metrics).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // Failures back off by the one default: backoff::FAILURE_BASE doubling to
     // FAILURE_MAX (2 s to 5 minutes).
@@ -117,12 +122,13 @@ pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
         operator_credentials(cfg),
         shutdown_rx.clone(),
     );
-    let (tokens, registry) = token_cache(cfg, &env, &creds)?;
+    let (tokens, registry) = token_cache(cfg, &env, &creds, &metrics)?;
     let verifier = if cfg.verify_registries {
         tokens::registry_verifier(registry)
     } else {
         Verifier::disabled()
-    };
+    }
+    .with_metrics(metrics.clone());
     // A verdict lands beside the reconciles: the CRs that waited for it report it.
     let verdict_queue = queue.clone();
     verifier.on_verdict(Arc::new(move |cr: &str| verdict_queue.add(cr.to_string())));
@@ -160,13 +166,14 @@ pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
                 ..Settings::default()
             },
             specs,
+            metrics.clone(),
         )
         .with_verifier(Arc::new(verifier)),
     );
     spawn_pruner(&caches, &reconciler, crs_changed, &shutdown_rx);
     let readiness = caches_readiness(&caches, &shutdown_rx);
-    let (probe_addr, metrics_addr) = serve_admin(cfg, &readiness, &shutdown_rx).await?;
-    controller::spawn_queue_gauge(queue.clone(), shutdown_rx.clone());
+    let (probe_addr, metrics_addr) = serve_admin(cfg, &readiness, &metrics, &shutdown_rx).await?;
+    controller::spawn_queue_gauge(queue.clone(), metrics.clone(), shutdown_rx.clone());
 
     let (elector_stop, _) = watch::channel(false);
     let mut running = Running {
@@ -174,6 +181,7 @@ pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
         caches,
         queue,
         reconciler,
+        metrics,
         leading: watch::channel(true).1,
         probe_addr,
         metrics_addr,
@@ -193,7 +201,7 @@ pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
 
 /// The Kubernetes client, checked: a wrong CA, a refused token, no CRD or no RBAC stop
 /// the operator here, with a hint, rather than in a retry loop later.
-async fn connect(cfg: &Config) -> Result<Client, StartError> {
+async fn connect(cfg: &Config, metrics: &Metrics) -> Result<Client, StartError> {
     let client_cfg = match &cfg.api_server {
         Some(url) => ClientConfig::out_of_cluster(
             url,
@@ -207,7 +215,10 @@ async fn connect(cfg: &Config) -> Result<Client, StartError> {
         .map(|c| c.with_identity(&cfg.identity))
         .and_then(Client::new)
         .map_err(StartError::ClientConfig)?
-        .with_observer(Arc::new(metrics::api_request));
+        .with_observer({
+            let metrics = metrics.clone();
+            Arc::new(move |verb: &str, code: u16| metrics.api_request(verb, code))
+        });
     let first = ListParams {
         limit: Some(1),
         ..Default::default()
@@ -228,6 +239,7 @@ fn token_cache(
     cfg: &Config,
     env: &AwsEnv,
     creds: &CredentialSecrets,
+    metrics: &Metrics,
 ) -> Result<(Arc<TokenCache<tokens::AwsTokenFetcher>>, RegistryClient), StartError> {
     use crate::aws::credentials::SourceKind;
     use crate::aws::setup::{Aws, AwsSettings};
@@ -247,9 +259,12 @@ fn token_cache(
         source,
         http: crate::aws::http::HttpConfig::default(),
         allow_plain_http_registry: cfg.allow_plain_http_registry,
-        certificate_seen: crate::aws::context::CertificateObserver::new(|not_after| {
-            metrics::set_certificate_expiry("", "operator", not_after.unix_timestamp() as f64)
-        }),
+        certificate_seen: {
+            let metrics = metrics.clone();
+            crate::aws::context::CertificateObserver::new(move |not_after| {
+                metrics.set_certificate_expiry("", "operator", not_after.unix_timestamp() as f64)
+            })
+        },
     };
     let aws = Aws::setup(env, settings, global_secret).map_err(StartError::Aws)?;
     let lookup_creds = creds.clone();
@@ -259,7 +274,7 @@ fn token_cache(
         Arc::new(move |r: &SecretRef| Some(certificate_creds.certificate(r)));
     let registry = aws.registry.clone();
     let fetcher = tokens::AwsTokenFetcher::new(aws, lookup).with_certificates(certificates);
-    let cache = Arc::new(TokenCache::new(fetcher));
+    let cache = Arc::new(TokenCache::new(fetcher).with_metrics(metrics.clone()));
     Ok((cache, registry))
 }
 
@@ -327,8 +342,13 @@ fn caches_readiness(caches: &Caches, shutdown: &watch::Receiver<bool>) -> Readin
 async fn serve_admin(
     cfg: &Config,
     readiness: &Readiness,
+    metrics: &Metrics,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<(Option<SocketAddr>, Option<SocketAddr>), StartError> {
+    let render = {
+        let metrics = metrics.clone();
+        move || metrics.render()
+    };
     let mut bound = Vec::new();
     for (addr, routes, what) in [
         (
@@ -336,7 +356,7 @@ async fn serve_admin(
             Routes::probes(readiness.clone()),
             "health probes",
         ),
-        (cfg.metrics_addr, Routes::metrics(), "metrics"),
+        (cfg.metrics_addr, Routes::metrics_from(render), "metrics"),
     ] {
         let Some(addr) = addr else {
             bound.push(None);
@@ -378,7 +398,7 @@ impl Running {
         operator_namespace: Option<String>,
     ) -> Result<(), StartError> {
         if !cfg.leader_elect {
-            metrics::set_leader(true);
+            self.metrics.set_leader(true);
             let (tx, rx) = watch::channel(true);
             self.leading = rx;
             self._keep_leading = Some(tx);
@@ -396,7 +416,7 @@ impl Running {
             &cfg.identity,
             LeaseConfig::default(),
         )
-        .with_metrics(metrics::runtime());
+        .with_metrics(MetricsHandle::shared(self.metrics.clone()));
         let mut stop = self.elector_stop.subscribe();
         let (rx, task) = elector.spawn(async move {
             shutdown_requested(&mut stop).await;
@@ -419,7 +439,7 @@ impl Running {
         let r = self.reconciler.clone();
         self.controller = Some(spawn_controller(
             self.queue.clone(),
-            ControllerConfig::new("ecrpullsecret", workers).with_metrics(metrics::runtime()),
+            ControllerConfig::new("ecrpullsecret", workers),
             move |name: String| {
                 let r = r.clone();
                 async move { controller::timed_reconcile(&r, &name).await }

@@ -15,7 +15,6 @@ use tokio::sync::watch;
 use crate::k8s::kind::CONFIG_MAPS;
 use crate::k8s::types::ConfigMap;
 use crate::k8s::Client;
-use crate::metrics;
 use crate::reconcile::decide::spec::EcrPullSecret;
 use crate::reconcile::vocab::ROLE_GRANTS_CONFIGMAP;
 use crate::runtime::queue::WorkQueue;
@@ -64,7 +63,7 @@ impl RoleGrants {
                 label_selector: None,
                 field_selector: Some(format!("metadata.name={ROLE_GRANTS_CONFIGMAP}")),
             },
-            WatcherConfig::new("role grants").with_metrics(metrics::runtime()),
+            WatcherConfig::new("role grants"),
             |cm: &ConfigMap| Some(parse(&cm.data)),
             move |_: Event<ConfigMap>| {
                 for cr in crs.list() {

@@ -11,7 +11,6 @@ use tokio::task::JoinHandle;
 use crate::k8s::kind::{ECR_PULL_SECRETS, NAMESPACES, SECRETS, SERVICE_ACCOUNTS};
 use crate::k8s::types::{Namespace, Secret, ServiceAccount};
 use crate::k8s::Client;
-use crate::metrics;
 use crate::reconcile::decide::select::NamespaceView;
 use crate::reconcile::decide::spec::EcrPullSecret;
 use crate::reconcile::decide::state::{project_namespace, ManagedSecret, SaView};
@@ -46,7 +45,7 @@ pub(crate) fn start_watches(
     let (_, cr_task) = spawn_reflector_into(
         caches.crs.clone(),
         lw(ECR_PULL_SECRETS.collection(None), None),
-        WatcherConfig::new("ecrpullsecrets").with_metrics(metrics::runtime()),
+        WatcherConfig::new("ecrpullsecrets"),
         |cr: &EcrPullSecret| Some(cr.clone()),
         move |event| on_cr(&q, &sh, &changed, event),
         shutdown.clone(),
@@ -55,7 +54,7 @@ pub(crate) fn start_watches(
     let (_, ns_task) = spawn_reflector_into(
         caches.namespaces.clone(),
         lw(NAMESPACES.collection(None), None),
-        WatcherConfig::new("namespaces").with_metrics(metrics::runtime()),
+        WatcherConfig::new("namespaces"),
         project_namespace,
         move |event| on_namespace(&q, &c, &s, event),
         shutdown.clone(),
@@ -64,7 +63,7 @@ pub(crate) fn start_watches(
     let (_, secret_task) = spawn_reflector_into(
         caches.secrets.clone(),
         lw(SECRETS.collection(None), Some(MANAGED_SELECTOR)),
-        WatcherConfig::new("managed secrets").with_metrics(metrics::runtime()),
+        WatcherConfig::new("managed secrets"),
         ManagedSecret::project,
         move |event| on_managed_secret(&q, &c, event),
         shutdown.clone(),
@@ -78,7 +77,7 @@ pub(crate) fn start_watches(
     let (_, sa_task) = spawn_reflector_into(
         caches.service_accounts.clone(),
         lw(SERVICE_ACCOUNTS.collection(None), None),
-        WatcherConfig::new("serviceaccounts").with_metrics(metrics::runtime()),
+        WatcherConfig::new("serviceaccounts"),
         SaView::project,
         move |event| on_service_account(&q, &c, &s, &n, event),
         shutdown.clone(),

@@ -14,7 +14,6 @@ use tokio::task::JoinHandle;
 use crate::k8s::kind::SECRETS;
 use crate::k8s::types::Secret;
 use crate::k8s::Client;
-use crate::metrics;
 use crate::reconcile::decide::shared::{self, SharedSecret};
 use crate::reconcile::decide::spec::{EcrPullSecret, SecretPolicy};
 use crate::runtime::queue::WorkQueue;
@@ -163,7 +162,7 @@ fn start_watch(context: &Context, name: &String) -> (Store<SharedSecret>, JoinHa
             label_selector: None,
             field_selector: Some(format!("metadata.name={name}")),
         },
-        WatcherConfig::new(format!("shared secrets {name}")).with_metrics(metrics::runtime()),
+        WatcherConfig::new(format!("shared secrets {name}")),
         SharedSecret::project,
         move |event: Event<Secret>| {
             // Mostly someone else's edit (the store drops echoes of our writes): after the

@@ -28,6 +28,7 @@ use super::verify::Verifier;
 use super::vocab::{format_time, parse_time, saturating_add, Owner, Reason};
 use crate::k8s::kind::ECR_PULL_SECRETS;
 use crate::k8s::{Client, Patch};
+use crate::metrics::Metrics;
 pub(crate) use crate::runtime::controller::Action;
 
 mod error;
@@ -117,6 +118,8 @@ pub(crate) struct Reconciler<F, S> {
     specs: Arc<Specs>,
     /// Registry checks, cached per token and host.
     verifier: Arc<Verifier>,
+    /// The operator's registry: every CR's series, and the writes' counts.
+    metrics: Metrics,
 }
 
 /// The tokens a reconcile fetched, by group.
@@ -132,8 +135,11 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         events: EventRecorder,
         settings: Settings,
         specs: Arc<Specs>,
+        metrics: Metrics,
     ) -> Self {
-        let writer = Writer::new(client.clone()).with_cache(Arc::new(state.clone()));
+        let writer = Writer::new(client.clone())
+            .with_cache(Arc::new(state.clone()))
+            .with_metrics(metrics.clone());
         Reconciler {
             applier: Applier::new(writer, settings.write_concurrency),
             client,
@@ -143,6 +149,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             settings,
             specs,
             verifier: Arc::new(Verifier::disabled()),
+            metrics,
         }
     }
 
@@ -155,6 +162,11 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
 
     pub(crate) fn tokens(&self) -> &Arc<TokenCache<F>> {
         &self.tokens
+    }
+
+    /// The registry this reconciler reports to (the controller times reconciles into it).
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub(crate) async fn reconcile(&self, name: &str) -> Result<Action, ReconcileError> {
@@ -229,7 +241,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
     /// The CR is gone: drop what was kept for it, and its metric series.
     fn forget(&self, name: &str) {
         self.specs.forget(name);
-        crate::metrics::forget_ecrpullsecret(name);
+        self.metrics.forget_ecrpullsecret(name);
         self.prune_tokens();
     }
 
@@ -265,7 +277,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         // Every reconcile, whether a token is needed or a cached one would do: a CR not
         // (or no longer) granted its credentials gets no token and no registry check.
         if let Err((reason, message)) = self.permitted(&owner.name, spec).await {
-            crate::metrics::forget_certificate_expiry(&owner.name);
+            self.metrics.forget_certificate_expiry(&owner.name);
             let withheld = Some(Verification::Withheld);
             return Err(self
                 .without_tokens(cr, spec, &plan, (reason, message), withheld, now)
@@ -472,7 +484,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             &format_time(now),
         );
         let next = &report.status;
-        crate::metrics::set_ecrpullsecret(
+        self.metrics.set_ecrpullsecret(
             name,
             report.ready,
             next.expires_at.as_deref().and_then(unix_time),
@@ -484,7 +496,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 .iter()
                 .filter_map(|r| unix_time(&r.checked_at))
                 .fold(f64::MIN, f64::max);
-            crate::metrics::set_registry_verified(name, last);
+            self.metrics.set_registry_verified(name, last);
         }
         let Some((body, events)) = report.change else {
             return;

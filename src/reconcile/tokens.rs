@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use super::decide::spec::AwsAuth;
 pub(crate) use super::decide::token::{refresh_at, RegistryToken, TokenGroup};
 use super::vocab::{saturating_add, Reason};
+use crate::metrics::Metrics;
 
 /// Why a token could not be had; `reason` is a status condition reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +95,8 @@ pub(crate) struct TokenCache<F> {
     fetcher: F,
     groups: Mutex<HashMap<TokenGroup, Arc<tokio::sync::Mutex<Entry>>>>,
     calls: std::sync::atomic::AtomicU64,
+    /// Where fetches are counted, by result.
+    metrics: Metrics,
 }
 
 #[derive(Default)]
@@ -112,7 +115,15 @@ impl<F: FetchToken> TokenCache<F> {
             fetcher,
             groups: Mutex::new(HashMap::new()),
             calls: Default::default(),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Counts fetches in the operator's registry (a private one until given).
+    #[must_use]
+    pub(crate) fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// A token for `group` that is not yet due for refresh by `margin` (default half its
@@ -155,14 +166,14 @@ impl<F: FetchToken> TokenCache<F> {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self.fetcher.fetch(&group).await {
             Ok(token) => {
-                crate::metrics::token_fetch("success");
+                self.metrics.token_fetch("success");
                 let token = Arc::new(token);
                 entry.token = Some(token.clone());
                 entry.failure = None;
                 Ok(token)
             }
             Err(err) => {
-                crate::metrics::token_fetch(err.reason.as_str());
+                self.metrics.token_fetch(err.reason.as_str());
                 entry.failure = Some((now, err.clone()));
                 Err(err)
             }

@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 use super::decide::token::RegistryToken;
 pub(crate) use super::decide::verdict::{HostCheck, Verdict};
 use super::vocab::saturating_add;
+use crate::metrics::Metrics;
 
 /// What a check answers: the verdict and a message.
 pub(crate) type CheckFuture = Pin<Box<dyn Future<Output = (Verdict, String)> + Send>>;
@@ -38,6 +39,8 @@ pub(crate) struct Verifier {
     slots: Mutex<HashMap<(String, u64), (OffsetDateTime, SharedSlot)>>,
     /// Told the CRs waiting on a verdict when it lands (the work queue, in the operator).
     on_verdict: Mutex<Option<VerdictHook>>,
+    /// Where verdicts are counted.
+    metrics: Metrics,
 }
 
 /// Requeues a CR whose verdict landed.
@@ -81,7 +84,15 @@ impl Verifier {
             check: Some(check),
             slots: Mutex::new(HashMap::new()),
             on_verdict: Mutex::new(None),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Counts verdicts in the operator's registry (a private one until given).
+    #[must_use]
+    pub(crate) fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// `--verify-registries=false`: nothing is checked.
@@ -90,6 +101,7 @@ impl Verifier {
             check: None,
             slots: Mutex::new(HashMap::new()),
             on_verdict: Mutex::new(None),
+            metrics: Metrics::default(),
         }
     }
 
@@ -130,8 +142,10 @@ impl Verifier {
         let running = check(host.to_string(), token.clone());
         let host = host.to_string();
         let hook = lock(&self.on_verdict).clone();
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
             let (verdict, message) = running.await;
+            metrics.registry_check(verdict.as_str());
             let waiting = land(&slot, host, verdict, message);
             if let Some(hook) = hook {
                 for cr in &waiting {
@@ -157,7 +171,6 @@ impl Verifier {
 
 /// Records a check's verdict in its slot; the CRs that waited for it.
 fn land(slot: &Mutex<Slot>, host: String, verdict: Verdict, message: String) -> BTreeSet<String> {
-    crate::metrics::registry_check(verdict.as_str());
     let checked_at = OffsetDateTime::now_utc();
     let mut state = lock(slot);
     let retry_at = if verdict == Verdict::Verified {

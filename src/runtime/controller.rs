@@ -105,6 +105,7 @@ impl ControllerConfig {
 
     /// Reports every reconcile to `metrics` as well.
     #[must_use]
+    #[cfg(test)]
     pub(crate) fn with_metrics(self, metrics: MetricsHandle) -> ControllerConfig {
         ControllerConfig { metrics, ..self }
     }

@@ -4,6 +4,9 @@
 //! constructor was given (client-go's `MetricsProvider`); the application decides what,
 //! if anything, to export. The default handle records nothing, so tests and other users
 //! of the runtime need no registry, and the runtime depends on no exposition format.
+//! The operator exports leadership only (README's metrics table), so only its elector
+//! is given a handle; the watch and reconcile hooks keep their default and are driven by
+//! the runtime's own tests (`with_metrics` on watchers and controllers is test-only).
 
 use std::fmt;
 use std::ops::Deref;
@@ -69,6 +72,11 @@ impl MetricsHandle {
     /// Shares `metrics` with every component given a clone of the handle.
     pub(crate) fn new(metrics: impl RuntimeMetrics) -> MetricsHandle {
         MetricsHandle(Arc::new(metrics))
+    }
+
+    /// Reports to `metrics`, which its owner keeps reading (rendering, say).
+    pub(crate) fn shared(metrics: Arc<dyn RuntimeMetrics>) -> MetricsHandle {
+        MetricsHandle(metrics)
     }
 }
 

@@ -15,7 +15,7 @@ use crate::backoff::{Backoff, TRANSIENT_RETRIES};
 use crate::k8s::kind::{SECRETS, SERVICE_ACCOUNTS};
 use crate::k8s::types::{ObjectMeta, Secret, SecretAnswer, ServiceAccount};
 use crate::k8s::{Client, Error, Patch, Preconditions};
-use crate::metrics::WritePhase;
+use crate::metrics::{Metrics, WritePhase};
 use crate::reconcile::decide::content::{self, Content};
 use crate::reconcile::decide::dockerconfig;
 use crate::reconcile::decide::existing::{self, Existing};
@@ -124,6 +124,8 @@ pub(crate) struct Writer {
     cache: Arc<dyn WriteThrough>,
     sa_locks: SaLocks,
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// Where writes are counted and timed.
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Writer {
@@ -141,7 +143,15 @@ impl Writer {
             cache: Arc::new(NoCache),
             sa_locks: SaLocks::default(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_REQUESTS_IN_FLIGHT)),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Counts and times writes in the operator's registry (a private one until given).
+    #[must_use]
+    pub(crate) fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// One request: within the in-flight bound, transient errors retried.
@@ -166,7 +176,8 @@ impl Writer {
         let _permit = self.in_flight.acquire().await.ok();
         let started = Instant::now();
         let answer = retrying(request).await;
-        crate::metrics::secret_write_phase(WritePhase::Send, started.elapsed());
+        self.metrics
+            .secret_write_phase(WritePhase::Send, started.elapsed());
         answer
     }
 
@@ -180,14 +191,16 @@ impl Writer {
                 source,
             })?;
         let parsed = Instant::now();
-        crate::metrics::secret_write_phase(WritePhase::Parse, parsed - started);
+        self.metrics
+            .secret_write_phase(WritePhase::Parse, parsed - started);
         let meta = &secret.metadata;
         if let (Some(ns), Some(name)) = (&meta.namespace, &meta.name) {
             let projection =
                 ManagedSecret::project_written(&secret, (&content.data, &content.checksum));
             self.cache.secret_written(ns, name, projection);
         }
-        crate::metrics::secret_write_phase(WritePhase::Cache, parsed.elapsed());
+        self.metrics
+            .secret_write_phase(WritePhase::Cache, parsed.elapsed());
         Ok(())
     }
 
@@ -210,7 +223,8 @@ impl Writer {
     ) -> Result<SecretOutcome, Error> {
         let started = Instant::now();
         let body = content.bodies.create(namespace);
-        crate::metrics::secret_write_phase(WritePhase::Build, started.elapsed());
+        self.metrics
+            .secret_write_phase(WritePhase::Build, started.elapsed());
         let collection = SECRETS.collection(Some(namespace));
         match self
             .send_secret_write(|| self.client.create_raw(&collection, body.clone()))
@@ -218,7 +232,7 @@ impl Writer {
         {
             Ok(created) => {
                 self.secret_answered(&created, content)?;
-                crate::metrics::secret_written("create");
+                self.metrics.secret_written("create");
                 Ok(SecretOutcome::Written)
             }
             Err(e) if e.is_already_exists() => self.adopt(namespace, name, content, adopt).await,
@@ -298,13 +312,14 @@ impl Writer {
     ) -> Result<(), Error> {
         let started = Instant::now();
         let body = content.bodies.patch(resource_version);
-        crate::metrics::secret_write_phase(WritePhase::Build, started.elapsed());
+        self.metrics
+            .secret_write_phase(WritePhase::Build, started.elapsed());
         let path = SECRETS.object(Some(namespace), name);
         let written = self
             .send_secret_write(|| self.client.merge_patch_raw(&path, body.clone()))
             .await?;
         self.secret_answered(&written, content)?;
-        crate::metrics::secret_written("update");
+        self.metrics.secret_written("update");
         Ok(())
     }
 
@@ -326,7 +341,7 @@ impl Writer {
             }
             Ok(()) => {
                 self.cache.secret_deleted(&secret.namespace, &secret.name);
-                crate::metrics::secret_written("delete");
+                self.metrics.secret_written("delete");
                 Ok(())
             }
             Err(e) => Err(e),
@@ -384,11 +399,8 @@ impl Writer {
             {
                 Ok(written) => {
                     self.cache.service_account_written(&written);
-                    crate::metrics::service_account_written(if edit.add {
-                        "add"
-                    } else {
-                        "remove"
-                    });
+                    self.metrics
+                        .service_account_written(if edit.add { "add" } else { "remove" });
                     return Ok(());
                 }
                 Err(e) if is_lost_race(&e) && attempt < SA_CONFLICT_RETRIES => {

@@ -100,12 +100,11 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
     /// expired one included: that is what the alert is for).
     pub(super) fn report_certificate(&self, cr: &str, spec: &ValidSpec) {
         match self.tokens.fetcher().certificate_not_after(&spec.aws) {
-            Some(t) => crate::metrics::set_certificate_expiry(
-                cr,
-                "roles-anywhere",
-                t.unix_timestamp() as f64,
-            ),
-            None => crate::metrics::forget_certificate_expiry(cr),
+            Some(t) => {
+                self.metrics
+                    .set_certificate_expiry(cr, "roles-anywhere", t.unix_timestamp() as f64)
+            }
+            None => self.metrics.forget_certificate_expiry(cr),
         }
     }
 

@@ -202,6 +202,7 @@ impl WatcherConfig {
 
     /// Reports to `metrics` as well as to [`WatcherConfig::stats`].
     #[must_use]
+    #[cfg(test)]
     pub(crate) fn with_metrics(self, metrics: MetricsHandle) -> WatcherConfig {
         WatcherConfig { metrics, ..self }
     }

@@ -85,7 +85,7 @@ impl Writer {
                     .await
                     .map(|written| {
                         self.cache.shared_secret_written(&written);
-                        crate::metrics::secret_written("merge");
+                        self.metrics.secret_written("merge");
                     })
             };
             match result {
@@ -135,7 +135,7 @@ impl Writer {
             .send(|| self.client.create::<_, Secret>(&collection, &body))
             .await?;
         self.cache.shared_secret_written(&created);
-        crate::metrics::secret_written("create");
+        self.metrics.secret_written("create");
         Ok(MergeOutcome::Merged {
             conflicts: merged.conflicts,
         })
@@ -154,7 +154,7 @@ impl Writer {
         if let (Some(ns), Some(name)) = (&meta.namespace, &meta.name) {
             self.cache.shared_secret_deleted(ns, name);
         }
-        crate::metrics::secret_written("delete");
+        self.metrics.secret_written("delete");
         Ok(())
     }
 }
