@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use super::answers::lock;
 
+/// `X-Amz-Target` of ECR's GetAuthorizationToken.
 pub const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
-pub const ECR_PUBLIC_TARGET: &str = "SpencerFrontendService.GetAuthorizationToken";
-pub const IMDS_TOKEN_PATH: &str = "/latest/api/token";
-pub const IMDS_CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credentials/";
+pub(crate) const ECR_PUBLIC_TARGET: &str = "SpencerFrontendService.GetAuthorizationToken";
+pub(crate) const IMDS_TOKEN_PATH: &str = "/latest/api/token";
+pub(crate) const IMDS_CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credentials/";
 /// Path of the container credentials endpoint (point AWS_CONTAINER_CREDENTIALS_FULL_URI here).
 pub const CONTAINER_PATH: &str = "/v1/credentials";
 
@@ -17,6 +18,7 @@ pub const CONTAINER_PATH: &str = "/v1/credentials";
 /// The secret has `/` and `+` in it, as real ones do, so a test that searches for it where
 /// it must not be (logs, metrics) searches for the awkward kind.
 pub const ACCESS_KEY_ID: &str = "AKIAEMULATOREXAMPLE1";
+/// The secret of [`ACCESS_KEY_ID`].
 pub const SECRET_ACCESS_KEY: &str = "emulated/Secret+AccessKey/do-not-log-0123456789";
 /// The region a client of these endpoints is configured with by default.
 pub const REGION: &str = "us-east-1";
@@ -24,7 +26,9 @@ pub const REGION: &str = "us-east-1";
 /// What the fake endpoints answer.
 #[derive(Clone, Debug)]
 pub struct AwsEmulatorConfig {
+    /// Port to bind on 127.0.0.1; 0 picks a free one.
     pub port: u16,
+    /// The 12-digit account in ECR's `proxyEndpoint` host.
     pub account_id: String,
     /// Region used in proxyEndpoint when the request is not signed.
     pub default_region: String,
@@ -90,7 +94,9 @@ pub enum Fault {
 /// What the emulated account has configured.
 #[derive(Clone, Debug)]
 pub struct RolesAnywhereConfig {
+    /// The only trust anchor CreateSession accepts.
     pub trust_anchor_arn: String,
+    /// The only profile CreateSession accepts.
     pub profile_arn: String,
     /// Roles the profile lists.
     pub role_arns: Vec<String>,
@@ -104,6 +110,7 @@ pub struct RolesAnywhereConfig {
 }
 
 impl RolesAnywhereConfig {
+    /// One anchor, one profile listing one role, and AWS's 5-minute clock skew.
     pub fn new(
         trust_anchor_arn: &str,
         profile_arn: &str,
