@@ -14,7 +14,8 @@ pub(crate) const IMDS_CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-c
 /// Path of the container credentials endpoint (point AWS_CONTAINER_CREDENTIALS_FULL_URI here).
 pub const CONTAINER_PATH: &str = "/v1/credentials";
 
-/// The long-term key every emulator knows from the start (others: [`AwsEmulator::add_key`]).
+/// The long-term key every emulator knows from the start (others:
+/// [`AwsEmulator::add_key`](crate::aws::AwsEmulator::add_key)).
 /// The secret has `/` and `+` in it, as real ones do, so a test that searches for it where
 /// it must not be (logs, metrics) searches for the awkward kind.
 pub const ACCESS_KEY_ID: &str = "AKIAEMULATOREXAMPLE1";
@@ -45,10 +46,11 @@ pub struct AwsEmulatorConfig {
     pub container_token: Option<String>,
     /// The password of every ECR token issued (user `AWS`), so a real registry can be set
     /// up to accept it; `None`: a new random one of ECR's size per call, as ECR does
-    /// ([`ecr_password`]).
+    /// ([`ecr_password`](crate::aws::ecr_password)).
     pub token_password: Option<String>,
     /// Serve HTTPS with a fresh self-signed certificate for `localhost` and `127.0.0.1`
-    /// (trust it through [`AwsEmulator::certificate_der`]).
+    /// (trust it through
+    /// [`AwsEmulator::certificate_der`](crate::aws::AwsEmulator::certificate_der)).
     pub tls: bool,
     /// IAM Roles Anywhere's CreateSession (`POST /sessions`) and its trust anchor.
     pub roles_anywhere: Option<RolesAnywhereConfig>,

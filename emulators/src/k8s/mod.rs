@@ -7,12 +7,12 @@
 //! strategic merge patches, status subresource, generation, finalizers, label and field
 //! selectors, paginated lists (continue tokens, remainingItemCount), watches with history
 //! replay, bookmarks, `sendInitialEvents`, 410 Expired in both forms, and real `Status` error
-//! bodies. Kinds are a table ([`kinds`]): a custom resource is a row, and registering a CRD's
+//! bodies. Kinds are a table (`kinds`): a custom resource is a row, and registering a CRD's
 //! YAML ([`EmulatorConfig::crds`], by default the repository's `crd.yaml`) makes its
-//! structural schema prune, default and validate objects ([`schema`]), its
+//! structural schema prune, default and validate objects (`schema`), its
 //! `x-kubernetes-validations` CEL rules included (`self`, `oldSelf`, Go-syntax `duration()`).
 //!
-//! Validation the operator can trip over is the real server's ([`validate`]): DNS-1123 names,
+//! Validation the operator can trip over is the real server's (`validate`): DNS-1123 names,
 //! label and annotation keys, owner references, Secret data and `kubernetes.io/dockerconfigjson`
 //! payloads, immutable Secret type, Event consistency (core/v1 and events.k8s.io/v1), Lease
 //! MicroTime with exactly six fractional digits. Two controller-manager duties are emulated
@@ -21,8 +21,8 @@
 //! Server-side apply is accepted (YAML body, `fieldManager` required, creates when absent)
 //! with merge-patch semantics: no field ownership or apply conflicts.
 //!
-//! Admission: ValidatingAdmissionPolicies and their bindings ([`admission`], CEL through the
-//! `cel` crate, [`cel`]) are enforced on every API write, by default the repository's
+//! Admission: ValidatingAdmissionPolicies and their bindings (`admission`, CEL through the
+//! `cel` crate, `cel`) are enforced on every API write, by default the repository's
 //! `deploy/admission-policy.yaml` ([`EmulatorConfig::admission_policies`]). Requests run as
 //! [`EmulatorConfig::user`], by default the operator's ServiceAccount, so every test runs the
 //! operator under the policy it ships; one request may carry `Impersonate-User: NAME` to run
@@ -145,7 +145,7 @@ pub struct EmulatorConfig {
     /// policy's `user` wins. In-process helpers ([`K8sEmulator::apply`], ...) are the
     /// cluster admin and bypass admission, as they bypass RBAC.
     pub user: Option<String>,
-    /// ValidatingAdmissionPolicy (+ Binding) YAML texts enforced on API writes ([`admission`]).
+    /// ValidatingAdmissionPolicy (+ Binding) YAML texts enforced on API writes (`admission`).
     /// Default: the repository's `deploy/admission-policy.yaml`; empty: no admission control.
     pub admission_policies: Vec<String>,
     /// Serve HTTPS with a freshly generated CA (see [`K8sEmulator::ca_pem`]).
@@ -372,7 +372,7 @@ impl K8sEmulator {
         &self.shared.faults
     }
 
-    /// Makes watch events trail their writes from now on (see [`lag`]).
+    /// Makes watch events trail their writes from now on (see `lag`).
     pub fn set_watch_lag(&self, lag: WatchLag) {
         self.shared.lag.set(lag);
     }
