@@ -15,6 +15,7 @@ pub struct TestCa {
 // === impl TestCa ===
 
 impl TestCa {
+    /// A self-signed CA named `name`, with a fresh key.
     pub fn new(name: &str) -> Result<TestCa, rcgen::Error> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;

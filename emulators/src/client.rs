@@ -19,8 +19,11 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// A whole answer.
 #[derive(Clone)]
 pub struct Answer {
+    /// The HTTP status code.
     pub status: u16,
+    /// The response headers.
     pub headers: http::HeaderMap,
+    /// The body, read to its end.
     pub body: Bytes,
 }
 

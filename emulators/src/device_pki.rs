@@ -11,11 +11,17 @@ use time::OffsetDateTime;
 
 /// Throwaway keys (see fixtures/rolesanywhere/README.md); ring cannot generate RSA keys.
 pub const RSA_2048_PKCS8: &str = include_str!("../fixtures/rolesanywhere/rsa2048.pkcs8.pem");
+/// The same RSA key as [`RSA_2048_PKCS8`], in PKCS#1 (`BEGIN RSA PRIVATE KEY`).
 pub const RSA_2048_PKCS1: &str = include_str!("../fixtures/rolesanywhere/rsa2048.pkcs1.pem");
+/// An RSA key too short to be accepted (1024 bits), PKCS#8.
 pub const RSA_1024_PKCS8: &str = include_str!("../fixtures/rolesanywhere/rsa1024.pkcs8.pem");
+/// An ECDSA P-256 key, PKCS#8.
 pub const P256_PKCS8: &str = include_str!("../fixtures/rolesanywhere/p256.pkcs8.pem");
+/// The same P-256 key as [`P256_PKCS8`], in SEC1 (`BEGIN EC PRIVATE KEY`).
 pub const P256_SEC1: &str = include_str!("../fixtures/rolesanywhere/p256.sec1.pem");
+/// An ECDSA P-384 key, PKCS#8.
 pub const P384_PKCS8: &str = include_str!("../fixtures/rolesanywhere/p384.pkcs8.pem");
+/// The same P-384 key as [`P384_PKCS8`], in SEC1 (`BEGIN EC PRIVATE KEY`).
 pub const P384_SEC1: &str = include_str!("../fixtures/rolesanywhere/p384.sec1.pem");
 
 /// A certificate authority made for one test.
@@ -30,6 +36,7 @@ pub struct DeviceCa {
 pub struct DeviceCert {
     /// The leaf, then the intermediates (cert-manager's `tls.crt`).
     pub cert_pem: String,
+    /// The leaf alone, DER (what the `X-Amz-X509` header carries, base64).
     pub cert_der: Vec<u8>,
     /// The key as given (any encoding).
     pub key_pem: String,
@@ -44,9 +51,13 @@ pub struct DeviceSpec<'a> {
     pub key_pkcs8: &'a str,
     /// The same key in the encoding the device stores (PKCS#1, SEC1 or PKCS#8).
     pub key_pem: &'a str,
+    /// The subject's CN.
     pub common_name: &'a str,
+    /// The certificate serial number.
     pub serial: u64,
+    /// Start of validity; set it ahead to issue a not-yet-valid certificate.
     pub not_before: OffsetDateTime,
+    /// End of validity; set it behind to issue an expired certificate.
     pub not_after: OffsetDateTime,
     /// keyUsage digitalSignature (true), or keyEncipherment only: a certificate that
     /// must not sign.
@@ -100,10 +111,12 @@ impl DeviceCa {
         Ok(Self { issuer, chain_pem })
     }
 
+    /// This CA's certificate, PEM (`ca.crt`, or the trust anchor's certificate).
     pub fn pem(&self) -> String {
         self.issuer.pem()
     }
 
+    /// This CA's certificate, DER ([`crate::aws::RolesAnywhereConfig::anchor_der`]).
     pub fn der(&self) -> Vec<u8> {
         self.issuer.der().to_vec()
     }

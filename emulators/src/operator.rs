@@ -41,7 +41,9 @@ pub struct Launch {
 /// A running operator process.
 pub struct OperatorChild {
     child: Child,
+    /// The process id, for readings under `/proc`.
     pub pid: u32,
+    /// Its POD_NAME: the holder identity in the Lease.
     pub pod_name: String,
     /// Where `/healthz` and `/readyz` answer.
     pub probe_addr: SocketAddr,
@@ -195,6 +197,7 @@ impl OperatorChild {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// [`OperatorChild::log`], one line each.
     pub fn log_lines(&self) -> Vec<String> {
         self.log().lines().map(str::to_string).collect()
     }

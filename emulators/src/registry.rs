@@ -21,7 +21,7 @@ pub struct Registry {
     child: Option<Child>,
     /// `https://127.0.0.1:<port>`: what ECR_REGISTRY_ENDPOINT_URL points at.
     pub url: String,
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// The PEM file of the CA that signed its certificate (for AWS_CA_BUNDLE).
     pub ca_file: PathBuf,
     dir: PathBuf,

@@ -6,17 +6,20 @@ use std::time::Duration;
 
 use super::answers::lock;
 
+/// `X-Amz-Target` of ECR's GetAuthorizationToken.
 pub const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
-pub const ECR_PUBLIC_TARGET: &str = "SpencerFrontendService.GetAuthorizationToken";
-pub const IMDS_TOKEN_PATH: &str = "/latest/api/token";
-pub const IMDS_CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credentials/";
+pub(crate) const ECR_PUBLIC_TARGET: &str = "SpencerFrontendService.GetAuthorizationToken";
+pub(crate) const IMDS_TOKEN_PATH: &str = "/latest/api/token";
+pub(crate) const IMDS_CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credentials/";
 /// Path of the container credentials endpoint (point AWS_CONTAINER_CREDENTIALS_FULL_URI here).
 pub const CONTAINER_PATH: &str = "/v1/credentials";
 
-/// The long-term key every emulator knows from the start (others: [`AwsEmulator::add_key`]).
+/// The long-term key every emulator knows from the start (others:
+/// [`AwsEmulator::add_key`](crate::aws::AwsEmulator::add_key)).
 /// The secret has `/` and `+` in it, as real ones do, so a test that searches for it where
 /// it must not be (logs, metrics) searches for the awkward kind.
 pub const ACCESS_KEY_ID: &str = "AKIAEMULATOREXAMPLE1";
+/// The secret of [`ACCESS_KEY_ID`].
 pub const SECRET_ACCESS_KEY: &str = "emulated/Secret+AccessKey/do-not-log-0123456789";
 /// The region a client of these endpoints is configured with by default.
 pub const REGION: &str = "us-east-1";
@@ -24,7 +27,9 @@ pub const REGION: &str = "us-east-1";
 /// What the fake endpoints answer.
 #[derive(Clone, Debug)]
 pub struct AwsEmulatorConfig {
+    /// Port to bind on 127.0.0.1; 0 picks a free one.
     pub port: u16,
+    /// The 12-digit account in ECR's `proxyEndpoint` host.
     pub account_id: String,
     /// Region used in proxyEndpoint when the request is not signed.
     pub default_region: String,
@@ -41,10 +46,11 @@ pub struct AwsEmulatorConfig {
     pub container_token: Option<String>,
     /// The password of every ECR token issued (user `AWS`), so a real registry can be set
     /// up to accept it; `None`: a new random one of ECR's size per call, as ECR does
-    /// ([`ecr_password`]).
+    /// ([`ecr_password`](crate::aws::ecr_password)).
     pub token_password: Option<String>,
     /// Serve HTTPS with a fresh self-signed certificate for `localhost` and `127.0.0.1`
-    /// (trust it through [`AwsEmulator::certificate_der`]).
+    /// (trust it through
+    /// [`AwsEmulator::certificate_der`](crate::aws::AwsEmulator::certificate_der)).
     pub tls: bool,
     /// IAM Roles Anywhere's CreateSession (`POST /sessions`) and its trust anchor.
     pub roles_anywhere: Option<RolesAnywhereConfig>,
@@ -90,7 +96,9 @@ pub enum Fault {
 /// What the emulated account has configured.
 #[derive(Clone, Debug)]
 pub struct RolesAnywhereConfig {
+    /// The only trust anchor CreateSession accepts.
     pub trust_anchor_arn: String,
+    /// The only profile CreateSession accepts.
     pub profile_arn: String,
     /// Roles the profile lists.
     pub role_arns: Vec<String>,
@@ -104,6 +112,7 @@ pub struct RolesAnywhereConfig {
 }
 
 impl RolesAnywhereConfig {
+    /// One anchor, one profile listing one role, and AWS's 5-minute clock skew.
     pub fn new(
         trust_anchor_arn: &str,
         profile_arn: &str,

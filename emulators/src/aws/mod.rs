@@ -17,7 +17,7 @@ mod credentials;
 mod dispatch;
 mod password;
 mod rolesanywhere;
-pub mod sigv4;
+mod sigv4;
 mod state;
 
 use http::HeaderMap;
@@ -37,9 +37,8 @@ use answers::{answer, lock};
 use state::State;
 
 pub use config::{
-    AwsEmulatorConfig, Fault, RolesAnywhereConfig, ACCESS_KEY_ID, CONTAINER_PATH,
-    ECR_PUBLIC_TARGET, ECR_TARGET, IMDS_CREDENTIALS_PATH, IMDS_TOKEN_PATH, REGION,
-    SECRET_ACCESS_KEY,
+    AwsEmulatorConfig, Fault, RolesAnywhereConfig, ACCESS_KEY_ID, CONTAINER_PATH, ECR_TARGET,
+    REGION, SECRET_ACCESS_KEY,
 };
 pub use password::{ecr_password, ECR_PASSWORD_LEN};
 pub use state::Calls;
@@ -133,10 +132,12 @@ impl AwsEmulator {
         self.certificate_der.clone()
     }
 
+    /// The bound address (the port matters when `config.port` was 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
+    /// A snapshot of the request counters, so a test asserts how often AWS was asked.
     pub fn calls(&self) -> Calls {
         let c = &self.state.counters;
         let get = |a: &AtomicU64| a.load(Ordering::SeqCst);
@@ -157,6 +158,7 @@ impl AwsEmulator {
         *lock(&self.state.fault) = Some((fault, times));
     }
 
+    /// Back to normal answers, whatever `times` the last fault had left.
     pub fn clear_fault(&self) {
         *lock(&self.state.fault) = None;
     }

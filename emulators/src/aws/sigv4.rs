@@ -14,11 +14,11 @@ const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 const TERMINATOR: &str = "aws4_request";
 /// How far a request's `X-Amz-Date` may be from the server's clock, either way. AWS
 /// allows five minutes for SigV4 requests to ECR and STS.
-pub const MAX_SKEW: Duration = Duration::minutes(5);
+pub(crate) const MAX_SKEW: Duration = Duration::minutes(5);
 
 /// What the emulator knows about an access key.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Key {
+pub(crate) struct Key {
     pub secret: String,
     /// Temporary credentials (issued by STS, IMDS or the container endpoint) are valid
     /// only with the session token they were issued with; long-term keys have none.
@@ -42,14 +42,14 @@ impl std::fmt::Debug for Key {
 
 /// A request whose signature holds: who signed it, and for where.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verified {
+pub(crate) struct Verified {
     pub access_key_id: String,
     pub region: String,
 }
 
 /// Why a signature was refused, one variant per answer AWS gives.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// No `Authorization` header.
     Missing,
     /// An `Authorization` header that cannot be read, or lacks a part AWS requires.
@@ -67,7 +67,7 @@ pub enum Refusal {
 }
 
 /// What a request carries that the signature covers.
-pub struct SignedRequest<'a> {
+pub(crate) struct SignedRequest<'a> {
     pub method: &'a str,
     /// The path as it arrived on the wire (percent-encoded once).
     pub path: &'a str,
@@ -89,7 +89,7 @@ struct Authorization<'a> {
 /// Verifies `request` as `service` (`ecr`, `ecr-public`, `sts`) at `now`; `key_of` looks
 /// up an access key id. Checks run in AWS's order: the header's form, the key, its
 /// token, the clock, then the signature.
-pub fn verify(
+pub(crate) fn verify(
     request: &SignedRequest<'_>,
     service: &str,
     now: OffsetDateTime,

@@ -16,13 +16,21 @@ use super::sigv4;
 /// Counters of answered requests by endpoint (faulted ones included).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Calls {
+    /// ECR GetAuthorizationToken.
     pub ecr: u64,
+    /// ECR Public GetAuthorizationToken.
     pub ecr_public: u64,
+    /// STS AssumeRole.
     pub sts_assume_role: u64,
+    /// STS AssumeRoleWithWebIdentity.
     pub sts_web_identity: u64,
+    /// IMDSv2 session tokens (`PUT /latest/api/token`).
     pub imds_token: u64,
+    /// IMDS role credentials.
     pub imds_credentials: u64,
+    /// The container credentials endpoint.
     pub container: u64,
+    /// Every request, endpoints above and unknown paths alike.
     pub total: u64,
 }
 

@@ -19,7 +19,11 @@ use super::server_state::Shared;
 use super::status::ApiError;
 
 /// Answers one control request; each group below answers the paths it owns, or None.
-pub async fn admin(shared: &Arc<Shared>, req: Request<Incoming>, path: &str) -> Response<Body> {
+pub(crate) async fn admin(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    path: &str,
+) -> Response<Body> {
     let method = req.method().clone();
     let body = match read_json(req).await {
         Ok((_, b)) => b,

@@ -30,14 +30,14 @@ pub const REPO_ADMISSION_POLICY: &str = include_str!("../../../deploy/admission-
 
 /// The admission operations the emulator produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
+pub(crate) enum Operation {
     Create,
     Update,
     Delete,
 }
 
 impl Operation {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Operation::Create => "CREATE",
             Operation::Update => "UPDATE",
@@ -48,7 +48,7 @@ impl Operation {
 
 /// One write as admission sees it.
 #[derive(Debug, Clone, Copy)]
-pub struct Attributes<'a> {
+pub(crate) struct Attributes<'a> {
     pub operation: Operation,
     pub kind: &'a KindSpec,
     /// "" or "status".
@@ -63,13 +63,13 @@ pub struct Attributes<'a> {
 }
 
 /// The store's hook: called with every write of a request before it is committed.
-pub trait Admit: Send + Sync {
+pub(crate) trait Admit: Send + Sync {
     fn admit(&self, a: &Attributes<'_>) -> Result<(), ApiError>;
 }
 
 /// A policy's refusal of one write: who refused, and the answer to send.
 #[derive(Debug)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     pub policy: String,
     pub binding: String,
     pub error: ApiError,
@@ -78,14 +78,21 @@ pub struct Refusal {
 /// A write a policy denied, as tests read it back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Denial {
+    /// The ValidatingAdmissionPolicy that denied.
     pub policy: String,
+    /// The binding that put it in force.
     pub binding: String,
+    /// Who made the request.
     pub user: String,
     /// RBAC verb of the request: create, update, patch, delete.
     pub verb: String,
+    /// The plural, qualified outside the core group: "secrets", "ecrpullsecrets.ecr.creds.dev".
     pub resource: String,
+    /// "" for cluster-scoped objects.
     pub namespace: String,
+    /// The object's name.
     pub name: String,
+    /// The message the client got (the 403's).
     pub message: String,
 }
 
@@ -163,7 +170,7 @@ struct Bound {
 }
 
 /// The policies in force, compiled once.
-pub struct PolicySet {
+pub(crate) struct PolicySet {
     bound: Vec<Bound>,
     /// Parsed from exactly the shipped `deploy/admission-policy.yaml`.
     shipped: bool,
@@ -173,11 +180,14 @@ pub struct PolicySet {
 /// (tests/cel/second_evaluator.py): the inputs the policies saw and the verdict.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AdmissionCase {
+pub(crate) struct AdmissionCase {
     /// The policies in force were exactly the shipped file.
     pub shipped: bool,
+    /// CEL's `request`: operation, userInfo, kind, resource, namespace, name.
     pub request: Value,
+    /// CEL's `object`; null on DELETE.
     pub object: Value,
+    /// CEL's `oldObject`; null on CREATE.
     pub old_object: Value,
     /// `None` when admitted; else the denial's reason and message.
     pub denied: Option<(String, String)>,
@@ -291,7 +301,7 @@ impl PolicySet {
     /// Reads ValidatingAdmissionPolicy and ValidatingAdmissionPolicyBinding documents (YAML
     /// or JSON, several per text; other kinds are skipped). A policy without a binding, or
     /// a binding without `Deny`, enforces nothing, as on a real cluster.
-    pub fn parse(texts: &[String]) -> Result<PolicySet, String> {
+    pub(crate) fn parse(texts: &[String]) -> Result<PolicySet, String> {
         let mut policies = Vec::new();
         let mut bindings = Vec::new();
         for text in texts {
@@ -339,7 +349,7 @@ impl PolicySet {
     }
 
     /// The case a second evaluator replays: what `check` saw and what it answered.
-    pub fn case(
+    pub(crate) fn case(
         &self,
         a: &Attributes<'_>,
         user: &str,
@@ -358,16 +368,18 @@ impl PolicySet {
     }
 
     /// Number of (policy, binding) pairs that can deny.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.bound.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.bound.is_empty()
     }
 
     /// The first denial, or Ok.
-    pub fn check(&self, a: &Attributes<'_>, user: &str) -> Result<(), Box<Refusal>> {
+    pub(crate) fn check(&self, a: &Attributes<'_>, user: &str) -> Result<(), Box<Refusal>> {
         for b in &self.bound {
             if let Some((message, reason)) = b.evaluate(a, user) {
                 // kube-apiserver's answer (k8s.io/apiserver/pkg/admission/plugin/policy/

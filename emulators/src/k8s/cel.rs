@@ -24,7 +24,7 @@ use cel::{Context, Env, ExecutionError, Program, Value as Cel};
 use serde_json::Value;
 
 /// The shared environment: compiling with it and evaluating with it must go together.
-pub fn env() -> Arc<Env> {
+pub(crate) fn env() -> Arc<Env> {
     static ENV: OnceLock<Arc<Env>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Env::stdlib();
@@ -60,7 +60,7 @@ const GO_DURATION: &str = "@goDuration";
 /// Nanoseconds of a Go duration string, as time.ParseDuration reads it: an optional sign,
 /// then "0" or one or more decimal numbers (a fraction allowed) each with a unit among
 /// ns, us, µs, μs, ms, s, m, h; overflowing int64 nanoseconds is an error.
-pub fn go_duration_nanos(s: &str) -> Result<i64, String> {
+pub(crate) fn go_duration_nanos(s: &str) -> Result<i64, String> {
     let bad = || format!("time: invalid duration \"{s}\"");
     let (neg, mut rest) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
@@ -143,7 +143,7 @@ fn go_duration(Arguments(args): Arguments) -> Result<Cel, ExecutionError> {
 
 /// One compiled expression, with its source for messages.
 #[derive(Debug)]
-pub struct Expr {
+pub(crate) struct Expr {
     pub source: String,
     program: Program,
 }
@@ -151,7 +151,7 @@ pub struct Expr {
 // === impl Expr ===
 
 impl Expr {
-    pub fn compile(source: &str) -> Result<Expr, String> {
+    pub(crate) fn compile(source: &str) -> Result<Expr, String> {
         let program = env()
             .compile(source)
             .map_err(|e| format!("compilation failed: {e}"))?;
@@ -162,14 +162,14 @@ impl Expr {
     }
 
     /// Whether the expression names this variable (`oldSelf`, `object`...).
-    pub fn uses(&self, variable: &str) -> bool {
+    pub(crate) fn uses(&self, variable: &str) -> bool {
         self.program.references().has_variable(variable)
     }
 }
 
 /// A JSON value as CEL sees it: integers as `int` (`uint` only past i64), other numbers as
 /// `double`, objects as maps with string keys.
-pub fn to_cel(v: &Value) -> Cel {
+pub(crate) fn to_cel(v: &Value) -> Cel {
     match v {
         Value::Null => Cel::Null,
         Value::Bool(b) => Cel::Bool(*b),
@@ -190,7 +190,7 @@ pub fn to_cel(v: &Value) -> Cel {
 
 /// One evaluation of a set of expressions against the same bindings: the top-level
 /// variables (`object`, `request`, `self`...) and the lazily computed `variables.<name>`.
-pub struct Evaluation<'a> {
+pub(crate) struct Evaluation<'a> {
     bindings: Vec<(&'static str, Cel)>,
     variables: &'a [(String, Expr)],
     /// Each variable's result once computed.
@@ -202,7 +202,7 @@ pub struct Evaluation<'a> {
 // === impl Evaluation ===
 
 impl<'a> Evaluation<'a> {
-    pub fn new(bindings: Vec<(&'static str, Cel)>, variables: &'a [(String, Expr)]) -> Self {
+    pub(crate) fn new(bindings: Vec<(&'static str, Cel)>, variables: &'a [(String, Expr)]) -> Self {
         Evaluation {
             bindings,
             cache: Mutex::new(vec![None; variables.len()]),
@@ -212,12 +212,12 @@ impl<'a> Evaluation<'a> {
     }
 
     /// Evaluates an expression, which may use every variable.
-    pub fn eval(&self, e: &Expr) -> Result<Cel, String> {
+    pub(crate) fn eval(&self, e: &Expr) -> Result<Cel, String> {
         self.eval_with(e, self.variables.len())
     }
 
     /// Evaluates to a boolean; anything else is an error, as in Kubernetes.
-    pub fn eval_bool(&self, e: &Expr) -> Result<bool, String> {
+    pub(crate) fn eval_bool(&self, e: &Expr) -> Result<bool, String> {
         match self.eval(e)? {
             Cel::Bool(b) => Ok(b),
             other => Err(format!("expected a bool, got {}", other.type_of_name())),

@@ -12,7 +12,7 @@ const VERBS: [&str; 7] = [
 ];
 
 /// The discovery document for `path`, if it is a discovery path.
-pub fn document(path: &str, kinds: &KindTable) -> Option<Value> {
+pub(crate) fn document(path: &str, kinds: &KindTable) -> Option<Value> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segs.as_slice() {
         ["api"] => Some(json!({"kind": "APIVersions", "versions": ["v1"]})),

@@ -28,6 +28,7 @@ pub struct FaultConfig {
     /// Added after a matching request is served, before its answer leaves: the client
     /// then acts on a read that another writer may already have made stale.
     pub answer_delay_ms: u64,
+    /// Seed of the `probability` draws: one seed, one sequence of failures.
     pub seed: u64,
     /// Only requests with these verbs (get, list, watch, create, update, patch, delete);
     /// empty = all.
@@ -55,7 +56,7 @@ pub struct Faults {
 
 /// What the server does to one request.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FaultDecision {
+pub(crate) struct FaultDecision {
     pub latency: Duration,
     pub answer_delay: Duration,
     pub error: Option<(ApiError, Option<u32>)>,
@@ -90,11 +91,12 @@ impl Faults {
         st.cfg = cfg;
     }
 
+    /// No faults from now on.
     pub fn clear(&self) {
         self.set(FaultConfig::default());
     }
 
-    pub fn config(&self) -> FaultConfig {
+    pub(crate) fn config(&self) -> FaultConfig {
         self.lock().cfg.clone()
     }
 
@@ -103,7 +105,7 @@ impl Faults {
         self.lock().injected
     }
 
-    pub fn decide(&self, verb: &str, resource: &str) -> FaultDecision {
+    pub(crate) fn decide(&self, verb: &str, resource: &str) -> FaultDecision {
         let mut st = self.lock();
         let cfg = &st.cfg;
         let applies = (cfg.verbs.is_empty() || cfg.verbs.iter().any(|v| v == verb))

@@ -10,9 +10,13 @@ use serde_json::Value;
 pub struct KindSpec {
     /// API group; "" for the core group (served under /api/v1).
     pub group: &'static str,
+    /// API version, e.g. "v1".
     pub version: &'static str,
+    /// The URL segment and RBAC resource name, e.g. "secrets".
     pub plural: &'static str,
+    /// The object's `kind`, e.g. "Secret".
     pub kind: &'static str,
+    /// Lives in a namespace (false: cluster-scoped).
     pub namespaced: bool,
     /// A `/status` subresource: writes to the main resource ignore `status`, writes to
     /// `/status` change only `status`, and `metadata.generation` follows spec only.
@@ -66,7 +70,7 @@ impl KindSpec {
     }
 }
 
-pub const NAMESPACES: KindSpec = KindSpec {
+pub(crate) const NAMESPACES: KindSpec = KindSpec {
     group: "",
     version: "v1",
     plural: "namespaces",
@@ -79,7 +83,7 @@ pub const NAMESPACES: KindSpec = KindSpec {
     short_names: &["ns"],
 };
 
-pub const SECRETS: KindSpec = KindSpec {
+pub(crate) const SECRETS: KindSpec = KindSpec {
     group: "",
     version: "v1",
     plural: "secrets",
@@ -94,7 +98,7 @@ pub const SECRETS: KindSpec = KindSpec {
 
 /// `secrets` merges by name; `imagePullSecrets` has no patch strategy in k8s.io/api
 /// (`+listType=atomic`), so strategic merge replaces it whole.
-pub const SERVICE_ACCOUNTS: KindSpec = KindSpec {
+pub(crate) const SERVICE_ACCOUNTS: KindSpec = KindSpec {
     group: "",
     version: "v1",
     plural: "serviceaccounts",
@@ -108,7 +112,7 @@ pub const SERVICE_ACCOUNTS: KindSpec = KindSpec {
 };
 
 /// The operator reads one, its role grants, in its own namespace.
-pub const CONFIG_MAPS: KindSpec = KindSpec {
+pub(crate) const CONFIG_MAPS: KindSpec = KindSpec {
     group: "",
     version: "v1",
     plural: "configmaps",
@@ -121,7 +125,7 @@ pub const CONFIG_MAPS: KindSpec = KindSpec {
     short_names: &["cm"],
 };
 
-pub const EVENTS: KindSpec = KindSpec {
+pub(crate) const EVENTS: KindSpec = KindSpec {
     group: "",
     version: "v1",
     plural: "events",
@@ -135,12 +139,12 @@ pub const EVENTS: KindSpec = KindSpec {
 };
 
 /// The same Event kind, served again by events.k8s.io.
-pub const EVENTS_V1: KindSpec = KindSpec {
+pub(crate) const EVENTS_V1: KindSpec = KindSpec {
     group: "events.k8s.io",
     ..EVENTS
 };
 
-pub const LEASES: KindSpec = KindSpec {
+pub(crate) const LEASES: KindSpec = KindSpec {
     group: "coordination.k8s.io",
     version: "v1",
     plural: "leases",
@@ -153,7 +157,7 @@ pub const LEASES: KindSpec = KindSpec {
     short_names: &[],
 };
 
-pub const ECR_PULL_SECRETS: KindSpec = KindSpec {
+pub(crate) const ECR_PULL_SECRETS: KindSpec = KindSpec {
     group: "ecr.creds.dev",
     version: "v1alpha1",
     plural: "ecrpullsecrets",
@@ -181,14 +185,14 @@ pub const DEFAULT_KINDS: &[KindSpec] = &[
 /// The kinds served by one emulator, looked up by URL parts or by name, with the
 /// structural schema of those registered from a CRD.
 #[derive(Debug, Clone)]
-pub struct KindTable {
+pub(crate) struct KindTable {
     kinds: Vec<KindSpec>,
     schemas: Vec<Option<Arc<Value>>>,
 }
 
 /// Why a CRD could not be registered.
 #[derive(Debug)]
-pub enum CrdError {
+pub(crate) enum CrdError {
     Parse(serde_yaml::Error),
     Shape(String),
 }
@@ -212,20 +216,20 @@ fn leak(s: &str) -> &'static str {
 // === impl KindTable ===
 
 impl KindTable {
-    pub fn new(kinds: Vec<KindSpec>) -> Self {
+    pub(crate) fn new(kinds: Vec<KindSpec>) -> Self {
         let schemas = vec![None; kinds.len()];
         KindTable { kinds, schemas }
     }
 
     /// The structural schema of a kind registered from a CRD.
-    pub fn schema(&self, idx: usize) -> Option<&Value> {
+    pub(crate) fn schema(&self, idx: usize) -> Option<&Value> {
         self.schemas.get(idx).and_then(|s| s.as_deref())
     }
 
     /// Registers every served version of every CustomResourceDefinition in `yaml`
     /// (multi-document allowed): an existing row gets the schema and the CRD's scope and
     /// status subresource; an unknown kind becomes a new row.
-    pub fn register_crd_yaml(&mut self, yaml: &str) -> Result<(), CrdError> {
+    pub(crate) fn register_crd_yaml(&mut self, yaml: &str) -> Result<(), CrdError> {
         use serde::Deserialize;
         for doc in serde_yaml::Deserializer::from_str(yaml) {
             let crd = Value::deserialize(doc).map_err(CrdError::Parse)?;
@@ -295,26 +299,22 @@ impl KindTable {
         Ok(())
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.kinds.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.kinds.is_empty()
-    }
-
-    pub fn get(&self, idx: usize) -> &KindSpec {
+    pub(crate) fn get(&self, idx: usize) -> &KindSpec {
         &self.kinds[idx]
     }
 
-    pub fn by_url(&self, group: &str, version: &str, plural: &str) -> Option<usize> {
+    pub(crate) fn by_url(&self, group: &str, version: &str, plural: &str) -> Option<usize> {
         self.kinds
             .iter()
             .position(|k| k.group == group && k.version == version && k.plural == plural)
     }
 
     /// By "plural" (core group first) or "plural.group".
-    pub fn by_name(&self, name: &str) -> Option<usize> {
+    pub(crate) fn by_name(&self, name: &str) -> Option<usize> {
         self.kinds
             .iter()
             .position(|k| k.group.is_empty() && k.plural == name)
@@ -322,15 +322,15 @@ impl KindTable {
             .or_else(|| self.kinds.iter().position(|k| k.plural == name))
     }
 
-    pub fn namespaces(&self) -> Option<usize> {
+    pub(crate) fn namespaces(&self) -> Option<usize> {
         self.by_url("", "v1", "namespaces")
     }
 
-    pub fn service_accounts(&self) -> Option<usize> {
+    pub(crate) fn service_accounts(&self) -> Option<usize> {
         self.by_url("", "v1", "serviceaccounts")
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (usize, &KindSpec)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &KindSpec)> {
         self.kinds.iter().enumerate()
     }
 }

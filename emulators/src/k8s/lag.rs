@@ -20,14 +20,16 @@ pub struct WatchLag {
     pub fixed_ms: u64,
     /// Up to this much more, drawn per event (seeded).
     pub random_ms: u64,
+    /// Seed of the random part: one seed, one sequence of delays.
     pub seed: u64,
     /// Every this often, all watches stall for `stall_ms`.
     pub stall_every_ms: Option<u64>,
+    /// Length of each periodic stall, capped at `stall_every_ms`.
     pub stall_ms: u64,
 }
 
 /// The live lag setting shared by every watch of one emulator.
-pub struct LagControl {
+pub(crate) struct LagControl {
     state: Mutex<LagState>,
 }
 
@@ -61,30 +63,30 @@ impl LagControl {
     }
 
     /// Replaces the setting; the random sequence restarts from its seed.
-    pub fn set(&self, config: WatchLag) {
+    pub(crate) fn set(&self, config: WatchLag) {
         let mut st = self.lock();
         st.rng = config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         st.since = Instant::now();
         st.config = config;
     }
 
-    pub fn config(&self) -> WatchLag {
+    pub(crate) fn config(&self) -> WatchLag {
         self.lock().config.clone()
     }
 
     /// Every watch goes quiet for `d` from now.
-    pub fn stall(&self, d: Duration) {
+    pub(crate) fn stall(&self, d: Duration) {
         self.lock().stall_until = Some(Instant::now() + d);
     }
 
     /// Whether any lag is configured (the fast path skips all of this).
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         let st = self.lock();
         st.config != WatchLag::default() || st.stall_until.is_some_and(|t| t > Instant::now())
     }
 
     /// When an event committed at `committed` may be delivered.
-    pub fn due(&self, committed: Instant) -> Instant {
+    pub(crate) fn due(&self, committed: Instant) -> Instant {
         let mut st = self.lock();
         let mut extra = st.config.fixed_ms;
         if st.config.random_ms > 0 {
@@ -99,7 +101,7 @@ impl LagControl {
     }
 
     /// If `t` falls in a stall, when that stall ends.
-    pub fn stalled_until(&self, t: Instant) -> Option<Instant> {
+    pub(crate) fn stalled_until(&self, t: Instant) -> Option<Instant> {
         let st = self.lock();
         if let Some(until) = st.stall_until.filter(|u| t < *u) {
             return Some(until);

@@ -7,12 +7,12 @@
 //! strategic merge patches, status subresource, generation, finalizers, label and field
 //! selectors, paginated lists (continue tokens, remainingItemCount), watches with history
 //! replay, bookmarks, `sendInitialEvents`, 410 Expired in both forms, and real `Status` error
-//! bodies. Kinds are a table ([`kinds`]): a custom resource is a row, and registering a CRD's
+//! bodies. Kinds are a table (`kinds`): a custom resource is a row, and registering a CRD's
 //! YAML ([`EmulatorConfig::crds`], by default the repository's `crd.yaml`) makes its
-//! structural schema prune, default and validate objects ([`schema`]), its
+//! structural schema prune, default and validate objects (`schema`), its
 //! `x-kubernetes-validations` CEL rules included (`self`, `oldSelf`, Go-syntax `duration()`).
 //!
-//! Validation the operator can trip over is the real server's ([`validate`]): DNS-1123 names,
+//! Validation the operator can trip over is the real server's (`validate`): DNS-1123 names,
 //! label and annotation keys, owner references, Secret data and `kubernetes.io/dockerconfigjson`
 //! payloads, immutable Secret type, Event consistency (core/v1 and events.k8s.io/v1), Lease
 //! MicroTime with exactly six fractional digits. Two controller-manager duties are emulated
@@ -21,8 +21,8 @@
 //! Server-side apply is accepted (YAML body, `fieldManager` required, creates when absent)
 //! with merge-patch semantics: no field ownership or apply conflicts.
 //!
-//! Admission: ValidatingAdmissionPolicies and their bindings ([`admission`], CEL through the
-//! `cel` crate, [`cel`]) are enforced on every API write, by default the repository's
+//! Admission: ValidatingAdmissionPolicies and their bindings (`admission`, CEL through the
+//! `cel` crate, `cel`) are enforced on every API write, by default the repository's
 //! `deploy/admission-policy.yaml` ([`EmulatorConfig::admission_policies`]). Requests run as
 //! [`EmulatorConfig::user`], by default the operator's ServiceAccount, so every test runs the
 //! operator under the policy it ships; one request may carry `Impersonate-User: NAME` to run
@@ -31,7 +31,7 @@
 //! ([`K8sEmulator::admission_denials`]; with `K8S_EMULATOR_DENIALS_LOG=<path>` also appended
 //! to that file as JSON lines, to check a whole test suite; with
 //! `K8S_EMULATOR_ADMISSION_CASES=<path>` every evaluated write is appended there, inputs and
-//! verdict ([`AdmissionCase`]), for a second CEL evaluator to replay). Other admission
+//! verdict (`AdmissionCase`), for a second CEL evaluator to replay). Other admission
 //! plugins are not emulated, except NamespaceLifecycle.
 //!
 //! Known differences from a real server, so nobody mistakes them for the oracle's word:
@@ -79,30 +79,30 @@
 //!   `POST /_emulator/expired-mode` (`{"http_status": true}` answers a too-old watch with
 //!   HTTP 410 instead of an ERROR event), `GET /_emulator/state` (current resourceVersion).
 
-pub mod admin;
-pub mod admission;
+mod admin;
+mod admission;
 mod body;
-pub mod cel;
-pub mod discovery;
+mod cel;
+mod discovery;
 mod dispatch;
-pub mod faults;
-pub mod kinds;
-pub mod lag;
-pub mod patch;
+mod faults;
+mod kinds;
+mod lag;
+mod patch;
 pub mod rbac;
 mod request_admission;
-pub mod requests;
+mod requests;
 mod resources;
-pub mod route;
-pub mod schema;
-pub mod selector;
-pub mod server;
-pub mod server_state;
-pub mod status;
-pub mod store;
-pub mod tls;
-pub mod validate;
-pub mod watch;
+mod route;
+mod schema;
+mod selector;
+mod server;
+mod server_state;
+mod status;
+mod store;
+mod tls;
+mod validate;
+mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -112,7 +112,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-pub use admission::{AdmissionCase, Denial, PolicySet};
+pub use admission::Denial;
+use admission::PolicySet;
 pub use faults::{FaultConfig, Faults};
 pub use kinds::{KindSpec, DEFAULT_KINDS};
 pub use lag::WatchLag;
@@ -144,7 +145,7 @@ pub struct EmulatorConfig {
     /// policy's `user` wins. In-process helpers ([`K8sEmulator::apply`], ...) are the
     /// cluster admin and bypass admission, as they bypass RBAC.
     pub user: Option<String>,
-    /// ValidatingAdmissionPolicy (+ Binding) YAML texts enforced on API writes ([`admission`]).
+    /// ValidatingAdmissionPolicy (+ Binding) YAML texts enforced on API writes (`admission`).
     /// Default: the repository's `deploy/admission-policy.yaml`; empty: no admission control.
     pub admission_policies: Vec<String>,
     /// Serve HTTPS with a freshly generated CA (see [`K8sEmulator::ca_pem`]).
@@ -165,12 +166,14 @@ pub struct EmulatorConfig {
     pub garbage_collection: bool,
     /// Namespaces that exist at start.
     pub namespaces: Vec<String>,
+    /// The kinds served, before `crds` add theirs ([`DEFAULT_KINDS`]).
     pub kinds: Vec<KindSpec>,
     /// CustomResourceDefinition YAML documents: their schemas prune, default and validate
     /// custom resources like the real server. Default: the repository's `crd.yaml`.
     pub crds: Vec<String>,
     /// How long a restart refuses connections.
     pub restart_refuse: Duration,
+    /// Requests kept in the log ([`K8sEmulator::requests`]); the oldest go first. At least 1.
     pub request_log_capacity: usize,
     /// How watch events trail their writes (default: not at all).
     pub watch_lag: WatchLag,
@@ -203,12 +206,15 @@ impl Default for EmulatorConfig {
 /// One committed change, as [`K8sEmulator::changes_since`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
+    /// The resourceVersion the write committed at.
     pub resource_version: u64,
     /// ADDED, MODIFIED or DELETED.
     pub event: &'static str,
     /// "secrets", "ecrpullsecrets.ecr.creds.dev", ...
     pub resource: String,
+    /// `None` for cluster-scoped objects.
     pub namespace: Option<String>,
+    /// The object's name.
     pub name: String,
 }
 
@@ -223,6 +229,8 @@ pub struct K8sEmulator {
 // === impl K8sEmulator ===
 
 impl K8sEmulator {
+    /// Binds `cfg.bind`, registers `cfg.crds` and serves in the background; an invalid
+    /// CRD or admission policy fails here (`InvalidInput`).
     pub async fn start(cfg: EmulatorConfig) -> std::io::Result<K8sEmulator> {
         let mut table = kinds::KindTable::new(cfg.kinds.clone());
         for crd in &cfg.crds {
@@ -302,6 +310,7 @@ impl K8sEmulator {
         format!("{scheme}://{}", self.addr)
     }
 
+    /// The bound address (the port matters when `bind` asked for 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -358,11 +367,12 @@ impl K8sEmulator {
             .clone()
     }
 
+    /// Fault injection, settable while clients run ([`FaultConfig`]).
     pub fn faults(&self) -> &Faults {
         &self.shared.faults
     }
 
-    /// Makes watch events trail their writes from now on (see [`lag`]).
+    /// Makes watch events trail their writes from now on (see `lag`).
     pub fn set_watch_lag(&self, lag: WatchLag) {
         self.shared.lag.set(lag);
     }
@@ -372,6 +382,8 @@ impl K8sEmulator {
         self.shared.lag.stall(d);
     }
 
+    /// Answers a too-old watch with HTTP 410 (`true`) or with a 200 stream holding one
+    /// ERROR event (`false`) from now on.
     pub fn set_expired_as_http_status(&self, http: bool) {
         self.shared
             .expired_as_http_status
@@ -391,6 +403,7 @@ impl K8sEmulator {
             .await
     }
 
+    /// [`K8sEmulator::restart`] refusing connections for `refuse` instead.
     pub async fn restart_with_refusal(&self, refuse: Duration) -> std::io::Result<()> {
         self.shared.restart(refuse).await
     }
@@ -400,6 +413,7 @@ impl K8sEmulator {
         self.shared.store.compact();
     }
 
+    /// Events kept for watch resume from now on ([`EmulatorConfig::history_size`]).
     pub fn set_history_size(&self, size: usize) {
         self.shared.store.set_history_size(size);
     }
@@ -419,6 +433,8 @@ impl K8sEmulator {
         self.shared.store.current_rv()
     }
 
+    /// Every request logged, oldest first (bounded by
+    /// [`EmulatorConfig::request_log_capacity`]).
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.log.all()
     }
@@ -428,6 +444,7 @@ impl K8sEmulator {
         self.shared.log.timed()
     }
 
+    /// Empties the request log, so a test counts only what comes next.
     pub fn clear_requests(&self) {
         self.shared.log.clear();
     }
@@ -467,6 +484,7 @@ impl K8sEmulator {
         self.shared.store.apply(k, obj)
     }
 
+    /// The stored object, or `None` (also for an unknown `resource`).
     pub fn get(&self, resource: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
         let k = self.kind(resource).ok()?;
         self.shared.store.get(k, namespace, name).ok()

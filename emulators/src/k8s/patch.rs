@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::status::ApiError;
 
 /// RFC 7386: objects merge recursively, `null` removes, everything else replaces.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
+pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
     let Value::Object(p) = patch else {
         *target = patch.clone();
         return;
@@ -29,7 +29,7 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 /// Strategic merge patch: like merge patch, except lists named in `merge_lists`
 /// (path, key) merge element-wise by key and honour `$patch: delete` elements, and maps
 /// honour `$patch: replace`. Every other list is replaced whole.
-pub fn strategic_merge_patch(
+pub(crate) fn strategic_merge_patch(
     target: &mut Value,
     patch: &Value,
     merge_lists: &[(&str, &str)],
@@ -127,7 +127,7 @@ fn unprocessable(detail: String) -> ApiError {
 }
 
 /// RFC 6902, applied atomically: on error `doc` is left unchanged.
-pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), ApiError> {
+pub(crate) fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), ApiError> {
     let Value::Array(ops) = patch else {
         return Err(ApiError::bad_request(
             "json: cannot unmarshal object into Go value of type jsonpatch.Patch",

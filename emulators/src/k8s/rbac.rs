@@ -11,10 +11,13 @@ use super::status::ApiError;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct PolicyRule {
+    /// Verbs granted, or `*`.
     pub verbs: Vec<String>,
+    /// API groups ("" for core), or `*`.
     pub api_groups: Vec<String>,
     /// Plural names, `plural/subresource` for subresources, or `*`.
     pub resources: Vec<String>,
+    /// Only objects of these names; empty = any.
     pub resource_names: Vec<String>,
     /// `None`: granted everywhere (a ClusterRole through a ClusterRoleBinding);
     /// `Some(ns)`: only in that namespace (a Role, or a ClusterRole through a RoleBinding).
@@ -28,17 +31,24 @@ pub struct PolicyRule {
 pub struct RbacPolicy {
     /// Shown in 403 messages, e.g. `system:serviceaccount:ecr:ecr-creds-refresher`.
     pub user: String,
+    /// What is granted; a request no rule allows is forbidden.
     pub rules: Vec<PolicyRule>,
 }
 
 /// What a request asks to do, in RBAC terms.
 #[derive(Debug, Clone)]
 pub struct Attributes<'a> {
+    /// The Kubernetes verb: get, list, watch, create, update, patch, delete...
     pub verb: &'a str,
+    /// The API group ("" for core).
     pub group: &'a str,
+    /// The plural, e.g. "secrets".
     pub resource: &'a str,
+    /// "status", or "" for the main resource.
     pub subresource: &'a str,
+    /// `None` for cluster-scoped or all-namespace requests.
     pub namespace: Option<&'a str>,
+    /// `None` for collection requests.
     pub name: Option<&'a str>,
 }
 
@@ -107,6 +117,7 @@ impl RbacPolicy {
         Ok(())
     }
 
+    /// Ok when a rule allows `a`, else 403 Forbidden worded as the real server words it.
     pub fn check(&self, a: &Attributes<'_>) -> Result<(), ApiError> {
         if self.rules.iter().any(|r| r.allows(a)) {
             return Ok(());

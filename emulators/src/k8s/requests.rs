@@ -10,25 +10,33 @@ use serde::Serialize;
 /// One served request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RequestRecord {
+    /// The HTTP method.
     pub method: String,
+    /// The URL path, without the query.
     pub path: String,
+    /// The raw query string ("" when none).
     pub query: String,
     /// Kubernetes verb: get, list, watch, create, update, patch, delete, deletecollection;
     /// "" for non-resource paths.
     pub verb: String,
+    /// The API group ("" for core).
     pub group: String,
+    /// The resource's plural ("" for non-resource paths).
     pub resource: String,
     /// "status" for /status writes.
     pub subresource: String,
+    /// `None` for cluster-scoped and all-namespace requests.
     pub namespace: Option<String>,
+    /// `None` for collection requests (list, watch, create).
     pub name: Option<String>,
+    /// The HTTP status answered.
     pub code: u16,
 }
 
 /// A bounded log of requests (oldest dropped first), each with the wall-clock time its
 /// answer was ready: tests compare it with times the operator wrote (an `expires-at`
 /// annotation) and with what the harness saw, without waiting on their own caches.
-pub struct RequestLog {
+pub(crate) struct RequestLog {
     entries: Mutex<VecDeque<(SystemTime, RequestRecord)>>,
     capacity: usize,
 }
@@ -36,7 +44,7 @@ pub struct RequestLog {
 // === impl RequestLog ===
 
 impl RequestLog {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         RequestLog {
             entries: Mutex::new(VecDeque::new()),
             capacity: capacity.max(1),
@@ -47,7 +55,7 @@ impl RequestLog {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn push(&self, r: RequestRecord) {
+    pub(crate) fn push(&self, r: RequestRecord) {
         let mut e = self.lock();
         if e.len() >= self.capacity {
             e.pop_front();
@@ -55,21 +63,21 @@ impl RequestLog {
         e.push_back((SystemTime::now(), r));
     }
 
-    pub fn all(&self) -> Vec<RequestRecord> {
+    pub(crate) fn all(&self) -> Vec<RequestRecord> {
         self.lock().iter().map(|(_, r)| r.clone()).collect()
     }
 
     /// Every request with the time its answer was ready, oldest first.
-    pub fn timed(&self) -> Vec<(SystemTime, RequestRecord)> {
+    pub(crate) fn timed(&self) -> Vec<(SystemTime, RequestRecord)> {
         self.lock().iter().cloned().collect()
     }
 
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.lock().clear();
     }
 
     /// Requests per (verb, resource).
-    pub fn counts(&self) -> BTreeMap<(String, String), u64> {
+    pub(crate) fn counts(&self) -> BTreeMap<(String, String), u64> {
         let mut m = BTreeMap::new();
         for (_, r) in self.lock().iter().filter(|(_, r)| !r.verb.is_empty()) {
             *m.entry((r.verb.clone(), r.resource.clone())).or_insert(0) += 1;
@@ -79,7 +87,7 @@ impl RequestLog {
 
     /// Every distinct (verb, group, resource[/subresource], namespaced?) used: the RBAC
     /// rules a client needs.
-    pub fn rbac_used(&self) -> BTreeSet<RbacUse> {
+    pub(crate) fn rbac_used(&self) -> BTreeSet<RbacUse> {
         self.lock()
             .iter()
             .map(|(_, r)| r)
@@ -101,8 +109,12 @@ impl RequestLog {
 /// One RBAC permission a client exercised.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct RbacUse {
+    /// The Kubernetes verb.
     pub verb: String,
+    /// The API group ("" for core).
     pub group: String,
+    /// The plural, with `/subresource` when one was used.
     pub resource: String,
+    /// Used in a namespace (a Role suffices) rather than cluster-wide.
     pub namespaced: bool,
 }

@@ -7,7 +7,7 @@ use crate::form::percent_decode;
 
 /// A parsed resource path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
+pub(crate) struct Route {
     pub kind: usize,
     pub namespace: Option<String>,
     pub name: Option<String>,
@@ -15,7 +15,7 @@ pub struct Route {
 }
 
 /// Parses `/api/v1/...` and `/apis/{group}/{version}/...`.
-pub fn parse(path: &str, kinds: &KindTable) -> Result<Route, ApiError> {
+pub(crate) fn parse(path: &str, kinds: &KindTable) -> Result<Route, ApiError> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] => ("", *v, rest),
@@ -59,7 +59,7 @@ pub fn parse(path: &str, kinds: &KindTable) -> Result<Route, ApiError> {
 }
 
 /// The RBAC verb of a request.
-pub fn verb(method: &str, route: &Route, watch: bool) -> &'static str {
+pub(crate) fn verb(method: &str, route: &Route, watch: bool) -> &'static str {
     match (method, route.name.is_some()) {
         ("GET", true) => "get",
         ("GET", false) if watch => "watch",
@@ -74,7 +74,7 @@ pub fn verb(method: &str, route: &Route, watch: bool) -> &'static str {
 }
 
 /// Decoded query parameters, in order.
-pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())

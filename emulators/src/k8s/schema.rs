@@ -14,7 +14,7 @@ use super::cel::{to_cel, Evaluation, Expr};
 use super::status::FieldCause;
 
 /// Drops fields the schema does not declare (unless it preserves unknown fields).
-pub fn prune(obj: &mut Value, schema: &Value) {
+pub(crate) fn prune(obj: &mut Value, schema: &Value) {
     prune_at(obj, schema, true);
 }
 
@@ -59,7 +59,7 @@ fn prune_at(obj: &mut Value, schema: &Value, root: bool) {
 }
 
 /// Fills `default`s of absent properties inside objects that are present.
-pub fn apply_defaults(obj: &mut Value, schema: &Value) {
+pub(crate) fn apply_defaults(obj: &mut Value, schema: &Value) {
     match obj {
         Value::Object(m) => {
             if let Some(props) = schema.get("properties").and_then(Value::as_object) {
@@ -93,7 +93,7 @@ pub fn apply_defaults(obj: &mut Value, schema: &Value) {
 
 /// Every schema violation, with the real server's field paths and messages. `old` is the
 /// stored object on updates (for `oldSelf`).
-pub fn validate(obj: &Value, old: Option<&Value>, schema: &Value) -> Vec<FieldCause> {
+pub(crate) fn validate(obj: &Value, old: Option<&Value>, schema: &Value) -> Vec<FieldCause> {
     let mut causes = Vec::new();
     validate_at(obj, old, schema, "", &mut causes);
     causes

@@ -18,14 +18,14 @@ enum Requirement {
 
 /// A parsed `labelSelector`; the empty selector matches everything.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct LabelSelector {
+pub(crate) struct LabelSelector {
     reqs: Vec<Requirement>,
 }
 
 // === impl LabelSelector ===
 
 impl LabelSelector {
-    pub fn parse(s: &str) -> Result<Self, ApiError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, ApiError> {
         let mut reqs = Vec::new();
         for term in split_top_level(s) {
             let term = term.trim();
@@ -37,11 +37,11 @@ impl LabelSelector {
         Ok(LabelSelector { reqs })
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.reqs.is_empty()
     }
 
-    pub fn matches(&self, obj: &Value) -> bool {
+    pub(crate) fn matches(&self, obj: &Value) -> bool {
         let labels = obj.pointer("/metadata/labels");
         let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
         self.reqs.iter().all(|r| match r {
@@ -115,14 +115,14 @@ fn parse_requirement(term: &str) -> Result<Requirement, ApiError> {
 
 /// A parsed `fieldSelector`: `metadata.name`, `metadata.namespace` (and a Secret's `type`).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct FieldSelector {
+pub(crate) struct FieldSelector {
     reqs: Vec<(String, bool, String)>,
 }
 
 // === impl FieldSelector ===
 
 impl FieldSelector {
-    pub fn parse(s: &str) -> Result<Self, ApiError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, ApiError> {
         let mut reqs = Vec::new();
         for term in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             let (field, eq, value) = if let Some((k, v)) = term.split_once("!=") {
@@ -147,11 +147,11 @@ impl FieldSelector {
         Ok(FieldSelector { reqs })
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.reqs.is_empty()
     }
 
-    pub fn matches(&self, obj: &Value) -> bool {
+    pub(crate) fn matches(&self, obj: &Value) -> bool {
         self.reqs.iter().all(|(field, eq, value)| {
             let actual = match field.as_str() {
                 "metadata.name" => obj.pointer("/metadata/name"),

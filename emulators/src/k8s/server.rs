@@ -34,7 +34,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 impl Shared {
     /// Binds and starts accepting; returns the bound address.
-    pub async fn start(
+    pub(crate) async fn start(
         store: Arc<Store>,
         token: Option<String>,
         expired_as_http_status: bool,
@@ -90,7 +90,7 @@ impl Shared {
         ctl.task = Some(task);
     }
 
-    pub async fn addr(&self) -> SocketAddr {
+    pub(crate) async fn addr(&self) -> SocketAddr {
         self.listener.lock().await.addr
     }
 
@@ -109,7 +109,7 @@ impl Shared {
 
     /// Stop listening, cut every connection and watch, refuse connections for `refuse`,
     /// then listen again on the same port. The state is kept.
-    pub async fn restart(self: &Arc<Self>, refuse: Duration) -> std::io::Result<()> {
+    pub(crate) async fn restart(self: &Arc<Self>, refuse: Duration) -> std::io::Result<()> {
         self.stop_listening().await;
         self.drop_watches();
         self.cut_connections();
@@ -131,7 +131,7 @@ impl Shared {
         Ok(())
     }
 
-    pub async fn shutdown(&self) {
+    pub(crate) async fn shutdown(&self) {
         self.stop_listening().await;
         self.drop_watches();
         self.cut_connections();

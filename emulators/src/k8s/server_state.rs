@@ -22,7 +22,7 @@ use super::status::ApiError;
 use super::store::Store;
 
 /// The username of requests when no user is configured: a member of system:masters.
-pub const ADMIN: &str = "system:admin";
+pub(crate) const ADMIN: &str = "system:admin";
 
 /// The user a request asks to run as (`Impersonate-User`): a test's person at the
 /// keyboard beside the operator's identity. The real server checks `impersonate` RBAC;
@@ -36,7 +36,7 @@ pub(super) fn impersonated(headers: &http::HeaderMap) -> Option<String> {
 }
 
 /// Settings the server reads on every request.
-pub struct ServerSettings {
+pub(crate) struct ServerSettings {
     pub bookmark_interval: Option<Duration>,
     pub watch_timeout: Duration,
     pub restart_refuse: Duration,
@@ -50,7 +50,7 @@ pub(super) struct ListenerCtl {
 }
 
 /// Everything the connections share.
-pub struct Shared {
+pub(crate) struct Shared {
     pub store: Arc<Store>,
     pub faults: Faults,
     /// How watch events trail their writes.
@@ -84,7 +84,7 @@ pub struct Shared {
 
 impl Shared {
     /// Ends every open watch stream now (clients see a clean end of stream).
-    pub fn drop_watches(&self) {
+    pub(crate) fn drop_watches(&self) {
         self.drops.send_modify(|g| *g += 1);
     }
 
@@ -94,7 +94,7 @@ impl Shared {
 
     /// Queues a restart for the worker task (used by the HTTP control endpoint, whose own
     /// connection is among those cut).
-    pub fn request_restart(&self, refuse: Duration) {
+    pub(crate) fn request_restart(&self, refuse: Duration) {
         let _ = self.restarts.send(refuse);
     }
 
@@ -115,7 +115,7 @@ impl Shared {
 
     /// Who API requests are: the RBAC policy's user while RBAC is enforced, else the
     /// configured user, else the cluster admin.
-    pub fn username(&self) -> String {
+    pub(crate) fn username(&self) -> String {
         let rbac = self.rbac.read().unwrap_or_else(|p| p.into_inner());
         if let Some(u) = rbac
             .as_ref()

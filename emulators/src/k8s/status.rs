@@ -9,16 +9,20 @@ use super::kinds::KindSpec;
 /// A failed API call, rendered as a `Status` body with `code` as the HTTP status.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
+    /// The HTTP status, repeated in the body.
     pub code: u16,
+    /// The machine-readable reason: NotFound, Conflict, Invalid...
     pub reason: &'static str,
+    /// The human-readable message, worded as the real server words it.
     pub message: String,
+    /// `details` (name, group, kind, causes), when the real server sends them.
     pub details: Option<Value>,
 }
 
 // === impl ApiError ===
 
 impl ApiError {
-    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             code,
             reason,
@@ -41,7 +45,7 @@ impl ApiError {
     }
 
     /// `secrets "x" not found`
-    pub fn not_found(kind: &KindSpec, name: &str) -> Self {
+    pub(crate) fn not_found(kind: &KindSpec, name: &str) -> Self {
         ApiError::new(
             404,
             "NotFound",
@@ -51,11 +55,11 @@ impl ApiError {
     }
 
     /// Namespace missing on create: `namespaces "x" not found`.
-    pub fn namespace_not_found(ns_kind: &KindSpec, ns: &str) -> Self {
+    pub(crate) fn namespace_not_found(ns_kind: &KindSpec, ns: &str) -> Self {
         ApiError::not_found(ns_kind, ns)
     }
 
-    pub fn already_exists(kind: &KindSpec, name: &str) -> Self {
+    pub(crate) fn already_exists(kind: &KindSpec, name: &str) -> Self {
         ApiError::new(
             409,
             "AlreadyExists",
@@ -64,7 +68,7 @@ impl ApiError {
         .with_details(kind, name)
     }
 
-    pub fn conflict(kind: &KindSpec, name: &str) -> Self {
+    pub(crate) fn conflict(kind: &KindSpec, name: &str) -> Self {
         ApiError::new(
             409,
             "Conflict",
@@ -80,7 +84,7 @@ impl ApiError {
     /// A DELETE precondition that does not hold: 409 Conflict, worded as the real
     /// server words it (`Precondition failed: UID in precondition: a, UID in object
     /// meta: b`).
-    pub fn precondition_failed(
+    pub(crate) fn precondition_failed(
         kind: &KindSpec,
         name: &str,
         field: &str,
@@ -105,7 +109,7 @@ impl ApiError {
     }
 
     /// 422 with field causes: `Secret "x" is invalid: field: Detail`.
-    pub fn invalid(kind: &KindSpec, name: &str, causes: Vec<FieldCause>) -> Self {
+    pub(crate) fn invalid(kind: &KindSpec, name: &str, causes: Vec<FieldCause>) -> Self {
         let text: Vec<String> = causes.iter().map(|c| c.message()).collect();
         // Qualified kind, as the real server writes it: `Secret`, `ECRPullSecret.ecr.creds.dev`.
         let qualified = if kind.group.is_empty() {
@@ -138,13 +142,13 @@ impl ApiError {
     }
 
     /// 422 for invalid request options (not the object), e.g. a missing fieldManager.
-    pub fn invalid_options(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid_options(message: impl Into<String>) -> Self {
         ApiError::new(422, "Invalid", message)
     }
 
     /// PUT without metadata.resourceVersion on a kind that forbids unconditional updates.
     /// The real server names the resource (not the kind) here.
-    pub fn resource_version_required(kind: &KindSpec, name: &str) -> Self {
+    pub(crate) fn resource_version_required(kind: &KindSpec, name: &str) -> Self {
         let cause = "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update";
         ApiError {
             code: 422,
@@ -160,7 +164,7 @@ impl ApiError {
     }
 
     /// 403 from admission: `secrets "x" is forbidden: <why>`.
-    pub fn forbidden(kind: &KindSpec, name: &str, why: &str) -> Self {
+    pub(crate) fn forbidden(kind: &KindSpec, name: &str, why: &str) -> Self {
         ApiError::new(
             403,
             "Forbidden",
@@ -169,23 +173,23 @@ impl ApiError {
         .with_details(kind, name)
     }
 
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         ApiError::new(400, "BadRequest", message)
     }
 
-    pub fn expired(message: impl Into<String>) -> Self {
+    pub(crate) fn expired(message: impl Into<String>) -> Self {
         ApiError::new(410, "Expired", message)
     }
 
-    pub fn too_old_resource_version(requested: u64, oldest: u64) -> Self {
+    pub(crate) fn too_old_resource_version(requested: u64, oldest: u64) -> Self {
         ApiError::expired(format!("too old resource version: {requested} ({oldest})"))
     }
 
-    pub fn unauthorized() -> Self {
+    pub(crate) fn unauthorized() -> Self {
         ApiError::new(401, "Unauthorized", "Unauthorized")
     }
 
-    pub fn method_not_allowed(method: &str) -> Self {
+    pub(crate) fn method_not_allowed(method: &str) -> Self {
         ApiError::new(
             405,
             "MethodNotAllowed",
@@ -193,7 +197,7 @@ impl ApiError {
         )
     }
 
-    pub fn unsupported_media_type(content_type: &str) -> Self {
+    pub(crate) fn unsupported_media_type(content_type: &str) -> Self {
         ApiError::new(
             415,
             "UnsupportedMediaType",
@@ -201,7 +205,7 @@ impl ApiError {
         )
     }
 
-    pub fn path_not_found() -> Self {
+    pub(crate) fn path_not_found() -> Self {
         ApiError::new(
             404,
             "NotFound",
@@ -210,7 +214,7 @@ impl ApiError {
     }
 
     /// The Status object as JSON.
-    pub fn to_value(&self) -> Value {
+    pub(crate) fn to_value(&self) -> Value {
         let mut m = Map::new();
         m.insert("kind".into(), json!("Status"));
         m.insert("apiVersion".into(), json!("v1"));
@@ -239,7 +243,7 @@ impl std::error::Error for ApiError {}
 
 /// One field error inside a 422 Invalid, as apimachinery's field.Error renders it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FieldCause {
+pub(crate) struct FieldCause {
     pub reason: &'static str,
     pub field: String,
     pub detail: String,
@@ -250,7 +254,7 @@ pub struct FieldCause {
 // === impl FieldCause ===
 
 impl FieldCause {
-    pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub(crate) fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
         FieldCause {
             reason: "FieldValueRequired",
             field: field.into(),
@@ -259,7 +263,11 @@ impl FieldCause {
         }
     }
 
-    pub fn invalid(field: impl Into<String>, value: &str, detail: impl Into<String>) -> Self {
+    pub(crate) fn invalid(
+        field: impl Into<String>,
+        value: &str,
+        detail: impl Into<String>,
+    ) -> Self {
         FieldCause {
             reason: "FieldValueInvalid",
             field: field.into(),
@@ -268,7 +276,7 @@ impl FieldCause {
         }
     }
 
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         let v = self.value.as_deref().unwrap_or("");
         match self.reason {
             "FieldValueRequired" if self.detail.is_empty() => {
@@ -288,7 +296,7 @@ impl FieldCause {
 }
 
 /// The Success Status the server answers a DELETE of a built-in kind with.
-pub fn delete_success(kind: &KindSpec, name: &str, uid: &str) -> Value {
+pub(crate) fn delete_success(kind: &KindSpec, name: &str, uid: &str) -> Value {
     let mut details = Map::new();
     details.insert("name".into(), json!(name));
     if !kind.group.is_empty() {

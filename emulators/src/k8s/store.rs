@@ -24,14 +24,14 @@ mod update;
 const WATCH_CHANNEL_CAPACITY: usize = 65_536;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
+pub(crate) enum EventType {
     Added,
     Modified,
     Deleted,
 }
 
 impl EventType {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             EventType::Added => "ADDED",
             EventType::Modified => "MODIFIED",
@@ -43,7 +43,7 @@ impl EventType {
 /// One committed change, kept in the history window and broadcast to watchers. `old` lets a
 /// selector watch turn a MODIFIED into ADDED or DELETED as the object enters or leaves it.
 #[derive(Debug)]
-pub struct StoredEvent {
+pub(crate) struct StoredEvent {
     pub rv: u64,
     /// When the write was committed: watch lag counts from here.
     pub committed: tokio::time::Instant,
@@ -56,7 +56,7 @@ pub struct StoredEvent {
 
 /// Which part of an object a write may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteTarget {
+pub(crate) enum WriteTarget {
     Main,
     Status,
     /// In-process setup: every field as given, status included.
@@ -67,7 +67,7 @@ pub enum WriteTarget {
 
 impl WriteTarget {
     /// The subresource admission sees: "status" for status writes.
-    pub fn subresource(self) -> &'static str {
+    pub(crate) fn subresource(self) -> &'static str {
         match self {
             WriteTarget::Status => "status",
             _ => "",
@@ -77,7 +77,7 @@ impl WriteTarget {
 
 /// The patch formats, by Content-Type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PatchType {
+pub(crate) enum PatchType {
     Merge,
     Json,
     Strategic,
@@ -86,7 +86,7 @@ pub enum PatchType {
 
 /// Result of a DELETE: gone now, or kept with a deletionTimestamp until finalizers clear.
 #[derive(Debug, Clone)]
-pub enum Deleted {
+pub(crate) enum Deleted {
     Gone(Value),
     Pending(Value),
 }
@@ -104,7 +104,7 @@ struct State {
 }
 
 /// The in-memory API state shared by the HTTP server and the in-process handle.
-pub struct Store {
+pub(crate) struct Store {
     kinds: KindTable,
     state: Mutex<State>,
     events: broadcast::Sender<Arc<StoredEvent>>,
@@ -114,7 +114,7 @@ pub struct Store {
 }
 
 /// What a watch starts from: events to send first, then the live receiver.
-pub struct WatchStart {
+pub(crate) struct WatchStart {
     pub initial: Vec<Arc<StoredEvent>>,
     pub live: broadcast::Receiver<Arc<StoredEvent>>,
     pub current_rv: u64,
@@ -122,7 +122,7 @@ pub struct WatchStart {
 
 /// List query parameters.
 #[derive(Debug, Default, Clone)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     pub labels: LabelSelector,
     pub fields: FieldSelector,
     pub limit: Option<usize>,
@@ -179,7 +179,7 @@ fn spec_part(obj: &Value, kind: &KindSpec) -> Value {
 
 /// `DeleteOptions.preconditions`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Preconditions {
+pub(crate) struct Preconditions {
     pub uid: Option<String>,
     pub resource_version: Option<String>,
 }
@@ -187,7 +187,7 @@ pub struct Preconditions {
 // === impl Store ===
 
 impl Store {
-    pub fn new(
+    pub(crate) fn new(
         kinds: KindTable,
         history_size: usize,
         auto_default_service_account: bool,
@@ -211,7 +211,7 @@ impl Store {
         }
     }
 
-    pub fn kinds(&self) -> &KindTable {
+    pub(crate) fn kinds(&self) -> &KindTable {
         &self.kinds
     }
 
@@ -219,18 +219,18 @@ impl Store {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn current_rv(&self) -> u64 {
+    pub(crate) fn current_rv(&self) -> u64 {
         self.lock().rv
     }
 
     /// Forget all history: any resourceVersion before now is too old for a watch.
-    pub fn compact(&self) {
+    pub(crate) fn compact(&self) {
         let mut st = self.lock();
         st.history.clear();
         st.compacted = st.rv;
     }
 
-    pub fn set_history_size(&self, size: usize) {
+    pub(crate) fn set_history_size(&self, size: usize) {
         let mut st = self.lock();
         st.history_size = size.max(1);
         trim_history(&mut st);
@@ -321,14 +321,14 @@ impl Store {
 
     /// Live events, for in-process waiting. Subscribed under the lock together with a
     /// snapshot of the current rv, so nothing falls between the two.
-    pub fn subscribe(&self) -> (u64, broadcast::Receiver<Arc<StoredEvent>>) {
+    pub(crate) fn subscribe(&self) -> (u64, broadcast::Receiver<Arc<StoredEvent>>) {
         let st = self.lock();
         (st.rv, self.events.subscribe())
     }
 
     /// Committed changes after `rv` still in the history window (oldest first), or None
     /// when `rv` is older than the window.
-    pub fn changes_since(&self, rv: u64) -> Option<Vec<Arc<StoredEvent>>> {
+    pub(crate) fn changes_since(&self, rv: u64) -> Option<Vec<Arc<StoredEvent>>> {
         let st = self.lock();
         if rv < st.compacted {
             return None;
@@ -337,7 +337,7 @@ impl Store {
     }
 
     /// Every object of a kind, optionally in one namespace, in key order.
-    pub fn objects(&self, kind: usize, ns: Option<&str>) -> Vec<Value> {
+    pub(crate) fn objects(&self, kind: usize, ns: Option<&str>) -> Vec<Value> {
         let st = self.lock();
         st.objects[kind]
             .iter()

@@ -8,7 +8,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// Why TLS setup failed.
 #[derive(Debug)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     Generate(rcgen::Error),
     Config(rustls::Error),
 }
@@ -27,12 +27,12 @@ impl std::fmt::Display for TlsError {
 impl std::error::Error for TlsError {}
 
 /// The server side of the emulator's TLS: its config and the CA PEM clients must trust.
-pub struct TlsMaterial {
+pub(crate) struct TlsMaterial {
     pub server_config: Arc<rustls::ServerConfig>,
     pub ca_pem: String,
 }
 
-pub fn generate() -> Result<TlsMaterial, TlsError> {
+pub(crate) fn generate() -> Result<TlsMaterial, TlsError> {
     let ca = TestCa::new("k8s-emulator-ca").map_err(TlsError::Generate)?;
     let (cert, key) = ca
         .issue(

@@ -21,12 +21,12 @@ fn is_label(s: &str) -> bool {
 }
 
 /// DNS-1123 subdomain: dot-separated labels, at most 253 characters.
-pub fn is_subdomain(s: &str) -> bool {
+pub(crate) fn is_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_label)
 }
 
 /// Namespaces need a DNS-1123 label, everything else a subdomain.
-pub fn name_causes(kind: &KindSpec, name: &str) -> Vec<FieldCause> {
+pub(crate) fn name_causes(kind: &KindSpec, name: &str) -> Vec<FieldCause> {
     if name.is_empty() {
         return vec![FieldCause::required(
             "metadata.name",
@@ -67,7 +67,7 @@ fn is_qualified_name(k: &str) -> bool {
 }
 
 /// Label keys and values, annotation keys and owner references, as ValidateObjectMeta does.
-pub fn metadata_causes(obj: &Value) -> Vec<FieldCause> {
+pub(crate) fn metadata_causes(obj: &Value) -> Vec<FieldCause> {
     let mut causes = Vec::new();
     if let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) {
         for (k, v) in labels {
@@ -133,7 +133,7 @@ pub fn metadata_causes(obj: &Value) -> Vec<FieldCause> {
 }
 
 /// Kind-specific checks: Secret payloads, Event consistency, Lease spec and MicroTime.
-pub fn kind_causes(
+pub(crate) fn kind_causes(
     kind: &KindSpec,
     ns: &str,
     obj: &mut Value,
@@ -299,7 +299,7 @@ fn lease_causes(obj: &Value) -> Vec<FieldCause> {
 
 /// Folds `stringData` into `data` (the server never stores stringData), checks keys and
 /// base64 values (400 like a decoding failure) and the typed payloads (422).
-pub fn normalize_secret(obj: &mut Value) -> Result<Vec<FieldCause>, ApiError> {
+pub(crate) fn normalize_secret(obj: &mut Value) -> Result<Vec<FieldCause>, ApiError> {
     let Some(m) = obj.as_object_mut() else {
         return Ok(Vec::new());
     };
@@ -399,7 +399,7 @@ fn dockerconfigjson_causes(m: &Map<String, Value>) -> Vec<FieldCause> {
 }
 
 /// A Secret's `type` cannot change, and neither can the data of an `immutable` Secret.
-pub fn secret_update_causes(old: &Value, new: &Value) -> Vec<FieldCause> {
+pub(crate) fn secret_update_causes(old: &Value, new: &Value) -> Vec<FieldCause> {
     let mut causes = Vec::new();
     let old_type = old.get("type").and_then(Value::as_str).unwrap_or("Opaque");
     let new_type = new.get("type").and_then(Value::as_str).unwrap_or("Opaque");

@@ -22,7 +22,7 @@ use super::store::{EventType, StoredEvent, WatchStart};
 
 /// What one watcher asked for.
 #[derive(Debug, Clone)]
-pub struct WatchFilter {
+pub(crate) struct WatchFilter {
     pub kind: usize,
     pub namespace: Option<String>,
     pub labels: LabelSelector,
@@ -38,7 +38,7 @@ impl WatchFilter {
 
     /// The event this watcher sees for a store event, if any: an object modified into the
     /// selector is ADDED, one modified out of it is DELETED (real cacher semantics).
-    pub fn project(&self, ev: &StoredEvent) -> Option<EventType> {
+    pub(crate) fn project(&self, ev: &StoredEvent) -> Option<EventType> {
         if ev.kind != self.kind {
             return None;
         }
@@ -64,7 +64,7 @@ impl WatchFilter {
 
 /// How a watch behaves over time.
 #[derive(Debug, Clone, Copy)]
-pub struct WatchTiming {
+pub(crate) struct WatchTiming {
     pub bookmarks: Option<Duration>,
     pub timeout: Duration,
     /// `sendInitialEvents=true`: after the initial ADDED events, a BOOKMARK annotated
@@ -72,7 +72,7 @@ pub struct WatchTiming {
     pub initial_events_end: bool,
 }
 
-pub fn encode_event(etype: &str, obj: &Value) -> Bytes {
+pub(crate) fn encode_event(etype: &str, obj: &Value) -> Bytes {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"{\"type\":\"");
     out.extend_from_slice(etype.as_bytes());
@@ -83,7 +83,7 @@ pub fn encode_event(etype: &str, obj: &Value) -> Bytes {
     Bytes::from(out)
 }
 
-pub fn error_event(err: &ApiError) -> Bytes {
+pub(crate) fn error_event(err: &ApiError) -> Bytes {
     encode_event("ERROR", &err.to_value())
 }
 
@@ -106,7 +106,7 @@ fn initial_events_end(spec: &KindSpec, rv: u64) -> Bytes {
 
 /// Runs one watch until timeout, drop, lag or client disconnect, writing into `out`.
 /// Events trail their commits as `lag` says (see [`super::lag`]).
-pub async fn run_watch(
+pub(crate) async fn run_watch(
     spec: KindSpec,
     filter: WatchFilter,
     start: WatchStart,
@@ -257,12 +257,12 @@ async fn wait_until_due(lag: &LagControl, mut due: Instant) {
 }
 
 /// A response body fed by a channel: each message is one frame (one event).
-pub struct ChannelBody {
+pub(crate) struct ChannelBody {
     rx: mpsc::Receiver<Bytes>,
 }
 
 impl ChannelBody {
-    pub fn new(rx: mpsc::Receiver<Bytes>) -> Self {
+    pub(crate) fn new(rx: mpsc::Receiver<Bytes>) -> Self {
         ChannelBody { rx }
     }
 }
@@ -280,7 +280,7 @@ impl Body for ChannelBody {
 }
 
 /// Spawns the watch task and returns its body.
-pub fn spawn_watch(
+pub(crate) fn spawn_watch(
     spec: KindSpec,
     filter: WatchFilter,
     start: WatchStart,

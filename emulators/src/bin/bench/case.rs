@@ -11,14 +11,14 @@ use serde_json::{json, Value};
 use super::process::Cpu;
 use super::write_phases::WritePhases;
 
-pub const REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
-pub const EXPIRES: &str = "ecr.creds.dev/expires-at";
-pub const REFRESH: &str = "ecr.creds.dev/refresh-at";
-pub const OWNER: &str = "ecr.creds.dev/owner";
+pub(crate) const REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+pub(crate) const EXPIRES: &str = "ecr.creds.dev/expires-at";
+pub(crate) const REFRESH: &str = "ecr.creds.dev/refresh-at";
+pub(crate) const OWNER: &str = "ecr.creds.dev/owner";
 
 /// One scenario.
 #[derive(Clone, Copy, Debug)]
-pub struct Case {
+pub(crate) struct Case {
     pub namespaces: usize,
     pub crs: usize,
     /// Watch events trail their writes by this (plus up to half more at random).
@@ -31,7 +31,7 @@ pub struct Case {
 // === impl Case ===
 
 impl Case {
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         let size = if self.crs == 1 {
             format!("{} ns", self.namespaces)
         } else {
@@ -44,14 +44,14 @@ impl Case {
         };
         format!("{size}, lag {} ms, {wire}", self.lag_ms)
     }
-    pub fn targets(&self) -> usize {
+    pub(crate) fn targets(&self) -> usize {
         self.namespaces * self.crs
     }
     /// Seconds from a token fetch to its refresh: the fake ECR issues tokens living three
     /// times this, the CR refreshes when two thirds remain. Long enough that the initial
     /// sync is over before the refresh starts (about 500 writes a second, plus the lag;
     /// half that with dozens of CRs, whose reconciles each plan over every namespace).
-    pub fn refresh_after(&self) -> u64 {
+    pub(crate) fn refresh_after(&self) -> u64 {
         let per_second = if self.crs >= 50 { 250 } else { 500 };
         let sync = (self.targets() / per_second) as u64 + 2 * self.lag_ms.div_ceil(1000);
         if self.crs == 1 {
@@ -61,20 +61,20 @@ impl Case {
         }
     }
     /// How long the initial sync or a refresh may take before the bench gives up.
-    pub fn deadline(&self) -> Duration {
+    pub(crate) fn deadline(&self) -> Duration {
         Duration::from_secs(60 + (self.targets() / 100) as u64 + 10 * self.lag_ms.div_ceil(1000))
     }
-    pub fn token_lifetime(&self) -> Duration {
+    pub(crate) fn token_lifetime(&self) -> Duration {
         Duration::from_secs(3 * self.refresh_after())
     }
-    pub fn before_expiry(&self) -> String {
+    pub(crate) fn before_expiry(&self) -> String {
         format!("{}s", 2 * self.refresh_after())
     }
 }
 
 /// Requests of one phase, from the emulator's log.
 #[derive(Debug, Default, Serialize, Clone)]
-pub struct Traffic {
+pub(crate) struct Traffic {
     pub total: u64,
     pub reads: u64,
     pub writes: u64,
@@ -89,7 +89,7 @@ pub struct Traffic {
 }
 
 #[derive(Debug, Default, Serialize)]
-pub struct CaseResult {
+pub(crate) struct CaseResult {
     pub case: String,
     pub namespaces: usize,
     pub crs: usize,
@@ -134,19 +134,19 @@ pub struct CaseResult {
     pub notes: Vec<String>,
 }
 
-pub fn ns_name(i: usize) -> String {
+pub(crate) fn ns_name(i: usize) -> String {
     format!("bench-{i:04}")
 }
 
-pub fn cr_name(c: usize) -> String {
+pub(crate) fn cr_name(c: usize) -> String {
     format!("bench-{c}")
 }
 
-pub fn secret_name(c: usize) -> String {
+pub(crate) fn secret_name(c: usize) -> String {
     format!("ecr-pull-{c}")
 }
 
-pub fn cr(c: usize, case: Case) -> Value {
+pub(crate) fn cr(c: usize, case: Case) -> Value {
     json!({
         "apiVersion": "ecr.creds.dev/v1alpha1",
         "kind": "ECRPullSecret",

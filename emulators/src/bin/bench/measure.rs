@@ -21,7 +21,7 @@ use super::write_phases::WritePhases;
 const POLL: Duration = Duration::from_millis(20);
 
 /// Runs `case`; the emulators run on `emulators` (see [`super::process::emulator_runtime`]).
-pub async fn run_case(
+pub(crate) async fn run_case(
     binary: &Path,
     case: Case,
     env: &[(String, String)],

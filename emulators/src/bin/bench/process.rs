@@ -6,7 +6,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 #[derive(Debug, Serialize)]
-pub struct Machine {
+pub(crate) struct Machine {
     pub date: String,
     pub git_commit: String,
     pub git_dirty: bool,
@@ -18,7 +18,7 @@ pub struct Machine {
 }
 
 /// A `/proc/<pid>/status` field in KiB (0 if unreadable).
-pub fn proc_status(pid: u32, field: &str) -> u64 {
+pub(crate) fn proc_status(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -31,7 +31,7 @@ pub fn proc_status(pid: u32, field: &str) -> u64 {
 }
 
 /// utime + stime of a process, in seconds.
-pub fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(0.0, |s| stat_cpu_seconds(&s))
 }
 
@@ -65,7 +65,7 @@ fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-pub fn machine() -> Machine {
+pub(crate) fn machine() -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu_model = cpuinfo
         .lines()
@@ -105,7 +105,7 @@ const EMULATOR_THREAD: &str = "emulator";
 
 /// CPU seconds of this (bench) process: (emulator threads, the rest: the harness that
 /// polls the emulators' state and the runtime it runs on).
-pub fn bench_cpu_seconds() -> (f64, f64) {
+pub(crate) fn bench_cpu_seconds() -> (f64, f64) {
     let total = cpu_seconds(std::process::id());
     let mut emulator = 0.0;
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
@@ -128,7 +128,7 @@ pub fn bench_cpu_seconds() -> (f64, f64) {
 
 /// A runtime whose threads are named for [`bench_cpu_seconds`]: the emulators run on it,
 /// so their CPU is told apart from the harness's.
-pub fn emulator_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+pub(crate) fn emulator_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name(EMULATOR_THREAD)
@@ -140,7 +140,7 @@ pub fn emulator_runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// (their threads in this process) and the harness (the rest of this process: polling the
 /// emulators' state for the figures).
 #[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct Cpu {
+pub(crate) struct Cpu {
     pub operator_s: f64,
     pub emulator_s: f64,
     pub harness_s: f64,
@@ -149,7 +149,7 @@ pub struct Cpu {
 // === impl Cpu ===
 
 impl Cpu {
-    pub fn now(operator_pid: u32) -> Cpu {
+    pub(crate) fn now(operator_pid: u32) -> Cpu {
         let (emulator_s, harness_s) = bench_cpu_seconds();
         Cpu {
             operator_s: cpu_seconds(operator_pid),
@@ -159,7 +159,7 @@ impl Cpu {
     }
 
     /// What each side spent since `earlier`.
-    pub fn since(self, earlier: Cpu) -> Cpu {
+    pub(crate) fn since(self, earlier: Cpu) -> Cpu {
         Cpu {
             operator_s: self.operator_s - earlier.operator_s,
             emulator_s: self.emulator_s - earlier.emulator_s,

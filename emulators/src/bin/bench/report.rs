@@ -8,7 +8,7 @@ use super::case::CaseResult;
 use super::process::Machine;
 
 #[derive(Debug, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub machine: Machine,
     pub operator_binary: String,
     pub binary_bytes: u64,
@@ -19,17 +19,17 @@ pub struct Report {
     pub cases: Vec<CaseResult>,
 }
 
-pub const MIB: f64 = 1024.0 * 1024.0;
+pub(crate) const MIB: f64 = 1024.0 * 1024.0;
 
 fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
 }
 
-pub fn secs(s: Option<f64>) -> String {
+pub(crate) fn secs(s: Option<f64>) -> String {
     s.map_or("timeout".into(), |s| format!("{s:.3} s"))
 }
 
-pub fn print_case(r: &CaseResult) {
+pub(crate) fn print_case(r: &CaseResult) {
     println!(
         "  initial sync           {:.2} req/target ({:.2} writes), {} ECR calls, {:.3} CPU s, {} reconciles",
         r.initial_sync.per_target,
@@ -72,7 +72,7 @@ pub fn print_case(r: &CaseResult) {
 }
 
 /// The README table: one column per case, targets and the Python reference alongside.
-pub fn markdown_table(report: &Report) -> String {
+pub(crate) fn markdown_table(report: &Report) -> String {
     let mut out = String::new();
     let mut lags: Vec<u64> = report.cases.iter().map(|c| c.lag_ms).collect();
     lags.dedup();

@@ -16,7 +16,7 @@ use super::case::{cr_name, secret_name, Case, EXPIRES, OWNER, REFRESH, REGISTRY}
 /// Tracks which target Secrets are valid, re-checking only those whose resourceVersion
 /// moved, and only when the emulator's global resourceVersion moved (cheap polling: the
 /// bench shares the CPU with the operator).
-pub struct SecretWatch {
+pub(crate) struct SecretWatch {
     pub case: Case,
     pub last_rv: u64,
     /// (namespace, name) -> (resourceVersion, expires-at) of valid Secrets.
@@ -26,7 +26,7 @@ pub struct SecretWatch {
 // === impl SecretWatch ===
 
 impl SecretWatch {
-    pub fn new(case: Case) -> Self {
+    pub(crate) fn new(case: Case) -> Self {
         SecretWatch {
             case,
             last_rv: 0,
@@ -91,12 +91,12 @@ impl SecretWatch {
         }
     }
 
-    pub fn all_valid(&mut self, k8s: &K8sEmulator) -> bool {
+    pub(crate) fn all_valid(&mut self, k8s: &K8sEmulator) -> bool {
         self.refresh(k8s);
         self.valid.len() >= self.case.targets()
     }
 
-    pub fn expiries(&mut self, k8s: &K8sEmulator) -> HashMap<(String, String), String> {
+    pub(crate) fn expiries(&mut self, k8s: &K8sEmulator) -> HashMap<(String, String), String> {
         self.refresh(k8s);
         self.valid
             .iter()
@@ -105,7 +105,7 @@ impl SecretWatch {
     }
 
     /// (some Secret holds a new token, every Secret is valid and holds a new token).
-    pub fn changed(
+    pub(crate) fn changed(
         &mut self,
         k8s: &K8sEmulator,
         before: &HashMap<(String, String), String>,
@@ -146,7 +146,7 @@ fn secret_valid(s: &Value) -> bool {
         })
 }
 
-pub fn sas_complete(k8s: &K8sEmulator, case: Case) -> bool {
+pub(crate) fn sas_complete(k8s: &K8sEmulator, case: Case) -> bool {
     let sas = k8s.list("serviceaccounts", None);
     let mut done = 0;
     for sa in &sas {
@@ -167,7 +167,7 @@ pub fn sas_complete(k8s: &K8sEmulator, case: Case) -> bool {
     done >= case.namespaces
 }
 
-pub fn crs_ready(k8s: &K8sEmulator, case: Case) -> bool {
+pub(crate) fn crs_ready(k8s: &K8sEmulator, case: Case) -> bool {
     (0..case.crs).all(|c| {
         k8s.get("ecrpullsecrets", None, &cr_name(c))
             .is_some_and(|cr| {
@@ -180,7 +180,7 @@ pub fn crs_ready(k8s: &K8sEmulator, case: Case) -> bool {
     })
 }
 
-pub fn earliest_refresh_at(k8s: &K8sEmulator, case: Case) -> Option<OffsetDateTime> {
+pub(crate) fn earliest_refresh_at(k8s: &K8sEmulator, case: Case) -> Option<OffsetDateTime> {
     k8s.list("secrets", None)
         .iter()
         .filter(|s| {

@@ -13,7 +13,7 @@ use super::write_phases::metrics_text;
 const QUIET: Duration = Duration::from_millis(600);
 
 /// Waits until the request log stops growing (bounded).
-pub async fn settle(k8s: &K8sEmulator) {
+pub(crate) async fn settle(k8s: &K8sEmulator) {
     let count = || k8s.request_counts().values().sum::<u64>();
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut last = count();
@@ -30,7 +30,7 @@ pub async fn settle(k8s: &K8sEmulator) {
     }
 }
 
-pub fn traffic(k8s: &K8sEmulator, case: Case) -> Traffic {
+pub(crate) fn traffic(k8s: &K8sEmulator, case: Case) -> Traffic {
     let mut t = Traffic::default();
     for rec in k8s.requests() {
         if rec.verb.is_empty() {
@@ -63,7 +63,7 @@ pub fn traffic(k8s: &K8sEmulator, case: Case) -> Traffic {
 }
 
 /// Sum of the reconcile-duration histogram counts on the operator's /metrics.
-pub async fn reconcile_count(op: &OperatorChild) -> u64 {
+pub(crate) async fn reconcile_count(op: &OperatorChild) -> u64 {
     metrics_text(op)
         .await
         .lines()

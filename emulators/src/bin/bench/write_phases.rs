@@ -8,7 +8,7 @@ use serde::Serialize;
 /// The operator's Secret creates and updates and the time they spent per phase, from its
 /// /metrics (`secret_writes_total`, `secret_write_seconds_total{phase}`).
 #[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct WritePhases {
+pub(crate) struct WritePhases {
     pub writes: u64,
     /// Serialising the request body.
     pub build_s: f64,
@@ -24,7 +24,7 @@ pub struct WritePhases {
 // === impl WritePhases ===
 
 impl WritePhases {
-    pub async fn read(op: &OperatorChild) -> WritePhases {
+    pub(crate) async fn read(op: &OperatorChild) -> WritePhases {
         let text = metrics_text(op).await;
         let mut w = WritePhases::default();
         for line in text.lines() {
@@ -47,7 +47,7 @@ impl WritePhases {
         w
     }
 
-    pub fn since(self, earlier: WritePhases) -> WritePhases {
+    pub(crate) fn since(self, earlier: WritePhases) -> WritePhases {
         WritePhases {
             writes: self.writes.saturating_sub(earlier.writes),
             build_s: self.build_s - earlier.build_s,
@@ -58,13 +58,13 @@ impl WritePhases {
     }
 
     /// Microseconds per write of `seconds`.
-    pub fn per_write_us(&self, seconds: f64) -> f64 {
+    pub(crate) fn per_write_us(&self, seconds: f64) -> f64 {
         seconds * 1e6 / self.writes.max(1) as f64
     }
 }
 
 /// The operator's /metrics page, or nothing when it has none or does not answer.
-pub async fn metrics_text(op: &OperatorChild) -> String {
+pub(crate) async fn metrics_text(op: &OperatorChild) -> String {
     let Some(addr) = op.metrics_addr else {
         return String::new();
     };

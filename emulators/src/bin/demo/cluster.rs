@@ -9,17 +9,17 @@ use emulators::k8s::K8sEmulator;
 use serde_json::{json, Value};
 
 /// Every wait is bounded: the demo fails with a message instead of hanging.
-pub const WAIT: Duration = Duration::from_secs(15);
+pub(crate) const WAIT: Duration = Duration::from_secs(15);
 
-pub const POLL: Duration = Duration::from_millis(10);
+pub(crate) const POLL: Duration = Duration::from_millis(10);
 
-pub const CR_NAME: &str = "team-registry";
+pub(crate) const CR_NAME: &str = "team-registry";
 
-pub const SECRET_NAME: &str = "ecr-pull";
+pub(crate) const SECRET_NAME: &str = "ecr-pull";
 
-pub const REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+pub(crate) const REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 
-pub fn create_namespace(k8s: &K8sEmulator, name: &str, labels: Value) -> Result<(), String> {
+pub(crate) fn create_namespace(k8s: &K8sEmulator, name: &str, labels: Value) -> Result<(), String> {
     k8s.apply(
         "namespaces",
         json!({"metadata": {"name": name, "labels": labels}}),
@@ -29,7 +29,7 @@ pub fn create_namespace(k8s: &K8sEmulator, name: &str, labels: Value) -> Result<
 }
 
 /// The Secret exists, has the right type and holds a non-empty credential for the registry.
-pub fn secret_ok(k8s: &K8sEmulator, ns: &str) -> bool {
+pub(crate) fn secret_ok(k8s: &K8sEmulator, ns: &str) -> bool {
     k8s.get("secrets", Some(ns), SECRET_NAME)
         .and_then(|s| dockerconfig(&s).ok())
         .is_some_and(|d| {
@@ -39,7 +39,7 @@ pub fn secret_ok(k8s: &K8sEmulator, ns: &str) -> bool {
         })
 }
 
-pub fn sa_has(k8s: &K8sEmulator, ns: &str, sa: &str, secret: &str) -> bool {
+pub(crate) fn sa_has(k8s: &K8sEmulator, ns: &str, sa: &str, secret: &str) -> bool {
     k8s.get("serviceaccounts", Some(ns), sa).is_some_and(|s| {
         s["imagePullSecrets"]
             .as_array()
@@ -47,7 +47,7 @@ pub fn sa_has(k8s: &K8sEmulator, ns: &str, sa: &str, secret: &str) -> bool {
     })
 }
 
-pub fn ready_count(k8s: &K8sEmulator) -> u64 {
+pub(crate) fn ready_count(k8s: &K8sEmulator) -> u64 {
     let Some(cr) = k8s.get("ecrpullsecrets", None, CR_NAME) else {
         return 0;
     };
@@ -63,7 +63,7 @@ pub fn ready_count(k8s: &K8sEmulator) -> u64 {
 }
 
 /// The decoded `.dockerconfigjson` of a Secret.
-pub fn dockerconfig(secret: &Value) -> Result<Value, String> {
+pub(crate) fn dockerconfig(secret: &Value) -> Result<Value, String> {
     if secret["type"] != "kubernetes.io/dockerconfigjson" {
         return Err(format!("unexpected Secret type {}", secret["type"]));
     }
@@ -77,7 +77,7 @@ pub fn dockerconfig(secret: &Value) -> Result<Value, String> {
 }
 
 /// The condition of type `type_` in a CR's status.
-pub fn condition(cr: &Value, type_: &str) -> Option<Value> {
+pub(crate) fn condition(cr: &Value, type_: &str) -> Option<Value> {
     cr["status"]["conditions"]
         .as_array()?
         .iter()

@@ -17,7 +17,7 @@ use super::cluster::{condition, create_namespace, secret_ok, POLL, SECRET_NAME, 
 use super::say::{detail, ms, section, step};
 
 /// The operator's own namespace in the demo (POD_NAMESPACE): the role grants live there.
-pub const OPERATOR_NAMESPACE: &str = "ecr-creds-refresher";
+pub(crate) const OPERATOR_NAMESPACE: &str = "ecr-creds-refresher";
 
 const ANCHOR: &str = "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/edge-fleet";
 const PROFILE: &str = "arn:aws:rolesanywhere:us-east-1:123456789012:profile/edge-ecr-pull";
@@ -40,7 +40,7 @@ spec:
 "#;
 
 /// The device's certificate Secret, its grants, the CR, and the pull secret it gives.
-pub async fn edge_device_pulls_with_a_certificate(
+pub(crate) async fn edge_device_pulls_with_a_certificate(
     k8s: &K8sEmulator,
     aws: &AwsEmulator,
     operator: &OperatorChild,

@@ -29,7 +29,7 @@ spec:
 
 /// `secretPolicy: Merge`: our ECR entry into a shared pull secret, its Docker Hub entry
 /// kept byte for byte.
-pub async fn merge_into_shared_secret(
+pub(crate) async fn merge_into_shared_secret(
     k8s: &K8sEmulator,
     operator: &OperatorChild,
 ) -> Result<(), String> {

@@ -5,19 +5,19 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-pub fn step(text: &str) {
+pub(crate) fn step(text: &str) {
     println!("==> {text}");
 }
 
-pub fn detail(text: &str) {
+pub(crate) fn detail(text: &str) {
     println!("    {text}");
 }
 
-pub fn section(title: &str) {
+pub(crate) fn section(title: &str) {
     println!("\n--- {title}");
 }
 
-pub fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     if d < Duration::from_secs(2) {
         format!("{} ms", d.as_millis())
     } else {
@@ -26,12 +26,12 @@ pub fn ms(d: Duration) -> String {
 }
 
 /// First four characters, then stars: enough to see it is there, not enough to use it.
-pub fn mask(s: &str) -> String {
+pub(crate) fn mask(s: &str) -> String {
     let head: String = s.chars().take(4).collect();
     format!("{head}****")
 }
 
-pub fn print_map(map: &Value, indent: &str) {
+pub(crate) fn print_map(map: &Value, indent: &str) {
     if let Some(m) = map.as_object() {
         for (k, v) in m {
             println!("{indent}{k}: {}", v.as_str().unwrap_or(&v.to_string()));

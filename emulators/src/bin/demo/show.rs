@@ -11,7 +11,7 @@ use super::cluster::{condition, dockerconfig, secret_ok, CR_NAME, POLL, SECRET_N
 use super::say::{detail, mask, print_map, section, step};
 
 /// The token's check at the real registry: RegistryVerified=True.
-pub async fn show_verification(
+pub(crate) async fn show_verification(
     k8s: &K8sEmulator,
     operator: &OperatorChild,
     registry: &Registry,
@@ -41,7 +41,7 @@ pub async fn show_verification(
     Ok(())
 }
 
-pub fn show_secret(k8s: &K8sEmulator, ns: &str) -> Result<(), String> {
+pub(crate) fn show_secret(k8s: &K8sEmulator, ns: &str) -> Result<(), String> {
     let secret = k8s
         .get("secrets", Some(ns), SECRET_NAME)
         .ok_or_else(|| format!("Secret {ns}/{SECRET_NAME} vanished"))?;
@@ -77,7 +77,7 @@ pub fn show_secret(k8s: &K8sEmulator, ns: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub fn show_service_accounts(k8s: &K8sEmulator, ns: &str) -> Result<(), String> {
+pub(crate) fn show_service_accounts(k8s: &K8sEmulator, ns: &str) -> Result<(), String> {
     for sa in ["default", "builder"] {
         let obj = k8s
             .get("serviceaccounts", Some(ns), sa)
@@ -117,7 +117,7 @@ pub fn show_service_accounts(k8s: &K8sEmulator, ns: &str) -> Result<(), String> 
     Ok(())
 }
 
-pub fn show_cr(k8s: &K8sEmulator) -> Result<(), String> {
+pub(crate) fn show_cr(k8s: &K8sEmulator) -> Result<(), String> {
     let cr = k8s
         .get("ecrpullsecrets", None, CR_NAME)
         .ok_or("the ECRPullSecret vanished")?;

@@ -19,7 +19,7 @@ const GENERATE_NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 // === impl Store ===
 
 impl Store {
-    pub fn create(
+    pub(crate) fn create(
         &self,
         kind: usize,
         ns: Option<&str>,

@@ -19,7 +19,7 @@ impl Store {
     /// DELETE: immediate without finalizers, otherwise a deletionTimestamp and a MODIFIED.
     /// Deleting a namespace deletes everything in it. Preconditions that do not hold
     /// answer 409 Conflict, as the real server does.
-    pub fn delete(
+    pub(crate) fn delete(
         &self,
         kind: usize,
         ns: Option<&str>,

@@ -16,7 +16,7 @@ use crate::k8s::status::ApiError;
 // === impl Store ===
 
 impl Store {
-    pub fn get(&self, kind: usize, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
+    pub(crate) fn get(&self, kind: usize, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
         let key = self.key(kind, ns, name);
         let st = self.lock();
         st.objects[kind]
@@ -25,7 +25,12 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(self.kinds.get(kind), name))
     }
 
-    pub fn list(&self, kind: usize, ns: Option<&str>, q: &ListQuery) -> Result<Value, ApiError> {
+    pub(crate) fn list(
+        &self,
+        kind: usize,
+        ns: Option<&str>,
+        q: &ListQuery,
+    ) -> Result<Value, ApiError> {
         let spec = *self.kinds.get(kind);
         let st = self.lock();
         let (list_rv, start) = match &q.continue_token {
@@ -92,7 +97,12 @@ impl Store {
 
     /// Snapshot for a watch: replayed history after `rv`, or the current state as ADDED when
     /// `rv` is "" or "0"; errors with 410 when `rv` is older than the history window.
-    pub fn watch(&self, kind: usize, ns: Option<&str>, rv: &str) -> Result<WatchStart, ApiError> {
+    pub(crate) fn watch(
+        &self,
+        kind: usize,
+        ns: Option<&str>,
+        rv: &str,
+    ) -> Result<WatchStart, ApiError> {
         let spec = *self.kinds.get(kind);
         let st = self.lock();
         let live = self.events.subscribe();

@@ -32,7 +32,7 @@ const SERVER_OWNED_METADATA: [&str; 7] = [
 
 impl Store {
     /// PUT: whole-object replace with optimistic concurrency.
-    pub fn replace(
+    pub(crate) fn replace(
         &self,
         kind: usize,
         ns: Option<&str>,
@@ -75,7 +75,7 @@ impl Store {
 
     /// PATCH in any supported format; a resourceVersion in the patched result is a
     /// precondition, as on the real server.
-    pub fn patch(
+    pub(crate) fn patch(
         &self,
         kind: usize,
         ns: Option<&str>,
@@ -111,7 +111,7 @@ impl Store {
     }
 
     /// In-process create-or-replace for test setup: no preconditions, status as given.
-    pub fn apply(&self, kind: usize, obj: Value) -> Result<Value, ApiError> {
+    pub(crate) fn apply(&self, kind: usize, obj: Value) -> Result<Value, ApiError> {
         let ns = obj
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
