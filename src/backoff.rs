@@ -251,6 +251,34 @@ impl Backoff {
     }
 }
 
+/// The operator's one retry loop: runs `op` until it succeeds, fails with an error
+/// `retryable` refuses, or `retries` retries are spent, sleeping `delay(n)` before retry
+/// `n` (0-based). The Kubernetes writes' transient errors and the AWS calls retry
+/// through it; the Kubernetes client's Retry-After handling waits as the server says
+/// instead ([`retry_after_delay`]).
+pub(crate) async fn retry<T, E: fmt::Display, Fut>(
+    retries: u32,
+    mut delay: impl FnMut(u32) -> Duration,
+    retryable: impl Fn(&E) -> bool,
+    mut op: impl FnMut() -> Fut,
+) -> Result<T, E>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut spent = 0;
+    loop {
+        match op().await {
+            Err(e) if spent < retries && retryable(&e) => {
+                let wait = delay(spent);
+                tracing::debug!(error = %e, ?wait, retry = spent + 1, "retrying");
+                tokio::time::sleep(wait).await;
+                spent += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// How long to wait before retrying a request the server refused with 429 or 503:
 /// its Retry-After, or [`RETRY_AFTER_DEFAULT`] without one, capped at
 /// [`RETRY_AFTER_MAX`].

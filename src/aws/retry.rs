@@ -56,20 +56,8 @@ impl RetryPolicy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, AwsError>>,
     {
-        let attempts = self.attempts.max(1);
-        let mut retry = 0;
-        loop {
-            match op().await {
-                Ok(v) => return Ok(v),
-                Err(e) if e.is_retryable() && retry + 1 < attempts => {
-                    let delay = self.delay(retry);
-                    tracing::debug!(error = %e, ?delay, attempt = retry + 1, "retrying AWS call");
-                    tokio::time::sleep(delay).await;
-                    retry += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let retries = self.attempts.max(1) - 1;
+        crate::backoff::retry(retries, |n| self.delay(n), AwsError::is_retryable, &mut op).await
     }
 }
 

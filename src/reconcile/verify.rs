@@ -203,10 +203,10 @@ fn fingerprint(token: &RegistryToken) -> u64 {
     hasher.finish()
 }
 
-/// The wait after the `failures`-th failure in a row.
+/// The wait after the `failures`-th failure in a row: [`RETRY_BASE`] doubling to
+/// [`RETRY_MAX`], by the operator's one backoff.
 fn backoff(failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(16);
-    RETRY_BASE.saturating_mul(1 << doublings).min(RETRY_MAX)
+    crate::backoff::Backoff::doubling(RETRY_BASE, RETRY_MAX).base_delay(failures.saturating_sub(1))
 }
 
 #[cfg(test)]

@@ -430,16 +430,13 @@ where
     Fut: std::future::Future<Output = Result<T, Error>>,
 {
     let mut backoff = Backoff::for_transient_errors();
-    let mut retries = 0;
-    loop {
-        match request().await {
-            Err(e) if e.is_transient() && retries < TRANSIENT_RETRIES => {
-                retries += 1;
-                tokio::time::sleep(backoff.next_delay()).await;
-            }
-            other => return other,
-        }
-    }
+    crate::backoff::retry(
+        TRANSIENT_RETRIES,
+        |_| backoff.next_delay(),
+        Error::is_transient,
+        &mut request,
+    )
+    .await
 }
 
 /// A failed `test` op answers 422 on the real server, a stale resourceVersion 409.
