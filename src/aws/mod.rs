@@ -7,7 +7,8 @@
 //! `context` (what every networked source is handed), `credentials/` (the sources and the
 //! caching provider), `x509/` (certificates and keys, read and matched), `rolesanywhere/`
 //! (the X.509 SigV4 variant and CreateSession), `token` (one token with a
-//! provider, reloading expired credentials), `setup` (wiring from the environment).
+//! provider, reloading expired credentials), `setup` (wiring from the environment),
+//! `watched_secret` (a Secret's latest version, as a watch publishes it).
 //! Nothing here knows of ECRPullSecrets: `app::tokens` adapts it to the reconciler.
 
 pub(crate) mod context;
@@ -24,6 +25,7 @@ pub(crate) mod setup;
 pub(crate) mod sigv4;
 pub(crate) mod sts;
 pub(crate) mod token;
+pub(crate) mod watched_secret;
 pub(crate) mod wire;
 pub(crate) mod x509;
 

@@ -3,11 +3,11 @@
 //! only reads the latest value, so a rotated key is used from the next call on.
 
 use crate::aws::error::AwsError;
+use crate::aws::watched_secret::{Published, WatchedSecret};
 use aws_credential_types::Credentials;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use std::collections::BTreeMap;
-use tokio::sync::watch;
 
 pub(crate) const ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
 pub(crate) const SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
@@ -15,64 +15,29 @@ pub(crate) const SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
 
 /// The latest state of the credentials Secret: None until first read, `Err(reason)` when
 /// it is missing or invalid (the reason is shown to the user, so it never holds a value).
-pub(crate) type SecretState = Option<Result<Credentials, String>>;
+pub(crate) type SecretState = Published<Credentials, String>;
 
 /// The reading end; cheap to clone.
-#[derive(Clone, Debug)]
-pub(crate) struct SecretCredentials {
-    rx: watch::Receiver<SecretState>,
-    /// `namespace/name`, for messages.
-    origin: String,
-}
+pub(crate) type SecretCredentials = WatchedSecret<Credentials, String>;
 
 // === impl SecretCredentials ===
 
 impl SecretCredentials {
-    /// A channel: the caller keeps the sender and publishes every version of the Secret.
-    pub(crate) fn channel(origin: impl Into<String>) -> (watch::Sender<SecretState>, Self) {
-        let (tx, rx) = watch::channel(None);
-        (
-            tx,
-            Self {
-                rx,
-                origin: origin.into(),
-            },
-        )
-    }
-
-    pub(crate) fn origin(&self) -> &str {
-        &self.origin
-    }
-
     /// The current credentials.
     pub(crate) fn current(&self) -> Result<Credentials, AwsError> {
-        match &*self.rx.borrow() {
+        self.with_latest(|latest| match latest {
             Some(Ok(c)) => Ok(c.clone()),
-            Some(Err(reason)) => Err(AwsError::credentials(
-                "Kubernetes Secret",
-                format!("{}: {reason}", self.origin),
-            )),
-            None => Err(AwsError::credentials(
-                "Kubernetes Secret",
-                format!("{} has not been read yet", self.origin),
-            )),
-        }
-    }
-
-    /// Waits, at most `within`, until the Secret's watch has published a first version
-    /// (present, missing or invalid), so a watch started a moment ago is not reported as
-    /// missing credentials.
-    pub(crate) async fn first_version(&self, within: std::time::Duration) {
-        let mut rx = self.rx.clone();
-        let _ = tokio::time::timeout(within, rx.wait_for(Option::is_some)).await;
+            Some(Err(reason)) => Err(self.unusable(reason)),
+            None => Err(self.not_read_yet()),
+        })
     }
 
     /// The access key id in use, to notice a rotation.
     pub(crate) fn access_key_id(&self) -> Option<String> {
-        match &*self.rx.borrow() {
+        self.with_latest(|latest| match latest {
             Some(Ok(c)) => Some(c.access_key_id().to_string()),
             _ => None,
-        }
+        })
     }
 }
 

@@ -1,7 +1,6 @@
 //! A device certificate kept in a `kubernetes.io/tls` Secret, for the per-CR Roles
-//! Anywhere source. As with [`crate::aws::credentials::SecretCredentials`], the Kubernetes
-//! side watches the Secret and publishes each version, parsed and checked, into a watch
-//! channel; this side reads the latest, so a renewed certificate signs the next session.
+//! Anywhere source, read as a [`WatchedSecret`] (as credentials Secrets are): a renewed
+//! certificate signs the next session.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -12,11 +11,11 @@ use aws_credential_types::Credentials;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use time::OffsetDateTime;
-use tokio::sync::watch;
 
 use super::session::{create_session, SessionParams};
 use crate::aws::context::AwsContext;
 use crate::aws::error::AwsError;
+use crate::aws::watched_secret::{Published, WatchedSecret};
 use crate::aws::x509::error::CertificateError;
 use crate::aws::x509::identity::{X509Identity, Zeroing};
 
@@ -27,7 +26,7 @@ pub(crate) const TLS_KEY: &str = "tls.key";
 
 /// The latest read of the Secret: None until read; else the identity, or why there is
 /// none. Neither side ever holds key bytes in a form that prints.
-pub(crate) type CertificateState = Option<Result<Arc<X509Identity>, Unusable>>;
+pub(crate) type CertificateState = Published<Arc<X509Identity>, Unusable>;
 
 /// Why a certificate Secret gives no identity.
 #[derive(Clone, Debug)]
@@ -39,52 +38,19 @@ pub(crate) enum Unusable {
 }
 
 /// The reading end; cheap to clone.
-#[derive(Clone, Debug)]
-pub(crate) struct SecretCertificate {
-    rx: watch::Receiver<CertificateState>,
-    /// `namespace/name`, for messages.
-    origin: String,
-}
+pub(crate) type SecretCertificate = WatchedSecret<Arc<X509Identity>, Unusable>;
 
 // === impl SecretCertificate ===
 
 impl SecretCertificate {
-    /// A channel: the caller keeps the sender and publishes every version of the Secret.
-    pub(crate) fn channel(origin: impl Into<String>) -> (watch::Sender<CertificateState>, Self) {
-        let (tx, rx) = watch::channel(None);
-        (
-            tx,
-            Self {
-                rx,
-                origin: origin.into(),
-            },
-        )
-    }
-
-    pub(crate) fn origin(&self) -> &str {
-        &self.origin
-    }
-
     /// The current identity, or why there is none.
     pub(crate) fn current(&self) -> Result<Arc<X509Identity>, AwsError> {
-        match &*self.rx.borrow() {
+        self.with_latest(|latest| match latest {
             Some(Ok(identity)) => Ok(identity.clone()),
             Some(Err(Unusable::Invalid(e))) => Err(AwsError::Certificate(e.clone())),
-            Some(Err(Unusable::Missing(reason))) => Err(AwsError::credentials(
-                "Kubernetes Secret",
-                format!("{}: {reason}", self.origin),
-            )),
-            None => Err(AwsError::credentials(
-                "Kubernetes Secret",
-                format!("{} has not been read yet", self.origin),
-            )),
-        }
-    }
-
-    /// Waits, at most `within`, for the watch's first version.
-    pub(crate) async fn first_version(&self, within: std::time::Duration) {
-        let mut rx = self.rx.clone();
-        let _ = tokio::time::timeout(within, rx.wait_for(Option::is_some)).await;
+            Some(Err(Unusable::Missing(reason))) => Err(self.unusable(reason)),
+            None => Err(self.not_read_yet()),
+        })
     }
 
     /// A fingerprint of what the Secret holds now (a hash of the certificate's DER, or
@@ -92,22 +58,25 @@ impl SecretCertificate {
     /// is judged afresh rather than from the first one's remembered failure.
     pub(crate) fn fingerprint(&self) -> Option<String> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        match &*self.rx.borrow() {
-            None => return None,
-            Some(Ok(identity)) => identity.certificate().der().hash(&mut hasher),
-            Some(Err(Unusable::Missing(m))) => ("missing", m).hash(&mut hasher),
-            // The message names what is wrong, never a key byte.
-            Some(Err(Unusable::Invalid(e))) => ("invalid", e.to_string()).hash(&mut hasher),
-        }
+        let read = self.with_latest(|latest| {
+            match latest? {
+                Ok(identity) => identity.certificate().der().hash(&mut hasher),
+                Err(Unusable::Missing(m)) => ("missing", m).hash(&mut hasher),
+                // The message names what is wrong, never a key byte.
+                Err(Unusable::Invalid(e)) => ("invalid", e.to_string()).hash(&mut hasher),
+            }
+            Some(())
+        });
+        read?;
         Some(format!("certificate:{:016x}", hasher.finish()))
     }
 
     /// The certificate's notAfter, for the expiry metric (expired or not).
     pub(crate) fn not_after(&self) -> Option<OffsetDateTime> {
-        match &*self.rx.borrow() {
+        self.with_latest(|latest| match latest {
             Some(Ok(identity)) => Some(identity.certificate().not_after()),
             _ => None,
-        }
+        })
     }
 }
 
