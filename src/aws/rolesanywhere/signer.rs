@@ -47,16 +47,7 @@ pub(crate) fn sign_request(
         Some(Ok(v)) if headers.len() == 1 && v.trim() == v => v.to_string(),
         _ => return Err(bad("content-type must be the only header before signing")),
     };
-    let now = OffsetDateTime::from(time);
-    let amz_date = format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    );
+    let amz_date = amz_date(time);
     let x509 = STANDARD.encode(identity.certificate().der());
     let chain: Vec<String> = identity
         .chain()
@@ -106,6 +97,20 @@ pub(crate) fn sign_request(
     }
     add(AUTHORIZATION, authorization)?;
     Ok(())
+}
+
+/// `x-amz-date`: ISO 8601 basic format, UTC, to the second.
+fn amz_date(time: SystemTime) -> String {
+    let now = OffsetDateTime::from(time);
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
