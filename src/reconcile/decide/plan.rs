@@ -1,7 +1,8 @@
 //! The reconcile decisions as pure functions: from a CR, the cached observed state and
-//! the clock to a plan of writes ([`sync`], [`cleanup`]), and from a plan step and the
-//! payload at hand to whether a write is needed at all ([`secret_write`]). No I/O here,
-//! so every decision is table-tested.
+//! the clock to a plan of writes ([`sync`], [`cleanup`]), and, once the tokens are in
+//! hand or known to be out of reach, from the plan to the Secret writes to send
+//! ([`finalize`]): the executor decides nothing. No I/O here, so every decision is
+//! table-tested.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -250,12 +251,41 @@ pub(super) fn plan_entry_removals(
 
 /// Whether a step's Secret must be written with `content`: a due Secret of ours for
 /// which the token cache handed back the very token already in place needs no write.
-pub(crate) fn secret_write(
-    step: &SecretStep,
-    content: &Content,
+/// The plan's Secret steps, finalized: what to send, and what stays as it is.
+#[derive(Debug, Default)]
+pub(crate) struct SecretWrites<'p> {
+    /// Steps to send, in plan order.
+    pub writes: Vec<&'p SecretStep>,
+    /// Secrets of ours that stay as they are and count as synced.
+    pub kept: Vec<&'p ManagedSecret>,
+}
+
+/// Turns the plan's Secret steps into writes once the tokens are in hand (`token`: the
+/// content they give and the owner it is written for) or known to be out of reach
+/// (`None`: a due Secret is left as it is, uncounted; a fresh one stays synced).
+pub(crate) fn finalize<'p>(
+    steps: &'p [SecretStep],
+    token: Option<(&Content, &Owner)>,
     spec: &ValidSpec,
-    owner: &Owner,
-) -> bool {
+) -> SecretWrites<'p> {
+    let mut out = SecretWrites::default();
+    for step in steps {
+        let write = match token {
+            Some((content, owner)) => secret_write(step, content, spec, owner),
+            None if matches!(step, SecretStep::Fresh { .. }) => false,
+            None => continue,
+        };
+        if write {
+            out.writes.push(step);
+        } else if let Some(existing) = step.existing() {
+            out.kept.push(existing);
+        }
+    }
+    out
+}
+
+/// Whether `step` must be written with the token's `content`.
+fn secret_write(step: &SecretStep, content: &Content, spec: &ValidSpec, owner: &Owner) -> bool {
     match step {
         SecretStep::Fresh { .. } => false,
         SecretStep::Create { .. } => true,
@@ -582,6 +612,56 @@ mod tests {
         );
         assert_eq!(p.sa_removes.len(), 1);
         assert_eq!(&*p.sa_removes[0].sa.name, "builder");
+    }
+
+    /// What `finalize` sends: with a token, the creates and the steps whose Secret no
+    /// longer matches it; without one, nothing, and a fresh Secret still counts as synced
+    /// while a due one is neither written nor counted.
+    #[test]
+    fn finalize_sends_only_what_the_token_changes() {
+        let spec = spec(serde_json::json!({"secretName": "ecr", "namespaces": ["a", "b", "c"]}));
+        let fresh = Arc::new(secret("a", "ecr", "cr", 3600));
+        let due = Arc::new(secret("b", "ecr", "cr", -1));
+        let steps = [
+            SecretStep::Fresh {
+                existing: fresh.clone(),
+            },
+            SecretStep::Update {
+                existing: due.clone(),
+            },
+            SecretStep::Create {
+                namespace: "c".into(),
+            },
+        ];
+        let none = finalize(&steps, None, &spec);
+        assert!(none.writes.is_empty());
+        assert_eq!(none.kept.len(), 1);
+        assert_eq!(&*none.kept[0].namespace, "a");
+
+        // A token whose expiry equals the due Secret's: same token, so only the hosts,
+        // owner and intactness could force its rewrite, and none does.
+        let content = Content {
+            data: String::new(),
+            hosts: Vec::new(),
+            entries: BTreeMap::new(),
+            checksum: String::new(),
+            refresh_at: NOW + Duration::hours(6),
+            expires_at: NOW + Duration::hours(12),
+        };
+        let same = finalize(&steps, Some((&content, &me())), &spec);
+        let written: Vec<&str> = same.writes.iter().map(|s| s.namespace()).collect();
+        assert_eq!(written, ["c"]);
+        assert_eq!(same.kept.len(), 2);
+
+        // A new token: every Secret of ours not Fresh is rewritten; Fresh is never sent.
+        let newer = Content {
+            expires_at: NOW + Duration::hours(13),
+            ..content
+        };
+        let new = finalize(&steps, Some((&newer, &me())), &spec);
+        let written: Vec<&str> = new.writes.iter().map(|s| s.namespace()).collect();
+        assert_eq!(written, ["b", "c"]);
+        assert_eq!(new.kept.len(), 1);
     }
 
     #[test]

@@ -249,24 +249,16 @@ impl Applier {
         payload: Option<&Payload<'_>>,
         applied: &mut Applied,
     ) {
-        let mut writes = Vec::new();
-        for step in &plan.secrets {
-            let write = match payload {
-                Some(p) => plan::secret_write(step, p.content, spec, &p.secret.owner),
-                // No token: leave a due Secret as it is; a fresh one stays synced.
-                None if matches!(step, SecretStep::Fresh { .. }) => false,
-                None => continue,
-            };
-            if write {
-                writes.push(step.clone());
-            } else if let Some(existing) = step.existing() {
-                applied.synced.insert(existing.namespace.to_string());
-                applied.fresh_until(existing.refresh_at, existing.expires_at);
-            }
+        let token = payload.map(|p| (p.content, &p.secret.owner));
+        let finalized = plan::finalize(&plan.secrets, token, spec);
+        for existing in finalized.kept {
+            applied.synced.insert(existing.namespace.to_string());
+            applied.fresh_until(existing.refresh_at, existing.expires_at);
         }
         let Some(p) = payload else {
             return;
         };
+        let writes: Vec<SecretStep> = finalized.writes.into_iter().cloned().collect();
         let writer = &self.writer;
         let (name, adopt) = (&spec.secret_name, spec.adopt_existing);
         let now = OffsetDateTime::now_utc();
