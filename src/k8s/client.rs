@@ -95,8 +95,8 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(POOL_MAX_IDLE)
             .timer(hyper_util::rt::TokioTimer::new())
-            .http2_keep_alive_interval(H2_PING_INTERVAL)
-            .http2_keep_alive_timeout(H2_PING_TIMEOUT)
+            .http2_keep_alive_interval(cfg.h2_ping_interval)
+            .http2_keep_alive_timeout(cfg.h2_ping_timeout)
             .http2_keep_alive_while_idle(true)
             .build(https);
         Ok(Client {

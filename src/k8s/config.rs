@@ -7,6 +7,7 @@ use std::time::Duration;
 use rustls_pki_types::CertificateDer;
 
 use super::auth::{self, TokenSource};
+use super::client::{H2_PING_INTERVAL, H2_PING_TIMEOUT};
 use super::error::ClientConfigError;
 
 /// Default per-request timeout (connect, send, read the whole answer).
@@ -30,6 +31,10 @@ pub(crate) struct ClientConfig {
     pub max_retries: u32,
     /// Shown in the API server's audit log, so replicas can be told apart.
     pub user_agent: http::HeaderValue,
+    /// HTTP/2 keep-alive: a PING when the connection has been silent this long, and the
+    /// connection closed when its ACK takes longer than `h2_ping_timeout`.
+    pub h2_ping_interval: Duration,
+    pub h2_ping_timeout: Duration,
 }
 
 // === impl ClientConfig ===
@@ -66,6 +71,8 @@ impl ClientConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_retries: MAX_RETRIES,
             user_agent: http::HeaderValue::from_static(DEFAULT_USER_AGENT),
+            h2_ping_interval: H2_PING_INTERVAL,
+            h2_ping_timeout: H2_PING_TIMEOUT,
         })
     }
 

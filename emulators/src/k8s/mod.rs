@@ -395,6 +395,12 @@ impl K8sEmulator {
         self.shared.drop_watches();
     }
 
+    /// The connections open now go silent without closing, as a dead peer's (see
+    /// `Shared::freeze_connections`).
+    pub fn freeze_connections(&self) {
+        self.shared.freeze_connections();
+    }
+
     /// Cuts every connection, refuses connections for the configured time, then listens
     /// again on the same port with the same state.
     pub async fn restart(&self) -> std::io::Result<()> {

@@ -60,6 +60,7 @@ impl Shared {
             settings,
             drops: watch::channel(0).0,
             cuts: watch::channel(0).0,
+            freezes: watch::channel(0).0,
             tls,
             listener: tokio::sync::Mutex::new(ListenerCtl {
                 addr,
@@ -167,6 +168,8 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
     let _open = OpenConnection(shared.clone());
     let mut cut = shared.cuts.subscribe();
     cut.mark_unchanged();
+    let mut freeze = shared.freezes.subscribe();
+    freeze.mark_unchanged();
     let svc_shared = shared.clone();
     let svc = service_fn(move |req| handle(svc_shared.clone(), req));
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -178,17 +181,29 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
                 _ = cut.changed() => return,
             };
             let conn = builder.serve_connection(TokioIo::new(tls), svc);
-            tokio::select! {
-                _ = conn => {}
-                _ = cut.changed() => {}
-            }
+            serve_until_cut(conn, &mut cut, &mut freeze).await;
         }
         None => {
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::select! {
-                _ = conn => {}
-                _ = cut.changed() => {}
-            }
+            serve_until_cut(conn, &mut cut, &mut freeze).await;
         }
+    }
+}
+
+/// Drives `conn` until it ends or is cut. Frozen, it is no longer polled (nothing read,
+/// nothing written, not even a PING's ACK) but kept open until the next cut.
+async fn serve_until_cut<F: std::future::Future>(
+    conn: F,
+    cut: &mut watch::Receiver<u64>,
+    freeze: &mut watch::Receiver<u64>,
+) {
+    let mut conn = std::pin::pin!(conn);
+    let frozen = tokio::select! {
+        _ = &mut conn => false,
+        _ = cut.changed() => false,
+        _ = freeze.changed() => true,
+    };
+    if frozen {
+        let _ = cut.changed().await;
     }
 }

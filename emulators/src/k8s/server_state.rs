@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     pub settings: ServerSettings,
     pub(super) drops: watch::Sender<u64>,
     pub(super) cuts: watch::Sender<u64>,
+    /// Bumped to freeze the connections open at that moment (see [`Shared::freeze_connections`]).
+    pub(super) freezes: watch::Sender<u64>,
     pub(super) tls: Option<Arc<rustls::ServerConfig>>,
     pub(super) listener: tokio::sync::Mutex<ListenerCtl>,
     /// Restarts asked for over HTTP run on a worker task: the request's own connection is
@@ -90,6 +92,14 @@ impl Shared {
 
     pub(super) fn cut_connections(&self) {
         self.cuts.send_modify(|g| *g += 1);
+    }
+
+    /// The connections open now stop reading and writing, without closing: a peer on a
+    /// dead node or behind a dropped NAT entry, whose sockets send no FIN. Only a client's
+    /// own keep-alive (HTTP/2 PING) can tell. New connections are served as usual; frozen
+    /// ones close at the next cut, restart or shutdown.
+    pub(crate) fn freeze_connections(&self) {
+        self.freezes.send_modify(|g| *g += 1);
     }
 
     /// Queues a restart for the worker task (used by the HTTP control endpoint, whose own

@@ -1,6 +1,6 @@
 //! The Kubernetes client against the in-repo API server emulator on loopback: retries
 //! after Retry-After, token-file rotation, failing closed on a wrong CA or token, HTTP/2
-//! over TLS.
+//! over TLS, and HTTP/2 keep-alive against a server gone silent.
 
 use std::time::{Duration, Instant};
 
@@ -186,6 +186,62 @@ async fn tls_speaks_http2_and_plain_http_speaks_http1() {
         assert_eq!(emu.http2_requests(), expected, "tls: {tls}");
         emu.shutdown().await;
     }
+}
+
+/// A TLS emulator and a client that pings an HTTP/2 connection silent for 200 ms and gives
+/// it 300 ms to answer; requests time out only after 20 s.
+async fn pinging_client() -> (K8sEmulator, Client) {
+    let emu = K8sEmulator::start(EmulatorConfig {
+        tls: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut cfg = ClientConfig::new(&emu.url()).unwrap();
+    cfg.ca = emu.ca_pem().map(|pem| parse_ca(pem.as_bytes()).unwrap());
+    cfg.h2_ping_interval = Duration::from_millis(200);
+    cfg.h2_ping_timeout = Duration::from_millis(300);
+    cfg.request_timeout = Duration::from_secs(20);
+    let c = Client::new(cfg).unwrap();
+    let _: Namespace = c.get(&NAMESPACES.object(None, "default")).await.unwrap();
+    assert_eq!(emu.http2_requests(), 1);
+    assert_eq!(emu.open_connections(), 1);
+    (emu, c)
+}
+
+/// The server of an idle HTTP/2 connection goes silent without closing it (a dead node, a
+/// dropped NAT entry): the unanswered PING closes it, and the next request goes out on a
+/// new connection at once instead of waiting out its timeout on the dead one.
+#[tokio::test]
+async fn an_idle_http2_connection_whose_server_went_silent_is_replaced() {
+    let (emu, c) = pinging_client().await;
+    emu.freeze_connections();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let t0 = Instant::now();
+    let _: Namespace = c.get(&NAMESPACES.object(None, "default")).await.unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    // The frozen connection, still held open by the server, and the new one.
+    assert_eq!(emu.open_connections(), 2);
+    assert_eq!(emu.http2_requests(), 2);
+    emu.shutdown().await;
+}
+
+/// A request in flight when the server goes silent fails within the PING's timeout, not
+/// the request's 20 s; the one after it succeeds on a new connection.
+#[tokio::test]
+async fn a_request_on_an_http2_connection_that_went_silent_fails_fast() {
+    let (emu, c) = pinging_client().await;
+    emu.freeze_connections();
+    let t0 = Instant::now();
+    let err = c
+        .get::<Namespace>(&NAMESPACES.object(None, "default"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    let _: Namespace = c.get(&NAMESPACES.object(None, "default")).await.unwrap();
+    assert_eq!(emu.open_connections(), 2);
+    emu.shutdown().await;
 }
 
 #[tokio::test]
