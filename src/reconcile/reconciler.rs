@@ -280,14 +280,18 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             self.metrics.forget_certificate_expiry(&owner.name);
             let withheld = Some(Verification::Withheld);
             return Err(self
-                .without_tokens(cr, spec, &plan, (reason, message), withheld, now)
+                .without_tokens(cr, spec, &mut plan, (reason, message), withheld, now)
                 .await);
         }
         self.report_certificate(&owner.name, spec);
         let (tokens, payload) = if plan.needs_token() {
             match self.payload(owner, spec, now).await {
                 Ok((tokens, content, secret)) => (Some(tokens), Some((content, secret))),
-                Err(why) => return Err(self.without_tokens(cr, spec, &plan, why, None, now).await),
+                Err(why) => {
+                    return Err(self
+                        .without_tokens(cr, spec, &mut plan, why, None, now)
+                        .await)
+                }
             }
         } else {
             (None, None)
@@ -296,7 +300,7 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             .applier
             .apply(
                 spec,
-                &plan,
+                &mut plan,
                 payload
                     .as_ref()
                     .map(|(content, secret)| Payload { content, secret }),
@@ -391,16 +395,11 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
         &self,
         cr: &EcrPullSecret,
         spec: &ValidSpec,
-        plan: &Plan,
+        plan: &mut Plan,
         (reason, message): (Reason, String),
         verification: Option<Verification>,
         now: OffsetDateTime,
     ) -> ReconcileError {
-        let applied = self.applier.apply(spec, plan, None).await;
-        let mut outcome = outcome_of(plan, &applied);
-        outcome.failures.clear();
-        outcome.fatal = Some((reason, message.clone()));
-        outcome.verification = verification;
         // The refresh that is now overdue: the metric keeps it in the past until a
         // refresh succeeds, which is what an alert watches for.
         let due = plan
@@ -409,6 +408,11 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             .filter_map(|s| s.existing()?.refresh_at)
             .chain(plan.merges.iter().filter_map(|m| Some(m.in_place?.0)))
             .min();
+        let applied = self.applier.apply(spec, plan, None).await;
+        let mut outcome = outcome_of(plan, &applied);
+        outcome.failures.clear();
+        outcome.fatal = Some((reason, message.clone()));
+        outcome.verification = verification;
         self.report(cr, &outcome, due, now).await;
         ReconcileError::NoToken { reason, message }
     }

@@ -45,6 +45,14 @@ impl SecretStep {
             SecretStep::Fresh { existing } | SecretStep::Update { existing } => Some(existing),
         }
     }
+
+    /// [`SecretStep::existing`], taken.
+    pub(crate) fn into_existing(self) -> Option<Arc<ManagedSecret>> {
+        match self {
+            SecretStep::Create { .. } => None,
+            SecretStep::Fresh { existing } | SecretStep::Update { existing } => Some(existing),
+        }
+    }
 }
 
 /// One ServiceAccount change: add or remove our entry `secret`.
@@ -251,33 +259,36 @@ pub(super) fn plan_entry_removals(
 
 /// Whether a step's Secret must be written with `content`: a due Secret of ours for
 /// which the token cache handed back the very token already in place needs no write.
-/// The plan's Secret steps, finalized: what to send, and what stays as it is.
+/// The plan's Secret steps, finalized: what to send, and what stays as it is. Owned:
+/// each Secret's previous projection goes with its write and is freed when that write
+/// is answered, not when the whole reconcile ends (270 bytes a namespace, held by every
+/// step of a 10,000-namespace refresh otherwise).
 #[derive(Debug, Default)]
-pub(crate) struct SecretWrites<'p> {
+pub(crate) struct SecretWrites {
     /// Steps to send, in plan order.
-    pub writes: Vec<&'p SecretStep>,
+    pub writes: Vec<SecretStep>,
     /// Secrets of ours that stay as they are and count as synced.
-    pub kept: Vec<&'p ManagedSecret>,
+    pub kept: Vec<Arc<ManagedSecret>>,
 }
 
 /// Turns the plan's Secret steps into writes once the tokens are in hand (`token`: the
 /// content they give and the owner it is written for) or known to be out of reach
 /// (`None`: a due Secret is left as it is, uncounted; a fresh one stays synced).
-pub(crate) fn finalize<'p>(
-    steps: &'p [SecretStep],
+pub(crate) fn finalize(
+    steps: Vec<SecretStep>,
     token: Option<(&Content, &Owner)>,
     spec: &ValidSpec,
-) -> SecretWrites<'p> {
+) -> SecretWrites {
     let mut out = SecretWrites::default();
     for step in steps {
         let write = match token {
-            Some((content, owner)) => secret_write(step, content, spec, owner),
+            Some((content, owner)) => secret_write(&step, content, spec, owner),
             None if matches!(step, SecretStep::Fresh { .. }) => false,
             None => continue,
         };
         if write {
             out.writes.push(step);
-        } else if let Some(existing) = step.existing() {
+        } else if let Some(existing) = step.into_existing() {
             out.kept.push(existing);
         }
     }
@@ -633,7 +644,7 @@ mod tests {
                 namespace: "c".into(),
             },
         ];
-        let none = finalize(&steps, None, &spec);
+        let none = finalize(steps.to_vec(), None, &spec);
         assert!(none.writes.is_empty());
         assert_eq!(none.kept.len(), 1);
         assert_eq!(&*none.kept[0].namespace, "a");
@@ -648,7 +659,7 @@ mod tests {
             refresh_at: NOW + Duration::hours(6),
             expires_at: NOW + Duration::hours(12),
         };
-        let same = finalize(&steps, Some((&content, &me())), &spec);
+        let same = finalize(steps.to_vec(), Some((&content, &me())), &spec);
         let written: Vec<&str> = same.writes.iter().map(|s| s.namespace()).collect();
         assert_eq!(written, ["c"]);
         assert_eq!(same.kept.len(), 2);
@@ -658,7 +669,7 @@ mod tests {
             expires_at: NOW + Duration::hours(13),
             ..content
         };
-        let new = finalize(&steps, Some((&newer, &me())), &spec);
+        let new = finalize(steps.to_vec(), Some((&newer, &me())), &spec);
         let written: Vec<&str> = new.writes.iter().map(|s| s.namespace()).collect();
         assert_eq!(written, ["b", "c"]);
         assert_eq!(new.kept.len(), 1);

@@ -83,14 +83,16 @@ impl Applier {
     pub(crate) async fn apply(
         &self,
         spec: &ValidSpec,
-        plan: &Plan,
+        plan: &mut Plan,
         payload: Option<Payload<'_>>,
     ) -> Applied {
         let mut applied = Applied::default();
         for (ns, why) in &plan.conflicts {
             applied.fail(ns.clone(), Reason::SecretConflict, why.clone());
         }
-        self.write_secrets(spec, plan, payload.as_ref(), &mut applied)
+        // Taken: each step's old projection is freed as its write is answered.
+        let secrets = std::mem::take(&mut plan.secrets);
+        self.write_secrets(spec, secrets, payload.as_ref(), &mut applied)
             .await;
         self.write_merges(spec, plan, payload.as_ref(), &mut applied)
             .await;
@@ -245,12 +247,12 @@ impl Applier {
     async fn write_secrets(
         &self,
         spec: &ValidSpec,
-        plan: &Plan,
+        secrets: Vec<SecretStep>,
         payload: Option<&Payload<'_>>,
         applied: &mut Applied,
     ) {
         let token = payload.map(|p| (p.content, &p.secret.owner));
-        let finalized = plan::finalize(&plan.secrets, token, spec);
+        let finalized = plan::finalize(secrets, token, spec);
         for existing in finalized.kept {
             applied.synced.insert(existing.namespace.to_string());
             applied.fresh_until(existing.refresh_at, existing.expires_at);
@@ -258,7 +260,7 @@ impl Applier {
         let Some(p) = payload else {
             return;
         };
-        let writes: Vec<SecretStep> = finalized.writes.into_iter().cloned().collect();
+        let writes = finalized.writes;
         let writer = &self.writer;
         let (name, adopt) = (&spec.secret_name, spec.adopt_existing);
         let now = OffsetDateTime::now_utc();
