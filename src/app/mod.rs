@@ -70,7 +70,8 @@ pub(crate) use shared::SharedSecrets;
 /// The reconciler as the binary runs it.
 pub(crate) type OperatorReconciler = Reconciler<tokens::AwsTokenFetcher, Caches>;
 
-/// A started operator: its parts, for the binary's signal handling and for tests.
+/// A started operator: the binary's handle for signals and shutdown, and what the
+/// operator shows of itself (`inspect`).
 pub struct Running {
     pub(crate) client: Client,
     pub(crate) caches: Caches,
@@ -123,15 +124,7 @@ pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
         shutdown_rx.clone(),
     );
     let (tokens, registry) = token_cache(cfg, &env, &creds, &metrics)?;
-    let verifier = if cfg.verify_registries {
-        tokens::registry_verifier(registry)
-    } else {
-        Verifier::disabled()
-    }
-    .with_metrics(metrics.clone());
-    // A verdict lands beside the reconciles: the CRs that waited for it report it.
-    let verdict_queue = queue.clone();
-    verifier.on_verdict(Arc::new(move |cr: &str| verdict_queue.add(cr.to_string())));
+    let verifier = registry_checks(cfg, registry, &queue, &metrics);
     let specs = Arc::new(Specs::new(spec_policy(cfg)));
     let shared = SharedSecrets::new(
         client.clone(),
@@ -140,16 +133,13 @@ pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
         shutdown_rx.clone(),
     );
     let operator_namespace = cfg.namespace.clone().or_else(service_account_namespace);
-    let role_grants = match &operator_namespace {
-        Some(namespace) => role_grants::RoleGrants::watch(
-            &client,
-            namespace,
-            queue.clone(),
-            crs.clone(),
-            shutdown_rx.clone(),
-        ),
-        None => role_grants::RoleGrants::none(),
-    };
+    let role_grants = watch_role_grants(
+        &client,
+        operator_namespace.as_deref(),
+        &queue,
+        &crs,
+        &shutdown_rx,
+    );
     let caches = Caches::new(crs, creds, shared, role_grants);
     let crs_changed = Arc::new(Notify::new());
     let _watches =
@@ -172,31 +162,64 @@ pub async fn start(cfg: &Config, env: AwsEnv) -> Result<Running, StartError> {
     );
     spawn_pruner(&caches, &reconciler, crs_changed, &shutdown_rx);
     let readiness = caches_readiness(&caches, &shutdown_rx);
-    let (probe_addr, metrics_addr) = serve_admin(cfg, &readiness, &metrics, &shutdown_rx).await?;
+    let addrs = serve_admin(cfg, &readiness, &metrics, &shutdown_rx).await?;
     controller::spawn_queue_gauge(queue.clone(), metrics.clone(), shutdown_rx.clone());
 
-    let (elector_stop, _) = watch::channel(false);
-    let mut running = Running {
+    let mut running = Running::new(
         client,
         caches,
         queue,
         reconciler,
         metrics,
-        leading: watch::channel(true).1,
-        probe_addr,
-        metrics_addr,
+        addrs,
         shutdown_tx,
-        elector_stop,
-        elector: None,
-        controller: None,
-        _keep_leading: None,
-    };
+    );
     if cfg.once {
         return Ok(running);
     }
     running.elect(cfg, operator_namespace)?;
     running.start_controller(cfg.workers, shutdown_rx);
     Ok(running)
+}
+
+/// The registry checks (none with `--verify-registries=false`); a verdict lands beside
+/// the reconciles, and the CRs that waited for it are queued to report it.
+fn registry_checks(
+    cfg: &Config,
+    registry: RegistryClient,
+    queue: &WorkQueue<String>,
+    metrics: &Metrics,
+) -> Verifier {
+    let verifier = if cfg.verify_registries {
+        tokens::registry_verifier(registry)
+    } else {
+        Verifier::disabled()
+    }
+    .with_metrics(metrics.clone());
+    let queue = queue.clone();
+    verifier.on_verdict(Arc::new(move |cr: &str| queue.add(cr.to_string())));
+    verifier
+}
+
+/// The role grants ConfigMap in the operator's namespace, watched; none (every role
+/// refused) when the operator does not know its namespace.
+fn watch_role_grants(
+    client: &Client,
+    operator_namespace: Option<&str>,
+    queue: &WorkQueue<String>,
+    crs: &Store<EcrPullSecret>,
+    shutdown: &watch::Receiver<bool>,
+) -> role_grants::RoleGrants {
+    match operator_namespace {
+        Some(namespace) => role_grants::RoleGrants::watch(
+            client,
+            namespace,
+            queue.clone(),
+            crs.clone(),
+            shutdown.clone(),
+        ),
+        None => role_grants::RoleGrants::none(),
+    }
 }
 
 /// The Kubernetes client, checked: a wrong CA, a refused token, no CRD or no RBAC stop
@@ -390,6 +413,35 @@ fn service_account_namespace() -> Option<String> {
 // === impl Running ===
 
 impl Running {
+    /// The wired parts, not yet electing or reconciling; `addrs` are the probe and
+    /// metrics listeners' bound addresses.
+    fn new(
+        client: Client,
+        caches: Caches,
+        queue: WorkQueue<String>,
+        reconciler: Arc<OperatorReconciler>,
+        metrics: Metrics,
+        (probe_addr, metrics_addr): (Option<SocketAddr>, Option<SocketAddr>),
+        shutdown_tx: watch::Sender<bool>,
+    ) -> Running {
+        let (elector_stop, _) = watch::channel(false);
+        Running {
+            client,
+            caches,
+            queue,
+            reconciler,
+            metrics,
+            leading: watch::channel(true).1,
+            probe_addr,
+            metrics_addr,
+            shutdown_tx,
+            elector_stop,
+            elector: None,
+            controller: None,
+            _keep_leading: None,
+        }
+    }
+
     /// With `--leader-elect`, runs the elector: only the leader reconciles, standbys keep
     /// their caches warm. Without it, this instance always leads.
     fn elect(

@@ -329,20 +329,8 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
             .failures
             .iter()
             .any(|f| f.reason == Reason::SecretConflict);
-        // The earliest of: the refresh, a conflict's recheck, a failed check's retry.
-        // None of them: a watch event brings the CR back.
-        let wait = [
-            next.map(|at| to_std(at - now)),
-            conflicts.then_some(self.settings.conflict_recheck),
-            retry.map(|at| to_std(at - now)),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        Ok(match wait {
-            None => Action::AwaitChange,
-            Some(wait) => Action::Requeue(jitter(wait.min(MAX_REQUEUE), &owner.name)),
-        })
+        let recheck = conflicts.then_some(self.settings.conflict_recheck);
+        Ok(next_look(&owner.name, next, recheck, retry, now))
     }
 
     /// What `spec` asks of the cluster as the caches see it.
@@ -568,6 +556,30 @@ fn outcome_of(plan: &Plan, applied: &Applied) -> Outcome {
         failures,
         expires_at: applied.expires_at.map(format_time),
         ..Default::default()
+    }
+}
+
+/// When a synced CR is looked at again: the earliest of its refresh, a conflict's
+/// recheck and a failed registry check's retry, jittered per CR and capped at
+/// [`MAX_REQUEUE`]. None of them: a watch event brings the CR back.
+fn next_look(
+    name: &str,
+    refresh: Option<OffsetDateTime>,
+    recheck: Option<Duration>,
+    retry: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Action {
+    let wait = [
+        refresh.map(|at| to_std(at - now)),
+        recheck,
+        retry.map(|at| to_std(at - now)),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
+    match wait {
+        None => Action::AwaitChange,
+        Some(wait) => Action::Requeue(jitter(wait.min(MAX_REQUEUE), name)),
     }
 }
 
