@@ -185,7 +185,6 @@ impl Backoff {
     /// without jitter (the failures of different keys are already spread by when their
     /// reconciles ran).
     #[must_use]
-    #[cfg(test)]
     pub(crate) fn for_reconcile_failures() -> Backoff {
         Backoff::doubling(FAILURE_BASE, FAILURE_MAX)
     }

@@ -20,8 +20,9 @@
 //!   any later request (it reads the latest state and decides its own next requeue):
 //!   parking a parked key keeps the earlier time, parking a dirty key does nothing, and
 //!   `add` drops the key's parked entry.
-//! - Failures back off per key: `add_rate_limited` doubles from [`FAILURE_BASE`] up to
-//!   [`FAILURE_MAX`]; `forget` clears the count after a success.
+//! - Failures back off per key: `add_rate_limited` doubles from `backoff::FAILURE_BASE`
+//!   up to `FAILURE_MAX` ([`Backoff::for_reconcile_failures`]); `forget` clears the count
+//!   after a success.
 //! - After shutdown, `get` returns `None` and adds are ignored;
 //!   `shut_down_with_drain` also waits until every key handed out is `done`.
 //!
@@ -37,7 +38,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::backoff::{Backoff, FAILURE_BASE, FAILURE_MAX};
+use crate::backoff::Backoff;
 
 /// A cheap-to-clone handle on a shared work queue; see the module docs for the contract.
 pub(crate) struct WorkQueue<K> {
@@ -48,8 +49,9 @@ struct Shared<K> {
     state: Mutex<QueueState<K>>,
     /// Woken when a key becomes ready, when a key is done, and at shutdown.
     changed: Notify,
-    failure_base: Duration,
-    failure_max: Duration,
+    /// Per-key failures wait `base_delay(failures)` of it (no jitter: keys failing
+    /// together are already spread by when their reconciles ran).
+    failures: Backoff,
 }
 
 struct QueueState<K> {
@@ -80,16 +82,21 @@ impl<K: Clone + Eq + Hash + Ord> Default for WorkQueue<K> {
 }
 
 impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
-    /// A queue whose failures back off from [`FAILURE_BASE`] to [`FAILURE_MAX`].
+    /// A queue whose failures back off by [`Backoff::for_reconcile_failures`].
     #[must_use]
     pub(crate) fn new() -> WorkQueue<K> {
-        Self::with_failure_backoff(FAILURE_BASE, FAILURE_MAX)
+        Self::with_backoff(Backoff::for_reconcile_failures())
     }
 
     /// A queue with its own failure backoff, doubling from `base` to `max` (see
     /// [`Backoff::doubling`] for how out-of-range values are raised).
     #[must_use]
+    #[cfg(test)]
     pub(crate) fn with_failure_backoff(base: Duration, max: Duration) -> WorkQueue<K> {
+        Self::with_backoff(Backoff::doubling(base, max))
+    }
+
+    fn with_backoff(failures: Backoff) -> WorkQueue<K> {
         WorkQueue {
             shared: Arc::new(Shared {
                 state: Mutex::new(QueueState {
@@ -102,8 +109,7 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
                     shutting_down: false,
                 }),
                 changed: Notify::new(),
-                failure_base: base,
-                failure_max: max,
+                failures,
             }),
         }
     }
@@ -140,7 +146,7 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
         let delay = {
             let mut st = self.lock();
             let failures = st.failures.entry(key.clone()).or_insert(0);
-            let delay = failure_delay(self.shared.failure_base, self.shared.failure_max, *failures);
+            let delay = self.shared.failures.base_delay(*failures);
             *failures = failures.saturating_add(1);
             delay
         };
@@ -315,11 +321,6 @@ impl<K: Clone + Eq + Hash + Ord> QueueState<K> {
         self.processing.insert(key.clone());
         Some(key)
     }
-}
-
-/// `base * 2^failures`, capped at `max`: the one backoff policy, by attempt number.
-fn failure_delay(base: Duration, max: Duration, failures: u32) -> Duration {
-    Backoff::doubling(base, max).base_delay(failures)
 }
 
 // === impl WorkQueue (test accessors) ===

@@ -1,4 +1,4 @@
-//! The operator in-process: `app::start`, exactly what the binary runs, over the
+//! The operator in-process: the façade's `start`, exactly what the binary runs, over the
 //! emulators. [`Env`] owns both emulators and one operator and knows how to wait for the
 //! operator's results; [`start_operator`] starts one over emulators a test set up itself
 //! (the soak, the log scrubbing, RBAC by use).

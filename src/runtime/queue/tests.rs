@@ -1,4 +1,5 @@
 use super::*;
+use crate::backoff::{FAILURE_BASE, FAILURE_MAX};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -189,7 +190,7 @@ async fn backoff_cap() {
     }
     assert_eq!(last, FAILURE_MAX);
     assert_eq!(
-        failure_delay(FAILURE_BASE, FAILURE_MAX, u32::MAX),
+        Backoff::for_reconcile_failures().base_delay(u32::MAX),
         FAILURE_MAX
     );
 }
