@@ -167,6 +167,31 @@ fn main() -> ExitCode {
     }
 }
 
+/// "dynamic" when the ELF binary names a program interpreter (PT_INTERP), else "static".
+fn linking(binary: &std::path::Path) -> Result<&'static str, String> {
+    const PT_INTERP: u32 = 3;
+    let bytes = std::fs::read(binary).map_err(|e| format!("{}: {e}", binary.display()))?;
+    let field = |at: usize, len: usize| -> Option<u64> {
+        let raw = bytes.get(at..at + len)?;
+        Some(
+            raw.iter()
+                .rev()
+                .fold(0u64, |acc, b| acc << 8 | u64::from(*b)),
+        )
+    };
+    let not_elf = || format!("{}: not a 64-bit little-endian ELF file", binary.display());
+    if bytes.get(..6) != Some(b"\x7fELF\x02\x01") {
+        return Err(not_elf());
+    }
+    let (offset, size, count) = (
+        field(0x20, 8).ok_or_else(not_elf)? as usize,
+        field(0x36, 2).ok_or_else(not_elf)? as usize,
+        field(0x38, 2).ok_or_else(not_elf)? as usize,
+    );
+    let interp = (0..count).any(|i| field(offset + i * size, 4) == Some(u64::from(PT_INTERP)));
+    Ok(if interp { "dynamic" } else { "static" })
+}
+
 async fn run(args: &Args, emulators: &tokio::runtime::Handle) -> Result<(), String> {
     let binary_bytes = std::fs::metadata(&args.operator)
         .map_err(|e| format!("{}: {e}", args.operator.display()))?
@@ -194,6 +219,7 @@ async fn run(args: &Args, emulators: &tokio::runtime::Handle) -> Result<(), Stri
         operator_binary: args.operator.display().to_string(),
         binary_bytes,
         binary_mib: binary_bytes as f64 / MIB,
+        binary_linking: linking(&args.operator)?,
         settings: json!({
             "fake_ecr_token_lifetime_s": "3 x the refresh delay: 10 s (1 CR) or 30 s (10 CRs), longer for large cases and lags, so the sync ends first",
             "refresh.beforeExpiry": "2 x the refresh delay",
