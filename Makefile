@@ -3,6 +3,7 @@
 #   make demo   the operator's main job against the in-repo emulators, no cluster needed,
 #               then README's --once example as written
 #   make bench  speed and memory figures (prints a table, writes bench/latest.json)
+#   make bench-static  the same for the image's static (musl) binary (bench/static.json)
 #   make soak   the long reliability run
 #   make audit  cargo deny (licenses, banned crates, sources); make sbom: CycloneDX SBOM
 
@@ -35,7 +36,7 @@ CARGO_CYCLONEDX_VERSION := 0.5.9
 CARGO_MUTANTS_VERSION := 27.1.0
 SBOM := target/sbom/ecr-creds-refresher.cdx.json
 
-.PHONY: test deps venv debs tools lint unit lagged manifests chart chart-sync workflows demo bench soak release clean audit sbom mutants
+.PHONY: test deps venv debs tools lint unit lagged manifests chart chart-sync workflows demo bench bench-static soak release static clean audit sbom mutants
 
 # The venv is rebuilt only when the requirements change.
 $(VENV)/.installed: $(PY_REQS)
@@ -149,6 +150,22 @@ release:
 bench: release
 	$(CARGO) build --release --locked -p emulators --bin bench
 	target/release/bench --operator target/release/ecr-creds-refresher --out bench/latest.json
+
+# The image's binary, built as the Dockerfile builds it (static musl; .cargo/config.toml
+# links it with rust-lld and packed relocations). Needs the Rust musl target and Debian's
+# musl-tools (for ring's C); prints the size the 4.5 MiB limit applies to.
+STATIC_TARGET := $(shell uname -m)-unknown-linux-musl
+STATIC_BIN := target/$(STATIC_TARGET)/release/ecr-creds-refresher
+static:
+	@command -v musl-gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends musl-tools; }
+	@rustup target list --installed 2>/dev/null | grep -qx $(STATIC_TARGET) || rustup target add $(STATIC_TARGET)
+	env CC_$(subst -,_,$(STATIC_TARGET))=musl-gcc $(CARGO) build --release --locked --target $(STATIC_TARGET) --bin ecr-creds-refresher
+	@if readelf -l $(STATIC_BIN) | grep -q 'Requesting program interpreter'; then echo "$(STATIC_BIN) is not static" >&2; exit 1; fi
+	@echo "$(STATIC_BIN): $$(stat -c %s $(STATIC_BIN)) bytes (limit 4718592 = 4.5 MiB)"
+
+bench-static: static
+	$(CARGO) build --release --locked -p emulators --bin bench
+	target/release/bench --operator $(STATIC_BIN) --out bench/static.json --table bench/README-table-static.md
 
 soak:
 	SOAK_CYCLES=$${SOAK_CYCLES:-1000} $(CARGO) test --release --locked --test soak -- --nocapture
