@@ -510,8 +510,12 @@ async fn n8_token_groups_and_providers_shrink_once_no_cr_uses_them() {
     env.patch_cr("r0", json!({"spec": {"aws": {"roleArn": role(4)}}}))
         .await;
     env.wait_ready("r0").await;
-    wait_until("the edited CR's old identity dropped", WAIT, || {
-        env.operator().token_groups() == 1 && env.operator().credential_providers() == 1
+    wait_for("the edited CR's old identity dropped", WAIT, || {
+        let op = env.operator();
+        match (op.token_groups(), op.credential_providers()) {
+            (1, 1) => Ok(()),
+            (groups, providers) => Err(format!("{groups} groups, {providers} providers")),
+        }
     })
     .await;
     env.shutdown().await;
