@@ -188,7 +188,12 @@ fn linking(binary: &std::path::Path) -> Result<&'static str, String> {
     else {
         return Ok("unknown");
     };
-    let header = |i: u64| field(usize::try_from(offset + i * size).ok()?, 4);
+    let header = |i: u64| {
+        field(
+            usize::try_from(offset.checked_add(i.checked_mul(size)?)?).ok()?,
+            4,
+        )
+    };
     let interp = (0..count).any(|i| header(i) == Some(PT_INTERP));
     Ok(if interp { "dynamic" } else { "static" })
 }
