@@ -204,13 +204,22 @@ impl<F: FetchToken> TokenCache<F> {
     /// for their identities: groups are keyed by CR-controlled fields (region, role,
     /// external id, credentials Secret), so a cache that only grows is a memory leak any
     /// CR author can drive.
+    ///
+    /// A group a [`TokenCache::token`] call holds right now stays until a later prune: the
+    /// prune may have read the CRs just before an edit reached the cache, and dropping the
+    /// group of the edit's reconcile mid-fetch lost its token (and cost another ECR call).
     pub(crate) fn retain(&self, in_use: &HashSet<TokenGroup>) {
         let keys: HashSet<TokenGroup> = in_use.iter().map(cache_key).collect();
-        match self.groups.lock() {
-            Ok(mut groups) => groups.retain(|g, _| keys.contains(g)),
-            Err(p) => p.into_inner().retain(|g, _| keys.contains(g)),
-        }
-        let auths: HashSet<&AwsAuth> = in_use.iter().map(|g| &g.auth).collect();
+        let mut groups = match self.groups.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        groups.retain(|g, slot| keys.contains(g) || Arc::strong_count(slot) > 1);
+        let auths: HashSet<&AwsAuth> = in_use
+            .iter()
+            .map(|g| &g.auth)
+            .chain(groups.keys().map(|g| &g.auth))
+            .collect();
         self.fetcher.retain_identities(&|a| auths.contains(a));
     }
 
@@ -477,6 +486,31 @@ mod tests {
         cache.retain(&HashSet::from([in_region("eu-west-1")]));
         assert_eq!(cache.len(), 1);
         assert!(cache.cached(&in_region("eu-west-1")).is_some());
+        cache.retain(&HashSet::new());
+        assert!(cache.is_empty());
+    }
+
+    /// A prune that read the CRs just before an edit must not drop the group the edit's
+    /// reconcile is fetching: its token would be lost, and fetched again.
+    #[tokio::test]
+    async fn a_prune_during_a_fetch_keeps_the_group_being_fetched() {
+        let f = fake(time::Duration::hours(12));
+        let cache = Arc::new(TokenCache::new(f.clone()));
+        let floor = Duration::from_secs(60);
+        let fetching = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.token(&group(), None, floor, T0).await }
+        });
+        // The fake fetch yields once: the spawned call is now inside it.
+        tokio::task::yield_now().await;
+        assert_eq!(f.calls.load(Ordering::SeqCst), 1, "the fetch has started");
+        assert!(!fetching.is_finished(), "the fetch is still in flight");
+        cache.retain(&HashSet::new());
+        fetching.await.unwrap().unwrap();
+        assert_eq!(cache.len(), 1, "the group being fetched was kept");
+        cache.token(&group(), None, floor, T0).await.unwrap();
+        assert_eq!(f.calls.load(Ordering::SeqCst), 1, "its token was kept too");
+        // Once no call holds it, the next prune drops it.
         cache.retain(&HashSet::new());
         assert!(cache.is_empty());
     }
