@@ -153,7 +153,7 @@ bench: release
 
 # The image's binary, built as the Dockerfile builds it (static musl; .cargo/config.toml
 # links it with rust-lld and packed relocations). Needs the Rust musl target and Debian's
-# musl-tools (for ring's C); prints the size the 4.5 MiB limit applies to.
+# musl-tools (for ring's C); prints its size and fails over the 4.5 MiB limit.
 STATIC_TARGET := $(shell uname -m)-unknown-linux-musl
 STATIC_BIN := target/$(STATIC_TARGET)/release/ecr-creds-refresher
 static:
@@ -161,7 +161,8 @@ static:
 	@rustup target list --installed 2>/dev/null | grep -qx $(STATIC_TARGET) || rustup target add $(STATIC_TARGET)
 	env CC_$(subst -,_,$(STATIC_TARGET))=musl-gcc $(CARGO) build --release --locked --target $(STATIC_TARGET) --bin ecr-creds-refresher
 	@if readelf -l $(STATIC_BIN) | grep -q 'Requesting program interpreter'; then echo "$(STATIC_BIN) is not static" >&2; exit 1; fi
-	@echo "$(STATIC_BIN): $$(stat -c %s $(STATIC_BIN)) bytes (limit 4718592 = 4.5 MiB)"
+	@size=$$(stat -c %s $(STATIC_BIN)); echo "$(STATIC_BIN): $$size bytes (limit 4718592 = 4.5 MiB)"; \
+	  [ $$size -le 4718592 ] || { echo "over the 4.5 MiB limit" >&2; exit 1; }
 
 bench-static: static
 	$(CARGO) build --release --locked -p emulators --bin bench

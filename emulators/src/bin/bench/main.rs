@@ -170,9 +170,8 @@ fn main() -> ExitCode {
 /// "dynamic" when the ELF binary names a program interpreter (PT_INTERP), "static" when
 /// it names none, "unknown" for a file that is no 64-bit ELF (a wrapper script that runs
 /// the operator under heaptrack or perf, say).
-fn linking(binary: &std::path::Path) -> Result<&'static str, String> {
+fn linking(bytes: &[u8]) -> &'static str {
     const PT_INTERP: u64 = 3;
-    let bytes = std::fs::read(binary).map_err(|e| format!("{}: {e}", binary.display()))?;
     let field = |at: usize, len: usize| -> Option<u64> {
         let raw = bytes.get(at..at.checked_add(len)?)?;
         Some(
@@ -182,11 +181,11 @@ fn linking(binary: &std::path::Path) -> Result<&'static str, String> {
         )
     };
     if bytes.get(..6) != Some(b"\x7fELF\x02\x01") {
-        return Ok("unknown");
+        return "unknown";
     }
     let (Some(offset), Some(size), Some(count)) = (field(0x20, 8), field(0x36, 2), field(0x38, 2))
     else {
-        return Ok("unknown");
+        return "unknown";
     };
     let header = |i: u64| {
         field(
@@ -195,13 +194,19 @@ fn linking(binary: &std::path::Path) -> Result<&'static str, String> {
         )
     };
     let interp = (0..count).any(|i| header(i) == Some(PT_INTERP));
-    Ok(if interp { "dynamic" } else { "static" })
+    if interp {
+        "dynamic"
+    } else {
+        "static"
+    }
 }
 
 async fn run(args: &Args, emulators: &tokio::runtime::Handle) -> Result<(), String> {
-    let binary_bytes = std::fs::metadata(&args.operator)
-        .map_err(|e| format!("{}: {e}", args.operator.display()))?
-        .len();
+    // Read once: its size and its linking.
+    let binary =
+        std::fs::read(&args.operator).map_err(|e| format!("{}: {e}", args.operator.display()))?;
+    let (binary_bytes, binary_linking) = (binary.len() as u64, linking(&binary));
+    drop(binary);
     let machine = machine();
     println!(
         "bench: {} on {} x {} ({} MiB RAM, load {}), commit {}{}",
@@ -225,7 +230,7 @@ async fn run(args: &Args, emulators: &tokio::runtime::Handle) -> Result<(), Stri
         operator_binary: args.operator.display().to_string(),
         binary_bytes,
         binary_mib: binary_bytes as f64 / MIB,
-        binary_linking: linking(&args.operator)?,
+        binary_linking,
         settings: json!({
             "fake_ecr_token_lifetime_s": "3 x the refresh delay: 10 s (1 CR) or 30 s (10 CRs), longer for large cases and lags, so the sync ends first",
             "refresh.beforeExpiry": "2 x the refresh delay",
