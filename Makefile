@@ -161,6 +161,9 @@ static:
 	@rustup target list --installed 2>/dev/null | grep -qx $(STATIC_TARGET) || rustup target add $(STATIC_TARGET)
 	env CC_$(subst -,_,$(STATIC_TARGET))=musl-gcc $(CARGO) build --release --locked --target $(STATIC_TARGET) --bin ecr-creds-refresher
 	@if readelf -l $(STATIC_BIN) | grep -q 'Requesting program interpreter'; then echo "$(STATIC_BIN) is not static" >&2; exit 1; fi
+	@# x86_64's musl target builds a static-pie (ASLR); packing its relocations must keep it so.
+	@if [ $(STATIC_TARGET) = x86_64-unknown-linux-musl ] && ! readelf -h $(STATIC_BIN) | grep -q 'Type:.*DYN'; then \
+	  echo "$(STATIC_BIN) is not position-independent" >&2; exit 1; fi
 	@size=$$(stat -c %s $(STATIC_BIN)); echo "$(STATIC_BIN): $$size bytes (limit 4718592 = 4.5 MiB)"; \
 	  [ $$size -le 4718592 ] || { echo "over the 4.5 MiB limit" >&2; exit 1; }
 
