@@ -201,7 +201,8 @@ MUTANTS ?= \
 	src/reconcile/tokens.rs:reconcile_basic \
 	src/reconcile/decide/content.rs:reconcile_basic \
 	src/reconcile/decide/dockerconfig.rs:reconcile_basic \
-	src/reconcile/reconciler/inputs.rs:reconcile_failures,hardening_grants,hardening \
+	src/reconcile/decide/grants.rs:reconcile_failures,hardening_grants,hardening \
+	src/reconcile/decide/step.rs:hardening_grants,hardening \
 	src/app/role_grants.rs:hardening_grants,hardening
 MUTANTS_ARGS ?=
 $(TOOLS)/bin/cargo-mutants:

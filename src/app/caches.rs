@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use crate::k8s::types::{Secret, ServiceAccount};
 use crate::reconcile::decide::select::NamespaceView;
-use crate::reconcile::decide::shared::SharedSecret;
-use crate::reconcile::decide::spec::{EcrPullSecret, SecretRef};
+use crate::reconcile::decide::spec::EcrPullSecret;
 use crate::reconcile::decide::state::{ManagedSecret, SaView};
 use crate::reconcile::execute::writes::WriteThrough;
-use crate::reconcile::reconciler::ObservedState;
+use crate::reconcile::reconciler::{ObservedState, Reads, Wants};
 use crate::runtime::store::{ObjectKey, Store};
 
 use super::credentials::CredentialSecrets;
@@ -91,35 +90,35 @@ impl ObservedState for Caches {
             .get(&ObjectKey::cluster(name))
             .map(|c| (*c).clone())
     }
-    fn namespaces(&self) -> Vec<Arc<NamespaceView>> {
-        self.namespaces.list()
-    }
-    fn managed_secrets_for(
-        &self,
-        owner: &str,
-        secret_name: Option<&str>,
-    ) -> Vec<Arc<ManagedSecret>> {
-        let mut secrets = self.secrets.list();
-        secrets.retain(|s| *s.owner == *owner || Some(&*s.name) == secret_name);
-        secrets
-    }
-    fn service_accounts(&self) -> Vec<Arc<SaView>> {
-        self.service_accounts.list()
-    }
-    async fn credential_grants(&self, secret: &SecretRef) -> Vec<String> {
-        self.credentials.grants(secret).await
-    }
-    async fn role_granted(&self, cr: &str, role: &str) -> bool {
-        self.role_grants.granted(cr, role).await
-    }
-    async fn shared_secrets(&self, name: &str) -> Option<Vec<Arc<SharedSecret>>> {
-        self.shared.named(name).await
-    }
-    fn shared_secrets_holding(&self, owner: &str) -> Vec<Arc<SharedSecret>> {
-        self.shared.holding(owner)
-    }
     fn crs(&self) -> Vec<Arc<EcrPullSecret>> {
         self.crs.list()
+    }
+    async fn read(&self, owner: &str, wants: Wants<'_>) -> Reads {
+        let mut secrets = self.secrets.list();
+        secrets.retain(|s| *s.owner == *owner || Some(&*s.name) == wants.secret_name);
+        let shared = match wants.shared {
+            Some(name) => self.shared.named(name).await,
+            None => None,
+        };
+        // Read after the listing above: a Secret it lists may hold the owner's hosts.
+        let holding = self.shared.holding(owner);
+        let mut grantees = Vec::with_capacity(wants.grants_of.len());
+        for secret in wants.grants_of {
+            grantees.push(self.credentials.grants(secret).await);
+        }
+        let mut roles_granted = Vec::with_capacity(wants.roles.len());
+        for role in wants.roles {
+            roles_granted.push(self.role_grants.granted(owner, role).await);
+        }
+        Reads {
+            namespaces: self.namespaces.list(),
+            secrets,
+            service_accounts: self.service_accounts.list(),
+            shared,
+            holding,
+            grantees,
+            roles_granted,
+        }
     }
     fn cr_written(&self, cr: EcrPullSecret) {
         if let Some(name) = cr.metadata.name.clone() {

@@ -2,9 +2,10 @@
 //! ServiceAccount entries and a status.
 //!
 //! `decide/` holds the pure decisions (which namespaces, which writes, what a Secret
-//! holds, what to report); `execute/` writes, carrying a plan out through single-object
-//! requests; `reconciler` orchestrates one reconcile (and still sends the status patch
-//! itself). `vocab` is the ground floor: the labels, annotations, finalizer, reasons and
+//! holds, what to report; `decide::step` is one reconcile's whole decision);
+//! `execute/` writes, carrying a plan out through single-object requests; `reconciler`
+//! runs one reconcile as a pipeline of stages that never goes back (observe, decide,
+//! fetch, act, conclude), a file each. `vocab` is the ground floor: the labels, annotations, finalizer, reasons and
 //! the redaction of user values (`shown`) everything else shares. Every file imports
 //! only from its own floor or below: `decide/` never from `execute/` or `reconciler`.
 

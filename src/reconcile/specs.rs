@@ -7,8 +7,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::decide::select::{self, NamespaceView};
-use super::decide::spec::Spec;
+use super::decide::spec::{EcrPullSecret, Spec};
 use super::decide::spec_error::SpecError;
+use super::decide::step::Other;
 use super::decide::validate::{SpecPolicy, ValidSpec};
 
 /// Validated specs by CR name, and the namespaces each CR's last plan touched.
@@ -57,6 +58,28 @@ impl Specs {
             .valid
             .insert(name.to_string(), (spec.clone(), result.clone()));
         result
+    }
+
+    /// Every other live CR of `crs` (not `me`, not being deleted) whose spec validates:
+    /// the merge rivals and ServiceAccount-entry users a plan weighs.
+    pub(crate) fn valid_others(&self, me: &str, crs: &[Arc<EcrPullSecret>]) -> Vec<Other> {
+        let mut out = Vec::new();
+        for cr in crs {
+            let Some(other) = cr.metadata.name.as_deref() else {
+                continue;
+            };
+            if other == me || cr.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            if let Ok(spec) = self.valid(other, &cr.spec) {
+                out.push(Other {
+                    name: other.to_string(),
+                    created: cr.metadata.creation_timestamp.clone().unwrap_or_default(),
+                    spec,
+                });
+            }
+        }
+        out
     }
 
     /// Records the namespaces CR `name`'s last plan touched (targets, and where it holds

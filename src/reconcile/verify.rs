@@ -156,6 +156,36 @@ impl Verifier {
         Some(Lookup::Pending)
     }
 
+    /// The registries' word on `hosts` (each with its token) for CR `cr`. Every host is
+    /// looked up (starting its check) before any answer is judged. `None` while a
+    /// verdict is pending (`cr` is requeued when it lands), verification is off or there
+    /// is nothing to check: the last result stands. With the checks, sorted by host, the
+    /// earliest time a failed one is asked again.
+    pub(crate) fn verdicts(
+        &self,
+        cr: &str,
+        hosts: &[(String, &Arc<RegistryToken>)],
+        now: OffsetDateTime,
+    ) -> Option<(Vec<HostCheck>, Option<OffsetDateTime>)> {
+        let lookups: Vec<Option<Lookup>> = hosts
+            .iter()
+            .map(|(host, token)| self.lookup(cr, host, token, now))
+            .collect();
+        let mut checks = Vec::new();
+        for lookup in lookups {
+            match lookup {
+                Some(Lookup::Known(check)) => checks.push(check),
+                Some(Lookup::Pending) | None => return None,
+            }
+        }
+        if checks.is_empty() {
+            return None;
+        }
+        checks.sort_by(|a, b| a.host.cmp(&b.host));
+        let retry = checks.iter().filter_map(|c| c.retry_at).min();
+        Some((checks, retry))
+    }
+
     /// The slot of (host, token), dropping those of expired tokens on the way: the map
     /// holds at most hosts x live tokens.
     fn slot(&self, host: &str, token: &RegistryToken, now: OffsetDateTime) -> SharedSlot {

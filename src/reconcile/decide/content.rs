@@ -2,7 +2,7 @@
 //! it covers, and the refresh point and expiry it was computed from. Pure: the same tokens
 //! always give the same bytes, so an unchanged token writes nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -58,31 +58,6 @@ impl std::fmt::Display for ContentError {
 }
 
 impl std::error::Error for ContentError {}
-
-/// The token groups a spec needs: one per (region, public) of its registries, or the
-/// region's own registry when it names none. `None` when no region is known at all.
-pub(crate) fn token_groups(
-    spec: &ValidSpec,
-    default_region: Option<&str>,
-) -> Option<Vec<TokenGroup>> {
-    let mut groups = BTreeSet::new();
-    if spec.registries.is_empty() {
-        let region = spec.region.as_deref().or(default_region)?;
-        groups.insert(TokenGroup {
-            region: region.to_string(),
-            public: false,
-            auth: spec.aws.clone(),
-        });
-    }
-    for r in &spec.registries {
-        groups.insert(TokenGroup {
-            region: r.region.clone(),
-            public: r.public,
-            auth: spec.aws.clone(),
-        });
-    }
-    Some(groups.into_iter().collect())
-}
 
 /// Each registry host of `spec` with the token that serves it: the spec's registries, or
 /// the token's own registry when it names none.
@@ -174,6 +149,7 @@ pub(crate) fn annotations(owner: &Owner, content: &Content) -> BTreeMap<String, 
 mod tests {
     use super::*;
     use crate::reconcile::decide::spec::Spec;
+    use crate::reconcile::decide::token::token_groups;
     use crate::reconcile::decide::validate::SpecPolicy;
 
     const T0: OffsetDateTime = time::macros::datetime!(2026-11-26 12:00 UTC);

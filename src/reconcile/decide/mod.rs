@@ -7,12 +7,14 @@
 //! `state` is what the caches keep of the cluster; `plan` decides the writes, `content`
 //! and `shared` what a Secret holds; `status` what to report (the next status, its patch
 //! and its events, in one `report`); `token` and `verdict` are what the decisions know
-//! of tokens and registry checks.
+//! of tokens and registry checks; `grants` whether a CR may use its identity. `step`
+//! puts them together: from what one reconcile observed to the one step it carries out.
 
 pub(crate) mod content;
 pub(crate) mod dockerconfig;
 pub(crate) mod existing;
 pub(crate) mod fields;
+pub(crate) mod grants;
 pub(crate) mod patterns;
 pub(crate) mod phase;
 pub(crate) mod plan;
@@ -24,6 +26,7 @@ pub(crate) mod spec;
 pub(crate) mod spec_error;
 pub(crate) mod state;
 pub(crate) mod status;
+pub(crate) mod step;
 pub(crate) mod token;
 pub(crate) mod validate;
 pub(crate) mod verdict;

@@ -104,6 +104,35 @@ pub(crate) struct AwsAuth {
     pub roles_anywhere: Option<RolesAnywhereSpec>,
 }
 
+impl AwsAuth {
+    /// The Secrets this identity signs with (credentials, then the Roles Anywhere
+    /// certificate), each with its field: each must grant the CR its use.
+    pub(crate) fn signs_with(&self) -> Vec<(&'static str, &SecretRef)> {
+        let ra = self.roles_anywhere.as_ref();
+        (self
+            .credentials_secret_ref
+            .iter()
+            .map(|s| ("credentialsSecretRef", s)))
+        .chain(ra.map(|ra| {
+            (
+                "rolesAnywhere.certificateSecretRef",
+                &ra.certificate_secret_ref,
+            )
+        }))
+        .collect()
+    }
+
+    /// The roles this identity assumes (the Roles Anywhere session's, then the chained
+    /// one), each with its field: each must be granted to the CR.
+    pub(crate) fn assumes(&self) -> Vec<(&'static str, &str)> {
+        let ra = self.roles_anywhere.as_ref();
+        (ra.map(|ra| ("rolesAnywhere.roleArn", ra.role_arn.as_str()))
+            .into_iter())
+        .chain(self.role_arn.iter().map(|r| ("roleArn", r.as_str())))
+        .collect()
+    }
+}
+
 /// A CreateSession signed with the key of a `kubernetes.io/tls` Secret (cert-manager's
 /// shape: `tls.crt` leaf then intermediates, `tls.key`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

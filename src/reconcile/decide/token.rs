@@ -1,11 +1,13 @@
 //! What a token is to the decisions: the group it serves, the token itself, and when it
 //! is due for replacement. Fetching and caching tokens is `tokens`' business.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
 use super::spec::AwsAuth;
+use super::validate::ValidSpec;
 use crate::reconcile::vocab::saturating_add;
 
 /// What one token serves: every registry the principal reaches in one region.
@@ -59,4 +61,29 @@ pub(crate) fn refresh_at(
         .checked_sub(margin)
         .unwrap_or(token.fetched_at);
     due.max(saturating_add(token.fetched_at, min_interval))
+}
+
+/// The token groups a spec needs: one per (region, public) of its registries, or the
+/// region's own registry when it names none. `None` when no region is known at all.
+pub(crate) fn token_groups(
+    spec: &ValidSpec,
+    default_region: Option<&str>,
+) -> Option<Vec<TokenGroup>> {
+    let mut groups = BTreeSet::new();
+    if spec.registries.is_empty() {
+        let region = spec.region.as_deref().or(default_region)?;
+        groups.insert(TokenGroup {
+            region: region.to_string(),
+            public: false,
+            auth: spec.aws.clone(),
+        });
+    }
+    for r in &spec.registries {
+        groups.insert(TokenGroup {
+            region: r.region.clone(),
+            public: r.public,
+            auth: spec.aws.clone(),
+        });
+    }
+    Some(groups.into_iter().collect())
 }
