@@ -24,10 +24,6 @@ use super::watch::{decode_event, LineDecoder};
 
 /// Idle connections kept per API server after a burst of writes.
 pub(crate) const POOL_MAX_IDLE: usize = 4;
-/// HTTP/2 keep-alive: a ping after this long, the connection closed when the ping is not
-/// answered within [`H2_PING_TIMEOUT`] (client-go's ReadIdleTimeout and PingTimeout).
-pub(crate) const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
-pub(crate) const H2_PING_TIMEOUT: Duration = Duration::from_secs(15);
 /// Lists of thousands of objects stay well below this; anything larger is refused.
 pub(crate) const MAX_BODY: usize = 64 * 1024 * 1024;
 

@@ -7,13 +7,17 @@ use std::time::Duration;
 use rustls_pki_types::CertificateDer;
 
 use super::auth::{self, TokenSource};
-use super::client::{H2_PING_INTERVAL, H2_PING_TIMEOUT};
 use super::error::ClientConfigError;
 
 /// Default per-request timeout (connect, send, read the whole answer).
 pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// client-go's limit on Retry-After driven retries.
 pub(crate) const MAX_RETRIES: u32 = 10;
+
+/// HTTP/2 keep-alive: a ping after this long, the connection closed when the ping is not
+/// answered within [`H2_PING_TIMEOUT`] (client-go's ReadIdleTimeout and PingTimeout).
+pub(crate) const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const H2_PING_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// `User-Agent` of every request; [`ClientConfig::with_identity`] appends the replica.
 pub(crate) const DEFAULT_USER_AGENT: &str =
