@@ -101,6 +101,17 @@ impl Plan {
             .any(|s| !matches!(s, SecretStep::Fresh { .. }))
             || self.merges.iter().any(|m| m.write)
     }
+
+    /// Where the plan reaches: its targets, listed namespaces still missing, and where it
+    /// deletes or unmerges. A change in any of them concerns the CR.
+    pub(crate) fn reach(&self) -> impl Iterator<Item = String> + '_ {
+        self.targets
+            .iter()
+            .chain(&self.missing)
+            .cloned()
+            .chain(self.deletes.iter().map(|s| s.namespace.to_string()))
+            .chain(self.unmerges.iter().map(|u| u.namespace.clone()))
+    }
 }
 
 /// The observed state the planner reads: the watch caches' own values, shared, never

@@ -119,8 +119,6 @@ pub(crate) struct Apply {
     pub plan: Plan,
     /// The patch that adds our finalizer (deletionPolicy Delete) or removes it, if due.
     pub finalizer: Option<Value>,
-    /// The namespaces the plan reaches: a change in any of them concerns the CR.
-    pub reach: Vec<String>,
     /// The token groups the spec needs; `None` when no region is known.
     pub groups: Option<Vec<TokenGroup>>,
     pub permission: Result<(), (Reason, String)>,
@@ -255,7 +253,6 @@ fn apply(
     keep_entries_others_need(&mut plan, &cluster);
     let permission = grants::permission(&owner.name, grants, context.namespace);
     let groups = token::token_groups(&spec, context.region);
-    let reach = reach(&plan);
     let due = plan
         .secrets
         .iter()
@@ -268,7 +265,6 @@ fn apply(
         spec,
         plan,
         finalizer,
-        reach,
         groups,
         permission,
         due,
@@ -325,16 +321,4 @@ fn keep_entries_others_need(plan: &mut Plan, cluster: &Cluster) {
 
 fn namespaces(cluster: &Cluster) -> impl Iterator<Item = &NamespaceView> {
     cluster.namespaces.iter().map(|n| &**n)
-}
-
-/// Where a plan reaches: its targets, listed namespaces still missing, and where it
-/// deletes or unmerges.
-fn reach(plan: &Plan) -> Vec<String> {
-    plan.targets
-        .iter()
-        .chain(&plan.missing)
-        .cloned()
-        .chain(plan.deletes.iter().map(|s| s.namespace.to_string()))
-        .chain(plan.unmerges.iter().map(|u| u.namespace.clone()))
-        .collect()
 }

@@ -92,7 +92,7 @@ impl<S: ObservedState> Actor<S> {
         if let Err(e) = self.send_finalizer(&name, step.finalizer.take()).await {
             return Done::Failed(e);
         }
-        self.specs.touched(&name, std::mem::take(&mut step.reach));
+        self.specs.touched(&name, step.plan.reach());
         let payload = match &supply {
             Supply::With {
                 fetched: Some(f), ..
