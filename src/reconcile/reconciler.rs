@@ -15,6 +15,7 @@ use super::decide::spec::{EcrPullSecret, SecretRef};
 use super::decide::state::{ManagedSecret, SaView};
 use super::decide::step;
 use super::execute::apply::Applier;
+use super::execute::cr_patch::CrPatcher;
 use super::execute::events::EventRecorder;
 use super::execute::writes::{WriteThrough, Writer};
 use super::specs::Specs;
@@ -157,13 +158,13 @@ impl<F: FetchToken, S: ObservedState> Reconciler<F, S> {
                 verifier: Arc::new(Verifier::disabled()),
             },
             actor: Actor {
-                client: client.clone(),
+                patcher: CrPatcher::new(client.clone()),
                 applier: Applier::new(writer, settings.write_concurrency),
                 specs: specs.clone(),
                 state: state.clone(),
             },
             reporter: Reporter {
-                client,
+                patcher: CrPatcher::new(client),
                 state,
                 events,
                 metrics,

@@ -1,10 +1,9 @@
 //! The writers of reconcile/: Secrets, ServiceAccount entries, shared-Secret merges, the
-//! cleanup finalizer and Events, each a single-object request. They carry out what
-//! `decide/` planned and report what happened. (The CR's status patch is still sent from
-//! `reconciler`.)
+//! CR's finalizer and status patches (`cr_patch`) and Events, each a single-object
+//! request. They carry out what `decide/` decided and report what happened.
 
 pub(crate) mod apply;
+pub(crate) mod cr_patch;
 pub(crate) mod events;
-pub(crate) mod finalizer;
 pub(crate) mod sa_locks;
 pub(crate) mod writes;

@@ -10,11 +10,10 @@ use super::super::decide::plan::Plan;
 use super::super::decide::step::{Apply, Chore, Refusal};
 use super::super::execute::apply::Applier;
 use super::super::execute::apply::{Applied, Payload};
-use super::super::execute::finalizer;
+use super::super::execute::cr_patch::CrPatcher;
 use super::super::specs::Specs;
 use super::fetch::{Armed, Supply};
 use super::{ObservedState, ReconcileError};
-use crate::k8s::Client;
 use crate::reconcile::decide::spec::EcrPullSecret;
 
 /// What a reconcile did, for its status, metrics and next look.
@@ -39,7 +38,7 @@ pub(super) enum Done {
 /// Sends what was decided: the only stage that writes a CR's Secrets, ServiceAccounts
 /// and finalizer.
 pub(super) struct Actor<S> {
-    pub(super) client: Client,
+    pub(super) patcher: CrPatcher,
     pub(super) applier: Applier,
     /// Where each CR's plan reaches, for routing.
     pub(super) specs: Arc<Specs>,
@@ -140,7 +139,7 @@ impl<S: ObservedState> Actor<S> {
         let Some(patch) = patch else {
             return Ok(());
         };
-        match finalizer::send(&self.client, name, &patch).await {
+        match self.patcher.finalizer(name, &patch).await {
             Ok(written) => {
                 self.state.cr_written(written);
                 Ok(())

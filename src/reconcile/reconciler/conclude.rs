@@ -13,16 +13,14 @@ use super::super::decide::status::{self, EventType, Failure, Outcome};
 use super::super::decide::step::{Apply, Refusal};
 use super::super::decide::validate::ValidSpec;
 use super::super::execute::apply::Applied;
+use super::super::execute::cr_patch::CrPatcher;
 use super::super::execute::events::EventRecorder;
-use super::super::execute::writes::retrying;
 use super::super::specs::Specs;
 use super::super::tokens::{FetchToken, TokenCache};
 use super::super::vocab::{format_time, parse_time, saturating_add, Reason};
 use super::act::{Done, Written};
 use super::fetch::Supply;
 use super::{ObservedState, ReconcileError};
-use crate::k8s::kind::ECR_PULL_SECRETS;
-use crate::k8s::{Client, Patch};
 use crate::metrics::Metrics;
 use crate::runtime::controller::Action;
 
@@ -32,7 +30,7 @@ const MAX_REQUEUE: Duration = DEFAULT_TOKEN_LIFETIME;
 
 /// Reports what reconciles did, and keeps the token cache to what the CRs use.
 pub(super) struct Reporter<F, S> {
-    pub(super) client: Client,
+    pub(super) patcher: CrPatcher,
     pub(super) state: S,
     pub(super) events: EventRecorder,
     /// The operator's registry: every CR's series.
@@ -245,13 +243,7 @@ impl<F: FetchToken, S: ObservedState> Reporter<F, S> {
         let Some((body, events)) = report.change else {
             return;
         };
-        let path = ECR_PULL_SECRETS.object(None, name);
-        match retrying(|| {
-            self.client
-                .patch_status::<EcrPullSecret>(&path, Patch::Merge(&body))
-        })
-        .await
-        {
+        match self.patcher.status(name, &body).await {
             Ok(written) => self.state.cr_written(written),
             Err(error) => {
                 tracing::warn!(cr = name, %error, "could not write status");
