@@ -69,7 +69,12 @@ async fn only_the_leader_writes_and_the_standby_takes_over_on_release() {
         "the standby tried to write: {attempts:#?}"
     );
     // And over the API server's own log: each Secret was attempted once, by the leader,
-    // and none was refused.
+    // and none was refused. The log records a request once its handler returns, just
+    // after the store holds the Secret: wait for the four records first.
+    wait_until("the API server logged the four creates", WAIT, || {
+        env.writes_of("secrets").len() >= 4
+    })
+    .await;
     let secret_writes: Vec<String> = env
         .writes_of("secrets")
         .iter()
