@@ -8,8 +8,7 @@ use serde_json::Value;
 
 use super::super::decide::plan::Plan;
 use super::super::decide::step::{Apply, Chore, Refusal};
-use super::super::execute::apply::Applier;
-use super::super::execute::apply::{Applied, Payload};
+use super::super::execute::apply::{Applied, Applier, Payload};
 use super::super::execute::cr_patch::CrPatcher;
 use super::super::specs::Specs;
 use super::fetch::{Armed, Supply};
