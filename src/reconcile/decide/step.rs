@@ -322,3 +322,179 @@ fn keep_entries_others_need(plan: &mut Plan, cluster: &Cluster) {
 fn namespaces(cluster: &Cluster) -> impl Iterator<Item = &NamespaceView> {
     cluster.namespaces.iter().map(|n| &**n)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::reconcile::decide::spec::SecretRef;
+    use crate::reconcile::decide::validate::SpecPolicy;
+    use crate::reconcile::vocab::FINALIZER;
+
+    const NOW: OffsetDateTime = time::macros::datetime!(2026-12-06 12:00 UTC);
+
+    /// CR `cr` with `spec`, deleted or not, with our finalizer or not.
+    fn present(spec: serde_json::Value, deleting: bool, ours: bool) -> Present {
+        let mut cr: EcrPullSecret = serde_json::from_value(json!({
+            "metadata": {"name": "cr", "uid": "uid-cr", "resourceVersion": "7"},
+            "spec": spec,
+        }))
+        .unwrap();
+        if deleting {
+            cr.metadata.deletion_timestamp = Some("2026-12-06T11:00:00Z".into());
+        }
+        if ours {
+            cr.metadata.finalizers.push(FINALIZER.into());
+        }
+        let spec = cr.spec.validate(&SpecPolicy::default()).map(Arc::new);
+        Present {
+            owner: Owner {
+                name: "cr".into(),
+                uid: "uid-cr".into(),
+            },
+            cr,
+            spec,
+            cluster: Cluster::default(),
+            grants: Grants::default(),
+        }
+    }
+
+    fn step(present: Present) -> Step {
+        let context = Context {
+            region: Some("eu-west-1"),
+            namespace: Some("ops"),
+        };
+        step_for(Observed::Present(Box::new(present)), context, NOW)
+    }
+
+    fn chore(step: Step) -> Chore {
+        match step {
+            Step::Chore(chore) => *chore,
+            Step::Apply(_) => panic!("expected a chore, got an Apply"),
+        }
+    }
+
+    fn apply(step: Step) -> Apply {
+        match step {
+            Step::Apply(apply) => *apply,
+            Step::Chore(_) => panic!("expected an Apply, got a chore"),
+        }
+    }
+
+    fn adds_finalizer(patch: &Option<Value>) -> bool {
+        let Some(patch) = patch else { return false };
+        patch[1]["value"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|v| v == FINALIZER))
+    }
+
+    #[test]
+    fn a_gone_cr_is_forgotten_and_a_released_one_left_alone() {
+        let gone = Observed::Gone {
+            name: "cr".into(),
+            kept: 3,
+        };
+        let forget = chore(step_for(gone, Context::default(), NOW));
+        assert!(matches!(forget, Chore::Forget { name, kept: 3 } if name == "cr"));
+        let spec = json!({"secretName": "s", "namespaces": ["a"]});
+        assert!(matches!(
+            chore(step(present(spec, true, false))),
+            Chore::Idle
+        ));
+    }
+
+    #[test]
+    fn deletion_releases_the_cr_and_plans_a_cleanup_only_for_delete() {
+        let retain = json!({"secretName": "s", "namespaces": ["a"]});
+        let Chore::Cleanup { plan, release, .. } = chore(step(present(retain, true, true))) else {
+            panic!("expected a cleanup")
+        };
+        assert!(plan.is_none(), "Retain deletes nothing");
+        assert!(
+            release.is_some() && !adds_finalizer(&release),
+            "{release:?}"
+        );
+
+        let delete = json!({"secretName": "s", "namespaces": ["a"], "deletionPolicy": "Delete"});
+        let Chore::Cleanup { plan, release, .. } = chore(step(present(delete, true, true))) else {
+            panic!("expected a cleanup")
+        };
+        assert!(plan.is_some(), "Delete plans the cleanup");
+        assert!(release.is_some());
+        // An invalid spec still carried our finalizer: it asked for Delete then.
+        let invalid = json!({"secretName": "Not A Name", "namespaces": ["a"]});
+        let Chore::Cleanup { plan, .. } = chore(step(present(invalid, true, true))) else {
+            panic!("expected a cleanup")
+        };
+        assert!(plan.is_some());
+    }
+
+    #[test]
+    fn a_merge_cr_waits_for_its_shared_secrets_to_be_listed() {
+        let merge = json!({"secretName": "shared", "namespaces": ["a"], "secretPolicy": "Merge",
+            "deletionPolicy": "Delete",
+            "registries": ["123456789012.dkr.ecr.eu-west-1.amazonaws.com"]});
+        let Chore::Refuse {
+            refusal, finalizer, ..
+        } = chore(step(present(merge.clone(), false, false)))
+        else {
+            panic!("expected a refusal")
+        };
+        assert!(matches!(refusal, Refusal::SharedNotListed(name) if name == "shared"));
+        assert!(
+            adds_finalizer(&finalizer),
+            "the finalizer still goes on first"
+        );
+
+        let Chore::Refuse { refusal, .. } = chore(step(present(merge.clone(), true, true))) else {
+            panic!("expected a refusal")
+        };
+        assert!(matches!(refusal, Refusal::SharedNotListed(_)));
+
+        let mut listed = present(merge, false, true);
+        listed.cluster.shared = Some(Vec::new());
+        assert!(matches!(step(listed), Step::Apply(_)));
+    }
+
+    #[test]
+    fn an_invalid_spec_gets_only_a_status() {
+        let invalid = json!({"secretName": "Not A Name", "namespaces": ["a"]});
+        let Chore::Refuse {
+            refusal, finalizer, ..
+        } = chore(step(present(invalid, false, false)))
+        else {
+            panic!("expected a refusal")
+        };
+        assert!(matches!(refusal, Refusal::InvalidSpec(m) if m.contains("Not A Name")));
+        assert!(finalizer.is_none());
+    }
+
+    #[test]
+    fn a_live_cr_gets_its_plan_permission_and_token_groups() {
+        let spec = json!({"secretName": "s", "namespaces": ["a", "b"], "deletionPolicy": "Delete",
+            "aws": {"credentialsSecretRef": {"name": "creds", "namespace": "team"}}});
+        let mut cr = present(spec, false, false);
+        cr.cluster.namespaces = vec![Arc::new(NamespaceView {
+            name: "a".into(),
+            labels: Default::default(),
+            terminating: false,
+        })];
+        let refused = SecretRef {
+            name: "creds".into(),
+            namespace: "team".into(),
+        };
+        cr.grants.secrets = vec![("credentialsSecretRef", refused, Some(vec!["other".into()]))];
+        let step = apply(step(cr));
+        assert_eq!(step.plan.targets, ["a"]);
+        assert_eq!(step.plan.missing, ["b"]);
+        assert!(adds_finalizer(&step.finalizer));
+        assert!(
+            matches!(&step.permission, Err((Reason::CredentialsNotPermitted, m)) if m.contains("team/creds"))
+        );
+        let groups = step.groups.unwrap_or_default();
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].region, "eu-west-1", "the operator's region");
+        assert!(step.due.is_none(), "nothing in place yet");
+    }
+}
