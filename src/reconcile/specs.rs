@@ -73,8 +73,7 @@ impl Specs {
             }
             if let Ok(spec) = self.valid(other, &cr.spec) {
                 out.push(Other {
-                    name: other.to_string(),
-                    created: cr.metadata.creation_timestamp.clone().unwrap_or_default(),
+                    cr: cr.clone(),
                     spec,
                 });
             }

@@ -65,10 +65,9 @@ pub(crate) struct Cluster {
     pub others: Vec<Other>,
 }
 
-/// Another live CR, as a plan weighs it.
+/// Another live CR, as a plan weighs it: shared with the cache and the spec memo.
 pub(crate) struct Other {
-    pub name: String,
-    pub created: String,
+    pub cr: Arc<EcrPullSecret>,
     pub spec: Arc<ValidSpec>,
 }
 
@@ -281,9 +280,10 @@ fn rivals(spec: &ValidSpec, cluster: &Cluster) -> Vec<Rival> {
         })
         .map(|o| {
             let targets = select::target_namespaces(&o.spec, namespaces(cluster));
+            let meta = &o.cr.metadata;
             Rival {
-                name: o.name.clone(),
-                created: o.created.clone(),
+                name: meta.name.clone().unwrap_or_default(),
+                created: meta.creation_timestamp.clone().unwrap_or_default(),
                 targets: targets.namespaces.into_iter().collect(),
                 hosts: o.spec.registries.iter().map(|r| r.host.clone()).collect(),
             }
