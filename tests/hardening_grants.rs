@@ -470,7 +470,7 @@ async fn n4_the_last_cr_needing_an_entry_removes_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn n8_token_groups_and_providers_shrink_once_no_cr_uses_them() {
     let mut env = Env::emulators(Options::default()).await;
-    for ns in ["apps", OPERATOR_NAMESPACE] {
+    for ns in ["apps", "apps-2", OPERATOR_NAMESPACE] {
         env.namespace(ns, &[]).await;
     }
     let role = |i: usize| format!("arn:aws:iam::{ACCOUNT}:role/pull-{i}");
@@ -506,9 +506,16 @@ async fn n8_token_groups_and_providers_shrink_once_no_cr_uses_them() {
         env.operator().token_groups() == 1 && env.operator().credential_providers() == 1
     })
     .await;
-    // An edit to another identity drops the old one too.
-    env.patch_cr("r0", json!({"spec": {"aws": {"roleArn": role(4)}}}))
-        .await;
+    // An edit to another identity drops the old one too. The edit also adds a namespace:
+    // an identity change alone rewrites no fresh Secret, so nothing would fetch with the
+    // new identity until the refresh, and the count below would not say which identity
+    // it holds (before, it could pass on the old one still cached).
+    env.patch_cr(
+        "r0",
+        json!({"spec": {"aws": {"roleArn": role(4)}, "namespaces": ["apps", "apps-2"]}}),
+    )
+    .await;
+    env.wait_secret("apps-2", "pull-0").await;
     env.wait_ready("r0").await;
     wait_for("the edited CR's old identity dropped", WAIT, || {
         let op = env.operator();
