@@ -131,18 +131,22 @@ async fn namespaces_and_service_accounts_that_appear_or_stop_matching_are_follow
         env.namespace(ns, &labels).await;
         let seen = std::time::SystemTime::now();
         env.wait_secret(ns, "ecr-pull").await;
-        let created = env
-            .k8s
-            .requests_timed()
-            .into_iter()
-            .find(|(_, r)| {
-                r.verb == "create"
-                    && r.resource == "secrets"
-                    && r.namespace.as_deref() == Some(ns)
-                    && r.code < 300
-            })
-            .map(|(at, _)| at)
-            .expect("the Secret's create is logged");
+        // The log takes a request once its handler returns, just after the store holds
+        // the Secret: wait for the record rather than read the log at once.
+        let created = wait_for(format!("the create in {ns} logged"), WAIT, || {
+            env.k8s
+                .requests_timed()
+                .into_iter()
+                .find(|(_, r)| {
+                    r.verb == "create"
+                        && r.resource == "secrets"
+                        && r.namespace.as_deref() == Some(ns)
+                        && r.code < 300
+                })
+                .map(|(at, _)| at)
+                .ok_or_else(|| "not yet".to_string())
+        })
+        .await;
         let after = created.duration_since(seen).unwrap_or_default();
         assert!(
             after < std::time::Duration::from_secs(1),
@@ -336,18 +340,22 @@ async fn due_tokens_are_refreshed_before_expiry_without_touching_service_account
     // polling): at the default beforeExpiry, half the lifetime before the old expiry. The
     // fake ECR's expiresAt is whole seconds, so the operator's half-life is 2.5 to 3 s
     // before `old_expiry`; a refresh at expiry (or at any margin under 1.5 s) fails here.
-    let written = env
-        .k8s
-        .requests_timed()
-        .into_iter()
-        .find(|(_, r)| {
-            matches!(r.verb.as_str(), "update" | "patch")
-                && r.resource == "secrets"
-                && r.name.as_deref() == Some("ecr-pull")
-                && r.code < 300
-        })
-        .map(|(at, _)| OffsetDateTime::from(at))
-        .expect("the refresh was a logged write");
+    // The log takes a request once its handler returns, just after the store holds the
+    // new token: wait for the record rather than read the log at once.
+    let written = wait_for("the refresh logged as a write", WAIT, || {
+        env.k8s
+            .requests_timed()
+            .into_iter()
+            .find(|(_, r)| {
+                matches!(r.verb.as_str(), "update" | "patch")
+                    && r.resource == "secrets"
+                    && r.name.as_deref() == Some("ecr-pull")
+                    && r.code < 300
+            })
+            .map(|(at, _)| OffsetDateTime::from(at))
+            .ok_or_else(|| "not yet".to_string())
+    })
+    .await;
     let half_life = time::Duration::try_from(SHORT_LIFETIME / 2).unwrap();
     let earliest = old_expiry - half_life - time::Duration::milliseconds(50);
     let latest = old_expiry - half_life / 2;
