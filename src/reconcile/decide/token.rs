@@ -1,5 +1,6 @@
-//! What a token is to the decisions: the group it serves, the token itself, and when it
-//! is due for replacement. Fetching and caching tokens is `tokens`' business.
+//! What a token is to the decisions: the group it serves (and which groups a spec
+//! needs), the token itself, and when it is due for replacement. Fetching and caching
+//! tokens is `tokens`' business.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
