@@ -27,7 +27,11 @@ impl<S: ObservedState> Observer<S> {
     pub(super) async fn observe_cr(&self, name: &str) -> Observed {
         let cr = self.state.cr(name);
         let spec = cr.as_ref().map(|cr| self.specs.valid(name, &cr.spec));
-        let others = self.specs.valid_others(name, &self.state.crs());
+        // Only a CR still in the cache weighs the others (rivals, shared entries).
+        let others = match &cr {
+            Some(_) => self.specs.valid_others(name, &self.state.crs()),
+            None => Vec::new(),
+        };
         let live = match (&cr, &spec) {
             (Some(cr), Some(Ok(spec))) if cr.metadata.deletion_timestamp.is_none() => {
                 Some(spec.clone())
