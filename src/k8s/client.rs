@@ -220,10 +220,10 @@ impl Client {
         .await
     }
 
-    pub(crate) async fn patch<T: DeserializeOwned>(
+    pub(crate) async fn patch<T: DeserializeOwned, B: Serialize + ?Sized>(
         &self,
         path: &str,
-        patch: Patch<'_>,
+        patch: Patch<'_, B>,
     ) -> Result<T, Error> {
         let body = to_body(patch.body())?;
         let target = managed(path);
@@ -263,10 +263,10 @@ impl Client {
     }
 
     /// PATCH to the status subresource of the object at `path`.
-    pub(crate) async fn patch_status<T: DeserializeOwned>(
+    pub(crate) async fn patch_status<T: DeserializeOwned, B: Serialize + ?Sized>(
         &self,
         path: &str,
-        patch: Patch<'_>,
+        patch: Patch<'_, B>,
     ) -> Result<T, Error> {
         self.patch(&format!("{path}/status"), patch).await
     }

@@ -38,16 +38,25 @@ pub(crate) struct Preconditions {
     pub resource_version: Option<String>,
 }
 
-/// The patch flavours the API server takes.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Patch<'a> {
+/// The patch flavours the API server takes, over any serialisable body (a typed body
+/// serialises straight to bytes; a `serde_json::Value` first builds a map per object).
+#[derive(Debug)]
+pub(crate) enum Patch<'a, B: ?Sized = serde_json::Value> {
     /// RFC 7386 JSON merge patch.
-    Merge(&'a serde_json::Value),
+    Merge(&'a B),
     /// RFC 6902 JSON patch; a `test` op makes it conditional.
-    Json(&'a serde_json::Value),
+    Json(&'a B),
 }
 
-impl Patch<'_> {
+impl<B: ?Sized> Clone for Patch<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B: ?Sized> Copy for Patch<'_, B> {}
+
+impl<B: ?Sized> Patch<'_, B> {
     pub(crate) fn content_type(&self) -> &'static str {
         match self {
             Patch::Merge(_) => "application/merge-patch+json",
@@ -55,7 +64,7 @@ impl Patch<'_> {
         }
     }
 
-    pub(crate) fn body(&self) -> &serde_json::Value {
+    pub(crate) fn body(&self) -> &B {
         match self {
             Patch::Merge(v) | Patch::Json(v) => v,
         }

@@ -32,7 +32,7 @@ impl CrPatcher {
     ) -> Result<EcrPullSecret, Error> {
         let path = ECR_PULL_SECRETS.object(None, name);
         self.client
-            .patch::<EcrPullSecret>(&path, Patch::Json(patch))
+            .patch::<EcrPullSecret, _>(&path, Patch::Json(patch))
             .await
     }
 
@@ -42,7 +42,7 @@ impl CrPatcher {
         let path = ECR_PULL_SECRETS.object(None, name);
         retrying(|| {
             self.client
-                .patch_status::<EcrPullSecret>(&path, Patch::Merge(body))
+                .patch_status::<EcrPullSecret, _>(&path, Patch::Merge(body))
         })
         .await
     }

@@ -8,8 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::json;
-
 use super::sa_locks::SaLocks;
 use crate::backoff::{Backoff, TRANSIENT_RETRIES};
 use crate::k8s::kind::{SECRETS, SERVICE_ACCOUNTS};
@@ -19,7 +17,7 @@ use crate::metrics::{Metrics, WritePhase};
 use crate::reconcile::decide::content::{self, Content};
 use crate::reconcile::decide::dockerconfig;
 use crate::reconcile::decide::existing::{self, Existing};
-use crate::reconcile::decide::plan::{change_for, SaEdit};
+use crate::reconcile::decide::plan::{change_for, SaChange, SaEdit};
 use crate::reconcile::decide::state::{ManagedSecret, SaView};
 use crate::reconcile::vocab::{Owner, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SA_OWNED_ANNOTATION};
 
@@ -364,36 +362,21 @@ impl Writer {
         {
             edit.sa = Arc::new(freshest);
         }
+        let owned_key = format!(
+            "/metadata/annotations/{}",
+            SA_OWNED_ANNOTATION.replace('/', "~1")
+        );
         let mut attempt = 0;
         loop {
             let Some(change) = change_for(&edit) else {
                 return Ok(());
             };
-            let mut ops = vec![
-                json!({"op": "test", "path": "/metadata/resourceVersion", "value": edit.sa.resource_version}),
-                json!({"op": "add", "path": "/imagePullSecrets",
-                       "value": change.pull_secrets.iter().map(|n| json!({"name": &**n})).collect::<Vec<_>>()}),
-            ];
             let owned = change.owned.join(",");
-            let key = format!(
-                "/metadata/annotations/{}",
-                SA_OWNED_ANNOTATION.replace('/', "~1")
-            );
-            if !edit.sa.has_annotations {
-                ops.push(json!({"op": "add", "path": "/metadata/annotations",
-                                "value": {SA_OWNED_ANNOTATION: owned}}));
-            } else if change.owned.is_empty() {
-                if !edit.sa.owned.is_empty() {
-                    ops.push(json!({"op": "remove", "path": key}));
-                }
-            } else {
-                ops.push(json!({"op": "add", "path": key, "value": owned}));
-            }
-            let patch = serde_json::Value::Array(ops);
+            let patch = sa_patch(&edit.sa, &change, &owned, &owned_key);
             match self
                 .send(|| {
                     self.client
-                        .patch::<ServiceAccount>(&path, Patch::Json(&patch))
+                        .patch::<ServiceAccount, _>(&path, Patch::Json(&patch))
                 })
                 .await
             {
@@ -418,6 +401,78 @@ impl Writer {
             }
         }
     }
+}
+
+/// One RFC 6902 operation of a ServiceAccount edit. Typed, so the patch serialises
+/// straight to bytes: built as a `serde_json::Value` it held a map per pull-secret entry
+/// (about 650 bytes each), and with 100 CRs sharing a namespace the edits waiting for a
+/// request slot held 4 MB (heaptrack, 100 CRs x 100 namespaces).
+#[derive(Debug, serde::Serialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum SaOp<'a> {
+    Test { path: &'static str, value: &'a str },
+    Add { path: &'a str, value: SaValue<'a> },
+    Remove { path: &'a str },
+}
+
+/// The value an [`SaOp::Add`] sets.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+enum SaValue<'a> {
+    /// `imagePullSecrets`: `[{"name": ...}]`.
+    PullSecrets(Vec<PullSecretRef<'a>>),
+    /// A fresh `metadata.annotations` holding only our annotation.
+    Annotations(BTreeMap<&'static str, &'a str>),
+    Text(&'a str),
+}
+
+/// One `imagePullSecrets` entry.
+#[derive(Debug, serde::Serialize)]
+struct PullSecretRef<'a> {
+    name: &'a str,
+}
+
+/// The JSON patch that makes `sa` hold `change`, guarded by a `test` on its
+/// resourceVersion.
+/// `owned` is our annotation's new value, `key` its JSON pointer.
+fn sa_patch<'a>(
+    sa: &'a SaView,
+    change: &'a SaChange,
+    owned: &'a str,
+    key: &'a str,
+) -> Vec<SaOp<'a>> {
+    let mut ops = vec![
+        SaOp::Test {
+            path: "/metadata/resourceVersion",
+            value: &sa.resource_version,
+        },
+        SaOp::Add {
+            path: "/imagePullSecrets",
+            value: SaValue::PullSecrets(
+                change
+                    .pull_secrets
+                    .iter()
+                    .map(|n| PullSecretRef { name: n })
+                    .collect(),
+            ),
+        },
+    ];
+    if !sa.has_annotations {
+        ops.push(SaOp::Add {
+            path: "/metadata/annotations",
+            value: SaValue::Annotations(BTreeMap::from([(SA_OWNED_ANNOTATION, owned)])),
+        });
+    } else if change.owned.is_empty() {
+        if !sa.owned.is_empty() {
+            ops.push(SaOp::Remove { path: key });
+        }
+    } else {
+        ops.push(SaOp::Add {
+            path: key,
+            value: SaValue::Text(owned),
+        });
+    }
+    ops
 }
 
 /// Runs one request, retrying a transient error (a 500, a reset connection, a timeout;

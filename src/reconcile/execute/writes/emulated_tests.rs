@@ -49,3 +49,61 @@ async fn finding_6_a_delete_of_a_secret_replaced_since_it_was_seen_is_refused() 
     );
     emu.shutdown().await;
 }
+
+/// The typed ServiceAccount patch serialises to the operations the `Value` it replaced
+/// held, in the same order: test, entries, then our annotation (created, set or removed).
+#[test]
+fn the_service_account_patch_is_the_json_patch_it_always_was() {
+    use std::sync::Arc;
+
+    use crate::reconcile::decide::plan::SaChange;
+    use crate::reconcile::decide::state::SaView;
+    use crate::reconcile::vocab::SA_OWNED_ANNOTATION;
+
+    let key = format!(
+        "/metadata/annotations/{}",
+        SA_OWNED_ANNOTATION.replace('/', "~1")
+    );
+    let sa = |has_annotations: bool, owned: &[&str]| SaView {
+        namespace: Arc::from("apps"),
+        name: Arc::from("default"),
+        resource_version: "41".into(),
+        pull_secrets: vec![Arc::from("theirs")],
+        owned: owned.iter().map(|n| Arc::from(*n)).collect(),
+        has_annotations,
+    };
+    let change = |owned: &[&str]| SaChange {
+        pull_secrets: vec![Arc::from("theirs"), Arc::from("pull")],
+        owned: owned.iter().map(|n| Arc::from(*n)).collect(),
+    };
+    let test = json!({"op": "test", "path": "/metadata/resourceVersion", "value": "41"});
+    let entries = json!({"op": "add", "path": "/imagePullSecrets",
+                         "value": [{"name": "theirs"}, {"name": "pull"}]});
+
+    let (view, ch) = (sa(false, &[]), change(&["pull"]));
+    let ops = super::sa_patch(&view, &ch, "pull", &key);
+    assert_eq!(
+        serde_json::to_value(&ops).unwrap(),
+        json!([test, entries, {"op": "add", "path": "/metadata/annotations",
+                               "value": {SA_OWNED_ANNOTATION: "pull"}}])
+    );
+
+    let (view, ch) = (sa(true, &["old"]), change(&["old", "pull"]));
+    let ops = super::sa_patch(&view, &ch, "old,pull", &key);
+    assert_eq!(
+        serde_json::to_value(&ops).unwrap(),
+        json!([test, entries, {"op": "add", "path": key, "value": "old,pull"}])
+    );
+
+    let (view, ch) = (sa(true, &["pull"]), change(&[]));
+    let ops = super::sa_patch(&view, &ch, "", &key);
+    assert_eq!(
+        serde_json::to_value(&ops).unwrap(),
+        json!([test, entries, {"op": "remove", "path": key}])
+    );
+
+    // Nothing of ours was recorded and nothing is: the annotation is left alone.
+    let (view, ch) = (sa(true, &[]), change(&[]));
+    let ops = super::sa_patch(&view, &ch, "", &key);
+    assert_eq!(serde_json::to_value(&ops).unwrap(), json!([test, entries]));
+}

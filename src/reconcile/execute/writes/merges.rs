@@ -81,7 +81,7 @@ impl Writer {
                     },
                     "data": { dockerconfig::DATA_KEY: merged.data },
                 });
-                self.send(|| self.client.patch::<Secret>(&path, Patch::Merge(&patch)))
+                self.send(|| self.client.patch::<Secret, _>(&path, Patch::Merge(&patch)))
                     .await
                     .map(|written| {
                         self.cache.shared_secret_written(&written);
