@@ -25,8 +25,8 @@ fn main() -> ExitCode {
     init_logging(cfg.log_format);
     // One thread: the operator waits on the API server far more than it computes, and
     // a second worker only added cross-thread wake-ups and a second malloc arena. At
-    // 10,000 namespaces (`make bench`, alternated with two workers in one session) it
-    // cut the CPU of a refresh from 2.19-2.31 s to 1.73-1.85 s and the steady RSS from
+    // 10,000 namespaces (the bench, alternated with two workers in one session) it cut
+    // the CPU of a refresh from 2.19-2.31 s to 1.73-1.85 s and the steady RSS from
     // 24.4-24.8 MiB to 22.8-22.9.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -17,17 +17,19 @@ use crate::metrics::{Metrics, WritePhase};
 use crate::reconcile::decide::content::{self, Content};
 use crate::reconcile::decide::dockerconfig;
 use crate::reconcile::decide::existing::{self, Existing};
-use crate::reconcile::decide::plan::{change_for, SaChange, SaEdit};
+use crate::reconcile::decide::plan::{change_for, SaEdit};
 use crate::reconcile::decide::state::{ManagedSecret, SaView};
 use crate::reconcile::vocab::{Owner, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SA_OWNED_ANNOTATION};
 
 mod bodies;
 mod merges;
+mod sa_patch;
 
 #[cfg(test)]
 mod emulated_tests;
 use bodies::SecretBodies;
 pub(crate) use merges::MergeOutcome;
+use sa_patch::sa_patch;
 
 /// How often a ServiceAccount edit is retried after losing a race to another writer.
 pub(crate) const SA_CONFLICT_RETRIES: usize = 5;
@@ -401,78 +403,6 @@ impl Writer {
             }
         }
     }
-}
-
-/// One RFC 6902 operation of a ServiceAccount edit. Typed, so the patch serialises
-/// straight to bytes: built as a `serde_json::Value` it held a map per pull-secret entry
-/// (about 650 bytes each), and with 100 CRs sharing a namespace the edits waiting for a
-/// request slot held 4 MB (heaptrack, 100 CRs x 100 namespaces).
-#[derive(Debug, serde::Serialize)]
-#[serde(tag = "op", rename_all = "lowercase")]
-enum SaOp<'a> {
-    Test { path: &'static str, value: &'a str },
-    Add { path: &'a str, value: SaValue<'a> },
-    Remove { path: &'a str },
-}
-
-/// The value an [`SaOp::Add`] sets.
-#[derive(Debug, serde::Serialize)]
-#[serde(untagged)]
-enum SaValue<'a> {
-    /// `imagePullSecrets`: `[{"name": ...}]`.
-    PullSecrets(Vec<PullSecretRef<'a>>),
-    /// A fresh `metadata.annotations` holding only our annotation.
-    Annotations(BTreeMap<&'static str, &'a str>),
-    Text(&'a str),
-}
-
-/// One `imagePullSecrets` entry.
-#[derive(Debug, serde::Serialize)]
-struct PullSecretRef<'a> {
-    name: &'a str,
-}
-
-/// The JSON patch that makes `sa` hold `change`, guarded by a `test` on its
-/// resourceVersion.
-/// `owned` is our annotation's new value, `key` its JSON pointer.
-fn sa_patch<'a>(
-    sa: &'a SaView,
-    change: &'a SaChange,
-    owned: &'a str,
-    key: &'a str,
-) -> Vec<SaOp<'a>> {
-    let mut ops = vec![
-        SaOp::Test {
-            path: "/metadata/resourceVersion",
-            value: &sa.resource_version,
-        },
-        SaOp::Add {
-            path: "/imagePullSecrets",
-            value: SaValue::PullSecrets(
-                change
-                    .pull_secrets
-                    .iter()
-                    .map(|n| PullSecretRef { name: n })
-                    .collect(),
-            ),
-        },
-    ];
-    if !sa.has_annotations {
-        ops.push(SaOp::Add {
-            path: "/metadata/annotations",
-            value: SaValue::Annotations(BTreeMap::from([(SA_OWNED_ANNOTATION, owned)])),
-        });
-    } else if change.owned.is_empty() {
-        if !sa.owned.is_empty() {
-            ops.push(SaOp::Remove { path: key });
-        }
-    } else {
-        ops.push(SaOp::Add {
-            path: key,
-            value: SaValue::Text(owned),
-        });
-    }
-    ops
 }
 
 /// Runs one request, retrying a transient error (a 500, a reset connection, a timeout;

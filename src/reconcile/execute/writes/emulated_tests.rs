@@ -81,7 +81,7 @@ fn the_service_account_patch_is_the_json_patch_it_always_was() {
                          "value": [{"name": "theirs"}, {"name": "pull"}]});
 
     let (view, ch) = (sa(false, &[]), change(&["pull"]));
-    let ops = super::sa_patch(&view, &ch, "pull", &key);
+    let ops = super::sa_patch::sa_patch(&view, &ch, "pull", &key);
     assert_eq!(
         serde_json::to_value(&ops).unwrap(),
         json!([test, entries, {"op": "add", "path": "/metadata/annotations",
@@ -89,14 +89,14 @@ fn the_service_account_patch_is_the_json_patch_it_always_was() {
     );
 
     let (view, ch) = (sa(true, &["old"]), change(&["old", "pull"]));
-    let ops = super::sa_patch(&view, &ch, "old,pull", &key);
+    let ops = super::sa_patch::sa_patch(&view, &ch, "old,pull", &key);
     assert_eq!(
         serde_json::to_value(&ops).unwrap(),
         json!([test, entries, {"op": "add", "path": key, "value": "old,pull"}])
     );
 
     let (view, ch) = (sa(true, &["pull"]), change(&[]));
-    let ops = super::sa_patch(&view, &ch, "", &key);
+    let ops = super::sa_patch::sa_patch(&view, &ch, "", &key);
     assert_eq!(
         serde_json::to_value(&ops).unwrap(),
         json!([test, entries, {"op": "remove", "path": key}])
@@ -104,6 +104,6 @@ fn the_service_account_patch_is_the_json_patch_it_always_was() {
 
     // Nothing of ours was recorded and nothing is: the annotation is left alone.
     let (view, ch) = (sa(true, &[]), change(&[]));
-    let ops = super::sa_patch(&view, &ch, "", &key);
+    let ops = super::sa_patch::sa_patch(&view, &ch, "", &key);
     assert_eq!(serde_json::to_value(&ops).unwrap(), json!([test, entries]));
 }
