@@ -19,7 +19,7 @@ use crate::reconcile::decide::dockerconfig;
 use crate::reconcile::decide::existing::{self, Existing};
 use crate::reconcile::decide::plan::{change_for, SaEdit};
 use crate::reconcile::decide::state::{ManagedSecret, SaView};
-use crate::reconcile::vocab::{Owner, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SA_OWNED_ANNOTATION};
+use crate::reconcile::vocab::{Owner, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 mod bodies;
 mod merges;
@@ -29,7 +29,7 @@ mod sa_patch;
 mod emulated_tests;
 use bodies::SecretBodies;
 pub(crate) use merges::MergeOutcome;
-use sa_patch::sa_patch;
+use sa_patch::SaPatch;
 
 /// How often a ServiceAccount edit is retried after losing a race to another writer.
 pub(crate) const SA_CONFLICT_RETRIES: usize = 5;
@@ -364,17 +364,12 @@ impl Writer {
         {
             edit.sa = Arc::new(freshest);
         }
-        let owned_key = format!(
-            "/metadata/annotations/{}",
-            SA_OWNED_ANNOTATION.replace('/', "~1")
-        );
         let mut attempt = 0;
         loop {
             let Some(change) = change_for(&edit) else {
                 return Ok(());
             };
-            let owned = change.owned.join(",");
-            let patch = sa_patch(&edit.sa, &change, &owned, &owned_key);
+            let patch = SaPatch::new(&edit.sa, &change);
             match self
                 .send(|| {
                     self.client

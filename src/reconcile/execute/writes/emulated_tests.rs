@@ -64,6 +64,9 @@ fn the_service_account_patch_is_the_json_patch_it_always_was() {
         "/metadata/annotations/{}",
         SA_OWNED_ANNOTATION.replace('/', "~1")
     );
+    let ops = |view: &SaView, ch: &SaChange| {
+        serde_json::to_value(super::sa_patch::SaPatch::new(view, ch)).unwrap()
+    };
     let sa = |has_annotations: bool, owned: &[&str]| SaView {
         namespace: Arc::from("apps"),
         name: Arc::from("default"),
@@ -81,29 +84,25 @@ fn the_service_account_patch_is_the_json_patch_it_always_was() {
                          "value": [{"name": "theirs"}, {"name": "pull"}]});
 
     let (view, ch) = (sa(false, &[]), change(&["pull"]));
-    let ops = super::sa_patch::sa_patch(&view, &ch, "pull", &key);
     assert_eq!(
-        serde_json::to_value(&ops).unwrap(),
+        ops(&view, &ch),
         json!([test, entries, {"op": "add", "path": "/metadata/annotations",
                                "value": {SA_OWNED_ANNOTATION: "pull"}}])
     );
 
     let (view, ch) = (sa(true, &["old"]), change(&["old", "pull"]));
-    let ops = super::sa_patch::sa_patch(&view, &ch, "old,pull", &key);
     assert_eq!(
-        serde_json::to_value(&ops).unwrap(),
+        ops(&view, &ch),
         json!([test, entries, {"op": "add", "path": key, "value": "old,pull"}])
     );
 
     let (view, ch) = (sa(true, &["pull"]), change(&[]));
-    let ops = super::sa_patch::sa_patch(&view, &ch, "", &key);
     assert_eq!(
-        serde_json::to_value(&ops).unwrap(),
+        ops(&view, &ch),
         json!([test, entries, {"op": "remove", "path": key}])
     );
 
     // Nothing of ours was recorded and nothing is: the annotation is left alone.
     let (view, ch) = (sa(true, &[]), change(&[]));
-    let ops = super::sa_patch::sa_patch(&view, &ch, "", &key);
-    assert_eq!(serde_json::to_value(&ops).unwrap(), json!([test, entries]));
+    assert_eq!(ops(&view, &ch), json!([test, entries]));
 }

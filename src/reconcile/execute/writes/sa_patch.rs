@@ -14,7 +14,7 @@ use crate::reconcile::vocab::SA_OWNED_ANNOTATION;
 /// request slot held 4 MB (heaptrack, 100 CRs x 100 namespaces).
 #[derive(Debug, serde::Serialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
-pub(super) enum SaOp<'a> {
+enum SaOp<'a> {
     Test { path: &'static str, value: &'a str },
     Add { path: &'a str, value: SaValue<'a> },
     Remove { path: &'a str },
@@ -23,7 +23,7 @@ pub(super) enum SaOp<'a> {
 /// The value an [`SaOp::Add`] sets.
 #[derive(Debug, serde::Serialize)]
 #[serde(untagged)]
-pub(super) enum SaValue<'a> {
+enum SaValue<'a> {
     /// `imagePullSecrets`: `[{"name": ...}]`.
     PullSecrets(Vec<PullSecretRef<'a>>),
     /// A fresh `metadata.annotations` holding only our annotation.
@@ -33,48 +33,79 @@ pub(super) enum SaValue<'a> {
 
 /// One `imagePullSecrets` entry.
 #[derive(Debug, serde::Serialize)]
-pub(super) struct PullSecretRef<'a> {
+struct PullSecretRef<'a> {
     name: &'a str,
 }
 
 /// The JSON patch that makes `sa` hold `change`, guarded by a `test` on its
-/// resourceVersion; `owned` is our annotation's new value and `key` its JSON pointer.
-pub(super) fn sa_patch<'a>(
+/// resourceVersion. It derives our annotation's new value and JSON pointer itself, and
+/// serialises as the list of operations.
+pub(super) struct SaPatch<'a> {
     sa: &'a SaView,
     change: &'a SaChange,
-    owned: &'a str,
-    key: &'a str,
-) -> Vec<SaOp<'a>> {
-    let mut ops = vec![
-        SaOp::Test {
-            path: "/metadata/resourceVersion",
-            value: &sa.resource_version,
-        },
-        SaOp::Add {
-            path: "/imagePullSecrets",
-            value: SaValue::PullSecrets(
-                change
-                    .pull_secrets
-                    .iter()
-                    .map(|n| PullSecretRef { name: n })
-                    .collect(),
+    /// Our annotation's new value: the entries we own, comma-joined.
+    owned: String,
+    /// The JSON pointer of our annotation (`/` escaped as `~1`).
+    pointer: String,
+}
+
+impl<'a> SaPatch<'a> {
+    pub(super) fn new(sa: &'a SaView, change: &'a SaChange) -> Self {
+        SaPatch {
+            sa,
+            change,
+            owned: change.owned.join(","),
+            pointer: format!(
+                "/metadata/annotations/{}",
+                SA_OWNED_ANNOTATION.replace('/', "~1")
             ),
-        },
-    ];
-    if !sa.has_annotations {
-        ops.push(SaOp::Add {
-            path: "/metadata/annotations",
-            value: SaValue::Annotations(BTreeMap::from([(SA_OWNED_ANNOTATION, owned)])),
-        });
-    } else if change.owned.is_empty() {
-        if !sa.owned.is_empty() {
-            ops.push(SaOp::Remove { path: key });
         }
-    } else {
-        ops.push(SaOp::Add {
-            path: key,
-            value: SaValue::Text(owned),
-        });
     }
-    ops
+
+    fn ops(&self) -> Vec<SaOp<'_>> {
+        let (sa, change) = (self.sa, self.change);
+        let mut ops = vec![
+            SaOp::Test {
+                path: "/metadata/resourceVersion",
+                value: &sa.resource_version,
+            },
+            SaOp::Add {
+                path: "/imagePullSecrets",
+                value: SaValue::PullSecrets(
+                    change
+                        .pull_secrets
+                        .iter()
+                        .map(|n| PullSecretRef { name: n })
+                        .collect(),
+                ),
+            },
+        ];
+        if !sa.has_annotations {
+            ops.push(SaOp::Add {
+                path: "/metadata/annotations",
+                value: SaValue::Annotations(BTreeMap::from([(
+                    SA_OWNED_ANNOTATION,
+                    self.owned.as_str(),
+                )])),
+            });
+        } else if change.owned.is_empty() {
+            if !sa.owned.is_empty() {
+                ops.push(SaOp::Remove {
+                    path: &self.pointer,
+                });
+            }
+        } else {
+            ops.push(SaOp::Add {
+                path: &self.pointer,
+                value: SaValue::Text(&self.owned),
+            });
+        }
+        ops
+    }
+}
+
+impl serde::Serialize for SaPatch<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.ops().serialize(serializer)
+    }
 }
