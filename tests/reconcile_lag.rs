@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use emulators::k8s::WatchLag;
+use emulators::k8s::{FaultConfig, WatchLag};
 use serde_json::json;
 
 use common::*;
@@ -117,4 +117,46 @@ async fn first_sync_under_200ms_of_watch_lag_writes_each_object_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_sync_under_2s_of_watch_lag_and_a_stall_writes_each_object_once() {
     first_sync_under(lag(2000), true).await;
+}
+
+/// The watch can deliver our CR write, and an edit made right after it, before our
+/// write's answer arrives (here every answer to a CR write leaves 500 ms late). The
+/// answer then describes an older CR than the cache holds: it must not stand in front
+/// of the edit, or the reconcile the edit wakes plans the old spec (for up to a minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_the_watch_delivers_before_our_status_answer_is_planned_at_once() {
+    let mut env = Env::emulators(Options::default()).await;
+    env.namespace("app", &[]).await;
+    env.start_operator().await;
+    env.settle(Duration::from_millis(200)).await;
+    env.k8s.faults().set(FaultConfig {
+        answer_delay_ms: 500,
+        verbs: vec!["patch".into(), "update".into()],
+        resources: vec![CR_RESOURCE.into()],
+        ..FaultConfig::default()
+    });
+    env.cr(
+        "edit",
+        json!({"secretName": "pull-a", "namespaces": ["app"]}),
+    );
+    // The status is committed; the operator has not had the answer yet.
+    wait_until("status committed", WAIT, || {
+        env.get_cr("edit")
+            .is_some_and(|cr| cr["status"]["conditions"].is_array())
+    })
+    .await;
+    env.cr(
+        "edit",
+        json!({"secretName": "pull-b", "namespaces": ["app"]}),
+    );
+    let edited = env.get_cr("edit").expect("CR exists")["metadata"]["generation"].clone();
+
+    // Well inside a minute: the answer of the status write does not hide the edit.
+    wait_until("Secret app/pull-b", Duration::from_secs(10), || {
+        env.secret("app", "pull-b").is_some()
+    })
+    .await;
+    let cr = env.wait_ready("edit").await;
+    assert_eq!(cr["metadata"]["generation"], edited);
+    env.shutdown().await;
 }

@@ -133,9 +133,9 @@ impl WriteThrough for Caches {
         self.secrets
             .write_through(ObjectKey::namespaced(namespace, name), projection);
     }
-    fn secret_deleted(&self, namespace: &str, name: &str) {
+    fn secret_deleted(&self, namespace: &str, name: &str, version: &str) {
         self.secrets
-            .write_through(ObjectKey::namespaced(namespace, name), None);
+            .delete_through(ObjectKey::namespaced(namespace, name), version);
     }
     fn service_account_written(&self, sa: &ServiceAccount) {
         let meta = &sa.metadata;
@@ -148,8 +148,8 @@ impl WriteThrough for Caches {
     fn shared_secret_written(&self, secret: &Secret) {
         self.shared.written(secret);
     }
-    fn shared_secret_deleted(&self, namespace: &str, name: &str) {
-        self.shared.deleted(namespace, name);
+    fn shared_secret_deleted(&self, namespace: &str, name: &str, version: &str) {
+        self.shared.deleted(namespace, name, version);
     }
     fn service_account(&self, namespace: &str, name: &str) -> Option<SaView> {
         self.service_accounts

@@ -100,10 +100,10 @@ impl SharedSecrets {
         }
     }
 
-    /// A Secret we deleted or found gone.
-    pub(crate) fn deleted(&self, namespace: &str, name: &str) {
+    /// A Secret we deleted at resourceVersion `version`, or found gone (`version` empty).
+    pub(crate) fn deleted(&self, namespace: &str, name: &str, version: &str) {
         if let Some(store) = self.watches.peek(&name.to_string()) {
-            store.write_through(ObjectKey::namespaced(namespace, name), None);
+            store.delete_through(ObjectKey::namespaced(namespace, name), version);
         }
     }
 

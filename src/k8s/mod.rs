@@ -8,6 +8,7 @@ pub(crate) mod error;
 pub(crate) mod kind;
 pub(crate) mod lease;
 pub(crate) mod params;
+pub(crate) mod resource_version;
 pub(crate) mod types;
 pub(crate) mod watch;
 

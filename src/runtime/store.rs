@@ -12,9 +12,13 @@
 //! milliseconds, sometimes seconds, so a cache that only the watch fills tells the next
 //! reconcile that an object just created is absent (and it creates it again). A
 //! successful write's answer is therefore put in front of the cache ([`Store::write_through`])
-//! until the watch delivers that very resourceVersion, or the deletion; resourceVersions
-//! are compared for equality only. Events delivered meanwhile are older than our write
-//! (a watch delivers in order), so they update the cache behind it.
+//! until the watch delivers that very resourceVersion or a later one, or the deletion.
+//! Events delivered meanwhile with earlier versions are older than our write (a watch
+//! delivers in order), so they update the cache behind it. The watch can also outrun
+//! the answer: it may deliver our write and someone's edit after it before the answer
+//! arrives. The answer is then older than the cache, and is dropped; standing in front,
+//! it would hide the edit for [`AHEAD_FOR`]. "Later" is KEP-5504's integer order
+//! ([`resource_version`]); a server with opaque versions gets equality only.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -25,6 +29,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::intern::intern;
+use crate::k8s::resource_version::{self, caught_up};
 use crate::k8s::types::ObjectMeta;
 
 /// Identifies an object within one kind: namespace (`None` when cluster-scoped) and name.
@@ -288,7 +293,7 @@ impl<P> Store<P> {
             fresh(a)
                 && list_started.is_none_or(|t| a.written > t)
                 && match &a.version {
-                    Some(v) => versions.get(key) != Some(v),
+                    Some(v) => !versions.get(key).is_some_and(|seen| caught_up(seen, v)),
                     None => versions.contains_key(key),
                 }
         });
@@ -304,11 +309,10 @@ impl<P> Store<P> {
         let mut contents = self.write();
         let echo = match change {
             Change::Applied(key, version, p) => {
-                let seen = contents
-                    .ahead
-                    .get(&key)
-                    .is_some_and(|a| a.version.as_deref() == Some(version.as_str()));
-                if seen {
+                let ahead = contents.ahead.get(&key).and_then(|a| a.version.as_deref());
+                let seen = ahead == Some(version.as_str());
+                // Our very write (an echo), or a later change that supersedes it.
+                if ahead.is_some_and(|ours| caught_up(&version, ours)) {
                     contents.ahead.remove(&key);
                 }
                 contents.objects.insert(key, Arc::new(p));
@@ -369,18 +373,41 @@ impl<P> Store<P> {
 
 impl<P: Versioned> Store<P> {
     /// Our write of `key` succeeded and the server answered with `value` (`None`: we
-    /// deleted it). Until the watch delivers it, readers see it. A write the watch has
-    /// already delivered (its event outran the answer) changes nothing.
+    /// deleted it, or it left what the cache keeps). Until the watch delivers it, readers
+    /// see it. A write the watch has already delivered, or passed (its events outran the
+    /// answer), changes nothing.
     pub(crate) fn write_through(&self, key: ObjectKey, value: Option<P>) {
         let mut contents = self.write();
-        let caught_up = match &value {
+        let delivered = match &value {
             Some(v) => contents
                 .objects
                 .get(&key)
-                .is_some_and(|o| o.resource_version() == v.resource_version()),
+                .is_some_and(|o| caught_up(o.resource_version(), v.resource_version())),
             None => !contents.objects.contains_key(&key),
         };
-        if caught_up {
+        Self::stand_in_front(&mut contents, key, value, delivered);
+    }
+
+    /// We deleted `key` as it was at resourceVersion `deleted` (the delete's
+    /// precondition; empty when unknown). Until the watch delivers the deletion, readers
+    /// see it gone. A version later than `deleted` in the cache is a re-creation the watch
+    /// delivered before our answer: the deletion is behind it, and changes nothing.
+    pub(crate) fn delete_through(&self, key: ObjectKey, deleted: &str) {
+        let mut contents = self.write();
+        let delivered = contents.objects.get(&key).is_none_or(|o| {
+            resource_version::compare(o.resource_version(), deleted)
+                == Some(std::cmp::Ordering::Greater)
+        });
+        Self::stand_in_front(&mut contents, key, None, delivered);
+    }
+
+    fn stand_in_front(
+        contents: &mut Contents<P>,
+        key: ObjectKey,
+        value: Option<P>,
+        delivered: bool,
+    ) {
+        if delivered {
             contents.ahead.remove(&key);
             return;
         }
@@ -602,6 +629,64 @@ mod tests {
         s.write_through(k.clone(), Some(V("7", 2)));
         s.replace_all([(k.clone(), "7".into(), V("7", 2))]);
         assert_eq!(s.ahead_of_watch(), 0, "the relist shows our write");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_the_watch_has_passed_does_not_hide_the_later_change() {
+        let s: Store<V> = Store::new();
+        let k = key("a", "x");
+        s.replace_all([(k.clone(), "5".into(), V("5", 1))]);
+        // Our write made 6; someone edited it to 10; the watch delivered both before
+        // our answer (version 6) arrived.
+        s.apply(Change::Applied(k.clone(), "6".into(), V("6", 2)));
+        s.apply(Change::Applied(k.clone(), "10".into(), V("10", 3)));
+        s.write_through(k.clone(), Some(V("6", 2)));
+        assert_eq!(value(&s, &k), Some(3), "10 is later than 6, not earlier");
+        assert_eq!(s.ahead_of_watch(), 0);
+        // A later version supersedes a write still in front, and the relist does too.
+        s.write_through(k.clone(), Some(V("11", 4)));
+        assert!(!s.apply(Change::Applied(k.clone(), "12".into(), V("12", 5))));
+        assert_eq!((value(&s, &k), s.ahead_of_watch()), (Some(5), 0));
+        s.write_through(k.clone(), Some(V("13", 6)));
+        s.replace_all([(k.clone(), "14".into(), V("14", 7))]);
+        assert_eq!((value(&s, &k), s.ahead_of_watch()), (Some(7), 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deletion_the_watch_has_passed_does_not_hide_the_re_creation() {
+        let s: Store<V> = Store::new();
+        let k = key("a", "x");
+        s.replace_all([(k.clone(), "5".into(), V("5", 1))]);
+        // We deleted version 5; someone created it again (9) before our answer.
+        s.apply(Change::Deleted(k.clone()));
+        s.apply(Change::Applied(k.clone(), "9".into(), V("9", 2)));
+        s.delete_through(k.clone(), "5");
+        assert_eq!(value(&s, &k), Some(2));
+        // Not yet delivered: the deletion stands in front of version 5.
+        let k2 = key("a", "y");
+        s.apply(Change::Applied(k2.clone(), "5".into(), V("5", 1)));
+        s.delete_through(k2.clone(), "5");
+        assert_eq!(value(&s, &k2), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opaque_versions_are_compared_for_equality_only() {
+        let s: Store<V> = Store::new();
+        let k = key("a", "x");
+        s.replace_all([(k.clone(), "b".into(), V("b", 1))]);
+        s.write_through(k.clone(), Some(V("a", 2)));
+        assert_eq!(
+            value(&s, &k),
+            Some(2),
+            "no order: our answer stands in front"
+        );
+        s.apply(Change::Applied(k.clone(), "c".into(), V("c", 3)));
+        assert_eq!(value(&s, &k), Some(2), "nor can c be known to supersede it");
+        s.apply(Change::Applied(k.clone(), "a".into(), V("a", 2)));
+        assert_eq!(s.ahead_of_watch(), 0);
+        // Unknown deleted version: only the absence is proof.
+        s.delete_through(k.clone(), "");
+        assert_eq!(value(&s, &k), None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -88,16 +88,17 @@ pub(crate) trait WriteThrough: Send + Sync + 'static {
     /// Our Secret `namespace/name` as the server answered a create or patch, projected
     /// (`None`: not one the cache keeps).
     fn secret_written(&self, namespace: &str, name: &str, projection: Option<ManagedSecret>);
-    /// A Secret we deleted.
-    fn secret_deleted(&self, namespace: &str, name: &str);
+    /// A Secret we deleted as it was at resourceVersion `version` (our precondition).
+    fn secret_deleted(&self, namespace: &str, name: &str, version: &str);
     /// A ServiceAccount as the server answered a patch.
     fn service_account_written(&self, sa: &ServiceAccount);
     /// Our freshest view of a ServiceAccount: our last write of it, else the cache's.
     fn service_account(&self, namespace: &str, name: &str) -> Option<SaView>;
     /// A shared pull secret as the server answered our write (`secretPolicy: Merge`).
     fn shared_secret_written(&self, _secret: &Secret) {}
-    /// A shared pull secret we deleted, or found gone.
-    fn shared_secret_deleted(&self, _namespace: &str, _name: &str) {}
+    /// A shared pull secret we deleted at resourceVersion `version`, or found gone
+    /// (`version` empty).
+    fn shared_secret_deleted(&self, _namespace: &str, _name: &str, _version: &str) {}
 }
 
 /// Keeps nothing: for writers without a cache (tests of single writes).
@@ -105,7 +106,7 @@ struct NoCache;
 
 impl WriteThrough for NoCache {
     fn secret_written(&self, _: &str, _: &str, _: Option<ManagedSecret>) {}
-    fn secret_deleted(&self, _: &str, _: &str) {}
+    fn secret_deleted(&self, _: &str, _: &str, _: &str) {}
     fn service_account_written(&self, _: &ServiceAccount) {}
     fn service_account(&self, _: &str, _: &str) -> Option<SaView> {
         None
@@ -336,11 +337,19 @@ impl Writer {
             .await
         {
             Err(e) if e.is_not_found() => {
-                self.cache.secret_deleted(&secret.namespace, &secret.name);
+                self.cache.secret_deleted(
+                    &secret.namespace,
+                    &secret.name,
+                    &secret.resource_version,
+                );
                 Ok(())
             }
             Ok(()) => {
-                self.cache.secret_deleted(&secret.namespace, &secret.name);
+                self.cache.secret_deleted(
+                    &secret.namespace,
+                    &secret.name,
+                    &secret.resource_version,
+                );
                 self.metrics.secret_written("delete");
                 Ok(())
             }

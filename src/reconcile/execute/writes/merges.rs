@@ -45,7 +45,7 @@ impl Writer {
                 Ok(s) => s,
                 Err(e) if e.is_not_found() => {
                     if edit.set.is_empty() {
-                        self.cache.shared_secret_deleted(namespace, name);
+                        self.cache.shared_secret_deleted(namespace, name, "");
                         return Ok(MergeOutcome::Merged {
                             conflicts: Vec::new(),
                         });
@@ -152,7 +152,8 @@ impl Writer {
         self.send(|| self.client.delete_with(path, Some(&preconditions)))
             .await?;
         if let (Some(ns), Some(name)) = (&meta.namespace, &meta.name) {
-            self.cache.shared_secret_deleted(ns, name);
+            let version = meta.resource_version.as_deref().unwrap_or_default();
+            self.cache.shared_secret_deleted(ns, name, version);
         }
         self.metrics.secret_written("delete");
         Ok(())
