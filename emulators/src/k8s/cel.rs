@@ -16,7 +16,7 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cel::common::ast::{CallExpr, Expr as Ast};
-use cel::common::value::CowVal;
+use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
 use cel::extractors::Arguments;
 use cel::parser::Macro;
@@ -190,11 +190,17 @@ pub(crate) fn to_cel(v: &Value) -> Cel {
 
 /// One evaluation of a set of expressions against the same bindings: the top-level
 /// variables (`object`, `request`, `self`...) and the lazily computed `variables.<name>`.
+///
+/// Bindings and variables are converted to cel's values once, and every expression
+/// borrows them through [`Scope`]: converting `object` (a whole Secret, with its data)
+/// for each expression of a policy was most of the emulator's CPU per write, and serialised
+/// the writes behind the store's lock.
 pub(crate) struct Evaluation<'a> {
-    bindings: Vec<(&'static str, Cel)>,
+    /// The bindings that converted; one that did not reads as undeclared.
+    bindings: Vec<(&'static str, Box<dyn Val>)>,
     variables: &'a [(String, Expr)],
     /// Each variable's result once computed.
-    cache: Mutex<Vec<Option<Result<Cel, String>>>>,
+    cache: Vec<OnceLock<Result<Box<dyn Val>, String>>>,
     /// The first variable that failed, for the message of the expression that used it.
     failed: Mutex<Option<String>>,
 }
@@ -204,8 +210,11 @@ pub(crate) struct Evaluation<'a> {
 impl<'a> Evaluation<'a> {
     pub(crate) fn new(bindings: Vec<(&'static str, Cel)>, variables: &'a [(String, Expr)]) -> Self {
         Evaluation {
-            bindings,
-            cache: Mutex::new(vec![None; variables.len()]),
+            bindings: bindings
+                .into_iter()
+                .filter_map(|(name, value)| Some((name, value.try_into().ok()?)))
+                .collect(),
+            cache: variables.iter().map(|_| OnceLock::new()).collect(),
             variables,
             failed: Mutex::new(None),
         }
@@ -234,9 +243,6 @@ impl<'a> Evaluation<'a> {
         let mut ctx = Context::with_env(env());
         // Cannot clash: the name is not one an expression or an overload can have.
         let _ = ctx.add_function(GO_DURATION, go_duration);
-        for (name, value) in &self.bindings {
-            ctx.add_variable_from_value(*name, value.clone());
-        }
         ctx.set_variable_resolver(&scope);
         e.program.execute(&ctx).map_err(|err| {
             let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
@@ -252,27 +258,35 @@ impl<'a> Evaluation<'a> {
         })
     }
 
-    fn variable(&self, idx: usize) -> Result<Cel, String> {
-        if let Some(done) = self.cache.lock().unwrap_or_else(|p| p.into_inner())[idx].clone() {
-            return done;
+    /// Variable `idx`, computed on first use. Only earlier variables are visible to it,
+    /// so computing it never waits on its own cell.
+    fn variable(&self, idx: usize) -> Result<&dyn Val, String> {
+        let cell = self.cache.get(idx).ok_or("no such variable")?;
+        let result = cell.get_or_init(|| {
+            let (name, expr) = &self.variables[idx];
+            let result = self
+                .eval_with(expr, idx)
+                .map_err(|e| format!("composited variable \"{name}\" fails to evaluate: {e}"))
+                .and_then(|v| {
+                    v.try_into()
+                        .map_err(|_| format!("composited variable \"{name}\" has no CEL value"))
+                });
+            if let Err(e) = &result {
+                self.failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert_with(|| e.clone());
+            }
+            result
+        });
+        match result {
+            Ok(v) => Ok(v.as_ref()),
+            Err(e) => Err(e.clone()),
         }
-        let (name, expr) = &self.variables[idx];
-        // Computed outside the lock: it may need earlier variables.
-        let result = self
-            .eval_with(expr, idx)
-            .map_err(|e| format!("composited variable \"{name}\" fails to evaluate: {e}"));
-        if let Err(e) = &result {
-            self.failed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_or_insert_with(|| e.clone());
-        }
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())[idx] = Some(result.clone());
-        result
     }
 }
 
-/// Serves `variables.<name>` to one expression.
+/// Serves the bindings and `variables.<name>` to one expression, borrowed.
 struct Scope<'e, 'a> {
     eval: &'e Evaluation<'a>,
     visible: usize,
@@ -280,12 +294,14 @@ struct Scope<'e, 'a> {
 
 impl VariableResolver for Scope<'_, '_> {
     fn resolve<'b>(&'b self, name: &str) -> Option<CowVal<'b, 'b>> {
-        let var = name.strip_prefix("variables.")?;
+        let Some(var) = name.strip_prefix("variables.") else {
+            let (_, value) = self.eval.bindings.iter().find(|(n, _)| *n == name)?;
+            return Some(CowVal::Borrowed(value.as_ref()));
+        };
         let idx = self.eval.variables[..self.visible]
             .iter()
             .position(|(n, _)| n == var)?;
-        let value = self.eval.variable(idx).ok()?;
-        value.try_into().ok().map(CowVal::Owned)
+        self.eval.variable(idx).ok().map(CowVal::Borrowed)
     }
 }
 
