@@ -160,3 +160,50 @@ async fn an_edit_the_watch_delivers_before_our_status_answer_is_planned_at_once(
     assert_eq!(cr["metadata"]["generation"], edited);
     env.shutdown().await;
 }
+
+/// The same race with a deletion: the operator restores a Secret edited by hand; the
+/// owner deletes it while the answer to that patch is on its way (500 ms late). The
+/// watch delivers the patch and the deletion first; the late answer must not put the
+/// Secret back in the cache, or the reconcile the deletion wakes sees nothing to
+/// restore (until the next refresh, hours away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_deleted_before_our_patch_is_answered_is_restored_at_once() {
+    use base64::Engine;
+    let mut env = Env::emulators(Options::default()).await;
+    env.namespace("app", &[]).await;
+    env.cr("cr", json!({"secretName": "pull", "namespaces": ["app"]}));
+    env.start_operator().await;
+    env.wait_ready("cr").await;
+    let ours = env.wait_secret("app", "pull").await["data"].clone();
+    env.settle(Duration::from_millis(200)).await;
+
+    env.k8s.faults().set(FaultConfig {
+        answer_delay_ms: 500,
+        verbs: vec!["patch".into()],
+        resources: vec!["secrets".into()],
+        ..FaultConfig::default()
+    });
+    let mut edited = env.secret("app", "pull").expect("our Secret");
+    let foreign = r#"{"auths":{"evil.example.com":{"auth":"eDp5"}}}"#;
+    edited["data"][DOCKERCONFIG_KEY] =
+        json!(base64::engine::general_purpose::STANDARD.encode(foreign));
+    env.k8s.apply("secrets", edited).expect("valid Secret");
+    // The restoring patch is committed; its answer is not back yet.
+    wait_until("edit restored", WAIT, || {
+        env.secret("app", "pull").is_some_and(|s| s["data"] == ours)
+    })
+    .await;
+    env.k8s
+        .delete("secrets", Some("app"), "pull")
+        .expect("deleted");
+    assert!(env.secret("app", "pull").is_none());
+
+    wait_until(
+        "Secret restored after the deletion",
+        Duration::from_secs(10),
+        || env.secret("app", "pull").is_some(),
+    )
+    .await;
+    env.wait_ready("cr").await;
+    env.shutdown().await;
+}

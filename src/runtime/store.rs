@@ -86,8 +86,9 @@ impl fmt::Display for ObjectKey {
 pub(crate) enum Change<P> {
     /// The object exists with this projection (created or modified).
     Applied(ObjectKey, String, P),
-    /// The object is gone, or no longer of interest (its projection became `None`).
-    Deleted(ObjectKey),
+    /// The object is gone, or no longer of interest (its projection became `None`), at
+    /// this resourceVersion (empty when unknown).
+    Deleted(ObjectKey, String),
 }
 
 /// A projection that knows the resourceVersion it was made from, so a write's answer
@@ -115,6 +116,10 @@ struct Ahead<P> {
 struct Contents<P> {
     objects: HashMap<ObjectKey, Arc<P>>,
     ahead: HashMap<ObjectKey, Ahead<P>>,
+    /// Deletions the watch delivered lately, by the version of the deletion: a write's
+    /// answer arriving after the deletion of what it wrote must not resurrect it. Kept
+    /// as long as a write may stand in front ([`AHEAD_FOR`]).
+    gone: HashMap<ObjectKey, (String, Instant)>,
     /// When `ahead` is next swept of writes older than [`AHEAD_FOR`]. Readers skip those
     /// anyway; sweeping on every event cost a pass over thousands of writes per event
     /// while a refresh's echoes trail it.
@@ -167,6 +172,7 @@ impl<P> Store<P> {
             objects: Arc::new(RwLock::new(Contents {
                 objects: HashMap::new(),
                 ahead: HashMap::new(),
+                gone: HashMap::new(),
                 next_sweep: Instant::now() + SWEEP_EVERY,
             })),
             synced: Arc::new(synced),
@@ -315,18 +321,27 @@ impl<P> Store<P> {
                 if ahead.is_some_and(|ours| caught_up(&version, ours)) {
                     contents.ahead.remove(&key);
                 }
+                if !contents.gone.is_empty() {
+                    contents.gone.remove(&key);
+                }
                 contents.objects.insert(key, Arc::new(p));
                 seen
             }
-            Change::Deleted(key) => {
-                let seen = contents
-                    .ahead
-                    .get(&key)
-                    .is_some_and(|a| a.version.is_none());
-                if seen {
+            Change::Deleted(key, version) => {
+                let ahead = contents.ahead.get(&key).map(|a| a.version.as_deref());
+                // Our delete (an echo), or a deletion after our write.
+                let seen = ahead == Some(None);
+                if seen
+                    || ahead
+                        .flatten()
+                        .is_some_and(|ours| caught_up(&version, ours))
+                {
                     contents.ahead.remove(&key);
                 }
                 contents.objects.remove(&key);
+                if !version.is_empty() {
+                    contents.gone.insert(key, (version, Instant::now()));
+                }
                 seen
             }
         };
@@ -379,10 +394,13 @@ impl<P: Versioned> Store<P> {
     pub(crate) fn write_through(&self, key: ObjectKey, value: Option<P>) {
         let mut contents = self.write();
         let delivered = match &value {
-            Some(v) => contents
-                .objects
-                .get(&key)
-                .is_some_and(|o| caught_up(o.resource_version(), v.resource_version())),
+            Some(v) => {
+                let ours = v.resource_version();
+                let shown = contents.objects.get(&key).map(|o| o.resource_version());
+                let deleted = contents.gone.get(&key).map(|(d, _)| d.as_str());
+                shown.is_some_and(|o| caught_up(o, ours))
+                    || deleted.is_some_and(|d| caught_up(d, ours))
+            }
             None => !contents.objects.contains_key(&key),
         };
         Self::stand_in_front(&mut contents, key, value, delivered);
@@ -434,6 +452,7 @@ impl<P> Contents<P> {
         let now = Instant::now();
         if now >= self.next_sweep {
             self.ahead.retain(|_, a| fresh(a));
+            self.gone.retain(|_, (_, at)| at.elapsed() < AHEAD_FOR);
             self.next_sweep = now + SWEEP_EVERY;
         }
     }
@@ -494,7 +513,7 @@ mod tests {
         s.apply(Change::Applied(key("b", "x"), "3".into(), 3));
         assert_eq!(s.get(&key("a", "x")).as_deref(), Some(&2));
         assert_eq!(s.len(), 2);
-        s.apply(Change::Deleted(key("a", "x")));
+        s.apply(Change::Deleted(key("a", "x"), String::new()));
         assert_eq!(s.get(&key("a", "x")), None);
         assert_eq!(s.keys(), vec![key("b", "x")]);
     }
@@ -613,7 +632,7 @@ mod tests {
         assert!(s.list().is_empty());
         s.apply(Change::Applied(k.clone(), "6".into(), V("6", 2)));
         assert_eq!(value(&s, &k), None, "an older modification, in flight");
-        s.apply(Change::Deleted(k.clone()));
+        s.apply(Change::Deleted(k.clone(), String::new()));
         assert_eq!(s.ahead_of_watch(), 0);
         s.apply(Change::Applied(k.clone(), "9".into(), V("9", 3)));
         assert_eq!(value(&s, &k), Some(3), "recreated later by someone else");
@@ -658,7 +677,7 @@ mod tests {
         let k = key("a", "x");
         s.replace_all([(k.clone(), "5".into(), V("5", 1))]);
         // We deleted version 5; someone created it again (9) before our answer.
-        s.apply(Change::Deleted(k.clone()));
+        s.apply(Change::Deleted(k.clone(), String::new()));
         s.apply(Change::Applied(k.clone(), "9".into(), V("9", 2)));
         s.delete_through(k.clone(), "5");
         assert_eq!(value(&s, &k), Some(2));
@@ -667,6 +686,32 @@ mod tests {
         s.apply(Change::Applied(k2.clone(), "5".into(), V("5", 1)));
         s.delete_through(k2.clone(), "5");
         assert_eq!(value(&s, &k2), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_to_a_write_deleted_since_does_not_resurrect_it() {
+        let s: Store<V> = Store::new();
+        let k = key("a", "x");
+        s.replace_all([(k.clone(), "5".into(), V("5", 1))]);
+        // Our update made 6; someone deleted it at 7; the watch delivered both first.
+        s.apply(Change::Applied(k.clone(), "6".into(), V("6", 2)));
+        s.apply(Change::Deleted(k.clone(), "7".into()));
+        s.write_through(k.clone(), Some(V("6", 2)));
+        assert_eq!((value(&s, &k), s.ahead_of_watch()), (None, 0));
+        // A write standing in front is superseded by a later deletion too.
+        let k2 = key("a", "y");
+        s.write_through(k2.clone(), Some(V("8", 3)));
+        s.apply(Change::Deleted(k2.clone(), "9".into()));
+        assert_eq!((value(&s, &k2), s.ahead_of_watch()), (None, 0));
+        // Re-created after the deletion: a new write of it stands as usual.
+        s.apply(Change::Applied(k.clone(), "10".into(), V("10", 4)));
+        s.write_through(k.clone(), Some(V("11", 5)));
+        assert_eq!(value(&s, &k), Some(5));
+        // Tombstones go with the writes they guard against.
+        s.apply(Change::Deleted(k.clone(), "12".into()));
+        tokio::time::sleep(AHEAD_FOR + Duration::from_secs(1)).await;
+        s.apply(Change::Applied(key("b", "z"), "13".into(), V("13", 0)));
+        assert!(s.read().gone.is_empty());
     }
 
     #[tokio::test(start_paused = true)]

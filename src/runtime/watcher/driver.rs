@@ -394,14 +394,17 @@ impl<L, P, F, H> Reflector<L, P, F, H> {
                         let version = version.to_string();
                         match (self.project)(obj) {
                             Some(p) => self.store.apply(Change::Applied(key, version, p)),
-                            None => self.store.apply(Change::Deleted(key)),
+                            None => self.store.apply(Change::Deleted(key, version)),
                         }
                     }
                 }
                 None => false,
             },
             Event::Deleted(obj) => match ObjectKey::of(obj.meta()) {
-                Some(key) => self.store.apply(Change::Deleted(key)),
+                Some(key) => {
+                    let version = obj.meta().resource_version.clone().unwrap_or_default();
+                    self.store.apply(Change::Deleted(key, version))
+                }
                 None => false,
             },
         };
