@@ -429,9 +429,24 @@ impl<P: Versioned> Store<P> {
             contents.ahead.remove(&key);
             return;
         }
+        let version = value.as_ref().map(|v| v.resource_version().to_string());
+        let value = value.map(Arc::new);
+        if let (Some(ours), Some(v)) = (&version, &value) {
+            // The cache's older version is behind our write either way: share our value
+            // in its place rather than keep both until the echo comes. With every write
+            // of a refresh answered before its echo, that was a second projection of
+            // every Secret at once.
+            let older = contents.objects.get(&key).is_some_and(|o| {
+                resource_version::compare(o.resource_version(), ours)
+                    == Some(std::cmp::Ordering::Less)
+            });
+            if older {
+                contents.objects.insert(key.clone(), Arc::clone(v));
+            }
+        }
         let ahead = Ahead {
-            version: value.as_ref().map(|v| v.resource_version().to_string()),
-            value: value.map(Arc::new),
+            version,
+            value,
             written: Instant::now(),
         };
         contents.ahead.insert(key, ahead);
@@ -715,6 +730,31 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn our_write_replaces_the_older_cached_object_instead_of_doubling_it() {
+        let s: Store<V> = Store::new();
+        let k = key("a", "x");
+        s.replace_all([(k.clone(), "5".into(), V("5", 1))]);
+        s.write_through(k.clone(), Some(V("7", 2)));
+        let cached: Vec<_> = s.snapshot().into_iter().map(|(_, v)| v.1).collect();
+        assert_eq!(cached, vec![2], "one projection, ours");
+        // An older event still in flight goes behind our write, as before.
+        s.apply(Change::Applied(k.clone(), "6".into(), V("6", 9)));
+        assert_eq!(value(&s, &k), Some(2));
+        assert!(s.settle_echo(&k, "7"));
+        assert_eq!(value(&s, &k), Some(2));
+        // Opaque versions: no order, so the cache keeps what the watch said.
+        let o = key("a", "y");
+        s.apply(Change::Applied(o.clone(), "b".into(), V("b", 1)));
+        s.write_through(o.clone(), Some(V("c", 2)));
+        let kept = s
+            .snapshot()
+            .into_iter()
+            .find(|(kk, _)| *kk == o)
+            .map(|(_, v)| v.1);
+        assert_eq!(kept, Some(1));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn opaque_versions_are_compared_for_equality_only() {
         let s: Store<V> = Store::new();
         let k = key("a", "x");
@@ -740,8 +780,11 @@ mod tests {
         let k = key("a", "x");
         s.replace_all([(k.clone(), "5".into(), V("5", 1))]);
         s.write_through(k.clone(), Some(V("7", 2)));
+        // An older event goes behind our write; then the echo of 7 never comes.
+        s.apply(Change::Applied(k.clone(), "6".into(), V("6", 3)));
+        assert_eq!(value(&s, &k), Some(2));
         tokio::time::sleep(AHEAD_FOR + Duration::from_secs(1)).await;
-        assert_eq!(value(&s, &k), Some(1));
+        assert_eq!(value(&s, &k), Some(3), "the watch's word again");
         s.apply(Change::Applied(key("b", "y"), "8".into(), V("8", 0)));
         assert_eq!(s.read().ahead.len(), 0, "expired writes are dropped");
     }
@@ -798,6 +841,10 @@ mod tests {
             !s.settle_echo(&k, "9"),
             "a write past AHEAD_FOR no longer stands"
         );
-        assert_eq!(value(&s, &k), Some(2));
+        assert_eq!(
+            value(&s, &k),
+            Some(3),
+            "the cache took our write in place of the older 7"
+        );
     }
 }
