@@ -15,10 +15,15 @@ pub(crate) fn compare(a: &str, b: &str) -> Option<Ordering> {
     Some(a.len().cmp(&b.len()).then_with(|| a.cmp(b)))
 }
 
+/// Whether `a` is known to be later than `b` (never, when either is opaque).
+pub(crate) fn later(a: &str, b: &str) -> bool {
+    compare(a, b) == Some(Ordering::Greater)
+}
+
 /// Whether the watch has shown `seen`, a version at least as recent as `ours`: equal,
 /// or later where versions compare.
 pub(crate) fn caught_up(seen: &str, ours: &str) -> bool {
-    seen == ours || compare(seen, ours) == Some(Ordering::Greater)
+    seen == ours || later(seen, ours)
 }
 
 /// A positive decimal integer without a leading zero.
@@ -58,5 +63,7 @@ mod tests {
         assert!(!caught_up("6", "7"));
         assert!(caught_up("x7", "x7"));
         assert!(!caught_up("x8", "x7"));
+        assert!(later("10", "9") && !later("9", "10") && !later("9", "9"));
+        assert!(!later("x8", "x7"));
     }
 }

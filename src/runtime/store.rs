@@ -29,7 +29,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::intern::intern;
-use crate::k8s::resource_version::{self, caught_up};
+use crate::k8s::resource_version::{caught_up, later};
 use crate::k8s::types::ObjectMeta;
 
 /// Identifies an object within one kind: namespace (`None` when cluster-scoped) and name.
@@ -412,10 +412,10 @@ impl<P: Versioned> Store<P> {
     /// delivered before our answer: the deletion is behind it, and changes nothing.
     pub(crate) fn delete_through(&self, key: ObjectKey, deleted: &str) {
         let mut contents = self.write();
-        let delivered = contents.objects.get(&key).is_none_or(|o| {
-            resource_version::compare(o.resource_version(), deleted)
-                == Some(std::cmp::Ordering::Greater)
-        });
+        let delivered = contents
+            .objects
+            .get(&key)
+            .is_none_or(|o| later(o.resource_version(), deleted));
         Self::stand_in_front(&mut contents, key, None, delivered);
     }
 
@@ -436,10 +436,10 @@ impl<P: Versioned> Store<P> {
             // in its place rather than keep both until the echo comes. With every write
             // of a refresh answered before its echo, that was a second projection of
             // every Secret at once.
-            let older = contents.objects.get(&key).is_some_and(|o| {
-                resource_version::compare(o.resource_version(), ours)
-                    == Some(std::cmp::Ordering::Less)
-            });
+            let older = contents
+                .objects
+                .get(&key)
+                .is_some_and(|o| later(ours, o.resource_version()));
             if older {
                 contents.objects.insert(key.clone(), Arc::clone(v));
             }
@@ -615,6 +615,14 @@ mod tests {
         s.get(k).map(|v| v.1)
     }
 
+    /// A synced store holding `a/x` at version 5 (value 1), and that key.
+    fn holding_5() -> (Store<V>, ObjectKey) {
+        let s = Store::new();
+        let k = key("a", "x");
+        s.replace_all([(k.clone(), "5".into(), V("5", 1))]);
+        (s, k)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn our_write_stands_in_front_until_the_watch_delivers_that_version() {
         let s: Store<V> = Store::new();
@@ -638,9 +646,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn our_delete_stands_until_the_deletion_is_delivered() {
-        let s: Store<V> = Store::new();
-        let k = key("a", "x");
-        s.replace_all([(k.clone(), "5".into(), V("5", 1))]);
+        let (s, k) = holding_5();
         s.write_through(k.clone(), None);
         assert_eq!(value(&s, &k), None);
         assert!(s.keys().is_empty());
@@ -655,9 +661,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_write_the_watch_already_delivered_or_a_relist_showed_is_not_kept() {
-        let s: Store<V> = Store::new();
-        let k = key("a", "x");
-        s.replace_all([(k.clone(), "5".into(), V("5", 1))]);
+        let (s, k) = holding_5();
         s.write_through(k.clone(), Some(V("5", 1)));
         assert_eq!(s.ahead_of_watch(), 0, "the event outran the answer");
         s.write_through(k.clone(), Some(V("7", 2)));
@@ -667,9 +671,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_answer_the_watch_has_passed_does_not_hide_the_later_change() {
-        let s: Store<V> = Store::new();
-        let k = key("a", "x");
-        s.replace_all([(k.clone(), "5".into(), V("5", 1))]);
+        let (s, k) = holding_5();
         // Our write made 6; someone edited it to 10; the watch delivered both before
         // our answer (version 6) arrived.
         s.apply(Change::Applied(k.clone(), "6".into(), V("6", 2)));
@@ -688,9 +690,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_deletion_the_watch_has_passed_does_not_hide_the_re_creation() {
-        let s: Store<V> = Store::new();
-        let k = key("a", "x");
-        s.replace_all([(k.clone(), "5".into(), V("5", 1))]);
+        let (s, k) = holding_5();
         // We deleted version 5; someone created it again (9) before our answer.
         s.apply(Change::Deleted(k.clone(), String::new()));
         s.apply(Change::Applied(k.clone(), "9".into(), V("9", 2)));
@@ -705,9 +705,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_answer_to_a_write_deleted_since_does_not_resurrect_it() {
-        let s: Store<V> = Store::new();
-        let k = key("a", "x");
-        s.replace_all([(k.clone(), "5".into(), V("5", 1))]);
+        let (s, k) = holding_5();
         // Our update made 6; someone deleted it at 7; the watch delivered both first.
         s.apply(Change::Applied(k.clone(), "6".into(), V("6", 2)));
         s.apply(Change::Deleted(k.clone(), "7".into()));
@@ -731,9 +729,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn our_write_replaces_the_older_cached_object_instead_of_doubling_it() {
-        let s: Store<V> = Store::new();
-        let k = key("a", "x");
-        s.replace_all([(k.clone(), "5".into(), V("5", 1))]);
+        let (s, k) = holding_5();
         s.write_through(k.clone(), Some(V("7", 2)));
         let cached: Vec<_> = s.snapshot().into_iter().map(|(_, v)| v.1).collect();
         assert_eq!(cached, vec![2], "one projection, ours");
@@ -776,9 +772,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_write_never_delivered_stops_standing_in_front_after_a_while() {
-        let s: Store<V> = Store::new();
-        let k = key("a", "x");
-        s.replace_all([(k.clone(), "5".into(), V("5", 1))]);
+        let (s, k) = holding_5();
         s.write_through(k.clone(), Some(V("7", 2)));
         // An older event goes behind our write; then the echo of 7 never comes.
         s.apply(Change::Applied(k.clone(), "6".into(), V("6", 3)));
@@ -821,9 +815,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_echo_of_our_write_settles_it_into_the_cache_without_a_projection() {
-        let s: Store<V> = Store::new();
-        let k = key("a", "x");
-        s.replace_all([(k.clone(), "5".into(), V("5", 1))]);
+        let (s, k) = holding_5();
         s.write_through(k.clone(), Some(V("7", 2)));
         assert!(!s.settle_echo(&k, "6"), "an older event is no echo of ours");
         assert!(!s.settle_echo(&key("a", "y"), "7"), "nor another object's");

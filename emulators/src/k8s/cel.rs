@@ -279,10 +279,7 @@ impl<'a> Evaluation<'a> {
             }
             result
         });
-        match result {
-            Ok(v) => Ok(v.as_ref()),
-            Err(e) => Err(e.clone()),
-        }
+        result.as_deref().map_err(String::clone)
     }
 }
 

@@ -336,25 +336,13 @@ impl Writer {
             .send(|| self.client.delete_with(&path, Some(&preconditions)))
             .await
         {
-            Err(e) if e.is_not_found() => {
-                self.cache.secret_deleted(
-                    &secret.namespace,
-                    &secret.name,
-                    &secret.resource_version,
-                );
-                Ok(())
-            }
-            Ok(()) => {
-                self.cache.secret_deleted(
-                    &secret.namespace,
-                    &secret.name,
-                    &secret.resource_version,
-                );
-                self.metrics.secret_written("delete");
-                Ok(())
-            }
-            Err(e) => Err(e),
+            Ok(()) => self.metrics.secret_written("delete"),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
         }
+        self.cache
+            .secret_deleted(&secret.namespace, &secret.name, &secret.resource_version);
+        Ok(())
     }
 
     /// Adds or removes our entry on a ServiceAccount. The patch tests resourceVersion, so

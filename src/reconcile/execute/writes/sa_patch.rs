@@ -3,6 +3,7 @@
 //! on the resourceVersion the edit was decided on.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use crate::reconcile::decide::plan::SaChange;
 use crate::reconcile::decide::state::SaView;
@@ -37,16 +38,25 @@ struct PullSecretRef<'a> {
     name: &'a str,
 }
 
+/// The JSON pointer of our annotation (`/` escaped as `~1`), built once.
+fn owned_pointer() -> &'static str {
+    static POINTER: OnceLock<String> = OnceLock::new();
+    POINTER.get_or_init(|| {
+        format!(
+            "/metadata/annotations/{}",
+            SA_OWNED_ANNOTATION.replace('/', "~1")
+        )
+    })
+}
+
 /// The JSON patch that makes `sa` hold `change`, guarded by a `test` on its
-/// resourceVersion. It derives our annotation's new value and JSON pointer itself, and
-/// serialises as the list of operations.
+/// resourceVersion. It derives our annotation's new value itself, and serialises as the
+/// list of operations.
 pub(super) struct SaPatch<'a> {
     sa: &'a SaView,
     change: &'a SaChange,
     /// Our annotation's new value: the entries we own, comma-joined.
     owned: String,
-    /// The JSON pointer of our annotation (`/` escaped as `~1`).
-    pointer: String,
 }
 
 impl<'a> SaPatch<'a> {
@@ -55,10 +65,6 @@ impl<'a> SaPatch<'a> {
             sa,
             change,
             owned: change.owned.join(","),
-            pointer: format!(
-                "/metadata/annotations/{}",
-                SA_OWNED_ANNOTATION.replace('/', "~1")
-            ),
         }
     }
 
@@ -91,12 +97,12 @@ impl<'a> SaPatch<'a> {
         } else if change.owned.is_empty() {
             if !sa.owned.is_empty() {
                 ops.push(SaOp::Remove {
-                    path: &self.pointer,
+                    path: owned_pointer(),
                 });
             }
         } else {
             ops.push(SaOp::Add {
-                path: &self.pointer,
+                path: owned_pointer(),
                 value: SaValue::Text(&self.owned),
             });
         }
