@@ -5,7 +5,7 @@ mod k8s_support;
 
 use std::time::Duration;
 
-use emulators::k8s::{EmulatorConfig, K8sEmulator};
+use emulators::k8s::{EmulatorConfig, K8sEmulator, WatchLag};
 use k8s_support::{admin_config, ev, Api};
 use serde_json::{json, Value};
 
@@ -284,6 +284,26 @@ async fn drop_watches_ends_every_open_stream() {
         .await;
     api.post(SECRETS, &secret("a", "x")).await;
     assert_eq!(ev(&w3.next_change().await.unwrap()), pair("ADDED", "a"));
+}
+
+/// A watch resumed from an older resourceVersion under lag is still replaying (each event
+/// waits out its lag) when the drop comes: it ends then, not after the replay.
+#[tokio::test]
+async fn drop_watches_ends_a_stream_still_replaying_under_lag() {
+    let (emu, api) = start().await;
+    let rv = emu.resource_version();
+    api.post(SECRETS, &secret("a", "x")).await;
+    emu.set_watch_lag(WatchLag {
+        fixed_ms: 3000,
+        ..WatchLag::default()
+    });
+    let mut w = api
+        .watch(&format!("{SECRETS}?watch=1&resourceVersion={rv}"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    emu.drop_watches();
+    // Ended (None), with nothing sent: the replayed event was not due yet.
+    assert!(w.next_within(Duration::from_secs(2)).await.is_none());
 }
 
 #[tokio::test]

@@ -280,10 +280,30 @@ impl Env {
         obj["metadata"]["labels"] = json!(wanted);
         self.k8s.apply("namespaces", obj).expect("valid namespace");
         if let Some(running) = &self.operator {
-            wait_until(
+            // On timeout, say whether the operator's namespace watch reached the server
+            // at all: a rare miss is then diagnosable from the log alone.
+            wait_for(
                 format!("operator cache sees namespace {name}"),
                 WAIT,
-                || running.namespace_labels(name).as_ref() == Some(&wanted),
+                || {
+                    let cached = running.namespace_labels(name);
+                    if cached.as_ref() == Some(&wanted) {
+                        return Ok(());
+                    }
+                    let watches: Vec<String> = self
+                        .k8s
+                        .requests_timed()
+                        .into_iter()
+                        .filter(|(_, r)| r.verb == "watch" && r.resource == "namespaces")
+                        .map(|(t, r)| format!("{} at {}", r.code, clock(t)))
+                        .collect();
+                    Err(format!(
+                        "cached {cached:?}; namespace watches answered: {watches:?}; \
+                     open watches {}, open connections {}",
+                        self.k8s.open_watches(),
+                        self.k8s.open_connections()
+                    ))
+                },
             )
             .await;
         }
@@ -480,4 +500,17 @@ impl Env {
             .filter(|e| e["involvedObject"]["name"] == name)
             .collect()
     }
+}
+
+/// `HH:MM:SS.mmm` UTC, as the log lines print time: to line a request up with them.
+fn clock(t: std::time::SystemTime) -> String {
+    let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let s = since.as_secs();
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        s / 3600 % 24,
+        s / 60 % 60,
+        s % 60,
+        since.subsec_millis()
+    )
 }

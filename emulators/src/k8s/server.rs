@@ -146,7 +146,13 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, mut stop: onesh
             r = listener.accept() => match r {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(serve_connection(shared.clone(), stream));
+                    // Subscribed here, not in the task: a task that first ran after a
+                    // restart's cut would have missed it and served on.
+                    let signals = Signals {
+                        cut: shared.cuts.subscribe(),
+                        freeze: shared.freezes.subscribe(),
+                    };
+                    tokio::spawn(serve_connection(shared.clone(), stream, signals));
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             },
@@ -163,13 +169,20 @@ impl Drop for OpenConnection {
     }
 }
 
-async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
+/// A connection's receivers of cuts and freezes, subscribed when it was accepted: a
+/// signal sent after that reaches it.
+struct Signals {
+    cut: watch::Receiver<u64>,
+    freeze: watch::Receiver<u64>,
+}
+
+async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, signals: Signals) {
     shared.open_connections.fetch_add(1, Ordering::SeqCst);
     let _open = OpenConnection(shared.clone());
-    let mut cut = shared.cuts.subscribe();
-    cut.mark_unchanged();
-    let mut freeze = shared.freezes.subscribe();
-    freeze.mark_unchanged();
+    let Signals {
+        mut cut,
+        mut freeze,
+    } = signals;
     let svc_shared = shared.clone();
     let svc = service_fn(move |req| handle(svc_shared.clone(), req));
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

@@ -121,7 +121,13 @@ pub(crate) async fn run_watch(
         current_rv,
     } = start;
     let mut last_rv = current_rv;
-    if !replay(&filter, &initial, &lag, &out).await {
+    // `drops` was subscribed before the watch started: a drop during a lagged replay
+    // ends the watch like any other.
+    let replayed = tokio::select! {
+        done = replay(&filter, &initial, &lag, &out) => done,
+        _ = drops.changed() => false,
+    };
+    if !replayed {
         return;
     }
     if timing.initial_events_end
@@ -132,7 +138,6 @@ pub(crate) async fn run_watch(
     {
         return;
     }
-    drops.mark_unchanged();
     let deadline = tokio::time::sleep(timing.timeout);
     tokio::pin!(deadline);
     let period = timing.bookmarks.unwrap_or(Duration::from_secs(3600));
