@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 use ecr_creds_refresher::{AwsEnv, Config, Running};
 
 use super::{
-    apply_cr, http, http_as_admin, init_logs, is_write, pull_secret_names, ready_condition,
-    wait_for, wait_until, CR_RESOURCE, OPERATOR_NAMESPACE, REGION, WAIT,
+    apply_cr, http, http_as_admin, init_logs, is_write, poll, pull_secret_names, ready_condition,
+    wait_for, wait_until, CR_RESOURCE, OPERATOR_NAMESPACE, POLL, REGION, WAIT,
 };
 
 /// Watch lag for the whole run from `ECR_TEST_WATCH_LAG_MS` (`make test` runs the
@@ -280,32 +280,29 @@ impl Env {
         obj["metadata"]["labels"] = json!(wanted);
         self.k8s.apply("namespaces", obj).expect("valid namespace");
         if let Some(running) = &self.operator {
-            // On timeout, say whether the operator's namespace watch reached the server
-            // at all: a rare miss is then diagnosable from the log alone.
-            wait_for(
-                format!("operator cache sees namespace {name}"),
-                WAIT,
-                || {
-                    let cached = running.namespace_labels(name);
-                    if cached.as_ref() == Some(&wanted) {
-                        return Ok(());
-                    }
-                    let watches: Vec<String> = self
-                        .k8s
-                        .requests_timed()
-                        .into_iter()
-                        .filter(|(_, r)| r.verb == "watch" && r.resource == "namespaces")
-                        .map(|(t, r)| format!("{} at {}", r.code, clock(t)))
-                        .collect();
-                    Err(format!(
-                        "cached {cached:?}; namespace watches answered: {watches:?}; \
-                     open watches {}, open connections {}",
-                        self.k8s.open_watches(),
-                        self.k8s.open_connections()
-                    ))
-                },
-            )
+            let seen = poll(WAIT, POLL, async || {
+                (running.namespace_labels(name).as_ref() == Some(&wanted)).then_some(())
+            })
             .await;
+            if seen.is_none() {
+                // Whether the operator's namespace watch reached the server at all, and
+                // when: a rare miss is then diagnosable from CI's log alone.
+                let watches: Vec<String> = self
+                    .k8s
+                    .requests_timed()
+                    .into_iter()
+                    .filter(|(_, r)| r.verb == "watch" && r.resource == "namespaces")
+                    .map(|(t, r)| format!("{} at {}", r.code, clock(t)))
+                    .collect();
+                panic!(
+                    "timed out after {WAIT:?} waiting for the operator's cache to see \
+                     namespace {name}; cached: {:?}; namespace watches answered: \
+                     {watches:?}; open watches {}, open connections {}",
+                    running.namespace_labels(name),
+                    self.k8s.open_watches(),
+                    self.k8s.open_connections()
+                );
+            }
         }
     }
 
