@@ -103,11 +103,11 @@ pub(crate) trait Versioned {
 /// that skipped it) cannot hide later changes for long.
 pub(crate) const AHEAD_FOR: Duration = Duration::from_secs(60);
 
-/// Our write, ahead of the watch.
+/// Our write, ahead of the watch. Its resourceVersion is the value's own
+/// ([`Contents::version_of`]): a refresh holds one of these per Secret while the echoes
+/// trail the answers, and a copy of the version beside each cost 10,000 strings.
 struct Ahead<P> {
-    /// The resourceVersion our write produced; `None` for a delete.
-    version: Option<String>,
-    /// What the object is now; `None`: deleted.
+    /// What the object is now; `None`: deleted (or it left what the cache keeps).
     value: Option<Arc<P>>,
     written: Instant,
 }
@@ -124,6 +124,10 @@ struct Contents<P> {
     /// anyway; sweeping on every event cost a pass over thousands of writes per event
     /// while a refresh's echoes trail it.
     next_sweep: Instant,
+    /// How a projection tells its resourceVersion. Set by the first write through the
+    /// store (only [`Versioned`] projections are written through), so a store never
+    /// written to needs no such bound.
+    version_of: Option<fn(&P) -> &str>,
 }
 
 /// How often `ahead` is swept of writes the watch never confirmed.
@@ -174,6 +178,7 @@ impl<P> Store<P> {
                 ahead: HashMap::new(),
                 gone: HashMap::new(),
                 next_sweep: Instant::now() + SWEEP_EVERY,
+                version_of: None,
             })),
             synced: Arc::new(synced),
         }
@@ -295,10 +300,11 @@ impl<P> Store<P> {
         // Built outside the lock; readers see either the old map or the new one.
         let mut contents = self.write();
         contents.objects = fresh_objects;
+        let version_of = contents.version_of;
         contents.ahead.retain(|key, a| {
             fresh(a)
                 && list_started.is_none_or(|t| a.written > t)
-                && match &a.version {
+                && match a.version(version_of) {
                     Some(v) => !versions.get(key).is_some_and(|seen| caught_up(seen, v)),
                     None => versions.contains_key(key),
                 }
@@ -315,7 +321,10 @@ impl<P> Store<P> {
         let mut contents = self.write();
         let echo = match change {
             Change::Applied(key, version, p) => {
-                let ahead = contents.ahead.get(&key).and_then(|a| a.version.as_deref());
+                let ahead = contents
+                    .ahead
+                    .get(&key)
+                    .and_then(|a| a.version(contents.version_of));
                 let seen = ahead == Some(version.as_str());
                 // Our very write (an echo), or a later change that supersedes it.
                 if ahead.is_some_and(|ours| caught_up(&version, ours)) {
@@ -328,7 +337,10 @@ impl<P> Store<P> {
                 seen
             }
             Change::Deleted(key, version) => {
-                let ahead = contents.ahead.get(&key).map(|a| a.version.as_deref());
+                let ahead = contents
+                    .ahead
+                    .get(&key)
+                    .map(|a| a.version(contents.version_of));
                 // Our delete (an echo), or a deletion after our write.
                 let seen = ahead == Some(None);
                 if seen
@@ -357,7 +369,7 @@ impl<P> Store<P> {
         let ours = contents
             .ahead
             .get(key)
-            .is_some_and(|a| fresh(a) && a.version.as_deref() == Some(version));
+            .is_some_and(|a| fresh(a) && a.version(contents.version_of) == Some(version));
         if !ours {
             return false;
         }
@@ -429,9 +441,9 @@ impl<P: Versioned> Store<P> {
             contents.ahead.remove(&key);
             return;
         }
-        let version = value.as_ref().map(|v| v.resource_version().to_string());
+        contents.version_of = Some(P::resource_version);
         let value = value.map(Arc::new);
-        if let (Some(ours), Some(v)) = (&version, &value) {
+        if let Some(v) = &value {
             // The cache's older version is behind our write either way: share our value
             // in its place rather than keep both until the echo comes. With every write
             // of a refresh answered before its echo, that was a second projection of
@@ -439,13 +451,12 @@ impl<P: Versioned> Store<P> {
             let older = contents
                 .objects
                 .get(&key)
-                .is_some_and(|o| later(ours, o.resource_version()));
+                .is_some_and(|o| later(v.resource_version(), o.resource_version()));
             if older {
                 contents.objects.insert(key.clone(), Arc::clone(v));
             }
         }
         let ahead = Ahead {
-            version,
             value,
             written: Instant::now(),
         };
@@ -456,6 +467,15 @@ impl<P: Versioned> Store<P> {
 /// Whether a write still stands in front of the cache.
 fn fresh<P>(a: &Ahead<P>) -> bool {
     a.written.elapsed() < AHEAD_FOR
+}
+
+// === impl Ahead ===
+
+impl<P> Ahead<P> {
+    /// The resourceVersion our write produced; `None` for a delete.
+    fn version(&self, version_of: Option<fn(&P) -> &str>) -> Option<&str> {
+        Some(version_of?(self.value.as_deref()?))
+    }
 }
 
 // === impl Contents ===
