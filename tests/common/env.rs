@@ -11,6 +11,7 @@ use base64::Engine;
 use emulators::aws::{AwsEmulator, AwsEmulatorConfig, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
 use emulators::k8s::{EmulatorConfig, K8sEmulator, RequestRecord};
 use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
 
 use ecr_creds_refresher::{AwsEnv, Config, Running};
 
@@ -292,7 +293,11 @@ impl Env {
                     .requests_timed()
                     .into_iter()
                     .filter(|(_, r)| r.verb == "watch" && r.resource == "namespaces")
-                    .map(|(t, r)| format!("{} at {}", r.code, clock(t)))
+                    .map(|(t, r)| {
+                        // RFC 3339 UTC, as the log lines print time: to line them up.
+                        let at = time::OffsetDateTime::from(t).format(&Rfc3339);
+                        format!("{} at {}", r.code, at.unwrap_or_default())
+                    })
                     .collect();
                 panic!(
                     "timed out after {WAIT:?} waiting for the operator's cache to see \
@@ -497,17 +502,4 @@ impl Env {
             .filter(|e| e["involvedObject"]["name"] == name)
             .collect()
     }
-}
-
-/// `HH:MM:SS.mmm` UTC, as the log lines print time: to line a request up with them.
-fn clock(t: std::time::SystemTime) -> String {
-    let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let s = since.as_secs();
-    format!(
-        "{:02}:{:02}:{:02}.{:03}",
-        s / 3600 % 24,
-        s / 60 % 60,
-        s % 60,
-        since.subsec_millis()
-    )
 }
