@@ -742,3 +742,29 @@ async fn continue_pages_through_a_snapshot_at_the_first_pages_resource_version()
         first["metadata"]["resourceVersion"]
     );
 }
+
+/// The server counts what crossed its sockets (the bench's traffic figures): a write of a
+/// 12 KB Secret adds at least its body to the bytes received and its whole-object answer
+/// to the bytes sent.
+#[tokio::test]
+async fn traffic_counts_every_byte_a_write_and_its_answer_carry() {
+    let (emu, api) = start().await;
+    let (received, sent) = emu.traffic_bytes();
+    let big = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "big"},
+        "data": {"k": "A".repeat(12_000)}});
+    let body_len = serde_json::to_vec(&big).unwrap().len() as u64;
+    let r = api.post(SECRETS, &big).await;
+    assert_eq!(r.code, 201);
+    let answer_len = serde_json::to_vec(&r.body).unwrap().len() as u64;
+    let (received_after, sent_after) = emu.traffic_bytes();
+    assert!(
+        received_after - received >= body_len,
+        "{received} -> {received_after}, body {body_len}"
+    );
+    assert!(
+        sent_after - sent >= answer_len,
+        "{sent} -> {sent_after}, answer {answer_len}"
+    );
+    // Headers and framing only on top: not a second copy.
+    assert!(received_after - received < 2 * body_len);
+}

@@ -83,6 +83,7 @@ mod admin;
 mod admission;
 mod body;
 mod cel;
+mod counted;
 mod discovery;
 mod dispatch;
 mod faults;
@@ -427,6 +428,16 @@ impl K8sEmulator {
     /// API requests served over HTTP/2 so far.
     pub fn http2_requests(&self) -> u64 {
         self.shared.http2_requests.load(Ordering::Relaxed)
+    }
+
+    /// Bytes (received from, sent to) clients so far, over every connection: what
+    /// crossed the sockets, TLS records and HTTP/2 frames included.
+    pub fn traffic_bytes(&self) -> (u64, u64) {
+        let t = &self.shared.traffic;
+        (
+            t.received.load(Ordering::Relaxed),
+            t.sent.load(Ordering::Relaxed),
+        )
     }
 
     /// TCP connections being served right now.

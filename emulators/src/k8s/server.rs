@@ -13,6 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{oneshot, watch};
 
+use super::counted::{Counted, Traffic};
 use super::dispatch::handle;
 use super::faults::Faults;
 use super::lag::LagControl;
@@ -70,6 +71,7 @@ impl Shared {
             restarts,
             open_connections: AtomicUsize::new(0),
             http2_requests: Default::default(),
+            traffic: Arc::new(Traffic::default()),
         });
         shared.spawn_accept(listener).await;
         let weak = Arc::downgrade(&shared);
@@ -178,6 +180,7 @@ struct Signals {
 
 async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, signals: Signals) {
     shared.open_connections.fetch_add(1, Ordering::SeqCst);
+    let stream = Counted::new(stream, shared.traffic.clone());
     let _open = OpenConnection(shared.clone());
     let Signals {
         mut cut,

@@ -80,6 +80,8 @@ pub(crate) struct Shared {
     /// API requests that came over HTTP/2 (TLS with ALPN `h2`), to show which protocol a
     /// client chose.
     pub http2_requests: AtomicU64,
+    /// Bytes received from and sent to clients, TLS records included.
+    pub(super) traffic: Arc<super::counted::Traffic>,
 }
 
 // === impl Shared ===

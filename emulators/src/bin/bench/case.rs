@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::process::Cpu;
+use super::process::{Cpu, Io};
 use super::write_phases::WritePhases;
 
 pub(crate) const REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
@@ -117,6 +117,8 @@ pub(crate) struct CaseResult {
     pub refresh_http2_requests: u64,
     pub refresh_cpu_s: f64,
     pub refresh_cpu: Cpu,
+    /// The operator's system-call traffic over the refresh.
+    pub refresh_io: Io,
     /// The refresh's Secret writes and where the operator's time for them went.
     pub refresh_writes: WritePhases,
     pub noop_reconciles_seen: u64,

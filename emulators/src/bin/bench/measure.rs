@@ -12,7 +12,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::case::{cr, cr_name, ns_name, Case, CaseResult};
-use super::process::{proc_status, Cpu};
+use super::process::{proc_status, Cpu, Io};
 use super::report::secs;
 use super::secrets::{crs_ready, earliest_refresh_at, sas_complete, SecretWatch};
 use super::traffic::{reconcile_count, settle, traffic};
@@ -209,6 +209,7 @@ async fn one_refresh(
     let ecr1 = aws.calls().ecr;
     let writes1 = WritePhases::read(op).await;
     let cpu1 = Cpu::now(op.pid);
+    let io1 = Io::now(op.pid, k8s);
     let mut first_renewed = None;
     let refreshed = poll(case.deadline(), POLL, async || {
         let (any, all) = watch.changed(k8s, &before);
@@ -225,6 +226,7 @@ async fn one_refresh(
     let cpu = Cpu::now(op.pid).since(cpu1);
     r.refresh_cpu_s = cpu.operator_s;
     r.refresh_cpu = cpu;
+    r.refresh_io = Io::now(op.pid, k8s).since(io1);
     r.refresh_writes = WritePhases::read(op).await.since(writes1);
     r.refresh_s = refreshed
         .zip(first_renewed)

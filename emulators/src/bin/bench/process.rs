@@ -167,3 +167,45 @@ impl Cpu {
         }
     }
 }
+
+/// The operator's API traffic: bytes the API server received from it and sent to it
+/// (counted on the server's sockets, TLS records and HTTP/2 frames included; the operator
+/// is its only client in a bench), and the operator's write system calls
+/// (`/proc/<pid>/io`; its reads go through `recv`, which that file does not count).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub(crate) struct Io {
+    pub to_server_bytes: u64,
+    pub from_server_bytes: u64,
+    pub write_calls: u64,
+}
+
+// === impl Io ===
+
+impl Io {
+    /// Write calls are zero when `/proc/<pid>/io` cannot be read.
+    pub(crate) fn now(pid: u32, k8s: &emulators::k8s::K8sEmulator) -> Io {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+        let write_calls = text
+            .lines()
+            .find_map(|l| l.strip_prefix("syscw:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let (to_server_bytes, from_server_bytes) = k8s.traffic_bytes();
+        Io {
+            to_server_bytes,
+            from_server_bytes,
+            write_calls,
+        }
+    }
+
+    /// What passed since `earlier`.
+    pub(crate) fn since(self, earlier: Io) -> Io {
+        Io {
+            to_server_bytes: self.to_server_bytes.saturating_sub(earlier.to_server_bytes),
+            from_server_bytes: self
+                .from_server_bytes
+                .saturating_sub(earlier.from_server_bytes),
+            write_calls: self.write_calls.saturating_sub(earlier.write_calls),
+        }
+    }
+}

@@ -60,6 +60,7 @@ pub(crate) fn print_case(r: &CaseResult) {
         w.writes,
         w.per_write_us(w.send_s)
     );
+    println!("  I/O per Secret write   {} (refresh)", io_split(r));
     println!(
         "  RSS                    after ready {} MiB, steady {} MiB (anon {} + files {}), peak {} MiB, {} threads",
         mib(r.rss_after_ready_kib),
@@ -215,8 +216,20 @@ fn write_split(r: &CaseResult) -> String {
     )
 }
 
+/// The operator's API traffic per Secret write of the refresh: every request, its answer
+/// and the watch's echo, through TLS.
+fn io_split(r: &CaseResult) -> String {
+    let (io, writes) = (&r.refresh_io, r.refresh_writes.writes.max(1) as f64);
+    format!(
+        "{:.1} KB sent, {:.1} KB received, {:.1} write calls",
+        io.to_server_bytes as f64 / writes / 1000.0,
+        io.from_server_bytes as f64 / writes / 1000.0,
+        io.write_calls as f64 / writes,
+    )
+}
+
 /// Refresh spread, CPU, memory and start-up.
-fn cost_rows() -> [Row; 8] {
+fn cost_rows() -> [Row; 9] {
     [
         Row {
             name: "Refresh: first → last Secret renewed",
@@ -234,6 +247,12 @@ fn cost_rows() -> [Row; 8] {
             name: "… per Secret write: body + parse answer + cache + rest (HTTP, kernel, watch echoes, planning) ²",
             figure: write_split,
             target: "≈ 50 µs",
+            python: "",
+        },
+        Row {
+            name: "… per Secret write: API traffic sent / received (requests; answers and watch echoes), write system calls",
+            figure: io_split,
+            target: "",
             python: "",
         },
         Row {
