@@ -138,14 +138,28 @@ impl std::fmt::Debug for Secret {
 
 /// A Secret as an answer to our write, read only for the cache: the `data` values are
 /// borrowed from the answer's bytes instead of copied (a managed Secret's is ~8.5 KB).
-/// No `Debug`: the values are credentials.
+/// The answer may be the Secret's metadata only (`PartialObjectMetadata`, when asked for
+/// and served). No `Debug`: the values are credentials.
 #[derive(Deserialize)]
 pub(crate) struct SecretAnswer<'a> {
+    #[serde(default, borrow)]
+    pub kind: Option<Text<'a>>,
     pub metadata: ObjectMeta,
     #[serde(default, rename = "type")]
     pub type_: Option<String>,
     #[serde(default, borrow)]
     pub data: BTreeMap<Text<'a>, Text<'a>>,
+}
+
+// === impl SecretAnswer ===
+
+impl SecretAnswer<'_> {
+    /// Whether the server sent the metadata only: no type, no data to read.
+    pub(crate) fn is_metadata_only(&self) -> bool {
+        self.kind
+            .as_ref()
+            .is_some_and(|k| k.0 == "PartialObjectMetadata")
+    }
 }
 
 /// A JSON string borrowed from the input where it holds no escape, else copied. (serde's

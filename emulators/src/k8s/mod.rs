@@ -41,7 +41,8 @@
 //! CEL runs without a cost budget and without Kubernetes' own CEL libraries (quantity, url,
 //! ip, authorizer...), and sees untyped JSON (except Secret data, bytes as there); admission
 //! policies' `paramKind`, object/namespace selectors and audit annotations are refused, and
-//! their `namespaceObject` is null; no Table output.
+//! their `namespaceObject` is null; no Table output; `as=PartialObjectMetadata` shapes
+//! single-object answers (gets and writes), not lists or watches.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -81,6 +82,7 @@
 
 mod admin;
 mod admission;
+mod answer_form;
 mod body;
 mod cel;
 mod counted;

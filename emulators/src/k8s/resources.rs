@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::admission::Admit;
+use super::answer_form::AnswerForm;
 use super::body::{error_response, json_response, read_json, Body};
 use super::kinds::KindSpec;
 use super::request_admission::RequestAdmission;
@@ -39,6 +40,8 @@ struct Write<'a> {
     route: &'a Route,
     target: WriteTarget,
     admit: Option<&'a dyn Admit>,
+    /// How the client asked to see the object it wrote.
+    form: AnswerForm,
 }
 
 pub(super) async fn serve_resource(
@@ -79,11 +82,15 @@ async fn serve_resource_inner(
         route: &r,
         target,
         admit: Some(&gate),
+        form: AnswerForm::from_headers(req.headers()),
     };
     match verb {
         "get" => {
             let name = r.name.as_deref().unwrap_or("");
-            Ok(json_response(200, &store.get(r.kind, ns, name)?))
+            Ok(json_response(
+                200,
+                &w.form.shape(store.get(r.kind, ns, name)?),
+            ))
         }
         "list" => serve_list(store, &r, params),
         "watch" => serve_watch(shared, &r, params),
@@ -94,15 +101,13 @@ async fn serve_resource_inner(
             }
             let (_, body) = read_json(req).await?;
             let created = store.create(r.kind, ns, body, target, w.admit)?;
-            Ok(json_response(201, &created))
+            Ok(json_response(201, &w.form.shape(created)))
         }
         "update" => {
             let name = r.name.clone().unwrap_or_default();
             let (_, body) = read_json(req).await?;
-            Ok(json_response(
-                200,
-                &store.replace(r.kind, ns, &name, body, target, w.admit)?,
-            ))
+            let replaced = store.replace(r.kind, ns, &name, body, target, w.admit)?;
+            Ok(json_response(200, &w.form.shape(replaced)))
         }
         "patch" => serve_patch(&w, req, params).await,
         "delete" => serve_delete(&w, &spec, req).await,
@@ -218,16 +223,12 @@ async fn serve_patch(
                 m.entry("name")
                     .or_insert_with(|| Value::String(name.clone()));
             }
-            return Ok(json_response(
-                201,
-                &store.create(r.kind, ns, obj, w.target, w.admit)?,
-            ));
+            let created = store.create(r.kind, ns, obj, w.target, w.admit)?;
+            return Ok(json_response(201, &w.form.shape(created)));
         }
     }
-    Ok(json_response(
-        200,
-        &store.patch(r.kind, ns, &name, (ptype, &body), w.target, w.admit)?,
-    ))
+    let patched = store.patch(r.kind, ns, &name, (ptype, &body), w.target, w.admit)?;
+    Ok(json_response(200, &w.form.shape(patched)))
 }
 
 async fn serve_delete(

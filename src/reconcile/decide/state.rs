@@ -68,37 +68,58 @@ impl ManagedSecret {
     /// Secrets' watch keeps it (`shared::SharedSecret`).
     pub(crate) fn project(secret: &Secret) -> Option<ManagedSecret> {
         let data = secret.data.get(dockerconfig::DATA_KEY).map(String::as_str);
-        Self::project_parts(&secret.metadata, secret.type_.as_deref(), data, None)
+        let type_ = secret.type_.as_deref();
+        Self::project_parts(&secret.metadata, type_, |sum| {
+            data.is_some_and(|d| dockerconfig::checksum_matches(d, sum))
+        })
     }
 
     /// The projection of our write's answer. `sent` is the data value we wrote and its
     /// checksum: an answer holding that very value is checked by comparing bytes, not by
     /// hashing them again (the value is about 8.5 KB).
+    ///
+    /// A metadata-only answer (`PartialObjectMetadata`, which our writes ask for) holds
+    /// what the write set: our create and merge patch both set this data value, so the
+    /// data is taken as `sent` and checked through the checksum annotation. Its type
+    /// cannot be read and is taken as ours (a create sets it; it is immutable). This
+    /// projection only stands in front of the watch: its echo, the whole object, replaces
+    /// it, so a webhook that changed the data, or an old Secret of another type, is seen
+    /// then.
     pub(crate) fn project_written(
         answer: &SecretAnswer<'_>,
         sent: (&str, &str),
     ) -> Option<ManagedSecret> {
+        let (value, value_sum) = sent;
+        if answer.is_metadata_only() {
+            return Self::project_parts(&answer.metadata, Some(dockerconfig::SECRET_TYPE), |sum| {
+                sum == value_sum
+            });
+        }
         let data = answer.data.get(dockerconfig::DATA_KEY).map(|d| &*d.0);
-        Self::project_parts(&answer.metadata, answer.type_.as_deref(), data, Some(sent))
+        Self::project_parts(
+            &answer.metadata,
+            answer.type_.as_deref(),
+            |sum| match data {
+                Some(d) if d == value => sum == value_sum,
+                Some(d) => dockerconfig::checksum_matches(d, sum),
+                None => false,
+            },
+        )
     }
 
+    /// `data_matches` says whether the data agrees with the checksum annotation's value.
     fn project_parts(
         meta: &ObjectMeta,
         type_: Option<&str>,
-        data: Option<&str>,
-        sent: Option<(&str, &str)>,
+        data_matches: impl FnOnce(&str) -> bool,
     ) -> Option<ManagedSecret> {
         let annotations = &meta.annotations;
         if annotations.contains_key(MERGED_HOSTS_ANNOTATION) {
             return None;
         }
-        let intact = match (data, annotations.get(CHECKSUM_ANNOTATION)) {
-            (Some(d), Some(sum)) => match sent {
-                Some((value, value_sum)) if d == value => sum == value_sum,
-                _ => dockerconfig::checksum_matches(d, sum),
-            },
-            _ => false,
-        };
+        let intact = annotations
+            .get(CHECKSUM_ANNOTATION)
+            .is_some_and(|sum| data_matches(sum));
         let owner_uid = annotations.get(OWNER_UID_ANNOTATION).map(|u| intern(u));
         Some(ManagedSecret {
             namespace: intern(meta.namespace.as_deref()?),
@@ -226,6 +247,27 @@ mod tests {
                 .unwrap()
                 .intact
         );
+    }
+
+    /// A metadata-only answer projects as the whole object holding the data we sent would:
+    /// intact only while the checksum annotation is the one we sent.
+    #[test]
+    fn a_metadata_only_answer_projects_as_the_object_holding_what_we_sent() {
+        let sent = "c2VudA==";
+        let sent_sum = dockerconfig::checksum(sent);
+        for sum in [sent_sum.clone(), "0000000000000000".to_string()] {
+            let whole = secret_json(sent, &sum);
+            let watched = ManagedSecret::project(&serde_json::from_slice(&whole).unwrap());
+            let whole: serde_json::Value = serde_json::from_slice(&whole).unwrap();
+            let partial = serde_json::to_vec(&serde_json::json!({
+                "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                "metadata": whole["metadata"]}))
+            .unwrap();
+            let answer: SecretAnswer = serde_json::from_slice(&partial).unwrap();
+            assert!(answer.is_metadata_only() && answer.data.is_empty());
+            let written = ManagedSecret::project_written(&answer, (sent, &sent_sum));
+            assert_eq!(written, watched, "checksum {sum}");
+        }
     }
 }
 
