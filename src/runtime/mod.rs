@@ -17,6 +17,7 @@
 //! sending `true` (or dropping the sender) asks them to stop, and their join handles
 //! resolve once they have (the controller after draining its reconciles in flight).
 
+pub(crate) mod compact;
 pub(crate) mod controller;
 pub(crate) mod intern;
 pub(crate) mod leader;

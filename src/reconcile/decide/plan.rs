@@ -411,7 +411,7 @@ mod tests {
         ManagedSecret {
             namespace: ns.into(),
             name: name.into(),
-            uid: format!("uid-{ns}-{name}"),
+            uid: format!("uid-{ns}-{name}").as_str().into(),
             resource_version: "5".into(),
             owner: owner.into(),
             owner_uid: Some(format!("uid-{owner}").into()),

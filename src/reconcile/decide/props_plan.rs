@@ -117,7 +117,7 @@ fn secrets() -> impl Strategy<Value = Vec<ManagedSecret>> {
                 |(ns, name, owner, owner_uid, refresh, intact, regs)| ManagedSecret {
                     namespace: ns.into(),
                     name: name.into(),
-                    uid: format!("uid-{ns}-{name}"),
+                    uid: format!("uid-{ns}-{name}").as_str().into(),
                     resource_version: "7".into(),
                     owner: owner.into(),
                     owner_uid: owner_uid.map(Arc::from),

@@ -13,6 +13,7 @@ use crate::reconcile::vocab::{
     MERGED_HOSTS_ANNOTATION, NAME_LABEL, OWNER_ANNOTATION, OWNER_UID_ANNOTATION,
     REFRESH_ANNOTATION, REGISTRIES_ANNOTATION, SA_OWNED_ANNOTATION,
 };
+use crate::runtime::compact::{ShortStr, Uid};
 use crate::runtime::intern::intern;
 
 /// Whose a managed Secret is, from a CR's point of view.
@@ -34,8 +35,8 @@ pub(crate) struct ManagedSecret {
     pub namespace: Arc<str>,
     pub name: Arc<str>,
     /// The Secret's own uid and version: preconditions of a delete.
-    pub uid: String,
-    pub resource_version: String,
+    pub uid: Uid,
+    pub resource_version: ShortStr,
     pub owner: Arc<str>,
     pub owner_uid: Option<Arc<str>>,
     pub expires_at: Option<OffsetDateTime>,
@@ -52,7 +53,7 @@ pub(crate) struct ManagedSecret {
 pub(crate) struct SaView {
     pub namespace: Arc<str>,
     pub name: Arc<str>,
-    pub resource_version: String,
+    pub resource_version: ShortStr,
     pub pull_secrets: Vec<Arc<str>>,
     /// Entries we added (from [`SA_OWNED_ANNOTATION`]).
     pub owned: Vec<Arc<str>>,
@@ -124,8 +125,8 @@ impl ManagedSecret {
         Some(ManagedSecret {
             namespace: intern(meta.namespace.as_deref()?),
             name: intern(meta.name.as_deref()?),
-            uid: meta.uid.clone().unwrap_or_default(),
-            resource_version: meta.resource_version.clone().unwrap_or_default(),
+            uid: Uid::new(meta.uid.as_deref().unwrap_or_default()),
+            resource_version: ShortStr::new(meta.resource_version.as_deref().unwrap_or_default()),
             owner: intern(annotations.get(OWNER_ANNOTATION).map_or("", String::as_str)),
             intact: intact && owner_uid.is_some() && type_ == Some(dockerconfig::SECRET_TYPE),
             owner_uid,
@@ -168,7 +169,7 @@ impl SaView {
             has_annotations: !meta.annotations.is_empty(),
             namespace: intern(meta.namespace.as_deref()?),
             name: intern(meta.name.as_deref()?),
-            resource_version: meta.resource_version.clone().unwrap_or_default(),
+            resource_version: ShortStr::new(meta.resource_version.as_deref().unwrap_or_default()),
             pull_secrets: sa
                 .image_pull_secrets
                 .iter()
@@ -287,25 +288,28 @@ mod heap_per_namespace {
     const ARC: usize = 16;
 
     /// Bytes a namespace costs, heap strings at the bench's lengths (a 10-character
-    /// namespace name with one label, a 36-character uid, 7-digit resourceVersions). Not
+    /// namespace name with one label; uids and resourceVersions are kept inline). Not
     /// counted: interned strings the whole cluster shares (Secret name, owner, registries,
     /// label keys and values, `default`), the maps' spare slots (up to about half again)
     /// and the allocator's own overhead per allocation.
     fn per_namespace() -> [(&'static str, usize); 4] {
-        let (name, uid, rv) = (10, 36, 7);
+        let name = 10;
         [
-            ("namespace name, interned once for the three caches' keys", ARC + name),
+            (
+                "namespace name, interned once for the three caches' keys",
+                ARC + name,
+            ),
             (
                 "Namespace: slot + view + name + one label",
                 SLOT + ARC + size_of::<NamespaceView>() + name + 32,
             ),
             (
-                "ServiceAccount `default`: slot + view + resourceVersion + one pull secret + one owned entry",
-                SLOT + ARC + size_of::<SaView>() + rv + 16 + 16,
+                "ServiceAccount `default`: slot + view + one pull secret + one owned entry",
+                SLOT + ARC + size_of::<SaView>() + 16 + 16,
             ),
             (
-                "managed Secret: slot + view + uid + resourceVersion",
-                SLOT + ARC + size_of::<ManagedSecret>() + uid + rv,
+                "managed Secret: slot + view (its uid and resourceVersion inline)",
+                SLOT + ARC + size_of::<ManagedSecret>(),
             ),
         ]
     }

@@ -328,8 +328,8 @@ impl Writer {
     /// or changed since (409 on the preconditions) is left for the next reconcile to judge.
     pub(crate) async fn delete_secret(&self, secret: &ManagedSecret) -> Result<(), Error> {
         let preconditions = Preconditions {
-            uid: Some(secret.uid.clone()).filter(|u| !u.is_empty()),
-            resource_version: Some(secret.resource_version.clone()).filter(|v| !v.is_empty()),
+            uid: Some(secret.uid.to_string()).filter(|u| !u.is_empty()),
+            resource_version: Some(secret.resource_version.to_string()).filter(|v| !v.is_empty()),
         };
         let path = SECRETS.object(Some(&secret.namespace), &secret.name);
         match self
