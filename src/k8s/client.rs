@@ -31,7 +31,7 @@ pub(crate) const MAX_BODY: usize = 64 * 1024 * 1024;
 const ACCEPT_JSON: &str = "application/json";
 /// A write whose answer the caller needs only the metadata of: the server sends the
 /// object as `PartialObjectMetadata` (a managed Secret's answer shrinks from ~9 KB to its
-/// ~0.6 KB of metadata). A server that cannot serves the whole object, as JSON.
+/// ~0.6 KB of metadata). A server that does not shape answers sends the whole object.
 const ACCEPT_METADATA: &str =
     "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
 

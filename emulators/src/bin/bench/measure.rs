@@ -220,6 +220,9 @@ async fn one_refresh(
     })
     .await;
     settle(k8s).await;
+    // The watch's echoes of the last writes trail them by up to the lag and a half: the
+    // operator's CPU and traffic for them belong to the refresh.
+    tokio::time::sleep(Duration::from_millis(case.lag_ms * 3 / 2 + 200)).await;
     r.refresh = traffic(k8s, case);
     r.refresh_ecr_calls = aws.calls().ecr - ecr1;
     r.refresh_http2_requests = k8s.http2_requests() - http2_before;
