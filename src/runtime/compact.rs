@@ -45,12 +45,6 @@ impl ShortStr {
     }
 }
 
-impl Default for ShortStr {
-    fn default() -> Self {
-        ShortStr::new("")
-    }
-}
-
 impl std::ops::Deref for ShortStr {
     type Target = str;
     fn deref(&self) -> &str {
@@ -61,18 +55,6 @@ impl std::ops::Deref for ShortStr {
 impl From<&str> for ShortStr {
     fn from(s: &str) -> Self {
         ShortStr::new(s)
-    }
-}
-
-impl PartialEq<str> for ShortStr {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for ShortStr {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
     }
 }
 
@@ -101,12 +83,6 @@ pub(crate) enum Uid {
 impl Uid {
     pub(crate) fn new(s: &str) -> Uid {
         parse_uuid(s).map_or_else(|| Uid::Other(ShortStr::new(s)), Uid::Uuid)
-    }
-}
-
-impl Default for Uid {
-    fn default() -> Self {
-        Uid::Other(ShortStr::default())
     }
 }
 

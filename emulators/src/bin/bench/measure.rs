@@ -156,7 +156,7 @@ async fn initial_sync(
     })
     .await;
     r.sync_complete_s = complete_at.map(|d| d.as_secs_f64());
-    settle(k8s).await;
+    settle(k8s, case).await;
     r.initial_sync = traffic(k8s, case);
     r.initial_sync_ecr_calls = aws.calls().ecr - ecr0;
     let cpu = Cpu::now(op.pid).since(cpu0);
@@ -219,10 +219,7 @@ async fn one_refresh(
         all.then(Instant::now)
     })
     .await;
-    settle(k8s).await;
-    // The watch's echoes of the last writes trail them by up to the lag and a half: the
-    // operator's CPU and traffic for them belong to the refresh.
-    tokio::time::sleep(Duration::from_millis(case.lag_ms * 3 / 2 + 200)).await;
+    settle(k8s, case).await;
     r.refresh = traffic(k8s, case);
     r.refresh_ecr_calls = aws.calls().ecr - ecr1;
     r.refresh_http2_requests = k8s.http2_requests() - http2_before;
@@ -282,7 +279,7 @@ async fn noop_reconcile(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    settle(k8s).await;
+    settle(k8s, case).await;
     r.noop_reconciles_seen = seen;
     r.noop = traffic(k8s, case);
     println!(

@@ -12,8 +12,16 @@ use super::write_phases::metrics_text;
 /// Traffic is over when the request log has not grown for this long.
 const QUIET: Duration = Duration::from_millis(600);
 
+/// Waits until the request log stops growing (bounded), then until the watch's echoes of
+/// the last writes have arrived (they trail them by up to the lag and a half): the
+/// operator's CPU, traffic and memory for them belong to the phase that wrote.
+pub(crate) async fn settle(k8s: &K8sEmulator, case: Case) {
+    settle_requests(k8s).await;
+    tokio::time::sleep(Duration::from_millis(case.lag_ms * 3 / 2 + 200)).await;
+}
+
 /// Waits until the request log stops growing (bounded).
-pub(crate) async fn settle(k8s: &K8sEmulator) {
+async fn settle_requests(k8s: &K8sEmulator) {
     let count = || k8s.request_counts().values().sum::<u64>();
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut last = count();

@@ -10,17 +10,24 @@ use emulators::k8s::{EmulatorConfig, K8sEmulator};
 
 use super::Writer;
 
-/// Hardening finding 6: deletes carried no precondition, so a Secret replaced since the
-/// cache saw it (another owner's, under the same name) was deleted. The uid precondition
-/// makes the server refuse with 409, and the replacement stays.
-#[tokio::test]
-async fn finding_6_a_delete_of_a_secret_replaced_since_it_was_seen_is_refused() {
+/// The emulated API server with namespaces `default` and `two`, and a client of it.
+async fn emulator() -> (K8sEmulator, Client) {
     let emu = K8sEmulator::start(EmulatorConfig {
         namespaces: vec!["default".into(), "two".into()],
         ..EmulatorConfig::default()
     })
     .await
     .unwrap();
+    let client = Client::new(ClientConfig::new(&emu.url()).unwrap()).unwrap();
+    (emu, client)
+}
+
+/// Hardening finding 6: deletes carried no precondition, so a Secret replaced since the
+/// cache saw it (another owner's, under the same name) was deleted. The uid precondition
+/// makes the server refuse with 409, and the replacement stays.
+#[tokio::test]
+async fn finding_6_a_delete_of_a_secret_replaced_since_it_was_seen_is_refused() {
+    let (emu, client) = emulator().await;
     let ours = json!({"apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "pull", "namespace": "two",
                      "labels": {"app.kubernetes.io/managed-by": "ecr-creds-refresher"},
@@ -28,7 +35,6 @@ async fn finding_6_a_delete_of_a_secret_replaced_since_it_was_seen_is_refused() 
         "type": "kubernetes.io/dockerconfigjson",
         "data": {".dockerconfigjson": "e30="}});
     emu.apply("secrets", ours.clone()).unwrap();
-    let client = Client::new(ClientConfig::new(&emu.url()).unwrap()).unwrap();
     let seen: Secret = client
         .get("/api/v1/namespaces/two/secrets/pull")
         .await
@@ -135,13 +141,7 @@ async fn a_secret_write_reads_back_only_metadata_and_caches_what_the_watch_would
     use crate::reconcile::decide::dockerconfig::{self, AuthEntry};
     use crate::reconcile::vocab::Owner;
 
-    let emu = K8sEmulator::start(EmulatorConfig {
-        namespaces: vec!["default".into(), "two".into()],
-        ..EmulatorConfig::default()
-    })
-    .await
-    .unwrap();
-    let client = Client::new(ClientConfig::new(&emu.url()).unwrap()).unwrap();
+    let (emu, client) = emulator().await;
     let recorded = Arc::new(Recorded::default());
     let writer = Writer::new(client.clone()).with_cache(recorded.clone());
     let owner = Owner {
